@@ -1,0 +1,167 @@
+"""Opening a database: URL rules, SQLite pragmas, migrations on first use.
+
+``open_database(url)`` is the one way in. It accepts ``sqlite:///PATH`` and
+``postgresql+psycopg://USER@HOST:PORT/DB`` (``postgresql://`` means the same),
+turns SQLite into WAL mode with foreign keys on, and brings the schema to the
+newest migration before handing the database out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+DEFAULT_URL = "sqlite:///msgrun.db"
+ENV_VAR = "MSGRUN_DB"
+
+
+class DatabaseUrlError(ValueError):
+    """The URL is not one msgrun understands (bad usage: exit 2)."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached or opened (exit 1)."""
+
+
+def resolve_url(explicit: str | None) -> str:
+    """``--db`` first, then ``MSGRUN_DB``, then ``sqlite:///msgrun.db``."""
+    return explicit or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def normalise_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise DatabaseUrlError(
+            f"{raw!r} is not a database URL; use sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST:PORT/DB"
+        ) from None
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername in ("sqlite", "sqlite+pysqlite"):
+        if not url.database or url.database == ":memory:":
+            raise DatabaseUrlError(
+                f"{raw!r} names no file; use sqlite:///PATH (an in-memory database keeps nothing)"
+            )
+        return url.set(drivername="sqlite")
+    raise DatabaseUrlError(
+        f"{raw!r}: unsupported database {url.drivername!r}; use sqlite:///PATH or "
+        "postgresql+psycopg://USER@HOST:PORT/DB"
+    )
+
+
+def describe_url(url: URL) -> str:
+    """The URL as it is safe to print: never with a password."""
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@dataclass
+class Database:
+    """An engine and its session factory, schema already current."""
+
+    engine: Engine
+    url: URL
+    sessions: sessionmaker[Session]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection in one transaction, for set-based Core statements."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    def describe(self) -> str:
+        return describe_url(self.url)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def create_database_engine(url: URL) -> Engine:
+    if url.drivername == "sqlite":
+        assert url.database is not None
+        folder = Path(url.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise DatabaseUnavailable(
+                f"cannot open {describe_url(url)}: folder {folder} does not exist"
+            )
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def open_database(raw_url: str | None = None, *, migrate: bool = True) -> Database:
+    """Open (and on first use create) the database named by ``raw_url``."""
+    url = normalise_url(resolve_url(raw_url))
+    engine = create_database_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as error:
+        engine.dispose()
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise DatabaseUnavailable(f"cannot open {describe_url(url)}: {reason}") from None
+    database = Database(engine=engine, url=url, sessions=sessionmaker(engine, expire_on_commit=False))
+    if migrate:
+        from core.storage.migrate import upgrade_to_head
+
+        with _migration_lock(database):
+            upgrade_to_head(database)
+    return database
+
+
+@contextlib.contextmanager
+def _migration_lock(database: Database) -> Iterator[None]:
+    """Keep two processes that open a new database at once from both migrating it."""
+    if database.is_sqlite:
+        assert database.url.database is not None
+        lock_path = Path(database.url.database).expanduser().resolve()
+        lock_path = lock_path.with_name(lock_path.name + ".migrate-lock")
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with database.engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(727274)"))
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(727274)"))
+            connection.commit()

@@ -1,0 +1,279 @@
+"""The stored entities of ``domain.md``, as SQLAlchemy 2 typed models.
+
+Conventions:
+- ids are the strings of the interchange file (``IdString``);
+- a preference that was not given is NULL, never a guessed value, so the
+  planner can say "unset, so the organisation's default applies";
+- instants are ``UTCDateTime`` (aware in Python, naive UTC in the database);
+- addresses are kept exactly as imported, with ``address_lower`` beside them
+  for the case-insensitive comparisons every rule makes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.storage.types import IdString, JsonValue, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Organisation(Base):
+    """The sending business. There is one per database (``id`` is always 1)."""
+
+    __tablename__ = "organisation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    timezone: Mapped[str] = mapped_column(String(64))
+    sender_verified: Mapped[bool] = mapped_column(Boolean)
+    auto_send_invoices: Mapped[bool] = mapped_column(Boolean)
+    auto_send_payment_receipts: Mapped[bool] = mapped_column(Boolean)
+    auto_send_confirmations: Mapped[bool] = mapped_column(Boolean)
+    # Only the defaults that were given: {"invoices": false, ...}.
+    default_address_preferences: Mapped[dict[str, bool]] = mapped_column(JsonValue)
+    default_contact_preferences: Mapped[dict[str, bool]] = mapped_column(JsonValue)
+
+
+class SmtpProfile(Base):
+    __tablename__ = "smtp_profile"
+
+    id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    security: Mapped[str] = mapped_column(String(16))
+    username: Mapped[str | None] = mapped_column(String(320))
+    # The name of the environment variable that holds the password: never the password.
+    password_env: Mapped[str | None] = mapped_column(String(200))
+    from_address: Mapped[str] = mapped_column(String(320))
+    from_name: Mapped[str | None] = mapped_column(String(300))
+    max_connections: Mapped[int] = mapped_column(Integer)
+    rate_per_second: Mapped[float | None] = mapped_column(Float)
+    tls_verify: Mapped[bool] = mapped_column(Boolean)
+    ca_file: Mapped[str | None] = mapped_column(Text)
+    timeout_seconds: Mapped[float] = mapped_column(Float)
+    # Written by ``msgrun smtp test``; the plan warns about a profile never tested.
+    last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
+    last_test_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BillingMethod(Base):
+    __tablename__ = "billing_method"
+
+    id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    # Day offsets from the due date on which a document is sent: [-3, 0, 7].
+    send_rule_offsets: Mapped[list[int]] = mapped_column(JsonValue)
+    # None: every status except inactive and cancelled (reasons.md rule 12).
+    service_statuses_for_sending: Mapped[list[str] | None] = mapped_column(JsonValue)
+
+
+class Customer(Base):
+    __tablename__ = "customer"
+
+    id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    cluster: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JsonValue)
+
+
+class Contact(Base):
+    __tablename__ = "contact"
+
+    id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(
+        IdString, ForeignKey("customer.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(300))
+    allow_email: Mapped[bool] = mapped_column(Boolean)
+    pref_send_invoice_reminders: Mapped[bool | None] = mapped_column(Boolean)
+    pref_send_service_reminders: Mapped[bool | None] = mapped_column(Boolean)
+    pref_email_confirmations_all_jobs: Mapped[bool | None] = mapped_column(Boolean)
+    pref_exclude_from_broadcasts: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class Address(Base):
+    """An email address of a contact, filed under a key, as imported."""
+
+    __tablename__ = "address"
+    __table_args__ = (Index("ix_address_key_contact", "key", "contact_id"),)
+
+    contact_id: Mapped[str] = mapped_column(
+        IdString, ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(400))
+    address_lower: Mapped[str] = mapped_column(String(400), index=True)
+    # Why the address is not a valid email address, or None when it is. Decided
+    # once, when the address is written (core.addresses.address_problem).
+    problem: Mapped[str | None] = mapped_column(Text)
+    pref_invoices: Mapped[bool | None] = mapped_column(Boolean)
+    pref_payment_receipts: Mapped[bool | None] = mapped_column(Boolean)
+    pref_confirmations: Mapped[bool | None] = mapped_column(Boolean)
+    pref_status_updates: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class Service(Base):
+    __tablename__ = "service"
+
+    id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(
+        IdString, ForeignKey("customer.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    allow_billing_email: Mapped[bool] = mapped_column(Boolean)
+
+
+class Document(Base):
+    __tablename__ = "document"
+    __table_args__ = (Index("ix_document_customer_kind", "customer_id", "kind"),)
+
+    id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    number: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[str] = mapped_column(IdString, ForeignKey("customer.id"))
+    service_id: Mapped[str | None] = mapped_column(IdString, ForeignKey("service.id"))
+    billing_method_id: Mapped[str | None] = mapped_column(
+        IdString, ForeignKey("billing_method.id")
+    )
+    due_date: Mapped[date | None] = mapped_column(Date)
+    amount: Mapped[str | None] = mapped_column(String(40))
+    currency: Mapped[str | None] = mapped_column(String(8))
+
+
+class Suppression(Base):
+    """An address that must not be mailed; one entry per address, whatever its case."""
+
+    __tablename__ = "suppression"
+
+    address_lower: Mapped[str] = mapped_column(String(400), primary_key=True)
+    address: Mapped[str] = mapped_column(String(400))
+    reason: Mapped[str] = mapped_column(String(32))
+    since: Mapped[date] = mapped_column(Date)
+
+
+class Definition(Base):
+    """A message definition: what to send and to whom."""
+
+    __tablename__ = "definition"
+
+    id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(32))
+    address_key: Mapped[str] = mapped_column(String(100))
+    smtp_profile_id: Mapped[str] = mapped_column(IdString, ForeignKey("smtp_profile.id"))
+    trigger_type: Mapped[str] = mapped_column(String(16))
+    trigger_cron: Mapped[str | None] = mapped_column(String(200))
+    trigger_event: Mapped[str | None] = mapped_column(String(200))
+    trigger_enabled: Mapped[bool] = mapped_column(Boolean)
+    clusters: Mapped[list[str] | None] = mapped_column(JsonValue)
+    document_statuses: Mapped[list[str] | None] = mapped_column(JsonValue)
+    # [{"attribute": "photos_available", "equals": true}, {"attribute": "x", "in": [..]}]
+    audience: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonValue)
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    dedup: Mapped[str] = mapped_column(String(16))
+    use_billing_rules: Mapped[bool] = mapped_column(Boolean)
+    template_subject: Mapped[str] = mapped_column(Text)
+    template_text: Mapped[str] = mapped_column(Text)
+    template_html: Mapped[str | None] = mapped_column(Text)
+
+
+class History(Base):
+    """An earlier send or trigger target: the dedup ledger (rules 16 and 17)."""
+
+    __tablename__ = "history"
+    __table_args__ = (
+        Index("ix_history_definition_customer", "definition_id", "customer_id"),
+        UniqueConstraint("fingerprint"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    definition_id: Mapped[str] = mapped_column(IdString, ForeignKey("definition.id"))
+    customer_id: Mapped[str] = mapped_column(IdString, ForeignKey("customer.id"))
+    address: Mapped[str | None] = mapped_column(String(400))
+    address_lower: Mapped[str | None] = mapped_column(String(400))
+    document_id: Mapped[str | None] = mapped_column(IdString, ForeignKey("document.id"))
+    offset_days: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The run that wrote it; None for imported history.
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    # The same entry imported twice is stored once (NULLs defeat a plain
+    # multi-column unique constraint, so the columns are folded into one key).
+    fingerprint: Mapped[str] = mapped_column(String(64))
+
+
+class MessageRun(Base):
+    """One execution of a definition: its audience snapshot lives in its recipients."""
+
+    __tablename__ = "message_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    definition_id: Mapped[str] = mapped_column(IdString, ForeignKey("definition.id"), index=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    planned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_by: Mapped[str | None] = mapped_column(String(200))
+    stop_requested_by: Mapped[str | None] = mapped_column(String(200))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Recipient(Base):
+    """One (customer, address, document) of a run: its decision and its delivery."""
+
+    __tablename__ = "recipient"
+    __table_args__ = (Index("ix_recipient_run_state", "run_id", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("message_run.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[str] = mapped_column(IdString)
+    contact_id: Mapped[str | None] = mapped_column(IdString)
+    address: Mapped[str | None] = mapped_column(String(400))
+    document_id: Mapped[str | None] = mapped_column(IdString)
+    label: Mapped[str | None] = mapped_column(String(100))
+    decision: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[dict[str, str]]] = mapped_column(JsonValue)
+    send_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
