@@ -134,7 +134,9 @@ def open_database(raw_url: str | None = None, *, migrate: bool = True) -> Databa
         engine.dispose()
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise DatabaseUnavailable(f"cannot open {describe_url(url)}: {reason}") from None
-    database = Database(engine=engine, url=url, sessions=sessionmaker(engine, expire_on_commit=False))
+    database = Database(
+        engine=engine, url=url, sessions=sessionmaker(engine, expire_on_commit=False)
+    )
     if migrate:
         from core.storage.migrate import upgrade_to_head
 

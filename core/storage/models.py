@@ -163,9 +163,7 @@ class Document(Base):
     status: Mapped[str] = mapped_column(String(16))
     customer_id: Mapped[str] = mapped_column(IdString, ForeignKey("customer.id"))
     service_id: Mapped[str | None] = mapped_column(IdString, ForeignKey("service.id"))
-    billing_method_id: Mapped[str | None] = mapped_column(
-        IdString, ForeignKey("billing_method.id")
-    )
+    billing_method_id: Mapped[str | None] = mapped_column(IdString, ForeignKey("billing_method.id"))
     due_date: Mapped[date | None] = mapped_column(Date)
     amount: Mapped[str | None] = mapped_column(String(40))
     currency: Mapped[str | None] = mapped_column(String(8))
@@ -258,9 +256,7 @@ class Recipient(Base):
     __table_args__ = (Index("ix_recipient_run_state", "run_id", "state"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("message_run.id", ondelete="CASCADE")
-    )
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("message_run.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     customer_id: Mapped[str] = mapped_column(IdString)
     contact_id: Mapped[str | None] = mapped_column(IdString)

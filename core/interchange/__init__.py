@@ -1,0 +1,79 @@
+"""The ``msgrun/1`` interchange format: strict reading and atomic import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.interchange.parse import ParsedFile, Progress, decode, parse_document
+from core.interchange.reader import Problem
+from core.interchange.references import check_references
+from core.interchange.write import write
+from core.storage.database import Database
+
+
+@dataclass
+class ImportOutcome:
+    """What an import did: the problems that stopped it, or what it stored."""
+
+    problems: list[Problem] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class UnreadableFile(OSError):
+    """The file could not be read at all (missing, a folder, no permission)."""
+
+
+def read_file(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UnreadableFile(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UnreadableFile(f"{path}: is a folder, not a file") from None
+    except OSError as error:
+        raise UnreadableFile(f"{path}: cannot be read ({error.strerror})") from None
+
+
+def check_text(
+    text: str | bytes, progress: Progress | None = None
+) -> tuple[ParsedFile, list[Problem]]:
+    """Everything the file alone can tell (no database)."""
+    document, problems = decode(text)
+    if problems:
+        return ParsedFile(), problems
+    return parse_document(document, progress)
+
+
+def import_text(
+    database: Database, text: str | bytes, progress: Progress | None = None
+) -> ImportOutcome:
+    """Check a whole file and store it in one transaction, or store nothing."""
+    parsed, problems = check_text(text, progress)
+    if parsed is None:
+        return ImportOutcome(problems=problems)
+    with database.connect() as connection:
+        problems = problems + check_references(connection, parsed)
+        if problems:
+            connection.rollback()
+            return ImportOutcome(problems=sorted_problems(problems))
+        write(connection, parsed, progress)
+    return ImportOutcome(counts=parsed.counts())
+
+
+def sorted_problems(problems: list[Problem]) -> list[Problem]:
+    """In file order where paths allow it; the same problem once."""
+    seen: set[Problem] = set()
+    unique = []
+    for problem in problems:
+        if problem not in seen:
+            seen.add(problem)
+            unique.append(problem)
+    return unique
+
+
+__all__ = ["ImportOutcome", "Problem", "UnreadableFile", "check_text", "import_text", "read_file"]

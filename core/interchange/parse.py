@@ -1,0 +1,476 @@
+"""From the text of a ``msgrun/1`` file to rows ready to store, or every problem in it.
+
+``parse_document`` checks what the file alone can tell: JSON syntax, the
+format, unknown keys, required fields, types, enums, dates, timestamps,
+timezones, times of day, cron expressions, template syntax and duplicate ids.
+References to stored data are checked by ``references.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from core.addresses import address_problem, fold
+from core.interchange.reader import MISSING, Problem, Reader, object_pairs
+from core.templating import template_problem
+from core.vocabulary import (
+    ADDRESS_PREFERENCES,
+    CONTACT_PREFERENCES,
+    DEDUP_POLICIES,
+    DEFINITION_KINDS,
+    DOCUMENT_KINDS,
+    DOCUMENT_STATUSES,
+    FORMAT,
+    SECURITY_MODES,
+    SERVICE_STATUSES,
+    SUPPRESSION_REASONS,
+    TRIGGER_TYPES,
+)
+
+Progress = Callable[[str, int, int], None]
+
+ORGANISATION_ID = 1
+
+
+@dataclass
+class Row:
+    """One row to store, with the JSON path it came from (for error messages)."""
+
+    path: str
+    values: dict[str, Any]
+
+
+@dataclass
+class ParsedFile:
+    organisation: dict[str, Any] | None = None
+    smtp_profiles: list[Row] = field(default_factory=list)
+    billing_methods: list[Row] = field(default_factory=list)
+    customers: list[Row] = field(default_factory=list)
+    contacts: list[Row] = field(default_factory=list)
+    addresses: list[Row] = field(default_factory=list)
+    services: list[Row] = field(default_factory=list)
+    documents: list[Row] = field(default_factory=list)
+    suppressions: list[Row] = field(default_factory=list)
+    definitions: list[Row] = field(default_factory=list)
+    history: list[Row] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "smtp_profiles": len(self.smtp_profiles),
+            "billing_methods": len(self.billing_methods),
+            "customers": len(self.customers),
+            "contacts": len(self.contacts),
+            "addresses": len(self.addresses),
+            "services": len(self.services),
+            "documents": len(self.documents),
+            "suppressions": len(self.suppressions),
+            "definitions": len(self.definitions),
+            "history": len(self.history),
+        }
+
+
+class IdRegistry:
+    """Reports an id given twice in the file, naming where it was first."""
+
+    def __init__(self, problems: list[Problem], noun: str) -> None:
+        self.problems = problems
+        self.noun = noun
+        self.first: dict[str, str] = {}
+
+    def add(self, ident: str | None, path: str) -> None:
+        if ident is None:
+            return
+        earlier = self.first.setdefault(ident, path)
+        if earlier != path:
+            self.problems.append(
+                Problem(path, f"duplicate {self.noun} id {ident!r} (also at {earlier})")
+            )
+
+
+def decode(text: str | bytes) -> tuple[Any, list[Problem]]:
+    """Parse JSON, turning a syntax error into a problem with line and column."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return None, [Problem("", f"not UTF-8 text: byte {error.start} cannot be decoded")]
+    try:
+        return json.loads(text, object_pairs_hook=object_pairs), []
+    except json.JSONDecodeError as error:
+        return None, [
+            Problem("", f"not JSON: {error.msg} at line {error.lineno}, column {error.colno}")
+        ]
+
+
+def parse_document(
+    document: Any, progress: Progress | None = None
+) -> tuple[ParsedFile, list[Problem]]:
+    problems: list[Problem] = []
+    parsed = ParsedFile()
+    top = Reader(problems, "", document)
+    if not top.ok:
+        return parsed, problems
+    fmt = top.raw("format", required=True)
+    if fmt is not MISSING and fmt != FORMAT:
+        top.problem("format", f"{fmt!r} is not a format msgrun reads; expected {FORMAT!r}")
+
+    organisation = top.sub("organisation", required=True)
+    if organisation is not None:
+        parsed.organisation = _organisation(organisation)
+
+    ids = {
+        name: IdRegistry(problems, noun)
+        for name, noun in (
+            ("smtp", "SMTP profile"),
+            ("billing", "billing method"),
+            ("customer", "customer"),
+            ("contact", "contact"),
+            ("service", "service"),
+            ("document", "document"),
+            ("definition", "definition"),
+            ("suppression", "suppression address"),
+        )
+    }
+    for path, value in top.items("smtp_profiles"):
+        row = _smtp_profile(Reader(problems, path, value))
+        ids["smtp"].add(row.get("id"), path)
+        parsed.smtp_profiles.append(Row(path, row))
+    for path, value in top.items("billing_methods"):
+        row = _billing_method(Reader(problems, path, value))
+        ids["billing"].add(row.get("id"), path)
+        parsed.billing_methods.append(Row(path, row))
+
+    customers = top.items("customers")
+    for done, (path, value) in enumerate(customers, start=1):
+        _customer(Reader(problems, path, value), parsed, ids)
+        if progress is not None and done % 2000 == 0:
+            progress("checking customers", done, len(customers))
+    if progress is not None and customers:
+        progress("checking customers", len(customers), len(customers))
+
+    for path, value in top.items("documents"):
+        row = _document(Reader(problems, path, value))
+        ids["document"].add(row.get("id"), path)
+        parsed.documents.append(Row(path, row))
+    for path, value in top.items("suppressions"):
+        row = _suppression(Reader(problems, path, value))
+        ids["suppression"].add(row.get("address_lower"), path)
+        parsed.suppressions.append(Row(path, row))
+    for path, value in top.items("definitions"):
+        row = _definition(Reader(problems, path, value))
+        ids["definition"].add(row.get("id"), path)
+        parsed.definitions.append(Row(path, row))
+    for path, value in top.items("history"):
+        parsed.history.append(Row(path, _history(Reader(problems, path, value))))
+    top.finish()
+    return parsed, problems
+
+
+def _organisation(r: Reader) -> dict[str, Any]:
+    outbound = r.flags(
+        "outbound", ("auto_send_invoices", "auto_send_payment_receipts", "auto_send_confirmations")
+    )
+    row = {
+        "id": ORGANISATION_ID,
+        "name": r.text("name", required=True, max_length=300),
+        "timezone": r.timezone("timezone", required=True),
+        "sender_verified": r.boolean("sender_verified", required=True),
+        # An absent toggle means on.
+        "auto_send_invoices": outbound.get("auto_send_invoices", True),
+        "auto_send_payment_receipts": outbound.get("auto_send_payment_receipts", True),
+        "auto_send_confirmations": outbound.get("auto_send_confirmations", True),
+        "default_address_preferences": r.flags("default_address_preferences", ADDRESS_PREFERENCES),
+        "default_contact_preferences": r.flags("default_contact_preferences", CONTACT_PREFERENCES),
+    }
+    r.finish()
+    return row
+
+
+def _smtp_profile(r: Reader) -> dict[str, Any]:
+    from_address = r.text("from_address", required=True, max_length=320)
+    if from_address is not None and (problem := address_problem(from_address)) is not None:
+        r.problem("from_address", f"{from_address!r} is not a valid email address: {problem}")
+    username = r.text("username", max_length=320)
+    password_env = r.text("password_env", max_length=200)
+    if (username is None) != (password_env is None) and r.ok:
+        given, other = (
+            ("username", "password_env")
+            if username is not None
+            else (
+                "password_env",
+                "username",
+            )
+        )
+        r.problem(other, f"required when {given} is given (they go together)")
+    row = {
+        "id": r.ident("id"),
+        "host": r.text("host", required=True, max_length=255),
+        "port": r.integer("port", required=True, low=1, high=65535),
+        "security": r.choice("security", SECURITY_MODES, required=True),
+        "username": username,
+        "password_env": password_env,
+        "from_address": from_address,
+        "from_name": r.text("from_name", max_length=300),
+        "max_connections": r.integer("max_connections", low=1, high=1000, default=4),
+        "rate_per_second": r.number("rate_per_second", positive=True),
+        "tls_verify": r.boolean("tls_verify", default=True),
+        "ca_file": r.text("ca_file"),
+        "timeout_seconds": r.number("timeout_seconds", positive=True, default=30.0),
+    }
+    r.finish()
+    return row
+
+
+def _billing_method(r: Reader) -> dict[str, Any]:
+    offsets: list[int] = []
+    for path, value in r.items("send_rules"):
+        rule = Reader(r.problems, path, value)
+        offset = rule.integer("offset_days", required=True, low=-3650, high=3650)
+        if offset is not None:
+            offsets.append(offset)
+        rule.finish()
+    row = {
+        "id": r.ident("id"),
+        "name": r.text("name", required=True, max_length=300),
+        "send_rule_offsets": offsets,
+        "service_statuses_for_sending": r.choices("service_statuses_for_sending", SERVICE_STATUSES),
+    }
+    r.finish()
+    return row
+
+
+def _customer(r: Reader, parsed: ParsedFile, ids: dict[str, IdRegistry]) -> None:
+    customer_id = r.ident("id")
+    attributes = r.raw("attributes", required=False)
+    if attributes is not None and attributes is not MISSING and not isinstance(attributes, dict):
+        r.problem("attributes", "expected an object")
+        attributes = None
+    row = {
+        "id": customer_id,
+        "name": r.text("name", required=True, max_length=300),
+        "cluster": r.text("cluster", max_length=200),
+        "timezone": r.timezone("timezone"),
+        "attributes": dict(attributes) if isinstance(attributes, dict) else {},
+    }
+    ids["customer"].add(customer_id, r.path)
+    parsed.customers.append(Row(r.path, row))
+    for position, (path, value) in enumerate(r.items("contacts")):
+        _contact(Reader(r.problems, path, value), customer_id, position, parsed, ids)
+    for path, value in r.items("services"):
+        service = Reader(r.problems, path, value)
+        service_id = service.ident("id")
+        service_row = {
+            "id": service_id,
+            "customer_id": customer_id,
+            "status": service.choice("status", SERVICE_STATUSES, required=True),
+            "allow_billing_email": service.boolean("allow_billing_email", required=True),
+        }
+        service.finish()
+        ids["service"].add(service_id, path)
+        parsed.services.append(Row(path, service_row))
+    r.finish()
+
+
+def _contact(
+    r: Reader,
+    customer_id: str | None,
+    position: int,
+    parsed: ParsedFile,
+    ids: dict[str, IdRegistry],
+) -> None:
+    contact_id = r.ident("id")
+    preferences = r.flags("preferences", CONTACT_PREFERENCES)
+    row: dict[str, Any] = {
+        "id": contact_id,
+        "customer_id": customer_id,
+        "position": position,
+        "name": r.text("name", required=True, max_length=300),
+        "allow_email": r.boolean("allow_email", required=True),
+    }
+    for name in CONTACT_PREFERENCES:
+        row[f"pref_{name}"] = preferences.get(name)
+    ids["contact"].add(contact_id, r.path)
+    parsed.contacts.append(Row(r.path, row))
+    for index, (path, value) in enumerate(r.items("addresses")):
+        address = Reader(r.problems, path, value)
+        text = address.text("address", required=True, max_length=400)
+        address_preferences = address.flags("preferences", ADDRESS_PREFERENCES)
+        address_row: dict[str, Any] = {
+            "contact_id": contact_id,
+            "position": index,
+            "key": address.text("key", required=True, max_length=100),
+            "address": text,
+            "address_lower": fold(text) if text is not None else None,
+            # An invalid address is data, not an import error: the planner
+            # excludes it with `invalid_address` and says why.
+            "problem": address_problem(text) if text is not None else None,
+        }
+        for name in ADDRESS_PREFERENCES:
+            address_row[f"pref_{name}"] = address_preferences.get(name)
+        address.finish()
+        parsed.addresses.append(Row(path, address_row))
+    r.finish()
+
+
+def _document(r: Reader) -> dict[str, Any]:
+    amount = r.text("amount", max_length=40)
+    if amount is not None and not _is_decimal(amount):
+        r.problem("amount", f'{amount!r} is not a decimal amount such as "129.90"')
+    currency = r.text("currency", max_length=8)
+    if currency is not None and not (
+        len(currency) == 3 and currency.isalpha() and currency.isupper()
+    ):
+        r.problem("currency", f'{currency!r} is not an ISO 4217 code such as "EUR"')
+    row = {
+        "id": r.ident("id"),
+        "kind": r.choice("kind", DOCUMENT_KINDS, required=True),
+        "number": r.text("number", max_length=100),
+        "status": r.choice("status", DOCUMENT_STATUSES, required=True),
+        "customer_id": r.ident("customer"),
+        "service_id": r.ident("service", required=False),
+        "billing_method_id": r.ident("billing_method", required=False),
+        "due_date": r.day("due_date"),
+        "amount": amount,
+        "currency": currency,
+    }
+    r.finish()
+    return row
+
+
+def _is_currency(text: str) -> bool:
+    return len(text) == 3 and text.isascii() and text.isalpha() and text.isupper()
+
+
+def _is_decimal(text: str) -> bool:
+    body = text[1:] if text[:1] == "-" else text
+    whole, _, fraction = body.partition(".")
+    return whole.isdigit() and (fraction == "" or fraction.isdigit()) and "." not in fraction
+
+
+def _suppression(r: Reader) -> dict[str, Any]:
+    address = r.text("address", required=True, max_length=400)
+    row = {
+        "address_lower": fold(address) if address is not None else None,
+        "address": address,
+        "reason": r.choice("reason", SUPPRESSION_REASONS, required=True),
+        "since": r.day("since", required=True),
+    }
+    r.finish()
+    return row
+
+
+def _definition(r: Reader) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": r.ident("id"),
+        "name": r.text("name", required=True, max_length=300),
+        "kind": r.choice("kind", DEFINITION_KINDS, required=True),
+        "address_key": r.text("address_key", required=True, max_length=100),
+        "smtp_profile_id": r.ident("smtp_profile"),
+        "clusters": r.strings("clusters"),
+        "document_statuses": r.choices("document_statuses", DOCUMENT_STATUSES),
+        "dedup": r.choice("dedup", DEDUP_POLICIES, required=True),
+        "use_billing_rules": r.boolean("use_billing_rules", default=False),
+        "trigger_type": None,
+        "trigger_cron": None,
+        "trigger_event": None,
+        "trigger_enabled": True,
+        "audience": None,
+        "quiet_start": None,
+        "quiet_end": None,
+        "template_subject": None,
+        "template_text": None,
+        "template_html": None,
+    }
+    trigger = r.sub("trigger", required=True)
+    if trigger is not None:
+        kind = trigger.choice("type", TRIGGER_TYPES, required=True)
+        row["trigger_type"] = kind
+        row["trigger_enabled"] = trigger.boolean("enabled", default=True)
+        if kind == "routine":
+            row["trigger_cron"] = trigger.cron("cron", required=True)
+        elif kind == "event":
+            row["trigger_event"] = trigger.text("event", required=True, max_length=200)
+        trigger.finish()
+
+    audience: list[dict[str, Any]] = []
+    for path, value in r.items("audience"):
+        clause = Reader(r.problems, path, value)
+        attribute = clause.text("attribute", required=True, max_length=200)
+        equals = clause.raw("equals", required=False)
+        one_of = clause.raw("in", required=False)
+        has_equals, has_in = equals is not MISSING, one_of is not MISSING
+        if has_equals == has_in and clause.ok:
+            clause.problem("", 'needs exactly one of "equals" or "in"')
+        elif has_equals and not _is_scalar(equals):
+            clause.problem("equals", "expected a string, number or boolean")
+        elif has_in and (not isinstance(one_of, list) or not all(_is_scalar(v) for v in one_of)):
+            clause.problem("in", "expected a list of strings, numbers or booleans")
+        elif attribute is not None:
+            audience.append(
+                {"attribute": attribute, "equals": equals}
+                if has_equals
+                else {"attribute": attribute, "in": list(one_of)}
+            )
+        clause.finish()
+    if r.obj.get("audience") is not None:
+        row["audience"] = audience
+
+    quiet = r.sub("quiet_hours", required=False)
+    if quiet is not None:
+        row["quiet_start"] = quiet.time_of_day("start", required=True)
+        row["quiet_end"] = quiet.time_of_day("end", required=True)
+        quiet.finish()
+
+    template = r.sub("template", required=True)
+    if template is not None:
+        for key in ("subject", "text", "html"):
+            source = template.text(key, required=key != "html", max_length=1_000_000)
+            if source is not None and (problem := template_problem(source)) is not None:
+                template.problem(key, problem)
+            row[f"template_{key}"] = source
+        template.finish()
+    r.finish()
+    return row
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _history(r: Reader) -> dict[str, Any]:
+    address = r.text("address", max_length=400)
+    row = {
+        "definition_id": r.ident("definition"),
+        "customer_id": r.ident("customer"),
+        "address": address,
+        "address_lower": fold(address) if address is not None else None,
+        "document_id": r.ident("document", required=False),
+        "offset_days": r.integer("offset_days", low=-3650, high=3650),
+        "at": r.instant("at", required=True),
+        "run_id": None,
+    }
+    row["fingerprint"] = history_fingerprint(row)
+    r.finish()
+    return row
+
+
+def history_fingerprint(row: dict[str, Any]) -> str:
+    """One key per distinct send, so the same entry imported twice is stored once."""
+    at = row["at"]
+    key = json.dumps(
+        [
+            row["definition_id"],
+            row["customer_id"],
+            row["address_lower"],
+            row["document_id"],
+            row["offset_days"],
+            at.astimezone(UTC).isoformat() if at is not None else None,
+            row.get("run_id"),
+        ]
+    )
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,120 @@
+"""The facts a plan is decided from, loaded in a few set-based queries.
+
+Plain slotted records: the planner reads them millions of times, so they
+carry exactly what the rules need and nothing that would make a row an ORM
+object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from core.planner.quiet_hours import QuietHours
+
+
+@dataclass(slots=True, frozen=True)
+class OrganisationFacts:
+    name: str
+    timezone: str
+    sender_verified: bool
+    toggles: dict[str, bool]
+    default_address_preferences: dict[str, bool]
+    default_contact_preferences: dict[str, bool]
+
+
+@dataclass(slots=True, frozen=True)
+class DefinitionFacts:
+    id: str
+    name: str
+    kind: str
+    document_kind: str | None
+    address_key: str
+    smtp_profile_id: str
+    trigger_type: str
+    trigger_cron: str | None
+    trigger_event: str | None
+    trigger_enabled: bool
+    clusters: tuple[str, ...] | None
+    document_statuses: tuple[str, ...] | None
+    audience: tuple[dict[str, Any], ...] | None
+    quiet_hours: QuietHours | None
+    dedup: str
+    use_billing_rules: bool
+
+
+@dataclass(slots=True, frozen=True)
+class ProfileFacts:
+    id: str
+    password_env: str | None
+    last_test_ok_at: datetime | None
+
+
+@dataclass(slots=True, frozen=True)
+class MethodFacts:
+    id: str
+    name: str
+    offsets: tuple[int, ...]
+    statuses: tuple[str, ...] | None
+
+
+@dataclass(slots=True, frozen=True)
+class SuppressionFacts:
+    address: str
+    reason: str
+    since: date
+
+
+@dataclass(slots=True, frozen=True)
+class HistoryFacts:
+    customer_id: str
+    address_lower: str | None
+    document_id: str | None
+    offset_days: int | None
+    at: datetime
+    run_id: int | None
+
+
+@dataclass(slots=True, frozen=True)
+class CustomerFacts:
+    id: str
+    name: str
+    cluster: str | None
+    timezone: str | None
+    attributes: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class AddressFacts:
+    """An address under the definition's key, with its contact."""
+
+    customer_id: str
+    contact_id: str
+    contact_name: str
+    allow_email: bool
+    # The one contact and one address preference this definition's kind needs
+    # (None: unset, or the kind needs none).
+    contact_preference: bool | None
+    address: str
+    address_lower: str
+    problem: str | None
+    address_preference: bool | None
+
+
+@dataclass(slots=True, frozen=True)
+class ServiceFacts:
+    id: str
+    status: str
+    allow_billing_email: bool
+
+
+@dataclass(slots=True, frozen=True)
+class DocumentFacts:
+    id: str
+    customer_id: str
+    number: str | None
+    status: str
+    service_id: str | None
+    billing_method_id: str | None
+    due_date: date | None

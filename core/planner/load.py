@@ -1,0 +1,353 @@
+"""Loading what a plan needs: a handful of set-based queries, never one per candidate.
+
+The fixed inputs (organisation, definition, billing methods, suppressions, the
+definition's history) are read once. Customers are then read in pages by id
+range; for each page one query each brings its addresses under the key (with
+their contacts), its documents of the kind and its services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Table, literal, null, select
+
+from core.planner.facts import (
+    AddressFacts,
+    CustomerFacts,
+    DefinitionFacts,
+    DocumentFacts,
+    HistoryFacts,
+    MethodFacts,
+    OrganisationFacts,
+    ProfileFacts,
+    ServiceFacts,
+    SuppressionFacts,
+)
+from core.planner.quiet_hours import QuietHours
+from core.storage.models import (
+    Address,
+    BillingMethod,
+    Contact,
+    Customer,
+    Definition,
+    Document,
+    History,
+    Organisation,
+    Service,
+    SmtpProfile,
+    Suppression,
+)
+from core.vocabulary import ADDRESS_PREFERENCE_OF, CONTACT_PREFERENCE_OF, DOCUMENT_KIND_OF
+
+PAGE = 2000
+
+
+class PlanningError(LookupError):
+    """A plan cannot be made: unknown definition or customer, or nothing imported yet."""
+
+
+def table(model: type[Any]) -> Table:
+    result: Table = model.__table__
+    return result
+
+
+def load_organisation(connection: Connection) -> OrganisationFacts:
+    row = connection.execute(select(table(Organisation))).first()
+    if row is None:
+        raise PlanningError(
+            "the database has no organisation yet: import an interchange file first "
+            "(msgrun import FILE)"
+        )
+    return OrganisationFacts(
+        name=row.name,
+        timezone=row.timezone,
+        sender_verified=row.sender_verified,
+        toggles={
+            "auto_send_invoices": row.auto_send_invoices,
+            "auto_send_payment_receipts": row.auto_send_payment_receipts,
+            "auto_send_confirmations": row.auto_send_confirmations,
+        },
+        default_address_preferences=dict(row.default_address_preferences or {}),
+        default_contact_preferences=dict(row.default_contact_preferences or {}),
+    )
+
+
+def definition_facts(row: Any) -> DefinitionFacts:
+    quiet = None
+    if row.quiet_start is not None and row.quiet_end is not None:
+        quiet = QuietHours.parse(row.quiet_start, row.quiet_end)
+    return DefinitionFacts(
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        document_kind=DOCUMENT_KIND_OF[row.kind],
+        address_key=row.address_key,
+        smtp_profile_id=row.smtp_profile_id,
+        trigger_type=row.trigger_type,
+        trigger_cron=row.trigger_cron,
+        trigger_event=row.trigger_event,
+        trigger_enabled=row.trigger_enabled,
+        clusters=tuple(row.clusters) if row.clusters is not None else None,
+        document_statuses=(
+            tuple(row.document_statuses) if row.document_statuses is not None else None
+        ),
+        audience=tuple(row.audience) if row.audience is not None else None,
+        quiet_hours=quiet,
+        dedup=row.dedup,
+        use_billing_rules=row.use_billing_rules,
+    )
+
+
+def load_definition(connection: Connection, definition_id: str) -> DefinitionFacts:
+    definitions = table(Definition)
+    row = connection.execute(select(definitions).where(definitions.c.id == definition_id)).first()
+    if row is None:
+        known = connection.execute(select(definitions.c.id).order_by(definitions.c.id)).scalars()
+        names = ", ".join(known) or "none yet"
+        raise PlanningError(f"unknown definition {definition_id!r} (definitions: {names})")
+    return definition_facts(row)
+
+
+def load_definitions(connection: Connection) -> list[DefinitionFacts]:
+    definitions = table(Definition)
+    rows = connection.execute(select(definitions).order_by(definitions.c.id))
+    return [definition_facts(row) for row in rows]
+
+
+def load_profile(connection: Connection, profile_id: str) -> ProfileFacts:
+    profiles = table(SmtpProfile)
+    row = connection.execute(
+        select(profiles.c.id, profiles.c.password_env, profiles.c.last_test_ok_at).where(
+            profiles.c.id == profile_id
+        )
+    ).one()
+    return ProfileFacts(
+        id=row.id, password_env=row.password_env, last_test_ok_at=row.last_test_ok_at
+    )
+
+
+def load_methods(connection: Connection) -> dict[str, MethodFacts]:
+    methods = table(BillingMethod)
+    return {
+        row.id: MethodFacts(
+            id=row.id,
+            name=row.name,
+            offsets=tuple(row.send_rule_offsets or ()),
+            statuses=(
+                tuple(row.service_statuses_for_sending)
+                if row.service_statuses_for_sending is not None
+                else None
+            ),
+        )
+        for row in connection.execute(select(methods))
+    }
+
+
+def load_suppressions(connection: Connection) -> dict[str, SuppressionFacts]:
+    suppressions = table(Suppression)
+    return {
+        row.address_lower: SuppressionFacts(address=row.address, reason=row.reason, since=row.since)
+        for row in connection.execute(select(suppressions))
+    }
+
+
+def load_history(
+    connection: Connection, definition_id: str, customer_ids: Sequence[str] | None = None
+) -> list[HistoryFacts]:
+    """The definition's history, newest first."""
+    history = table(History)
+    query = select(
+        history.c.customer_id,
+        history.c.address_lower,
+        history.c.document_id,
+        history.c.offset_days,
+        history.c.at,
+        history.c.run_id,
+    ).where(history.c.definition_id == definition_id)
+    if customer_ids is not None:
+        query = query.where(history.c.customer_id.in_(list(customer_ids)))
+    query = query.order_by(history.c.at.desc(), history.c.id.desc())
+    return [
+        HistoryFacts(
+            customer_id=row.customer_id,
+            address_lower=row.address_lower,
+            document_id=row.document_id,
+            offset_days=row.offset_days,
+            at=row.at,
+            run_id=row.run_id,
+        )
+        for row in connection.execute(query)
+    ]
+
+
+@dataclass
+class Page:
+    """One page of customers and everything of theirs the plan needs."""
+
+    customers: list[CustomerFacts]
+    addresses: dict[str, list[AddressFacts]]
+    documents: dict[str, list[DocumentFacts]]
+    services: dict[str, ServiceFacts]
+
+
+def iter_pages(
+    connection: Connection,
+    definition: DefinitionFacts,
+    only: Sequence[str] | None = None,
+    page_size: int = PAGE,
+) -> Iterator[Page]:
+    """Customers in id order, a page at a time, with their addresses, documents, services."""
+    customer = table(Customer)
+    attributes: ColumnElement[Any] = (
+        customer.c.attributes if definition.audience else null().label("attributes")
+    )
+    columns = (customer.c.id, customer.c.name, customer.c.cluster, customer.c.timezone, attributes)
+    after: str | None = None
+    while True:
+        query = select(*columns).order_by(customer.c.id)
+        if only is not None:
+            query = query.where(customer.c.id.in_(list(only)))
+        else:
+            if after is not None:
+                query = query.where(customer.c.id > after)
+            query = query.limit(page_size)
+        customers = [
+            CustomerFacts(
+                id=row.id,
+                name=row.name,
+                cluster=row.cluster,
+                timezone=row.timezone,
+                attributes=row.attributes or {},
+            )
+            for row in connection.execute(query)
+        ]
+        if not customers:
+            return
+        low, high = customers[0].id, customers[-1].id
+        yield Page(
+            customers=customers,
+            addresses=_addresses(connection, definition, low, high),
+            documents=_documents(connection, definition, low, high),
+            services=_services(connection, definition, low, high),
+        )
+        if only is not None or len(customers) < page_size:
+            return
+        after = high
+
+
+def _addresses(
+    connection: Connection, definition: DefinitionFacts, low: str, high: str
+) -> dict[str, list[AddressFacts]]:
+    contact, address = table(Contact), table(Address)
+    contact_preference = CONTACT_PREFERENCE_OF.get(definition.kind)
+    address_preference = ADDRESS_PREFERENCE_OF.get(definition.kind)
+    query = (
+        select(
+            contact.c.customer_id,
+            contact.c.id,
+            contact.c.name,
+            contact.c.allow_email,
+            (
+                contact.c[f"pref_{contact_preference}"]
+                if contact_preference
+                else literal(None).label("contact_preference")
+            ),
+            address.c.address,
+            address.c.address_lower,
+            address.c.problem,
+            (
+                address.c[f"pref_{address_preference}"]
+                if address_preference
+                else literal(None).label("address_preference")
+            ),
+        )
+        .select_from(address.join(contact, address.c.contact_id == contact.c.id))
+        .where(address.c.key == definition.address_key)
+        .where(contact.c.customer_id.between(low, high))
+    )
+    found: dict[str, list[AddressFacts]] = {}
+    for row in connection.execute(query).tuples():
+        facts = AddressFacts(*row)
+        found.setdefault(facts.customer_id, []).append(facts)
+    return found
+
+
+def _documents(
+    connection: Connection, definition: DefinitionFacts, low: str, high: str
+) -> dict[str, list[DocumentFacts]]:
+    if definition.document_kind is None:
+        return {}
+    document = table(Document)
+    query = select(
+        document.c.id,
+        document.c.customer_id,
+        document.c.number,
+        document.c.status,
+        document.c.service_id,
+        document.c.billing_method_id,
+        document.c.due_date,
+    ).where(
+        document.c.customer_id.between(low, high),
+        document.c.kind == definition.document_kind,
+    )
+    found: dict[str, list[DocumentFacts]] = {}
+    for row in connection.execute(query).tuples():
+        facts = DocumentFacts(*row)
+        found.setdefault(facts.customer_id, []).append(facts)
+    return found
+
+
+def _services(
+    connection: Connection, definition: DefinitionFacts, low: str, high: str
+) -> dict[str, ServiceFacts]:
+    if definition.document_kind is None:
+        return {}
+    service = table(Service)
+    query = select(service.c.id, service.c.status, service.c.allow_billing_email).where(
+        service.c.customer_id.between(low, high)
+    )
+    return {row[0]: ServiceFacts(*row) for row in connection.execute(query).tuples()}
+
+
+def address_keys(connection: Connection, customer_ids: Sequence[str]) -> dict[str, list[str]]:
+    """The keys each customer has addresses under (for the detail of rule 3)."""
+    if not customer_ids:
+        return {}
+    contact, address = table(Contact), table(Address)
+    query = (
+        select(contact.c.customer_id, address.c.key)
+        .select_from(address.join(contact, address.c.contact_id == contact.c.id))
+        .where(contact.c.customer_id.in_(list(customer_ids)))
+        .distinct()
+    )
+    keys: dict[str, set[str]] = {}
+    for customer_id, key in connection.execute(query).tuples():
+        keys.setdefault(customer_id, set()).add(key)
+    return {customer_id: sorted(found) for customer_id, found in keys.items()}
+
+
+def customer_exists(connection: Connection, customer_id: str) -> bool:
+    customer = table(Customer)
+    return (
+        connection.execute(select(customer.c.id).where(customer.c.id == customer_id)).first()
+        is not None
+    )
+
+
+__all__ = [
+    "Page",
+    "PlanningError",
+    "address_keys",
+    "customer_exists",
+    "iter_pages",
+    "load_definition",
+    "load_definitions",
+    "load_history",
+    "load_methods",
+    "load_organisation",
+    "load_profile",
+    "load_suppressions",
+]

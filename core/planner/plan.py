@@ -1,0 +1,319 @@
+"""The planner: every candidate of a definition at an instant, decided and explained.
+
+A pure function of the stored data and ``at``: the same data and ``at`` give
+the same plan, in the same order (customer id, then address, then document id).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from core.planner.facts import (
+    AddressFacts,
+    CustomerFacts,
+    DefinitionFacts,
+    DocumentFacts,
+    HistoryFacts,
+    OrganisationFacts,
+    ProfileFacts,
+)
+from core.planner.load import (
+    Page,
+    address_keys,
+    iter_pages,
+    load_definition,
+    load_history,
+    load_methods,
+    load_organisation,
+    load_profile,
+    load_suppressions,
+)
+from core.planner.quiet_hours import zone
+from core.planner.reasons import CODES, Reason
+from core.planner.rules import (
+    ADDRESS_RULES,
+    CUSTOMER_RULES,
+    DOCUMENT_RULES,
+    HISTORY_RULES,
+    PLAN_RULES,
+    Context,
+    no_address_for_key,
+)
+from core.storage.database import Database
+from core.vocabulary import document_label
+
+INCLUDED, DEFERRED, EXCLUDED = "included", "deferred", "excluded"
+DECISIONS = (INCLUDED, DEFERRED, EXCLUDED)
+NO_REASONS: tuple[Reason, ...] = ()
+
+
+class Candidate:
+    """One (customer, address, document) and its decision."""
+
+    __slots__ = (
+        "address",
+        "contact",
+        "customer",
+        "decision",
+        "document",
+        "label",
+        "reasons",
+        "send_after",
+    )
+
+    def __init__(
+        self,
+        customer: str,
+        contact: str | None,
+        address: str | None,
+        document: str | None,
+        label: str | None,
+        decision: str,
+        reasons: tuple[Reason, ...],
+        send_after: datetime | None,
+    ) -> None:
+        self.customer = customer
+        self.contact = contact
+        self.address = address
+        self.document = document
+        self.label = label
+        self.decision = decision
+        self.reasons = reasons
+        self.send_after = send_after
+
+    def codes(self) -> list[str]:
+        return [reason.code for reason in self.reasons]
+
+    def __repr__(self) -> str:
+        return (
+            f"Candidate({self.customer!r}, {self.address!r}, {self.document!r}, "
+            f"{self.decision!r}, {self.codes()!r})"
+        )
+
+
+@dataclass
+class Summary:
+    candidates: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    def add(self, candidate: Candidate) -> None:
+        self.candidates += 1
+        self.decisions[candidate.decision] += 1
+        for reason in candidate.reasons:
+            self.by_reason[reason.code] += 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "candidates": self.candidates,
+            "included": self.decisions[INCLUDED],
+            "deferred": self.decisions[DEFERRED],
+            "excluded": self.decisions[EXCLUDED],
+            # In the order of reasons.md, so the output is stable.
+            "by_reason": {code: self.by_reason[code] for code in CODES if self.by_reason[code]},
+        }
+
+
+@dataclass
+class Plan:
+    definition: DefinitionFacts
+    organisation: OrganisationFacts
+    at: datetime
+    candidates: list[Candidate]
+    summary: Summary
+    warnings: list[str]
+
+
+def plan_warnings(
+    definition: DefinitionFacts, profile: ProfileFacts, environ: Mapping[str, str]
+) -> list[str]:
+    """What may stop the definition from sending that no reason code says."""
+    warnings = []
+    if definition.trigger_type == "routine" and not definition.trigger_enabled:
+        warnings.append(
+            f"the routine ({definition.trigger_cron}) is disabled: this definition never runs "
+            "by itself"
+        )
+    if profile.password_env is not None and not environ.get(profile.password_env):
+        warnings.append(
+            f"SMTP profile {profile.id}: the environment variable {profile.password_env} that "
+            "holds its password is not set here"
+        )
+    if profile.last_test_ok_at is None:
+        warnings.append(
+            f"SMTP profile {profile.id} has never passed an SMTP test "
+            f"(msgrun smtp test {profile.id})"
+        )
+    return warnings
+
+
+def build_context(
+    connection: Connection,
+    organisation: OrganisationFacts,
+    definition: DefinitionFacts,
+    at: datetime,
+    customers: Sequence[str] | None = None,
+) -> Context:
+    history = (
+        load_history(connection, definition.id, customers) if definition.dedup != "none" else []
+    )
+    sent: dict[str | None, list[HistoryFacts]] = {}
+    targeted: dict[str, list[HistoryFacts]] = {}
+    for entry in history:  # newest first, kept so in each list
+        if definition.dedup == "per_document":
+            sent.setdefault(entry.document_id, []).append(entry)
+        else:
+            targeted.setdefault(entry.customer_id, []).append(entry)
+    return Context(
+        organisation=organisation,
+        definition=definition,
+        at=at,
+        billing_date=at.astimezone(zone(organisation.timezone)).date(),
+        methods=load_methods(connection),
+        suppressions=load_suppressions(connection),
+        sent_by_document=sent,
+        targeted_by_customer=targeted,
+    )
+
+
+def _unique_addresses(addresses: list[AddressFacts]) -> list[AddressFacts]:
+    """One per address whatever its case (the first by contact id, then address), by address."""
+    if len(addresses) == 1:
+        return addresses
+    seen: set[str] = set()
+    unique = []
+    for address in sorted(addresses, key=lambda a: (a.contact_id, a.address)):
+        if address.address_lower not in seen:
+            seen.add(address.address_lower)
+            unique.append(address)
+    unique.sort(key=lambda a: a.address)
+    return unique
+
+
+def iter_candidates(
+    connection: Connection, ctx: Context, customers: Sequence[str] | None = None
+) -> Iterator[Candidate]:
+    """Every candidate, decided, in plan order."""
+    definition = ctx.definition
+    plan_reasons = tuple(r for rule in PLAN_RULES if (r := rule(ctx)) is not None)
+    quiet = definition.quiet_hours
+    send_after_by_zone: dict[str, datetime | None] = {}
+    at = ctx.at
+    history_rules = HISTORY_RULES if definition.dedup != "none" else ()
+    with_documents = definition.document_kind is not None
+
+    for page in iter_pages(connection, definition, customers):
+        ctx.services = page.services
+        missing = [c.id for c in page.customers if c.id not in page.addresses]
+        ctx.other_keys = address_keys(connection, missing) if missing else {}
+        document_reasons = _document_reasons(ctx, page)
+        for customer in page.customers:
+            documents = page.documents.get(customer.id)
+            if with_documents and not documents:
+                continue
+            if documents is not None and len(documents) > 1:
+                documents.sort(key=lambda d: d.id)
+            customer_reasons = tuple(
+                r for rule in CUSTOMER_RULES if (r := rule(ctx, customer)) is not None
+            )
+            send_after = None
+            if quiet is not None:
+                zone_name = customer.timezone or ctx.organisation.timezone
+                if zone_name not in send_after_by_zone:
+                    send_after_by_zone[zone_name] = quiet.send_after(at, zone(zone_name))
+                send_after = send_after_by_zone[zone_name]
+            addresses = page.addresses.get(customer.id)
+            entries: list[tuple[AddressFacts | None, tuple[Reason, ...]]]
+            if addresses:
+                entries = [
+                    (a, tuple(r for rule in ADDRESS_RULES if (r := rule(ctx, a)) is not None))
+                    for a in _unique_addresses(addresses)
+                ]
+            else:
+                entries = [(None, (no_address_for_key(ctx, customer),))]
+            for address, address_reasons in entries:
+                head = plan_reasons + address_reasons + customer_reasons
+                for document in documents or (None,):
+                    reasons = head + document_reasons[document.id] if document else head
+                    for rule in history_rules:
+                        found = rule(ctx, customer, address, document)
+                        if found is not None:
+                            reasons = (*reasons, found)
+                    yield _decide(customer, address, document, reasons, send_after)
+
+
+def _document_reasons(ctx: Context, page: Page) -> dict[str, tuple[Reason, ...]]:
+    return {
+        document.id: tuple(r for rule in DOCUMENT_RULES if (r := rule(ctx, document)) is not None)
+        for documents in page.documents.values()
+        for document in documents
+    }
+
+
+def _decide(
+    customer: CustomerFacts,
+    address: AddressFacts | None,
+    document: DocumentFacts | None,
+    reasons: tuple[Reason, ...],
+    send_after: datetime | None,
+) -> Candidate:
+    if reasons:
+        decision, send_after = EXCLUDED, None
+    elif send_after is not None:
+        decision = DEFERRED
+    else:
+        decision = INCLUDED
+    return Candidate(
+        customer.id,
+        address.contact_id if address is not None else None,
+        address.address if address is not None else None,
+        document.id if document is not None else None,
+        document_label(document.number) if document is not None else None,
+        decision,
+        reasons or NO_REASONS,
+        send_after,
+    )
+
+
+def make_plan(
+    database: Database,
+    definition_id: str,
+    at: datetime,
+    *,
+    customers: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Plan:
+    """Plan ``definition_id`` at ``at`` (optionally for some customers only)."""
+    with database.connect() as connection:
+        organisation = load_organisation(connection)
+        definition = load_definition(connection, definition_id)
+        return plan_definition(
+            connection, organisation, definition, at, customers=customers, environ=environ
+        )
+
+
+def plan_definition(
+    connection: Connection,
+    organisation: OrganisationFacts,
+    definition: DefinitionFacts,
+    at: datetime,
+    *,
+    customers: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Plan:
+    profile = load_profile(connection, definition.smtp_profile_id)
+    ctx = build_context(connection, organisation, definition, at, customers)
+    summary = Summary()
+    candidates = []
+    for candidate in iter_candidates(connection, ctx, customers):
+        summary.add(candidate)
+        candidates.append(candidate)
+    warnings = plan_warnings(definition, profile, os.environ if environ is None else environ)
+    return Plan(definition, organisation, at, candidates, summary, warnings)

@@ -1,0 +1,79 @@
+"""The reason codes of reasons.md, in its table order, each with its fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a candidate is excluded: a stable code and a sentence with the data that decided."""
+
+    code: str
+    detail: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"code": self.code, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCode:
+    number: int
+    code: str
+    fix: str
+
+
+REASON_CODES: Final = (
+    ReasonCode(1, "sender_not_verified", "Finish verifying the organisation's sending account."),
+    ReasonCode(
+        2, "auto_send_disabled", "Turn the organisation's outbound toggle for this kind on."
+    ),
+    ReasonCode(3, "no_address_for_key", "Add an address under the definition's address key."),
+    ReasonCode(4, "invalid_address", "Correct the address."),
+    ReasonCode(
+        5,
+        "suppressed",
+        "Lift the suppression once the cause is gone; for a spam complaint, the customer "
+        "first marks the sender as trusted.",
+    ),
+    ReasonCode(6, "contact_email_not_allowed", "Allow email on the contact."),
+    ReasonCode(7, "address_preference_off", "Turn the address's preference on."),
+    ReasonCode(8, "contact_preference_off", "Change the contact's communication preference."),
+    ReasonCode(
+        9, "cluster_not_targeted", "Move the customer, or add the cluster to the definition."
+    ),
+    ReasonCode(
+        10,
+        "audience_mismatch",
+        "Use a definition (or a manual run) meant for this group, or correct the attributes.",
+    ),
+    ReasonCode(
+        11,
+        "document_status_not_targeted",
+        "Approve the document, or add its status to the definition.",
+    ),
+    ReasonCode(
+        12,
+        "service_status_not_allowed",
+        "Reactivate the service, or allow its status on the billing method.",
+    ),
+    ReasonCode(13, "service_email_not_allowed", "Allow billing email on the service."),
+    ReasonCode(14, "billing_method_has_no_rules", "Add send rules to the billing method."),
+    ReasonCode(15, "billing_rule_not_due", "Wait for a rule's day, or add a rule for this offset."),
+    ReasonCode(
+        16, "already_sent", "Nothing: it was sent. Re-send explicitly if it is wanted again."
+    ),
+    ReasonCode(
+        17,
+        "already_targeted",
+        "Use a different definition, or re-send explicitly.",
+    ),
+)
+CODES: Final = tuple(entry.code for entry in REASON_CODES)
+ORDER: Final = {entry.code: entry.number for entry in REASON_CODES}
+FIXES: Final = {entry.code: entry.fix for entry in REASON_CODES}
+
+
+def fix_for(code: str) -> str:
+    return FIXES[code]

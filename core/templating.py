@@ -1,0 +1,24 @@
+"""Jinja2 templates, rendered only in the sandbox."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+
+@cache
+def environment() -> ImmutableSandboxedEnvironment:
+    # StrictUndefined: a misspelt variable fails that recipient with the error,
+    # instead of sending "Dear ," to everyone.
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def template_problem(source: str) -> str | None:
+    """Why ``source`` is not a valid template, or None."""
+    try:
+        environment().parse(source)
+    except TemplateSyntaxError as error:
+        return f"template error at line {error.lineno}: {error.message}"
+    return None
