@@ -50,17 +50,27 @@ def check_text(
 
 
 def import_text(
-    database: Database, text: str | bytes, progress: Progress | None = None
+    database: Database,
+    text: str | bytes,
+    progress: Progress | None = None,
+    *,
+    dry_run: bool = False,
 ) -> ImportOutcome:
-    """Check a whole file and store it in one transaction, or store nothing."""
+    """Check a whole file and store it in one transaction, or store nothing.
+
+    With ``dry_run`` every check is made (stored references included) and
+    nothing is written.
+    """
     parsed, problems = check_text(text, progress)
     if parsed is None:
         return ImportOutcome(problems=problems)
     with database.connect() as connection:
         problems = problems + check_references(connection, parsed)
-        if problems:
+        if problems or dry_run:
             connection.rollback()
-            return ImportOutcome(problems=sorted_problems(problems))
+            return ImportOutcome(
+                problems=sorted_problems(problems), counts={} if problems else parsed.counts()
+            )
         write(connection, parsed, progress)
     return ImportOutcome(counts=parsed.counts())
 

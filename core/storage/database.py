@@ -140,13 +140,13 @@ def open_database(raw_url: str | None = None, *, migrate: bool = True) -> Databa
     if migrate:
         from core.storage.migrate import upgrade_to_head
 
-        with _migration_lock(database):
+        with migration_lock(database):
             upgrade_to_head(database)
     return database
 
 
 @contextlib.contextmanager
-def _migration_lock(database: Database) -> Iterator[None]:
+def migration_lock(database: Database) -> Iterator[None]:
     """Keep two processes that open a new database at once from both migrating it."""
     if database.is_sqlite:
         assert database.url.database is not None

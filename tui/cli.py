@@ -1,0 +1,79 @@
+"""``msgrun``: the command line. Every command is a thin client of ``core``.
+
+Exit codes: 0 success; 1 the operation failed; 2 bad usage or bad input (the
+message names what is wrong, and nothing was changed). No traceback reaches a
+user; set MSGRUN_DEBUG=1 to see one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from tui.commands import database_cmd, importing, planning
+from tui.errors import OperationFailed, UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--db",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="database URL (default: $MSGRUN_DB, else sqlite:///msgrun.db); "
+        "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB",
+    )
+    parser = Parser(
+        prog="msgrun",
+        description="Message runs: batch sends of invoices, job sheets, receipts, reminders "
+        "and broadcasts over SMTP, with every recipient's decision explained.",
+    )
+    parser.add_argument("--db", default=None, metavar="URL", help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    importing.add_parser(commands, common)
+    planning.add_parsers(commands, common)
+    database_cmd.add_parser(commands, common)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 0
+    code: int = args.handler(args)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except (UsageError, OperationFailed) as error:
+        print(f"msgrun: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("msgrun: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the last line of defence: no traceback for a user
+        if os.environ.get("MSGRUN_DEBUG"):
+            traceback.print_exc()
+        print(
+            f"msgrun: internal error: {type(error).__name__}: {error} "
+            "(run again with MSGRUN_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""What several commands share: opening the database, reading ``--at``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from core.clock import BadInstant, SystemClock, parse_instant
+from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
+from tui.errors import OperationFailed, UsageError
+
+
+def database(url: str | None) -> Database:
+    try:
+        return open_database(url)
+    except DatabaseUrlError as error:
+        raise UsageError(str(error)) from None
+    except DatabaseUnavailable as error:
+        raise OperationFailed(str(error)) from None
+
+
+def instant(text: str | None) -> datetime:
+    """``--at`` as typed, or now."""
+    if text is None:
+        return SystemClock().now()
+    try:
+        return parse_instant(text)
+    except BadInstant as error:
+        raise UsageError(f"--at: {error}") from None

@@ -1,0 +1,64 @@
+"""``msgrun plan`` and ``msgrun why``: who is included, and why not."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.planner.explain import explain_customer
+from core.planner.load import PlanningError
+from core.planner.plan import make_plan
+from core.planner.report import dumps, plan_json
+from tui.commands.common import database, instant
+from tui.errors import UsageError
+from tui.output import write_out
+from tui.plan_text import plan_text, why_text
+
+
+def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    plan = commands.add_parser(
+        "plan",
+        parents=[common],
+        help="print a definition's plan: every candidate, its decision and reasons",
+        description="Plan a definition at an instant: every candidate with its decision "
+        "(included, deferred, excluded) and every failing rule.",
+    )
+    plan.add_argument("definition", help="the definition's id")
+    plan.add_argument("--at", help="the instant to plan for (ISO 8601 with offset; default now)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.set_defaults(handler=run_plan)
+
+    why = commands.add_parser(
+        "why",
+        parents=[common],
+        help="one customer's data, and why each candidate is included, deferred or excluded",
+        description="The customer drill-down: contacts, addresses with keys and preferences, "
+        "services, documents, suppressions, history, and for each definition (or the one "
+        "named) every candidate's decision with its reasons and fixes.",
+    )
+    why.add_argument("customer", help="the customer's id")
+    why.add_argument("--definition", help="only this definition")
+    why.add_argument("--at", help="the instant to plan for (ISO 8601 with offset; default now)")
+    why.add_argument("--json", action="store_true", help="print one JSON object")
+    why.set_defaults(handler=run_why)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    at = instant(args.at)
+    db = database(args.db)
+    try:
+        plan = make_plan(db, args.definition, at)
+    except PlanningError as error:
+        raise UsageError(str(error)) from None
+    write_out(dumps(plan_json(plan)) if args.json else plan_text(plan))
+    return 0
+
+
+def run_why(args: argparse.Namespace) -> int:
+    at = instant(args.at)
+    db = database(args.db)
+    try:
+        report = explain_customer(db, args.customer, at, definition_id=args.definition)
+    except PlanningError as error:
+        raise UsageError(str(error)) from None
+    write_out(dumps(report.as_json()) if args.json else why_text(report))
+    return 0
