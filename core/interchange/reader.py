@@ -313,7 +313,8 @@ class Reader:
         if len(value.split()) != 5 or not croniter.is_valid(value):
             self.problem(
                 key,
-                f"{value!r} is not a cron expression (five fields: minute hour day month weekday)",
+                f"{value!r} is not a cron expression (five fields: "
+                "minute hour day-of-month month day-of-week)",
             )
             return None
         return value

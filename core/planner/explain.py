@@ -161,7 +161,7 @@ def customer_record(connection: Connection, customer_id: str) -> dict[str, Any]:
             select(service).where(service.c.customer_id == customer_id).order_by(service.c.id)
         )
     ]
-    method_names = dict(connection.execute(select(method.c.id, method.c.name)).tuples().all())
+    method_names = dict(connection.execute(select(method.c.id, method.c.name)).all())
     documents = [
         {
             "id": d.id,

@@ -269,7 +269,7 @@ def _addresses(
         .where(contact.c.customer_id.between(low, high))
     )
     found: dict[str, list[AddressFacts]] = {}
-    for row in connection.execute(query).tuples():
+    for row in connection.execute(query):
         facts = AddressFacts(*row)
         found.setdefault(facts.customer_id, []).append(facts)
     return found
@@ -294,7 +294,7 @@ def _documents(
         document.c.kind == definition.document_kind,
     )
     found: dict[str, list[DocumentFacts]] = {}
-    for row in connection.execute(query).tuples():
+    for row in connection.execute(query):
         facts = DocumentFacts(*row)
         found.setdefault(facts.customer_id, []).append(facts)
     return found
@@ -309,7 +309,7 @@ def _services(
     query = select(service.c.id, service.c.status, service.c.allow_billing_email).where(
         service.c.customer_id.between(low, high)
     )
-    return {row[0]: ServiceFacts(*row) for row in connection.execute(query).tuples()}
+    return {row[0]: ServiceFacts(*row) for row in connection.execute(query)}
 
 
 def address_keys(connection: Connection, customer_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -324,7 +324,7 @@ def address_keys(connection: Connection, customer_ids: Sequence[str]) -> dict[st
         .distinct()
     )
     keys: dict[str, set[str]] = {}
-    for customer_id, key in connection.execute(query).tuples():
+    for customer_id, key in connection.execute(query):
         keys.setdefault(customer_id, set()).add(key)
     return {customer_id: sorted(found) for customer_id, found in keys.items()}
 

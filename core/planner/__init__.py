@@ -1,0 +1,1 @@
+"""The planner: who is included in a message run, and why not."""

@@ -1,0 +1,185 @@
+"""Shared fixtures: databases on SQLite and on the real PostgreSQL, and test data.
+
+PostgreSQL: a database of its own per test session on the server named by
+MSGRUN_TEST_PG (default postgresql+psycopg://postgres@127.0.0.1:5432/test),
+emptied between tests. In CI (CI=true) an unreachable server fails the
+PostgreSQL tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from core.interchange import ImportOutcome, import_text
+from core.storage import Database, open_database
+from core.storage.models import Base
+
+PG_SERVER = os.environ.get("MSGRUN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "sample"
+BLUE_LAGOON = SAMPLES / "blue-lagoon-pools.json"
+SUNNY_SIDE = SAMPLES / "sunny-side-photos.json"
+# The instant the sample's story is told at: 10:00 on 2026-11-23 in Sydney.
+STORY_AT = "2026-11-23T10:00:00+11:00"
+
+
+def _pg_server_url() -> str | None:
+    """The admin URL, or None when the server cannot be reached."""
+    try:
+        engine = create_engine(PG_SERVER, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+        return PG_SERVER
+    except Exception:
+        return None
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session; dropped at the end."""
+    server = _pg_server_url()
+    if server is None:
+        message = f"PostgreSQL is not reachable at {PG_SERVER}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (required in CI)")
+        pytest.skip(message)
+    name = f"msgrun_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def empty_all_tables(database: Database) -> None:
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with database.connect() as connection:
+        if database.dialect == "postgresql":
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    database = open_database(f"sqlite:///{tmp_path / 'msgrun.db'}")
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def postgresql_db(pg_url: str) -> Iterator[Database]:
+    database = open_database(pg_url)
+    empty_all_tables(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def db(request: pytest.FixtureRequest) -> Database:
+    """The same test on SQLite and on PostgreSQL."""
+    fixture = "sqlite_db" if request.param == "sqlite" else "postgresql_db"
+    database: Database = request.getfixturevalue(fixture)
+    return database
+
+
+def load(database: Database, document: dict[str, Any] | str | bytes) -> ImportOutcome:
+    """Import a document (a dict is serialised); assert nothing about the outcome."""
+    payload = json.dumps(document) if isinstance(document, dict) else document
+    return import_text(database, payload)
+
+
+def load_ok(database: Database, document: dict[str, Any]) -> ImportOutcome:
+    outcome = load(database, document)
+    assert outcome.ok, [str(p) for p in outcome.problems]
+    return outcome
+
+
+def sample(path: Path = BLUE_LAGOON) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+MINIMAL: dict[str, Any] = {
+    "format": "msgrun/1",
+    "organisation": {"name": "Test Pools", "timezone": "UTC", "sender_verified": True},
+    "smtp_profiles": [
+        {
+            "id": "main",
+            "host": "127.0.0.1",
+            "port": 2525,
+            "security": "none",
+            "from_address": "billing@testpools.example.com",
+        }
+    ],
+    "billing_methods": [{"id": "card", "name": "Card on file", "send_rules": [{"offset_days": 0}]}],
+    "customers": [
+        {
+            "id": "C1",
+            "name": "Ana",
+            "cluster": "residential",
+            "contacts": [
+                {
+                    "id": "C1-1",
+                    "name": "Ana",
+                    "allow_email": True,
+                    "addresses": [{"address": "ana@example.org", "key": "billing"}],
+                }
+            ],
+            "services": [{"id": "S1", "status": "active", "allow_billing_email": True}],
+        }
+    ],
+    "documents": [
+        {
+            "id": "D1",
+            "kind": "invoice",
+            "number": "2026-0001",
+            "status": "approved",
+            "customer": "C1",
+            "service": "S1",
+            "billing_method": "card",
+            "due_date": "2026-11-23",
+        }
+    ],
+    "definitions": [
+        {
+            "id": "inv",
+            "name": "Invoice email",
+            "kind": "invoice",
+            "address_key": "billing",
+            "smtp_profile": "main",
+            "trigger": {"type": "manual"},
+            "dedup": "none",
+            "template": {"subject": "Invoice {{ document.label }}", "text": "Hello"},
+        }
+    ],
+}
+
+
+@pytest.fixture
+def minimal() -> dict[str, Any]:
+    """A small valid file: one customer, one address, one approved invoice, one definition."""
+    return copy.deepcopy(MINIMAL)
