@@ -230,7 +230,8 @@ def test_bad_dates_timestamps_timezones_times_and_cron(
     definition["quiet_hours"] = {"start": "21:00", "end": "9am"}
     definition["trigger"] = {"type": "routine", "cron": "every day at 9"}
     assert problems_of(db, minimal) == [
-        "organisation.timezone: 'Mars/Olympus_Mons' is not an IANA timezone (e.g. Europe/Amsterdam)",
+        "organisation.timezone: 'Mars/Olympus_Mons' is not an IANA timezone "
+        "(e.g. Europe/Amsterdam)",
         "documents[0].due_date: '2026-02-30' is not a date (YYYY-MM-DD)",
         "suppressions[0].since: '01/09/2026' is not a date (YYYY-MM-DD)",
         "definitions[0].trigger.cron: 'every day at 9' is not a cron expression (five fields: "

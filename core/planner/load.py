@@ -155,10 +155,15 @@ def load_suppressions(connection: Connection) -> dict[str, SuppressionFacts]:
 
 
 def load_history(
-    connection: Connection, definition_id: str, customer_ids: Sequence[str] | None = None
+    connection: Connection, definition: DefinitionFacts, customer_ids: Sequence[str] | None = None
 ) -> list[HistoryFacts]:
-    """The definition's history, newest first."""
-    history = table(History)
+    """The definition's history that can decide rules 16 and 17, newest first.
+
+    For some customers only: rule 17 matches history by customer, rule 16 by
+    document (an entry names the customer it was sent for, but what it
+    deduplicates is the document), so the entries are chosen the same way.
+    """
+    history, document = table(History), table(Document)
     query = select(
         history.c.customer_id,
         history.c.address_lower,
@@ -166,9 +171,16 @@ def load_history(
         history.c.offset_days,
         history.c.at,
         history.c.run_id,
-    ).where(history.c.definition_id == definition_id)
+    ).where(history.c.definition_id == definition.id)
     if customer_ids is not None:
-        query = query.where(history.c.customer_id.in_(list(customer_ids)))
+        wanted = list(customer_ids)
+        if definition.dedup == "per_trigger":
+            query = query.where(history.c.customer_id.in_(wanted))
+        elif definition.document_kind is None:
+            query = query.where(history.c.document_id.is_(None))
+        else:
+            documents = select(document.c.id).where(document.c.customer_id.in_(wanted))
+            query = query.where(history.c.document_id.in_(documents))
     query = query.order_by(history.c.at.desc(), history.c.id.desc())
     return [
         HistoryFacts(

@@ -162,7 +162,7 @@ def build_context(
     customers: Sequence[str] | None = None,
 ) -> Context:
     history = (
-        load_history(connection, definition.id, customers) if definition.dedup != "none" else []
+        load_history(connection, definition, customers) if definition.dedup != "none" else []
     )
     sent: dict[str | None, list[HistoryFacts]] = {}
     targeted: dict[str, list[HistoryFacts]] = {}

@@ -39,7 +39,13 @@ class QuietHours:
         if not self.contains(wall):
             return None
         day = local.date() if wall < self.end else local.date() + timedelta(days=1)
-        return local_instant(day, self.end, zone)
+        end = local_instant(day, self.end, zone)
+        if end <= at:
+            # `at` is in the second pass of an hour that occurs twice, after the
+            # first `end`: the next end is its second occurrence, else tomorrow's.
+            second = datetime.combine(day, self.end).replace(tzinfo=zone, fold=1).astimezone(UTC)
+            end = second if second > at else local_instant(day + timedelta(days=1), self.end, zone)
+        return end
 
 
 @cache

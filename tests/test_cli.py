@@ -1,0 +1,238 @@
+"""The msgrun command line: output, exit codes, and no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.storage import open_database
+from tests.conftest import BLUE_LAGOON, MINIMAL, STORY_AT
+from tests.db_snapshot import snapshot
+from tui import cli
+
+Run = tuple[int, str, str]
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def msgrun(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path: Path, document: Any, name: str = "in.json") -> str:
+    path = tmp_path / name
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return str(path)
+
+
+def test_import_then_plan_and_why(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
+    code, out, err = msgrun(capsys, "import", str(BLUE_LAGOON), "--db", db_url)
+    assert (code, err) == (0, "")
+    assert "imported: the organisation, 1 SMTP profile, 3 billing methods, 18 customers" in out
+
+    code, out, _ = msgrun(capsys, "plan", "invoice-email", "--at", STORY_AT, "--db", db_url)
+    assert code == 0
+    assert "21 candidates: 4 included, 1 deferred, 16 excluded" in out
+    assert "suppressed" in out and "fix: " in out
+
+    code, out, _ = msgrun(capsys, "why", "C003", "--at", STORY_AT, "--db", db_url)
+    assert code == 0
+    assert "SUPPRESSED: spam_complaint since 2026-09-01" in out
+    assert "invoice-email (Invoice email)" in out and "heater-offer" in out
+
+
+def test_plan_json_is_the_interchange_object(
+    capsys: pytest.CaptureFixture[str], db_url: str
+) -> None:
+    msgrun(capsys, "import", str(BLUE_LAGOON), "--db", db_url)
+    code, out, _ = msgrun(
+        capsys, "plan", "invoice-email", "--at", STORY_AT, "--json", "--db", db_url
+    )
+    assert code == 0
+    plan = json.loads(out)
+    assert plan["definition"] == "invoice-email"
+    assert plan["at"] == "2026-11-22T23:00:00+00:00"
+    assert plan["summary"]["candidates"] == len(plan["candidates"]) == 21
+    deferred = [c for c in plan["candidates"] if c["decision"] == "deferred"]
+    assert deferred == [
+        {
+            "customer": "C014",
+            "contact": "C014-1",
+            "address": "noah.smith@example.co.uk",
+            "document": "INV-1015",
+            "label": "2026-0055",
+            "decision": "deferred",
+            "reasons": [],
+            "send_after": "2026-11-23T09:00:00+00:00",
+        }
+    ]
+
+
+def test_why_json_includes_the_fix(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
+    msgrun(capsys, "import", str(BLUE_LAGOON), "--db", db_url)
+    code, out, _ = msgrun(
+        capsys,
+        "why",
+        "C009",
+        "--definition",
+        "invoice-email",
+        "--at",
+        STORY_AT,
+        "--json",
+        "--db",
+        db_url,
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["customer"]["id"] == "C009"
+    (definition,) = report["definitions"]
+    (candidate,) = definition["candidates"]
+    assert candidate["label"] == "Concept"
+    assert candidate["reasons"] == [
+        {
+            "code": "document_status_not_targeted",
+            "detail": "document INV-1009 is concept; the definition targets approved, overdue",
+            "fix": "Approve the document, or add its status to the definition.",
+        }
+    ]
+
+
+def test_plan_json_is_byte_identical_across_processes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    base = [sys.executable, "-m", "tui.cli", "--db", url]
+    subprocess.run([*base, "import", str(BLUE_LAGOON)], check=True, capture_output=True)
+    runs = [
+        subprocess.run(
+            [*base, "plan", "invoice-email", "--at", STORY_AT, "--json"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1] and runs[0].startswith(b"{")
+
+
+def test_a_bad_file_lists_every_problem_exits_2_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], db_url: str, tmp_path: Path
+) -> None:
+    msgrun(capsys, "import", str(BLUE_LAGOON), "--db", db_url)
+    before = snapshot(open_database(db_url))
+    bad = json.loads(json.dumps(MINIMAL))
+    bad["customers"][0]["contacts"][0]["addresses"][0].pop("key")
+    bad["documents"][0]["status"] = "draft"
+    code, out, err = msgrun(capsys, "import", write(tmp_path, bad), "--db", db_url)
+    assert (code, out) == (2, "")
+    assert "2 problems; nothing was imported" in err
+    assert "customers[0].contacts[0].addresses[0].key: required" in err
+    assert "documents[0].status: 'draft' is not one of" in err
+    assert snapshot(open_database(db_url)) == before
+
+
+def test_import_check_writes_nothing(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
+    code, out, _ = msgrun(capsys, "import", str(BLUE_LAGOON), "--check", "--db", db_url)
+    assert code == 0 and "is valid" in out
+    assert all(
+        rows == []
+        for name, rows in snapshot(open_database(db_url)).items()
+        if name != "alembic_version"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["import", "/no/such/file.json"], "/no/such/file.json: no such file"),
+        (
+            ["plan", "nope", "--at", STORY_AT],
+            "unknown definition 'nope' (definitions: heater-offer",
+        ),
+        (["plan", "invoice-email", "--at", "tomorrow"], "--at: 'tomorrow' is not an ISO 8601"),
+        (["plan", "invoice-email", "--at", "2026-11-23T10:00"], "has no UTC offset"),
+        (["why", "C999"], "unknown customer 'C999'"),
+        (["why", "C001", "--definition", "nope"], "unknown definition 'nope'"),
+        (["plan"], "the following arguments are required: definition"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_message(
+    capsys: pytest.CaptureFixture[str], db_url: str, args: list[str], message: str
+) -> None:
+    msgrun(capsys, "import", str(BLUE_LAGOON), "--db", db_url)
+    code, out, err = (
+        msgrun(capsys, *args, "--db", db_url) if args[0] != "frobnicate" else msgrun(capsys, *args)
+    )
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in out + err
+
+
+def test_a_bad_database_url_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = msgrun(capsys, "plan", "x", "--db", "mysql://u@h/d")
+    assert code == 2 and "unsupported database 'mysql'" in err
+
+
+def test_an_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = msgrun(capsys, "plan", "x", "--db", "postgresql://postgres@127.0.0.1:1/x")
+    assert code == 1 and "cannot open postgresql+psycopg://postgres@127.0.0.1:1/x" in err
+
+
+def test_an_empty_database_says_to_import_first(
+    capsys: pytest.CaptureFixture[str], db_url: str
+) -> None:
+    code, _, err = msgrun(capsys, "plan", "invoice-email", "--db", db_url)
+    assert code == 2 and "import an interchange file first" in err
+
+
+def test_msgrun_db_environment_variable(
+    capsys: pytest.CaptureFixture[str], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MSGRUN_DB", db_url)
+    assert msgrun(capsys, "import", str(BLUE_LAGOON))[0] == 0
+    assert msgrun(capsys, "plan", "job-sheet", "--at", STORY_AT)[0] == 0
+
+
+def test_db_upgrade(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
+    code, out, _ = msgrun(capsys, "db", "upgrade", "--db", db_url)
+    assert code == 0 and "upgraded from empty to 0001" in out
+    code, out, _ = msgrun(capsys, "db", "upgrade", "--db", db_url)
+    assert code == 0 and "already at 0001" in out
+
+
+def test_an_internal_error_shows_no_traceback(
+    capsys: pytest.CaptureFixture[str], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_: object, **__: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("tui.commands.planning.make_plan", explode)
+    msgrun(capsys, "import", str(BLUE_LAGOON), "--db", db_url)
+    code, out, err = msgrun(capsys, "plan", "invoice-email", "--db", db_url)
+    assert code == 1
+    assert "internal error: RuntimeError: disk on fire" in err
+    assert "Traceback" not in out + err
+
+
+def test_no_arguments_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = msgrun(capsys)
+    assert code == 0 and "import" in out and "plan" in out and "why" in out
+
+
+def test_the_installed_command_runs(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("msgrun")
+    result = subprocess.run(
+        [str(exe), "--db", f"sqlite:///{tmp_path / 'y.db'}", "plan", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("msgrun: ") and "Traceback" not in result.stderr
