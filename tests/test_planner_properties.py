@@ -13,7 +13,7 @@ from core.clock import format_instant, parse_instant
 from core.planner.explain import explain_customer
 from core.planner.plan import Plan, make_plan
 from core.planner.reasons import CODES, ORDER
-from core.planner.report import candidate_json, dumps, plan_json
+from core.planner.report import candidate_json, dumps, iter_plan_json, plan_json
 from core.storage import Database
 from core.vocabulary import DEFINITION_KINDS, DOCUMENT_KIND_OF
 from tests.conftest import empty_all_tables, load_ok
@@ -266,6 +266,8 @@ def run_property(db: Database, document: dict[str, Any], at: str) -> None:
     # Deterministic: the same data and `at` give byte-identical JSON.
     assert dumps(plan_json(make_plan(db, "def", instant, environ={}))) == dumps(plan_json(plan))
     assert plan_json(plan)["at"] == format_instant(instant)
+    # The streamed JSON of `msgrun plan --json` is those same bytes.
+    assert "".join(iter_plan_json(plan)) == dumps(plan_json(plan))
     # The drill-down agrees with the plan, customer by customer.
     for customer in document["customers"]:
         report = explain_customer(db, customer["id"], instant, definition_id="def", environ={})

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 
 
-def write_out(text: str) -> None:
+def write_out(text: str | Iterable[str]) -> None:
+    """Write text (or its pieces, as they come) to stdout, ending with a newline."""
+    pieces = [text] if isinstance(text, str) else text
+    last = ""
     try:
-        sys.stdout.write(text)
-        if not text.endswith("\n"):
+        for piece in pieces:
+            if piece:
+                sys.stdout.write(piece)
+                last = piece
+        if not last.endswith("\n"):
             sys.stdout.write("\n")
         sys.stdout.flush()
     except BrokenPipeError:

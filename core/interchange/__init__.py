@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.interchange.parse import ParsedFile, Progress, decode, parse_document
 from core.interchange.reader import Problem
@@ -61,9 +62,21 @@ def import_text(
     With ``dry_run`` every check is made (stored references included) and
     nothing is written.
     """
-    parsed, problems = check_text(text, progress)
-    if parsed is None:
+    document, problems = decode(text)
+    if problems:
         return ImportOutcome(problems=problems)
+    return import_document(database, document, progress, dry_run=dry_run)
+
+
+def import_document(
+    database: Database,
+    document: Any,
+    progress: Progress | None = None,
+    *,
+    dry_run: bool = False,
+) -> ImportOutcome:
+    """``import_text`` for a document already decoded from JSON."""
+    parsed, problems = parse_document(document, progress)
     with database.connect() as connection:
         problems = problems + check_references(connection, parsed)
         if problems or dry_run:
@@ -86,4 +99,12 @@ def sorted_problems(problems: list[Problem]) -> list[Problem]:
     return unique
 
 
-__all__ = ["ImportOutcome", "Problem", "UnreadableFile", "check_text", "import_text", "read_file"]
+__all__ = [
+    "ImportOutcome",
+    "Problem",
+    "UnreadableFile",
+    "check_text",
+    "import_document",
+    "import_text",
+    "read_file",
+]

@@ -303,6 +303,7 @@ def _contact(
         address_row: dict[str, Any] = {
             "contact_id": contact_id,
             "position": index,
+            "customer_id": customer_id,
             "key": address.text("key", required=True, max_length=100),
             "address": text,
             "address_lower": fold(text) if text is not None else None,

@@ -57,6 +57,8 @@ class MethodFacts:
     name: str
     offsets: tuple[int, ...]
     statuses: tuple[str, ...] | None
+    # The offsets as a person reads them ("-3, 0, +7"), for reason details.
+    offsets_text: str
 
 
 @dataclass(slots=True, frozen=True)

@@ -136,6 +136,9 @@ def load_methods(connection: Connection) -> dict[str, MethodFacts]:
             id=row.id,
             name=row.name,
             offsets=tuple(row.send_rule_offsets or ()),
+            offsets_text=", ".join(
+                f"{days:+d}" if days else "0" for days in row.send_rule_offsets or ()
+            ),
             statuses=(
                 tuple(row.service_statuses_for_sending)
                 if row.service_statuses_for_sending is not None
@@ -234,7 +237,7 @@ def iter_pages(
                 timezone=row.timezone,
                 attributes=row.attributes or {},
             )
-            for row in connection.execute(query)
+            for row in connection.execute(query).all()
         ]
         if not customers:
             return
@@ -277,11 +280,11 @@ def _addresses(
             ),
         )
         .select_from(address.join(contact, address.c.contact_id == contact.c.id))
+        .where(address.c.customer_id.between(low, high))
         .where(address.c.key == definition.address_key)
-        .where(contact.c.customer_id.between(low, high))
     )
     found: dict[str, list[AddressFacts]] = {}
-    for row in connection.execute(query):
+    for row in connection.execute(query).all():
         facts = AddressFacts(*row)
         found.setdefault(facts.customer_id, []).append(facts)
     return found
@@ -306,7 +309,7 @@ def _documents(
         document.c.kind == definition.document_kind,
     )
     found: dict[str, list[DocumentFacts]] = {}
-    for row in connection.execute(query):
+    for row in connection.execute(query).all():
         facts = DocumentFacts(*row)
         found.setdefault(facts.customer_id, []).append(facts)
     return found
@@ -328,11 +331,10 @@ def address_keys(connection: Connection, customer_ids: Sequence[str]) -> dict[st
     """The keys each customer has addresses under (for the detail of rule 3)."""
     if not customer_ids:
         return {}
-    contact, address = table(Contact), table(Address)
+    address = table(Address)
     query = (
-        select(contact.c.customer_id, address.c.key)
-        .select_from(address.join(contact, address.c.contact_id == contact.c.id))
-        .where(contact.c.customer_id.in_(list(customer_ids)))
+        select(address.c.customer_id, address.c.key)
+        .where(address.c.customer_id.in_(list(customer_ids)))
         .distinct()
     )
     keys: dict[str, set[str]] = {}

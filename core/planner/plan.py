@@ -6,9 +6,11 @@ the same plan, in the same order (customer id, then address, then document id).
 
 from __future__ import annotations
 
+import gc
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -131,6 +133,24 @@ class Plan:
     warnings: list[str]
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a plan is built.
+
+    A plan is millions of small acyclic objects; every collection of the
+    oldest generation walks all of them, which made planning a million
+    candidates more than twice as slow as planning them in ten pieces.
+    Reference counting still frees everything; only cycle detection waits.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def plan_warnings(
     definition: DefinitionFacts, profile: ProfileFacts, environ: Mapping[str, str]
 ) -> list[str]:
@@ -161,9 +181,7 @@ def build_context(
     at: datetime,
     customers: Sequence[str] | None = None,
 ) -> Context:
-    history = (
-        load_history(connection, definition, customers) if definition.dedup != "none" else []
-    )
+    history = load_history(connection, definition, customers) if definition.dedup != "none" else []
     sent: dict[str | None, list[HistoryFacts]] = {}
     targeted: dict[str, list[HistoryFacts]] = {}
     for entry in history:  # newest first, kept so in each list
@@ -312,8 +330,9 @@ def plan_definition(
     ctx = build_context(connection, organisation, definition, at, customers)
     summary = Summary()
     candidates = []
-    for candidate in iter_candidates(connection, ctx, customers):
-        summary.add(candidate)
-        candidates.append(candidate)
+    with gc_paused():
+        for candidate in iter_candidates(connection, ctx, customers):
+            summary.add(candidate)
+            candidates.append(candidate)
     warnings = plan_warnings(definition, profile, os.environ if environ is None else environ)
     return Plan(definition, organisation, at, candidates, summary, warnings)

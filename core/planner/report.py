@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from core.clock import format_instant
@@ -43,3 +44,30 @@ def plan_json(plan: Plan) -> dict[str, Any]:
 def dumps(value: Any) -> str:
     """The one JSON form of every output: stable, UTF-8, indented."""
     return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def _nested(value: Any, depth: int) -> str:
+    """``dumps(value)`` as it reads ``depth`` levels deep in an indented document."""
+    return dumps(value).replace("\n", "\n" + "  " * depth)
+
+
+def iter_plan_json(plan: Plan) -> Iterator[str]:
+    """``dumps(plan_json(plan))`` in pieces, a candidate at a time.
+
+    The same bytes, without holding a million dicts and one huge string.
+    """
+    yield "{\n"
+    yield f'  "definition": {dumps(plan.definition.id)},\n'
+    yield f'  "at": {dumps(format_instant(plan.at))},\n'
+    yield f'  "summary": {_nested(plan.summary.as_json(), 1)},\n'
+    if plan.candidates:
+        yield '  "candidates": ['
+        separator = "\n    "
+        for candidate in plan.candidates:
+            yield separator + _nested(candidate_json(candidate), 2)
+            separator = ",\n    "
+        yield "\n  ],\n"
+    else:
+        yield '  "candidates": [],\n'
+    yield f'  "warnings": {_nested(list(plan.warnings), 1)}\n'
+    yield "}"

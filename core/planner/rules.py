@@ -328,7 +328,7 @@ def billing_rule_not_due(ctx: Context, document: DocumentFacts) -> Reason | None
     method = ctx.methods.get(document.billing_method_id)
     if method is None or not method.offsets:
         return None
-    rules = _list(_offset(days) for days in method.offsets)
+    rules = method.offsets_text
     offset = billing_offset(ctx, document)
     if offset is None:
         return Reason(

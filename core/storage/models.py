@@ -124,12 +124,17 @@ class Address(Base):
     """An email address of a contact, filed under a key, as imported."""
 
     __tablename__ = "address"
-    __table_args__ = (Index("ix_address_key_contact", "key", "contact_id"),)
+    # Planning reads a page of customers' addresses under one key: a range of
+    # this index (the contact's customer, kept here for exactly that).
+    __table_args__ = (Index("ix_address_customer_key", "customer_id", "key"),)
 
     contact_id: Mapped[str] = mapped_column(
         IdString, ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True
     )
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(
+        IdString, ForeignKey("customer.id", ondelete="CASCADE")
+    )
     key: Mapped[str] = mapped_column(String(100))
     address: Mapped[str] = mapped_column(String(400))
     address_lower: Mapped[str] = mapped_column(String(400), index=True)

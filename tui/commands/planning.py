@@ -7,7 +7,7 @@ import argparse
 from core.planner.explain import explain_customer
 from core.planner.load import PlanningError
 from core.planner.plan import make_plan
-from core.planner.report import dumps, plan_json
+from core.planner.report import dumps, iter_plan_json
 from tui.commands.common import database, instant
 from tui.errors import UsageError
 from tui.output import write_out
@@ -49,7 +49,7 @@ def run_plan(args: argparse.Namespace) -> int:
         plan = make_plan(db, args.definition, at)
     except PlanningError as error:
         raise UsageError(str(error)) from None
-    write_out(dumps(plan_json(plan)) if args.json else plan_text(plan))
+    write_out(iter_plan_json(plan) if args.json else plan_text(plan))
     return 0
 
 

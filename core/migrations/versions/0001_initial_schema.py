@@ -215,6 +215,11 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column(
+            "customer_id",
+            sa.String(length=200).with_variant(sa.String(length=200, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("key", sa.String(length=100), nullable=False),
         sa.Column("address", sa.String(length=400), nullable=False),
         sa.Column("address_lower", sa.String(length=400), nullable=False),
@@ -229,13 +234,19 @@ def upgrade() -> None:
             name=op.f("fk_address_contact_id_contact"),
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customer.id"],
+            name=op.f("fk_address_customer_id_customer"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("contact_id", "position", name=op.f("pk_address")),
     )
     with op.batch_alter_table("address", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_address_address_lower"), ["address_lower"], unique=False
         )
-        batch_op.create_index("ix_address_key_contact", ["key", "contact_id"], unique=False)
+        batch_op.create_index("ix_address_customer_key", ["customer_id", "key"], unique=False)
 
     op.create_table(
         "document",
@@ -418,7 +429,7 @@ def downgrade() -> None:
 
     op.drop_table("document")
     with op.batch_alter_table("address", schema=None) as batch_op:
-        batch_op.drop_index("ix_address_key_contact")
+        batch_op.drop_index("ix_address_customer_key")
         batch_op.drop_index(batch_op.f("ix_address_address_lower"))
 
     op.drop_table("address")
