@@ -360,3 +360,19 @@ def test_null_means_absent(db: Database, minimal: dict[str, Any], value: Any) ->
     with db.session() as session:
         customer = session.get(Customer, "C1")
         assert customer is not None and customer.cluster is None and customer.attributes == {}
+
+
+def test_progress_is_reported_while_checking_and_writing(db: Database) -> None:
+    from core.interchange import import_document
+    from fixtures.generate import generate_document
+
+    seen: dict[str, tuple[int, int]] = {}
+    outcome = import_document(
+        db,
+        generate_document(2500, seed=5),
+        lambda phase, done, total: seen.update({phase: (done, total)}),
+    )
+    assert outcome.ok
+    assert seen["checking customers"] == (2500, 2500)
+    assert seen["writing customers"] == (2500, 2500)
+    assert seen["writing documents"][0] == seen["writing documents"][1] > 0

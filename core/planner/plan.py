@@ -239,7 +239,7 @@ def iter_candidates(
             if documents is not None and len(documents) > 1:
                 documents.sort(key=lambda d: d.id)
             customer_reasons = tuple(
-                r for rule in CUSTOMER_RULES if (r := rule(ctx, customer)) is not None
+                [r for rule in CUSTOMER_RULES if (r := rule(ctx, customer)) is not None]
             )
             send_after = None
             if quiet is not None:
@@ -251,7 +251,7 @@ def iter_candidates(
             entries: list[tuple[AddressFacts | None, tuple[Reason, ...]]]
             if addresses:
                 entries = [
-                    (a, tuple(r for rule in ADDRESS_RULES if (r := rule(ctx, a)) is not None))
+                    (a, tuple([r for rule in ADDRESS_RULES if (r := rule(ctx, a)) is not None]))
                     for a in _unique_addresses(addresses)
                 ]
             else:
@@ -269,7 +269,7 @@ def iter_candidates(
 
 def _document_reasons(ctx: Context, page: Page) -> dict[str, tuple[Reason, ...]]:
     return {
-        document.id: tuple(r for rule in DOCUMENT_RULES if (r := rule(ctx, document)) is not None)
+        document.id: tuple([r for rule in DOCUMENT_RULES if (r := rule(ctx, document)) is not None])
         for documents in page.documents.values()
         for document in documents
     }

@@ -197,8 +197,10 @@ def main() -> None:
     )
     print(f"  raw sqlite3 scan  {scan['seconds']:8.2f} s   {scan['rows']:12,} rows (the floor)")
     print(f"  ratio plan/scan   {plan['seconds'] / scan['seconds']:8.1f} x   goal <= 10 x")
-    print(f"  + JSON output     {plan['json_seconds']:8.2f} s   {plan['json_mib']:.0f} MiB of text "
-          f"(msgrun plan --json); peak with it {plan['peak_with_json_mib']:.0f} MiB")
+    print(
+        f"  + JSON output     {plan['json_seconds']:8.2f} s   {plan['json_mib']:.0f} MiB of text "
+        f"(msgrun plan --json); peak with it {plan['peak_with_json_mib']:.0f} MiB"
+    )
 
     file = import_file(args.import_customers)
     result = child("--step", "import", str(file))
