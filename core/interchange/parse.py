@@ -136,14 +136,8 @@ def parse_document(
             ("suppression", "suppression address"),
         )
     }
-    for path, value in top.items("smtp_profiles"):
-        row = _smtp_profile(Reader(problems, path, value))
-        ids["smtp"].add(row.get("id"), path)
-        parsed.smtp_profiles.append(Row(path, row))
-    for path, value in top.items("billing_methods"):
-        row = _billing_method(Reader(problems, path, value))
-        ids["billing"].add(row.get("id"), path)
-        parsed.billing_methods.append(Row(path, row))
+    _section(top, "smtp_profiles", _smtp_profile, parsed.smtp_profiles, ids["smtp"])
+    _section(top, "billing_methods", _billing_method, parsed.billing_methods, ids["billing"])
 
     customers = top.items("customers")
     for done, (path, value) in enumerate(customers, start=1):
@@ -153,22 +147,30 @@ def parse_document(
     if progress is not None and customers:
         progress("checking customers", len(customers), len(customers))
 
-    for path, value in top.items("documents"):
-        row = _document(Reader(problems, path, value))
-        ids["document"].add(row.get("id"), path)
-        parsed.documents.append(Row(path, row))
-    for path, value in top.items("suppressions"):
-        row = _suppression(Reader(problems, path, value))
-        ids["suppression"].add(row.get("address_lower"), path)
-        parsed.suppressions.append(Row(path, row))
-    for path, value in top.items("definitions"):
-        row = _definition(Reader(problems, path, value))
-        ids["definition"].add(row.get("id"), path)
-        parsed.definitions.append(Row(path, row))
-    for path, value in top.items("history"):
-        parsed.history.append(Row(path, _history(Reader(problems, path, value))))
+    _section(top, "documents", _document, parsed.documents, ids["document"])
+    _section(
+        top, "suppressions", _suppression, parsed.suppressions, ids["suppression"], "address_lower"
+    )
+    _section(top, "definitions", _definition, parsed.definitions, ids["definition"])
+    _section(top, "history", _history, parsed.history)
     top.finish()
     return parsed, problems
+
+
+def _section(
+    top: Reader,
+    key: str,
+    read: Callable[[Reader], dict[str, Any]],
+    rows: list[Row],
+    registry: IdRegistry | None = None,
+    id_column: str = "id",
+) -> None:
+    """Read every element of a top-level list into ``rows``, noting duplicate ids."""
+    for path, value in top.items(key):
+        row = read(Reader(top.problems, path, value))
+        if registry is not None:
+            registry.add(row.get(id_column), path)
+        rows.append(Row(path, row))
 
 
 def _organisation(r: Reader) -> dict[str, Any]:

@@ -226,8 +226,8 @@ class Reader:
             return None
         return value
 
-    def choices(self, key: str, allowed: Sequence[str]) -> list[str] | None:
-        """An optional list of values from ``allowed``."""
+    def _string_list(self, key: str, check: Callable[[str], str | None]) -> list[str] | None:
+        """An optional list of strings; ``check`` names what is wrong with one, or None."""
         value = self.raw(key, required=False)
         if value is MISSING:
             return None
@@ -236,29 +236,25 @@ class Reader:
             return None
         good = True
         for index, element in enumerate(value):
-            if not isinstance(element, str):
-                self.problem(f"{key}[{index}]", f"expected a string, got {type_name(element)}")
-                good = False
-            elif element not in allowed:
-                self.problem(f"{key}[{index}]", f"{element!r} is not one of: {', '.join(allowed)}")
+            wrong = (
+                f"expected a non-empty string, got {type_name(element)}"
+                if not isinstance(element, str) or not element
+                else check(element)
+            )
+            if wrong is not None:
+                self.problem(f"{key}[{index}]", wrong)
                 good = False
         return list(value) if good else None
 
+    def choices(self, key: str, allowed: Sequence[str]) -> list[str] | None:
+        """An optional list of values from ``allowed``."""
+        return self._string_list(
+            key, lambda v: None if v in allowed else f"{v!r} is not one of: {', '.join(allowed)}"
+        )
+
     def strings(self, key: str) -> list[str] | None:
-        value = self.raw(key, required=False)
-        if value is MISSING:
-            return None
-        if not isinstance(value, list):
-            self.problem(key, f"expected a list, got {type_name(value)}")
-            return None
-        good = True
-        for index, element in enumerate(value):
-            if not isinstance(element, str) or not element:
-                self.problem(
-                    f"{key}[{index}]", f"expected a non-empty string, got {type_name(element)}"
-                )
-                good = False
-        return list(value) if good else None
+        """An optional list of non-empty strings."""
+        return self._string_list(key, lambda _: None)
 
     def day(self, key: str, *, required: bool = False) -> date | None:
         value = self.text(key, required=required)

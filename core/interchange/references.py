@@ -20,6 +20,7 @@ from core.storage.models import (
     Document,
     Service,
     SmtpProfile,
+    table_of,
 )
 
 CHUNK = 500
@@ -83,14 +84,16 @@ def check_references(connection: Connection, parsed: ParsedFile) -> list[Problem
 
     customer_ids = ids(parsed.customers)
     document_ids = ids(parsed.documents)
-    resolve(parsed.documents, "customer_id", "customer", "customer", customer_ids, _t(Customer))
+    resolve(
+        parsed.documents, "customer_id", "customer", "customer", customer_ids, table_of(Customer)
+    )
     resolve(
         parsed.documents,
         "billing_method_id",
         "billing_method",
         "billing method",
         ids(parsed.billing_methods),
-        _t(BillingMethod),
+        table_of(BillingMethod),
     )
     resolve(
         parsed.definitions,
@@ -98,7 +101,7 @@ def check_references(connection: Connection, parsed: ParsedFile) -> list[Problem
         "smtp_profile",
         "SMTP profile",
         ids(parsed.smtp_profiles),
-        _t(SmtpProfile),
+        table_of(SmtpProfile),
     )
     resolve(
         parsed.history,
@@ -106,10 +109,10 @@ def check_references(connection: Connection, parsed: ParsedFile) -> list[Problem
         "definition",
         "definition",
         ids(parsed.definitions),
-        _t(Definition),
+        table_of(Definition),
     )
-    resolve(parsed.history, "customer_id", "customer", "customer", customer_ids, _t(Customer))
-    resolve(parsed.history, "document_id", "document", "document", document_ids, _t(Document))
+    resolve(parsed.history, "customer_id", "customer", "customer", customer_ids, table_of(Customer))
+    resolve(parsed.history, "document_id", "document", "document", document_ids, table_of(Document))
     problems.extend(_check_services(connection, parsed, customer_ids))
     return problems
 
@@ -124,7 +127,7 @@ def _check_services(
     """
     problems: list[Problem] = []
     # Where each service will belong after the import.
-    owner = stored_children(connection, _t(Service), customer_ids)
+    owner = stored_children(connection, table_of(Service), customer_ids)
     listed = {
         row.values["id"]: row.values["customer_id"]
         for row in parsed.services
@@ -138,7 +141,7 @@ def _check_services(
     }
     outside = referenced - listed.keys() - owner.keys()
     for batch in chunks(sorted(outside)):
-        table = _t(Service)
+        table = table_of(Service)
         rows = connection.execute(
             select(table.c.id, table.c.customer_id).where(table.c.id.in_(batch))
         )
@@ -172,7 +175,7 @@ def _check_services(
 
     if removed:
         in_file_documents = {row.values.get("id") for row in parsed.documents}
-        document = _t(Document)
+        document = table_of(Document)
         paths = {row.values["id"]: row.path for row in parsed.customers if row.values.get("id")}
         for batch in chunks(sorted(removed)):
             rows = connection.execute(
@@ -190,11 +193,6 @@ def _check_services(
                     )
                 )
     return problems
-
-
-def _t(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
 
 
 __all__ = ["check_references", "chunks", "stored_children", "stored_ids"]

@@ -33,15 +33,11 @@ from core.storage.models import (
     Service,
     SmtpProfile,
     Suppression,
+    table_of,
 )
 
 Progress = Callable[[str, int, int], None]
 BATCH = 2000
-
-
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
 
 
 def _insert(connection: Connection, table: Table) -> Any:
@@ -90,32 +86,34 @@ def values(rows: list[Row]) -> list[dict[str, Any]]:
 
 def write(connection: Connection, parsed: ParsedFile, progress: Progress | None = None) -> None:
     if parsed.organisation is not None:
-        upsert(connection, _table(Organisation), [parsed.organisation], ("id",))
-    upsert(connection, _table(SmtpProfile), values(parsed.smtp_profiles), ("id",))
-    upsert(connection, _table(BillingMethod), values(parsed.billing_methods), ("id",))
-    upsert(connection, _table(Customer), values(parsed.customers), ("id",), progress, "customers")
+        upsert(connection, table_of(Organisation), [parsed.organisation], ("id",))
+    upsert(connection, table_of(SmtpProfile), values(parsed.smtp_profiles), ("id",))
+    upsert(connection, table_of(BillingMethod), values(parsed.billing_methods), ("id",))
+    upsert(connection, table_of(Customer), values(parsed.customers), ("id",), progress, "customers")
     _replace_contacts(connection, parsed, progress)
 
     services = values(parsed.services)
-    upsert(connection, _table(Service), services, ("id",), progress, "services")
-    upsert(connection, _table(Document), values(parsed.documents), ("id",), progress, "documents")
+    upsert(connection, table_of(Service), services, ("id",), progress, "services")
+    upsert(connection, table_of(Document), values(parsed.documents), ("id",), progress, "documents")
     # Services a customer in the file no longer lists go, now that no document uses them.
     customer_ids = [row.values["id"] for row in parsed.customers]
     keep = {row["id"] for row in services}
-    stale = [s for s in stored_children(connection, _table(Service), customer_ids) if s not in keep]
-    service = _table(Service)
+    stale = [
+        s for s in stored_children(connection, table_of(Service), customer_ids) if s not in keep
+    ]
+    service = table_of(Service)
     for batch in chunks(stale):
         connection.execute(delete(service).where(service.c.id.in_(batch)))
 
-    upsert(connection, _table(Suppression), values(parsed.suppressions), ("address_lower",))
-    upsert(connection, _table(Definition), values(parsed.definitions), ("id",))
-    insert_new(connection, _table(History), values(parsed.history), "fingerprint")
+    upsert(connection, table_of(Suppression), values(parsed.suppressions), ("address_lower",))
+    upsert(connection, table_of(Definition), values(parsed.definitions), ("id",))
+    insert_new(connection, table_of(History), values(parsed.history), "fingerprint")
 
 
 def _replace_contacts(
     connection: Connection, parsed: ParsedFile, progress: Progress | None
 ) -> None:
-    contact, address = _table(Contact), _table(Address)
+    contact, address = table_of(Contact), table_of(Address)
     customer_ids = [row.values["id"] for row in parsed.customers]
     stored = stored_children(connection, contact, customer_ids)
     incoming = {row.values["id"] for row in parsed.contacts}

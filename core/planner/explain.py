@@ -17,7 +17,6 @@ from core.planner.load import (
     load_definition,
     load_definitions,
     load_organisation,
-    table,
 )
 from core.planner.plan import Plan, plan_definition
 from core.planner.report import candidate_json
@@ -31,6 +30,7 @@ from core.storage.models import (
     History,
     Service,
     Suppression,
+    table_of,
 )
 from core.vocabulary import ADDRESS_PREFERENCES, CONTACT_PREFERENCES, document_label
 
@@ -93,11 +93,11 @@ def _set_preferences(row: Any, names: tuple[str, ...]) -> dict[str, bool]:
 
 def customer_record(connection: Connection, customer_id: str) -> dict[str, Any]:
     """Everything stored about one customer, as plain JSON-ready data."""
-    customer = table(Customer)
+    customer = table_of(Customer)
     row = connection.execute(select(customer).where(customer.c.id == customer_id)).first()
     if row is None:
         raise PlanningError(f"unknown customer {customer_id!r}")
-    contact, address, suppression = table(Contact), table(Address), table(Suppression)
+    contact, address, suppression = table_of(Contact), table_of(Address), table_of(Suppression)
     contacts = list(
         connection.execute(
             select(contact)
@@ -150,10 +150,10 @@ def customer_record(connection: Connection, customer_id: str) -> dict[str, Any]:
             }
         )
     service, document, method, history = (
-        table(Service),
-        table(Document),
-        table(BillingMethod),
-        table(History),
+        table_of(Service),
+        table_of(Document),
+        table_of(BillingMethod),
+        table_of(History),
     )
     services = [
         {"id": s.id, "status": s.status, "allow_billing_email": s.allow_billing_email}

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, literal, null, select
+from sqlalchemy import ColumnElement, Connection, literal, null, select
 
 from core.planner.facts import (
     AddressFacts,
@@ -39,6 +39,7 @@ from core.storage.models import (
     Service,
     SmtpProfile,
     Suppression,
+    table_of,
 )
 from core.vocabulary import ADDRESS_PREFERENCE_OF, CONTACT_PREFERENCE_OF, DOCUMENT_KIND_OF
 
@@ -49,13 +50,8 @@ class PlanningError(LookupError):
     """A plan cannot be made: unknown definition or customer, or nothing imported yet."""
 
 
-def table(model: type[Any]) -> Table:
-    result: Table = model.__table__
-    return result
-
-
 def load_organisation(connection: Connection) -> OrganisationFacts:
-    row = connection.execute(select(table(Organisation))).first()
+    row = connection.execute(select(table_of(Organisation))).first()
     if row is None:
         raise PlanningError(
             "the database has no organisation yet: import an interchange file first "
@@ -102,7 +98,7 @@ def definition_facts(row: Any) -> DefinitionFacts:
 
 
 def load_definition(connection: Connection, definition_id: str) -> DefinitionFacts:
-    definitions = table(Definition)
+    definitions = table_of(Definition)
     row = connection.execute(select(definitions).where(definitions.c.id == definition_id)).first()
     if row is None:
         known = connection.execute(select(definitions.c.id).order_by(definitions.c.id)).scalars()
@@ -112,13 +108,13 @@ def load_definition(connection: Connection, definition_id: str) -> DefinitionFac
 
 
 def load_definitions(connection: Connection) -> list[DefinitionFacts]:
-    definitions = table(Definition)
+    definitions = table_of(Definition)
     rows = connection.execute(select(definitions).order_by(definitions.c.id))
     return [definition_facts(row) for row in rows]
 
 
 def load_profile(connection: Connection, profile_id: str) -> ProfileFacts:
-    profiles = table(SmtpProfile)
+    profiles = table_of(SmtpProfile)
     row = connection.execute(
         select(profiles.c.id, profiles.c.password_env, profiles.c.last_test_ok_at).where(
             profiles.c.id == profile_id
@@ -130,7 +126,7 @@ def load_profile(connection: Connection, profile_id: str) -> ProfileFacts:
 
 
 def load_methods(connection: Connection) -> dict[str, MethodFacts]:
-    methods = table(BillingMethod)
+    methods = table_of(BillingMethod)
     return {
         row.id: MethodFacts(
             id=row.id,
@@ -150,7 +146,7 @@ def load_methods(connection: Connection) -> dict[str, MethodFacts]:
 
 
 def load_suppressions(connection: Connection) -> dict[str, SuppressionFacts]:
-    suppressions = table(Suppression)
+    suppressions = table_of(Suppression)
     return {
         row.address_lower: SuppressionFacts(address=row.address, reason=row.reason, since=row.since)
         for row in connection.execute(select(suppressions))
@@ -166,7 +162,7 @@ def load_history(
     document (an entry names the customer it was sent for, but what it
     deduplicates is the document), so the entries are chosen the same way.
     """
-    history, document = table(History), table(Document)
+    history, document = table_of(History), table_of(Document)
     query = select(
         history.c.customer_id,
         history.c.address_lower,
@@ -215,7 +211,7 @@ def iter_pages(
     page_size: int = PAGE,
 ) -> Iterator[Page]:
     """Customers in id order, a page at a time, with their addresses, documents, services."""
-    customer = table(Customer)
+    customer = table_of(Customer)
     attributes: ColumnElement[Any] = (
         customer.c.attributes if definition.audience else null().label("attributes")
     )
@@ -256,7 +252,7 @@ def iter_pages(
 def _addresses(
     connection: Connection, definition: DefinitionFacts, low: str, high: str
 ) -> dict[str, list[AddressFacts]]:
-    contact, address = table(Contact), table(Address)
+    contact, address = table_of(Contact), table_of(Address)
     contact_preference = CONTACT_PREFERENCE_OF.get(definition.kind)
     address_preference = ADDRESS_PREFERENCE_OF.get(definition.kind)
     query = (
@@ -295,7 +291,7 @@ def _documents(
 ) -> dict[str, list[DocumentFacts]]:
     if definition.document_kind is None:
         return {}
-    document = table(Document)
+    document = table_of(Document)
     query = select(
         document.c.id,
         document.c.customer_id,
@@ -320,7 +316,7 @@ def _services(
 ) -> dict[str, ServiceFacts]:
     if definition.document_kind is None:
         return {}
-    service = table(Service)
+    service = table_of(Service)
     query = select(service.c.id, service.c.status, service.c.allow_billing_email).where(
         service.c.customer_id.between(low, high)
     )
@@ -331,7 +327,7 @@ def address_keys(connection: Connection, customer_ids: Sequence[str]) -> dict[st
     """The keys each customer has addresses under (for the detail of rule 3)."""
     if not customer_ids:
         return {}
-    address = table(Address)
+    address = table_of(Address)
     query = (
         select(address.c.customer_id, address.c.key)
         .where(address.c.customer_id.in_(list(customer_ids)))
@@ -344,7 +340,7 @@ def address_keys(connection: Connection, customer_ids: Sequence[str]) -> dict[st
 
 
 def customer_exists(connection: Connection, customer_id: str) -> bool:
-    customer = table(Customer)
+    customer = table_of(Customer)
     return (
         connection.execute(select(customer.c.id).where(customer.c.id == customer_id)).first()
         is not None
