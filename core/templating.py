@@ -22,3 +22,14 @@ def template_problem(source: str) -> str | None:
     except TemplateSyntaxError as error:
         return f"template error at line {error.lineno}: {error.message}"
     return None
+
+
+class RenderError(Exception):
+    """A template failed for one recipient; the message says why."""
+
+
+def render(source: str, context: dict[str, object]) -> str:
+    try:
+        return environment().from_string(source).render(context)
+    except Exception as error:  # any template failure fails that recipient, with the error
+        raise RenderError(f"template error: {type(error).__name__}: {error}") from None

@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from tui.commands import database_cmd, importing, planning
+from tui.commands import database_cmd, importing, planning, runs
 from tui.errors import OperationFailed, UsageError
 
 
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     importing.add_parser(commands, common)
     planning.add_parsers(commands, common)
+    runs.add_parsers(commands, common)
     database_cmd.add_parser(commands, common)
     return parser
 

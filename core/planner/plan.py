@@ -46,6 +46,7 @@ from core.planner.rules import (
     HISTORY_RULES,
     PLAN_RULES,
     Context,
+    billing_offset,
     no_address_for_key,
 )
 from core.storage.database import Database
@@ -66,6 +67,7 @@ class Candidate:
         "decision",
         "document",
         "label",
+        "offset_days",
         "reasons",
         "send_after",
     )
@@ -80,6 +82,7 @@ class Candidate:
         decision: str,
         reasons: tuple[Reason, ...],
         send_after: datetime | None,
+        offset_days: int | None = None,
     ) -> None:
         self.customer = customer
         self.contact = contact
@@ -89,6 +92,9 @@ class Candidate:
         self.decision = decision
         self.reasons = reasons
         self.send_after = send_after
+        # Days from the due date at `at` (billing-rule definitions): the dedup
+        # ledger records which rule a send answered. Not part of the plan's JSON.
+        self.offset_days = offset_days
 
     def codes(self) -> list[str]:
         return [reason.code for reason in self.reasons]
@@ -264,7 +270,12 @@ def iter_candidates(
                         found = rule(ctx, customer, address, document)
                         if found is not None:
                             reasons = (*reasons, found)
-                    yield _decide(customer, address, document, reasons, send_after)
+                    offset = (
+                        billing_offset(ctx, document)
+                        if document is not None and definition.use_billing_rules
+                        else None
+                    )
+                    yield _decide(customer, address, document, reasons, send_after, offset)
 
 
 def _document_reasons(ctx: Context, page: Page) -> dict[str, tuple[Reason, ...]]:
@@ -281,6 +292,7 @@ def _decide(
     document: DocumentFacts | None,
     reasons: tuple[Reason, ...],
     send_after: datetime | None,
+    offset_days: int | None,
 ) -> Candidate:
     if reasons:
         decision, send_after = EXCLUDED, None
@@ -297,6 +309,7 @@ def _decide(
         decision,
         reasons or NO_REASONS,
         send_after,
+        offset_days,
     )
 
 

@@ -250,22 +250,44 @@ class MessageRun(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     definition_id: Mapped[str] = mapped_column(IdString, ForeignKey("definition.id"), index=True)
+    smtp_profile_id: Mapped[str] = mapped_column(IdString, ForeignKey("smtp_profile.id"))
     state: Mapped[str] = mapped_column(String(32), index=True)
+    # The instant the plan was made for (``--at``).
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    started_by: Mapped[str | None] = mapped_column(String(200))
-    stop_requested_by: Mapped[str | None] = mapped_column(String(200))
+    started_by: Mapped[str] = mapped_column(String(200))
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stop_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stop_requested_by: Mapped[str | None] = mapped_column(String(200))
+    # Why the run failed (a run-level fault), or what the last process said.
     error: Mapped[str | None] = mapped_column(Text)
+    # The process delivering the run, and until when its claim holds.
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Part of every recipient's Message-ID, so ids are unique across databases.
+    message_token: Mapped[str] = mapped_column(String(32))
+
+
+class RunCount(Base):
+    """How many of a run's recipients are in each state, kept with every transition."""
+
+    __tablename__ = "run_count"
+
+    run_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("message_run.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
 
 
 class Recipient(Base):
     """One (customer, address, document) of a run: its decision and its delivery."""
 
     __tablename__ = "recipient"
-    __table_args__ = (Index("ix_recipient_run_state", "run_id", "state"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "position"),
+        Index("ix_recipient_run_state_position", "run_id", "state", "position"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(Integer, ForeignKey("message_run.id", ondelete="CASCADE"))
@@ -274,14 +296,20 @@ class Recipient(Base):
     contact_id: Mapped[str | None] = mapped_column(IdString)
     address: Mapped[str | None] = mapped_column(String(400))
     document_id: Mapped[str | None] = mapped_column(IdString)
+    # The document label when the run planned it ("Concept" for a draft).
     label: Mapped[str | None] = mapped_column(String(100))
     decision: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[dict[str, str]]] = mapped_column(JsonValue)
     send_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Days from the due date when planned (billing-rule definitions), for the ledger.
+    offset_days: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16))
     smtp_code: Mapped[int | None] = mapped_column(Integer)
     smtp_reply: Mapped[str | None] = mapped_column(Text)
+    # What went wrong that is not an SMTP reply (a template error, a refused connection).
+    error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(300))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

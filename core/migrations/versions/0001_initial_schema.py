@@ -300,19 +300,31 @@ def upgrade() -> None:
             sa.String(length=200).with_variant(sa.String(length=200, collation="C"), "postgresql"),
             nullable=False,
         ),
+        sa.Column(
+            "smtp_profile_id",
+            sa.String(length=200).with_variant(sa.String(length=200, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("state", sa.String(length=32), nullable=False),
         sa.Column("planned_at", sa.DateTime(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("started_by", sa.String(length=200), nullable=True),
-        sa.Column("stop_requested_by", sa.String(length=200), nullable=True),
+        sa.Column("started_by", sa.String(length=200), nullable=False),
         sa.Column("ended_at", sa.DateTime(), nullable=True),
+        sa.Column("stop_requested_at", sa.DateTime(), nullable=True),
+        sa.Column("stop_requested_by", sa.String(length=200), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("lease_owner", sa.String(length=200), nullable=True),
         sa.Column("lease_expires_at", sa.DateTime(), nullable=True),
+        sa.Column("message_token", sa.String(length=32), nullable=False),
         sa.ForeignKeyConstraint(
             ["definition_id"],
             ["definition.id"],
             name=op.f("fk_message_run_definition_id_definition"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["smtp_profile_id"],
+            ["smtp_profile.id"],
+            name=op.f("fk_message_run_smtp_profile_id_smtp_profile"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_message_run")),
     )
@@ -390,12 +402,15 @@ def upgrade() -> None:
             "reasons", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
         ),
         sa.Column("send_after", sa.DateTime(), nullable=True),
+        sa.Column("offset_days", sa.Integer(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("smtp_code", sa.Integer(), nullable=True),
         sa.Column("smtp_reply", sa.Text(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
         sa.Column("message_id", sa.String(length=300), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(), nullable=True),
+        sa.Column("sent_at", sa.DateTime(), nullable=True),
         sa.Column("updated_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["run_id"],
@@ -404,15 +419,33 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recipient")),
+        sa.UniqueConstraint("run_id", "position", name=op.f("uq_recipient_run_id_position")),
     )
     with op.batch_alter_table("recipient", schema=None) as batch_op:
-        batch_op.create_index("ix_recipient_run_state", ["run_id", "state"], unique=False)
+        batch_op.create_index(
+            "ix_recipient_run_state_position", ["run_id", "state", "position"], unique=False
+        )
+
+    op.create_table(
+        "run_count",
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["message_run.id"],
+            name=op.f("fk_run_count_run_id_message_run"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("run_id", "state", name=op.f("pk_run_count")),
+    )
 
 
 def downgrade() -> None:
 
+    op.drop_table("run_count")
     with op.batch_alter_table("recipient", schema=None) as batch_op:
-        batch_op.drop_index("ix_recipient_run_state")
+        batch_op.drop_index("ix_recipient_run_state_position")
 
     op.drop_table("recipient")
     with op.batch_alter_table("history", schema=None) as batch_op:

@@ -1,0 +1,524 @@
+"""Delivering one run: claim → build → send → record, under a lease.
+
+One controller and ``max_connections`` senders, in one event loop:
+
+- the controller keeps at most ``max_connections`` claimed messages waiting
+  for a sender: a recipient is marked ``sending`` only just before it is handed
+  to a connection, so a crash leaves few ``unknown``;
+- each sender owns one reused SMTP connection and waits on the profile's
+  rate limit before every message;
+- results are written in batches, at least every ``FLUSH_SECONDS``;
+- the lease is renewed every ``LEASE_RENEW_SECONDS``; a stop request (from any
+  process) is seen within ``STOP_POLL_SECONDS``.
+
+Database calls run in a worker thread so that sending never waits on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import aiosmtplib
+from sqlalchemy import Connection, select
+
+from core.clock import Clock
+from core.delivery import store
+from core.delivery.message import build_message
+from core.delivery.runs import read_counts
+from core.delivery.smtp import (
+    ConnectionFault,
+    ProfileSettings,
+    RateLimit,
+    Reply,
+    RunFault,
+    open_connection,
+    password_for,
+    send,
+)
+from core.delivery.states import (
+    COMPLETED,
+    FAILED,
+    FIRST_RETRY_SECONDS,
+    LEASE_RENEW_SECONDS,
+    MAX_ATTEMPTS,
+    MAX_RETRY_SECONDS,
+    RETRYING,
+    RUN_FAILED,
+    RUNNING,
+    SENT,
+    STOPPED,
+    STOPPING,
+    WAITING,
+)
+from core.storage.database import Database
+from core.storage.models import (
+    Contact,
+    Customer,
+    Definition,
+    Document,
+    Organisation,
+    SmtpProfile,
+    table_of,
+)
+from core.templating import RenderError, render
+from core.vocabulary import document_label
+
+T = TypeVar("T")
+FLUSH_SECONDS = 0.25
+FLUSH_SIZE = 500
+STOP_POLL_SECONDS = 0.5
+IDLE_SECONDS = 0.05
+
+
+def process_owner() -> str:
+    """Who holds a lease: host, pid and a nonce (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class LeaseHeld(Exception):
+    """Another live process delivers this run."""
+
+    def __init__(self, owner: str, until: datetime | None) -> None:
+        super().__init__(owner, until)
+        self.owner = owner
+        self.until = until
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try after ``attempts`` failed ones: ~1 s, doubling, ≤ 5 min."""
+    base: float = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2.0 ** max(0, attempts - 1))
+    return float(min(MAX_RETRY_SECONDS, base * random.uniform(0.8, 1.2)))
+
+
+@dataclass
+class Outgoing:
+    due: store.Due
+    envelope: Any = None  # Envelope, once built
+
+
+@dataclass
+class Templates:
+    definition_id: str
+    subject: str
+    text: str
+    html: str | None
+    organisation: dict[str, Any]
+
+
+@dataclass
+class Delivery:
+    """What one call of ``deliver`` did."""
+
+    run_id: int
+    state: str
+    error: str | None = None
+    sent: int = 0
+
+
+@dataclass
+class _Shared:
+    results: list[store.Result] = field(default_factory=list)
+    in_flight: set[int] = field(default_factory=set)
+    unsent: list[int] = field(default_factory=list)
+    fault: str | None = None
+    sent: int = 0
+
+
+class Deliverer:
+    def __init__(
+        self,
+        database: Database,
+        run_id: int,
+        clock: Clock,
+        *,
+        owner: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        stop: asyncio.Event | None = None,
+        on_progress: Callable[[dict[str, int]], None] | None = None,
+        keep_running_on_stop: bool = False,
+    ) -> None:
+        self.database = database
+        self.run_id = run_id
+        self.clock = clock
+        self.owner = owner or process_owner()
+        self.environ = os.environ if environ is None else environ
+        self.local_stop = stop or asyncio.Event()
+        self.on_progress = on_progress
+        # A worker shutting down leaves the run `running` for another worker;
+        # a person's Ctrl-C or `run stop` makes it `stopped`.
+        self.keep_running_on_stop = keep_running_on_stop
+        self.shared = _Shared()
+
+    # -- database calls, in a thread ----------------------------------------
+
+    async def db(self, work: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self.database.connect() as connection:
+                return work(connection)
+
+        return await asyncio.to_thread(run)
+
+    # -- setting up ---------------------------------------------------------------
+
+    def _take(
+        self, connection: Connection, resend_unknown: bool
+    ) -> tuple[Any, ProfileSettings, Templates]:
+        now = self.clock.now()
+        run = store.run_row(connection, self.run_id)
+        if not store.acquire_lease(connection, self.run_id, self.owner, now):
+            raise LeaseHeld(run.lease_owner, run.lease_expires_at)
+        store.recover_orphans(connection, self.run_id, now)
+        if resend_unknown:
+            store.resend_unknown(connection, self.run_id, now)
+        profile = ProfileSettings.from_row(
+            connection.execute(
+                select(table_of(SmtpProfile)).where(
+                    table_of(SmtpProfile).c.id == run.smtp_profile_id
+                )
+            ).one()
+        )
+        definition = connection.execute(
+            select(table_of(Definition)).where(table_of(Definition).c.id == run.definition_id)
+        ).one()
+        organisation = connection.execute(select(table_of(Organisation))).one()
+        templates = Templates(
+            definition_id=definition.id,
+            subject=definition.template_subject,
+            text=definition.template_text,
+            html=definition.template_html,
+            organisation={"name": organisation.name, "timezone": organisation.timezone},
+        )
+        return run, profile, templates
+
+    # -- the controller -------------------------------------------------------------
+
+    async def run(self, *, resend_unknown: bool = False) -> Delivery:
+        run, profile, templates = await self.db(lambda c: self._take(c, resend_unknown))
+        try:
+            if store.settled_state(await self._counts()) == COMPLETED and run.state == COMPLETED:
+                return Delivery(self.run_id, COMPLETED)
+            await self.db(lambda c: store.set_state(c, self.run_id, RUNNING, clear_stop=True))
+            return await self._deliver(profile, templates)
+        finally:
+            await self.db(lambda c: store.release_lease(c, self.run_id, self.owner))
+
+    async def _counts(self) -> dict[str, int]:
+        return (await self.db(lambda c: read_counts(c, [self.run_id])))[self.run_id]
+
+    async def _deliver(self, profile: ProfileSettings, templates: Templates) -> Delivery:
+        try:
+            password = password_for(profile, self.environ)
+        except RunFault as fault:
+            return await self._end(RUN_FAILED, str(fault))
+        queue: asyncio.Queue[Outgoing | None] = asyncio.Queue()
+        limit = RateLimit(profile.rate_per_second)
+        senders = [
+            asyncio.create_task(self._sender(queue, profile, password, limit))
+            for _ in range(profile.max_connections)
+        ]
+        last_flush = last_renew = last_poll = time.monotonic()
+        stopping = lost = False
+        try:
+            while True:
+                now_m = time.monotonic()
+                if now_m - last_poll >= STOP_POLL_SECONDS:
+                    last_poll = now_m
+                    stopping = stopping or await self._stop_requested()
+                if self.local_stop.is_set():
+                    stopping = True
+                if now_m - last_renew >= LEASE_RENEW_SECONDS:
+                    last_renew = now_m
+                    if not await self.db(
+                        lambda c: store.renew_lease(c, self.run_id, self.owner, self.clock.now())
+                    ):
+                        lost = True
+                        break
+                if self.shared.fault is not None:
+                    stopping = True
+                if self.shared.results and (
+                    now_m - last_flush >= FLUSH_SECONDS or len(self.shared.results) >= FLUSH_SIZE
+                ):
+                    last_flush = now_m
+                    await self._flush(templates.definition_id)
+                if stopping:
+                    break
+                waiting = queue.qsize()
+                if waiting < profile.max_connections:
+                    loaded = await self._feed(
+                        queue, profile, templates, profile.max_connections - waiting
+                    )
+                    if loaded:
+                        continue
+                    if not self.shared.in_flight and queue.empty():
+                        await self._flush(templates.definition_id)
+                        counts = await self._counts()
+                        settled = store.settled_state(counts)
+                        if settled is not None:
+                            return await self._end(settled, None)
+                        due = await self.db(lambda c: store.next_due(c, self.run_id))
+                        pause = STOP_POLL_SECONDS
+                        if due is not None:
+                            pause = max(0.01, min(pause, (due - self.clock.now()).total_seconds()))
+                        await asyncio.sleep(pause)
+                        continue
+                await asyncio.sleep(IDLE_SECONDS)
+        finally:
+            # Claimed messages no sender took go back; messages in flight finish
+            # (unless the lease was lost: then the new holder decides).
+            drained = []
+            while not queue.empty():
+                item = queue.get_nowait()
+                if item is not None:
+                    drained.append(item.due.id)
+                    self.shared.in_flight.discard(item.due.id)
+            for task in senders:
+                queue.put_nowait(None)
+                if lost:
+                    task.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
+        unsent = drained + self.shared.unsent
+        if lost:
+            # Another process took the run over: leave everything to it.
+            return Delivery(self.run_id, RUNNING, "the lease on the run was lost", self.shared.sent)
+        await self._flush(templates.definition_id)
+        if unsent:
+            await self.db(lambda c: store.unclaim(c, self.run_id, unsent, self.clock.now()))
+        if self.shared.fault is not None:
+            return await self._end(RUN_FAILED, self.shared.fault)
+        if (
+            self.keep_running_on_stop
+            and self.local_stop.is_set()
+            and not await self._stop_requested()
+        ):
+            return Delivery(self.run_id, RUNNING, None, self.shared.sent)
+        return await self._end(STOPPED, None)
+
+    async def _stop_requested(self) -> bool:
+        row = await self.db(lambda c: store.run_row(c, self.run_id))
+        return row.stop_requested_at is not None or row.state == STOPPING
+
+    async def _end(self, state: str, error: str | None) -> Delivery:
+        now = self.clock.now()
+        ended = None if state in (RUNNING, WAITING) else now
+        await self.db(lambda c: store.set_state(c, self.run_id, state, ended_at=ended, error=error))
+        if self.on_progress is not None:
+            self.on_progress(await self._counts())
+        return Delivery(self.run_id, state, error, self.shared.sent)
+
+    async def _flush(self, definition_id: str) -> None:
+        results, self.shared.results = self.shared.results, []
+        if results:
+            await self.db(
+                lambda c: store.record(c, self.run_id, definition_id, results, self.clock.now())
+            )
+        if self.on_progress is not None and results:
+            self.on_progress(await self._counts())
+
+    # -- feeding the senders --------------------------------------------------------
+
+    async def _feed(
+        self,
+        queue: asyncio.Queue[Outgoing | None],
+        profile: ProfileSettings,
+        templates: Templates,
+        room: int,
+    ) -> int:
+        """Claim up to ``room`` due recipients, build their messages, queue them."""
+        skip = set(self.shared.in_flight)
+
+        def work(connection: Connection) -> tuple[list[Outgoing], list[store.Result]]:
+            now = self.clock.now()
+            due = store.load_due(connection, self.run_id, now, room, skip)
+            if not due:
+                return [], []
+            context = _contexts(connection, due)
+            ready: list[Outgoing] = []
+            broken: list[store.Result] = []
+            for item in due:
+                try:
+                    envelope = _build(item, profile, templates, context, now)
+                except (RenderError, ValueError) as error:
+                    broken.append(
+                        store.Result(
+                            item.id, FAILED, error=str(error), customer_id=item.customer_id
+                        )
+                    )
+                    continue
+                ready.append(Outgoing(item, envelope))
+            claimed = store.claim(connection, self.run_id, due, now)
+            ready = [o for o in ready if o.due.id in claimed]
+            broken = [b for b in broken if b.id in claimed]
+            if broken:
+                store.record(connection, self.run_id, templates.definition_id, broken, now)
+            return ready, broken
+
+        ready, broken = await self.db(work)
+        for outgoing in ready:
+            self.shared.in_flight.add(outgoing.due.id)
+            queue.put_nowait(outgoing)
+        return len(ready) + len(broken)
+
+    # -- the senders ----------------------------------------------------------------
+
+    async def _sender(
+        self,
+        queue: asyncio.Queue[Outgoing | None],
+        profile: ProfileSettings,
+        password: str | None,
+        limit: RateLimit,
+    ) -> None:
+        smtp: aiosmtplib.SMTP | None = None
+        try:
+            while True:
+                outgoing = await queue.get()
+                if outgoing is None:
+                    return
+                if self.shared.fault is not None:
+                    self.shared.unsent.append(outgoing.due.id)
+                    self.shared.in_flight.discard(outgoing.due.id)
+                    continue
+                await limit.wait()
+                try:
+                    if smtp is None or not smtp.is_connected:
+                        smtp = await open_connection(profile, password)
+                    reply = await send(smtp, outgoing.envelope)
+                    self._result(outgoing, reply=reply)
+                except RunFault as fault:
+                    self.shared.fault = str(fault)
+                    self.shared.unsent.append(outgoing.due.id)
+                    self.shared.in_flight.discard(outgoing.due.id)
+                    smtp = None
+                except ConnectionFault as fault:
+                    smtp = None
+                    self._result(outgoing, fault=str(fault))
+        finally:
+            if smtp is not None and smtp.is_connected:
+                try:
+                    await asyncio.wait_for(smtp.quit(), timeout=2)
+                except Exception:
+                    smtp.close()
+
+    def _result(
+        self, outgoing: Outgoing, *, reply: Reply | None = None, fault: str | None = None
+    ) -> None:
+        due = outgoing.due
+        attempts = due.attempts + 1
+        now = self.clock.now()
+        result = store.Result(
+            due.id,
+            FAILED,
+            customer_id=due.customer_id,
+            address=due.address,
+            document_id=due.document_id,
+            offset_days=due.offset_days,
+        )
+        if reply is not None:
+            result.smtp_code, result.smtp_reply = reply.code, reply.text
+        if reply is not None and 200 <= reply.code < 300:
+            result.state, result.sent_at = SENT, now
+            self.shared.sent += 1
+        elif (reply is not None and 400 <= reply.code < 500) or fault is not None:
+            result.error = fault
+            if attempts < MAX_ATTEMPTS:
+                result.state = RETRYING
+                result.next_attempt_at = now + timedelta(seconds=backoff(attempts))
+            else:
+                result.error = f"gave up after {attempts} attempts" + (
+                    f": {fault}" if fault else ""
+                )
+        else:
+            result.hard_bounce = reply is not None and reply.hard_bounce
+        self.shared.results.append(result)
+        self.shared.in_flight.discard(due.id)
+
+
+# -- building messages ----------------------------------------------------------
+
+
+def _contexts(connection: Connection, due: list[store.Due]) -> dict[str, dict[str, Any]]:
+    """Customers, contacts and documents of a batch, each read in one query."""
+    customer, contact, document = table_of(Customer), table_of(Contact), table_of(Document)
+    customers = {
+        row.id: {
+            "id": row.id,
+            "name": row.name,
+            "cluster": row.cluster,
+            "attributes": row.attributes or {},
+        }
+        for row in connection.execute(
+            select(customer).where(customer.c.id.in_({d.customer_id for d in due}))
+        )
+    }
+    contacts = {
+        row.id: {"id": row.id, "name": row.name}
+        for row in connection.execute(
+            select(contact.c.id, contact.c.name).where(
+                contact.c.id.in_({d.contact_id for d in due if d.contact_id})
+            )
+        )
+    }
+    documents = {
+        row.id: {
+            "id": row.id,
+            "kind": row.kind,
+            "number": row.number,
+            "label": document_label(row.number),
+            "status": row.status,
+            "due_date": row.due_date.isoformat() if row.due_date else None,
+            "amount": row.amount,
+            "currency": row.currency,
+        }
+        for row in connection.execute(
+            select(document).where(document.c.id.in_({d.document_id for d in due if d.document_id}))
+        )
+    }
+    return {"customers": customers, "contacts": contacts, "documents": documents}
+
+
+def _build(
+    due: store.Due,
+    profile: ProfileSettings,
+    templates: Templates,
+    context: dict[str, dict[str, Any]],
+    now: datetime,
+) -> Any:
+    contact = context["contacts"].get(due.contact_id or "", {"name": ""})
+    values = {
+        "organisation": templates.organisation,
+        "customer": context["customers"].get(due.customer_id, {"id": due.customer_id}),
+        "contact": contact,
+        "address": due.address,
+        "document": context["documents"].get(due.document_id or "") if due.document_id else None,
+    }
+    return build_message(
+        from_address=profile.from_address,
+        from_name=profile.from_name,
+        to_address=due.address,
+        to_name=contact.get("name"),
+        subject=render(templates.subject, values),
+        text=render(templates.text, values),
+        html=render(templates.html, values) if templates.html else None,
+        message_id=due.message_id,
+        date=now,
+    )
+
+
+async def deliver(
+    database: Database,
+    run_id: int,
+    clock: Clock,
+    *,
+    resend_unknown: bool = False,
+    **options: Any,
+) -> Delivery:
+    """Deliver what ``run_id`` has not sent, in this process, until it ends or stops."""
+    return await Deliverer(database, run_id, clock, **options).run(resend_unknown=resend_unknown)

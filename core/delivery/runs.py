@@ -1,0 +1,303 @@
+"""Creating runs, reading them, and asking them to stop: the calls every client makes."""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from core.clock import Clock, format_instant
+from core.delivery.states import (
+    ENDED,
+    EXCLUDED,
+    HELD,
+    PENDING,
+    RECIPIENT_STATES,
+    RUNNING,
+    STOPPING,
+)
+from core.planner.load import PlanningError, load_definition, load_organisation
+from core.planner.plan import DEFERRED, INCLUDED, Candidate, plan_definition
+from core.storage.database import Database
+from core.storage.models import MessageRun, Recipient, RunCount, SmtpProfile, table_of
+
+INSERT_BATCH = 5000
+
+
+class UnknownRun(LookupError):
+    """No run has that id (bad usage: exit 2)."""
+
+
+def who() -> str:
+    """user@host of this process, for started_by and stop_requested_by."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def message_id(run_id: int, position: int, token: str, domain: str) -> str:
+    """A recipient's Message-ID: unique, and the same on every retry and re-send."""
+    return f"<msgrun.{run_id}.{position}.{token}@{domain}>"
+
+
+def _initial_state(candidate: Candidate) -> str:
+    if candidate.decision == INCLUDED:
+        return PENDING
+    if candidate.decision == DEFERRED:
+        return HELD
+    return EXCLUDED
+
+
+def create_run(
+    database: Database,
+    definition_id: str,
+    at: datetime,
+    clock: Clock,
+    *,
+    started_by: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Plan ``definition_id`` at ``at`` and snapshot the plan as a new run."""
+    with database.connect() as connection:
+        organisation = load_organisation(connection)
+        definition = load_definition(connection, definition_id)
+        plan = plan_definition(connection, organisation, definition, at, environ=environ or {})
+        profile = connection.execute(
+            select(table_of(SmtpProfile)).where(
+                table_of(SmtpProfile).c.id == definition.smtp_profile_id
+            )
+        ).one()
+        now = clock.now()
+        token = secrets.token_hex(4)
+        run_id: int = connection.execute(
+            insert(table_of(MessageRun))
+            .values(
+                definition_id=definition.id,
+                smtp_profile_id=profile.id,
+                state=RUNNING,
+                planned_at=at,
+                created_at=now,
+                started_by=started_by or who(),
+                message_token=token,
+            )
+            .returning(table_of(MessageRun).c.id)
+        ).scalar_one()
+        domain = profile.from_address.rpartition("@")[2]
+        counts = dict.fromkeys(RECIPIENT_STATES, 0)
+        rows: list[dict[str, Any]] = []
+        recipient = table_of(Recipient)
+        for position, candidate in enumerate(plan.candidates):
+            state = _initial_state(candidate)
+            counts[state] += 1
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "position": position,
+                    "customer_id": candidate.customer,
+                    "contact_id": candidate.contact,
+                    "address": candidate.address,
+                    "document_id": candidate.document,
+                    "label": candidate.label,
+                    "decision": candidate.decision,
+                    "reasons": [r.as_json() for r in candidate.reasons],
+                    "send_after": candidate.send_after,
+                    "offset_days": candidate.offset_days,
+                    "state": state,
+                    "message_id": (
+                        message_id(run_id, position, token, domain) if state != EXCLUDED else None
+                    ),
+                    "attempts": 0,
+                    "updated_at": now,
+                }
+            )
+            if len(rows) == INSERT_BATCH:
+                connection.execute(insert(recipient), rows)
+                rows = []
+        if rows:
+            connection.execute(insert(recipient), rows)
+        connection.execute(
+            insert(table_of(RunCount)),
+            [{"run_id": run_id, "state": state, "n": n} for state, n in counts.items()],
+        )
+    return run_id
+
+
+@dataclass
+class RunInfo:
+    id: int
+    definition_id: str
+    smtp_profile_id: str
+    state: str
+    planned_at: datetime
+    created_at: datetime
+    started_by: str
+    ended_at: datetime | None
+    stop_requested_at: datetime | None
+    stop_requested_by: str | None
+    error: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    counts: dict[str, int]
+
+    def lease_live(self, now: datetime) -> bool:
+        return (
+            self.lease_owner is not None
+            and self.lease_expires_at is not None
+            and self.lease_expires_at > now
+        )
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def read_counts(connection: Connection, run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Counts by state for some runs: one indexed read, however large the runs."""
+    counts: dict[int, dict[str, int]] = {
+        run_id: dict.fromkeys(RECIPIENT_STATES, 0) for run_id in run_ids
+    }
+    table = table_of(RunCount)
+    for run_id, state, n in connection.execute(
+        select(table.c.run_id, table.c.state, table.c.n).where(table.c.run_id.in_(list(run_ids)))
+    ):
+        counts[run_id][state] = n
+    return counts
+
+
+def _run_info(row: Any, counts: dict[str, int]) -> RunInfo:
+    return RunInfo(
+        id=row.id,
+        definition_id=row.definition_id,
+        smtp_profile_id=row.smtp_profile_id,
+        state=row.state,
+        planned_at=row.planned_at,
+        created_at=row.created_at,
+        started_by=row.started_by,
+        ended_at=row.ended_at,
+        stop_requested_at=row.stop_requested_at,
+        stop_requested_by=row.stop_requested_by,
+        error=row.error,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        counts=counts,
+    )
+
+
+def get_run(database: Database, run_id: int) -> RunInfo:
+    with database.connect() as connection:
+        return read_run(connection, run_id)
+
+
+def read_run(connection: Connection, run_id: int) -> RunInfo:
+    table = table_of(MessageRun)
+    row = connection.execute(select(table).where(table.c.id == run_id)).first()
+    if row is None:
+        raise UnknownRun(f"unknown run {run_id}")
+    return _run_info(row, read_counts(connection, [run_id])[run_id])
+
+
+def list_runs(database: Database, limit: int = 100) -> list[RunInfo]:
+    """The newest runs first."""
+    table = table_of(MessageRun)
+    with database.connect() as connection:
+        rows = connection.execute(select(table).order_by(table.c.id.desc()).limit(limit)).all()
+        counts = read_counts(connection, [row.id for row in rows])
+    return [_run_info(row, counts[row.id]) for row in rows]
+
+
+@dataclass
+class StopOutcome:
+    run: RunInfo
+    recorded: bool  # False: the run had already ended
+
+
+def request_stop(
+    database: Database, run_id: int, clock: Clock, by: str | None = None
+) -> StopOutcome:
+    """Ask a run to stop, from any process; the delivering process honours it."""
+    table = table_of(MessageRun)
+    with database.connect() as connection:
+        run = read_run(connection, run_id)
+        if run.state in ENDED:
+            return StopOutcome(run, recorded=False)
+        now = clock.now()
+        values: dict[str, Any] = {"stop_requested_at": now, "stop_requested_by": by or who()}
+        live = run.lease_live(now)
+        # Nobody delivers it (detached, waiting, or its process died): stopping
+        # it is only a state change. Otherwise the process sees the request.
+        values["state"] = STOPPING if live else "stopped"
+        if not live:
+            values["ended_at"] = now
+        connection.execute(
+            update(table).where(table.c.id == run_id, table.c.state.notin_(ENDED)).values(**values)
+        )
+        if not live:
+            from core.delivery.store import recover_orphans
+
+            recover_orphans(connection, run_id, now)
+        return StopOutcome(read_run(connection, run_id), recorded=True)
+
+
+def recipient_rows(database: Database, run_id: int) -> list[dict[str, Any]]:
+    """Every recipient of a run, in plan order, as ``run show --json`` shows them."""
+    table = table_of(Recipient)
+    with database.connect() as connection:
+        rows = connection.execute(
+            select(table).where(table.c.run_id == run_id).order_by(table.c.position)
+        ).all()
+    return [
+        {
+            "customer": r.customer_id,
+            "address": r.address,
+            "document": r.document_id,
+            "label": r.label,
+            "state": r.state,
+            "smtp_code": r.smtp_code,
+            "smtp_reply": r.smtp_reply,
+            "error": r.error,
+            "message_id": r.message_id,
+            "attempts": r.attempts,
+            "send_after": format_instant(r.send_after) if r.send_after else None,
+            "sent_at": format_instant(r.sent_at) if r.sent_at else None,
+            "reasons": r.reasons,
+        }
+        for r in rows
+    ]
+
+
+def run_json(database: Database, run_id: int, *, with_recipients: bool = True) -> dict[str, Any]:
+    run = get_run(database, run_id)
+    result: dict[str, Any] = {
+        "id": str(run.id),
+        "definition": run.definition_id,
+        "state": run.state,
+        "counts": run.counts,
+        "planned_at": format_instant(run.planned_at),
+        "created_at": format_instant(run.created_at),
+        "ended_at": format_instant(run.ended_at) if run.ended_at else None,
+        "started_by": run.started_by,
+        "stop_requested_by": run.stop_requested_by,
+        "error": run.error,
+    }
+    if with_recipients:
+        result["recipients"] = recipient_rows(database, run_id)
+    return result
+
+
+def total_count(connection: Connection, run_id: int) -> int:
+    table = table_of(RunCount)
+    value = connection.execute(
+        select(func.coalesce(func.sum(table.c.n), 0)).where(table.c.run_id == run_id)
+    ).scalar_one()
+    return int(value)
+
+
+__all__ = ["PlanningError", "UnknownRun", "create_run", "get_run", "list_runs", "request_stop"]

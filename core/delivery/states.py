@@ -1,0 +1,47 @@
+"""Run and recipient states (domain.md, "Runs and recipients")."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Recipients.
+PENDING: Final = "pending"
+HELD: Final = "held"
+SENDING: Final = "sending"
+SENT: Final = "sent"
+RETRYING: Final = "retrying"
+FAILED: Final = "failed"
+UNKNOWN: Final = "unknown"
+EXCLUDED: Final = "excluded"
+RECIPIENT_STATES: Final = (PENDING, HELD, SENDING, SENT, RETRYING, FAILED, UNKNOWN, EXCLUDED)
+
+# Runs.
+RUNNING: Final = "running"
+STOPPING: Final = "stopping"
+STOPPED: Final = "stopped"
+WAITING: Final = "waiting"
+COMPLETED: Final = "completed"
+COMPLETED_WITH_FAILURES: Final = "completed_with_failures"
+RUN_FAILED: Final = "failed"
+RUN_STATES: Final = (
+    RUNNING,
+    STOPPING,
+    STOPPED,
+    WAITING,
+    COMPLETED,
+    COMPLETED_WITH_FAILURES,
+    RUN_FAILED,
+)
+# States a run can be restarted from (a completed run has nothing left).
+RESTARTABLE: Final = (STOPPED, RUN_FAILED, WAITING, COMPLETED_WITH_FAILURES, RUNNING, STOPPING)
+ENDED: Final = (STOPPED, COMPLETED, COMPLETED_WITH_FAILURES, RUN_FAILED)
+
+# Retries: a 4xx reply or a connection fault is tried again after about 1 s,
+# doubling, at most 5 minutes apart; the fifth failed attempt is final.
+MAX_ATTEMPTS: Final = 5
+FIRST_RETRY_SECONDS: Final = 1.0
+MAX_RETRY_SECONDS: Final = 300.0
+
+# Leases: renewed every few seconds; lapse at most 15 s after the holder dies.
+LEASE_SECONDS: Final = 12.0
+LEASE_RENEW_SECONDS: Final = 3.0

@@ -1,0 +1,308 @@
+"""``msgrun run start|stop|restart|show|list`` and ``msgrun worker``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from core.clock import SystemClock, format_instant
+from core.delivery.deliver import Delivery, LeaseHeld, deliver
+from core.delivery.runs import (
+    RunInfo,
+    UnknownRun,
+    create_run,
+    get_run,
+    list_runs,
+    request_stop,
+    run_json,
+)
+from core.delivery.states import COMPLETED, RECIPIENT_STATES, RESTARTABLE, WAITING
+from core.delivery.worker import work
+from core.planner.load import PlanningError
+from core.planner.report import dumps
+from core.storage import Database
+from tui.commands.common import database, instant
+from tui.errors import OperationFailed, UsageError
+from tui.output import write_out
+from tui.run_progress import RunProgress
+
+
+def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    run = commands.add_parser("run", help="start, stop, restart and inspect message runs")
+    actions = run.add_subparsers(dest="run_command", metavar="ACTION", required=True)
+
+    start = actions.add_parser(
+        "start",
+        parents=[common],
+        help="create a run of a definition and deliver it here",
+        description="Plan the definition, snapshot the plan as a run, print the run id, and "
+        "deliver it in this process (Ctrl-C stops it gracefully).",
+    )
+    start.add_argument("definition")
+    start.add_argument("--at", help="plan for this instant (ISO 8601 with offset; default now)")
+    start.add_argument("--detach", action="store_true", help="only create it, for msgrun worker")
+    start.set_defaults(handler=run_start)
+
+    stop = actions.add_parser("stop", parents=[common], help="ask a run to stop (from any process)")
+    stop.add_argument("run")
+    stop.set_defaults(handler=run_stop)
+
+    restart = actions.add_parser(
+        "restart",
+        parents=[common],
+        help="deliver what a run has not sent",
+        description="Deliver what the run has not sent: pending, due retries, due held. "
+        "Never sends a sent recipient again; `unknown` ones only with --resend-unknown.",
+    )
+    restart.add_argument("run")
+    restart.add_argument(
+        "--resend-unknown",
+        action="store_true",
+        help="also send recipients whose earlier send may or may not have reached the server",
+    )
+    restart.add_argument("--detach", action="store_true", help="leave it to msgrun worker")
+    restart.set_defaults(handler=run_restart)
+
+    show = actions.add_parser("show", parents=[common], help="a run's state and counts")
+    show.add_argument("run")
+    show.add_argument("--json", action="store_true", help="one JSON object, every recipient in it")
+    show.set_defaults(handler=run_show)
+
+    listing = actions.add_parser("list", parents=[common], help="the newest runs")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(handler=run_list)
+
+    worker = commands.add_parser(
+        "worker", parents=[common], help="deliver runs from the database until SIGINT/SIGTERM"
+    )
+    worker.set_defaults(handler=run_worker)
+
+
+def run_id_of(text: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"unknown run {text!r} (run ids are numbers; see msgrun run list)")
+    return int(text)
+
+
+def existing_run(db: Database, text: str) -> RunInfo:
+    try:
+        return get_run(db, run_id_of(text))
+    except UnknownRun as error:
+        raise UsageError(f"{error} (see msgrun run list)") from None
+
+
+@contextmanager
+def graceful_stop(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, say: Callable[[str], None]
+) -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop gracefully: nothing new starts, what is in flight finishes."""
+
+    def handler() -> None:
+        if not stop.is_set():
+            say("stopping: letting the messages in flight finish…")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handler)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def exit_code(delivery: Delivery) -> int:
+    return 0 if delivery.state in (COMPLETED, WAITING) else 1
+
+
+def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> int:
+    """Deliver in this process with a progress bar on stderr; the exit code of run start."""
+    clock = SystemClock()
+    total = get_run(db, run_id).total
+
+    async def main() -> Delivery:
+        stop = asyncio.Event()
+        with (
+            RunProgress(run_id, total) as progress,
+            graceful_stop(asyncio.get_running_loop(), stop, progress.say),
+        ):
+            return await deliver(
+                db,
+                run_id,
+                clock,
+                stop=stop,
+                on_progress=progress.update,
+                resend_unknown=resend_unknown,
+            )
+
+    try:
+        delivery = asyncio.run(main())
+    except LeaseHeld as held:
+        until = format_instant(held.until) if held.until else "unknown"
+        raise OperationFailed(
+            f"run {run_id} is being delivered by {held.owner} (its lease runs until {until}); "
+            "stop it with msgrun run stop, or wait for that process"
+        ) from None
+    run = get_run(db, run_id)
+    print(f"run {run_id} {run.state}: {summary(run)}", file=sys.stderr)
+    if run.error:
+        print(f"  {run.error}", file=sys.stderr)
+    return exit_code(delivery)
+
+
+def summary(run: RunInfo) -> str:
+    return (
+        ", ".join(f"{run.counts[s]} {s}" for s in RECIPIENT_STATES if run.counts[s])
+        or "no recipients"
+    )
+
+
+def run_start(args: argparse.Namespace) -> int:
+    at = instant(args.at)
+    db = database(args.db)
+    try:
+        run_id = create_run(db, args.definition, at, SystemClock())
+    except PlanningError as error:
+        raise UsageError(str(error)) from None
+    print(run_id, flush=True)
+    if args.detach:
+        print(
+            f"run {run_id} created: {summary(get_run(db, run_id))}; msgrun worker delivers it",
+            file=sys.stderr,
+        )
+        return 0
+    return foreground(db, run_id)
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    db = database(args.db)
+    run = existing_run(db, args.run)
+    outcome = request_stop(db, run.id, SystemClock())
+    if not outcome.recorded:
+        print(f"run {run.id} had already ended ({run.state}); nothing to stop")
+    elif outcome.run.state == "stopped":
+        print(f"run {run.id} stopped (no process was delivering it): {summary(outcome.run)}")
+    else:
+        print(
+            f"run {run.id}: stop recorded; the delivering process stops once the messages "
+            "in flight are done"
+        )
+    return 0
+
+
+def run_restart(args: argparse.Namespace) -> int:
+    db = database(args.db)
+    run = existing_run(db, args.run)
+    if run.state == COMPLETED:
+        print(run.id, flush=True)
+        print(
+            f"run {run.id} is completed: every recipient was sent; nothing to restart",
+            file=sys.stderr,
+        )
+        return 0
+    if run.state not in RESTARTABLE:
+        raise UsageError(f"run {run.id} is {run.state} and cannot be restarted")
+    clock = SystemClock()
+    if run.lease_live(clock.now()):
+        until = format_instant(run.lease_expires_at) if run.lease_expires_at else "?"
+        raise OperationFailed(
+            f"run {run.id} is being delivered by {run.lease_owner} (lease until {until}); "
+            "a restart must wait until that process ends or its lease lapses"
+        )
+    print(run.id, flush=True)
+    if args.detach:
+        from core.delivery.restart import mark_for_workers
+
+        mark_for_workers(db, run.id, clock, resend_unknown=args.resend_unknown)
+        print(f"run {run.id} is queued for msgrun worker", file=sys.stderr)
+        return 0
+    return foreground(db, run.id, resend_unknown=args.resend_unknown)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    db = database(args.db)
+    run = existing_run(db, args.run)
+    if args.json:
+        write_out(dumps(run_json(db, run.id)))
+        return 0
+    lines = [
+        f"run {run.id} · {run.definition_id} · {run.state}",
+        f"planned for {format_instant(run.planned_at)} · created {format_instant(run.created_at)} "
+        f"by {run.started_by}",
+    ]
+    if run.ended_at:
+        lines.append(f"ended {format_instant(run.ended_at)}")
+    if run.stop_requested_by:
+        lines.append(f"stop requested by {run.stop_requested_by}")
+    if run.lease_live(SystemClock().now()):
+        lines.append(f"being delivered by {run.lease_owner}")
+    if run.error:
+        lines.append(f"error: {run.error}")
+    lines.append("")
+    width = max(len(s) for s in RECIPIENT_STATES)
+    lines += [f"  {s:<{width}}  {run.counts[s]:>8}" for s in RECIPIENT_STATES]
+    lines.append(f"  {'total':<{width}}  {run.total:>8}")
+    write_out("\n".join(lines))
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    db = database(args.db)
+    runs = list_runs(db, args.limit)
+    if not runs:
+        write_out("no runs yet (msgrun run start DEFINITION)")
+        return 0
+    rows = [("RUN", "DEFINITION", "STATE", "CREATED", "SENT", "TOTAL", "FAILED", "UNKNOWN")]
+    for r in runs:
+        rows.append(
+            (
+                str(r.id),
+                r.definition_id,
+                r.state,
+                format_instant(r.created_at),
+                str(r.counts["sent"]),
+                str(r.total - r.counts["excluded"]),
+                str(r.counts["failed"]),
+                str(r.counts["unknown"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    write_out(
+        "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+        )
+    )
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    db = database(args.db)
+    clock = SystemClock()
+
+    def said(delivery: Delivery) -> None:
+        print(
+            f"run {delivery.run_id}: {delivery.state}, {delivery.sent} sent"
+            + (f" ({delivery.error})" if delivery.error else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        with graceful_stop(
+            asyncio.get_running_loop(), stop, lambda text: print(text, file=sys.stderr, flush=True)
+        ):
+            await work(db, clock, stop, on_delivery=said)
+
+    print(
+        f"msgrun worker delivering runs from {db.describe()} (Ctrl-C or SIGTERM to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    asyncio.run(main())
+    print("msgrun worker stopped", file=sys.stderr)
+    return 0

@@ -1,0 +1,54 @@
+"""The progress bar of a run delivered in the foreground (stderr, terminals only)."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+DONE = ("sent", "failed", "unknown")
+
+
+class RunProgress:
+    def __init__(self, run_id: int, total: int) -> None:
+        self.console = Console(stderr=True)
+        self.enabled = sys.stderr.isatty()
+        self.bar = Progress(
+            TextColumn(f"run {run_id}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.bar.add_task("deliver", total=None, detail="")
+
+    def __enter__(self) -> RunProgress:
+        if self.enabled:
+            self.bar.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+    def update(self, counts: dict[str, int]) -> None:
+        if not self.enabled:
+            return
+        to_deliver = sum(n for state, n in counts.items() if state != "excluded")
+        done = sum(counts[s] for s in DONE)
+        detail = " ".join(
+            f"{s} {counts[s]}" for s in ("sent", "retrying", "failed", "held") if counts[s]
+        )
+        self.bar.update(self.task, total=to_deliver, completed=done, detail=detail)
+
+    def say(self, text: str) -> None:
+        self.console.print(text)
