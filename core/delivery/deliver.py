@@ -58,6 +58,7 @@ from core.delivery.states import (
     STOPPED,
     STOPPING,
     WAITING,
+    lease_seconds,
 )
 from core.storage.database import Database
 from core.storage.models import (
@@ -93,9 +94,9 @@ class LeaseHeld(Exception):
         self.until = until
 
 
-def backoff(attempts: int) -> float:
+def backoff(attempts: int, first: float = FIRST_RETRY_SECONDS) -> float:
     """Seconds before the next try after ``attempts`` failed ones: ~1 s, doubling, ≤ 5 min."""
-    base: float = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2.0 ** max(0, attempts - 1))
+    base: float = min(MAX_RETRY_SECONDS, first * 2.0 ** max(0, attempts - 1))
     return float(min(MAX_RETRY_SECONDS, base * random.uniform(0.8, 1.2)))
 
 
@@ -145,6 +146,7 @@ class Deliverer:
         stop: asyncio.Event | None = None,
         on_progress: Callable[[dict[str, int]], None] | None = None,
         keep_running_on_stop: bool = False,
+        first_retry_seconds: float = FIRST_RETRY_SECONDS,
     ) -> None:
         self.database = database
         self.run_id = run_id
@@ -156,6 +158,9 @@ class Deliverer:
         # A worker shutting down leaves the run `running` for another worker;
         # a person's Ctrl-C or `run stop` makes it `stopped`.
         self.keep_running_on_stop = keep_running_on_stop
+        self.first_retry_seconds = first_retry_seconds
+        self.lease_seconds = lease_seconds(self.environ)
+        self.renew_seconds = min(LEASE_RENEW_SECONDS, self.lease_seconds / 4)
         self.shared = _Shared()
 
     # -- database calls, in a thread ----------------------------------------
@@ -174,7 +179,7 @@ class Deliverer:
     ) -> tuple[Any, ProfileSettings, Templates]:
         now = self.clock.now()
         run = store.run_row(connection, self.run_id)
-        if not store.acquire_lease(connection, self.run_id, self.owner, now):
+        if not store.acquire_lease(connection, self.run_id, self.owner, now, self.lease_seconds):
             raise LeaseHeld(run.lease_owner, run.lease_expires_at)
         store.recover_orphans(connection, self.run_id, now)
         if resend_unknown:
@@ -235,10 +240,12 @@ class Deliverer:
                     stopping = stopping or await self._stop_requested()
                 if self.local_stop.is_set():
                     stopping = True
-                if now_m - last_renew >= LEASE_RENEW_SECONDS:
+                if now_m - last_renew >= self.renew_seconds:
                     last_renew = now_m
                     if not await self.db(
-                        lambda c: store.renew_lease(c, self.run_id, self.owner, self.clock.now())
+                        lambda c: store.renew_lease(
+                            c, self.run_id, self.owner, self.clock.now(), self.lease_seconds
+                        )
                     ):
                         lost = True
                         break
@@ -430,7 +437,9 @@ class Deliverer:
             result.error = fault
             if attempts < MAX_ATTEMPTS:
                 result.state = RETRYING
-                result.next_attempt_at = now + timedelta(seconds=backoff(attempts))
+                result.next_attempt_at = now + timedelta(
+                    seconds=backoff(attempts, self.first_retry_seconds)
+                )
             else:
                 result.error = f"gave up after {attempts} attempts" + (
                     f": {fault}" if fault else ""

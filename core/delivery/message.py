@@ -51,7 +51,10 @@ def build_message(
     message["Subject"] = one_line(subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
-    message.set_content(text)
+    # Non-ASCII bodies as quoted-printable: no server needs 8BITMIME for them.
+    message.set_content(text, cte=None if text.isascii() else "quoted-printable")
     if html:
-        message.add_alternative(html, subtype="html")
+        message.add_alternative(
+            html, subtype="html", cte=None if html.isascii() else "quoted-printable"
+        )
     return Envelope(from_address, to_address, message.as_bytes(), utf8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 # Recipients.
@@ -45,3 +46,16 @@ MAX_RETRY_SECONDS: Final = 300.0
 # Leases: renewed every few seconds; lapse at most 15 s after the holder dies.
 LEASE_SECONDS: Final = 12.0
 LEASE_RENEW_SECONDS: Final = 3.0
+LEASE_ENV: Final = "MSGRUN_LEASE_SECONDS"
+
+
+def lease_seconds(environ: Mapping[str, str]) -> float:
+    """The lease length: MSGRUN_LEASE_SECONDS (1 to 15) or 12 s. Renewals come 4 times a lease."""
+    raw = environ.get(LEASE_ENV)
+    if not raw:
+        return LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        return LEASE_SECONDS
+    return min(15.0, max(1.0, value))

@@ -101,7 +101,9 @@ def move(
 # -- leases --------------------------------------------------------------------
 
 
-def acquire_lease(connection: Connection, run_id: int, owner: str, now: datetime) -> bool:
+def acquire_lease(
+    connection: Connection, run_id: int, owner: str, now: datetime, seconds: float = LEASE_SECONDS
+) -> bool:
     """Take the run for ``owner`` unless a live lease of someone else holds it."""
     result = connection.execute(
         update(RUN)
@@ -113,17 +115,19 @@ def acquire_lease(connection: Connection, run_id: int, owner: str, now: datetime
                 RUN.c.lease_owner == owner,
             ),
         )
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=LEASE_SECONDS))
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
     )
     return result.rowcount == 1
 
 
-def renew_lease(connection: Connection, run_id: int, owner: str, now: datetime) -> bool:
+def renew_lease(
+    connection: Connection, run_id: int, owner: str, now: datetime, seconds: float = LEASE_SECONDS
+) -> bool:
     """Extend the lease; False when ``owner`` no longer holds it."""
     result = connection.execute(
         update(RUN)
         .where(RUN.c.id == run_id, RUN.c.lease_owner == owner)
-        .values(lease_expires_at=now + timedelta(seconds=LEASE_SECONDS))
+        .values(lease_expires_at=now + timedelta(seconds=seconds))
     )
     return result.rowcount == 1
 

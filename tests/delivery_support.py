@@ -1,0 +1,91 @@
+"""Helpers for delivery tests: data pointing at a test SMTP server, and checks."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from sqlalchemy import func, select
+
+from core.clock import Clock, SystemClock, parse_instant
+from core.delivery.deliver import Delivery, deliver
+from core.delivery.runs import create_run, get_run
+from core.storage import Database
+from core.storage.models import Recipient, RunCount, table_of
+from tests.conftest import MINIMAL, load_ok
+
+AT = "2026-11-23T10:00:00+00:00"
+
+
+def document(count: int, port: int, **profile: Any) -> dict[str, Any]:
+    """``count`` customers, each with one billing address and one approved invoice."""
+    doc = copy.deepcopy(MINIMAL)
+    doc["smtp_profiles"][0].update(port=port, **profile)
+    doc["customers"] = [
+        {
+            "id": f"C{i:05d}",
+            "name": f"Customer {i}",
+            "contacts": [
+                {
+                    "id": f"C{i:05d}-1",
+                    "name": f"Person {i}",
+                    "allow_email": True,
+                    "addresses": [{"address": f"p{i}@example.org", "key": "billing"}],
+                }
+            ],
+        }
+        for i in range(count)
+    ]
+    doc["documents"] = [
+        {
+            "id": f"D{i:05d}",
+            "kind": "invoice",
+            "number": f"2026-{i:05d}",
+            "status": "approved",
+            "customer": f"C{i:05d}",
+        }
+        for i in range(count)
+    ]
+    return doc
+
+
+def new_run(db: Database, doc: dict[str, Any], at: str = AT, clock: Clock | None = None) -> int:
+    load_ok(db, doc)
+    return create_run(db, "inv", parse_instant(at), clock or SystemClock())
+
+
+def deliver_now(db: Database, run_id: int, clock: Clock | None = None, **options: Any) -> Delivery:
+    options.setdefault("environ", {})
+    options.setdefault("first_retry_seconds", 0.05)
+    return asyncio.run(deliver(db, run_id, clock or SystemClock(), **options))
+
+
+def states(db: Database, run_id: int) -> dict[str, str]:
+    """address → state of every recipient of the run."""
+    table = table_of(Recipient)
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(table.c.address, table.c.state).where(table.c.run_id == run_id)
+        ).all()
+    return {row.address: row.state for row in rows}
+
+
+def assert_counts_match_rows(db: Database, run_id: int) -> dict[str, int]:
+    """The counters kept with every transition equal a count of the rows."""
+    recipient, count = table_of(Recipient), table_of(RunCount)
+    with db.connect() as connection:
+        rows = dict(
+            connection.execute(
+                select(recipient.c.state, func.count())
+                .where(recipient.c.run_id == run_id)
+                .group_by(recipient.c.state)
+            ).all()
+        )
+        kept = dict(
+            connection.execute(
+                select(count.c.state, count.c.n).where(count.c.run_id == run_id)
+            ).all()
+        )
+    assert {s: n for s, n in kept.items() if n} == rows
+    return get_run(db, run_id).counts

@@ -1,0 +1,403 @@
+"""Delivery against real SMTP servers (aiosmtpd on loopback, faults injected)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import trustme
+from sqlalchemy import select
+
+from core.clock import FixedClock, SystemClock, parse_instant
+from core.delivery.deliver import deliver
+from core.delivery.runs import get_run, request_stop, run_json
+from core.planner.plan import make_plan
+from core.storage import Database
+from core.storage.models import History, Suppression, table_of
+from fixtures.smtp_servers import Faults, SmtpServer, free_port
+from tests.delivery_support import (
+    AT,
+    assert_counts_match_rows,
+    deliver_now,
+    document,
+    new_run,
+    states,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_a_run_delivers_exactly_the_included_recipients(db: Database) -> None:
+    with SmtpServer() as server:
+        doc = document(40, server.port)
+        doc["customers"][3]["contacts"][0]["allow_email"] = False  # excluded
+        doc["suppressions"] = [
+            {"address": "P4@example.org", "reason": "manual", "since": "2026-01-01"}
+        ]
+        run_id = new_run(db, doc)
+        delivery = deliver_now(db, run_id)
+    assert delivery.state == "completed"
+    counts = assert_counts_match_rows(db, run_id)
+    assert (counts["sent"], counts["excluded"]) == (38, 2)
+    received = server.recipients()
+    assert set(received) == {f"p{i}@example.org" for i in range(40)} - {
+        "p3@example.org",
+        "p4@example.org",
+    }
+    assert set(received.values()) == {1}
+    # Each message carries the recipient's own Message-ID, as stored.
+    shown = {r["address"]: r for r in run_json(db, run_id)["recipients"]}
+    for message in server.messages():
+        assert shown[message.recipient]["message_id"] == message.message_id
+        assert shown[message.recipient]["smtp_code"] == 250
+        assert shown[message.recipient]["smtp_reply"].startswith("2.0.0 Ok: queued as")
+
+
+def test_the_message_is_well_formed(db: Database) -> None:
+    with SmtpServer() as server:
+        doc = document(2, server.port, from_name="Zoë's Pools")
+        doc["customers"][0]["contacts"][0]["name"] = "José\r\nBcc: evil@example.org"
+        doc["definitions"][0]["template"] = {
+            "subject": "Fatura {{ document.label }} — {{ customer.name }}\r\nBcc: evil@example.org",
+            "text": "Olá {{ contact.name }}",
+            "html": "<p>Olá {{ contact.name }}</p>",
+        }
+        deliver_now(db, new_run(db, doc))
+    message = next(m for m in server.messages() if m.recipient == "p0@example.org")
+    parsed = message.message
+    assert parsed["Subject"] == "Fatura 2026-00000 — Customer 0 Bcc: evil@example.org"
+    assert parsed["From"].addresses[0].display_name == "Zoë's Pools"
+    assert parsed["To"].addresses[0].display_name == "José Bcc: evil@example.org"
+    assert parsed["Bcc"] is None, "no data field may add a header"
+    # The whole message is ASCII: headers in RFC 2047, bodies quoted-printable.
+    raw = message.data.decode("ascii")
+    assert "=?utf-8?" in raw
+    assert parsed.get_content_type() == "multipart/alternative"
+    text_part, html_part = parsed.iter_parts()
+    assert text_part.get_content().strip() == "Olá José\r\nBcc: evil@example.org".replace(
+        "\r\n", "\r\n"
+    )
+    assert parsed["Date"] is not None and parsed["Message-ID"] is not None
+
+
+def test_a_template_error_fails_that_recipient_only(db: Database) -> None:
+    with SmtpServer() as server:
+        doc = document(3, server.port)
+        doc["definitions"][0]["template"]["text"] = (
+            "{% if customer.id == 'C00001' %}{{ document.no_such_field.x }}{% endif %}Hi"
+        )
+        run_id = new_run(db, doc)
+        assert deliver_now(db, run_id).state == "completed_with_failures"
+    recipients = {r["address"]: r for r in run_json(db, run_id)["recipients"]}
+    assert recipients["p1@example.org"]["state"] == "failed"
+    assert "template error" in recipients["p1@example.org"]["error"]
+    assert server.recipients() == {"p0@example.org": 1, "p2@example.org": 1}
+
+
+def test_replies_and_faults_end_in_the_right_state(db: Database) -> None:
+    faults = Faults(
+        rcpt={
+            "p1@example.org": ["450 4.2.1 mailbox busy"],
+            "p2@example.org": ["550 5.1.1 no such user"],
+            "p3@example.org": ["451 4.3.0 try later"] * 5,
+            "p4@example.org": ["554 5.7.1 relay denied"],
+        },
+        data={
+            "p5@example.org": ["disconnect"],
+            "p6@example.org": ["421 4.3.2 closing down"],
+            "p7@example.org": ["452 4.3.1 out of storage"],
+        },
+    )
+    with SmtpServer(faults=faults) as server:
+        run_id = new_run(db, document(9, server.port))
+        delivery = deliver_now(db, run_id)
+    assert delivery.state == "completed_with_failures"
+    recipients = {r["address"]: r for r in run_json(db, run_id)["recipients"]}
+    expect = {
+        "p0@example.org": ("sent", 1),
+        "p1@example.org": ("sent", 2),
+        "p2@example.org": ("failed", 1),
+        "p3@example.org": ("failed", 5),
+        "p4@example.org": ("failed", 1),
+        "p5@example.org": ("sent", 2),
+        "p6@example.org": ("sent", 2),
+        "p7@example.org": ("sent", 2),
+        "p8@example.org": ("sent", 1),
+    }
+    assert {a: (r["state"], r["attempts"]) for a, r in recipients.items()} == expect
+    assert recipients["p2@example.org"]["smtp_code"] == 550
+    assert recipients["p3@example.org"]["error"].startswith("gave up after 5 attempts")
+    # Reconnecting after 421 or a dropped connection neither loses nor doubles the message.
+    assert server.recipients() == {a: 1 for a, (s, _) in expect.items() if s == "sent"}
+    # The mailbox that does not exist is suppressed from now on.
+    with db.connect() as connection:
+        suppressed = connection.execute(select(table_of(Suppression))).all()
+    assert [(s.address, s.reason) for s in suppressed] == [("p2@example.org", "hard_bounce")]
+    assert_counts_match_rows(db, run_id)
+
+
+def test_retries_keep_the_message_id(db: Database) -> None:
+    faults = Faults(data={"p0@example.org": ["451 4.3.0 later", "disconnect"]})
+    with SmtpServer(faults=faults) as server:
+        run_id = new_run(db, document(1, server.port))
+        deliver_now(db, run_id)
+    (message,) = server.messages()
+    (recipient,) = run_json(db, run_id)["recipients"]
+    assert recipient["attempts"] == 3
+    assert message.message_id == recipient["message_id"]
+
+
+def test_refused_credentials_fail_the_run_not_each_recipient(db: Database) -> None:
+    with SmtpServer(users={"billing": "right"}) as server:
+        doc = document(5, server.port, username="billing", password_env="PW")
+        run_id = new_run(db, doc)
+        delivery = deliver_now(db, run_id, environ={"PW": "wrong"})
+    assert delivery.state == "failed"
+    run = get_run(db, run_id)
+    assert run.state == "failed" and "refused the credentials of billing: 535" in (run.error or "")
+    assert assert_counts_match_rows(db, run_id)["pending"] == 5
+    assert server.messages() == []
+
+
+def test_the_right_password_is_used(db: Database) -> None:
+    with SmtpServer(users={"billing": "right"}) as server:
+        doc = document(3, server.port, username="billing", password_env="PW")
+        run_id = new_run(db, doc)
+        assert deliver_now(db, run_id, environ={"PW": "right"}).state == "completed"
+    assert len(server.messages()) == 3
+
+
+def test_a_missing_password_fails_the_run(db: Database) -> None:
+    with SmtpServer(users={"billing": "right"}) as server:
+        run_id = new_run(db, document(2, server.port, username="billing", password_env="PW"))
+        delivery = deliver_now(db, run_id, environ={})
+    assert delivery.state == "failed"
+    assert "PW" in (delivery.error or "") and "not set" in (delivery.error or "")
+
+
+@pytest.fixture(scope="module")
+def certificate_authority() -> trustme.CA:
+    return trustme.CA()
+
+
+def server_tls(authority: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+def test_an_untrusted_certificate_fails_the_run(
+    db: Database, certificate_authority: trustme.CA
+) -> None:
+    """The server's certificate comes from a CA the client does not trust."""
+    with SmtpServer(
+        security="starttls", certificate_context=server_tls(certificate_authority)
+    ) as server:
+        run_id = new_run(db, document(3, server.port, security="starttls"))
+        delivery = deliver_now(db, run_id)
+    assert delivery.state == "failed"
+    assert "certificate verify failed" in (delivery.error or "")
+    assert server.messages() == []
+
+
+def test_a_trusted_certificate_delivers(
+    db: Database, certificate_authority: trustme.CA, tmp_path: Path
+) -> None:
+    server_context = server_tls(certificate_authority)
+    ca_file = tmp_path / "ca.pem"
+    certificate_authority.cert_pem.write_to_path(str(ca_file))
+    for security in ("starttls", "tls"):
+        with SmtpServer(security=security, certificate_context=server_context) as server:
+            doc = document(3, server.port, security=security, ca_file=str(ca_file))
+            run_id = new_run(db, doc)
+            assert deliver_now(db, run_id).state == "completed", security
+        assert len(server.messages()) == 3, security
+
+
+def test_a_closed_port_retries_then_fails(db: Database) -> None:
+    run_id = new_run(db, document(2, free_port()))
+    delivery = deliver_now(db, run_id, first_retry_seconds=0.01)
+    assert delivery.state == "completed_with_failures"
+    for recipient in run_json(db, run_id)["recipients"]:
+        assert (recipient["state"], recipient["attempts"]) == ("failed", 5)
+        assert "cannot connect" in recipient["error"]
+
+
+def test_a_server_that_never_answers_times_out(db: Database) -> None:
+    with SmtpServer(faults=Faults(banner_delay=30)) as server:
+        run_id = new_run(db, document(1, server.port, timeout_seconds=0.3))
+        started = time.monotonic()
+        delivery = deliver_now(db, run_id, first_retry_seconds=0.01)
+    assert delivery.state == "completed_with_failures"
+    assert time.monotonic() - started < 10
+    (recipient,) = run_json(db, run_id)["recipients"]
+    assert recipient["state"] == "failed"
+
+
+def test_sent_recipients_go_to_the_dedup_ledger(db: Database) -> None:
+    with SmtpServer() as server:
+        doc = document(3, server.port)
+        doc["definitions"][0]["dedup"] = "per_document"
+        run_id = new_run(db, doc)
+        deliver_now(db, run_id)
+    with db.connect() as connection:
+        ledger = connection.execute(select(table_of(History))).all()
+    assert sorted((h.customer_id, h.document_id, h.run_id) for h in ledger) == [
+        ("C00000", "D00000", run_id),
+        ("C00001", "D00001", run_id),
+        ("C00002", "D00002", run_id),
+    ]
+    plan = make_plan(db, "inv", parse_instant(AT), environ={})
+    assert {c.codes()[0] for c in plan.candidates} == {"already_sent"}
+    assert "by run" in plan.candidates[0].reasons[0].detail
+
+
+def test_held_recipients_wait_for_quiet_hours_to_end(db: Database) -> None:
+    clock = FixedClock(parse_instant("2026-11-23T22:00:00+00:00"))
+    with SmtpServer() as server:
+        doc = document(3, server.port)
+        doc["definitions"][0]["quiet_hours"] = {"start": "21:00", "end": "09:00"}
+        doc["customers"][0]["timezone"] = "Asia/Tokyo"  # 07:00 there: quiet too
+        doc["customers"][1]["timezone"] = "America/New_York"  # 17:00 there: not quiet
+        run_id = new_run(db, doc, at="2026-11-23T22:00:00+00:00", clock=clock)
+        assert deliver_now(db, run_id, clock).state == "waiting"
+        assert states(db, run_id) == {
+            "p0@example.org": "held",
+            "p1@example.org": "sent",
+            "p2@example.org": "held",
+        }
+        clock.set(parse_instant("2026-11-24T00:00:01+00:00"))  # 09:00:01 in Tokyo
+        assert deliver_now(db, run_id, clock).state == "waiting"
+        assert states(db, run_id)["p0@example.org"] == "sent"
+        clock.set(parse_instant("2026-11-24T09:00:00+00:00"))  # 09:00 in UTC
+        assert deliver_now(db, run_id, clock).state == "completed"
+    assert server.recipients() == {"p0@example.org": 1, "p1@example.org": 1, "p2@example.org": 1}
+    assert_counts_match_rows(db, run_id)
+
+
+def _deliver_in_thread(
+    db: Database, run_id: int, **options: object
+) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def target() -> None:
+        outcome.append(deliver_now(db, run_id, **options))
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, outcome
+
+
+def wait_until(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_stop_leaves_the_unsent_pending_and_restart_sends_exactly_the_rest(db: Database) -> None:
+    with SmtpServer(faults=Faults(data_delay=0.02)) as server:
+        run_id = new_run(db, document(120, server.port))
+        thread, outcome = _deliver_in_thread(db, run_id)
+        wait_until(lambda: len(server.messages()) >= 20)
+        stopped = request_stop(db, run_id, SystemClock())
+        assert stopped.recorded and stopped.run.state == "stopping"
+        thread.join(30)
+        assert outcome[0].state == "stopped"  # type: ignore[attr-defined]
+        counts = assert_counts_match_rows(db, run_id)
+        # Nothing in flight was lost: every message the server took is `sent`.
+        assert counts["sent"] == len(server.messages())
+        assert counts["sending"] == counts["unknown"] == 0
+        assert counts["pending"] == 120 - counts["sent"] > 0
+        assert get_run(db, run_id).stop_requested_by is not None
+        # Restart: exactly the rest.
+        assert deliver_now(db, run_id).state == "completed"
+    assert server.recipients() == {f"p{i}@example.org": 1 for i in range(120)}
+
+
+def test_a_local_stop_event_stops_gracefully(db: Database) -> None:
+    with SmtpServer(faults=Faults(data_delay=0.02)) as server:
+        run_id = new_run(db, document(60, server.port))
+
+        async def main() -> str:
+            stop = asyncio.Event()
+            task = asyncio.create_task(deliver(db, run_id, SystemClock(), stop=stop, environ={}))
+            while len(server.messages()) < 10:
+                await asyncio.sleep(0.01)
+            stop.set()
+            return (await task).state
+
+        assert asyncio.run(main()) == "stopped"
+        counts = assert_counts_match_rows(db, run_id)
+        assert counts["sent"] == len(server.messages()) and counts["sending"] == 0
+
+
+def test_stopping_a_run_nobody_delivers_is_immediate(db: Database) -> None:
+    with SmtpServer() as server:
+        run_id = new_run(db, document(3, server.port))
+    outcome = request_stop(db, run_id, SystemClock())
+    assert outcome.run.state == "stopped"
+    again = request_stop(db, run_id, SystemClock())
+    assert not again.recorded
+
+
+def test_restarting_a_completed_run_sends_nothing(db: Database) -> None:
+    with SmtpServer() as server:
+        run_id = new_run(db, document(3, server.port))
+        deliver_now(db, run_id)
+        assert deliver_now(db, run_id).state == "completed"
+    assert len(server.messages()) == 3
+
+
+def test_a_live_lease_keeps_others_out(db: Database) -> None:
+    from core.delivery import store
+    from core.delivery.deliver import LeaseHeld
+
+    with SmtpServer() as server:
+        run_id = new_run(db, document(2, server.port))
+        with db.connect() as connection:
+            assert store.acquire_lease(connection, run_id, "someone:1", SystemClock().now())
+        with pytest.raises(LeaseHeld):
+            deliver_now(db, run_id)
+        assert server.messages() == []
+
+
+def test_recovery_turns_sending_into_unknown_and_never_resends_it_unasked(db: Database) -> None:
+    from core.delivery import store
+
+    with SmtpServer() as server:
+        run_id = new_run(db, document(4, server.port))
+        with db.connect() as connection:
+            now = SystemClock().now()
+            due = store.load_due(connection, run_id, now, 2)
+            store.claim(connection, run_id, due, now)  # a process claimed two, then died
+        assert deliver_now(db, run_id).state == "completed_with_failures"
+        counts = assert_counts_match_rows(db, run_id)
+        assert (counts["sent"], counts["unknown"]) == (2, 2)
+        assert len(server.messages()) == 2
+        unknown = [r for r in run_json(db, run_id)["recipients"] if r["state"] == "unknown"]
+        assert "may or may not have reached the server" in unknown[0]["error"]
+        # Only an explicit choice sends them.
+        assert deliver_now(db, run_id).state == "completed_with_failures"
+        assert len(server.messages()) == 2
+        assert deliver_now(db, run_id, resend_unknown=True).state == "completed"
+    assert server.recipients() == {f"p{i}@example.org": 1 for i in range(4)}
+
+
+def test_counts_are_cheap_to_read_while_a_run_delivers(db: Database) -> None:
+    with SmtpServer(faults=Faults(data_delay=0.01)) as server:
+        run_id = new_run(db, document(80, server.port))
+        thread, _ = _deliver_in_thread(db, run_id)
+        seen = []
+        while thread.is_alive():
+            run = get_run(db, run_id)
+            seen.append(run.counts["sent"])
+            assert sum(run.counts.values()) == 80
+            time.sleep(0.05)
+        thread.join()
+    assert seen == sorted(seen), "sent never goes backwards"
+    assert len(set(seen)) > 2, "progress is visible while the run delivers"
