@@ -387,14 +387,14 @@ def test_recovery_turns_sending_into_unknown_and_never_resends_it_unasked(db: Da
 
 
 def test_counts_are_cheap_to_read_while_a_run_delivers(db: Database) -> None:
-    with SmtpServer(faults=Faults(data_delay=0.01)) as server:
-        run_id = new_run(db, document(80, server.port))
+    with SmtpServer(faults=Faults(data_delay=0.03)) as server:
+        run_id = new_run(db, document(120, server.port))
         thread, _ = _deliver_in_thread(db, run_id)
         seen = []
         while thread.is_alive():
             run = get_run(db, run_id)
             seen.append(run.counts["sent"])
-            assert sum(run.counts.values()) == 80
+            assert sum(run.counts.values()) == 120
             time.sleep(0.05)
         thread.join()
     assert seen == sorted(seen), "sent never goes backwards"

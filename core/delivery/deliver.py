@@ -17,14 +17,17 @@ Database calls run in a worker thread so that sending never waits on them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import aiosmtplib
@@ -75,9 +78,8 @@ from core.vocabulary import document_label
 
 T = TypeVar("T")
 FLUSH_SECONDS = 0.25
-FLUSH_SIZE = 500
 STOP_POLL_SECONDS = 0.5
-IDLE_SECONDS = 0.05
+PREFETCH = 256
 
 
 def process_owner() -> str:
@@ -224,81 +226,51 @@ class Deliverer:
             password = password_for(profile, self.environ)
         except RunFault as fault:
             return await self._end(RUN_FAILED, str(fault))
-        queue: asyncio.Queue[Outgoing | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[Outgoing | None] = asyncio.Queue()
+        self.capacity = asyncio.Condition()
+        self.wake = asyncio.Event()
+        self.halt = False
+        self.idle = False
         limit = RateLimit(profile.rate_per_second)
         senders = [
-            asyncio.create_task(self._sender(queue, profile, password, limit))
+            asyncio.create_task(self._sender(profile, password, limit))
             for _ in range(profile.max_connections)
         ]
-        last_flush = last_renew = last_poll = time.monotonic()
-        stopping = lost = False
+        feeder = asyncio.create_task(self._feeder(profile, templates))
+        lost = False
         try:
-            while True:
-                now_m = time.monotonic()
-                if now_m - last_poll >= STOP_POLL_SECONDS:
-                    last_poll = now_m
-                    stopping = stopping or await self._stop_requested()
-                if self.local_stop.is_set():
-                    stopping = True
-                if now_m - last_renew >= self.renew_seconds:
-                    last_renew = now_m
-                    if not await self.db(
-                        lambda c: store.renew_lease(
-                            c, self.run_id, self.owner, self.clock.now(), self.lease_seconds
-                        )
-                    ):
-                        lost = True
-                        break
-                if self.shared.fault is not None:
-                    stopping = True
-                if self.shared.results and (
-                    now_m - last_flush >= FLUSH_SECONDS or len(self.shared.results) >= FLUSH_SIZE
-                ):
-                    last_flush = now_m
-                    await self._flush(templates.definition_id)
-                if stopping:
-                    break
-                waiting = queue.qsize()
-                if waiting < profile.max_connections:
-                    loaded = await self._feed(
-                        queue, profile, templates, profile.max_connections - waiting
-                    )
-                    if loaded:
-                        continue
-                    if not self.shared.in_flight and queue.empty():
-                        await self._flush(templates.definition_id)
-                        counts = await self._counts()
-                        settled = store.settled_state(counts)
-                        if settled is not None:
-                            return await self._end(settled, None)
-                        due = await self.db(lambda c: store.next_due(c, self.run_id))
-                        pause = STOP_POLL_SECONDS
-                        if due is not None:
-                            pause = max(0.01, min(pause, (due - self.clock.now()).total_seconds()))
-                        await asyncio.sleep(pause)
-                        continue
-                await asyncio.sleep(IDLE_SECONDS)
+            outcome = await self._control(templates)
+            lost = outcome == "lost"
         finally:
+            # The feeder is told, not cancelled: a claim it has started must
+            # land in the queue, so that what it claimed is accounted for.
+            self.halt = True
+            self.wake.set()
+            async with self.capacity:
+                self.capacity.notify_all()
+            await asyncio.gather(feeder, return_exceptions=True)
             # Claimed messages no sender took go back; messages in flight finish
             # (unless the lease was lost: then the new holder decides).
             drained = []
-            while not queue.empty():
-                item = queue.get_nowait()
+            while not self.queue.empty():
+                item = self.queue.get_nowait()
                 if item is not None:
                     drained.append(item.due.id)
                     self.shared.in_flight.discard(item.due.id)
             for task in senders:
-                queue.put_nowait(None)
+                self.queue.put_nowait(None)
                 if lost:
                     task.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
-        unsent = drained + self.shared.unsent
         if lost:
             # Another process took the run over: leave everything to it.
             return Delivery(self.run_id, RUNNING, "the lease on the run was lost", self.shared.sent)
         await self._flush(templates.definition_id)
+        unsent = drained + self.shared.unsent
         if unsent:
             await self.db(lambda c: store.unclaim(c, self.run_id, unsent, self.clock.now()))
+        if outcome not in ("stop", "fault"):
+            return await self._end(outcome, None)
         if self.shared.fault is not None:
             return await self._end(RUN_FAILED, self.shared.fault)
         if (
@@ -308,6 +280,40 @@ class Deliverer:
         ):
             return Delivery(self.run_id, RUNNING, None, self.shared.sent)
         return await self._end(STOPPED, None)
+
+    async def _control(self, templates: Templates) -> str:
+        """Record results, watch for stop and faults, keep the lease; say how it ended.
+
+        Returns "stop", "fault", "lost", or the state the run settled in.
+        """
+        last_renew = last_poll = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.local_stop.wait(), FLUSH_SECONDS)
+            now_m = time.monotonic()
+            await self._flush(templates.definition_id)
+            if self.shared.fault is not None:
+                return "fault"
+            if self.local_stop.is_set():
+                return "stop"
+            if now_m - last_poll >= STOP_POLL_SECONDS:
+                last_poll = now_m
+                if await self._stop_requested():
+                    return "stop"
+            if now_m - last_renew >= self.renew_seconds:
+                last_renew = now_m
+                renewed = await self.db(
+                    lambda c: store.renew_lease(
+                        c, self.run_id, self.owner, self.clock.now(), self.lease_seconds
+                    )
+                )
+                if not renewed:
+                    return "lost"
+            if self.idle and not self.shared.in_flight and self.queue.empty():
+                settled = store.settled_state(await self._counts())
+                if settled is not None:
+                    return settled
+            self.wake.set()  # results may have made retries due: let the feeder look
 
     async def _stop_requested(self) -> bool:
         row = await self.db(lambda c: store.run_row(c, self.run_id))
@@ -323,70 +329,103 @@ class Deliverer:
 
     async def _flush(self, definition_id: str) -> None:
         results, self.shared.results = self.shared.results, []
-        if results:
-            await self.db(
-                lambda c: store.record(c, self.run_id, definition_id, results, self.clock.now())
-            )
-        if self.on_progress is not None and results:
+        if not results:
+            return
+        await self.db(
+            lambda c: store.record(c, self.run_id, definition_id, results, self.clock.now())
+        )
+        if self.on_progress is not None:
             self.on_progress(await self._counts())
 
     # -- feeding the senders --------------------------------------------------------
 
-    async def _feed(
-        self,
-        queue: asyncio.Queue[Outgoing | None],
-        profile: ProfileSettings,
-        templates: Templates,
-        room: int,
-    ) -> int:
-        """Claim up to ``room`` due recipients, build their messages, queue them."""
-        skip = set(self.shared.in_flight)
+    def _busy(self) -> int:
+        return len(self.shared.in_flight)
 
-        def work(connection: Connection) -> tuple[list[Outgoing], list[store.Result]]:
-            now = self.clock.now()
-            due = store.load_due(connection, self.run_id, now, room, skip)
-            if not due:
-                return [], []
-            context = _contexts(connection, due)
-            ready: list[Outgoing] = []
-            broken: list[store.Result] = []
-            for item in due:
-                try:
-                    envelope = _build(item, profile, templates, context, now)
-                except (RenderError, ValueError) as error:
-                    broken.append(
-                        store.Result(
-                            item.id, FAILED, error=str(error), customer_id=item.customer_id
-                        )
-                    )
+    async def _feeder(self, profile: ProfileSettings, templates: Templates) -> None:
+        """Keep the senders busy, never holding more than 2 × max_connections in doubt.
+
+        Messages are read and built ahead, a batch at a time, without claiming
+        them; they are claimed (marked `sending`) in small groups only as
+        connections free up.
+        """
+        prepared: deque[Outgoing] = deque()
+        most = 2 * profile.max_connections
+        while not self.halt:
+            async with self.capacity:
+                await self.capacity.wait_for(lambda: self.halt or self._busy() < most)
+            if self.halt:
+                return
+            if not prepared:
+                skip = set(self.shared.in_flight)
+                ready = await self.db(
+                    partial(self._prepare, profile=profile, templates=templates, skip=skip)
+                )
+                prepared.extend(ready)
+                if not prepared:
+                    self.idle = True
+                    await self._sleep_until_due()
+                    self.idle = False
                     continue
-                ready.append(Outgoing(item, envelope))
-            claimed = store.claim(connection, self.run_id, due, now)
-            ready = [o for o in ready if o.due.id in claimed]
-            broken = [b for b in broken if b.id in claimed]
-            if broken:
-                store.record(connection, self.run_id, templates.definition_id, broken, now)
-            return ready, broken
+            batch = [prepared.popleft() for _ in range(min(len(prepared), most - self._busy()))]
+            claimed = await self.db(partial(self._claim, due=[o.due for o in batch]))
+            for outgoing in batch:
+                if outgoing.due.id in claimed:
+                    self.shared.in_flight.add(outgoing.due.id)
+                    self.queue.put_nowait(outgoing)
 
-        ready, broken = await self.db(work)
-        for outgoing in ready:
-            self.shared.in_flight.add(outgoing.due.id)
-            queue.put_nowait(outgoing)
-        return len(ready) + len(broken)
+    def _claim(self, connection: Connection, due: list[store.Due]) -> set[int]:
+        return store.claim(connection, self.run_id, due, self.clock.now())
+
+    async def _sleep_until_due(self) -> None:
+        self.wake.clear()
+        due = await self.db(lambda c: store.next_due(c, self.run_id))
+        pause = STOP_POLL_SECONDS
+        if due is not None:
+            pause = max(0.01, min(pause, (due - self.clock.now()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), pause)
+
+    def _prepare(
+        self, connection: Connection, profile: ProfileSettings, templates: Templates, skip: set[int]
+    ) -> list[Outgoing]:
+        """Read due recipients and build their messages; fail those whose template fails."""
+        now = self.clock.now()
+        due = store.load_due(connection, self.run_id, now, PREFETCH, skip)
+        if not due:
+            return []
+        context = _contexts(connection, due)
+        ready: list[Outgoing] = []
+        broken: list[store.Result] = []
+        for item in due:
+            try:
+                ready.append(Outgoing(item, _build(item, profile, templates, context, now)))
+            except (RenderError, ValueError) as error:
+                broken.append(
+                    store.Result(item.id, FAILED, error=str(error), customer_id=item.customer_id)
+                )
+        if broken:
+            claimed = store.claim(
+                connection, self.run_id, [d for d in due if d.id in {b.id for b in broken}], now
+            )
+            store.record(
+                connection,
+                self.run_id,
+                templates.definition_id,
+                [b for b in broken if b.id in claimed],
+                now,
+            )
+        return ready
 
     # -- the senders ----------------------------------------------------------------
 
     async def _sender(
-        self,
-        queue: asyncio.Queue[Outgoing | None],
-        profile: ProfileSettings,
-        password: str | None,
-        limit: RateLimit,
+        self, profile: ProfileSettings, password: str | None, limit: RateLimit
     ) -> None:
         smtp: aiosmtplib.SMTP | None = None
         try:
             while True:
-                outgoing = await queue.get()
+                outgoing = await self.queue.get()
                 if outgoing is None:
                     return
                 if self.shared.fault is not None:
@@ -407,6 +446,8 @@ class Deliverer:
                 except ConnectionFault as fault:
                     smtp = None
                     self._result(outgoing, fault=str(fault))
+                async with self.capacity:
+                    self.capacity.notify_all()
         finally:
             if smtp is not None and smtp.is_connected:
                 try:
