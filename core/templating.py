@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -28,8 +28,14 @@ class RenderError(Exception):
     """A template failed for one recipient; the message says why."""
 
 
+@cache
+def compiled(source: str) -> Template:
+    """A template compiled once, however many recipients it is rendered for."""
+    return environment().from_string(source)
+
+
 def render(source: str, context: dict[str, object]) -> str:
     try:
-        return environment().from_string(source).render(context)
+        return compiled(source).render(context)
     except Exception as error:  # any template failure fails that recipient, with the error
         raise RenderError(f"template error: {type(error).__name__}: {error}") from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.addresses import fold
@@ -40,14 +40,16 @@ COUNT = table_of(RunCount)
 
 
 def bump(connection: Connection, run_id: int, deltas: Counter[str] | dict[str, int]) -> None:
-    """Move the run's counters by ``deltas`` (state → change)."""
-    for state, delta in deltas.items():
-        if delta:
-            connection.execute(
-                update(COUNT)
-                .where(COUNT.c.run_id == run_id, COUNT.c.state == state)
-                .values(n=COUNT.c.n + delta)
-            )
+    """Move the run's counters by ``deltas`` (state → change), in one statement."""
+    moves = {state: delta for state, delta in deltas.items() if delta}
+    if not moves:
+        return
+    change = case(*((COUNT.c.state == state, delta) for state, delta in moves.items()), else_=0)
+    connection.execute(
+        update(COUNT)
+        .where(COUNT.c.run_id == run_id, COUNT.c.state.in_(list(moves)))
+        .values(n=COUNT.c.n + change)
+    )
 
 
 def recount(connection: Connection, run_id: int) -> None:
@@ -217,15 +219,45 @@ def load_due(
 
 
 def claim(connection: Connection, run_id: int, due: Sequence[Due], now: datetime) -> set[int]:
-    """Mark recipients `sending` just before they go to a connection; counts an attempt."""
+    """Mark recipients `sending` just before they go to a connection; counts an attempt.
+
+    The hot path of delivery: one guarded UPDATE per state and one for the
+    counters. Under the run's lease every row is normally still in the state
+    it was read in; only when some row was not (rowcount short) are the
+    claimed ids read back.
+    """
     claimed: set[int] = set()
     by_state: dict[str, list[int]] = {}
     for item in due:
         by_state.setdefault(item.state, []).append(item.id)
+    deltas: Counter[str] = Counter()
     for state, ids in by_state.items():
-        claimed.update(
-            move(connection, run_id, ids, state, SENDING, now, attempts=RECIPIENT.c.attempts + 1)
+        condition = and_(
+            RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == state, RECIPIENT.c.id.in_(ids)
         )
+        result = connection.execute(
+            update(RECIPIENT)
+            .where(condition)
+            .values(state=SENDING, updated_at=now, attempts=RECIPIENT.c.attempts + 1)
+        )
+        if result.rowcount == len(ids):
+            claimed.update(ids)
+            moved = len(ids)
+        else:  # some were no longer in `state`: find out which we took
+            taken = set(
+                connection.execute(
+                    select(RECIPIENT.c.id).where(
+                        RECIPIENT.c.id.in_(ids),
+                        RECIPIENT.c.state == SENDING,
+                        RECIPIENT.c.updated_at == now,
+                    )
+                ).scalars()
+            )
+            claimed.update(taken)
+            moved = result.rowcount
+        deltas[state] -= moved
+        deltas[SENDING] += moved
+    bump(connection, run_id, deltas)
     return claimed
 
 

@@ -25,6 +25,7 @@ from core.delivery.worker import work
 from core.planner.load import PlanningError
 from core.planner.report import dumps
 from core.storage import Database
+from tui import event_loop
 from tui.commands.common import database, instant
 from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
@@ -140,7 +141,7 @@ def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> in
             )
 
     try:
-        delivery = asyncio.run(main())
+        delivery = event_loop.run(main())
     except LeaseHeld as held:
         until = format_instant(held.until) if held.until else "unknown"
         raise OperationFailed(
@@ -303,6 +304,6 @@ def run_worker(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    asyncio.run(main())
+    event_loop.run(main())
     print("msgrun worker stopped", file=sys.stderr)
     return 0
