@@ -33,22 +33,35 @@ def summary(message: EmailMessage) -> dict[str, object]:
         "date": str(message["Date"]),
         "message_id": str(message["Message-ID"]),
         "type": message.get_content_type(),
-        "headers": sorted(k.lower() for k in message.keys() if k.lower() != "content-type"),
-        "parts": [(p.get_content_type(), p.get_content().replace("\r\n", "\n").rstrip("\n"))
-                  for p in parts],
+        "headers": sorted(k.lower() for k in message if k.lower() != "content-type"),
+        "parts": [
+            (p.get_content_type(), p.get_content().replace("\r\n", "\n").rstrip("\n"))
+            for p in parts
+        ],
     }
 
 
 @settings(max_examples=300, deadline=None)
-@given(from_name=names, to_name=names, subject=st.text(text_chars, max_size=200), text=bodies,
-       html=st.one_of(st.none(), bodies.filter(bool)))
+@given(
+    from_name=names,
+    to_name=names,
+    subject=st.text(text_chars, max_size=200),
+    text=bodies,
+    html=st.one_of(st.none(), bodies.filter(bool)),
+)
 def test_the_fast_builder_matches_the_email_package(
     from_name: str | None, to_name: str | None, subject: str, text: str, html: str | None
 ) -> None:
     values = dict(
-        from_address="billing@pools.example.com", from_name=from_name,
-        to_address="ana.souza@example.org", to_name=to_name, subject=subject, text=text,
-        html=html, message_id="<msgrun.1.2.abc@pools.example.com>", date=DATE,
+        from_address="billing@pools.example.com",
+        from_name=from_name,
+        to_address="ana.souza@example.org",
+        to_name=to_name,
+        subject=subject,
+        text=text,
+        html=html,
+        message_id="<msgrun.1.2.abc@pools.example.com>",
+        date=DATE,
     )
     fast = build_message(**values)  # type: ignore[arg-type]
     reference = reference_message(**values)  # type: ignore[arg-type]
@@ -60,14 +73,25 @@ def test_the_fast_builder_matches_the_email_package(
 
 def test_no_field_can_add_a_header() -> None:
     envelope = build_message(
-        from_address="billing@pools.example.com", from_name="Pools\r\nBcc: a@evil.example",
-        to_address="ana@example.org", to_name="Ana\nX-Injected: yes",
-        subject="Invoice\r\nBcc: b@evil.example\r\n\r\nbody", text="t", html=None,
-        message_id="<id@x>\r\nBcc: c@evil.example", date=DATE,
+        from_address="billing@pools.example.com",
+        from_name="Pools\r\nBcc: a@evil.example",
+        to_address="ana@example.org",
+        to_name="Ana\nX-Injected: yes",
+        subject="Invoice\r\nBcc: b@evil.example\r\n\r\nbody",
+        text="t",
+        html=None,
+        message_id="<id@x>\r\nBcc: c@evil.example",
+        date=DATE,
     )
     message = parsed(envelope.data)
     assert message["Bcc"] is None and message["X-Injected"] is None
-    assert set(k.lower() for k in message.keys()) == {
-        "from", "to", "subject", "date", "message-id", "content-type",
-        "content-transfer-encoding", "mime-version",
+    assert set(k.lower() for k in message) == {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "content-type",
+        "content-transfer-encoding",
+        "mime-version",
     }

@@ -82,11 +82,14 @@ def move(
     **values: Any,
 ) -> list[int]:
     """The one recipient transition: ``source`` → ``target`` for ``ids`` (all when None)."""
-    condition = and_(RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == source)
-    if ids is not None:
-        if not ids:
-            return []
-        condition = and_(condition, RECIPIENT.c.id.in_(list(ids)))
+    if ids is None:
+        condition = and_(RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == source)
+    elif not ids:
+        return []
+    else:
+        # By primary key: the ids are the run's own, and naming the run here
+        # would make SQLite walk the run's index instead.
+        condition = and_(RECIPIENT.c.id.in_(list(ids)), RECIPIENT.c.state == source)
     moved = list(
         connection.execute(
             update(RECIPIENT)
@@ -232,9 +235,7 @@ def claim(connection: Connection, run_id: int, due: Sequence[Due], now: datetime
         by_state.setdefault(item.state, []).append(item.id)
     deltas: Counter[str] = Counter()
     for state, ids in by_state.items():
-        condition = and_(
-            RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == state, RECIPIENT.c.id.in_(ids)
-        )
+        condition = and_(RECIPIENT.c.id.in_(ids), RECIPIENT.c.state == state)
         result = connection.execute(
             update(RECIPIENT)
             .where(condition)

@@ -1,0 +1,209 @@
+"""Delivery benchmark (issue 4). One command:
+
+    scripts/bench delivery            # 20,000 messages per msgrun case
+    scripts/bench delivery --messages 5000
+
+Against Postfix's smtp-sink on loopback, side by side in one run:
+- the ceiling: smtp-source -d (connections reused) with 1, 4 and 16 sessions;
+- a plain smtplib loop building each message with EmailMessage (what a user
+  writes by hand);
+- msgrun delivering a run with max_connections 1, 4 and 16 (SQLite, uvloop).
+Prints messages per second, the ratios, the share of time spent recording
+results, and where msgrun's time goes. Installs Postfix (Debian package) when
+smtp-sink is missing and it may (root with apt-get).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SINK = "/usr/sbin/smtp-sink"
+SOURCE = "/usr/sbin/smtp-source"
+
+
+def ensure_postfix_tools() -> None:
+    if Path(SINK).exists() and Path(SOURCE).exists():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise SystemExit("smtp-sink is missing: install the Debian package postfix")
+    print("installing postfix (for smtp-sink and smtp-source)...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "postfix"], env=env, check=True, capture_output=True
+    )
+
+
+def start_sink(port: int) -> subprocess.Popen[bytes]:
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    sink = subprocess.Popen(
+        [SINK, *user, f"127.0.0.1:{port}", "1024"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=1) as probe:
+                probe.noop()
+            return sink
+        except OSError:
+            time.sleep(0.05)
+    sink.kill()
+    raise SystemExit("smtp-sink did not start")
+
+
+def source_rate(port: int, sessions: int, messages: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            SOURCE,
+            "-s",
+            str(sessions),
+            "-m",
+            str(messages),
+            "-d",
+            "-f",
+            "billing@pools.example.com",
+            "-t",
+            "ana@example.org",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return messages / (time.perf_counter() - started)
+
+
+def plain_loop_rate(port: int, messages: int) -> float:
+    """What a user writes by hand: one connection, EmailMessage for every message."""
+    started = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        for i in range(messages):
+            message = EmailMessage()
+            message["From"] = "Blue Lagoon Pools <billing@pools.example.com>"
+            message["To"] = f"Customer {i} <p{i}@example.org>"
+            message["Subject"] = f"Invoice 2026-{i:05d} from Blue Lagoon Pools"
+            message.set_content(f"Dear Customer {i},\n\nPlease find your invoice.\n")
+            smtp.send_message(message)
+    return messages / (time.perf_counter() - started)
+
+
+def msgrun_case(port: int, connections: int, messages: int) -> dict[str, float]:
+    """Deliver a run in a fresh process; return its figures."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.bench.bench_delivery",
+            "--case",
+            str(port),
+            str(connections),
+            str(messages),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        raise SystemExit("a msgrun case failed")
+    figures: dict[str, float] = dict(
+        (k, float(v)) for k, v in (item.split("=") for item in result.stdout.split())
+    )
+    return figures
+
+
+def run_case(port: int, connections: int, messages: int) -> None:
+    import uvloop
+
+    from core.clock import SystemClock
+    from core.delivery.deliver import deliver
+    from core.storage import open_database
+    from tests.delivery_support import document, new_run
+
+    with tempfile.TemporaryDirectory() as folder:
+        database = open_database(f"sqlite:///{folder}/bench.db")
+        run_id = new_run(database, document(messages, port, max_connections=connections))
+        started = time.perf_counter()
+        delivery = uvloop.run(deliver(database, run_id, SystemClock(), environ={}))
+        seconds = time.perf_counter() - started
+        assert delivery.state == "completed" and delivery.sent == messages, delivery
+        cpu = time.process_time()
+    timings = delivery.timings
+    print(
+        f"rate={messages / seconds} seconds={seconds} cpu={cpu} "
+        + " ".join(
+            f"{k}={timings.get(k, 0.0)}" for k in ("reading", "building", "claiming", "recording")
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--case", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        run_case(*args.case)
+        return
+
+    from fixtures.smtp_servers import free_port
+
+    ensure_postfix_tools()
+    port = free_port()
+    sink = start_sink(port)
+    try:
+        ceiling = {s: source_rate(port, s, max(args.messages, 20_000)) for s in (1, 4, 16)}
+        plain = plain_loop_rate(port, min(args.messages, 5000))
+        ours = {c: msgrun_case(port, c, args.messages) for c in (1, 4, 16)}
+    finally:
+        sink.terminate()
+        sink.wait()
+
+    print()
+    print(
+        f"Delivery to Postfix smtp-sink on loopback, {args.messages:,} messages per msgrun case "
+        f"({os.cpu_count()} cores)"
+    )
+    print(f"  plain smtplib loop (EmailMessage per message)   {plain:8,.0f} msg/s  (baseline)")
+    print()
+    print("  connections   smtp-source -d   msgrun    msgrun/source   msgrun/plain   recording")
+    for c in (1, 4, 16):
+        figures = ours[c]
+        share = figures["recording"] / figures["seconds"]
+        print(
+            f"  {c:>11}   {ceiling[c]:14,.0f}   {figures['rate']:6,.0f}   "
+            f"{figures['rate'] / ceiling[c]:13.0%}   {figures['rate'] / plain:11.1f}x   "
+            f"{share:8.1%}"
+        )
+    print()
+    four = ours[4]
+    print("  where msgrun's time goes at 4 connections (share of wall time):")
+    for part in ("reading", "building", "claiming", "recording"):
+        print(f"    {part:<28} {four[part] / four['seconds']:6.1%}")
+    rest = four["seconds"] - sum(four[p] for p in ("reading", "building", "claiming", "recording"))
+    print(f"    {'SMTP protocol and event loop':<28} {rest / four['seconds']:6.1%}")
+    print(
+        f"    (process CPU {four['cpu']:.1f} s for {four['seconds']:.1f} s of wall time: "
+        "one core, the event loop, is the limit)"
+    )
+    print()
+    print(
+        "  goals: >= 40 % of smtp-source at 4 connections, >= 5 x the plain loop, recording <= 10 %"
+    )
+
+
+if __name__ == "__main__":
+    main()
