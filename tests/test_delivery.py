@@ -399,3 +399,41 @@ def test_counts_are_cheap_to_read_while_a_run_delivers(db: Database) -> None:
         thread.join()
     assert seen == sorted(seen), "sent never goes backwards"
     assert len(set(seen)) > 2, "progress is visible while the run delivers"
+
+
+def test_connections_are_reused_and_limited(db: Database) -> None:
+    with SmtpServer(faults=Faults(data_delay=0.01)) as server:
+        run_id = new_run(db, document(60, server.port, max_connections=3))
+        # The server's readiness probe counts as one connection.
+        before = server.most_connections
+        assert deliver_now(db, run_id).state == "completed"
+    assert server.most_connections <= max(before, 3)
+    assert len(server.messages()) == 60
+
+
+def test_the_rate_limit_spaces_messages_evenly(db: Database) -> None:
+    with SmtpServer() as server:
+        run_id = new_run(db, document(30, server.port, max_connections=4, rate_per_second=40))
+        deliver_now(db, run_id)
+    times = sorted(m.at for m in server.messages())
+    # 30 messages at 40 a second take at least 29 intervals of 25 ms, whatever
+    # the number of connections (a lower bound: never flaky on a slow machine).
+    assert times[-1] - times[0] >= 29 * 0.025 * 0.9
+
+
+def test_smtputf8_only_when_the_address_needs_it_and_the_server_offers_it(db: Database) -> None:
+    for offered in (True, False):
+        with SmtpServer(smtputf8=offered) as server:
+            doc = document(2, server.port)
+            doc["customers"][1]["contacts"][0]["addresses"][0]["address"] = "josé@exemplo.com.br"
+            run_id = new_run(db, doc)
+            deliver_now(db, run_id)
+        recipients = {r["address"]: r for r in run_json(db, run_id)["recipients"]}
+        assert recipients["p0@example.org"]["state"] == "sent"
+        unicode_recipient = recipients["josé@exemplo.com.br"]
+        if offered:
+            assert unicode_recipient["state"] == "sent"
+            assert server.count("josé@exemplo.com.br") == 1
+        else:
+            assert unicode_recipient["state"] == "failed"
+            assert "needs SMTPUTF8" in unicode_recipient["smtp_reply"]

@@ -18,7 +18,7 @@ from datetime import datetime
 from email import charset as email_charset
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
+from email.policy import SMTP
 from email.utils import format_datetime
 
 CRLF = "\r\n"
@@ -55,10 +55,10 @@ def folded(name: str, value: str) -> str:
     return line.rstrip(CRLF)
 
 
-def unstructured(name: str, value: str) -> str:
+def unstructured(name: str, value: str, utf8: bool = False) -> str:
     """A whole unstructured header line (Subject), folded when long."""
     value = one_line(value)
-    if value.isascii():
+    if value.isascii() or utf8:
         return f"{name}: {_fold(name, value)}"
     return folded(name, value)
 
@@ -82,12 +82,15 @@ def _fold(name: str, value: str) -> str:
     return (CRLF + " ").join(lines)
 
 
-def mailbox_header(header_name: str, name: str | None, address: str) -> str:
-    """``To: Display Name <addr@example.org>``, quoted or encoded as needed."""
+def mailbox_header(header_name: str, name: str | None, address: str, utf8: bool = False) -> str:
+    """``To: Display Name <addr@example.org>``, quoted or encoded as needed.
+
+    With ``utf8`` (SMTPUTF8, RFC 6532) non-ASCII text is written as it is.
+    """
     name = one_line(name or "")
     if not name:
         return f"{header_name}: {address}"
-    if not name.isascii():
+    if not name.isascii() and not utf8:
         return folded(header_name, str(Address(display_name=name, addr_spec=address)))
     if SPECIALS.search(name):
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
@@ -124,27 +127,13 @@ def build_message(
     date: datetime,
 ) -> Envelope:
     utf8 = needs_smtputf8(to_address) or needs_smtputf8(from_address)
-    if utf8:
-        # Rare: let the email package handle internationalised addresses.
-        reference = reference_message(
-            from_address=from_address,
-            from_name=from_name,
-            to_address=to_address,
-            to_name=to_name,
-            subject=subject,
-            text=text,
-            html=html,
-            message_id=message_id,
-            date=date,
-        )
-        return Envelope(from_address, to_address, reference.as_bytes(), True)
     for address in (from_address, to_address):
         if any(c in address for c in "\r\n<>") or not address:
             raise ValueError(f"{address!r} cannot be used as an address in a header")
     head = (
-        f"{mailbox_header('From', from_name, from_address)}{CRLF}"
-        f"{mailbox_header('To', to_name, to_address)}{CRLF}"
-        f"{unstructured('Subject', subject)}{CRLF}"
+        f"{mailbox_header('From', from_name, from_address, utf8)}{CRLF}"
+        f"{mailbox_header('To', to_name, to_address, utf8)}{CRLF}"
+        f"{unstructured('Subject', subject, utf8)}{CRLF}"
         f"Date: {format_datetime(date)}{CRLF}"
         f"Message-ID: {one_line(message_id)}{CRLF}"
     )
@@ -162,7 +151,7 @@ def build_message(
             f"--{boundary}{CRLF}{html_headers}{CRLF}{html_body}"
             f"--{boundary}--{CRLF}"
         )
-    return Envelope(from_address, to_address, message.encode("ascii"), False)
+    return Envelope(from_address, to_address, message.encode("utf-8" if utf8 else "ascii"), utf8)
 
 
 def reference_message(
@@ -177,9 +166,8 @@ def reference_message(
     message_id: str,
     date: datetime,
 ) -> EmailMessage:
-    """The same message built with the ``email`` package (SMTP policy)."""
-    utf8 = needs_smtputf8(to_address) or needs_smtputf8(from_address)
-    message = EmailMessage(policy=SMTPUTF8 if utf8 else SMTP)
+    """The same message built with the ``email`` package (SMTP policy; ASCII addresses)."""
+    message = EmailMessage(policy=SMTP)
     message["From"] = Address(display_name=one_line(from_name or ""), addr_spec=from_address)
     message["To"] = Address(display_name=one_line(to_name or ""), addr_spec=to_address)
     message["Subject"] = one_line(subject)

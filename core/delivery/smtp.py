@@ -110,6 +110,8 @@ async def open_connection(profile: ProfileSettings, password: str | None) -> aio
     )
     try:
         await smtp.connect()
+        if smtp.is_ehlo_or_helo_needed:
+            await smtp.ehlo()  # so that the server's extensions are known before sending
         if profile.username is not None and password is not None:
             await smtp.login(profile.username, password)
     except aiosmtplib.SMTPAuthenticationError as error:
@@ -150,8 +152,9 @@ async def send(smtp: aiosmtplib.SMTP, envelope: Envelope) -> Reply:
         options = ["SMTPUTF8"] if envelope.smtputf8 else []
         if envelope.smtputf8 and not smtp.supports_extension("smtputf8"):
             return Reply(553, "the address needs SMTPUTF8, which the server does not offer")
-        await smtp.mail(envelope.sender, options=options)
-        await smtp.rcpt(envelope.recipient)
+        encoding = "utf-8" if envelope.smtputf8 else "ascii"
+        await smtp.mail(envelope.sender, options=options, encoding=encoding)
+        await smtp.rcpt(envelope.recipient, encoding=encoding)
         response = await smtp.data(envelope.data)
         return Reply(response.code, response.message)
     except aiosmtplib.SMTPServerDisconnected as error:
