@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from tui.commands import database_cmd, importing, planning, runs
+from tui.commands import database_cmd, importing, planning, runs, smtp_cmd
 from tui.errors import OperationFailed, UsageError
 
 
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_parser(commands, common)
     planning.add_parsers(commands, common)
     runs.add_parsers(commands, common)
+    smtp_cmd.add_parser(commands, common)
     database_cmd.add_parser(commands, common)
     return parser
 

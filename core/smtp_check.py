@@ -1,0 +1,502 @@
+"""``msgrun smtp test``: a sending profile checked step by step, in words a person reads.
+
+Steps, in order, as far as they get: resolve, connect, tls (security ``tls``),
+banner, ehlo, starttls (security ``starttls``; the EHLO sent again belongs to
+it), auth (when a user name is set), and with a test address mail_from,
+rcpt_to and data. The first failing step ends the check. Every network step
+has the profile's timeout. The password is read from the environment
+variable the profile names and never appears in a step or the transcript.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import format_datetime, make_msgid
+
+from sqlalchemy import select, update
+
+from core.delivery.message import build_message
+from core.delivery.smtp import ProfileSettings, tls_context
+from core.storage.database import Database
+from core.storage.models import SmtpProfile, table_of
+
+
+@dataclass
+class Step:
+    step: str
+    ok: bool
+    ms: float
+    detail: str
+    hint: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "step": self.step,
+            "ok": self.ok,
+            "ms": round(self.ms, 1),
+            "detail": self.detail,
+        }
+        if self.hint is not None:
+            data["hint"] = self.hint
+        return data
+
+
+@dataclass
+class CheckReport:
+    profile: str
+    steps: list[Step] = field(default_factory=list)
+    transcript: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(step.ok for step in self.steps)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "profile": self.profile,
+            "ok": self.ok,
+            "steps": [step.as_json() for step in self.steps],
+        }
+
+
+class StepFailed(Exception):
+    def __init__(self, detail: str, hint: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.hint = hint
+
+
+@dataclass
+class Reply:
+    code: int
+    lines: list[str]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".strip()
+
+
+def certificate_summary(der: bytes | None) -> str:
+    """Subject, issuer and expiry of a certificate, for a person."""
+    if not der:
+        return "the server sent no certificate"
+    from cryptography import x509
+
+    certificate = x509.load_der_x509_certificate(der)
+    expires = certificate.not_valid_after_utc
+    names: list[str] = []
+    try:
+        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = [str(n) for n in extension.value.get_values_for_type(x509.DNSName)]
+        names += [str(ip) for ip in extension.value.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        pass
+    subject = certificate.subject.rfc4514_string() or "(empty)"
+    issuer = certificate.issuer.rfc4514_string() or "(empty)"
+    valid_for = f"; valid for {', '.join(names)}" if names else ""
+    return f"subject {subject}; issuer {issuer}; expires {expires:%Y-%m-%d}{valid_for}"
+
+
+class Dialogue:
+    """One SMTP conversation over asyncio streams, with a transcript."""
+
+    def __init__(self, report: CheckReport, timeout: float) -> None:
+        self.report = report
+        self.timeout = timeout
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def read_reply(self) -> Reply:
+        assert self.reader is not None
+        lines: list[str] = []
+        while True:
+            raw = await asyncio.wait_for(self.reader.readline(), self.timeout)
+            if not raw:
+                raise StepFailed(
+                    "the server closed the connection",
+                    "the server hung up: it may not accept connections from here",
+                )
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            self.report.transcript.append(f"S: {line}")
+            code_text, separator, rest = line[:3], line[3:4], line[4:]
+            if not code_text.isdigit():
+                raise StepFailed(
+                    f"not an SMTP reply: {line!r}",
+                    "something other than an SMTP server answers on this port",
+                )
+            lines.append(rest)
+            if separator != "-":
+                return Reply(int(code_text), lines)
+
+    async def command(self, line: str, shown: str | None = None) -> Reply:
+        assert self.writer is not None
+        self.report.transcript.append(f"C: {shown if shown is not None else line}")
+        self.writer.write(line.encode("utf-8") + b"\r\n")
+        await asyncio.wait_for(self.writer.drain(), self.timeout)
+        return await self.read_reply()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _extensions(reply: Reply) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in reply.lines[1:]:
+        name, _, value = line.partition(" ")
+        found[name.upper()] = value
+    return found
+
+
+def _tls_failure(error: ssl.SSLError, host: str, der: bytes | None) -> StepFailed:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        reason = error.verify_message or str(error)
+        summary = certificate_summary(der)
+        if error.verify_code == 62 or "Hostname mismatch" in str(error):
+            hint = (
+                f"the certificate is not for {host} ({summary}): use the host name the "
+                "certificate names"
+            )
+        elif "expired" in reason:
+            hint = f"the server's certificate has expired ({summary})"
+        else:
+            hint = (
+                f"the certificate is not trusted ({summary}): name its CA in the profile's "
+                "ca_file, or, for a server you control, set tls_verify false"
+            )
+        return StepFailed(f"certificate verify failed: {reason}", hint)
+    text = str(error)
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return StepFailed(
+            f"TLS failed: {text}",
+            "the server does not start TLS on this port: use security starttls (port 587) or none",
+        )
+    return StepFailed(f"TLS failed: {text}", "the TLS handshake failed")
+
+
+async def _peer_certificate(
+    host: str, address: str, port: int, starttls: bool, timeout: float
+) -> bytes | None:
+    """Fetch the server's certificate without verifying it (to describe it)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        if not starttls:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(address, port, ssl=context, server_hostname=host), timeout
+            )
+        else:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+            report = CheckReport("probe")
+            dialogue = Dialogue(report, timeout)
+            dialogue.reader, dialogue.writer = reader, writer
+            await dialogue.read_reply()
+            await dialogue.command("EHLO msgrun.localhost")
+            await dialogue.command("STARTTLS")
+            await asyncio.wait_for(writer.start_tls(context, server_hostname=host), timeout)
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        writer.close()
+        return der
+    except Exception:
+        return None
+
+
+async def check_profile(
+    profile: ProfileSettings,
+    environ: Mapping[str, str],
+    *,
+    to: str | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> CheckReport:
+    """Run the checks; each finished step is reported to ``on_step`` as it comes."""
+    report = CheckReport(profile.id)
+    timeout = profile.timeout_seconds
+    dialogue = Dialogue(report, timeout)
+    host, port = profile.host, profile.port
+    state: dict[str, object] = {}
+
+    async def step(name: str, work: Callable[[], object]) -> bool:
+        started = time.perf_counter()
+        try:
+            result = work()
+            if asyncio.iscoroutine(result):
+                result = await result
+            detail, ok, hint = str(result), True, None
+        except StepFailed as failure:
+            detail, ok, hint = failure.detail, False, failure.hint
+        except TimeoutError:
+            detail, ok = f"no answer within {timeout:g} s", False
+            hint = {
+                "connect": f"{host}:{port} does not answer: a firewall may block the port, "
+                "or the host or port is wrong",
+                "banner": "the server accepted the connection but says nothing: port 465 "
+                "expects TLS from the start (security tls)"
+                if port == 465
+                else "the server accepted the connection but never greeted: is this "
+                "an SMTP port? (25, 587, or 465 with security tls)",
+            }.get(name, "the server stopped answering")
+        except ssl.SSLError as error:
+            der = await _peer_certificate(
+                host, str(state.get("address", host)), port, name == "starttls", timeout
+            )
+            tls = _tls_failure(error, host, der)
+            detail, ok, hint = tls.detail, False, tls.hint
+        except OSError as error:
+            detail, ok = f"{type(error).__name__}: {error.strerror or error}", False
+            hint = None
+            if isinstance(error, ConnectionRefusedError):
+                hint = (
+                    f"nothing listens on {host}:{port}: check the port (587 for starttls, "
+                    "465 for tls, 25 for none)"
+                )
+        elapsed = (time.perf_counter() - started) * 1000
+        record = Step(name, ok, elapsed, detail, hint)
+        report.steps.append(record)
+        if on_step is not None:
+            on_step(record)
+        return ok
+
+    async def resolve() -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
+            )
+        except socket.gaierror as error:
+            raise StepFailed(
+                f"{host} does not resolve: {error.strerror}", "check the spelling of the host name"
+            ) from None
+        address = str(infos[0][4][0])
+        state["address"] = address
+        return address
+
+    async def connect() -> str:
+        address = str(state["address"])
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+        dialogue.reader, dialogue.writer = reader, writer
+        return f"connected to {address}:{port}"
+
+    async def implicit_tls() -> str:
+        assert dialogue.writer is not None
+        await asyncio.wait_for(
+            dialogue.writer.start_tls(tls_context(profile), server_hostname=host), timeout
+        )
+        return _tls_summary(dialogue.writer)
+
+    async def banner() -> str:
+        reply = await dialogue.read_reply()
+        if reply.code != 220:
+            raise StepFailed(str(reply), "the server greets with a refusal")
+        return str(reply)
+
+    async def ehlo() -> str:
+        reply = await dialogue.command("EHLO msgrun.localhost")
+        if reply.code != 250:
+            raise StepFailed(str(reply), "the server refused EHLO")
+        state["extensions"] = _extensions(reply)
+        return _describe_extensions(state["extensions"])  # type: ignore[arg-type]
+
+    async def starttls() -> str:
+        extensions: dict[str, str] = state["extensions"]  # type: ignore[assignment]
+        if "STARTTLS" not in extensions:
+            raise StepFailed(
+                "the server does not offer STARTTLS",
+                "use the port that offers STARTTLS (usually 587), or security tls on 465",
+            )
+        reply = await dialogue.command("STARTTLS")
+        if reply.code != 220:
+            raise StepFailed(str(reply), "the server refused to start TLS")
+        assert dialogue.writer is not None
+        await asyncio.wait_for(
+            dialogue.writer.start_tls(tls_context(profile), server_hostname=host), timeout
+        )
+        summary = _tls_summary(dialogue.writer)
+        again = await dialogue.command("EHLO msgrun.localhost")
+        if again.code != 250:
+            raise StepFailed(str(again), "the server refused EHLO after STARTTLS")
+        state["extensions"] = _extensions(again)
+        return f"{summary}; {_describe_extensions(state['extensions'])}"  # type: ignore[arg-type]
+
+    async def auth() -> str:
+        extensions: dict[str, str] = state["extensions"]  # type: ignore[assignment]
+        assert profile.username is not None and profile.password_env is not None
+        password = environ.get(profile.password_env)
+        if not password:
+            raise StepFailed(
+                f"the environment variable {profile.password_env} is not set",
+                f"set {profile.password_env} to the account's password where msgrun runs",
+            )
+        if "AUTH" not in extensions:
+            raise StepFailed(
+                "the server offers no AUTH",
+                "this server does not take a login here (some offer AUTH only after "
+                "STARTTLS): check security and port",
+            )
+        mechanisms = extensions["AUTH"].upper().split()
+        user = profile.username
+        if "PLAIN" in mechanisms:
+            token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+            reply = await dialogue.command(f"AUTH PLAIN {token}", "AUTH PLAIN ********")
+        elif "LOGIN" in mechanisms:
+            reply = await dialogue.command("AUTH LOGIN")
+            if reply.code == 334:
+                reply = await dialogue.command(
+                    base64.b64encode(user.encode()).decode(), "******** (user name)"
+                )
+            if reply.code == 334:
+                reply = await dialogue.command(
+                    base64.b64encode(password.encode()).decode(), "******** (password)"
+                )
+        else:
+            raise StepFailed(
+                f"the server offers AUTH {' '.join(mechanisms)}",
+                "msgrun logs in with PLAIN or LOGIN, which this server does not offer",
+            )
+        if reply.code != 235:
+            hint = (
+                "the server refused the user name or password"
+                if reply.code == 535
+                else "the server refused the login"
+            )
+            raise StepFailed(str(reply), hint)
+        return f"{reply} as {user}"
+
+    async def mail_from() -> str:
+        reply = await dialogue.command(f"MAIL FROM:<{profile.from_address}>")
+        if reply.code != 250:
+            raise StepFailed(
+                str(reply),
+                f"the server will not accept mail from "
+                f"{profile.from_address}: is the sender allowed for this account?",
+            )
+        return str(reply)
+
+    async def rcpt_to() -> str:
+        assert to is not None
+        reply = await dialogue.command(f"RCPT TO:<{to}>")
+        if reply.code not in (250, 251):
+            relay = reply.code in (550, 551, 553, 554) and (
+                "relay" in reply.text.lower() or "5.7.1" in reply.text
+            )
+            hint = (
+                (
+                    f"the server will not relay to {to}: log in (user name), or send "
+                    "through the server of your own domain"
+                )
+                if relay
+                else (f"the server refused {to}")
+            )
+            raise StepFailed(str(reply), hint)
+        return str(reply)
+
+    async def data() -> str:
+        assert to is not None
+        reply = await dialogue.command("DATA")
+        if reply.code != 354:
+            raise StepFailed(str(reply), "the server refused to take a message")
+        moment = now() if now is not None else datetime.now().astimezone()
+        envelope = build_message(
+            from_address=profile.from_address,
+            from_name=profile.from_name,
+            to_address=to,
+            to_name=None,
+            subject=f"msgrun test message from profile {profile.id}",
+            text=(
+                f"This is a test message sent by msgrun (profile {profile.id}) on "
+                f"{format_datetime(moment)}.\nIf you can read it, the profile works.\n"
+            ),
+            html=None,
+            message_id=make_msgid(domain=profile.from_address.rpartition("@")[2]),
+            date=moment,
+        )
+        assert dialogue.writer is not None
+        body = envelope.data.replace(b"\r\n.", b"\r\n..")
+        dialogue.writer.write(body + b".\r\n")
+        report.transcript.append(f"C: ({len(envelope.data)} bytes of message) .")
+        await asyncio.wait_for(dialogue.writer.drain(), timeout)
+        final = await dialogue.read_reply()
+        if final.code != 250:
+            raise StepFailed(str(final), "the server refused the message")
+        return str(final)
+
+    plan: list[tuple[str, Callable[[], object]]] = [("resolve", resolve), ("connect", connect)]
+    if profile.security == "tls":
+        plan.append(("tls", implicit_tls))
+    plan += [("banner", banner), ("ehlo", ehlo)]
+    if profile.security == "starttls":
+        plan.append(("starttls", starttls))
+    if profile.username is not None:
+        plan.append(("auth", auth))
+    if to is not None:
+        plan += [("mail_from", mail_from), ("rcpt_to", rcpt_to), ("data", data)]
+    try:
+        for name, work in plan:
+            if not await step(name, work):
+                break
+        if report.ok and dialogue.writer is not None:
+            with contextlib.suppress(TimeoutError, OSError, StepFailed):
+                await asyncio.wait_for(dialogue.command("QUIT"), timeout)
+    finally:
+        dialogue.close()
+    return report
+
+
+def _tls_summary(writer: asyncio.StreamWriter) -> str:
+    ssl_object = writer.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return "TLS"
+    der = ssl_object.getpeercert(binary_form=True)
+    verified = (
+        "verified"
+        if ssl_object.context.verify_mode != ssl.CERT_NONE
+        else ("NOT VERIFIED (tls_verify is false)")
+    )
+    return f"{ssl_object.version()} {ssl_object.cipher()[0]}, certificate {verified}: " + (
+        certificate_summary(der)
+    )
+
+
+def _describe_extensions(extensions: dict[str, str]) -> str:
+    parts = [f"{name} {value}".strip() for name, value in extensions.items()]
+    return ", ".join(parts) if parts else "no extensions"
+
+
+def load_profile(database: Database, profile_id: str) -> ProfileSettings:
+    """The stored profile, or UnknownProfile."""
+    table = table_of(SmtpProfile)
+    with database.connect() as connection:
+        row = connection.execute(select(table).where(table.c.id == profile_id)).first()
+        if row is None:
+            known = ", ".join(connection.execute(select(table.c.id).order_by(table.c.id)).scalars())
+            raise UnknownProfile(
+                f"unknown SMTP profile {profile_id!r} (profiles: {known or 'none yet'})"
+            )
+    return ProfileSettings.from_row(row)
+
+
+class UnknownProfile(LookupError):
+    """No SMTP profile has that id (bad usage: exit 2)."""
+
+
+def record_result(database: Database, profile_id: str, ok: bool, at: datetime) -> None:
+    """Remember the last test of a profile (the plan warns about one never tested)."""
+    table = table_of(SmtpProfile)
+    values: dict[str, object] = {"last_test_at": at, "last_test_ok": ok}
+    if ok:
+        values["last_test_ok_at"] = at
+    with database.connect() as connection:
+        connection.execute(update(table).where(table.c.id == profile_id).values(**values))

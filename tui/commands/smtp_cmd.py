@@ -1,0 +1,86 @@
+"""``msgrun smtp test PROFILE [--to ADDR] [--json]``: diagnose a sending profile."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from core.addresses import address_problem
+from core.clock import SystemClock
+from core.planner.report import dumps
+from core.smtp_check import (
+    CheckReport,
+    Step,
+    UnknownProfile,
+    check_profile,
+    load_profile,
+    record_result,
+)
+from tui import event_loop
+from tui.commands.common import database
+from tui.errors import UsageError
+from tui.output import write_out
+
+
+def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    smtp = commands.add_parser("smtp", help="check SMTP profiles")
+    actions = smtp.add_subparsers(dest="smtp_command", metavar="ACTION", required=True)
+    test = actions.add_parser(
+        "test",
+        parents=[common],
+        help="check a profile step by step",
+        description="Resolve, connect, TLS, banner, EHLO, STARTTLS, AUTH and, with --to, a "
+        "real test message: each step with its time, the server's words and, when it fails, "
+        "what to do.",
+    )
+    test.add_argument("profile")
+    test.add_argument("--to", metavar="ADDR", help="also send a test message to this address")
+    test.add_argument("--json", action="store_true", help="print one JSON object")
+    test.add_argument(
+        "--transcript",
+        action="store_true",
+        help="also print the SMTP conversation (passwords are never shown)",
+    )
+    test.set_defaults(handler=run_test)
+
+
+def show_step(step: Step) -> None:
+    mark = "ok " if step.ok else "FAIL"
+    print(f"  {mark} {step.step:<9} {step.ms:8.1f} ms  {step.detail}", flush=True)
+    if step.hint:
+        print(f"       {'':<9} {'':>8}     → {step.hint}", flush=True)
+
+
+def run_test(args: argparse.Namespace) -> int:
+    if args.to is not None and (problem := address_problem(args.to)) is not None:
+        raise UsageError(f"--to: {args.to!r} is not a valid email address: {problem}")
+    db = database(args.db)
+    try:
+        profile = load_profile(db, args.profile)
+    except UnknownProfile as error:
+        raise UsageError(str(error)) from None
+    if not args.json:
+        print(
+            f"SMTP profile {profile.id}: {profile.host}:{profile.port}, security "
+            f"{profile.security}"
+            + (f", user {profile.username}" if profile.username else "")
+            + ("" if profile.tls_verify else ", CERTIFICATES NOT VERIFIED (tls_verify false)"),
+            flush=True,
+        )
+    report: CheckReport = event_loop.run(
+        check_profile(profile, os.environ, to=args.to, on_step=None if args.json else show_step)
+    )
+    record_result(db, profile.id, report.ok, SystemClock().now())
+    if args.json:
+        write_out(dumps(report.as_json()))
+    else:
+        verdict = "every step passed" if report.ok else f"failed at {report.steps[-1].step}"
+        print(f"{profile.id}: {verdict}")
+        if args.transcript:
+            print("\nTranscript:")
+            for line in report.transcript:
+                print(f"  {line}")
+    if args.transcript and args.json:
+        print("\n".join(report.transcript), file=sys.stderr)
+    return 0 if report.ok else 1
