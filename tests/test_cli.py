@@ -222,9 +222,25 @@ def test_an_internal_error_shows_no_traceback(
     assert "Traceback" not in out + err
 
 
-def test_no_arguments_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = msgrun(capsys)
-    assert code == 0 and "import" in out and "plan" in out and "why" in out
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    for command in ("import", "plan", "why", "run", "worker", "smtp", "console", "db"):
+        assert command in out
+
+
+def test_no_arguments_opens_the_console(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    opened: list[object] = []
+    monkeypatch.setattr(
+        "tui.commands.console_cmd.run_console", lambda args: opened.append(args) or 0
+    )
+    monkeypatch.setenv("MSGRUN_DB", db_url)
+    assert msgrun(capsys)[0] == 0
+    assert len(opened) == 1
 
 
 def test_the_installed_command_runs(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from tui.commands import database_cmd, importing, planning, runs, smtp_cmd
+from tui.commands import console_cmd, database_cmd, importing, planning, runs, smtp_cmd
 from tui.errors import OperationFailed, UsageError
 
 
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     planning.add_parsers(commands, common)
     runs.add_parsers(commands, common)
     smtp_cmd.add_parser(commands, common)
+    console_cmd.add_parser(commands, common)
     database_cmd.add_parser(commands, common)
     return parser
 
@@ -51,8 +52,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
-        parser.print_help()
-        return 0
+        # No command: the console, on the configured database.
+        return console_cmd.run_console(args)
     code: int = args.handler(args)
     return code
 

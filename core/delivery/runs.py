@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 
 from core.clock import Clock, format_instant
 from core.delivery.states import (
@@ -25,7 +25,8 @@ from core.delivery.states import (
 from core.planner.load import PlanningError, load_definition, load_organisation
 from core.planner.plan import DEFERRED, INCLUDED, Candidate, plan_definition
 from core.storage.database import Database
-from core.storage.models import MessageRun, Recipient, RunCount, SmtpProfile, table_of
+from core.storage.models import Document, MessageRun, Recipient, RunCount, SmtpProfile, table_of
+from core.vocabulary import CONCEPT_LABEL
 
 INSERT_BATCH = 5000
 
@@ -301,3 +302,91 @@ def total_count(connection: Connection, run_id: int) -> int:
 
 
 __all__ = ["PlanningError", "UnknownRun", "create_run", "get_run", "list_runs", "request_stop"]
+
+
+@dataclass(frozen=True)
+class RecipientView:
+    """One recipient as the console lists it."""
+
+    position: int
+    customer_id: str
+    address: str | None
+    document_id: str | None
+    label: str | None
+    # The document's number now (a draft numbered since the run planned it).
+    current_number: str | None
+    state: str
+    smtp_code: int | None
+    smtp_reply: str | None
+    error: str | None
+    attempts: int
+    updated_at: datetime | None
+    reasons: list[dict[str, str]]
+
+    @property
+    def shown_label(self) -> str:
+        """``Concept → 2026-0042`` when a draft has been numbered since the run planned it."""
+        if self.label == CONCEPT_LABEL and self.current_number:
+            return f"{CONCEPT_LABEL} → {self.current_number}"
+        return self.label or "-"
+
+
+def recipient_page(
+    database: Database,
+    run_id: int,
+    *,
+    states: Sequence[str] | None = None,
+    search: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[RecipientView], int]:
+    """A window of a run's recipients in plan order, and how many match in all.
+
+    The console shows runs of any size through windows like this one: it
+    never holds more than a page of recipients.
+    """
+    recipient, document = table_of(Recipient), table_of(Document)
+    conditions = [recipient.c.run_id == run_id]
+    if states:
+        conditions.append(recipient.c.state.in_(list(states)))
+    if search:
+        pattern = f"%{search.lower()}%"
+        conditions.append(
+            or_(
+                func.lower(recipient.c.address).like(pattern),
+                func.lower(recipient.c.customer_id).like(pattern),
+                func.lower(recipient.c.document_id).like(pattern),
+                func.lower(recipient.c.label).like(pattern),
+            )
+        )
+    with database.connect() as connection:
+        total = connection.execute(
+            select(func.count()).select_from(recipient).where(*conditions)
+        ).scalar_one()
+        rows = connection.execute(
+            select(recipient, document.c.number.label("current_number"))
+            .select_from(recipient.outerjoin(document, document.c.id == recipient.c.document_id))
+            .where(*conditions)
+            .order_by(recipient.c.position)
+            .offset(offset)
+            .limit(limit)
+        ).all()
+    views = [
+        RecipientView(
+            position=r.position,
+            customer_id=r.customer_id,
+            address=r.address,
+            document_id=r.document_id,
+            label=r.label,
+            current_number=r.current_number,
+            state=r.state,
+            smtp_code=r.smtp_code,
+            smtp_reply=r.smtp_reply,
+            error=r.error,
+            attempts=r.attempts,
+            updated_at=r.updated_at,
+            reasons=r.reasons,
+        )
+        for r in rows
+    ]
+    return views, int(total)

@@ -1,0 +1,228 @@
+"""The console: a snapshot of every screen in the states an operator meets, and keyboard flows."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from core.clock import SystemClock
+from core.delivery.deliver import deliver
+from core.delivery.runs import get_run
+from core.storage import Database, open_database
+from fixtures.smtp_servers import Faults, SmtpServer
+from tests.conftest import load_ok
+from tests.console_support import console, sample_database
+from tests.delivery_support import document
+from tui.console.customer_screen import CustomerScreen
+from tui.console.plan_screen import PlanScreen
+from tui.console.run_screen import RunScreen
+
+SIZE = (100, 32)
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Database:
+    return sample_database(tmp_path_factory.mktemp("console"))
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Let every load finish and paint: screenshots wait for the workers."""
+    for _ in range(3):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def keys(*pressed: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    async def run(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run
+
+
+def test_runs_on_an_empty_database(snap_compare: Any, tmp_path: Path) -> None:
+    database = open_database(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert snap_compare(console(database), terminal_size=SIZE, run_before=keys())
+
+
+def test_runs(snap_compare: Any, sample_db: Database) -> None:
+    assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=keys())
+
+
+def open_run(run_id: int, *pressed: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    async def run(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.app.push_screen(RunScreen(run_id))
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run
+
+
+def test_a_run_with_failures_and_held_recipients(snap_compare: Any, sample_db: Database) -> None:
+    assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=open_run(1))
+
+
+def test_a_stopped_run_with_pending_and_a_numbered_draft(
+    snap_compare: Any, sample_db: Database
+) -> None:
+    assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=open_run(2))
+
+
+def test_a_run_with_unknown_recipients(snap_compare: Any, sample_db: Database) -> None:
+    assert snap_compare(
+        console(sample_db),
+        terminal_size=SIZE,
+        run_before=open_run(3, "f", "f", "f", "f", "f", "f", "f"),
+    )
+
+
+def test_the_stop_confirmation(snap_compare: Any, sample_db: Database) -> None:
+    assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=open_run(3, "x"))
+
+
+def plan_of(definition: str, *pressed: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    async def run(pilot: Pilot[Any]) -> None:
+        from core.clock import parse_instant
+        from tests.conftest import STORY_AT
+
+        await settle(pilot)
+        await pilot.app.push_screen(PlanScreen(definition, parse_instant(STORY_AT)))
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run
+
+
+def test_a_plan_preview(snap_compare: Any, sample_db: Database) -> None:
+    assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=plan_of("invoice-email"))
+
+
+def test_a_candidate_excluded_for_several_reasons(snap_compare: Any, sample_db: Database) -> None:
+    pressed = ["j"] * 15 + ["enter"]  # C015: a suppressed draft of an inactive service
+    assert snap_compare(
+        console(sample_db), terminal_size=SIZE, run_before=plan_of("invoice-email", *pressed)
+    )
+
+
+def test_a_customer_drill_down(snap_compare: Any, sample_db: Database) -> None:
+    async def run(pilot: Pilot[Any]) -> None:
+        from core.clock import parse_instant
+        from tests.conftest import STORY_AT
+
+        await settle(pilot)
+        await pilot.app.push_screen(
+            CustomerScreen("C003", definition="invoice-email", at=parse_instant(STORY_AT))
+        )
+        await settle(pilot)
+
+    assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=run)
+
+
+def test_help(snap_compare: Any, sample_db: Database) -> None:
+    assert snap_compare(
+        console(sample_db), terminal_size=SIZE, run_before=open_run(1, "question_mark")
+    )
+
+
+# -- keyboard flows ----------------------------------------------------------------
+
+
+class ThreadLauncher:
+    """Deliver as `msgrun run restart` would, in a thread of the test process."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, db_url: str, run_id: int, *, resend_unknown: bool = False) -> None:
+        def work() -> None:
+            asyncio.run(
+                deliver(
+                    self.database, run_id, SystemClock(), environ={}, resend_unknown=resend_unknown
+                )
+            )
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(30)
+
+
+async def wait_for(pilot: Pilot[Any], check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.05)
+
+
+async def test_start_stop_restart_complete(tmp_path: Path) -> None:
+    database = open_database(f"sqlite:///{tmp_path / 'flow.db'}")
+    with SmtpServer(faults=Faults(data_delay=0.05)) as server:
+        load_ok(database, document(120, server.port, max_connections=1))
+        launcher = ThreadLauncher(database)
+        app = console(database, poll_seconds=0.1, launch=launcher)
+        app.clock = SystemClock()
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("n")  # definitions
+            await settle(pilot)
+            await pilot.press("enter")  # the plan of `inv`
+            await settle(pilot)
+            assert isinstance(app.screen, PlanScreen)
+            await pilot.press("s", "y")  # start it, confirmed
+            await settle(pilot)
+            assert isinstance(app.screen, RunScreen)
+            run_id = app.screen.run_id
+            await wait_for(pilot, lambda: len(server.messages()) >= 5)
+            await pilot.press("x", "y")  # stop, confirmed
+            await wait_for(pilot, lambda: get_run(database, run_id).state == "stopped")
+            launcher.join()
+            stopped = get_run(database, run_id)
+            assert stopped.counts["pending"] > 0 and stopped.counts["sending"] == 0
+            await pilot.press("R", "y")  # restart, confirmed
+            await wait_for(pilot, lambda: get_run(database, run_id).state == "completed")
+            launcher.join()
+            await settle(pilot)
+            assert "completed" in str(app.screen.query_one("#run-summary").render())
+    assert server.recipients() == {f"p{i}@example.org": 1 for i in range(120)}
+
+
+async def test_from_a_failed_recipient_to_its_customers_reasons(sample_db: Database) -> None:
+    app = console(sample_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.push_screen(RunScreen(1))
+        await settle(pilot)
+        # Filter to failed recipients: all, pending, held, sending, sent, retrying, failed.
+        for _ in range(6):
+            await pilot.press("f")
+            await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        assert [r.state for r in screen.rows] == ["failed"]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, CustomerScreen)
+        text = str(app.screen.query_one("#customer-report").render())
+        assert "quinn@taylorfitness.example.com" in text
+        assert "SUPPRESSED: hard_bounce" in text
+        assert "suppressed:" in text and "fix:" in text

@@ -1,0 +1,1 @@
+"""The msgrun console (Textual): runs, run detail, plan preview, customer drill-down."""

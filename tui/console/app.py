@@ -1,0 +1,103 @@
+"""The msgrun console: one app, a stack of screens, one polling loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from core.clock import Clock, SystemClock
+from core.storage import Database
+from tui.console.launcher import deliver_in_background
+from tui.console.live import LiveScreen
+
+Launcher = Callable[..., None]
+
+
+class MsgrunConsole(App[None]):
+    """Operations console for message runs. Keyboard first; the footer shows every key."""
+
+    CSS_PATH = Path(__file__).with_name("console.tcss")
+    TITLE = "msgrun"
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
+        Binding("ctrl+r", "refresh", "Refresh", show=False, id="app.refresh"),
+    ]
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        clock: Clock | None = None,
+        poll_seconds: float | None = 0.5,
+        launch: Launcher = deliver_in_background,
+        db_url: str | None = None,
+        still: bool = False,
+    ) -> None:
+        super().__init__()
+        # `still`: no cursor blink and no animation (deterministic screenshots).
+        self.still = still
+        if still:
+            self.animation_level = "none"
+        self.database = database
+        self.clock = clock or SystemClock()
+        self.poll_seconds = poll_seconds
+        self.launch = launch
+        self.db_url = db_url or database.url.render_as_string(hide_password=False)
+        self._polling = False
+
+    def on_mount(self) -> None:
+        from tui.console.runs_screen import RunsScreen
+
+        self.push_screen(RunsScreen())
+        if self.poll_seconds:
+            self.set_interval(self.poll_seconds, self.refresh_screen)
+
+    # -- the one polling loop ------------------------------------------------------
+
+    def refresh_screen(self) -> None:
+        """Load the current screen's data in a worker; never two loads at once."""
+        screen = self.screen
+        if not isinstance(screen, LiveScreen) or self._polling:
+            return
+        self._polling = True
+        self.run_worker(lambda: self._load(screen), thread=True, group="poll")
+
+    def _load(self, screen: LiveScreen) -> None:
+        try:
+            data = screen.load()
+        except Exception as error:  # shown to the operator; never a traceback
+            self.call_from_thread(self._failed, error)
+        else:
+            self.call_from_thread(self._show, screen, data)
+        finally:
+            self._polling = False
+
+    def _failed(self, error: Exception) -> None:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        self.notify(
+            f"{type(error).__name__}: {first}",
+            title="Could not read the database",
+            severity="error",
+            timeout=10,
+        )
+
+    def _show(self, screen: LiveScreen, data: Any) -> None:
+        if screen.is_attached:
+            with self.batch_update():
+                screen.show(data)
+
+    # -- actions ----------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from tui.console.help_screen import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_refresh(self) -> None:
+        self.refresh_screen()

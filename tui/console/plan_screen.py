@@ -1,0 +1,233 @@
+"""Plan preview: a definition's plan at an instant, before any run; start one from it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Static
+
+from core.clock import format_instant
+from core.delivery.runs import create_run
+from core.planner.load import load_definitions, load_organisation
+from core.planner.plan import Candidate, Plan, plan_definition
+from core.planner.reasons import CODES, fix_for
+from tui.console.confirm import Confirm
+from tui.console.formatting import clip, styled
+from tui.console.live import LiveScreen
+from tui.plan_text import definition_line
+
+
+class DefinitionsScreen(LiveScreen):
+    AUTO_FOCUS = "#definitions"
+    PURPOSE = "Every message definition: pick one to see its plan."
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="definitions.back"),
+        Binding("enter", "plan", "Plan", id="definitions.plan"),
+        Binding("j", "cursor_down", "Down", show=False, id="definitions.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="definitions.up"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("msgrun · definitions", id="title-bar")
+        table: DataTable[str] = DataTable(id="definitions", cursor_type="row")
+        table.add_columns("Definition", "Name", "Kind", "Key", "Trigger")
+        yield table
+        yield Footer()
+
+    def load(self) -> Any:
+        with self.console.database.connect() as connection:
+            return load_definitions(connection)
+
+    def show(self, data: Any) -> None:
+        table = self.query_one("#definitions", DataTable)
+        if self.ids == [d.id for d in data]:
+            return
+        self.ids = [d.id for d in data]
+        table.clear()
+        for d in data:
+            trigger = (
+                d.trigger_type
+                + (f" {d.trigger_cron}" if d.trigger_cron else "")
+                + (f" {d.trigger_event}" if d.trigger_event else "")
+            )
+            table.add_row(d.id, clip(d.name, 30), d.kind, d.address_key, trigger, key=d.id)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row (the table takes the key itself)."""
+        event.stop()
+        self.action_plan()
+
+    def action_plan(self) -> None:
+        table = self.query_one("#definitions", DataTable)
+        if self.ids:
+            self.app.push_screen(PlanScreen(self.ids[table.cursor_row]))
+
+    def action_cursor_down(self) -> None:
+        self.query_one("#definitions", DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one("#definitions", DataTable).action_cursor_up()
+
+
+class PlanScreen(LiveScreen):
+    AUTO_FOCUS = "#candidates"
+    PURPOSE = (
+        "A definition's plan at an instant: counts by decision and by reason, every "
+        "candidate; enter shows a candidate's reasons and fixes; s starts a run."
+    )
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="plan.back"),
+        Binding("enter", "candidate", "Reasons", id="plan.candidate"),
+        Binding("s", "start", "Start run", id="plan.start"),
+        Binding("j", "cursor_down", "Down", show=False, id="plan.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="plan.up"),
+    ]
+    LIMIT = 2000  # candidates listed; the summary counts them all
+
+    def __init__(self, definition_id: str, at: datetime | None = None) -> None:
+        super().__init__()
+        self.definition_id = definition_id
+        self.at = at
+        self.plan: Plan | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"msgrun · plan of {self.definition_id}", id="title-bar")
+        yield Static("planning…", id="plan-summary", classes="summary")
+        table: DataTable[str] = DataTable(id="candidates", cursor_type="row", zebra_stripes=True)
+        table.add_columns("Customer", "Address", "Document", "Decision", "Reasons")
+        yield table
+        yield Footer()
+
+    def load(self) -> Any:
+        if self.plan is not None:
+            return None  # a plan is a snapshot: planned once per visit
+        at = self.at or self.console.clock.now()
+        with self.console.database.connect() as connection:
+            organisation = load_organisation(connection)
+            definition = next(d for d in load_definitions(connection) if d.id == self.definition_id)
+            return plan_definition(connection, organisation, definition, at)
+
+    def show(self, data: Any) -> None:
+        if data is None:
+            return
+        plan: Plan = data
+        self.plan = plan
+        s = plan.summary
+        lines = [
+            f"{plan.definition.name} at {format_instant(plan.at)}",
+            definition_line(plan),
+            f"{s.candidates} candidates: {styled('included')} {s.decisions['included']}  "
+            f"{styled('deferred')} {s.decisions['deferred']}  "
+            f"{styled('excluded')} {s.decisions['excluded']}",
+        ]
+        reasons = [f"{code} {s.by_reason[code]}" for code in CODES if s.by_reason[code]]
+        if reasons:
+            lines.append("by reason: " + " · ".join(reasons))
+        lines += [f"[yellow]! {w}[/]" for w in plan.warnings]
+        self.query_one("#plan-summary", Static).update("\n".join(lines))
+        table = self.query_one("#candidates", DataTable)
+        table.clear()
+        for c in plan.candidates[: self.LIMIT]:
+            decision = styled(c.decision) + (
+                f" until {c.send_after:%H:%M}" if c.send_after is not None else ""
+            )
+            table.add_row(
+                c.customer,
+                clip(c.address or "(no address)", 32),
+                clip(f"{c.document or '-'} {c.label or ''}", 22),
+                decision,
+                clip(", ".join(c.codes()), 40),
+            )
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_cursor_down(self) -> None:
+        self.query_one("#candidates", DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one("#candidates", DataTable).action_cursor_up()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row (the table takes the key itself)."""
+        event.stop()
+        self.action_candidate()
+
+    def action_candidate(self) -> None:
+        table = self.query_one("#candidates", DataTable)
+        if self.plan is not None and self.plan.candidates:
+            self.app.push_screen(CandidateScreen(self.plan.candidates[table.cursor_row]))
+
+    def action_start(self) -> None:
+        if self.plan is None:
+            return
+        plan = self.plan
+        s = plan.summary
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            from tui.console.run_screen import RunScreen
+
+            run_id = create_run(
+                self.console.database, plan.definition.id, plan.at, self.console.clock
+            )
+            self.console.launch(self.console.db_url, run_id)
+            self.app.switch_screen(RunScreen(run_id))
+
+        self.app.push_screen(
+            Confirm(
+                f"Start a run of {plan.definition.id}?",
+                f"{s.decisions['included']} to send now, {s.decisions['deferred']} held "
+                f"for quiet hours, {s.decisions['excluded']} excluded.",
+            ),
+            answered,
+        )
+
+
+class CandidateScreen(ModalScreen[None]):
+    """One candidate: its decision, every reason with its detail and its fix."""
+
+    BINDINGS = [Binding("escape,enter", "close", "Close", id="candidate.close")]
+
+    def __init__(self, candidate: Candidate) -> None:
+        super().__init__()
+        self.candidate = candidate
+
+    def compose(self) -> ComposeResult:
+        c = self.candidate
+        lines = [
+            f"[b]{c.customer}[/b] · {c.address or '(no address)'} · {c.document or ''} "
+            f"{c.label or ''}",
+            f"decision: {styled(c.decision)}"
+            + (f" until {format_instant(c.send_after)}" if c.send_after else ""),
+            "",
+        ]
+        for reason in c.reasons:
+            lines += [
+                f"[b]{reason.code}[/b]: {reason.detail}",
+                f"  fix: {fix_for(reason.code)}",
+                "",
+            ]
+        if not c.reasons:
+            lines.append(
+                "No rule fails: it is sent" + (" when quiet hours end." if c.send_after else ".")
+            )
+        with VerticalScroll(id="confirm"):
+            yield Static("\n".join(lines))
+        yield Footer()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
