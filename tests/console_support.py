@@ -38,10 +38,14 @@ def sample_database(folder: Path) -> Database:
         load_ok(database, data)
         at = parse_instant(STORY_AT)
         # 1: delivered, one mailbox does not exist, one customer held for quiet hours.
-        first = create_run(database, "invoice-email", at, clock, started_by="ops@console")
+        first = create_run(
+            database, "invoice-email", at, clock, started_by="ops@console", token="c0ffee01"
+        )
         asyncio.run(deliver(database, first, clock, environ={}))
         # 2: stopped before anything was sent; its draft job sheet was numbered since.
-        second = create_run(database, "job-sheet", at, clock, started_by="ops@console")
+        second = create_run(
+            database, "job-sheet", at, clock, started_by="ops@console", token="c0ffee02"
+        )
         request_stop(database, second, clock, by="ops@console")
         with database.connect() as connection:
             connection.execute(
@@ -50,7 +54,9 @@ def sample_database(folder: Path) -> Database:
                 .values(number="JS-502")
             )
         # 3: its process died while two messages were being sent.
-        third = create_run(database, "service-reminder", at, clock, started_by="ops@console")
+        third = create_run(
+            database, "service-reminder", at, clock, started_by="ops@console", token="c0ffee03"
+        )
         with database.connect() as connection:
             due = store.load_due(connection, third, NOW, 2)
             store.claim(connection, third, due, NOW)

@@ -201,8 +201,9 @@ async def test_start_stop_restart_complete(tmp_path: Path) -> None:
             await pilot.press("R", "y")  # restart, confirmed
             await wait_for(pilot, lambda: get_run(database, run_id).state == "completed")
             launcher.join()
-            await settle(pilot)
-            assert "completed" in str(app.screen.query_one("#run-summary").render())
+            # The screen follows the database within a poll or two.
+            summary = app.screen.query_one("#run-summary")
+            await wait_for(pilot, lambda: "completed" in str(summary.render()), seconds=2)
     assert server.recipients() == {f"p{i}@example.org": 1 for i in range(120)}
 
 
@@ -226,3 +227,69 @@ async def test_from_a_failed_recipient_to_its_customers_reasons(sample_db: Datab
         assert "quinn@taylorfitness.example.com" in text
         assert "SUPPRESSED: hard_bounce" in text
         assert "suppressed:" in text and "fix:" in text
+
+
+def test_a_message_as_msgrun_builds_it(snap_compare: Any, sample_db: Database) -> None:
+    async def run(pilot: Pilot[Any]) -> None:
+        from tui.console.message_screen import MessageScreen
+
+        await settle(pilot)
+        await pilot.app.push_screen(RunScreen(1))
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, RunScreen)
+        first = screen.rows[0]
+        await pilot.app.push_screen(MessageScreen(1, first.position, first.message_id))
+        await settle(pilot)
+
+    assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=run)
+
+
+async def test_the_command_palette_offers_the_screens_actions(sample_db: Database) -> None:
+    from tui.console.confirm import Confirm
+
+    app = console(sample_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.push_screen(RunScreen(2))
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        for key in "Re-send unknown":
+            await pilot.press("space" if key == " " else key)
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        # Run 2 has no unknown recipient: the action says so instead of asking.
+        assert not isinstance(app.screen, Confirm)
+        await pilot.press("ctrl+p")
+        for key in "Restart":
+            await pilot.press(key)
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, Confirm)
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(app.screen, RunScreen)
+
+
+def test_the_demo_sets_everything_up_and_delivers(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).with_name("msgrun"))
+    result = subprocess.run(
+        [exe, "demo", "--no-console", "--rate", "500", "--folder", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    assert "demo: run 1 of service-reminder started" in result.stderr
+    database = open_database(f"sqlite:///{tmp_path / 'demo' / 'demo.db'}")
+    run = get_run(database, 1)
+    assert run.state in ("completed", "completed_with_failures")
+    assert run.counts["sent"] > 50
+    received = list((tmp_path / "demo" / "mail").glob("*.eml"))
+    assert len(received) == run.counts["sent"]

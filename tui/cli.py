@@ -13,7 +13,15 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from tui.commands import console_cmd, database_cmd, importing, planning, runs, smtp_cmd
+from tui.commands import (
+    console_cmd,
+    database_cmd,
+    demo_cmd,
+    importing,
+    planning,
+    runs,
+    smtp_cmd,
+)
 from tui.errors import OperationFailed, UsageError
 
 
@@ -44,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_parsers(commands, common)
     smtp_cmd.add_parser(commands, common)
     console_cmd.add_parser(commands, common)
+    demo_cmd.add_parser(commands, common)
     database_cmd.add_parser(commands, common)
     return parser
 

@@ -191,6 +191,13 @@ class Deliverer:
         store.recover_orphans(connection, self.run_id, now)
         if resend_unknown:
             store.resend_unknown(connection, self.run_id, now)
+        profile, templates = self.settings(connection, self.run_id)
+        return run, profile, templates
+
+    @staticmethod
+    def settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, Templates]:
+        """The run's SMTP profile and its definition's templates."""
+        run = store.run_row(connection, run_id)
         profile = ProfileSettings.from_row(
             connection.execute(
                 select(table_of(SmtpProfile)).where(
@@ -209,7 +216,7 @@ class Deliverer:
             html=definition.template_html,
             organisation={"name": organisation.name, "timezone": organisation.timezone},
         )
-        return run, profile, templates
+        return profile, templates
 
     # -- the controller -------------------------------------------------------------
 

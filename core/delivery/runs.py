@@ -65,8 +65,12 @@ def create_run(
     *,
     started_by: str | None = None,
     environ: Mapping[str, str] | None = None,
+    token: str | None = None,
 ) -> int:
-    """Plan ``definition_id`` at ``at`` and snapshot the plan as a new run."""
+    """Plan ``definition_id`` at ``at`` and snapshot the plan as a new run.
+
+    ``token`` (random unless given) goes into every Message-ID of the run.
+    """
     with database.connect() as connection:
         organisation = load_organisation(connection)
         definition = load_definition(connection, definition_id)
@@ -77,7 +81,7 @@ def create_run(
             )
         ).one()
         now = clock.now()
-        token = secrets.token_hex(4)
+        token = token or secrets.token_hex(4)
         run_id: int = connection.execute(
             insert(table_of(MessageRun))
             .values(
@@ -322,6 +326,7 @@ class RecipientView:
     attempts: int
     updated_at: datetime | None
     reasons: list[dict[str, str]]
+    message_id: str | None = None
 
     @property
     def shown_label(self) -> str:
@@ -386,6 +391,7 @@ def recipient_page(
             attempts=r.attempts,
             updated_at=r.updated_at,
             reasons=r.reasons,
+            message_id=r.message_id,
         )
         for r in rows
     ]

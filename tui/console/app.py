@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 
 from core.clock import Clock, SystemClock
 from core.storage import Database
@@ -37,6 +39,8 @@ class MsgrunConsole(App[None]):
         launch: Launcher = deliver_in_background,
         db_url: str | None = None,
         still: bool = False,
+        mail_folder: Path | None = None,
+        first_screen: Callable[[], Screen[Any]] | None = None,
     ) -> None:
         super().__init__()
         # `still`: no cursor blink and no animation (deterministic screenshots).
@@ -48,12 +52,17 @@ class MsgrunConsole(App[None]):
         self.poll_seconds = poll_seconds
         self.launch = launch
         self.db_url = db_url or database.url.render_as_string(hide_password=False)
+        # Where a local server keeps what it received (the demo's), for the message view.
+        self.mail_folder = mail_folder
+        self.first_screen = first_screen
         self._polling = False
 
     def on_mount(self) -> None:
         from tui.console.runs_screen import RunsScreen
 
         self.push_screen(RunsScreen())
+        if self.first_screen is not None:
+            self.push_screen(self.first_screen())
         if self.poll_seconds:
             self.set_interval(self.poll_seconds, self.refresh_screen)
 
@@ -92,6 +101,26 @@ class MsgrunConsole(App[None]):
                 screen.show(data)
 
     # -- actions ----------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The command palette offers every action of the screen by name, as the footer does."""
+        yield from super().get_system_commands(screen)
+        seen: set[str] = set()
+        for binding in [*getattr(screen, "BINDINGS", []), *self.BINDINGS]:
+            if not isinstance(binding, Binding) or not binding.description:
+                continue
+            if binding.action in seen:
+                continue
+            seen.add(binding.action)
+            keys = binding.key_display or binding.key
+            yield SystemCommand(
+                binding.description,
+                f"{binding.description} ({keys})",
+                partial(self._run_action, screen, binding.action),
+            )
+
+    def _run_action(self, screen: Screen[Any], action: str) -> None:
+        self.call_later(self.run_action, action, screen)
 
     def action_help(self) -> None:
         from tui.console.help_screen import HelpScreen

@@ -33,6 +33,7 @@ class RunScreen(LiveScreen):
         Binding("R", "restart", "Restart", key_display="R", id="run.restart"),
         Binding("U", "resend_unknown", "Re-send unknown", key_display="U", id="run.resend"),
         Binding("enter", "customer", "Why?", id="run.why"),
+        Binding("m", "message", "Message", id="run.message"),
         Binding("j", "cursor_down", "Down", show=False, id="run.down"),
         Binding("k", "cursor_up", "Up", show=False, id="run.up"),
         Binding("pagedown,space", "next_page", "Next page", show=False, id="run.next"),
@@ -234,6 +235,14 @@ class RunScreen(LiveScreen):
         """Enter on a row (the table takes the key itself)."""
         event.stop()
         self.action_customer()
+
+    def action_message(self) -> None:
+        from tui.console.message_screen import MessageScreen
+
+        table = self.query_one("#recipients", DataTable)
+        if self.rows and table.cursor_row < len(self.rows):
+            view = self.rows[table.cursor_row]
+            self.app.push_screen(MessageScreen(self.run_id, view.position, view.message_id))
 
     def action_customer(self) -> None:
         from tui.console.customer_screen import CustomerScreen

@@ -1,0 +1,43 @@
+"""A recipient's message as msgrun builds it, for the console's message view."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from core.delivery import store
+from core.delivery.deliver import Deliverer, _build, _contexts
+from core.delivery.runs import UnknownRun
+from core.storage.database import Database
+from core.storage.models import Recipient, table_of
+
+
+def recipient_message(database: Database, run_id: int, position: int) -> bytes:
+    """The bytes msgrun sends (or would send) to one recipient of a run."""
+    recipient = table_of(Recipient)
+    with database.connect() as connection:
+        row = connection.execute(
+            select(recipient).where(recipient.c.run_id == run_id, recipient.c.position == position)
+        ).first()
+        if row is None:
+            raise UnknownRun(f"run {run_id} has no recipient {position + 1}")
+        if row.address is None or row.message_id is None:
+            raise ValueError("this recipient has no address, so no message is built for it")
+        due = store.Due(
+            id=row.id,
+            state=row.state,
+            position=row.position,
+            customer_id=row.customer_id,
+            contact_id=row.contact_id,
+            address=row.address,
+            document_id=row.document_id,
+            offset_days=row.offset_days,
+            message_id=row.message_id,
+            attempts=row.attempts,
+        )
+        profile, templates = Deliverer.settings(connection, run_id)
+        context = _contexts(connection, [due])
+        moment = row.sent_at or row.updated_at
+        assert moment is not None
+        envelope = _build(due, profile, templates, context, moment)
+    data: bytes = envelope.data
+    return data
