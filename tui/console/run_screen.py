@@ -16,7 +16,7 @@ from tui.console.live import LiveScreen
 from tui.console.widgets import SearchInput
 
 FILTERS: tuple[str | None, ...] = (None, *RECIPIENT_STATES)
-PAGE = 200  # rows per window: the table never holds more than this
+PAGE = 50  # rows per window: the table never holds more than this
 
 
 class RunScreen(LiveScreen):

@@ -1,0 +1,161 @@
+"""Console benchmark (issue 5). One command:
+
+    scripts/bench console
+
+- start: from creating the app to the Runs screen painted with its data;
+- key-to-repaint: while a separate process delivers a 100,000-recipient run at
+  full speed (to Postfix's smtp-sink), the time from a key in the run screen
+  (next window, previous window) to the table showing the new rows;
+- memory: the console process's peak RSS with a 10,000- and a 100,000-recipient
+  run open (the table is a window: it should not grow with the run).
+Each measurement runs in a fresh process. Goals: start <= 1 s, repaint <= 50 ms,
+memory flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".cache" / "bench"
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build(recipients: int, port: int) -> Path:
+    """A database with one run of ``recipients`` recipients (cached)."""
+    from core.clock import SystemClock
+    from core.storage import open_database
+    from tests.delivery_support import document, new_run
+
+    path = CACHE / f"console-{recipients}.db"
+    if path.exists():
+        path.unlink()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    database = open_database(f"sqlite:///{path}")
+    new_run(database, document(recipients, port, max_connections=4), clock=SystemClock())
+    database.dispose()
+    return path
+
+
+async def measure(path: Path, presses: int) -> dict[str, Any]:
+    from core.storage import open_database
+    from tui.console.app import MsgrunConsole
+    from tui.console.run_screen import RunScreen
+
+    started = time.perf_counter()
+    app = MsgrunConsole(open_database(f"sqlite:///{path}"), poll_seconds=0.5, still=True)
+    latencies: list[float] = []
+    async with app.run_test(size=(100, 32)) as pilot:
+        while not app.screen.query("#runs") or not app.screen.runs:  # type: ignore[attr-defined]
+            await pilot.pause(0.005)
+        start_seconds = time.perf_counter() - started
+        await app.push_screen(RunScreen(1))
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        while not screen.rows:
+            await pilot.pause(0.005)
+        for i in range(presses):
+            # next window, then back: each key makes the console read and paint 200 rows
+            key = "space" if i % 2 == 0 else "b"
+            before = screen.window_start
+            pressed = time.perf_counter()
+            await pilot.press(key)
+            deadline = time.perf_counter() + 10
+            while screen.window_start == before or app._polling:
+                assert time.perf_counter() < deadline, "no repaint within 10 s"
+                await pilot.pause(0.001)
+            latencies.append(time.perf_counter() - pressed)
+    return {"start": start_seconds, "latencies": latencies, "rss": rss_mib()}
+
+
+def step(path: str, presses: str) -> None:
+    result = asyncio.run(measure(Path(path), int(presses)))
+    print(json.dumps(result))
+
+
+def child(*args: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.bench.bench_console", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr[-3000:])
+        raise SystemExit("a console measurement failed")
+    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--presses", type=int, default=40)
+    parser.add_argument("--step", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.step:
+        step(*args.step)
+        return
+
+    from fixtures.smtp_servers import free_port
+    from tests.bench.bench_delivery import ensure_postfix_tools, start_sink
+
+    ensure_postfix_tools()
+    port = free_port()
+    sink = start_sink(port)
+    try:
+        print(f"building runs of {args.small:,} and {args.large:,} recipients...", flush=True)
+        small, large = build(args.small, port), build(args.large, port)
+        quiet_small = child("--step", str(small), "4")
+        quiet_large = child("--step", str(large), "4")
+        # Now the same while another process delivers the large run at full speed.
+        delivering = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "--db", f"sqlite:///{large}", "run", "restart", "1"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(2)
+        busy = child("--step", str(large), str(args.presses))
+        delivering.terminate()
+        delivering.wait(30)
+    finally:
+        sink.terminate()
+        sink.wait()
+    latencies = sorted(busy["latencies"])
+    p95 = latencies[int(0.95 * (len(latencies) - 1))]
+    print()
+    print(f"Console (headless, 100x32), SQLite, {os.cpu_count()} cores")
+    print(
+        f"  start to first painted Runs screen   {quiet_large['start'] * 1000:7.0f} ms"
+        "   goal <= 1000 ms"
+    )
+    print(f"  key to repaint while a {args.large:,}-recipient run delivers at full speed:")
+    print(
+        f"    median {statistics.median(latencies) * 1000:6.1f} ms   p95 {p95 * 1000:6.1f} ms   "
+        f"max {latencies[-1] * 1000:6.1f} ms   ({len(latencies)} keys)   goal <= 50 ms"
+    )
+    print(f"  console peak RSS with a {args.small:,}-recipient run   {quiet_small['rss']:6.0f} MiB")
+    print(
+        f"  console peak RSS with a {args.large:,}-recipient run  {quiet_large['rss']:6.0f} MiB "
+        f"(flat: the table is a window of the database)"
+    )
+
+
+if __name__ == "__main__":
+    main()
