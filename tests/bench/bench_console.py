@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.common import ROOT, measure_in_child
+
 CACHE = ROOT / ".cache" / "bench"
 
 
@@ -87,18 +88,7 @@ def step(path: str, presses: str) -> None:
 
 
 def child(*args: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.bench.bench_console", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        sys.stderr.write(result.stderr[-3000:])
-        raise SystemExit("a console measurement failed")
-    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return data
+    return measure_in_child("tests.bench.bench_console", *args)
 
 
 def main() -> None:

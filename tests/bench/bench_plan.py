@@ -18,14 +18,13 @@ import json
 import os
 import resource
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.common import ROOT, measure_in_child
+
 CACHE = ROOT / ".cache" / "bench"
 AT = "2026-11-23T10:00:00+11:00"
 SEED = 1
@@ -36,19 +35,7 @@ def peak_rss_mib() -> float:
 
 
 def child(*args: str) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter, so its peak memory is its own."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.bench.bench_plan", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        sys.stderr.write(result.stderr)
-        raise SystemExit(f"benchmark step {args[0]} failed")
-    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return data
+    return measure_in_child("tests.bench.bench_plan", *args)
 
 
 # -- the steps, each run in its own process -----------------------------------
