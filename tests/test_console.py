@@ -293,3 +293,48 @@ def test_the_demo_sets_everything_up_and_delivers(tmp_path: Path) -> None:
     assert run.counts["sent"] > 50
     received = list((tmp_path / "demo" / "mail").glob("*.eml"))
     assert len(received) == run.counts["sent"]
+
+
+def test_runs_at_80_by_24(snap_compare: Any, sample_db: Database) -> None:
+    assert snap_compare(console(sample_db), terminal_size=(80, 24), run_before=keys())
+
+
+def test_a_run_at_80_by_24(snap_compare: Any, sample_db: Database) -> None:
+    assert snap_compare(console(sample_db), terminal_size=(80, 24), run_before=open_run(1))
+
+
+@pytest.mark.parametrize("term", ["xterm-256color", "screen"])
+def test_the_console_leaves_cleanly_when_the_terminal_goes_away(tmp_path: Path, term: str) -> None:
+    """In a real pseudo-terminal: the console starts, then SIGHUP (the SSH session dropped)."""
+    import fcntl
+    import os
+    import signal
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    exe = str(Path(sys.executable).with_name("msgrun"))
+    primary, secondary = os.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "TERM": term, "MSGRUN_DB": f"sqlite:///{tmp_path / 'tty.db'}"}
+    process = subprocess.Popen(
+        [exe], stdin=secondary, stdout=secondary, stderr=secondary, env=env, start_new_session=True
+    )
+    os.close(secondary)
+    screen = b""
+    deadline = time.monotonic() + 20
+    while b"No runs yet" not in screen and time.monotonic() < deadline:
+        try:
+            screen += os.read(primary, 65536)
+        except OSError:
+            break
+    assert b"No runs yet" in screen, "the console did not draw its first screen"
+    process.send_signal(signal.SIGHUP)
+    try:
+        code = process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(primary)
+    assert code == 0

@@ -34,7 +34,9 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         "(emptied first; default ~/.cache/msgrun/demo)",
     )
     demo.add_argument(
-        "--rate", type=float, default=4.0,
+        "--rate",
+        type=float,
+        default=4.0,
         help="messages per second, so that a person can watch (default 4)",
     )
     demo.add_argument(

@@ -56,6 +56,7 @@ class MsgrunConsole(App[None]):
         self.mail_folder = mail_folder
         self.first_screen = first_screen
         self._polling = False
+        self._again = False
 
     def on_mount(self) -> None:
         from tui.console.runs_screen import RunsScreen
@@ -69,9 +70,16 @@ class MsgrunConsole(App[None]):
     # -- the one polling loop ------------------------------------------------------
 
     def refresh_screen(self) -> None:
-        """Load the current screen's data in a worker; never two loads at once."""
+        """Load the current screen's data in a worker; never two loads at once.
+
+        A refresh asked for while a load is under way (a key pressed during a
+        poll) is not dropped: it runs as soon as that load has painted.
+        """
         screen = self.screen
-        if not isinstance(screen, LiveScreen) or self._polling:
+        if not isinstance(screen, LiveScreen):
+            return
+        if self._polling:
+            self._again = True
             return
         self._polling = True
         self.run_worker(lambda: self._load(screen), thread=True, group="poll")
@@ -80,27 +88,26 @@ class MsgrunConsole(App[None]):
         try:
             data = screen.load()
         except Exception as error:  # shown to the operator; never a traceback
-            self.call_from_thread(self._failed, error)
+            self.call_from_thread(self._done, screen, None, error)
         else:
-            self.call_from_thread(self._show, screen, data)
-        finally:
-            self._polling = False
+            self.call_from_thread(self._done, screen, data, None)
 
-    def _failed(self, error: Exception) -> None:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        self.notify(
-            f"{type(error).__name__}: {first}",
-            title="Could not read the database",
-            severity="error",
-            timeout=10,
-        )
-
-    def _show(self, screen: LiveScreen, data: Any) -> None:
-        if screen.is_attached:
+    def _done(self, screen: LiveScreen, data: Any, error: Exception | None) -> None:
+        self._polling = False
+        if error is not None:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            self.notify(
+                f"{type(error).__name__}: {first}",
+                title="Could not read the database",
+                severity="error",
+                timeout=10,
+            )
+        elif screen.is_attached:
             with self.batch_update():
                 screen.show(data)
-
-    # -- actions ----------------------------------------------------------------------
+        if self._again:
+            self._again = False
+            self.refresh_screen()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette offers every action of the screen by name, as the footer does."""
