@@ -61,6 +61,31 @@ def sample_database(folder: Path) -> Database:
             due = store.load_due(connection, third, NOW, 2)
             store.claim(connection, third, due, NOW)
         asyncio.run(deliver(database, third, clock, environ={}))
+        # 4: running right now: one sent, one being sent, the rest pending.
+        fourth = create_run(
+            database, "job-sheet", at, clock, started_by="ops@console", token="c0ffee04"
+        )
+        with database.connect() as connection:
+            due = store.load_due(connection, fourth, NOW, 2)
+            store.claim(connection, fourth, due, NOW)
+            store.record(
+                connection,
+                fourth,
+                "job-sheet",
+                [
+                    store.Result(
+                        due[0].id,
+                        "sent",
+                        smtp_code=250,
+                        smtp_reply="2.0.0 Ok: queued as M000042",
+                        sent_at=NOW,
+                        customer_id=due[0].customer_id,
+                        address=due[0].address,
+                        document_id=due[0].document_id,
+                    )
+                ],
+                NOW,
+            )
     return database
 
 

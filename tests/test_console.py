@@ -90,6 +90,10 @@ def test_a_run_with_unknown_recipients(snap_compare: Any, sample_db: Database) -
     )
 
 
+def test_a_running_run(snap_compare: Any, sample_db: Database) -> None:
+    assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=open_run(4))
+
+
 def test_the_stop_confirmation(snap_compare: Any, sample_db: Database) -> None:
     assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=open_run(3, "x"))
 
