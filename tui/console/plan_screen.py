@@ -39,7 +39,14 @@ class DefinitionsScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Static("msgrun · definitions", id="title-bar")
         table: DataTable[str] = DataTable(id="definitions", cursor_type="row")
-        table.add_columns("Definition", "Name", "Kind", "Key", "Trigger")
+        for label, width in (
+            ("Definition", 18),
+            ("Name", 30),
+            ("Kind", 17),
+            ("Key", 10),
+            ("Trigger", 26),
+        ):
+            table.add_column(label, width=width)
         yield table
         yield Footer()
 
@@ -106,7 +113,14 @@ class PlanScreen(LiveScreen):
         yield Static(f"msgrun · plan of {self.definition_id}", id="title-bar")
         yield Static("planning…", id="plan-summary", classes="summary")
         table: DataTable[str] = DataTable(id="candidates", cursor_type="row", zebra_stripes=True)
-        table.add_columns("Customer", "Address", "Document", "Decision", "Reasons")
+        for label, width in (
+            ("Customer", 10),
+            ("Address", 32),
+            ("Document", 22),
+            ("Decision", 22),
+            ("Reasons", 40),
+        ):
+            table.add_column(label, width=width)
         yield table
         yield Footer()
 

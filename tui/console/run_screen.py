@@ -59,7 +59,16 @@ class RunScreen(LiveScreen):
         yield Static("", id="run-counts", classes="summary")
         yield SearchInput(placeholder="search address, customer, document…", id="search")
         table: DataTable[str] = DataTable(id="recipients", cursor_type="row", zebra_stripes=True)
-        table.add_columns("#", "Customer", "Address", "Document", "State", "Reply", "Time")
+        for label, width in (
+            ("#", 6),
+            ("Customer", 10),
+            ("Address", 34),
+            ("Document", 26),
+            ("State", 9),
+            ("Reply", 40),
+            ("Time", 8),
+        ):
+            table.add_column(label, width=width)
         yield table
         yield Static("", id="window", classes="hint")
         yield Footer()

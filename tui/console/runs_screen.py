@@ -39,18 +39,20 @@ class RunsScreen(LiveScreen):
         yield Static("msgrun · runs", id="title-bar")
         yield Static("", id="runs-summary", classes="summary")
         table: DataTable[str] = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        table.add_columns(
-            "Run",
-            "Definition",
-            "State",
-            "Progress",
-            "Sent",
-            "Failed",
-            "Unknown",
-            "Held",
-            "Rate",
-            "ETA",
-        )
+        # Fixed widths: live refreshes never make the columns jump.
+        for label, width in (
+            ("Run", 5),
+            ("Definition", 18),
+            ("State", 23),
+            ("Progress", 11),
+            ("Sent", 7),
+            ("Failed", 6),
+            ("Unknown", 7),
+            ("Held", 6),
+            ("Rate", 8),
+            ("ETA", 7),
+        ):
+            table.add_column(label, width=width)
         yield table
         yield Footer()
 
