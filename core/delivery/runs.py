@@ -297,14 +297,6 @@ def run_json(database: Database, run_id: int, *, with_recipients: bool = True) -
     return result
 
 
-def total_count(connection: Connection, run_id: int) -> int:
-    table = table_of(RunCount)
-    value = connection.execute(
-        select(func.coalesce(func.sum(table.c.n), 0)).where(table.c.run_id == run_id)
-    ).scalar_one()
-    return int(value)
-
-
 __all__ = ["PlanningError", "UnknownRun", "create_run", "get_run", "list_runs", "request_stop"]
 
 

@@ -52,26 +52,6 @@ def bump(connection: Connection, run_id: int, deltas: Counter[str] | dict[str, i
     )
 
 
-def recount(connection: Connection, run_id: int) -> None:
-    """Derive the counters from the rows again (after anything unusual)."""
-    actual: dict[str, int] = dict(
-        connection.execute(
-            select(RECIPIENT.c.state, func.count())
-            .where(RECIPIENT.c.run_id == run_id)
-            .group_by(RECIPIENT.c.state)
-        ).all()
-    )
-    for state, n in connection.execute(
-        select(COUNT.c.state, COUNT.c.n).where(COUNT.c.run_id == run_id)
-    ).all():
-        if actual.get(state, 0) != n:
-            connection.execute(
-                update(COUNT)
-                .where(COUNT.c.run_id == run_id, COUNT.c.state == state)
-                .values(n=actual.get(state, 0))
-            )
-
-
 def move(
     connection: Connection,
     run_id: int,
@@ -439,7 +419,6 @@ __all__ = [
     "load_due",
     "move",
     "record",
-    "recount",
     "recover_orphans",
     "release_lease",
     "renew_lease",

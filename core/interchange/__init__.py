@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.interchange.parse import ParsedFile, Progress, decode, parse_document
+from core.interchange.parse import Progress, decode, parse_document
 from core.interchange.reader import Problem
 from core.interchange.references import check_references
 from core.interchange.write import write
@@ -38,16 +38,6 @@ def read_file(path: str | Path) -> bytes:
         raise UnreadableFile(f"{path}: is a folder, not a file") from None
     except OSError as error:
         raise UnreadableFile(f"{path}: cannot be read ({error.strerror})") from None
-
-
-def check_text(
-    text: str | bytes, progress: Progress | None = None
-) -> tuple[ParsedFile, list[Problem]]:
-    """Everything the file alone can tell (no database)."""
-    document, problems = decode(text)
-    if problems:
-        return ParsedFile(), problems
-    return parse_document(document, progress)
 
 
 def import_text(
@@ -103,7 +93,6 @@ __all__ = [
     "ImportOutcome",
     "Problem",
     "UnreadableFile",
-    "check_text",
     "import_document",
     "import_text",
     "read_file",

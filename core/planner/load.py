@@ -339,19 +339,10 @@ def address_keys(connection: Connection, customer_ids: Sequence[str]) -> dict[st
     return {customer_id: sorted(found) for customer_id, found in keys.items()}
 
 
-def customer_exists(connection: Connection, customer_id: str) -> bool:
-    customer = table_of(Customer)
-    return (
-        connection.execute(select(customer.c.id).where(customer.c.id == customer_id)).first()
-        is not None
-    )
-
-
 __all__ = [
     "Page",
     "PlanningError",
     "address_keys",
-    "customer_exists",
     "iter_pages",
     "load_definition",
     "load_definitions",

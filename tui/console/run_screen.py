@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
-from core.delivery.runs import RecipientView, get_run, recipient_page, request_stop
+from core.delivery.runs import RecipientView, RunInfo, get_run, recipient_page, request_stop
 from core.delivery.states import COMPLETED, ENDED, RECIPIENT_STATES, RESTARTABLE
 from tui.console.confirm import Confirm
 from tui.console.formatting import clip, hhmmss, styled
@@ -51,6 +51,7 @@ class RunScreen(LiveScreen):
         self.matching = 0
         self.rows: list[RecipientView] = []
         self.run_state = ""
+        self.run: RunInfo | None = None  # as the last poll read it
 
     def compose(self) -> ComposeResult:
         yield Static(f"msgrun · run {self.run_id}", id="title-bar")
@@ -93,6 +94,7 @@ class RunScreen(LiveScreen):
     def show(self, data: Any) -> None:
         run, rows, matching = data
         self.rows, self.matching, self.run_state = rows, matching, run.state
+        self.run = run
         to_send = run.total - run.counts["excluded"]
         done = run.counts["sent"] + run.counts["failed"] + run.counts["unknown"]
         summary = (
@@ -225,8 +227,7 @@ class RunScreen(LiveScreen):
         )
 
     def action_resend_unknown(self) -> None:
-        run = get_run(self.console.database, self.run_id)
-        unknown = run.counts["unknown"]
+        unknown = self.run.counts["unknown"] if self.run is not None else 0
         if not unknown:
             self.notify("no recipient of this run is unknown")
             return
@@ -257,9 +258,10 @@ class RunScreen(LiveScreen):
         from tui.console.customer_screen import CustomerScreen
 
         table = self.query_one("#recipients", DataTable)
-        if self.rows and table.cursor_row < len(self.rows):
+        if self.run is not None and self.rows and table.cursor_row < len(self.rows):
             view = self.rows[table.cursor_row]
-            run = get_run(self.console.database, self.run_id)
             self.app.push_screen(
-                CustomerScreen(view.customer_id, definition=run.definition_id, at=run.planned_at)
+                CustomerScreen(
+                    view.customer_id, definition=self.run.definition_id, at=self.run.planned_at
+                )
             )
