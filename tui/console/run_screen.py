@@ -19,6 +19,15 @@ FILTERS: tuple[str | None, ...] = (None, *RECIPIENT_STATES)
 PAGE = 50  # rows per window: the table never holds more than this
 
 
+def document_cell(view: RecipientView) -> str:
+    """The document and its label; a draft numbered since the run planned it stands out."""
+    if view.document_id is None:
+        return "-"
+    if view.shown_label != view.label:  # "Concept → 2026-0042"
+        return f"{view.document_id} [b yellow]{view.shown_label}[/]"
+    return clip(f"{view.document_id} {view.shown_label}", 26)
+
+
 class RunScreen(LiveScreen):
     AUTO_FOCUS = "#recipients"
     PURPOSE = (
@@ -119,7 +128,7 @@ class RunScreen(LiveScreen):
                 str(view.position + 1),
                 view.customer_id,
                 clip(view.address or "(none)", 34),
-                clip(f"{view.document_id or '-'} {view.shown_label}", 26),
+                document_cell(view),
                 styled(view.state),
                 clip(reply, 40),
                 hhmmss(view.updated_at),
