@@ -326,17 +326,27 @@ def test_the_console_leaves_cleanly_when_the_terminal_goes_away(tmp_path: Path, 
         [exe], stdin=secondary, stdout=secondary, stderr=secondary, env=env, start_new_session=True
     )
     os.close(secondary)
-    screen = b""
-    deadline = time.monotonic() + 20
-    while b"No runs yet" not in screen and time.monotonic() < deadline:
+    import re
+    import select
+
+    screen = ""
+    deadline = time.monotonic() + 30
+    while "No runs yet" not in screen and time.monotonic() < deadline:
+        ready, _, _ = select.select([primary], [], [], 0.2)  # never block past the deadline
+        if not ready:
+            continue
         try:
-            screen += os.read(primary, 65536)
+            chunk = os.read(primary, 65536)
         except OSError:
             break
-    assert b"No runs yet" in screen, "the console did not draw its first screen"
+        # The screen as text: escape sequences (colours, cursor moves) removed.
+        screen += re.sub(
+            r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])", "", chunk.decode(errors="replace")
+        )
+    assert "No runs yet" in screen, "the console did not draw its first screen"
     process.send_signal(signal.SIGHUP)
     try:
-        code = process.wait(10)
+        code = process.wait(20)
     finally:
         if process.poll() is None:
             process.kill()
