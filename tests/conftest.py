@@ -11,18 +11,17 @@ from __future__ import annotations
 import copy
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from core.interchange import ImportOutcome, import_text
 from core.storage import Database, open_database
 from core.storage.models import Base
+from tests.pg_databases import create_database, drop_database
 
 PG_SERVER = os.environ.get("MSGRUN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "sample"
@@ -53,24 +52,11 @@ def pg_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(message + " (required in CI)")
         pytest.skip(message)
-    name = f"msgrun_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    name, url = create_database(server, "msgrun_test")
     try:
         yield url
     finally:
-        with admin.connect() as connection:
-            connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+        drop_database(server, name)
 
 
 def empty_all_tables(database: Database) -> None:

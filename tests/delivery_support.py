@@ -84,7 +84,9 @@ def assert_counts_match_rows(db: Database, run_id: int) -> dict[str, int]:
         )
         kept = dict(
             connection.execute(
-                select(count.c.state, count.c.n).where(count.c.run_id == run_id)
+                select(count.c.state, func.sum(count.c.n))
+                .where(count.c.run_id == run_id)
+                .group_by(count.c.state)
             ).all()
         )
     assert {s: n for s, n in kept.items() if n} == rows

@@ -203,9 +203,34 @@ def test_msgrun_db_environment_variable(
 
 def test_db_upgrade(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", db_url)
-    assert code == 0 and "upgraded from empty to 0001" in out
+    assert code == 0 and "upgraded from empty to 0004 (newest)" in out
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", db_url)
-    assert code == 0 and "already at 0001" in out
+    assert code == 0 and "already at 0004" in out
+
+
+def test_db_upgrade_from_the_first_schema_keeps_the_data(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A database made by the first release (0001) is brought to the newest with its runs."""
+    from alembic import command
+
+    from core.storage import open_database
+    from core.storage.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = open_database(url, migrate=False)
+    config = alembic_config(old)
+    with old.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    old.dispose()
+    code, out, _ = msgrun(capsys, "db", "upgrade", "--db", url)
+    assert code == 0 and "upgraded from 0001 to 0004" in out
+    assert msgrun(capsys, "import", str(BLUE_LAGOON), "--db", url)[0] == 0
+    code, out, _ = msgrun(
+        capsys, "run", "start", "job-sheet", "--at", STORY_AT, "--detach", "--db", url
+    )
+    assert code == 0 and out.strip() == "1"
 
 
 def test_an_internal_error_shows_no_traceback(

@@ -21,6 +21,7 @@ from tui.commands import (
     planning,
     runs,
     smtp_cmd,
+    triggers_cmd,
 )
 from tui.errors import OperationFailed, UsageError
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     console_cmd.add_parser(commands, common)
     demo_cmd.add_parser(commands, common)
     database_cmd.add_parser(commands, common)
+    triggers_cmd.add_parsers(commands, common)
     return parser
 
 

@@ -21,8 +21,10 @@ import contextlib
 import os
 import random
 import socket
+import threading
 import time
 import uuid
+import zlib
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ import aiosmtplib
 from sqlalchemy import Connection, select
 
 from core.clock import Clock
-from core.delivery import store
+from core.delivery import store, workers
 from core.delivery.message import build_message
 from core.delivery.runs import read_counts
 from core.delivery.smtp import (
@@ -80,6 +82,15 @@ T = TypeVar("T")
 FLUSH_SECONDS = 0.25
 STOP_POLL_SECONDS = 0.5
 PREFETCH = 256
+# Dead workers are looked for, and contention for the profile's connections
+# checked, this often.
+REAP_SECONDS = 2.0
+# A sender gives its connection slot back after this long without a message,
+# and, while other runs want the profile, after holding it this long.
+SLOT_IDLE_SECONDS = 1.0
+SLOT_TURN_SECONDS = 5.0
+SLOT_RETRY_SECONDS = 0.25
+SLOT_WAIT_MOST_SECONDS = 2.0
 
 
 def process_owner() -> str:
@@ -115,6 +126,8 @@ class Templates:
     text: str
     html: str | None
     organisation: dict[str, Any]
+    # per_trigger definitions record their targets when the run is made, not each send.
+    ledger: bool = True
 
 
 @dataclass
@@ -153,6 +166,10 @@ class Deliverer:
         on_progress: Callable[[dict[str, int]], None] | None = None,
         keep_running_on_stop: bool = False,
         first_retry_seconds: float = FIRST_RETRY_SECONDS,
+        worker_id: str | None = None,
+        shared: bool = False,
+        worker_lost: threading.Event | None = None,
+        resume_only: bool = False,
     ) -> None:
         self.database = database
         self.run_id = run_id
@@ -169,15 +186,26 @@ class Deliverer:
         self.renew_seconds = min(LEASE_RENEW_SECONDS, self.lease_seconds / 4)
         self.shared = _Shared()
         self._claims: Connection | None = None
+        # The delivering process in the worker registry: a worker passes its own
+        # id (and renews it); a foreground delivery registers one for itself.
+        self.own_worker = worker_id is None
+        self.worker_id = worker_id or workers.new_worker_id("run")
+        # Shared: several workers deliver the run together (PostgreSQL), no run
+        # lease; otherwise this process holds the run's lease alone.
+        self.is_shared = shared
+        self.worker_lost = worker_lost or threading.Event()
+        self.heartbeat: workers.Heartbeat | None = None
+        # A worker resumes runs; it never clears a stop (only a restart does).
+        self.resume_only = resume_only
+        self.active = 0  # senders holding a connection slot
+        # This process's own counter rows (see RunCount): 1..64.
+        self.shard = 1 + zlib.crc32(self.worker_id.encode()) % 64
+        self.contended = False
 
     # -- database calls, in a thread ----------------------------------------
 
     async def db(self, work: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self.database.connect() as connection:
-                return work(connection)
-
-        return await asyncio.to_thread(run)
+        return await asyncio.to_thread(self.database.run, work)
 
     # -- setting up ---------------------------------------------------------------
 
@@ -186,13 +214,29 @@ class Deliverer:
     ) -> tuple[Any, ProfileSettings, Templates]:
         now = self.clock.now()
         run = store.run_row(connection, self.run_id)
-        if not store.acquire_lease(connection, self.run_id, self.owner, now, self.lease_seconds):
-            raise LeaseHeld(run.lease_owner, run.lease_expires_at)
+        if self.own_worker:
+            workers.register(connection, self.worker_id, self.lease_seconds)
+        if not self.is_shared:
+            if not store.acquire_lease(
+                connection, self.run_id, self.owner, now, self.lease_seconds
+            ):
+                raise LeaseHeld(run.lease_owner, run.lease_expires_at)
+            sharing = workers.run_sharers(connection, self.run_id, self.worker_id)
+            if sharing:
+                raise LeaseHeld(f"{len(sharing)} worker(s): {', '.join(sharing)}", None)
         store.recover_orphans(connection, self.run_id, now)
         if resend_unknown:
             store.resend_unknown(connection, self.run_id, now)
         profile, templates = self.settings(connection, self.run_id)
+        workers.join(connection, self.run_id, self.worker_id, profile.id)
         return run, profile, templates
+
+    def _leave(self, connection: Connection) -> None:
+        workers.leave(connection, self.run_id, self.worker_id)
+        if not self.is_shared:
+            store.release_lease(connection, self.run_id, self.owner)
+        if self.own_worker:
+            workers.retire(connection, self.worker_id)
 
     @staticmethod
     def settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, Templates]:
@@ -215,6 +259,7 @@ class Deliverer:
             text=definition.template_text,
             html=definition.template_html,
             organisation={"name": organisation.name, "timezone": organisation.timezone},
+            ledger=definition.dedup != "per_trigger",
         )
         return profile, templates
 
@@ -222,13 +267,24 @@ class Deliverer:
 
     async def run(self, *, resend_unknown: bool = False) -> Delivery:
         run, profile, templates = await self.db(lambda c: self._take(c, resend_unknown))
+        if self.own_worker:
+            self.heartbeat = workers.Heartbeat(
+                self.database, self.worker_id, self.lease_seconds, self.renew_seconds
+            ).start()
+            self.worker_lost = self.heartbeat.lost
         try:
             if store.settled_state(await self._counts()) == COMPLETED and run.state == COMPLETED:
                 return Delivery(self.run_id, COMPLETED)
-            await self.db(lambda c: store.set_state(c, self.run_id, RUNNING, clear_stop=True))
+            if self.resume_only:
+                if not await self.db(lambda c: store.resume(c, self.run_id)):
+                    return Delivery(self.run_id, str(run.state))
+            else:
+                await self.db(lambda c: store.set_state(c, self.run_id, RUNNING, clear_stop=True))
             return await self._deliver(profile, templates)
         finally:
-            await self.db(lambda c: store.release_lease(c, self.run_id, self.owner))
+            if self.heartbeat is not None:
+                await asyncio.to_thread(self.heartbeat.stop)
+            await self.db(self._leave)
 
     async def _counts(self) -> dict[str, int]:
         return (await self.db(lambda c: read_counts(c, [self.run_id])))[self.run_id]
@@ -243,7 +299,14 @@ class Deliverer:
         self.wake = asyncio.Event()
         self.halt = False
         self.idle = False
+        self.profile_id = profile.id
+        self.max_connections = profile.max_connections
+        self.ledger = templates.ledger
+        self.contended, self.fair_share = await self.db(self._reap)
+        self.has_work = asyncio.Event()
+        self.halted = asyncio.Event()
         limit = RateLimit(profile.rate_per_second)
+        limit.share(0.0)
         senders = [
             asyncio.create_task(self._sender(profile, password, limit))
             for _ in range(profile.max_connections)
@@ -257,7 +320,9 @@ class Deliverer:
             # The feeder is told, not cancelled: a claim it has started must
             # land in the queue, so that what it claimed is accounted for.
             self.halt = True
+            self.halted.set()
             self.wake.set()
+            self.has_work.set()
             async with self.capacity:
                 self.capacity.notify_all()
             await asyncio.gather(feeder, return_exceptions=True)
@@ -283,7 +348,11 @@ class Deliverer:
         await self._flush(templates.definition_id)
         unsent = drained + self.shared.unsent
         if unsent:
-            await self.db(lambda c: store.unclaim(c, self.run_id, unsent, self.clock.now()))
+            await self.db(
+                lambda c: store.unclaim(c, self.run_id, unsent, self.clock.now(), self.shard)
+            )
+        # What this process claimed and never started sending goes back to the pool.
+        await self.db(lambda c: workers.release_claims(c, self.worker_id, self.run_id))
         if outcome not in ("stop", "fault"):
             return await self._end(outcome, None)
         if self.shared.fault is not None:
@@ -294,6 +363,12 @@ class Deliverer:
             and not await self._stop_requested()
         ):
             return Delivery(self.run_id, RUNNING, None, self.shared.sent)
+        if self.is_shared and await self.db(
+            lambda c: workers.claims_outstanding(c, self.run_id, self.worker_id) > 0
+        ):
+            # Other workers are still letting go of their claims: the last one
+            # (or the next reaper) marks the run stopped.
+            return Delivery(self.run_id, STOPPING, None, self.shared.sent)
         return await self._end(STOPPED, None)
 
     async def _control(self, templates: Templates) -> str:
@@ -301,7 +376,7 @@ class Deliverer:
 
         Returns "stop", "fault", "lost", or the state the run settled in.
         """
-        last_renew = last_poll = time.monotonic()
+        last_renew = last_poll = last_reap = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.local_stop.wait(), FLUSH_SECONDS)
@@ -315,20 +390,38 @@ class Deliverer:
                 last_poll = now_m
                 if await self._stop_requested():
                     return "stop"
+            if self.worker_lost.is_set():
+                return "lost"
             if now_m - last_renew >= self.renew_seconds:
                 last_renew = now_m
-                renewed = await self.db(
-                    lambda c: store.renew_lease(
-                        c, self.run_id, self.owner, self.clock.now(), self.lease_seconds
-                    )
-                )
-                if not renewed:
+                if not await self.db(self._renew):
                     return "lost"
+            if now_m - last_reap >= REAP_SECONDS:
+                last_reap = now_m
+                self.contended, self.fair_share = await self.db(self._reap)
             if self.idle and not self.shared.in_flight and self.queue.empty():
                 settled = store.settled_state(await self._counts())
                 if settled is not None:
                     return settled
             self.wake.set()  # results may have made retries due: let the feeder look
+
+    def _renew(self, connection: Connection) -> bool:
+        """Renew the run's lease when this process holds it alone (the worker's has its thread)."""
+        return self.is_shared or store.renew_lease(
+            connection, self.run_id, self.owner, self.clock.now(), self.lease_seconds
+        )
+
+    def _reap(self, connection: Connection) -> tuple[bool, int]:
+        """Recover what dead workers left; see who else delivers through this profile.
+
+        Returns whether other runs want the profile (slots then change hands
+        every few seconds) and this delivery's fair share of its connections:
+        max_connections over the (worker, run) pairs delivering through it.
+        """
+        workers.reap(connection)
+        contended = workers.runs_sharing(connection, self.profile_id) > 1
+        pairs = max(1, workers.sharers(connection, self.profile_id))
+        return contended, max(1, -(-self.max_connections // pairs))
 
     async def _stop_requested(self) -> bool:
         row = await self.db(lambda c: store.run_row(c, self.run_id))
@@ -347,8 +440,17 @@ class Deliverer:
         if not results:
             return
         started = time.perf_counter()
+        ledger = self.ledger
         await self.db(
-            lambda c: store.record(c, self.run_id, definition_id, results, self.clock.now())
+            lambda c: store.record(
+                c,
+                self.run_id,
+                definition_id,
+                results,
+                self.clock.now(),
+                ledger=ledger,
+                shard=self.shard,
+            )
         )
         self.shared.timings["recording"] += time.perf_counter() - started
         if self.on_progress is not None:
@@ -367,30 +469,45 @@ class Deliverer:
         connections free up.
         """
         prepared: deque[Outgoing] = deque()
-        most = 2 * profile.max_connections
-        # Claim in groups of at least max_connections (one transaction each),
-        # while the messages of the group before are still being sent.
-        low = profile.max_connections
+        most, low = 2 * profile.max_connections, profile.max_connections
         while not self.halt:
-            async with self.capacity:
-                await self.capacity.wait_for(lambda: self.halt or self._busy() <= low)
-            if self.halt:
-                return
             if not prepared:
-                skip = set(self.shared.in_flight)
+                # Claim a batch in proportion to the connections this process holds,
+                # so that a process without connections does not sit on recipients.
+                size = min(PREFETCH, max(2 * profile.max_connections, 32 * self.active))
                 ready = await self.db(
-                    partial(self._prepare, profile=profile, templates=templates, skip=skip)
+                    partial(self._prepare, profile=profile, templates=templates, size=size)
                 )
                 prepared.extend(ready)
                 if not prepared:
+                    self.has_work.clear()
                     self.idle = True
                     await self._sleep_until_due()
                     self.idle = False
                     continue
-            batch = [prepared.popleft() for _ in range(min(len(prepared), most - self._busy()))]
-            # A claim is a short write; making it here costs less than a thread hop.
+                self.has_work.set()
+            # Mark `sending` in groups of about max_connections, while the group
+            # before is still being sent: at most 2 × max_connections in doubt in
+            # this process (domain.md), however many of the profile's connections
+            # it holds. Each group is one transaction (one commit to wait for), so
+            # a process holding few connections still claims in large groups.
+            async with self.capacity:
+                await self.capacity.wait_for(
+                    lambda: self.halt or (self.active > 0 and self._busy() <= low)
+                )
+            if self.halt:
+                return
+            room = most - self._busy()
+            batch = [prepared.popleft() for _ in range(min(len(prepared), room))]
+            # A claim is a short write; alone on the run, making it here costs less
+            # than a thread hop. Shared with other workers, it may wait on their
+            # locks, and the event loop must not wait with it.
             started = time.perf_counter()
-            claimed = self._claim_now([o.due for o in batch])
+            due = [o.due for o in batch]
+            if self.is_shared:
+                claimed = await asyncio.to_thread(self._claim_now, due)
+            else:
+                claimed = self._claim_now(due)
             self.shared.timings["claiming"] += time.perf_counter() - started
             for outgoing in batch:
                 if outgoing.due.id in claimed:
@@ -408,7 +525,9 @@ class Deliverer:
             self._claims = self.database.engine.connect()
         try:
             with self._claims.begin():
-                return store.claim(self._claims, self.run_id, due, self.clock.now())
+                return store.claim(
+                    self._claims, self.run_id, due, self.clock.now(), self.worker_id, self.shard
+                )
         except Exception:
             self._claims.close()
             self._claims = None
@@ -424,12 +543,12 @@ class Deliverer:
             await asyncio.wait_for(self.wake.wait(), pause)
 
     def _prepare(
-        self, connection: Connection, profile: ProfileSettings, templates: Templates, skip: set[int]
+        self, connection: Connection, profile: ProfileSettings, templates: Templates, size: int
     ) -> list[Outgoing]:
-        """Read due recipients and build their messages; fail those whose template fails."""
+        """Claim due recipients and build their messages; fail those whose template fails."""
         now = self.clock.now()
         started = time.perf_counter()
-        due = store.load_due(connection, self.run_id, now, PREFETCH, skip)
+        due = store.claim_batch(connection, self.run_id, self.worker_id, now, size)
         if not due:
             return []
         context = _contexts(connection, due)
@@ -447,7 +566,12 @@ class Deliverer:
         self.shared.timings["building"] += time.perf_counter() - built
         if broken:
             claimed = store.claim(
-                connection, self.run_id, [d for d in due if d.id in {b.id for b in broken}], now
+                connection,
+                self.run_id,
+                [d for d in due if d.id in {b.id for b in broken}],
+                now,
+                self.worker_id,
+                self.shard,
             )
             store.record(
                 connection,
@@ -455,6 +579,7 @@ class Deliverer:
                 templates.definition_id,
                 [b for b in broken if b.id in claimed],
                 now,
+                shard=self.shard,
             )
         return ready
 
@@ -463,10 +588,63 @@ class Deliverer:
     async def _sender(
         self, profile: ProfileSettings, password: str | None, limit: RateLimit
     ) -> None:
+        """Send over one connection, holding one of the profile's connection slots.
+
+        The slot (a row shared by every process) is taken when there is work
+        and given back when the sender has been idle a moment, or, while other
+        runs want the profile, after a turn of ``SLOT_TURN_SECONDS``.
+        """
         smtp: aiosmtplib.SMTP | None = None
+        slot: int | None = None
+        held_since = 0.0
+        retry = SLOT_RETRY_SECONDS
+
+        async def give_back() -> None:
+            nonlocal smtp, slot
+            if smtp is not None and smtp.is_connected:
+                try:
+                    await asyncio.wait_for(smtp.quit(), timeout=2)
+                except Exception:
+                    smtp.close()
+            smtp = None
+            if slot is not None:
+                held, slot = slot, None
+                await self.db(lambda c: workers.give_slot(c, profile.id, held, self.worker_id))
+                await self._slots_changed(-1, limit, profile)
+
         try:
             while True:
-                outgoing = await self.queue.get()
+                if slot is None:
+                    await self.has_work.wait()
+                    if self.halt:
+                        return
+                    if self.active >= self.fair_share:
+                        # This delivery holds its share of the profile's connections.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self.halted.wait(), SLOT_WAIT_MOST_SECONDS)
+                        continue
+                    slot = await self.db(
+                        lambda c: workers.take_slot(
+                            c, profile.id, profile.max_connections, self.worker_id, self.run_id
+                        )
+                    )
+                    if slot is None:
+                        # Every slot is held (by other workers): look again, less often
+                        # the longer it lasts, so waiting senders cost the database little.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(
+                                self.halted.wait(), retry * random.uniform(0.5, 1.5)
+                            )
+                        retry = min(SLOT_WAIT_MOST_SECONDS, retry * 2)
+                        continue
+                    retry = SLOT_RETRY_SECONDS
+                    held_since = time.monotonic()
+                    await self._slots_changed(+1, limit, profile)
+                try:
+                    outgoing = await asyncio.wait_for(self.queue.get(), SLOT_IDLE_SECONDS)
+                except TimeoutError:
+                    await give_back()
+                    continue
                 if outgoing is None:
                     return
                 if self.shared.fault is not None:
@@ -489,12 +667,21 @@ class Deliverer:
                     self._result(outgoing, fault=str(fault))
                 async with self.capacity:
                     self.capacity.notify_all()
+                if self.active > self.fair_share or (
+                    self.contended and time.monotonic() - held_since > SLOT_TURN_SECONDS
+                ):
+                    await give_back()  # more than its share, or another run's turn
+                    await asyncio.sleep(SLOT_RETRY_SECONDS)
         finally:
-            if smtp is not None and smtp.is_connected:
-                try:
-                    await asyncio.wait_for(smtp.quit(), timeout=2)
-                except Exception:
-                    smtp.close()
+            with contextlib.suppress(Exception):
+                await give_back()
+
+    async def _slots_changed(self, delta: int, limit: RateLimit, profile: ProfileSettings) -> None:
+        """Connections held changed: this process's part of the profile's rate follows them."""
+        self.active += delta
+        limit.share(self.active / profile.max_connections)
+        async with self.capacity:
+            self.capacity.notify_all()
 
     def _result(
         self, outgoing: Outgoing, *, reply: Reply | None = None, fault: str | None = None

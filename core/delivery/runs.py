@@ -25,7 +25,15 @@ from core.delivery.states import (
 from core.planner.load import PlanningError, load_definition, load_organisation
 from core.planner.plan import DEFERRED, INCLUDED, Candidate, plan_definition
 from core.storage.database import Database
-from core.storage.models import Document, MessageRun, Recipient, RunCount, SmtpProfile, table_of
+from core.storage.models import (
+    Document,
+    History,
+    MessageRun,
+    Recipient,
+    RunCount,
+    SmtpProfile,
+    table_of,
+)
 from core.vocabulary import CONCEPT_LABEL
 
 INSERT_BATCH = 5000
@@ -72,67 +80,125 @@ def create_run(
     ``token`` (random unless given) goes into every Message-ID of the run.
     """
     with database.connect() as connection:
-        organisation = load_organisation(connection)
-        definition = load_definition(connection, definition_id)
-        plan = plan_definition(connection, organisation, definition, at, environ=environ or {})
-        profile = connection.execute(
-            select(table_of(SmtpProfile)).where(
-                table_of(SmtpProfile).c.id == definition.smtp_profile_id
-            )
-        ).one()
-        now = clock.now()
-        token = token or secrets.token_hex(4)
-        run_id: int = connection.execute(
-            insert(table_of(MessageRun))
-            .values(
-                definition_id=definition.id,
-                smtp_profile_id=profile.id,
-                state=RUNNING,
-                planned_at=at,
-                created_at=now,
-                started_by=started_by or who(),
-                message_token=token,
-            )
-            .returning(table_of(MessageRun).c.id)
-        ).scalar_one()
-        domain = profile.from_address.rpartition("@")[2]
-        counts = dict.fromkeys(RECIPIENT_STATES, 0)
-        rows: list[dict[str, Any]] = []
-        recipient = table_of(Recipient)
-        for position, candidate in enumerate(plan.candidates):
-            state = _initial_state(candidate)
-            counts[state] += 1
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "position": position,
-                    "customer_id": candidate.customer,
-                    "contact_id": candidate.contact,
-                    "address": candidate.address,
-                    "document_id": candidate.document,
-                    "label": candidate.label,
-                    "decision": candidate.decision,
-                    "reasons": [r.as_json() for r in candidate.reasons],
-                    "send_after": candidate.send_after,
-                    "offset_days": candidate.offset_days,
-                    "state": state,
-                    "message_id": (
-                        message_id(run_id, position, token, domain) if state != EXCLUDED else None
-                    ),
-                    "attempts": 0,
-                    "updated_at": now,
-                }
-            )
-            if len(rows) == INSERT_BATCH:
-                connection.execute(insert(recipient), rows)
-                rows = []
-        if rows:
-            connection.execute(insert(recipient), rows)
-        connection.execute(
-            insert(table_of(RunCount)),
-            [{"run_id": run_id, "state": state, "n": n} for state, n in counts.items()],
+        return create_run_on(
+            connection,
+            definition_id,
+            at,
+            clock,
+            started_by=started_by,
+            environ=environ,
+            token=token,
         )
+
+
+def create_run_on(
+    connection: Connection,
+    definition_id: str,
+    at: datetime,
+    clock: Clock,
+    *,
+    started_by: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    token: str | None = None,
+    customers: Sequence[str] | None = None,
+) -> int:
+    """``create_run`` inside the caller's transaction (a trigger records its fire with it).
+
+    ``customers``: plan only these (an event names them). A definition with
+    ``per_trigger`` dedup records every customer it targets in the ledger now,
+    so a second trigger before this run is delivered does not target them again.
+    """
+    organisation = load_organisation(connection)
+    definition = load_definition(connection, definition_id)
+    plan = plan_definition(
+        connection, organisation, definition, at, customers=customers, environ=environ or {}
+    )
+    profile = connection.execute(
+        select(table_of(SmtpProfile)).where(
+            table_of(SmtpProfile).c.id == definition.smtp_profile_id
+        )
+    ).one()
+    now = clock.now()
+    token = token or secrets.token_hex(4)
+    run_id: int = connection.execute(
+        insert(table_of(MessageRun))
+        .values(
+            definition_id=definition.id,
+            smtp_profile_id=profile.id,
+            state=RUNNING,
+            planned_at=at,
+            created_at=now,
+            started_by=started_by or who(),
+            message_token=token,
+        )
+        .returning(table_of(MessageRun).c.id)
+    ).scalar_one()
+    domain = profile.from_address.rpartition("@")[2]
+    counts = dict.fromkeys(RECIPIENT_STATES, 0)
+    rows: list[dict[str, Any]] = []
+    recipient = table_of(Recipient)
+    for position, candidate in enumerate(plan.candidates):
+        state = _initial_state(candidate)
+        counts[state] += 1
+        rows.append(
+            {
+                "run_id": run_id,
+                "position": position,
+                "customer_id": candidate.customer,
+                "contact_id": candidate.contact,
+                "address": candidate.address,
+                "document_id": candidate.document,
+                "label": candidate.label,
+                "decision": candidate.decision,
+                "reasons": [r.as_json() for r in candidate.reasons],
+                "send_after": candidate.send_after,
+                "offset_days": candidate.offset_days,
+                "state": state,
+                "message_id": (
+                    message_id(run_id, position, token, domain) if state != EXCLUDED else None
+                ),
+                "attempts": 0,
+                "updated_at": now,
+            }
+        )
+        if len(rows) == INSERT_BATCH:
+            connection.execute(insert(recipient), rows)
+            rows = []
+    if rows:
+        connection.execute(insert(recipient), rows)
+    connection.execute(
+        insert(table_of(RunCount)),
+        [{"run_id": run_id, "state": state, "shard": 0, "n": n} for state, n in counts.items()],
+    )
+    if definition.dedup == "per_trigger":
+        _record_targets(connection, definition.id, run_id, plan.candidates, now)
     return run_id
+
+
+def _record_targets(
+    connection: Connection, definition_id: str, run_id: int, candidates: Any, now: datetime
+) -> None:
+    """One ledger entry per customer this run targets (rule 17, ``already_targeted``)."""
+    from core.delivery.store import insert_ignoring
+    from core.interchange.parse import history_fingerprint
+
+    targeted = sorted({c.customer for c in candidates if c.decision != "excluded"})
+    rows = []
+    for customer_id in targeted:
+        row: dict[str, Any] = {
+            "definition_id": definition_id,
+            "customer_id": customer_id,
+            "address": None,
+            "address_lower": None,
+            "document_id": None,
+            "offset_days": None,
+            "at": now,
+            "run_id": run_id,
+        }
+        row["fingerprint"] = history_fingerprint(row)
+        rows.append(row)
+    if rows:
+        connection.execute(insert_ignoring(connection, table_of(History), "fingerprint"), rows)
 
 
 @dataclass
@@ -171,9 +237,11 @@ def read_counts(connection: Connection, run_ids: Sequence[int]) -> dict[int, dic
     }
     table = table_of(RunCount)
     for run_id, state, n in connection.execute(
-        select(table.c.run_id, table.c.state, table.c.n).where(table.c.run_id.in_(list(run_ids)))
+        select(table.c.run_id, table.c.state, func.sum(table.c.n))
+        .where(table.c.run_id.in_(list(run_ids)))
+        .group_by(table.c.run_id, table.c.state)
     ):
-        counts[run_id][state] = n
+        counts[run_id][state] = int(n)
     return counts
 
 
@@ -235,7 +303,9 @@ def request_stop(
             return StopOutcome(run, recorded=False)
         now = clock.now()
         values: dict[str, Any] = {"stop_requested_at": now, "stop_requested_by": by or who()}
-        live = run.lease_live(now)
+        from core.delivery.workers import run_sharers
+
+        live = run.lease_live(now) or bool(run_sharers(connection, run_id))
         # Nobody delivers it (detached, waiting, or its process died): stopping
         # it is only a state change. Otherwise the process sees the request.
         values["state"] = STOPPING if live else "stopped"
@@ -336,14 +406,20 @@ def recipient_page(
     search: str | None = None,
     offset: int = 0,
     limit: int = 50,
+    matching: int | None = None,
 ) -> tuple[list[RecipientView], int]:
     """A window of a run's recipients in plan order, and how many match in all.
 
     The console shows runs of any size through windows like this one: it
-    never holds more than a page of recipients.
+    never holds more than a page of recipients. A caller that knows how many
+    match (from the run's counters: all of them, or those in one state) passes
+    ``matching`` and no count is made. Without a filter the window is a range
+    of positions (plan positions are 0, 1, 2…), read straight off the index;
+    with a state filter, the (run, state, position) index serves it.
     """
     recipient, document = table_of(Recipient), table_of(Document)
     conditions = [recipient.c.run_id == run_id]
+    window_by_position = not states and not search
     if states:
         conditions.append(recipient.c.state.in_(list(states)))
     if search:
@@ -357,17 +433,23 @@ def recipient_page(
             )
         )
     with database.connect() as connection:
-        total = connection.execute(
-            select(func.count()).select_from(recipient).where(*conditions)
-        ).scalar_one()
-        rows = connection.execute(
+        total = matching
+        if total is None:
+            total = connection.execute(
+                select(func.count()).select_from(recipient).where(*conditions)
+            ).scalar_one()
+        query = (
             select(recipient, document.c.number.label("current_number"))
             .select_from(recipient.outerjoin(document, document.c.id == recipient.c.document_id))
             .where(*conditions)
             .order_by(recipient.c.position)
-            .offset(offset)
             .limit(limit)
-        ).all()
+        )
+        if window_by_position:
+            query = query.where(recipient.c.position >= offset)
+        else:
+            query = query.offset(offset)
+        rows = connection.execute(query).all()
     views = [
         RecipientView(
             position=r.position,

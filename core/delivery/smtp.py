@@ -177,8 +177,14 @@ class RateLimit:
     """A smooth limit: one message every 1/rate seconds, never in bursts."""
 
     def __init__(self, rate_per_second: float | None) -> None:
+        self.rate = rate_per_second
         self.interval = 1.0 / rate_per_second if rate_per_second else 0.0
         self.next_slot = 0.0
+
+    def share(self, fraction: float) -> None:
+        """This process's part of the profile's rate (its connections over the profile's)."""
+        if self.rate:
+            self.interval = 1.0 / (self.rate * fraction) if fraction > 0 else float("inf")
 
     async def wait(self) -> None:
         if not self.interval:

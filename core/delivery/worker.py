@@ -1,32 +1,64 @@
 """``msgrun worker``: deliver runs from the database until told to stop.
 
-A worker looks for runs that need delivering and that no live process holds:
-`running` runs (started with ``--detach``, or left by a process that died or
-a worker that shut down) and `waiting` runs whose held recipients are due.
-It delivers one at a time, under the run's lease. On SIGINT/SIGTERM it lets
-the messages in flight finish, leaves the run `running` for the next worker,
-releases its lease and returns.
+A worker registers itself (a ``worker`` row with a lease on the database's
+clock), then, about once a second: starts the runs of routines whose time has
+come (``core.triggers.routines``), reaps dead workers (their
+``sending`` recipients become ``unknown``, their claims go back), marks
+stopped the runs whose stop every process has honoured, and takes up every
+run with work due that it does not deliver yet, each in its own task:
+
+- on PostgreSQL, runs are **shared**: every worker delivers every active run,
+  claiming recipients in batches with ``FOR UPDATE SKIP LOCKED`` and sharing
+  each profile's connections and rate through its slots;
+- on SQLite, one worker at a time: a second one is refused with a message
+  (SQLite has one writer; many workers only queue for its lock), and the
+  worker holds each run's lease alone, as ``run restart`` does.
+
+On SIGINT/SIGTERM it lets the messages in flight finish, leaves the runs
+`running` for the other workers, gives back its claims and leaves the registry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from sqlalchemy import Connection, and_, exists, or_, select
 
 from core.clock import Clock
-from core.delivery.deliver import Delivery, LeaseHeld, deliver, process_owner
-from core.delivery.states import HELD, RETRYING, RUNNING, STOPPING, WAITING
+from core.delivery import workers
+from core.delivery.deliver import Delivery, LeaseHeld, deliver
+from core.delivery.states import (
+    HELD,
+    LEASE_RENEW_SECONDS,
+    RETRYING,
+    RUNNING,
+    STOPPING,
+    WAITING,
+    lease_seconds,
+)
 from core.storage.database import Database
 from core.storage.models import MessageRun, Recipient, table_of
+from core.triggers import routines
 
 POLL_SECONDS = 1.0
+T = TypeVar("T")
 
 
-def runs_to_deliver(connection: Connection, clock: Clock) -> list[int]:
-    """Runs with work due now and no live lease, oldest first."""
+class WorkerRefused(Exception):
+    """This worker may not run here (SQLite already has one)."""
+
+
+def runs_to_deliver(connection: Connection, clock: Clock, shared: bool = False) -> list[int]:
+    """Runs with work due now that no foreground process holds alone, oldest first.
+
+    Shared (PostgreSQL): `running` runs and `waiting` runs with something
+    due; a stopping run is left to finish stopping. Alone (SQLite): also
+    runs left `stopping` by a process that died, to finish their stop.
+    """
     run, recipient = table_of(MessageRun), table_of(Recipient)
     now = clock.now()
     free = or_(run.c.lease_owner.is_(None), run.c.lease_expires_at < now)
@@ -38,12 +70,13 @@ def runs_to_deliver(connection: Connection, clock: Clock) -> list[int]:
         recipient.c.state == RETRYING,
         recipient.c.next_attempt_at <= now,
     )
+    active = [RUNNING] if shared else [RUNNING, STOPPING]
     query = (
         select(run.c.id)
         .where(
             free,
             or_(
-                run.c.state.in_([RUNNING, STOPPING]),
+                run.c.state.in_(active),
                 and_(run.c.state == WAITING, or_(due_held, due_retry)),
             ),
         )
@@ -61,30 +94,83 @@ async def work(
     on_delivery: Callable[[Delivery], None] | None = None,
     poll_seconds: float = POLL_SECONDS,
 ) -> None:
-    owner = process_owner()
-    while not stop.is_set():
+    """Deliver until ``stop`` is set; WorkerRefused when SQLite already has a worker."""
+    environ = os.environ if environ is None else environ
+    seconds = lease_seconds(environ)
+    renew_every = min(LEASE_RENEW_SECONDS, seconds / 4)
+    shared = database.engine.dialect.name == "postgresql"
+    worker_id = workers.new_worker_id("worker")
 
-        def find() -> list[int]:
-            with database.connect() as connection:
-                return runs_to_deliver(connection, clock)
+    def in_db(job: Callable[[Connection], T]) -> T:
+        return database.run(job)
 
-        candidates = await asyncio.to_thread(find)
-        for run_id in candidates:
-            if stop.is_set():
-                return
-            try:
-                delivery = await deliver(
-                    database,
-                    run_id,
-                    clock,
-                    owner=owner,
-                    environ=environ,
-                    stop=stop,
-                    keep_running_on_stop=True,
-                )
-            except LeaseHeld:
-                continue  # another worker took it first
-            if on_delivery is not None:
-                on_delivery(delivery)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
+    def enrol(connection: Connection) -> None:
+        workers.register(connection, worker_id, seconds)
+
+    await asyncio.to_thread(in_db, enrol)
+    if not shared:
+        others = await asyncio.to_thread(in_db, lambda c: workers.other_live_workers(c, worker_id))
+        if others:
+            await asyncio.to_thread(in_db, lambda c: workers.retire(c, worker_id))
+            raise WorkerRefused(
+                f"another msgrun worker already delivers from this SQLite database "
+                f"({', '.join(others)}, {database.describe()}): SQLite has one writer, so "
+                "one worker at a time. Stop it first, or use PostgreSQL for many workers "
+                "(--db postgresql+psycopg://…)."
+            )
+
+    heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
+    active: dict[int, asyncio.Task[Delivery]] = {}
+
+    def tend(connection: Connection) -> list[int]:
+        workers.reap(connection)
+        workers.finish_stopping(connection, clock.now())
+        return runs_to_deliver(connection, clock, shared)
+
+    async def deliver_one(run_id: int) -> Delivery:
+        return await deliver(
+            database,
+            run_id,
+            clock,
+            owner=worker_id,
+            environ=environ,
+            stop=stop,
+            keep_running_on_stop=True,
+            worker_id=worker_id,
+            shared=shared,
+            worker_lost=heartbeat.lost,
+            resume_only=True,
+        )
+
+    try:
+        while not stop.is_set():
+            if heartbeat.lost.is_set():
+                # Reaped while alive (stalled longer than its lease): what it held
+                # is gone. Its deliveries end; it registers again and carries on.
+                await asyncio.gather(*active.values(), return_exceptions=True)
+                active.clear()
+                await asyncio.to_thread(in_db, enrol)
+                heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
+            # Routines whose time has come become runs (once, whichever worker sees them).
+            await asyncio.to_thread(routines.fire_due, database, clock)
+            candidates = await asyncio.to_thread(in_db, tend)
+            for run_id, task in list(active.items()):
+                if task.done():
+                    del active[run_id]
+                    error = task.exception()
+                    if error is None and on_delivery is not None:
+                        on_delivery(task.result())
+                    elif error is not None and not isinstance(error, LeaseHeld):
+                        raise error
+            for run_id in candidates:
+                if run_id not in active and not stop.is_set():
+                    active[run_id] = asyncio.create_task(deliver_one(run_id))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
+    finally:
+        results = await asyncio.gather(*active.values(), return_exceptions=True)
+        await asyncio.to_thread(heartbeat.stop)
+        for result in results:
+            if isinstance(result, Delivery) and on_delivery is not None:
+                on_delivery(result)
+        await asyncio.to_thread(in_db, lambda c: workers.retire(c, worker_id))

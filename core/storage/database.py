@@ -11,17 +11,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///msgrun.db"
+T = TypeVar("T")
+# deadlock_detected, serialization_failure: the server undid the transaction.
+RETRYABLE = {"40P01", "40001"}
 ENV_VAR = "MSGRUN_DB"
 
 
@@ -101,6 +106,24 @@ class Database:
         """A connection in one transaction, for set-based Core statements."""
         with self.engine.begin() as connection:
             yield connection
+
+    def run(self, work: Callable[[Connection], T], attempts: int = 5) -> T:
+        """``work`` in one transaction, tried again when PostgreSQL breaks a deadlock.
+
+        Workers touch the same rows from many processes; when two
+        transactions wait on each other the server cancels one. Its work is
+        undone whole, so doing it again is safe.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.engine.begin() as connection:
+                    return work(connection)
+            except DBAPIError as error:
+                code = getattr(error.orig, "sqlstate", None)
+                if code not in RETRYABLE or attempt == attempts:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")
 
     def describe(self) -> str:
         return describe_url(self.url)

@@ -269,7 +269,12 @@ class MessageRun(Base):
 
 
 class RunCount(Base):
-    """How many of a run's recipients are in each state, kept with every transition."""
+    """How many of a run's recipients are in each state, kept with every transition.
+
+    The count of a state is the sum over its shards: each delivering process
+    moves its own shard's rows, so workers sharing a run never wait on each
+    other's counter locks (shard 0 holds the counts the run was made with).
+    """
 
     __tablename__ = "run_count"
 
@@ -277,6 +282,7 @@ class RunCount(Base):
         Integer, ForeignKey("message_run.id", ondelete="CASCADE"), primary_key=True
     )
     state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
     n: Mapped[int] = mapped_column(Integer)
 
 
@@ -287,6 +293,7 @@ class Recipient(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "position"),
         Index("ix_recipient_run_state_position", "run_id", "state", "position"),
+        Index("ix_recipient_claimed_by", "claimed_by"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -313,3 +320,90 @@ class Recipient(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The delivering process (a ``worker`` row) that has claimed this recipient:
+    # set from the batch claim until its result is recorded or the claim is let go.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Worker(Base):
+    """A live delivering process: a ``msgrun worker`` or a ``run start``/``restart``.
+
+    Alive while ``expires_at`` (database clock) is ahead; it renews it every
+    few seconds. The claims of a worker whose lease lapsed go back to the pool
+    and its ``sending`` recipients become ``unknown``.
+    """
+
+    __tablename__ = "worker"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class RunShare(Base):
+    """A worker taking part in delivering a run (the profile's connections are shared out)."""
+
+    __tablename__ = "run_share"
+
+    run_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("message_run.id", ondelete="CASCADE"), primary_key=True
+    )
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(IdString, index=True)
+
+
+class ProfileSlot(Base):
+    """One of a profile's ``max_connections``: held by one worker's sender at a time."""
+
+    __tablename__ = "profile_slot"
+
+    profile_id: Mapped[str] = mapped_column(
+        IdString, ForeignKey("smtp_profile.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    run_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class TriggerFire(Base):
+    """One firing of a routine's schedule or of an event, and what came of it.
+
+    ``fire_key`` is unique: a routine's fire time is recorded once however many
+    workers see it, and only the worker whose record went in starts the run.
+    """
+
+    __tablename__ = "trigger_fire"
+    __table_args__ = (
+        UniqueConstraint("fire_key"),
+        Index("ix_trigger_fire_definition_scheduled", "definition_id", "scheduled_for"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fire_key: Mapped[str] = mapped_column(String(400))
+    definition_id: Mapped[str] = mapped_column(
+        IdString, ForeignKey("definition.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # routine | event
+    event: Mapped[str | None] = mapped_column(String(200))
+    # The schedule's fire time (routine) or the instant the event was fired for.
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # started, late, skipped, blocked or failed.
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class RoutineWatch(Base):
+    """How far the workers have looked at a routine's schedule (fires after this are due)."""
+
+    __tablename__ = "routine_watch"
+
+    definition_id: Mapped[str] = mapped_column(
+        IdString, ForeignKey("definition.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The schedule watched: when the definition's cron changes, the watch starts again.
+    cron: Mapped[str] = mapped_column(String(200))
+    checked_until: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +29,17 @@ def measure_in_child(module: str, *args: str) -> dict[str, Any]:
         raise SystemExit(f"benchmark step {' '.join(args)} of {module} failed")
     data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return data
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory.
+
+    From /proc (VmHWM) where there is one: getrusage's ru_maxrss survives
+    fork and exec on Linux, so a child would report its parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -21,7 +21,7 @@ from core.delivery.runs import (
     run_json,
 )
 from core.delivery.states import COMPLETED, RECIPIENT_STATES, RESTARTABLE, WAITING
-from core.delivery.worker import work
+from core.delivery.worker import WorkerRefused, work
 from core.planner.load import PlanningError
 from core.planner.report import dumps
 from core.storage import Database
@@ -304,6 +304,9 @@ def run_worker(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    event_loop.run(main())
+    try:
+        event_loop.run(main())
+    except WorkerRefused as refused:
+        raise UsageError(str(refused)) from None
     print("msgrun worker stopped", file=sys.stderr)
     return 0

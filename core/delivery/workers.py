@@ -1,0 +1,399 @@
+"""Delivering processes as the database knows them: leases, claims, shares and slots.
+
+Every delivering process (a ``msgrun worker``, or ``run start``/``restart``
+delivering in the foreground) has a ``worker`` row whose lease it renews
+every few seconds, measured on the database's clock so that machines with
+different clocks agree. What a process claims carries its id:
+
+- recipients it has claimed (``recipient.claimed_by``): nobody else takes them;
+- the runs it takes part in (``run_share``): the profile's connections are
+  shared out among them;
+- the profile connection slots it holds (``profile_slot``): a profile's
+  ``max_connections`` hold across every process.
+
+When a process dies its lease lapses; whichever process reaps it next moves
+its ``sending`` recipients to ``unknown`` (they may have been sent) and gives
+its other claims back to the pool. Reaping takes the dead worker's row with
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two reapers never do it twice.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+
+from core.delivery.states import SENDING, UNKNOWN
+from core.storage.database import Database
+from core.storage.models import (
+    MessageRun,
+    ProfileSlot,
+    Recipient,
+    RunShare,
+    Worker,
+    table_of,
+)
+
+WORKER = table_of(Worker)
+SHARE = table_of(RunShare)
+SLOT = table_of(ProfileSlot)
+RECIPIENT = table_of(Recipient)
+RUN = table_of(MessageRun)
+
+ORPHAN_NOTE = (
+    "the process delivering this message stopped while it was being sent: it may or "
+    "may not have reached the server, so it is not sent again unless asked "
+    "(msgrun run restart RUN --resend-unknown)"
+)
+
+
+def new_worker_id(role: str) -> str:
+    """``worker:host:pid:nonce`` or ``run:host:pid:nonce`` (pids are reused; the nonce is not)."""
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def database_now(connection: Connection) -> datetime:
+    """The database server's clock (PostgreSQL), or this machine's (SQLite: one machine)."""
+    if connection.dialect.name == "postgresql":
+        value = connection.execute(text("SELECT now()")).scalar_one()
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def register(connection: Connection, worker_id: str, seconds: float) -> datetime:
+    now = database_now(connection)
+    connection.execute(
+        insert(WORKER).values(
+            id=worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=now,
+            expires_at=now + timedelta(seconds=seconds),
+        )
+    )
+    return now
+
+
+def renew(connection: Connection, worker_id: str, seconds: float) -> bool:
+    """Extend the lease; False when it lapsed and the worker was reaped (its claims are gone)."""
+    now = database_now(connection)
+    result = connection.execute(
+        update(WORKER)
+        .where(WORKER.c.id == worker_id)
+        .values(expires_at=now + timedelta(seconds=seconds))
+    )
+    return result.rowcount == 1
+
+
+class Heartbeat:
+    """Renews a worker's lease from its own thread, whatever the event loop is busy with.
+
+    ``lost`` is set when a renewal finds the worker reaped (its lease lapsed):
+    what it had claimed is no longer its own, and it must stop sending.
+    """
+
+    def __init__(self, database: Database, worker_id: str, seconds: float, every: float) -> None:
+        self.database = database
+        self.worker_id = worker_id
+        self.seconds = seconds
+        self.every = every
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="msgrun-heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                renewed = self.database.run(lambda c: renew(c, self.worker_id, self.seconds))
+            except Exception:  # the database is unreachable for a moment: try again
+                continue
+            if not renewed:
+                self.lost.set()
+                return
+
+
+def other_live_workers(connection: Connection, worker_id: str) -> list[str]:
+    """Live ``msgrun worker`` processes other than this one.
+
+    A worker of this machine whose process is gone (``kill -9``) is not
+    waited for: its lease is ended now, so that the next reap recovers it.
+    """
+    now = database_now(connection)
+    rows = connection.execute(
+        select(WORKER.c.id, WORKER.c.host, WORKER.c.pid).where(
+            WORKER.c.expires_at >= now, WORKER.c.id != worker_id, WORKER.c.id.like("worker:%")
+        )
+    ).all()
+    live = []
+    for row in rows:
+        if row.host == socket.gethostname() and not _process_exists(row.pid):
+            connection.execute(
+                update(WORKER)
+                .where(WORKER.c.id == row.id)
+                .values(expires_at=now - timedelta(seconds=1))
+            )
+            continue
+        live.append(row.id)
+    return live
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def retire(connection: Connection, worker_id: str) -> None:
+    """A clean exit: give back every claim, share and slot, and leave the registry."""
+    release_claims(connection, worker_id)
+    connection.execute(delete(SHARE).where(SHARE.c.worker_id == worker_id))
+    connection.execute(
+        update(SLOT).where(SLOT.c.holder == worker_id).values(holder=None, run_id=None)
+    )
+    connection.execute(delete(WORKER).where(WORKER.c.id == worker_id))
+
+
+def release_claims(connection: Connection, worker_id: str, run_id: int | None = None) -> int:
+    """Recipients claimed but not being sent go back to the pool."""
+    condition = and_(RECIPIENT.c.claimed_by == worker_id, RECIPIENT.c.state != SENDING)
+    if run_id is not None:
+        condition = and_(condition, RECIPIENT.c.run_id == run_id)
+    return connection.execute(update(RECIPIENT).where(condition).values(claimed_by=None)).rowcount
+
+
+# -- reaping the dead --------------------------------------------------------------
+
+
+def reap(connection: Connection) -> dict[int, int]:
+    """Recover what dead workers left; returns run id → recipients made ``unknown``.
+
+    A worker is dead when its lease lapsed; claims naming a worker that has
+    no row at all (reaped, or never registered) are dead too.
+    """
+    now = database_now(connection)
+    dead_query = select(WORKER.c.id).where(WORKER.c.expires_at < now).order_by(WORKER.c.id)
+    if connection.dialect.name == "postgresql":
+        dead_query = dead_query.with_for_update(skip_locked=True)
+    dead = list(connection.execute(dead_query).scalars())
+    # Claims by ids that have no worker row at all.
+    known = select(WORKER.c.id)
+    strays = list(
+        connection.execute(
+            select(RECIPIENT.c.claimed_by)
+            .where(RECIPIENT.c.claimed_by.is_not(None), RECIPIENT.c.claimed_by.notin_(known))
+            .distinct()
+        ).scalars()
+    )
+    made_unknown: Counter[int] = Counter()
+    for worker_id in [*dead, *(s for s in strays if s is not None)]:
+        for run_id, n in orphan_sending(connection, worker_id, now).items():
+            made_unknown[run_id] += n
+        retire(connection, worker_id)
+    return dict(made_unknown)
+
+
+def orphan_sending(
+    connection: Connection, worker_id: str | None, now: datetime, run_id: int | None = None
+) -> dict[int, int]:
+    """``sending`` recipients of a dead claimer become ``unknown``, counters moved with them.
+
+    ``worker_id`` None: the recipients of ``run_id`` sending with no claimer named.
+    """
+    from core.delivery.store import bump
+
+    if worker_id is None:
+        assert run_id is not None
+        claimer = and_(RECIPIENT.c.run_id == run_id, RECIPIENT.c.claimed_by.is_(None))
+    else:
+        claimer = RECIPIENT.c.claimed_by == worker_id
+    moved = connection.execute(
+        update(RECIPIENT)
+        .where(claimer, RECIPIENT.c.state == SENDING)
+        .values(state=UNKNOWN, error=ORPHAN_NOTE, updated_at=now, claimed_by=None)
+        .returning(RECIPIENT.c.run_id)
+    ).scalars()
+    per_run = Counter(moved)
+    for run_id, n in per_run.items():
+        bump(connection, run_id, {SENDING: -n, UNKNOWN: n})
+    return dict(per_run)
+
+
+# -- taking part in a run ------------------------------------------------------------
+
+
+def join(connection: Connection, run_id: int, worker_id: str, profile_id: str) -> None:
+    exists = connection.execute(
+        select(SHARE.c.run_id).where(SHARE.c.run_id == run_id, SHARE.c.worker_id == worker_id)
+    ).first()
+    if exists is None:
+        connection.execute(
+            insert(SHARE).values(run_id=run_id, worker_id=worker_id, profile_id=profile_id)
+        )
+
+
+def leave(connection: Connection, run_id: int, worker_id: str) -> None:
+    connection.execute(
+        delete(SHARE).where(SHARE.c.run_id == run_id, SHARE.c.worker_id == worker_id)
+    )
+    connection.execute(
+        update(SLOT)
+        .where(SLOT.c.holder == worker_id, SLOT.c.run_id == run_id)
+        .values(holder=None, run_id=None)
+    )
+    release_claims(connection, worker_id, run_id)
+
+
+def run_sharers(connection: Connection, run_id: int, exclude: str | None = None) -> list[str]:
+    """The live workers taking part in delivering this run (but ``exclude``)."""
+    now = database_now(connection)
+    query = (
+        select(SHARE.c.worker_id)
+        .join(WORKER, WORKER.c.id == SHARE.c.worker_id)
+        .where(SHARE.c.run_id == run_id, WORKER.c.expires_at >= now)
+        .order_by(SHARE.c.worker_id)
+    )
+    if exclude is not None:
+        query = query.where(SHARE.c.worker_id != exclude)
+    return list(connection.execute(query).scalars())
+
+
+def sharers(connection: Connection, profile_id: str) -> int:
+    """How many (live worker, run) pairs deliver through this profile now."""
+    now = database_now(connection)
+    return int(
+        connection.execute(
+            select(func.count())
+            .select_from(SHARE.join(WORKER, WORKER.c.id == SHARE.c.worker_id))
+            .where(SHARE.c.profile_id == profile_id, WORKER.c.expires_at >= now)
+        ).scalar_one()
+    )
+
+
+def runs_sharing(connection: Connection, profile_id: str) -> int:
+    """How many runs live workers deliver through this profile now (they take turns)."""
+    now = database_now(connection)
+    return int(
+        connection.execute(
+            select(func.count(func.distinct(SHARE.c.run_id)))
+            .select_from(SHARE.join(WORKER, WORKER.c.id == SHARE.c.worker_id))
+            .where(SHARE.c.profile_id == profile_id, WORKER.c.expires_at >= now)
+        ).scalar_one()
+    )
+
+
+def claims_outstanding(connection: Connection, run_id: int, exclude: str | None = None) -> int:
+    """Recipients of the run some process (but ``exclude``) still has claimed."""
+    query = (
+        select(func.count())
+        .select_from(RECIPIENT)
+        .where(RECIPIENT.c.run_id == run_id, RECIPIENT.c.claimed_by.is_not(None))
+    )
+    if exclude is not None:
+        query = query.where(RECIPIENT.c.claimed_by != exclude)
+    return int(connection.execute(query).scalar_one())
+
+
+def finish_stopping(connection: Connection, now: datetime) -> list[int]:
+    """Runs asked to stop that nobody delivers any more, and nobody holds claims of: stopped."""
+    from core.delivery.states import STOPPED, STOPPING
+
+    db_now = database_now(connection)
+    live = select(WORKER.c.id).where(WORKER.c.expires_at >= db_now)
+    candidates = connection.execute(
+        select(RUN.c.id).where(
+            RUN.c.state == STOPPING,
+            or_(RUN.c.lease_owner.is_(None), RUN.c.lease_expires_at < now),
+        )
+    ).scalars()
+    stopped = []
+    for run_id in candidates:
+        busy = connection.execute(
+            select(RECIPIENT.c.id)
+            .where(RECIPIENT.c.run_id == run_id, RECIPIENT.c.claimed_by.in_(live))
+            .limit(1)
+        ).first()
+        sharing = connection.execute(
+            select(SHARE.c.worker_id)
+            .where(SHARE.c.run_id == run_id, SHARE.c.worker_id.in_(live))
+            .limit(1)
+        ).first()
+        if busy is None and sharing is None:
+            connection.execute(
+                update(RUN)
+                .where(RUN.c.id == run_id, RUN.c.state == STOPPING)
+                .values(state=STOPPED, ended_at=now)
+            )
+            stopped.append(run_id)
+    return stopped
+
+
+# -- connection slots ------------------------------------------------------------------
+
+
+def take_slot(
+    connection: Connection, profile_id: str, max_connections: int, worker_id: str, run_id: int
+) -> int | None:
+    """One of the profile's connection slots for this worker's run, or None when all are held."""
+    existing = connection.execute(
+        select(func.count()).select_from(SLOT).where(SLOT.c.profile_id == profile_id)
+    ).scalar_one()
+    if existing < max_connections:
+        from core.delivery.store import insert_ignoring
+
+        connection.execute(
+            insert_ignoring(connection, SLOT, ["profile_id", "slot"]),
+            [
+                {"profile_id": profile_id, "slot": n, "holder": None, "run_id": None}
+                for n in range(max_connections)
+            ],
+        )
+    now = database_now(connection)
+    unheld = or_(
+        SLOT.c.holder.is_(None),
+        SLOT.c.holder.notin_(select(WORKER.c.id).where(WORKER.c.expires_at >= now)),
+    )
+    free = (
+        select(SLOT.c.slot)
+        .where(SLOT.c.profile_id == profile_id, SLOT.c.slot < max_connections, unheld)
+        .order_by(SLOT.c.slot)
+        .limit(1)
+    )
+    if connection.dialect.name == "postgresql":
+        free = free.with_for_update(skip_locked=True)
+    slot = connection.execute(free).scalar()
+    if slot is None:
+        return None
+    # Guarded: on SQLite two processes may have read the same free slot.
+    taken = connection.execute(
+        update(SLOT)
+        .where(SLOT.c.profile_id == profile_id, SLOT.c.slot == slot, unheld)
+        .values(holder=worker_id, run_id=run_id)
+    )
+    return int(slot) if taken.rowcount == 1 else None
+
+
+def give_slot(connection: Connection, profile_id: str, slot: int, worker_id: str) -> None:
+    connection.execute(
+        update(SLOT)
+        .where(SLOT.c.profile_id == profile_id, SLOT.c.slot == slot, SLOT.c.holder == worker_id)
+        .values(holder=None, run_id=None)
+    )

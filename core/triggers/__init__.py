@@ -1,0 +1,1 @@
+"""What starts runs without a person: routines on a schedule, and events."""
