@@ -16,22 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sqlite3
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench.common import ROOT, measure_in_child
+from tests.bench.common import ROOT, measure_in_child, peak_rss_mib
 
 CACHE = ROOT / ".cache" / "bench"
 AT = "2026-11-23T10:00:00+11:00"
 SEED = 1
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(*args: str) -> dict[str, Any]:

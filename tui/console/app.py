@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -41,6 +42,7 @@ class MsgrunConsole(App[None]):
         still: bool = False,
         mail_folder: Path | None = None,
         first_screen: Callable[[], Screen[Any]] | None = None,
+        stopwatch: Callable[[], float] = time.perf_counter,
     ) -> None:
         super().__init__()
         # `still`: no cursor blink and no animation (deterministic screenshots).
@@ -55,6 +57,8 @@ class MsgrunConsole(App[None]):
         # Where a local server keeps what it received (the demo's), for the message view.
         self.mail_folder = mail_folder
         self.first_screen = first_screen
+        # Times the steps of an SMTP test; pictures of the screen pass a steady one.
+        self.stopwatch = stopwatch
         self._polling = False
         self._again = False
 

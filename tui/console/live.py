@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from textual.screen import Screen
+from textual.widgets import DataTable
+
+Item = TypeVar("Item")
 
 if TYPE_CHECKING:
     from tui.console.app import MsgrunConsole
@@ -32,3 +35,28 @@ class LiveScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.console.refresh_screen()
+
+
+class TableScreen(LiveScreen, Generic[Item]):
+    """A live screen around one table of items: vim-style moves and the selected item.
+
+    The screen keeps the items it painted, in table order, in ``items``.
+    """
+
+    TABLE = ""  # the table's selector, e.g. "#runs"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[Item] = []
+
+    def selected(self) -> Item | None:
+        table = self.query_one(self.TABLE, DataTable)
+        if not self.items or table.cursor_row >= len(self.items):
+            return None
+        return self.items[table.cursor_row]
+
+    def action_cursor_down(self) -> None:
+        self.query_one(self.TABLE, DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(self.TABLE, DataTable).action_cursor_up()

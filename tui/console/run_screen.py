@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from textual.app import ComposeResult
@@ -11,21 +12,41 @@ from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 from core.delivery.runs import RecipientView, RunInfo, get_run, recipient_page, request_stop
 from core.delivery.states import COMPLETED, ENDED, RECIPIENT_STATES, RESTARTABLE
 from tui.console.confirm import Confirm
-from tui.console.formatting import clip, hhmmss, styled
+from tui.console.formatting import clip, fit_widths, hhmmss, styled
 from tui.console.live import LiveScreen
 from tui.console.widgets import SearchInput
 
 FILTERS: tuple[str | None, ...] = (None, *RECIPIENT_STATES)
 PAGE = 50  # rows per window: the table never holds more than this
+SEARCH_COUNT_SECONDS = 3.0  # a search's match count is made again after this long
 
 
-def document_cell(view: RecipientView) -> str:
+# name → (least, natural) width; the reply takes what is left. Under 100 columns
+# the position column gives way (the line under the table still says where it is).
+FLEXIBLE_COLUMNS = {"Address": (12, 34), "Document": (10, 26), "Reply": (12, 40)}
+COLUMN_ORDER = ("#", "Customer", "Address", "Document", "State", "Time", "Reply")
+NARROW = 100
+
+
+def fixed_columns(width: int) -> dict[str, int]:
+    fixed = {"#": 6, "Customer": 10, "State": 8, "Time": 8}
+    if width < NARROW:
+        del fixed["#"]
+    return fixed
+
+
+def document_cell(view: RecipientView, width: int) -> str:
     """The document and its label; a draft numbered since the run planned it stands out."""
     if view.document_id is None:
         return "-"
     if view.shown_label != view.label:  # "Concept → 2026-0042"
         return f"{view.document_id} [b yellow]{view.shown_label}[/]"
-    return clip(f"{view.document_id} {view.shown_label}", 26)
+    return clip(f"{view.document_id} {view.shown_label}", width)
+
+
+def column_widths(width: int) -> dict[str, int]:
+    """Columns sized to the terminal (less the scrollbar and the table's edge)."""
+    return fit_widths(width - 3, fixed_columns(width), FLEXIBLE_COLUMNS)
 
 
 class RunScreen(LiveScreen):
@@ -61,6 +82,9 @@ class RunScreen(LiveScreen):
         self.rows: list[RecipientView] = []
         self.run_state = ""
         self.run: RunInfo | None = None  # as the last poll read it
+        self.widths: dict[str, int] = {}
+        # (search, filter) → (when counted, how many matched)
+        self.search_counts: dict[tuple[str, int], tuple[float, int]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(f"msgrun · run {self.run_id}", id="title-bar")
@@ -69,19 +93,25 @@ class RunScreen(LiveScreen):
         yield Static("", id="run-counts", classes="summary")
         yield SearchInput(placeholder="search address, customer, document…", id="search")
         table: DataTable[str] = DataTable(id="recipients", cursor_type="row", zebra_stripes=True)
-        for label, width in (
-            ("#", 6),
-            ("Customer", 10),
-            ("Address", 34),
-            ("Document", 26),
-            ("State", 9),
-            ("Reply", 40),
-            ("Time", 8),
-        ):
-            table.add_column(label, width=width)
+        self._add_columns(table, self.app.size.width)
         yield table
         yield Static("", id="window", classes="hint")
         yield Footer()
+
+    def _add_columns(self, table: DataTable[str], width: int) -> None:
+        """Columns sized to the terminal: at 80 columns every one is still in view."""
+        self.widths = column_widths(width)
+        for label in COLUMN_ORDER:
+            if label in self.widths:
+                table.add_column(label, width=self.widths[label], key=label)
+
+    def on_resize(self) -> None:
+        table = self.query_one("#recipients", DataTable)
+        if column_widths(self.app.size.width) != self.widths:
+            table.clear(columns=True)
+            self._add_columns(table, self.app.size.width)
+            if self.run is not None:
+                self.show((self.run, self.rows, self.matching))
 
     @property
     def states(self) -> list[str] | None:
@@ -90,6 +120,17 @@ class RunScreen(LiveScreen):
 
     def load(self) -> Any:
         run = get_run(self.console.database, self.run_id)
+        # How many match comes from the run's counters unless a search is on;
+        # a search's count is made again at most every few seconds.
+        matching: int | None = run.total
+        if self.states:
+            matching = sum(run.counts[state] for state in self.states)
+        elif self.search_text:
+            key = (self.search_text, self.filter_index)
+            cached = self.search_counts.get(key)
+            fresh = cached is not None and time.monotonic() - cached[0] < SEARCH_COUNT_SECONDS
+            matching = cached[1] if fresh and cached is not None else None
+        counted = matching is None
         rows, matching = recipient_page(
             self.console.database,
             self.run_id,
@@ -97,7 +138,10 @@ class RunScreen(LiveScreen):
             search=self.search_text or None,
             offset=self.window_start,
             limit=PAGE,
+            matching=matching,
         )
+        if counted:
+            self.search_counts[(self.search_text, self.filter_index)] = (time.monotonic(), matching)
         return run, rows, matching
 
     def show(self, data: Any) -> None:
@@ -124,15 +168,17 @@ class RunScreen(LiveScreen):
             reply = f"{view.smtp_code} {view.smtp_reply}" if view.smtp_code else (view.error or "")
             if view.state == "excluded" and view.reasons:
                 reply = ", ".join(r["code"] for r in view.reasons)
+            cells = {
+                "#": str(view.position + 1),
+                "Customer": view.customer_id,
+                "Address": clip(view.address or "(none)", self.widths["Address"]),
+                "Document": document_cell(view, self.widths["Document"]),
+                "State": styled(view.state),
+                "Time": hhmmss(view.updated_at),
+                "Reply": clip(reply, self.widths["Reply"]),
+            }
             table.add_row(
-                str(view.position + 1),
-                view.customer_id,
-                clip(view.address or "(none)", 34),
-                document_cell(view),
-                styled(view.state),
-                clip(reply, 40),
-                hhmmss(view.updated_at),
-                key=str(view.position),
+                *(cells[c] for c in COLUMN_ORDER if c in self.widths), key=str(view.position)
             )
         if rows:
             table.move_cursor(row=min(row, len(rows) - 1))

@@ -12,28 +12,34 @@ from textual.widgets import DataTable, Footer, Static
 from core.delivery.runs import RunInfo, list_runs
 from core.planner.load import load_definitions
 from tui.console.formatting import duration, styled
-from tui.console.live import LiveScreen
+from tui.console.live import TableScreen
 
 DONE = ("sent", "failed", "unknown")
 
 
-class RunsScreen(LiveScreen):
+class RunsScreen(TableScreen[RunInfo]):
+    TABLE = "#runs"
     AUTO_FOCUS = "#runs"
     PURPOSE = "Every run, live: state, progress, rate, ETA and counts by state."
     BINDINGS = [
         Binding("enter", "open", "Open run", id="runs.open"),
         Binding("n", "new_run", "New run", id="runs.new"),
         Binding("c", "customer", "Customer", id="runs.customer"),
+        Binding("p", "profiles", "SMTP profiles", id="runs.profiles"),
+        Binding("t", "routines", "Routines", id="runs.routines"),
         Binding("j", "cursor_down", "Down", show=False, id="runs.down"),
         Binding("k", "cursor_up", "Up", show=False, id="runs.up"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.runs: list[RunInfo] = []
         # run id → (monotonic time, messages done) of the previous poll, for the rate.
         self.previous: dict[int, tuple[float, int]] = {}
         self.rates: dict[int, float] = {}
+
+    @property
+    def runs(self) -> list[RunInfo]:
+        return self.items
 
     def compose(self) -> ComposeResult:
         yield Static("msgrun · runs", id="title-bar")
@@ -64,7 +70,7 @@ class RunsScreen(LiveScreen):
 
     def show(self, data: Any) -> None:
         runs, definitions = data
-        self.runs = runs
+        self.items = runs
         now = time.monotonic()
         table = self.query_one("#runs", DataTable)
         row = table.cursor_row
@@ -102,12 +108,6 @@ class RunsScreen(LiveScreen):
         )
         self.query_one("#runs-summary", Static).update(summary)
 
-    def selected(self) -> RunInfo | None:
-        table = self.query_one("#runs", DataTable)
-        if not self.runs or table.cursor_row >= len(self.runs):
-            return None
-        return self.runs[table.cursor_row]
-
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a row (the table takes the key itself)."""
         event.stop()
@@ -130,8 +130,12 @@ class RunsScreen(LiveScreen):
 
         self.app.push_screen(CustomerScreen())
 
-    def action_cursor_down(self) -> None:
-        self.query_one("#runs", DataTable).action_cursor_down()
+    def action_routines(self) -> None:
+        from tui.console.routines_screen import RoutinesScreen
 
-    def action_cursor_up(self) -> None:
-        self.query_one("#runs", DataTable).action_cursor_up()
+        self.app.push_screen(RoutinesScreen())
+
+    def action_profiles(self) -> None:
+        from tui.console.profiles_screen import ProfilesScreen
+
+        self.app.push_screen(ProfilesScreen())

@@ -5,9 +5,13 @@ from __future__ import annotations
 from textual.widgets import Input
 
 
-class SearchInput(Input):
-    """A search field; its cursor does not blink in still mode (screenshots)."""
+class FieldInput(Input):
+    """A text field; its cursor does not blink in still mode (screenshots)."""
 
     def on_mount(self) -> None:
         if getattr(self.app, "still", False):
             self.cursor_blink = False
+
+
+# The search fields of the tables are plain fields.
+SearchInput = FieldInput

@@ -1,0 +1,255 @@
+"""One SMTP profile: edit its connection settings, test it step by step, send a test message.
+
+The form is saved only on request (ctrl+s). A test uses the form as it
+stands, saved or not, so a fix can be tried before it is kept; the result is
+recorded on the profile only when the form holds the saved settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Footer, Input, Label, Select, Static
+
+from core.addresses import address_problem
+from core.delivery.smtp import ProfileSettings
+from core.smtp_check import CheckReport, Step, check_profile, load_profile, record_result
+from core.smtp_profiles import ProfileEdit, list_profiles, save_edit
+from core.storage.database import Database
+from core.vocabulary import SECURITY_MODES
+from tui.console.confirm import Confirm
+from tui.console.formatting import last_test
+from tui.console.live import LiveScreen
+from tui.console.widgets import FieldInput
+
+
+def step_lines(step: Step) -> str:
+    """One step as console markup: mark, name, time, the server's words, the hint."""
+    mark = "[green]✓[/]" if step.ok else "[red]✗[/]"
+    line = f"{mark} [b]{step.step:<9}[/b] {step.ms:7.1f} ms  {escape(step.detail)}"
+    if step.hint:
+        line += f"\n  [yellow]→ {escape(step.hint)}[/]"
+    return line
+
+
+class ProfileScreen(LiveScreen):
+    AUTO_FOCUS = "#field-host"
+    PURPOSE = (
+        "Edit a profile's host, port, security and user (saved only with ctrl+s); test it "
+        "step by step with ctrl+t; type an address and press ctrl+n to send a test message."
+    )
+    BINDINGS = [
+        Binding("ctrl+t", "test", "Test", id="profile.test"),
+        Binding("ctrl+n", "send", "Send test message", id="profile.send"),
+        Binding("ctrl+s", "save", "Save", id="profile.save"),
+        Binding("escape", "back", "Back", id="profile.back"),
+    ]
+
+    def __init__(self, profile_id: str) -> None:
+        super().__init__()
+        self.profile_id = profile_id
+        self.saved: ProfileSettings | None = None
+        self.steps: list[Step] = []
+        self.verdict = ""
+        self.testing = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"msgrun · SMTP profile {self.profile_id}", id="title-bar")
+        with Horizontal(classes="field"):
+            yield Label("Host", classes="field-label")
+            yield FieldInput(id="field-host", compact=True)
+        with Horizontal(classes="field"):
+            yield Label("Port", classes="field-label")
+            yield FieldInput(id="field-port", compact=True, restrict=r"[0-9]*", max_length=5)
+        with Horizontal(classes="field"):
+            yield Label("Security", classes="field-label")
+            yield Select(
+                [(mode, mode) for mode in SECURITY_MODES],
+                id="field-security",
+                allow_blank=False,
+                compact=True,
+            )
+        with Horizontal(classes="field"):
+            yield Label("User", classes="field-label")
+            yield FieldInput(id="field-user", compact=True, placeholder="none: no AUTH")
+        yield Static("", id="profile-facts", classes="summary")
+        with Horizontal(classes="field"):
+            yield Label("Test to", classes="field-label")
+            yield FieldInput(
+                id="field-to",
+                compact=True,
+                placeholder="an address for a test message, then ctrl+n",
+            )
+        with VerticalScroll(classes="scroll", id="profile-steps-box"):
+            yield Static("", id="profile-steps")
+        yield Footer()
+
+    @property
+    def database(self) -> Database:
+        return self.console.database
+
+    def on_mount(self) -> None:
+        self.saved = load_profile(self.database, self.profile_id)
+        self._fill(self.saved)
+        self._show_facts()
+        self._show_steps()
+
+    def _fill(self, settings: ProfileSettings) -> None:
+        edit = ProfileEdit.of(settings)
+        self.query_one("#field-host", Input).value = edit.host
+        self.query_one("#field-port", Input).value = edit.port
+        self.query_one("#field-security", Select).value = edit.security
+        self.query_one("#field-user", Input).value = edit.username
+
+    def edit(self) -> ProfileEdit:
+        security = self.query_one("#field-security", Select).value
+        return ProfileEdit(
+            host=self.query_one("#field-host", Input).value,
+            port=self.query_one("#field-port", Input).value,
+            security=str(security),
+            username=self.query_one("#field-user", Input).value,
+        )
+
+    @property
+    def dirty(self) -> bool:
+        return self.saved is not None and self.edit() != ProfileEdit.of(self.saved)
+
+    def on_input_changed(self) -> None:
+        self._show_facts()
+
+    def on_select_changed(self) -> None:
+        self._show_facts()
+
+    def _show_facts(self) -> None:
+        if self.saved is None:
+            return
+        settings = self.saved
+        password = (
+            f"password from ${settings.password_env}"
+            if settings.password_env
+            else "no password set"
+        )
+        verify = (
+            "certificates verified" + (f" with {settings.ca_file}" if settings.ca_file else "")
+            if settings.tls_verify
+            else "[b red]CERTIFICATES NOT VERIFIED[/] (tls_verify false)"
+        )
+        summary = next(
+            (p for p in list_profiles(self.database) if p.settings.id == settings.id), None
+        )
+        tested = last_test(summary, self.console.clock.now().tzinfo) if summary else ""
+        state = "[b yellow]unsaved changes[/] (ctrl+s saves)" if self.dirty else "saved"
+        self.query_one("#profile-facts", Static).update(
+            f"Sender {escape(settings.from_address)} · {password} · {verify}\n"
+            f"Last test: {tested} · {state}"
+        )
+
+    def _show_steps(self) -> None:
+        lines = [step_lines(step) for step in self.steps]
+        if self.testing:
+            lines.append("[dim]…[/]")
+        if self.verdict:
+            lines.append(self.verdict)
+        if not lines:
+            lines = ["ctrl+t tests the profile as the form stands: connect, TLS, login."]
+        self.query_one("#profile-steps", Static).update("\n".join(lines))
+
+    # -- actions ---------------------------------------------------------------------
+
+    def action_test(self) -> None:
+        self._start(to=None)
+
+    def action_send(self) -> None:
+        to = self.query_one("#field-to", Input).value.strip()
+        problem = address_problem(to) if to else "empty"
+        if problem is not None:
+            self.notify(
+                f"Test to: {to!r} is not an address ({problem})",
+                title="Cannot send a test message",
+                severity="error",
+            )
+            self.query_one("#field-to", Input).focus()
+            return
+        self._start(to=to)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "field-to":
+            self.action_send()
+
+    def _start(self, to: str | None) -> None:
+        if self.testing or self.saved is None:
+            return
+        try:
+            settings = self.edit().applied_to(self.saved)
+        except ValueError as error:
+            self.notify(str(error), title="Fix the form first", severity="error")
+            return
+        self.steps = []
+        self.testing = True
+        self.verdict = ""
+        self._show_steps()
+        self.run_worker(self._run_check(settings, to, record=not self.dirty), group="smtp-test")
+
+    async def _run_check(self, settings: ProfileSettings, to: str | None, record: bool) -> None:
+        def arrived(step: Step) -> None:
+            self.steps.append(step)
+            self._show_steps()
+
+        console = self.console
+        report: CheckReport = await check_profile(
+            settings,
+            os.environ,
+            to=to,
+            on_step=arrived,
+            now=console.clock.now,
+            timer=console.stopwatch,
+        )
+        self.testing = False
+        if report.ok:
+            sent = f": a test message went to {escape(to)}" if to else ""
+            self.verdict = f"[b green]Every step passed{sent}.[/]"
+        else:
+            self.verdict = f"[b red]Failed at {report.steps[-1].step}.[/]"
+        if record:
+            at = console.clock.now()
+            await asyncio.to_thread(record_result, self.database, settings.id, report.ok, at)
+        else:
+            self.verdict += " [dim](unsaved settings: not recorded as the profile's last test)[/]"
+        self._show_steps()
+        self._show_facts()
+
+    def action_save(self) -> None:
+        if self.saved is None:
+            return
+        if not self.dirty:
+            self.notify("Nothing to save: the form holds the saved settings.")
+            return
+        try:
+            self.saved = save_edit(self.database, self.profile_id, self.edit())
+        except ValueError as error:
+            self.notify(str(error), title="Not saved", severity="error")
+            return
+        self.notify(f"Profile {self.profile_id} saved.")
+        self._show_facts()
+
+    def action_back(self) -> None:
+        if not self.dirty:
+            self.app.pop_screen()
+            return
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.app.pop_screen()
+
+        self.app.push_screen(
+            Confirm(
+                f"Discard the unsaved changes to profile {self.profile_id}?",
+                "ctrl+s saves them instead.",
+            ),
+            answered,
+        )

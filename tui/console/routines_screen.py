@@ -1,0 +1,177 @@
+"""Routines: each routine's schedule, next fire, last result and why it would not send now."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Static
+
+from core.clock import parse_instant
+from core.delivery.runs import who
+from core.triggers.routines import RoutineView, list_routines, run_now, set_enabled
+from tui.console.confirm import Confirm
+from tui.console.formatting import clip, styled
+from tui.console.live import TableScreen
+
+OUTCOME_STYLE = {"started": "green", "late": "yellow", "blocked": "red", "failed": "red"}
+
+
+def last_cell(view: RoutineView) -> str:
+    if view.last is None:
+        return "[dim]never fired[/]"
+    outcome = view.last["outcome"]
+    text = f"[{OUTCOME_STYLE.get(outcome, 'white')}]{outcome}[/]"
+    if view.last["run"] is not None:
+        text += f" run {view.last['run']}"
+        if view.last["run_state"]:
+            text += f" {styled(view.last['run_state'])}"
+    return text
+
+
+class RoutinesScreen(TableScreen[RoutineView]):
+    TABLE = "#routines"
+    AUTO_FOCUS = "#routines"
+    PURPOSE = (
+        "Every routine: its schedule, the next time it fires (local), its last fire and "
+        "run, and why it would not send now. Run one now, or disable or enable it."
+    )
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="routines.back"),
+        Binding("r", "run_now", "Run now", id="routines.run"),
+        Binding("d", "toggle_enabled", "Disable/enable", id="routines.toggle"),
+        Binding("j", "cursor_down", "Down", show=False, id="routines.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="routines.up"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static("msgrun · routines", id="title-bar")
+        table: DataTable[str] = DataTable(id="routines", cursor_type="row", zebra_stripes=True)
+        for label, width in (
+            ("Routine", 18),
+            ("Schedule", 12),
+            ("Next fire", 22),
+            ("Last fire", 17),
+            ("Result", 26),
+        ):
+            table.add_column(label, width=width)
+        yield table
+        yield Static("", id="routine-detail", classes="summary")
+        yield Footer()
+
+    def load(self) -> Any:
+        return list_routines(self.console.database, self.console.clock.now())
+
+    def show(self, data: Any) -> None:
+        self.items = data
+        table = self.query_one("#routines", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for view in self.items:
+            zone = ZoneInfo(view.timezone)
+            upcoming = (
+                f"{view.next_fire.astimezone(zone):%a %d %b %H:%M %Z}"
+                if view.next_fire is not None
+                else "[yellow]disabled[/]"
+            )
+            last = (
+                f"{parse_instant(view.last['scheduled_for']).astimezone(zone):%a %d %b %H:%M}"
+                if view.last
+                else "-"
+            )
+            table.add_row(
+                view.definition,
+                view.cron,
+                upcoming,
+                last,
+                last_cell(view),
+                key=view.definition,
+            )
+        if self.items:
+            table.move_cursor(row=min(row, len(self.items) - 1))
+        self._detail()
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._detail()
+
+    def _detail(self) -> None:
+        view = self.selected()
+        if view is None:
+            text = "No routines: a definition becomes one with a routine trigger and a cron."
+        else:
+            lines = [f"[b]{escape(view.name)}[/b] · {view.cron!r} in {view.timezone}"]
+            if view.next_fire is not None:
+                lines.append(f"next: {view.next_fire:%Y-%m-%d %H:%M} UTC")
+            if view.last is not None:
+                if view.last["detail"]:
+                    lines.append(f"last: {escape(clip(view.last['detail'], 300))}")
+                if view.last["skipped_fires"]:
+                    lines.append(
+                        f"{view.last['skipped_fires']} missed fire(s) skipped while no "
+                        "worker was running"
+                    )
+            if view.blockers:
+                for blocker in view.blockers:
+                    lines.append(
+                        f"[red]would not send: {blocker.code}[/]: {escape(blocker.detail)}"
+                        f" → {escape(blocker.fix)}"
+                    )
+            else:
+                lines.append("[green]would send now[/]")
+            text = "\n".join(lines)
+        self.query_one("#routine-detail", Static).update(text)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_run_now(self) -> None:
+        view = self.selected()
+        if view is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes or view is None:
+                return
+            from tui.console.run_screen import RunScreen
+
+            run_id = run_now(
+                self.console.database,
+                view.definition,
+                self.console.clock,
+                started_by=f"routine {view.definition} run now ({who()})",
+            )
+            self.console.launch(self.console.db_url, run_id)
+            self.app.push_screen(RunScreen(run_id))
+
+        self.app.push_screen(
+            Confirm(
+                f"Run routine {view.definition} now?",
+                "Plans it for this moment and starts the run; its schedule is not changed.",
+            ),
+            answered,
+        )
+
+    def action_toggle_enabled(self) -> None:
+        view = self.selected()
+        if view is None:
+            return
+        verb = "Disable" if view.enabled else "Enable"
+
+        def answered(yes: bool | None) -> None:
+            if yes and view is not None:
+                set_enabled(self.console.database, view.definition, not view.enabled)
+                self.notify(f"routine {view.definition} {verb.lower()}d")
+                self.console.refresh_screen()
+
+        self.app.push_screen(
+            Confirm(
+                f"{verb} routine {view.definition}?",
+                "A disabled routine never runs by itself; plans warn about it."
+                if view.enabled
+                else "It runs at its next fire time.",
+            ),
+            answered,
+        )
