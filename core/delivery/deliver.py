@@ -65,7 +65,7 @@ from core.delivery.states import (
     WAITING,
     lease_seconds,
 )
-from core.storage.database import Database
+from core.storage.database import Database, retry_transient
 from core.storage.models import (
     Contact,
     Customer,
@@ -96,6 +96,18 @@ SLOT_WAIT_MOST_SECONDS = 2.0
 def process_owner() -> str:
     """Who holds a lease: host, pid and a nonce (pids are reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class DeliveryBroken(Exception):
+    """Delivering a run ended on an unexpected error (the database went away, say).
+
+    What was sent is recorded and what was claimed given back before it is
+    raised; the run is left as it was, to be taken up again.
+    """
+
+    def __init__(self, run_id: int, cause: BaseException) -> None:
+        super().__init__(f"delivery stopped by an error: {cause}")
+        self.run_id = run_id
 
 
 class LeaseHeld(Exception):
@@ -233,6 +245,9 @@ class Deliverer:
 
     def _leave(self, connection: Connection) -> None:
         workers.leave(connection, self.run_id, self.worker_id)
+        if self.is_shared:
+            # The last process out of a stopping run marks it stopped.
+            workers.finish_stopping(connection, self.clock.now(), self.run_id)
         if not self.is_shared:
             store.release_lease(connection, self.run_id, self.owner)
         if self.own_worker:
@@ -312,6 +327,7 @@ class Deliverer:
             for _ in range(profile.max_connections)
         ]
         feeder = asyncio.create_task(self._feeder(profile, templates))
+        self.tasks = [feeder, *senders]
         lost = False
         try:
             outcome = await self._control(templates)
@@ -353,6 +369,16 @@ class Deliverer:
             )
         # What this process claimed and never started sending goes back to the pool.
         await self.db(lambda c: workers.release_claims(c, self.worker_id, self.run_id))
+        if outcome == "broken":
+            # What was sent is recorded and what was claimed given back: the run
+            # stays as it was for this process (or another) to take up again.
+            error = self._broken()
+            assert error is not None
+            # A sender that failed may have left its message `sending`: in doubt.
+            await self.db(
+                lambda c: workers.orphan_sending(c, self.worker_id, self.clock.now(), self.run_id)
+            )
+            raise DeliveryBroken(self.run_id, error) from error
         if outcome not in ("stop", "fault"):
             return await self._end(outcome, None)
         if self.shared.fault is not None:
@@ -363,18 +389,19 @@ class Deliverer:
             and not await self._stop_requested()
         ):
             return Delivery(self.run_id, RUNNING, None, self.shared.sent)
-        if self.is_shared and await self.db(
-            lambda c: workers.claims_outstanding(c, self.run_id, self.worker_id) > 0
-        ):
-            # Other workers are still letting go of their claims: the last one
-            # (or the next reaper) marks the run stopped.
+        if self.is_shared:
+            # Other workers may still be letting go of the run: the last one out
+            # marks it stopped (see _leave), and only while it is still stopping.
+            # Marking it here could undo a restart made the moment another
+            # worker had marked it stopped.
             return Delivery(self.run_id, STOPPING, None, self.shared.sent)
         return await self._end(STOPPED, None)
 
     async def _control(self, templates: Templates) -> str:
         """Record results, watch for stop and faults, keep the lease; say how it ended.
 
-        Returns "stop", "fault", "lost", or the state the run settled in.
+        Returns "stop", "fault", "lost", "broken" (a task of this delivery
+        failed: see ``_broken``), or the state the run settled in.
         """
         last_renew = last_poll = last_reap = time.monotonic()
         while True:
@@ -382,6 +409,8 @@ class Deliverer:
                 await asyncio.wait_for(self.local_stop.wait(), FLUSH_SECONDS)
             now_m = time.monotonic()
             await self._flush(templates.definition_id)
+            if self._broken() is not None:
+                return "broken"
             if self.shared.fault is not None:
                 return "fault"
             if self.local_stop.is_set():
@@ -404,6 +433,17 @@ class Deliverer:
                 if settled is not None:
                     return settled
             self.wake.set()  # results may have made retries due: let the feeder look
+
+    def _broken(self) -> BaseException | None:
+        """The error a feeder or sender task ended with, if one did.
+
+        Without its feeder the delivery would wait for ever for work it
+        claimed and never hands out (and nobody else may take).
+        """
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                return task.exception()
+        return None
 
     def _renew(self, connection: Connection) -> bool:
         """Renew the run's lease when this process holds it alone (the worker's has its thread)."""
@@ -521,17 +561,21 @@ class Deliverer:
         on the event loop (cheaper than a hop to a thread) over a connection
         kept open for the purpose (cheaper than a pool checkout each time).
         """
-        if self._claims is None:
-            self._claims = self.database.engine.connect()
-        try:
-            with self._claims.begin():
-                return store.claim(
-                    self._claims, self.run_id, due, self.clock.now(), self.worker_id, self.shard
-                )
-        except Exception:
-            self._claims.close()
-            self._claims = None
-            raise
+
+        def once() -> set[int]:
+            if self._claims is None:
+                self._claims = self.database.engine.connect()
+            try:
+                with self._claims.begin():
+                    return store.claim(
+                        self._claims, self.run_id, due, self.clock.now(), self.worker_id, self.shard
+                    )
+            except Exception:
+                self._claims.close()
+                self._claims = None
+                raise
+
+        return retry_transient(once)
 
     async def _sleep_until_due(self) -> None:
         self.wake.clear()

@@ -92,9 +92,15 @@ async def work(
     *,
     environ: Mapping[str, str] | None = None,
     on_delivery: Callable[[Delivery], None] | None = None,
+    on_error: Callable[[int, BaseException], None] | None = None,
     poll_seconds: float = POLL_SECONDS,
 ) -> None:
-    """Deliver until ``stop`` is set; WorkerRefused when SQLite already has a worker."""
+    """Deliver until ``stop`` is set; WorkerRefused when SQLite already has a worker.
+
+    A delivery that ends on an error is reported to ``on_error`` and taken up
+    again on a later round: one bad moment of the database does not end the
+    worker.
+    """
     environ = os.environ if environ is None else environ
     seconds = lease_seconds(environ)
     renew_every = min(LEASE_RENEW_SECONDS, seconds / 4)
@@ -121,6 +127,7 @@ async def work(
 
     heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
     active: dict[int, asyncio.Task[Delivery]] = {}
+    ended = asyncio.Event()
 
     def tend(connection: Connection) -> list[int]:
         workers.reap(connection)
@@ -146,9 +153,14 @@ async def work(
         while not stop.is_set():
             if heartbeat.lost.is_set():
                 # Reaped while alive (stalled longer than its lease): what it held
-                # is gone. Its deliveries end; it registers again and carries on.
+                # is gone. Its deliveries end; it registers again, under a new id,
+                # and carries on. Whatever its deliveries did under the old id
+                # after the reap is then a stray claim, which the next reap
+                # recovers (under the same id it would pass for live for ever).
                 await asyncio.gather(*active.values(), return_exceptions=True)
                 active.clear()
+                await asyncio.to_thread(heartbeat.stop)
+                worker_id = workers.new_worker_id("worker")
                 await asyncio.to_thread(in_db, enrol)
                 heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
             # Routines whose time has come become runs (once, whichever worker sees them).
@@ -161,16 +173,34 @@ async def work(
                     if error is None and on_delivery is not None:
                         on_delivery(task.result())
                     elif error is not None and not isinstance(error, LeaseHeld):
-                        raise error
+                        if on_error is None:
+                            raise error
+                        on_error(run_id, error)
             for run_id in candidates:
                 if run_id not in active and not stop.is_set():
-                    active[run_id] = asyncio.create_task(deliver_one(run_id))
+                    active[run_id] = task = asyncio.create_task(deliver_one(run_id))
+                    task.add_done_callback(lambda _: ended.set())
+            # A delivery that ends wakes the loop: a stop is then finished, or
+            # the run taken up again, without waiting for the next round.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
+                await asyncio.wait_for(_either(stop, ended), timeout=poll_seconds)
+            ended.clear()
     finally:
         results = await asyncio.gather(*active.values(), return_exceptions=True)
         await asyncio.to_thread(heartbeat.stop)
-        for result in results:
+        for run_id, result in zip(active, results, strict=True):
             if isinstance(result, Delivery) and on_delivery is not None:
                 on_delivery(result)
+            elif isinstance(result, Exception) and not isinstance(result, LeaseHeld) and on_error:
+                on_error(run_id, result)
         await asyncio.to_thread(in_db, lambda c: workers.retire(c, worker_id))
+
+
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
+    """Return as soon as either event is set."""
+    waits = [asyncio.create_task(first.wait()), asyncio.create_task(second.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

@@ -26,7 +26,18 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from core.delivery.states import SENDING, UNKNOWN
 from core.storage.database import Database
@@ -216,15 +227,19 @@ def orphan_sending(
 ) -> dict[int, int]:
     """``sending`` recipients of a dead claimer become ``unknown``, counters moved with them.
 
-    ``worker_id`` None: the recipients of ``run_id`` sending with no claimer named.
+    ``worker_id`` None: the recipients of ``run_id`` sending with no claimer
+    named; ``run_id`` None: those of every run.
     """
     from core.delivery.store import bump
 
+    claimer: ColumnElement[bool]
     if worker_id is None:
         assert run_id is not None
-        claimer = and_(RECIPIENT.c.run_id == run_id, RECIPIENT.c.claimed_by.is_(None))
+        claimer = RECIPIENT.c.claimed_by.is_(None)
     else:
         claimer = RECIPIENT.c.claimed_by == worker_id
+    if run_id is not None:
+        claimer = and_(claimer, RECIPIENT.c.run_id == run_id)
     moved = connection.execute(
         update(RECIPIENT)
         .where(claimer, RECIPIENT.c.state == SENDING)
@@ -300,49 +315,41 @@ def runs_sharing(connection: Connection, profile_id: str) -> int:
     )
 
 
-def claims_outstanding(connection: Connection, run_id: int, exclude: str | None = None) -> int:
-    """Recipients of the run some process (but ``exclude``) still has claimed."""
-    query = (
-        select(func.count())
-        .select_from(RECIPIENT)
-        .where(RECIPIENT.c.run_id == run_id, RECIPIENT.c.claimed_by.is_not(None))
-    )
-    if exclude is not None:
-        query = query.where(RECIPIENT.c.claimed_by != exclude)
-    return int(connection.execute(query).scalar_one())
+def finish_stopping(connection: Connection, now: datetime, run_id: int | None = None) -> list[int]:
+    """Runs asked to stop that nobody delivers any more, and nobody holds claims of: stopped.
 
-
-def finish_stopping(connection: Connection, now: datetime) -> list[int]:
-    """Runs asked to stop that nobody delivers any more, and nobody holds claims of: stopped."""
+    ``run_id``: that run only (the last process to leave it stops it at once).
+    """
     from core.delivery.states import STOPPED, STOPPING
 
     db_now = database_now(connection)
     live = select(WORKER.c.id).where(WORKER.c.expires_at >= db_now)
-    candidates = connection.execute(
-        select(RUN.c.id).where(
-            RUN.c.state == STOPPING,
-            or_(RUN.c.lease_owner.is_(None), RUN.c.lease_expires_at < now),
-        )
-    ).scalars()
+    query = select(RUN.c.id).where(
+        RUN.c.state == STOPPING,
+        or_(RUN.c.lease_owner.is_(None), RUN.c.lease_expires_at < now),
+    )
+    if run_id is not None:
+        query = query.where(RUN.c.id == run_id)
+    candidates = list(connection.execute(query).scalars())
     stopped = []
-    for run_id in candidates:
+    for candidate in candidates:
         busy = connection.execute(
             select(RECIPIENT.c.id)
-            .where(RECIPIENT.c.run_id == run_id, RECIPIENT.c.claimed_by.in_(live))
+            .where(RECIPIENT.c.run_id == candidate, RECIPIENT.c.claimed_by.in_(live))
             .limit(1)
         ).first()
         sharing = connection.execute(
             select(SHARE.c.worker_id)
-            .where(SHARE.c.run_id == run_id, SHARE.c.worker_id.in_(live))
+            .where(SHARE.c.run_id == candidate, SHARE.c.worker_id.in_(live))
             .limit(1)
         ).first()
         if busy is None and sharing is None:
             connection.execute(
                 update(RUN)
-                .where(RUN.c.id == run_id, RUN.c.state == STOPPING)
+                .where(RUN.c.id == candidate, RUN.c.state == STOPPING)
                 .values(state=STOPPED, ended_at=now)
             )
-            stopped.append(run_id)
+            stopped.append(candidate)
     return stopped
 
 

@@ -25,6 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///msgrun.db"
 T = TypeVar("T")
+# The newest migration in core/migrations/versions (a test keeps the two equal):
+# a database already there is opened without loading Alembic at all.
+SCHEMA_REVISION = "0004"
 # deadlock_detected, serialization_failure: the server undid the transaction.
 RETRYABLE = {"40P01", "40001"}
 ENV_VAR = "MSGRUN_DB"
@@ -114,22 +117,35 @@ class Database:
         transactions wait on each other the server cancels one. Its work is
         undone whole, so doing it again is safe.
         """
-        for attempt in range(1, attempts + 1):
-            try:
-                with self.engine.begin() as connection:
-                    return work(connection)
-            except DBAPIError as error:
-                code = getattr(error.orig, "sqlstate", None)
-                if code not in RETRYABLE or attempt == attempts:
-                    raise
-                time.sleep(random.uniform(0.01, 0.05) * attempt)
-        raise AssertionError("unreachable")
+
+        def once() -> T:
+            with self.engine.begin() as connection:
+                return work(connection)
+
+        return retry_transient(once, attempts)
 
     def describe(self) -> str:
         return describe_url(self.url)
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def retry_transient(transaction: Callable[[], T], attempts: int = 5) -> T:
+    """Call ``transaction`` again when the server undid it (deadlock, serialization).
+
+    ``transaction`` must be one whole transaction: what the server undid is
+    done again from the start, so it must not have effects outside it.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return transaction()
+        except DBAPIError as error:
+            code = getattr(error.orig, "sqlstate", None)
+            if code not in RETRYABLE or attempt == attempts:
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+    raise AssertionError("unreachable")
 
 
 def create_database_engine(url: URL) -> Engine:
@@ -146,21 +162,33 @@ def create_database_engine(url: URL) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
 
 
+def schema_revision(connection: Connection) -> str | None:
+    """The migration the database is at (None: a new, empty database)."""
+    try:
+        value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:
+        connection.rollback()
+        return None
+    return str(value) if value is not None else None
+
+
 def open_database(raw_url: str | None = None, *, migrate: bool = True) -> Database:
     """Open (and on first use create) the database named by ``raw_url``."""
     url = normalise_url(resolve_url(raw_url))
     engine = create_database_engine(url)
     try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        connection = engine.connect()
     except OperationalError as error:
         engine.dispose()
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise DatabaseUnavailable(f"cannot open {describe_url(url)}: {reason}") from None
+    with connection:
+        revision = schema_revision(connection)
     database = Database(
         engine=engine, url=url, sessions=sessionmaker(engine, expire_on_commit=False)
     )
-    if migrate:
+    if migrate and revision != SCHEMA_REVISION:
+        # Alembic (slow to import) only when there is something to do.
         from core.storage.migrate import upgrade_to_head
 
         with migration_lock(database):

@@ -292,12 +292,15 @@ def run_worker(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    def failed(run_id: int, error: BaseException) -> None:
+        print(f"run {run_id}: {error} (taken up again shortly)", file=sys.stderr, flush=True)
+
     async def main() -> None:
         stop = asyncio.Event()
         with graceful_stop(
             asyncio.get_running_loop(), stop, lambda text: print(text, file=sys.stderr, flush=True)
         ):
-            await work(db, clock, stop, on_delivery=said)
+            await work(db, clock, stop, on_delivery=said, on_error=failed)
 
     print(
         f"msgrun worker delivering runs from {db.describe()} (Ctrl-C or SIGTERM to stop)",

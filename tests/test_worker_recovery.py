@@ -1,0 +1,159 @@
+"""A worker outlives what goes wrong under it: a failed task, being reaped while alive.
+
+These run ``msgrun worker``'s loop in this process, on SQLite and on the real
+PostgreSQL, against a real SMTP server on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from core.clock import SystemClock
+from core.delivery import store, workers
+from core.delivery.deliver import DeliveryBroken
+from core.delivery.runs import get_run
+from core.delivery.worker import work
+from core.storage import Database
+from core.storage.database import retry_transient
+from core.storage.models import Worker, table_of
+from fixtures.smtp_servers import Faults, SmtpServer
+from tests.delivery_support import assert_counts_match_rows, document, new_run
+
+pytestmark = pytest.mark.timeout(120)
+ENVIRON = {"MSGRUN_LEASE_SECONDS": "2"}
+
+
+def run_worker_until(
+    db: Database,
+    done: Callable[[], bool],
+    *,
+    seconds: float = 60,
+    during: Callable[[], None] | None = None,
+) -> list[tuple[int, BaseException]]:
+    """Run a worker until ``done()`` (checked often); the errors it reported."""
+    errors: list[tuple[int, BaseException]] = []
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + seconds
+            try:
+                while not await asyncio.to_thread(done):
+                    assert loop.time() < deadline, "the worker did not finish in time"
+                    if during is not None:
+                        await asyncio.to_thread(during)
+                    await asyncio.sleep(0.05)
+            finally:
+                stop.set()
+
+        watcher = asyncio.create_task(watch())
+        await work(
+            db,
+            SystemClock(),
+            stop,
+            environ=ENVIRON,
+            on_error=lambda run_id, error: errors.append((run_id, error)),
+            poll_seconds=0.1,
+        )
+        await watcher
+
+    asyncio.run(main())
+    return errors
+
+
+def settled(db: Database, run_id: int) -> Callable[[], bool]:
+    return lambda: get_run(db, run_id).state in ("completed", "completed_with_failures")
+
+
+def test_a_failed_claim_is_reported_and_the_run_is_taken_up_again(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_claim = store.claim
+    failures = [OperationalError("UPDATE recipient", {}, Exception("server closed"))]
+
+    def claim_failing_once(*args: Any, **kwargs: Any) -> set[int]:
+        if failures:
+            raise failures.pop()
+        return real_claim(*args, **kwargs)
+
+    with SmtpServer() as server:
+        run_id = new_run(db, document(40, server.port, max_connections=2))
+        monkeypatch.setattr(store, "claim", claim_failing_once)
+        errors = run_worker_until(db, settled(db, run_id))
+        received = server.recipients()
+    assert [(r, type(e)) for r, e in errors] == [(run_id, DeliveryBroken)]
+    assert "server closed" in str(errors[0][1])
+    counts = assert_counts_match_rows(db, run_id)
+    # Nothing was in flight when the claim failed: nothing lost, nothing in doubt.
+    assert counts["sent"] == 40 and counts["unknown"] == 0
+    assert len(received) == 40 and set(received.values()) == {1}
+
+
+def test_a_worker_reaped_while_alive_carries_on_under_a_new_id(db: Database) -> None:
+    """Its lease lapsed (a long stall, say) and another process reaped it.
+
+    Whatever it still had `sending` under its old id becomes `unknown` at the
+    next reap, and the run settles: no recipient stays `sending` for ever.
+    """
+    worker = table_of(Worker)
+    seen: set[str] = set()
+    reaped: list[str] = []
+
+    def reap_the_first_worker_once() -> None:
+        with db.connect() as connection:
+            ids = set(connection.execute(select(worker.c.id)).scalars())
+            seen.update(ids)
+            if reaped or not ids:
+                return
+            # Another process found its lease lapsed and reaped it.
+            victim = sorted(ids)[0]
+            connection.execute(update(worker).values(expires_at=worker.c.started_at))
+            workers.reap(connection)
+            reaped.append(victim)
+
+    with SmtpServer(faults=Faults(data_delay=0.01)) as server:
+        run_id = new_run(db, document(300, server.port, max_connections=4))
+        errors = run_worker_until(db, settled(db, run_id), during=reap_the_first_worker_once)
+        received = server.recipients()
+    assert errors == []
+    assert reaped and len(seen) >= 2, "the worker registered again under a new id"
+    counts = assert_counts_match_rows(db, run_id)
+    assert counts["sending"] == counts["pending"] == 0
+    assert counts["sent"] + counts["unknown"] == 300
+    assert max(received.values()) == 1, "nobody receives a message twice"
+    with db.connect() as connection:
+        assert list(connection.execute(select(worker.c.id))) == []
+
+
+class FakeServerError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        self.sqlstate = sqlstate
+
+
+def test_retry_transient_tries_again_only_what_the_server_undid() -> None:
+    calls: list[int] = []
+
+    def deadlocked_twice() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise DBAPIError("UPDATE", {}, FakeServerError("40P01"))
+        return "done"
+
+    assert retry_transient(deadlocked_twice) == "done" and len(calls) == 3
+
+    def broken() -> str:
+        calls.append(1)
+        raise DBAPIError("UPDATE", {}, FakeServerError("23505"))
+
+    calls.clear()
+    with pytest.raises(DBAPIError):
+        retry_transient(broken)
+    assert len(calls) == 1, "an error the server did not undo is not tried again"
