@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
-from core.storage.database import normalise_url, resolve_url
-from core.storage.migrate import current_revision, head_revision
+from core.storage.database import SCHEMA_REVISION, normalise_url, resolve_url
+from core.storage.migrate import alembic_config, current_revision, head_revision
 from core.storage.models import Base
 
 
@@ -20,6 +21,26 @@ def test_migrations_match_the_models(db: Database) -> None:
     with db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_the_schema_revision_known_to_the_code_is_the_newest_migration(db: Database) -> None:
+    # open_database skips Alembic when the database is at SCHEMA_REVISION.
+    assert head_revision(db) == SCHEMA_REVISION
+
+
+def test_a_database_behind_the_code_is_upgraded_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    database = open_database(f"sqlite:///{path}")
+    config = alembic_config(database)
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+    assert current_revision(database) == "0003"
+    again = open_database(f"sqlite:///{path}")
+    assert current_revision(again) == SCHEMA_REVISION
+    with again.engine.connect() as connection:
+        columns = [row[1] for row in connection.execute(text("PRAGMA table_info(run_count)"))]
+    assert "shard" in columns
 
 
 def test_sqlite_uses_wal_and_foreign_keys(sqlite_db: Database) -> None:

@@ -6,7 +6,6 @@ import argparse
 
 from core.storage import DatabaseUnavailable, DatabaseUrlError, open_database
 from core.storage.database import migration_lock
-from core.storage.migrate import current_revision, head_revision, upgrade_to_head
 from tui.errors import OperationFailed, UsageError
 
 
@@ -22,6 +21,8 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
+    from core.storage.migrate import current_revision, head_revision, upgrade_to_head
+
     try:
         database = open_database(args.db, migrate=False)
     except DatabaseUrlError as error:
