@@ -22,6 +22,7 @@ from core.delivery.worker import work
 from core.storage import Database
 from core.storage.database import retry_transient
 from core.storage.models import Worker, table_of
+from core.triggers import routines
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.delivery_support import assert_counts_match_rows, document, new_run
 
@@ -35,9 +36,9 @@ def run_worker_until(
     *,
     seconds: float = 60,
     during: Callable[[], None] | None = None,
-) -> list[tuple[int, BaseException]]:
+) -> list[tuple[int | None, BaseException]]:
     """Run a worker until ``done()`` (checked often); the errors it reported."""
-    errors: list[tuple[int, BaseException]] = []
+    errors: list[tuple[int | None, BaseException]] = []
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -73,20 +74,24 @@ def settled(db: Database, run_id: int) -> Callable[[], bool]:
     return lambda: get_run(db, run_id).state in ("completed", "completed_with_failures")
 
 
+def failing(times: int, real: Callable[..., Any]) -> Callable[..., Any]:
+    """``real``, but the first ``times`` calls fail as when the database goes away."""
+    failures = [OperationalError("UPDATE", {}, Exception("server closed")) for _ in range(times)]
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    return call
+
+
 def test_a_failed_claim_is_reported_and_the_run_is_taken_up_again(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_claim = store.claim
-    failures = [OperationalError("UPDATE recipient", {}, Exception("server closed"))]
-
-    def claim_failing_once(*args: Any, **kwargs: Any) -> set[int]:
-        if failures:
-            raise failures.pop()
-        return real_claim(*args, **kwargs)
-
     with SmtpServer() as server:
         run_id = new_run(db, document(40, server.port, max_connections=2))
-        monkeypatch.setattr(store, "claim", claim_failing_once)
+        monkeypatch.setattr(store, "claim", failing(1, store.claim))
         errors = run_worker_until(db, settled(db, run_id))
         received = server.recipients()
     assert [(r, type(e)) for r, e in errors] == [(run_id, DeliveryBroken)]
@@ -95,6 +100,52 @@ def test_a_failed_claim_is_reported_and_the_run_is_taken_up_again(
     # Nothing was in flight when the claim failed: nothing lost, nothing in doubt.
     assert counts["sent"] == 40 and counts["unknown"] == 0
     assert len(received) == 40 and set(received.values()) == {1}
+
+
+def test_results_that_could_not_be_recorded_are_recorded_later(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SmtpServer(faults=Faults(data_delay=0.005)) as server:
+        run_id = new_run(db, document(40, server.port, max_connections=2))
+        monkeypatch.setattr(store, "record", failing(1, store.record))
+        errors = run_worker_until(db, settled(db, run_id))
+        received = server.recipients()
+    assert [(r, type(e)) for r, e in errors] == [(run_id, DeliveryBroken)]
+    counts = assert_counts_match_rows(db, run_id)
+    # Kept and recorded once the database answered again: nothing in doubt.
+    assert counts["sent"] == 40 and counts["unknown"] == 0
+    assert len(received) == 40 and set(received.values()) == {1}
+
+
+def test_what_a_failed_delivery_left_sending_is_in_doubt_when_taken_up_again(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database is away for the delivery's last flush too: the results
+    # are lost with it, and the worker, taking the run up again, finds its
+    # own recipients still `sending`.
+    with SmtpServer(faults=Faults(data_delay=0.005)) as server:
+        run_id = new_run(db, document(40, server.port, max_connections=2))
+        monkeypatch.setattr(store, "record", failing(2, store.record))
+        errors = run_worker_until(db, settled(db, run_id))
+        received = server.recipients()
+    assert [(r, type(e)) for r, e in errors] == [(run_id, OperationalError)]
+    counts = assert_counts_match_rows(db, run_id)
+    assert counts["sending"] == counts["pending"] == 0
+    assert counts["unknown"] > 0, "what may have been sent is in doubt, not sent again"
+    assert counts["sent"] + counts["unknown"] == 40
+    assert len(received) == 40 and set(received.values()) == {1}
+
+
+def test_a_round_that_cannot_reach_the_database_is_reported_and_tried_again(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SmtpServer() as server:
+        run_id = new_run(db, document(10, server.port, max_connections=2))
+        monkeypatch.setattr(routines, "fire_due", failing(2, routines.fire_due))
+        errors = run_worker_until(db, settled(db, run_id))
+        received = server.recipients()
+    assert [(r, type(e)) for r, e in errors] == [(None, OperationalError)] * 2
+    assert len(received) == 10 and set(received.values()) == {1}
 
 
 def test_a_worker_reaped_while_alive_carries_on_under_a_new_id(db: Database) -> None:

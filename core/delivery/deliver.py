@@ -106,7 +106,11 @@ class DeliveryBroken(Exception):
     """
 
     def __init__(self, run_id: int, cause: BaseException) -> None:
-        super().__init__(f"delivery stopped by an error: {cause}")
+        # A database error's own words, without the statement that failed.
+        words = str(getattr(cause, "orig", None) or cause).strip().splitlines()
+        super().__init__(
+            f"delivery stopped by an error: {words[0] if words else type(cause).__name__}"
+        )
         self.run_id = run_id
 
 
@@ -213,6 +217,9 @@ class Deliverer:
         # This process's own counter rows (see RunCount): 1..64.
         self.shard = 1 + zlib.crc32(self.worker_id.encode()) % 64
         self.contended = False
+        # What ended this delivery's controller, when something did (see _broken).
+        self.failure: Exception | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
     # -- database calls, in a thread ----------------------------------------
 
@@ -237,6 +244,13 @@ class Deliverer:
             if sharing:
                 raise LeaseHeld(f"{len(sharing)} worker(s): {', '.join(sharing)}", None)
         store.recover_orphans(connection, self.run_id, now)
+        if not self.own_worker:
+            # What this worker left of an earlier delivery of the run that ended
+            # on an error (the database went away, say): a worker delivers a run
+            # once at a time, so its `sending` recipients of the run are in
+            # doubt, and what it claimed goes back to the pool.
+            workers.orphan_sending(connection, self.worker_id, now, self.run_id)
+            workers.release_claims(connection, self.worker_id, self.run_id)
         if resend_unknown:
             store.resend_unknown(connection, self.run_id, now)
         profile, templates = self.settings(connection, self.run_id)
@@ -328,9 +342,14 @@ class Deliverer:
         ]
         feeder = asyncio.create_task(self._feeder(profile, templates))
         self.tasks = [feeder, *senders]
+        self.failure = None
         lost = False
         try:
-            outcome = await self._control(templates)
+            try:
+                outcome = await self._control(templates)
+            except Exception as failure:  # the database went away, say
+                self.failure = failure
+                outcome = "broken"
             lost = outcome == "lost"
         finally:
             # The feeder is told, not cancelled: a claim it has started must
@@ -435,11 +454,13 @@ class Deliverer:
             self.wake.set()  # results may have made retries due: let the feeder look
 
     def _broken(self) -> BaseException | None:
-        """The error a feeder or sender task ended with, if one did.
+        """The error the controller, the feeder or a sender ended with, if one did.
 
         Without its feeder the delivery would wait for ever for work it
         claimed and never hands out (and nobody else may take).
         """
+        if self.failure is not None:
+            return self.failure
         for task in self.tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 return task.exception()
@@ -481,17 +502,22 @@ class Deliverer:
             return
         started = time.perf_counter()
         ledger = self.ledger
-        await self.db(
-            lambda c: store.record(
-                c,
-                self.run_id,
-                definition_id,
-                results,
-                self.clock.now(),
-                ledger=ledger,
-                shard=self.shard,
+        try:
+            await self.db(
+                lambda c: store.record(
+                    c,
+                    self.run_id,
+                    definition_id,
+                    results,
+                    self.clock.now(),
+                    ledger=ledger,
+                    shard=self.shard,
+                )
             )
-        )
+        except Exception:
+            # Kept for the next flush: what was sent is not forgotten.
+            self.shared.results[:0] = results
+            raise
         self.shared.timings["recording"] += time.perf_counter() - started
         if self.on_progress is not None:
             self.on_progress(await self._counts())

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from sqlalchemy import Connection, and_, exists, or_, select
+from sqlalchemy.exc import DBAPIError
 
 from core.clock import Clock
 from core.delivery import workers
@@ -45,6 +46,8 @@ from core.storage.models import MessageRun, Recipient, table_of
 from core.triggers import routines
 
 POLL_SECONDS = 1.0
+# While the database cannot be reached, the worker looks again at most this seldom.
+TROUBLE_PAUSE_MOST = 10.0
 T = TypeVar("T")
 
 
@@ -92,14 +95,15 @@ async def work(
     *,
     environ: Mapping[str, str] | None = None,
     on_delivery: Callable[[Delivery], None] | None = None,
-    on_error: Callable[[int, BaseException], None] | None = None,
+    on_error: Callable[[int | None, BaseException], None] | None = None,
     poll_seconds: float = POLL_SECONDS,
 ) -> None:
     """Deliver until ``stop`` is set; WorkerRefused when SQLite already has a worker.
 
-    A delivery that ends on an error is reported to ``on_error`` and taken up
-    again on a later round: one bad moment of the database does not end the
-    worker.
+    A delivery that ends on an error is reported to ``on_error`` (with its run
+    id) and taken up again on a later round; so is a round that cannot reach
+    the database (with None), the worker waiting longer each time: a bad
+    moment of the database does not end the worker.
     """
     environ = os.environ if environ is None else environ
     seconds = lease_seconds(environ)
@@ -128,6 +132,7 @@ async def work(
     heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
     active: dict[int, asyncio.Task[Delivery]] = {}
     ended = asyncio.Event()
+    pause = poll_seconds
 
     def tend(connection: Connection) -> list[int]:
         workers.reap(connection)
@@ -151,21 +156,32 @@ async def work(
 
     try:
         while not stop.is_set():
-            if heartbeat.lost.is_set():
-                # Reaped while alive (stalled longer than its lease): what it held
-                # is gone. Its deliveries end; it registers again, under a new id,
-                # and carries on. Whatever its deliveries did under the old id
-                # after the reap is then a stray claim, which the next reap
-                # recovers (under the same id it would pass for live for ever).
-                await asyncio.gather(*active.values(), return_exceptions=True)
-                active.clear()
-                await asyncio.to_thread(heartbeat.stop)
-                worker_id = workers.new_worker_id("worker")
-                await asyncio.to_thread(in_db, enrol)
-                heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
-            # Routines whose time has come become runs (once, whichever worker sees them).
-            await asyncio.to_thread(routines.fire_due, database, clock)
-            candidates = await asyncio.to_thread(in_db, tend)
+            try:
+                if heartbeat.lost.is_set():
+                    # Reaped while alive (stalled longer than its lease): what it
+                    # held is gone. Its deliveries end; it registers again, under a
+                    # new id, and carries on. Whatever its deliveries did under the
+                    # old id after the reap is then a stray claim, which the next
+                    # reap recovers (under the same id it would pass for live for
+                    # ever).
+                    await asyncio.gather(*active.values(), return_exceptions=True)
+                    active.clear()
+                    await asyncio.to_thread(heartbeat.stop)
+                    worker_id = workers.new_worker_id("worker")
+                    await asyncio.to_thread(in_db, enrol)
+                    heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
+                # Routines whose time has come become runs (once, whichever worker
+                # sees them).
+                await asyncio.to_thread(routines.fire_due, database, clock)
+                candidates = await asyncio.to_thread(in_db, tend)
+                pause = poll_seconds
+            except DBAPIError as unreachable:
+                # The database is unreachable for a while: say so, wait, try again.
+                if on_error is None:
+                    raise
+                on_error(None, unreachable)
+                candidates = []
+                pause = min(TROUBLE_PAUSE_MOST, max(pause * 2, poll_seconds))
             for run_id, task in list(active.items()):
                 if task.done():
                     del active[run_id]
@@ -183,7 +199,7 @@ async def work(
             # A delivery that ends wakes the loop: a stop is then finished, or
             # the run taken up again, without waiting for the next round.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_either(stop, ended), timeout=poll_seconds)
+                await asyncio.wait_for(_either(stop, ended), timeout=pause)
             ended.clear()
     finally:
         results = await asyncio.gather(*active.values(), return_exceptions=True)
@@ -193,7 +209,12 @@ async def work(
                 on_delivery(result)
             elif isinstance(result, Exception) and not isinstance(result, LeaseHeld) and on_error:
                 on_error(run_id, result)
-        await asyncio.to_thread(in_db, lambda c: workers.retire(c, worker_id))
+        try:
+            await asyncio.to_thread(in_db, lambda c: workers.retire(c, worker_id))
+        except DBAPIError as unreachable:  # its lease lapses; the next reap recovers it
+            if on_error is None:
+                raise
+            on_error(None, unreachable)
 
 
 async def _either(first: asyncio.Event, second: asyncio.Event) -> None:

@@ -27,7 +27,7 @@ from core.planner.report import dumps
 from core.storage import Database
 from tui import event_loop
 from tui.commands.common import database, instant
-from tui.errors import OperationFailed, UsageError
+from tui.errors import OperationFailed, UsageError, first_line
 from tui.output import write_out
 from tui.run_progress import RunProgress
 
@@ -292,8 +292,15 @@ def run_worker(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    def failed(run_id: int, error: BaseException) -> None:
-        print(f"run {run_id}: {error} (taken up again shortly)", file=sys.stderr, flush=True)
+    def failed(run_id: int | None, error: BaseException) -> None:
+        if run_id is None:
+            print(f"database: {first_line(error)} (trying again)", file=sys.stderr, flush=True)
+        else:
+            print(
+                f"run {run_id}: {first_line(error)} (taken up again shortly)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     async def main() -> None:
         stop = asyncio.Event()
