@@ -46,6 +46,13 @@ def test_event_fire_exit_codes_and_messages(msgrun: Msgrun) -> None:
     assert len(list_runs(open_database(msgrun.url))) == 2
 
 
+def test_routine_list_on_a_new_database_says_there_are_none(msgrun: Msgrun) -> None:
+    text = msgrun("routine", "list")
+    assert text.returncode == 0 and text.stdout.startswith("no routines"), text.stderr
+    listed = msgrun("routine", "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == {"routines": []}
+
+
 def test_routine_list_text_and_json(msgrun: Msgrun) -> None:
     doc = routine_document()
     doc["organisation"]["sender_verified"] = False

@@ -242,9 +242,12 @@ class RoutineView:
 
 def list_routines(database: Database, now: datetime) -> list[RoutineView]:
     with database.connect() as connection:
+        found = routines(connection)
+        if not found:  # a new database has no organisation to read yet either
+            return []
         organisation = load_organisation(connection)
         views = []
-        for definition in routines(connection):
+        for definition in found:
             last_row = connection.execute(
                 select(FIRE, RUN.c.state.label("run_state"))
                 .select_from(FIRE.outerjoin(RUN, RUN.c.id == FIRE.c.run_id))
