@@ -101,6 +101,8 @@ def test_run_start_prints_the_id_first_and_exits_by_outcome(msgrun: Msgrun) -> N
         (["run", "stop", "abc"], "unknown run 'abc'"),
         (["run", "restart", "7"], "unknown run 7"),
         (["run", "start", "inv", "--at", "soon"], "--at: 'soon' is not an ISO 8601"),
+        (["run", "list", "--limit", "0"], "--limit: '0': must be 1 or more"),
+        (["run", "list", "--limit", "many"], "--limit: 'many' is not a whole number"),
     ],
 )
 def test_bad_usage_exits_2(msgrun: Msgrun, args: list[str], message: str) -> None:

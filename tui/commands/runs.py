@@ -74,7 +74,9 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     show.set_defaults(handler=run_show)
 
     listing = actions.add_parser("list", parents=[common], help="the newest runs")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument(
+        "--limit", type=at_least_one, default=50, help="the newest N runs (default 50)"
+    )
     listing.set_defaults(handler=run_list)
 
     worker = commands.add_parser(
@@ -249,6 +251,17 @@ def run_show(args: argparse.Namespace) -> int:
     lines.append(f"  {'total':<{width}}  {run.total:>8}")
     write_out("\n".join(lines))
     return 0
+
+
+def at_least_one(text: str) -> int:
+    """argparse type: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return value
 
 
 def run_list(args: argparse.Namespace) -> int:
