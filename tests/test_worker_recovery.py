@@ -24,7 +24,7 @@ from core.storage.database import retry_transient
 from core.storage.models import Worker, table_of
 from core.triggers import routines
 from fixtures.smtp_servers import Faults, SmtpServer
-from tests.delivery_support import assert_counts_match_rows, document, new_run
+from tests.delivery_support import assert_counts_match_rows, document, new_run, states
 
 pytestmark = pytest.mark.timeout(120)
 ENVIRON = {"MSGRUN_LEASE_SECONDS": "2"}
@@ -133,7 +133,9 @@ def test_what_a_failed_delivery_left_sending_is_in_doubt_when_taken_up_again(
     assert counts["sending"] == counts["pending"] == 0
     assert counts["unknown"] > 0, "what may have been sent is in doubt, not sent again"
     assert counts["sent"] + counts["unknown"] == 40
-    assert len(received) == 40 and set(received.values()) == {1}
+    assert set(received.values()) == {1}, "nobody receives a message twice"
+    sent = {a for a, state in states(db, run_id).items() if state == "sent"}
+    assert sent <= set(received)
 
 
 def test_a_round_that_cannot_reach_the_database_is_reported_and_tried_again(

@@ -380,7 +380,8 @@ class Deliverer:
         if lost:
             # Another process took the run over: leave everything to it.
             return Delivery(self.run_id, RUNNING, "the lease on the run was lost", self.shared.sent)
-        await self._flush(templates.definition_id)
+        # Messages claimed but never handed to a connection go back first: should
+        # recording the results fail next, they at least are not left in doubt.
         unsent = drained + self.shared.unsent
         if unsent:
             await self.db(
@@ -388,6 +389,7 @@ class Deliverer:
             )
         # What this process claimed and never started sending goes back to the pool.
         await self.db(lambda c: workers.release_claims(c, self.worker_id, self.run_id))
+        await self._flush(templates.definition_id)
         if outcome == "broken":
             # What was sent is recorded and what was claimed given back: the run
             # stays as it was for this process (or another) to take up again.
