@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 
 from core.delivery.message import build_message
 from core.delivery.smtp import ProfileSettings, tls_context
+from core.passwords import find_password, how_to_provide, missing
 from core.storage.database import Database
 from core.storage.models import SmtpProfile, table_of
 
@@ -338,11 +339,11 @@ async def check_profile(
     async def auth() -> str:
         extensions: dict[str, str] = state["extensions"]  # type: ignore[assignment]
         assert profile.username is not None and profile.password_env is not None
-        password = environ.get(profile.password_env)
+        password = find_password(profile.password_env, environ)
         if not password:
             raise StepFailed(
-                f"the environment variable {profile.password_env} is not set",
-                f"set {profile.password_env} to the account's password where msgrun runs",
+                missing(profile.password_env, environ),
+                how_to_provide(profile.password_env, profile.id),
             )
         if "AUTH" not in extensions:
             raise StepFailed(

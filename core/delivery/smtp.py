@@ -19,6 +19,7 @@ from typing import Any
 import aiosmtplib
 
 from core.delivery.message import Envelope
+from core.passwords import find_password, how_to_provide, missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +82,11 @@ def password_for(profile: ProfileSettings, environ: Mapping[str, str]) -> str | 
     if profile.username is None:
         return None
     assert profile.password_env is not None
-    password = environ.get(profile.password_env)
+    password = find_password(profile.password_env, environ)
     if not password:
         raise RunFault(
-            f"SMTP profile {profile.id}: the environment variable {profile.password_env} "
-            "that holds its password is not set"
+            f"SMTP profile {profile.id}: {missing(profile.password_env, environ)} "
+            f"({how_to_provide(profile.password_env, profile.id)})"
         )
     return password
 

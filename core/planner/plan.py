@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from core.passwords import find_password, keyring_configured
 from core.planner.facts import (
     AddressFacts,
     CustomerFacts,
@@ -167,10 +168,11 @@ def plan_warnings(
             f"the routine ({definition.trigger_cron}) is disabled: this definition never runs "
             "by itself"
         )
-    if profile.password_env is not None and not environ.get(profile.password_env):
+    if profile.password_env is not None and not find_password(profile.password_env, environ):
         warnings.append(
             f"SMTP profile {profile.id}: the environment variable {profile.password_env} that "
             "holds its password is not set here"
+            + (" and the OS keyring has none for it" if keyring_configured(environ) else "")
         )
     if profile.last_test_ok_at is None:
         warnings.append(

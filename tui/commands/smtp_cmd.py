@@ -1,13 +1,16 @@
-"""``msgrun smtp test PROFILE [--to ADDR] [--json]``: diagnose a sending profile."""
+"""``msgrun smtp test PROFILE [--to ADDR] [--json]``: diagnose a sending profile;
+``msgrun smtp password PROFILE``: store its password in the OS keyring."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 
 from core.addresses import address_problem
 from core.clock import SystemClock
+from core.passwords import KEYRING_ENV, SERVICE, KeyringUnavailable, store_password
 from core.planner.report import dumps
 from core.smtp_check import (
     CheckReport,
@@ -19,7 +22,7 @@ from core.smtp_check import (
 )
 from tui import event_loop
 from tui.commands.common import database
-from tui.errors import UsageError
+from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
 
 
@@ -43,6 +46,17 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="also print the SMTP conversation (passwords are never shown)",
     )
     test.set_defaults(handler=run_test)
+    password = actions.add_parser(
+        "password",
+        parents=[common],
+        help="store a profile's password in the OS keyring",
+        description="Store the password of a profile's account in the OS keyring (service "
+        "msgrun, account: the profile's password_env). msgrun reads it there when "
+        f"{KEYRING_ENV}=1 is set and the environment variable is not. Asked for without echo "
+        "on a terminal; otherwise the first line of standard input.",
+    )
+    password.add_argument("profile")
+    password.set_defaults(handler=run_password)
 
 
 def show_step(step: Step) -> None:
@@ -84,3 +98,35 @@ def run_test(args: argparse.Namespace) -> int:
     if args.transcript and args.json:
         print("\n".join(report.transcript), file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def run_password(args: argparse.Namespace) -> int:
+    db = database(args.db)
+    try:
+        profile = load_profile(db, args.profile)
+    except UnknownProfile as error:
+        raise UsageError(str(error)) from None
+    if profile.username is None or profile.password_env is None:
+        raise UsageError(
+            f"SMTP profile {profile.id} has no username: it sends without AUTH and needs no "
+            "password"
+        )
+    if sys.stdin.isatty():
+        secret = getpass.getpass(f"password of {profile.username} ({profile.id}): ")
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        raise UsageError("no password given: nothing was stored")
+    try:
+        keyring_name = store_password(profile.password_env, secret)
+    except KeyringUnavailable as error:
+        raise OperationFailed(
+            f"no OS keyring can store it here ({error}); set {profile.password_env} in "
+            "msgrun's environment instead"
+        ) from None
+    print(
+        f"the password of SMTP profile {profile.id} is in the OS keyring ({keyring_name}) as "
+        f"{SERVICE}/{profile.password_env}; msgrun reads it there when {KEYRING_ENV}=1 and "
+        f"{profile.password_env} is not set"
+    )
+    return 0
