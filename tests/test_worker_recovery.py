@@ -86,17 +86,28 @@ def failing(times: int, real: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def deliver_while_failing(
+    db: Database, monkeypatch: pytest.MonkeyPatch, module: Any, name: str, times: int, total: int
+) -> tuple[int, list[tuple[int | None, BaseException]], dict[str, int], dict[str, int]]:
+    """A worker delivers a run while ``module.name`` fails its first ``times`` calls.
+
+    Returns the run, the errors the worker reported, the run's counts and
+    address → messages received.
+    """
+    with SmtpServer(faults=Faults(data_delay=0.005)) as server:
+        run_id = new_run(db, document(total, server.port, max_connections=2))
+        monkeypatch.setattr(module, name, failing(times, getattr(module, name)))
+        errors = run_worker_until(db, settled(db, run_id))
+        received = dict(server.recipients())
+    return run_id, errors, assert_counts_match_rows(db, run_id), received
+
+
 def test_a_failed_claim_is_reported_and_the_run_is_taken_up_again(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with SmtpServer() as server:
-        run_id = new_run(db, document(40, server.port, max_connections=2))
-        monkeypatch.setattr(store, "claim", failing(1, store.claim))
-        errors = run_worker_until(db, settled(db, run_id))
-        received = server.recipients()
+    run_id, errors, counts, received = deliver_while_failing(db, monkeypatch, store, "claim", 1, 40)
     assert [(r, type(e)) for r, e in errors] == [(run_id, DeliveryBroken)]
     assert "server closed" in str(errors[0][1])
-    counts = assert_counts_match_rows(db, run_id)
     # Nothing was in flight when the claim failed: nothing lost, nothing in doubt.
     assert counts["sent"] == 40 and counts["unknown"] == 0
     assert len(received) == 40 and set(received.values()) == {1}
@@ -105,13 +116,10 @@ def test_a_failed_claim_is_reported_and_the_run_is_taken_up_again(
 def test_results_that_could_not_be_recorded_are_recorded_later(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with SmtpServer(faults=Faults(data_delay=0.005)) as server:
-        run_id = new_run(db, document(40, server.port, max_connections=2))
-        monkeypatch.setattr(store, "record", failing(1, store.record))
-        errors = run_worker_until(db, settled(db, run_id))
-        received = server.recipients()
+    run_id, errors, counts, received = deliver_while_failing(
+        db, monkeypatch, store, "record", 1, 40
+    )
     assert [(r, type(e)) for r, e in errors] == [(run_id, DeliveryBroken)]
-    counts = assert_counts_match_rows(db, run_id)
     # Kept and recorded once the database answered again: nothing in doubt.
     assert counts["sent"] == 40 and counts["unknown"] == 0
     assert len(received) == 40 and set(received.values()) == {1}
@@ -123,13 +131,10 @@ def test_what_a_failed_delivery_left_sending_is_in_doubt_when_taken_up_again(
     # The database is away for the delivery's last flush too: the results
     # are lost with it, and the worker, taking the run up again, finds its
     # own recipients still `sending`.
-    with SmtpServer(faults=Faults(data_delay=0.005)) as server:
-        run_id = new_run(db, document(40, server.port, max_connections=2))
-        monkeypatch.setattr(store, "record", failing(2, store.record))
-        errors = run_worker_until(db, settled(db, run_id))
-        received = server.recipients()
+    run_id, errors, counts, received = deliver_while_failing(
+        db, monkeypatch, store, "record", 2, 40
+    )
     assert [(r, type(e)) for r, e in errors] == [(run_id, OperationalError)]
-    counts = assert_counts_match_rows(db, run_id)
     assert counts["sending"] == counts["pending"] == 0
     assert counts["unknown"] > 0, "what may have been sent is in doubt, not sent again"
     assert counts["sent"] + counts["unknown"] == 40
@@ -141,12 +146,11 @@ def test_what_a_failed_delivery_left_sending_is_in_doubt_when_taken_up_again(
 def test_a_round_that_cannot_reach_the_database_is_reported_and_tried_again(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with SmtpServer() as server:
-        run_id = new_run(db, document(10, server.port, max_connections=2))
-        monkeypatch.setattr(routines, "fire_due", failing(2, routines.fire_due))
-        errors = run_worker_until(db, settled(db, run_id))
-        received = server.recipients()
+    _, errors, counts, received = deliver_while_failing(
+        db, monkeypatch, routines, "fire_due", 2, 10
+    )
     assert [(r, type(e)) for r, e in errors] == [(None, OperationalError)] * 2
+    assert counts["sent"] == 10
     assert len(received) == 10 and set(received.values()) == {1}
 
 

@@ -83,19 +83,15 @@ class Cluster:
     def diagnosis(self) -> str:
         """What the runs and the workers say, for a failure's message."""
         listed = self("run", "list")
-        said = []
-        for n, worker in enumerate(self.workers):
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(5)
-            assert worker.stderr is not None
-            said.append(f"-- worker {n} (exit {worker.returncode}):\n{worker.stderr.read()}")
-        self.workers = []
-        return "\n".join([listed.stdout, listed.stderr, *said])
+        workers = list(self.workers)
+        said = self.stop_workers()
+        return "\n".join(
+            [listed.stdout, listed.stderr]
+            + [
+                f"-- worker {n} (exit {worker.returncode}):\n{text}"
+                for n, (worker, text) in enumerate(zip(workers, said, strict=True))
+            ]
+        )
 
     def stop_workers(self) -> list[str]:
         """SIGTERM every live worker; their stderr (each says what it delivered)."""
