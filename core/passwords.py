@@ -41,6 +41,15 @@ def find_password(password_env: str, environ: Mapping[str, str]) -> str | None:
         return None
 
 
+def source(password_env: str, environ: Mapping[str, str]) -> str | None:
+    """Where the password would be read from now: ``env``, ``keyring``, or None (nowhere)."""
+    if environ.get(password_env):
+        return "env"
+    if find_password(password_env, environ):
+        return "keyring"
+    return None
+
+
 def missing(password_env: str, environ: Mapping[str, str]) -> str:
     """Where the password was looked for, for a message saying it was not found."""
     if keyring_configured(environ):

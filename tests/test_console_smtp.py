@@ -236,3 +236,29 @@ async def test_a_bad_edit_is_refused_and_leaving_asks_first(tmp_path: Path) -> N
         await pilot.press("escape", "y")
         await settle(pilot)
         assert isinstance(app.screen, ProfilesScreen) or type(app.screen).__name__ == "RunsScreen"
+
+
+async def test_the_form_says_where_the_password_would_come_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = profile_database(
+        tmp_path, port=AUTH, username="billing", password_env="MSGRUN_TEST_SMTP_PASSWORD"
+    )
+    monkeypatch.delenv("MSGRUN_TEST_SMTP_PASSWORD", raising=False)
+    monkeypatch.delenv("MSGRUN_KEYRING", raising=False)
+
+    def facts(app: Any) -> str:
+        return str(app.screen.query_one("#profile-facts", Static).render())
+
+    app = smtp_console(database)
+    async with app.run_test(size=SIZE) as pilot:
+        await on_profile()(pilot)
+        assert (
+            "no password here: the environment variable MSGRUN_TEST_SMTP_PASSWORD is not set"
+            in facts(app)
+        )
+        monkeypatch.setenv("MSGRUN_TEST_SMTP_PASSWORD", SECRET)
+        await pilot.press("escape")
+        await on_profile()(pilot)
+        assert "password from $MSGRUN_TEST_SMTP_PASSWORD" in facts(app)
+        assert SECRET not in facts(app)

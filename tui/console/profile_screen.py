@@ -18,6 +18,8 @@ from textual.widgets import Footer, Input, Label, Select, Static
 
 from core.addresses import address_problem
 from core.delivery.smtp import ProfileSettings
+from core.passwords import missing
+from core.passwords import source as password_source
 from core.smtp_check import CheckReport, Step, check_profile, load_profile, record_result
 from core.smtp_profiles import ProfileEdit, list_profiles, save_edit
 from core.storage.database import Database
@@ -129,11 +131,17 @@ class ProfileScreen(LiveScreen):
         if self.saved is None:
             return
         settings = self.saved
-        password = (
-            f"password from ${settings.password_env}"
-            if settings.password_env
-            else "no password set"
-        )
+        password = "no password set"
+        if settings.password_env:
+            found = password_source(settings.password_env, os.environ)
+            if found == "env":
+                password = f"password from ${settings.password_env}"
+            elif found == "keyring":
+                password = f"password from the OS keyring ({settings.password_env})"
+            else:
+                password = (
+                    f"[b red]no password here[/]: {missing(settings.password_env, os.environ)}"
+                )
         verify = (
             "certificates verified" + (f" with {settings.ca_file}" if settings.ca_file else "")
             if settings.tls_verify
