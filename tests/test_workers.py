@@ -27,7 +27,11 @@ from tests.delivery_support import AT, assert_counts_match_rows, document
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.postgresql]
 MSGRUN = str(Path(sys.executable).with_name("msgrun"))
-LEASE = "3"
+# Workers' leases: the product's default, so that a worker slowed down by a busy
+# machine is never taken for dead; tests that kill one use a short lease, so
+# that its death is noticed soon.
+LEASE = "12"
+SHORT_LEASE = "4"
 
 
 class Cluster:
@@ -154,6 +158,7 @@ def test_kill_9_of_one_worker_mid_run_loses_nothing_and_sends_nothing_twice(
     cluster: Cluster, postgresql_db: Database
 ) -> None:
     total, connections = 2000, 8
+    cluster.env["MSGRUN_LEASE_SECONDS"] = SHORT_LEASE
     with SmtpServer(faults=Faults(data_delay=0.003)) as server:
         cluster.load(document(total, server.port, max_connections=connections))
         run_id = cluster.start_run()
@@ -305,6 +310,7 @@ def test_held_recipients_are_released_by_whichever_worker_is_alive(
     from core.delivery import store
 
     total = 40
+    cluster.env["MSGRUN_LEASE_SECONDS"] = SHORT_LEASE
     with SmtpServer() as server:
         cluster.load(document(total, server.port))
         run_id = cluster.start_run()
