@@ -282,9 +282,9 @@ def test_the_installed_command_runs(tmp_path: Path) -> None:
 def test_an_error_in_one_line_names_the_database_s_own_words() -> None:
     from sqlalchemy.exc import OperationalError
 
-    from tui.errors import first_line
+    from core.storage.database import error_words
 
     error = OperationalError("SELECT 1", {}, Exception("server closed the connection\nhint"))
-    assert first_line(error) == "server closed the connection"
-    assert first_line(ValueError("bad\nmore")) == "bad"
-    assert first_line(ValueError()) == "ValueError"
+    assert error_words(error) == "server closed the connection"
+    assert error_words(ValueError("bad\nmore")) == "bad"
+    assert error_words(ValueError()) == "ValueError"

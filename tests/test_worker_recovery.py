@@ -215,3 +215,29 @@ def test_retry_transient_tries_again_only_what_the_server_undid() -> None:
     with pytest.raises(DBAPIError):
         retry_transient(broken)
     assert len(calls) == 1, "an error the server did not undo is not tried again"
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_a_foreground_run_cut_short_by_the_database_says_how_to_go_on(
+    sqlite_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    times: int,
+) -> None:
+    from tui import cli
+
+    with SmtpServer(faults=Faults(data_delay=0.005)) as server:
+        run_id = new_run(sqlite_db, document(20, server.port, max_connections=2))
+        monkeypatch.setattr(store, "record", failing(times, store.record))
+        code = cli.main(["run", "restart", str(run_id), "--db", sqlite_db.describe()])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "internal error" not in err
+    assert f"run {run_id}: " in err and "server closed" in err
+    assert f"msgrun run restart {run_id} takes it up again" in err
+    # And it does: what was in doubt stays so; the rest is sent, once.
+    with SmtpServer(port=server.port) as again:
+        assert cli.main(["run", "restart", str(run_id), "--db", sqlite_db.describe()]) in (0, 1)
+        counts = assert_counts_match_rows(sqlite_db, run_id)
+        assert counts["pending"] == counts["sending"] == 0
+        assert counts["sent"] + counts["unknown"] == 20
+        assert not set(again.recipients()) & set(server.recipients())

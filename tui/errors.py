@@ -13,10 +13,3 @@ class OperationFailed(Exception):
     """The operation could not be done (exit 1)."""
 
     exit_code = 1
-
-
-def first_line(error: BaseException) -> str:
-    """An error in one line: a database error's own words, without the SQL that failed."""
-    orig = getattr(error, "orig", None)
-    text = str(orig if orig is not None else error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -65,7 +65,7 @@ from core.delivery.states import (
     WAITING,
     lease_seconds,
 )
-from core.storage.database import Database, retry_transient
+from core.storage.database import Database, error_words, retry_transient
 from core.storage.models import (
     Contact,
     Customer,
@@ -106,11 +106,7 @@ class DeliveryBroken(Exception):
     """
 
     def __init__(self, run_id: int, cause: BaseException) -> None:
-        # A database error's own words, without the statement that failed.
-        words = str(getattr(cause, "orig", None) or cause).strip().splitlines()
-        super().__init__(
-            f"delivery stopped by an error: {words[0] if words else type(cause).__name__}"
-        )
+        super().__init__(f"delivery stopped by an error: {error_words(cause)}")
         self.run_id = run_id
 
 
@@ -262,7 +258,7 @@ class Deliverer:
         if self.is_shared:
             # The last process out of a stopping run marks it stopped.
             workers.finish_stopping(connection, self.clock.now(), self.run_id)
-        if not self.is_shared:
+        else:
             store.release_lease(connection, self.run_id, self.owner)
         if self.own_worker:
             workers.retire(connection, self.worker_id)

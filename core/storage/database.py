@@ -162,6 +162,13 @@ def create_database_engine(url: URL) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
 
 
+def error_words(error: BaseException) -> str:
+    """An error in one line: a database error's own words, without the statement that failed."""
+    orig = getattr(error, "orig", None)
+    lines = str(orig if orig is not None else error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def schema_revision(connection: Connection) -> str | None:
     """The migration the database is at (None: a new, empty database)."""
     try:
@@ -180,8 +187,9 @@ def open_database(raw_url: str | None = None, *, migrate: bool = True) -> Databa
         connection = engine.connect()
     except OperationalError as error:
         engine.dispose()
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise DatabaseUnavailable(f"cannot open {describe_url(url)}: {reason}") from None
+        raise DatabaseUnavailable(
+            f"cannot open {describe_url(url)}: {error_words(error)}"
+        ) from None
     with connection:
         revision = schema_revision(connection)
     database = Database(

@@ -9,8 +9,10 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from sqlalchemy.exc import DBAPIError
+
 from core.clock import SystemClock, format_instant
-from core.delivery.deliver import Delivery, LeaseHeld, deliver
+from core.delivery.deliver import Delivery, DeliveryBroken, LeaseHeld, deliver
 from core.delivery.runs import (
     RunInfo,
     UnknownRun,
@@ -25,9 +27,10 @@ from core.delivery.worker import WorkerRefused, work
 from core.planner.load import PlanningError
 from core.planner.report import dumps
 from core.storage import Database
+from core.storage.database import error_words
 from tui import event_loop
 from tui.commands.common import database, instant
-from tui.errors import OperationFailed, UsageError, first_line
+from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
 from tui.run_progress import RunProgress
 
@@ -149,6 +152,11 @@ def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> in
         raise OperationFailed(
             f"run {run_id} is being delivered by {held.owner} (its lease runs until {until}); "
             "stop it with msgrun run stop, or wait for that process"
+        ) from None
+    except (DeliveryBroken, DBAPIError) as error:
+        raise OperationFailed(
+            f"run {run_id}: {error_words(error)}; what was not sent stays to send: "
+            f"msgrun run restart {run_id} takes it up again"
         ) from None
     run = get_run(db, run_id)
     print(f"run {run_id} {run.state}: {summary(run)}", file=sys.stderr)
@@ -307,10 +315,10 @@ def run_worker(args: argparse.Namespace) -> int:
 
     def failed(run_id: int | None, error: BaseException) -> None:
         if run_id is None:
-            print(f"database: {first_line(error)} (trying again)", file=sys.stderr, flush=True)
+            print(f"database: {error_words(error)} (trying again)", file=sys.stderr, flush=True)
         else:
             print(
-                f"run {run_id}: {first_line(error)} (taken up again shortly)",
+                f"run {run_id}: {error_words(error)} (taken up again shortly)",
                 file=sys.stderr,
                 flush=True,
             )
