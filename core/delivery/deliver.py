@@ -213,6 +213,8 @@ class Deliverer:
         # This process's own counter rows (see RunCount): 1..64.
         self.shard = 1 + zlib.crc32(self.worker_id.encode()) % 64
         self.contended = False
+        # Dedup and quiet hours, checked when recipients are marked `sending`.
+        self.guard: store.Guard | None = None
         # What ended this delivery's controller, when something did (see _broken).
         self.failure: Exception | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -327,6 +329,7 @@ class Deliverer:
         self.profile_id = profile.id
         self.max_connections = profile.max_connections
         self.ledger = templates.ledger
+        self.guard = await self.db(lambda c: store.guard_of(c, self.run_id))
         self.contended, self.fair_share = await self.db(self._reap)
         self.has_work = asyncio.Event()
         self.halted = asyncio.Event()
@@ -592,7 +595,13 @@ class Deliverer:
             try:
                 with self._claims.begin():
                     return store.claim(
-                        self._claims, self.run_id, due, self.clock.now(), self.worker_id, self.shard
+                        self._claims,
+                        self.run_id,
+                        due,
+                        self.clock.now(),
+                        self.worker_id,
+                        self.shard,
+                        self.guard,
                     )
             except Exception:
                 self._claims.close()
@@ -640,6 +649,7 @@ class Deliverer:
                 now,
                 self.worker_id,
                 self.shard,
+                self.guard,
             )
             store.record(
                 connection,

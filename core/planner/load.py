@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, literal, null, select
 
+from core.addresses import fold
+from core.delivery.states import ENDED, HELD, PENDING, RETRYING, SENDING, UNKNOWN
 from core.planner.facts import (
     AddressFacts,
     CustomerFacts,
@@ -35,7 +37,9 @@ from core.storage.models import (
     Definition,
     Document,
     History,
+    MessageRun,
     Organisation,
+    Recipient,
     Service,
     SmtpProfile,
     Suppression,
@@ -44,6 +48,8 @@ from core.storage.models import (
 from core.vocabulary import ADDRESS_PREFERENCE_OF, CONTACT_PREFERENCE_OF, DOCUMENT_KIND_OF
 
 PAGE = 2000
+# Rule 18: recipients of a run that has not ended that hold their document.
+HOLDING_RECIPIENT_STATES = (PENDING, HELD, SENDING, RETRYING, UNKNOWN)
 
 
 class PlanningError(LookupError):
@@ -192,6 +198,44 @@ def load_history(
         )
         for row in connection.execute(query)
     ]
+
+
+def load_held_by_runs(
+    connection: Connection, definition: DefinitionFacts, customer_ids: Sequence[str] | None = None
+) -> dict[tuple[str | None, str | None], int]:
+    """Rule 18: what runs of the definition that have not ended still hold.
+
+    (document id, lower-cased address) for ``per_document``, (customer id,
+    None) for ``per_trigger``, each to the lowest run id holding it as
+    pending, held, sending, retrying or unknown.
+    """
+    if definition.dedup not in ("per_document", "per_trigger"):
+        return {}
+    run, recipient = table_of(MessageRun), table_of(Recipient)
+    query = (
+        select(
+            recipient.c.run_id,
+            recipient.c.customer_id,
+            recipient.c.document_id,
+            recipient.c.address,
+        )
+        .join(run, run.c.id == recipient.c.run_id)
+        .where(
+            run.c.definition_id == definition.id,
+            run.c.state.notin_(ENDED),
+            recipient.c.state.in_(HOLDING_RECIPIENT_STATES),
+        )
+        .order_by(recipient.c.run_id.desc())
+    )
+    if customer_ids is not None:
+        query = query.where(recipient.c.customer_id.in_(list(customer_ids)))
+    held: dict[tuple[str | None, str | None], int] = {}
+    for row in connection.execute(query):  # newest run first: the oldest one wins
+        if definition.dedup == "per_trigger":
+            held[(row.customer_id, None)] = row.run_id
+        elif row.address is not None:
+            held[(row.document_id, fold(row.address))] = row.run_id
+    return held
 
 
 @dataclass

@@ -32,6 +32,7 @@ from core.planner.load import (
     address_keys,
     iter_pages,
     load_definition,
+    load_held_by_runs,
     load_history,
     load_methods,
     load_organisation,
@@ -206,6 +207,7 @@ def build_context(
         suppressions=load_suppressions(connection),
         sent_by_document=sent,
         targeted_by_customer=targeted,
+        held_by_runs=load_held_by_runs(connection, definition, customers),
     )
 
 

@@ -69,6 +69,7 @@ REASON_CODES: Final = (
         "already_targeted",
         "Use a different definition, or re-send explicitly.",
     ),
+    ReasonCode(18, "in_another_run", "Wait for that run to end, or stop it."),
 )
 CODES: Final = tuple(entry.code for entry in REASON_CODES)
 ORDER: Final = {entry.code: entry.number for entry in REASON_CODES}

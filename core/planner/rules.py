@@ -59,6 +59,10 @@ class Context:
     sent_by_document: dict[str | None, list[HistoryFacts]] = field(default_factory=dict)
     # per_trigger: history entries by customer id.
     targeted_by_customer: dict[str, list[HistoryFacts]] = field(default_factory=dict)
+    # Rule 18: what runs of this definition that have not ended hold, to the
+    # lowest run id: (document id, lower-cased address) for per_document,
+    # (customer id, None) for per_trigger.
+    held_by_runs: dict[tuple[str | None, str | None], int] = field(default_factory=dict)
     # Services of the customers being planned, by id.
     services: dict[str, ServiceFacts] = field(default_factory=dict)
     # Keys a customer has addresses under, for customers with none under the key.
@@ -346,7 +350,7 @@ def billing_rule_not_due(ctx: Context, document: DocumentFacts) -> Reason | None
     )
 
 
-# -- 16, 17: the history -----------------------------------------------------
+# -- 16, 17: the history (18, other runs, below) --------------------------------
 
 
 def already_sent(
@@ -410,6 +414,39 @@ def already_targeted(
     )
 
 
+# -- 18: other runs ------------------------------------------------------------
+
+
+def in_another_run(
+    ctx: Context,
+    customer: CustomerFacts,
+    address: AddressFacts | None,
+    document: DocumentFacts | None,
+) -> Reason | None:
+    if not ctx.held_by_runs:
+        return None
+    if ctx.definition.dedup == "per_trigger":
+        run = ctx.held_by_runs.get((customer.id, None))
+        if run is None:
+            return None
+        return Reason(
+            "in_another_run",
+            f"run {run} of this definition has not ended and still holds customer {customer.id}",
+        )
+    if ctx.definition.dedup != "per_document" or address is None:
+        return None
+    run = ctx.held_by_runs.get(
+        (document.id if document is not None else None, address.address_lower)
+    )
+    if run is None:
+        return None
+    what = f"document {document.id}" if document is not None else "this message"
+    return Reason(
+        "in_another_run",
+        f"run {run} of this definition has not ended and still holds {what} to {address.address}",
+    )
+
+
 # -- the table ---------------------------------------------------------------
 
 PlanRule = Callable[[Context], Reason | None]
@@ -441,6 +478,7 @@ RULES: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("billing_rule_not_due", "document", billing_rule_not_due),
     ("already_sent", "history", already_sent),
     ("already_targeted", "history", already_targeted),
+    ("in_another_run", "history", in_another_run),
 )
 SCOPES = ("plan", "address", "customer", "document", "history")
 

@@ -367,6 +367,24 @@ class ProfileSlot(Base):
     run_id: Mapped[int | None] = mapped_column(Integer)
 
 
+class SendClaim(Base):
+    """Who sends one dedup key of a definition: never twice across runs.
+
+    ``key`` is the document, address (lower-cased) and billing offset of a
+    ``per_document`` definition, or the customer of a ``per_trigger`` one.
+    A run marking a recipient ``sending`` takes the key's row (locked, in the
+    same transaction); a recipient of another run finding it held by a
+    recipient that is sent, sending, retrying or unknown is not sent.
+    """
+
+    __tablename__ = "send_claim"
+
+    definition_id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    key: Mapped[str] = mapped_column(String(800), primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer)
+    recipient_id: Mapped[int] = mapped_column(Integer)
+
+
 class TriggerFire(Base):
     """One firing of a routine's schedule or of an event, and what came of it.
 
