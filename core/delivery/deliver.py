@@ -547,7 +547,11 @@ class Deliverer:
                 )
                 prepared.extend(ready)
                 if not prepared:
-                    self.has_work.clear()
+                    # Senders without a connection slot wait for work: while messages
+                    # marked `sending` still wait in the queue, there is some (else a
+                    # sender that gave its slot back would leave them there for ever).
+                    if self.queue.empty():
+                        self.has_work.clear()
                     self.idle = True
                     await self._sleep_until_due()
                     self.idle = False
