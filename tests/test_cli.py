@@ -225,10 +225,10 @@ def test_db_upgrade_from_the_first_schema_keeps_the_data(
         command.upgrade(config, "0001")
     old.dispose()
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", url)
-    assert code == 0 and "upgraded from 0001 to 0004" in out
+    assert code == 0 and "upgraded from 0001 to 0005" in out
     assert msgrun(capsys, "import", str(BLUE_LAGOON), "--db", url)[0] == 0
     code, out, _ = msgrun(
-        capsys, "run", "start", "job-sheet", "--at", STORY_AT, "--detach", "--db", url
+        capsys, "run", "start", "job-sheet", "--detach", "--db", url
     )
     assert code == 0 and out.strip() == "1"
 

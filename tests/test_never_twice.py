@@ -309,3 +309,39 @@ def test_quiet_hours_that_begin_during_a_run_hold_the_rest(db: Database) -> None
     assert counts["held"] == 30 - counts["sent"]
     held = [r for r in run_json(db, run_id)["recipients"] if r["state"] == "held"]
     assert {r["send_after"] for r in held} == {"2026-11-24T09:00:00+00:00"}
+
+
+# -- a run planned for a later instant -------------------------------------------------------
+
+
+def test_a_run_planned_for_a_later_instant_sends_nothing_before_it(db: Database) -> None:
+    clock = FixedClock(parse_instant("2026-11-28T09:00:00+00:00"))
+    at = parse_instant("2026-11-30T10:00:00+00:00")
+    with SmtpServer() as server:
+        doc = document(3, server.port)
+        doc["definitions"][0]["quiet_hours"] = {"start": "21:00", "end": "09:00"}
+        doc["customers"][0]["timezone"] = "Australia/Sydney"  # 21:00 there at `at`: quiet
+        load_ok(db, doc)
+        run_id = create_run(db, "inv", at, clock)
+        shown = {r["address"]: r for r in run_json(db, run_id)["recipients"]}
+        assert {r["state"] for r in shown.values()} == {"held"}
+        assert shown["p1@example.org"]["send_after"] == "2026-11-30T10:00:00+00:00"
+        # Held until its quiet hours end, which is later than `at`.
+        assert shown["p0@example.org"]["send_after"] == "2026-11-30T22:00:00+00:00"
+        assert deliver_now(db, run_id, clock).state == "waiting"
+        assert server.recipients() == {}
+        clock.set(at)
+        assert deliver_now(db, run_id, clock).state == "waiting"
+        assert set(server.recipients()) == {"p1@example.org", "p2@example.org"}
+        clock.set(parse_instant("2026-11-30T22:00:00+00:00"))
+        assert deliver_now(db, run_id, clock).state == "completed"
+    assert server.recipients() == {f"p{i}@example.org": 1 for i in range(3)}
+    assert_counts_match_rows(db, run_id)
+
+
+def test_a_run_planned_for_now_or_a_moment_ago_is_not_held(db: Database) -> None:
+    clock = FixedClock(parse_instant("2026-11-28T09:00:00+00:00"))
+    load_ok(db, document(2, 2525))
+    for at in ("2026-11-28T09:00:03+00:00", "2026-11-28T08:00:00+00:00"):
+        run_id = create_run(db, "inv", parse_instant(at), clock)
+        assert set(states(db, run_id).values()) == {"pending"}

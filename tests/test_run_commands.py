@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from core.storage import open_database
 from core.storage.models import Recipient, table_of
 from fixtures.smtp_servers import Faults, SmtpServer
-from tests.delivery_support import AT, assert_counts_match_rows, document
+from tests.delivery_support import assert_counts_match_rows, document
 
 pytestmark = pytest.mark.timeout(180)
 MSGRUN = str(Path(sys.executable).with_name("msgrun"))
@@ -66,7 +66,7 @@ def msgrun(tmp_path: Path) -> Msgrun:
 def test_run_start_prints_the_id_first_and_exits_by_outcome(msgrun: Msgrun) -> None:
     with SmtpServer(faults=Faults(rcpt={"p1@example.org": ["550 5.1.1 no such user"]})) as server:
         msgrun.load(document(3, server.port))
-        result = msgrun("run", "start", "inv", "--at", AT)
+        result = msgrun("run", "start", "inv")
         assert result.returncode == 1  # completed_with_failures
         assert result.stdout.splitlines()[0] == "1"
         assert "run 1 completed_with_failures: 2 sent, 1 failed" in result.stderr
@@ -74,7 +74,7 @@ def test_run_start_prints_the_id_first_and_exits_by_outcome(msgrun: Msgrun) -> N
         doc = document(2, server.port)
         doc["customers"] = doc["customers"][:2]
         msgrun.load(doc)
-        ok = msgrun("run", "start", "inv", "--at", AT)
+        ok = msgrun("run", "start", "inv")
         assert (ok.returncode, ok.stdout.splitlines()[0]) == (0, "2")
     shown = msgrun.show(1)
     assert shown["id"] == "1" and shown["state"] == "completed_with_failures"
@@ -115,7 +115,7 @@ def test_bad_usage_exits_2(msgrun: Msgrun, args: list[str], message: str) -> Non
 def test_stop_restart_and_show_from_other_processes(msgrun: Msgrun) -> None:
     with SmtpServer(faults=Faults(data_delay=0.05)) as server:
         msgrun.load(document(300, server.port))
-        process = msgrun.start("run", "start", "inv", "--at", AT)
+        process = msgrun.start("run", "start", "inv")
         assert process.stdout is not None
         run_id = int(process.stdout.readline())
         deadline = time.monotonic() + 30
@@ -145,7 +145,7 @@ def test_stop_restart_and_show_from_other_processes(msgrun: Msgrun) -> None:
 def test_ctrl_c_stops_gracefully(msgrun: Msgrun) -> None:
     with SmtpServer(faults=Faults(data_delay=0.03)) as server:
         msgrun.load(document(60, server.port))
-        process = msgrun.start("run", "start", "inv", "--at", AT)
+        process = msgrun.start("run", "start", "inv")
         assert process.stdout is not None
         run_id = int(process.stdout.readline())
         while len(server.messages()) < 5:
@@ -163,7 +163,7 @@ def test_ctrl_c_stops_gracefully(msgrun: Msgrun) -> None:
 def test_detached_runs_are_delivered_by_a_worker(msgrun: Msgrun) -> None:
     with SmtpServer() as server:
         msgrun.load(document(25, server.port))
-        created = msgrun("run", "start", "inv", "--at", AT, "--detach")
+        created = msgrun("run", "start", "inv", "--detach")
         assert created.returncode == 0 and created.stdout.strip() == "1"
         assert msgrun.show(1)["state"] == "running" and not server.messages()
         worker = msgrun.start("worker")
@@ -184,7 +184,7 @@ def test_kill_9_at_random_instants_loses_nothing_and_sends_nothing_twice(
     total, connections = 300, 4
     with SmtpServer(faults=Faults(data_delay=0.004)) as server:
         msgrun.load(document(total, server.port, max_connections=connections))
-        process = msgrun.start("run", "start", "inv", "--at", AT)
+        process = msgrun.start("run", "start", "inv")
         assert process.stdout is not None
         run_id = int(process.stdout.readline())
         database = open_database(msgrun.url)
@@ -222,3 +222,61 @@ def test_kill_9_at_random_instants_loses_nothing_and_sends_nothing_twice(
             assert received[address] == 1
     # Exactly what each kill left in doubt became unknown; nothing else did.
     assert counts["unknown"] == sum(doubts)
+
+
+def test_restart_after_kill_9_on_this_machine_starts_at_once(msgrun: Msgrun) -> None:
+    """The killed process's lease would hold for 15 s; a process of this machine that is
+    gone is not waited for."""
+    msgrun.env["MSGRUN_LEASE_SECONDS"] = "15"
+    total = 20
+    with SmtpServer(faults=Faults(data_delay=0.2)) as server:
+        msgrun.load(document(total, server.port, max_connections=2))
+        process = msgrun.start("run", "start", "inv")
+        assert process.stdout is not None
+        run_id = int(process.stdout.readline())
+        deadline = time.monotonic() + 30
+        while len(server.messages()) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        restarted = msgrun("run", "restart", str(run_id))
+        assert "must wait" not in restarted.stderr
+        assert restarted.returncode in (0, 1), restarted.stderr
+        assert restarted.stdout.splitlines()[0] == str(run_id)
+        shown = msgrun.show(run_id)
+        received = server.recipients()
+    assert shown["state"] in ("completed", "completed_with_failures")
+    assert shown["counts"]["sent"] + shown["counts"]["unknown"] == total
+    assert shown["counts"]["sending"] == shown["counts"]["pending"] == 0
+    assert max(received.values()) == 1
+
+
+def test_run_start_at_a_past_instant_is_refused_and_creates_nothing(msgrun: Msgrun) -> None:
+    msgrun.load(document(2, 2525))
+    for extra in ([], ["--detach"]):
+        result = msgrun("run", "start", "inv", "--at", "2026-11-23T10:00:00+11:00", *extra)
+        assert result.returncode == 2
+        assert "is in the past" in result.stderr
+        assert "msgrun plan inv --at 2026-11-23T10:00:00+11:00" in result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+    assert "no runs yet" in msgrun("run", "list").stdout
+
+
+def test_run_start_at_a_future_instant_holds_every_recipient_until_then(
+    msgrun: Msgrun,
+) -> None:
+    at = "2099-01-02T03:04:05+00:00"
+    with SmtpServer() as server:
+        msgrun.load(document(3, server.port))
+        result = msgrun("run", "start", "inv", "--at", at)
+        assert result.returncode == 0, result.stderr
+        assert "run 1 waiting: 3 held" in result.stderr
+        assert f"the next is due at {at}" in result.stderr
+        detached = msgrun("run", "start", "inv", "--at", at, "--detach")
+        assert detached.returncode == 0
+    assert server.messages() == []
+    for run_id in (1, 2):
+        shown = msgrun.show(run_id)
+        assert {r["state"] for r in shown["recipients"]} == {"held"}
+        assert {r["send_after"] for r in shown["recipients"]} == {at}

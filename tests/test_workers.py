@@ -23,7 +23,7 @@ import pytest
 from core.delivery.runs import get_run
 from core.storage import Database, open_database
 from fixtures.smtp_servers import Faults, SmtpServer
-from tests.delivery_support import AT, assert_counts_match_rows, document
+from tests.delivery_support import assert_counts_match_rows, document
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.postgresql]
 MSGRUN = str(Path(sys.executable).with_name("msgrun"))
@@ -55,7 +55,7 @@ class Cluster:
         assert result.returncode == 0, result.stderr
 
     def start_run(self, definition: str = "inv") -> int:
-        result = self("run", "start", definition, "--at", AT, "--detach")
+        result = self("run", "start", definition, "--detach")
         assert result.returncode == 0, result.stderr
         return int(result.stdout.split()[0])
 

@@ -37,6 +37,9 @@ from core.storage.models import (
 from core.vocabulary import CONCEPT_LABEL
 
 INSERT_BATCH = 5000
+# `run start --at`: an instant this close to now is now; further ahead, the run
+# is scheduled (every recipient held until then); further back, refused.
+AT_TOLERANCE_SECONDS = 5.0
 
 
 class UnknownRun(LookupError):
@@ -119,6 +122,9 @@ def create_run_on(
         )
     ).one()
     now = clock.now()
+    # A run planned for a later instant sends nothing before it: what would be
+    # sent is held until `at` (or until its quiet hours end, when later).
+    scheduled = at if (at - now).total_seconds() > AT_TOLERANCE_SECONDS else None
     token = token or secrets.token_hex(4)
     run_id: int = connection.execute(
         insert(table_of(MessageRun))
@@ -139,6 +145,9 @@ def create_run_on(
     recipient = table_of(Recipient)
     for position, candidate in enumerate(plan.candidates):
         state = _initial_state(candidate)
+        send_after = candidate.send_after
+        if scheduled is not None and state != EXCLUDED:
+            state, send_after = HELD, max(scheduled, send_after or scheduled)
         counts[state] += 1
         rows.append(
             {
@@ -151,7 +160,7 @@ def create_run_on(
                 "label": candidate.label,
                 "decision": candidate.decision,
                 "reasons": [r.as_json() for r in candidate.reasons],
-                "send_after": candidate.send_after,
+                "send_after": send_after,
                 "offset_days": candidate.offset_days,
                 "state": state,
                 "message_id": (
@@ -262,6 +271,14 @@ def _run_info(row: Any, counts: dict[str, int]) -> RunInfo:
         lease_expires_at=row.lease_expires_at,
         counts=counts,
     )
+
+
+def next_due_at(database: Database, run_id: int) -> datetime | None:
+    """When the run's next held or retrying recipient is due (None: nothing waits)."""
+    from core.delivery.store import next_due
+
+    with database.connect() as connection:
+        return next_due(connection, run_id)
 
 
 def get_run(database: Database, run_id: int) -> RunInfo:

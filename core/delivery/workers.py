@@ -163,6 +163,52 @@ def other_live_workers(connection: Connection, worker_id: str) -> list[str]:
     return live
 
 
+def owner_process(owner: str) -> tuple[str, int] | None:
+    """The (host, pid) a lease owner or worker id names: ``[role:]host:pid:nonce``."""
+    parts = owner.split(":")
+    if parts and parts[0] in ("worker", "run"):
+        parts = parts[1:]
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def lapse_dead_here(connection: Connection, run_id: int, now: datetime) -> bool:
+    """A process of this machine that is gone (``kill -9``) is not waited for.
+
+    Its worker row lapses now (the next reap makes its `sending` recipients
+    `unknown`) and so does its lease on ``run_id``; returns whether that lease
+    was such a one.
+    """
+    db_now = database_now(connection)
+    here = socket.gethostname()
+    for row in connection.execute(
+        select(WORKER.c.id, WORKER.c.pid).where(
+            WORKER.c.host == here, WORKER.c.expires_at >= db_now
+        )
+    ).all():
+        if not _process_exists(row.pid):
+            connection.execute(
+                update(WORKER)
+                .where(WORKER.c.id == row.id)
+                .values(expires_at=db_now - timedelta(seconds=1))
+            )
+    owner = connection.execute(
+        select(RUN.c.lease_owner).where(
+            RUN.c.id == run_id, RUN.c.lease_owner.is_not(None), RUN.c.lease_expires_at >= now
+        )
+    ).scalar()
+    process = owner_process(owner) if owner else None
+    if process is None or process[0] != here or _process_exists(process[1]):
+        return False
+    connection.execute(
+        update(RUN)
+        .where(RUN.c.id == run_id, RUN.c.lease_owner == owner)
+        .values(lease_expires_at=now - timedelta(seconds=1))
+    )
+    return True
+
+
 def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)

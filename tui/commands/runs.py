@@ -14,11 +14,13 @@ from sqlalchemy.exc import DBAPIError
 from core.clock import SystemClock, format_instant
 from core.delivery.deliver import Delivery, DeliveryBroken, LeaseHeld, deliver
 from core.delivery.runs import (
+    AT_TOLERANCE_SECONDS,
     RunInfo,
     UnknownRun,
     create_run,
     get_run,
     list_runs,
+    next_due_at,
     request_stop,
     run_json,
 )
@@ -162,6 +164,14 @@ def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> in
     print(f"run {run_id} {run.state}: {summary(run)}", file=sys.stderr)
     if run.error:
         print(f"  {run.error}", file=sys.stderr)
+    if run.state == WAITING:
+        due = next_due_at(db, run_id)
+        if due is not None:
+            print(
+                f"  the next is due at {format_instant(due)}: msgrun worker delivers it then "
+                f"(or msgrun run restart {run_id})",
+                file=sys.stderr,
+            )
     return exit_code(delivery)
 
 
@@ -174,6 +184,13 @@ def summary(run: RunInfo) -> str:
 
 def run_start(args: argparse.Namespace) -> int:
     at = instant(args.at)
+    now = SystemClock().now()
+    if args.at is not None and (now - at).total_seconds() > AT_TOLERANCE_SECONDS:
+        raise UsageError(
+            f"--at {args.at} is in the past (now {format_instant(now)}): a run cannot send "
+            f"then. To see what would have been decided: msgrun plan {args.definition} "
+            f"--at {args.at}"
+        )
     db = database(args.db)
     try:
         run_id = create_run(db, args.definition, at, SystemClock())
@@ -218,6 +235,9 @@ def run_restart(args: argparse.Namespace) -> int:
     if run.state not in RESTARTABLE:
         raise UsageError(f"run {run.id} is {run.state} and cannot be restarted")
     clock = SystemClock()
+    if run.lease_live(clock.now()) and lapse_dead_here_now(db, run.id, clock):
+        # Its process, of this machine, is gone (kill -9): no need to wait for its lease.
+        run = existing_run(db, args.run)
     if run.lease_live(clock.now()):
         until = format_instant(run.lease_expires_at) if run.lease_expires_at else "?"
         raise OperationFailed(
@@ -232,6 +252,13 @@ def run_restart(args: argparse.Namespace) -> int:
         print(f"run {run.id} is queued for msgrun worker", file=sys.stderr)
         return 0
     return foreground(db, run.id, resend_unknown=args.resend_unknown)
+
+
+def lapse_dead_here_now(db: Database, run_id: int, clock: SystemClock) -> bool:
+    from core.delivery.workers import lapse_dead_here
+
+    with db.connect() as connection:
+        return lapse_dead_here(connection, run_id, clock.now())
 
 
 def run_show(args: argparse.Namespace) -> int:
