@@ -345,3 +345,33 @@ def test_a_run_planned_for_now_or_a_moment_ago_is_not_held(db: Database) -> None
     for at in ("2026-11-28T09:00:03+00:00", "2026-11-28T08:00:00+00:00"):
         run_id = create_run(db, "inv", parse_instant(at), clock)
         assert set(states(db, run_id).values()) == {"pending"}
+
+
+def test_plan_and_why_show_the_run_that_holds_a_candidate(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    import json
+
+    from tui import cli
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps(per_document(2, 2525)))
+    assert cli.main(["import", str(source), "--db", url]) == 0
+    assert cli.main(["run", "start", "inv", "--detach", "--db", url]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["plan", "inv", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "in_another_run" in out and "Wait for that run to end, or stop it." in out
+    assert cli.main(["plan", "inv", "--json", "--db", url]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["summary"]["by_reason"] == {"in_another_run": 2}
+
+    assert cli.main(["why", "C00001", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "in_another_run" in out
+    assert "run 1 of this definition has not ended and still holds document D00001" in out
+    assert cli.main(["why", "C00001", "--json", "--db", url]) == 0
+    why = json.dumps(json.loads(capsys.readouterr().out))
+    assert "in_another_run" in why and "run 1 of this definition" in why
