@@ -375,3 +375,44 @@ def test_plan_and_why_show_the_run_that_holds_a_candidate(
     assert cli.main(["why", "C00001", "--json", "--db", url]) == 0
     why = json.dumps(json.loads(capsys.readouterr().out))
     assert "in_another_run" in why and "run 1 of this definition" in why
+
+
+@pytest.mark.postgresql
+def test_two_workers_racing_on_postgresql_send_each_document_once(
+    postgresql_db: Database,
+) -> None:
+    """Two workers (sharing both runs, as on two machines) deliver two runs planned together."""
+    from core.delivery.runs import get_run
+    from core.delivery.worker import work
+
+    db = postgresql_db
+    total = 40
+    with SmtpServer() as server:
+        doc = document(total, server.port, max_connections=2)
+        doc["definitions"][0]["dedup"] = "per_document"
+        first, second = two_runs_planned_together(db, doc)
+
+        async def race() -> None:
+            stop = asyncio.Event()
+            workers = [
+                asyncio.create_task(work(db, SystemClock(), stop, environ={}, poll_seconds=0.2))
+                for _ in range(2)
+            ]
+            try:
+                for _ in range(1200):  # at most two minutes
+                    runs = [get_run(db, run) for run in (first, second)]
+                    if all(r.state == "completed" for r in runs):
+                        break
+                    if any(w.done() for w in workers):
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                stop.set()
+                await asyncio.gather(*workers)
+
+        asyncio.run(race())
+    assert [get_run(db, run).state for run in (first, second)] == ["completed", "completed"]
+    assert server.recipients() == {f"p{i}@example.org": 1 for i in range(total)}
+    counts = [assert_counts_match_rows(db, run) for run in (first, second)]
+    assert counts[0]["sent"] + counts[1]["sent"] == total
+    assert counts[0]["excluded"] + counts[1]["excluded"] == total
