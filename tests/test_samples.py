@@ -32,7 +32,9 @@ def plans_of(db: Database, path: object) -> Counter[str]:
 
 def test_the_samples_exercise_every_reason_code(db: Database) -> None:
     seen = plans_of(db, BLUE_LAGOON) + plans_of(db, SUNNY_SIDE)
-    missing = [code for code in CODES if not seen[code]]
+    # Rule 18 (in_another_run) needs a run that has not ended, which imported data
+    # never holds: tests/test_never_twice.py plans with one.
+    missing = [code for code in CODES if not seen[code] and code != "in_another_run"]
     assert missing == []
     for situation in ("included", "deferred", "excluded", "Concept label", "several reasons"):
         assert seen[situation], situation
