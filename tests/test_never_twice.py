@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from core.clock import FixedClock, SystemClock, parse_instant
 from core.delivery import store
@@ -23,7 +23,7 @@ from core.delivery.deliver import deliver
 from core.delivery.runs import create_run, run_json
 from core.planner.plan import make_plan
 from core.storage import Database
-from core.storage.models import MessageRun, Recipient, table_of
+from core.storage.models import History, MessageRun, Recipient, table_of
 from fixtures.smtp_servers import SmtpServer
 from tests.conftest import load_ok
 from tests.delivery_support import AT, assert_counts_match_rows, deliver_now, document, states
@@ -51,11 +51,19 @@ def two_runs_planned_together(db: Database, doc: dict[str, Any]) -> tuple[int, i
     rule 18 does not exclude its recipients: what is left to stop a second
     send is the guard in the transaction that marks them `sending`.
     """
+    history = table_of(History)
     load_ok(db, doc)
     first = create_run(db, "inv", parse_instant(AT), SystemClock())
     set_run_state(db, first, "completed")
+    with db.connect() as connection:  # per_trigger: the targets it recorded, as yet unseen
+        rows = connection.execute(select(history)).all()
+        targets = [{k: v for k, v in r._asdict().items() if k != "id"} for r in rows]
+        connection.execute(history.delete())
     second = create_run(db, "inv", parse_instant(AT), SystemClock())
     set_run_state(db, first, "running")
+    if targets:
+        with db.connect() as connection:
+            connection.execute(history.insert(), targets)
     assert set(states(db, first).values()) == {"pending"}
     assert set(states(db, second).values()) == {"pending"}
     return first, second
@@ -197,8 +205,6 @@ def test_the_ledger_counts_at_the_moment_of_sending(db: Database) -> None:
         first, second = two_runs_planned_together(db, per_document(2, server.port))
         with db.connect() as connection:
             connection.execute(update(RUN).where(RUN.c.id == first).values(state="completed"))
-            from core.storage.models import History
-
             connection.execute(
                 History.__table__.insert().values(
                     definition_id="inv",
@@ -416,3 +422,28 @@ def test_two_workers_racing_on_postgresql_send_each_document_once(
     counts = [assert_counts_match_rows(db, run) for run in (first, second)]
     assert counts[0]["sent"] + counts[1]["sent"] == total
     assert counts[0]["excluded"] + counts[1]["excluded"] == total
+
+
+def test_per_trigger_sends_every_address_of_a_customer_in_one_run_never_in_two(
+    db: Database,
+) -> None:
+    with SmtpServer() as server:
+        doc = document(2, server.port)
+        doc["definitions"][0]["dedup"] = "per_trigger"
+        doc["customers"][0]["contacts"][0]["addresses"].append(
+            {"address": "second@example.org", "key": "billing"}
+        )
+        first, second = two_runs_planned_together(db, doc)
+        assert len(states(db, first)) == 3
+        assert deliver_now(db, first).state == "completed"
+        assert deliver_now(db, second).state == "completed"
+    assert server.recipients() == {
+        "p0@example.org": 1,
+        "second@example.org": 1,
+        "p1@example.org": 1,
+    }
+    assert set(states(db, first).values()) == {"sent"}
+    assert set(states(db, second).values()) == {"excluded"}
+    for reasons in reasons_of(db, second).values():
+        assert [r["code"] for r in reasons] == ["in_another_run"]
+        assert reasons[0]["detail"].startswith(f"run {first} has sent ")

@@ -478,19 +478,22 @@ def _taken_keys(
         else {}
     )
     refused: dict[int, tuple[str, str]] = {}
-    mine: dict[str, int] = {}
+    mine: set[str] = set()
     for item in due:
         key = keys.get(item.id)
         if key is None:
             continue
         holder = holders[key]
         if key in mine or holder.recipient_id == item.id:
-            if key in mine and mine[key] != item.id:
-                refused[item.id] = ("in_another_run", f"run {run_id} is sending {_what(item)}")
-            mine.setdefault(key, item.id)
+            # Taken by this run in this very transaction (per_trigger: a customer's
+            # several addresses), or by this recipient on an earlier attempt.
+            mine.add(key)
             continue
         state = states.get(holder.recipient_id)
-        if holder.run_id != run_id and state in KEY_HELD_STATES:
+        if state in KEY_HELD_STATES:
+            if holder.run_id == run_id:  # another address of this run's customer
+                mine.add(key)
+                continue
             refused[item.id] = (
                 "in_another_run",
                 f"run {holder.run_id} {_HOLDING[state]} {_what(item)}",
@@ -502,7 +505,7 @@ def _taken_keys(
             .where(SEND_CLAIM.c.definition_id == guard.definition_id, SEND_CLAIM.c.key == key)
             .values(run_id=run_id, recipient_id=item.id)
         )
-        mine[key] = item.id
+        mine.add(key)
     return refused
 
 
