@@ -9,9 +9,10 @@ from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_d
 from tui.errors import OperationFailed, UsageError
 
 
-def database(url: str | None) -> Database:
+def database(url: str | None, *, create: bool = False) -> Database:
+    """The database a command works on; only ``create`` makes a new one."""
     try:
-        return open_database(url)
+        return open_database(url, create=create)
     except DatabaseUrlError as error:
         raise UsageError(str(error)) from None
     except DatabaseUnavailable as error:

@@ -34,22 +34,38 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="Load an interchange file. Records upsert by id; an invalid file is "
         "rejected whole with every problem listed, and nothing is written.",
     )
-    parser.add_argument("file", help="the msgrun/1 JSON file")
+    parser.add_argument("file", help="the msgrun/1 JSON file; - reads standard input")
     parser.add_argument("--check", action="store_true", help="only check the file; write nothing")
+    parser.add_argument(
+        "--replace-organisation",
+        action="store_true",
+        help="the file's organisation replaces the database's, when its name differs "
+        "(a database holds one organisation; without this, such a file is refused)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        content = read_file(args.file)
-    except UnreadableFile as error:
-        raise UsageError(str(error)) from None
+    name = "stdin" if args.file == "-" else args.file
+    if args.file == "-":
+        content = sys.stdin.buffer.read()
+    else:
+        try:
+            content = read_file(args.file)
+        except UnreadableFile as error:
+            raise UsageError(str(error)) from None
     with progress_bar(len(content) >= LARGE_FILE) as report:
-        outcome = import_text(database(args.db), content, report, dry_run=args.check)
+        outcome = import_text(
+            database(args.db, create=True),
+            content,
+            report,
+            dry_run=args.check,
+            replace_organisation=args.replace_organisation,
+        )
     problems, counts = outcome.problems, outcome.counts
     if problems:
         noun = "problem" if len(problems) == 1 else "problems"
-        print(f"{args.file}: {len(problems)} {noun}; nothing was imported", file=sys.stderr)
+        print(f"{name}: {len(problems)} {noun}; nothing was imported", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
@@ -59,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
         for key, (one, many) in NOUNS.items()
         if counts.get(key)
     ]
-    print(f"{args.file} {verb}: " + ", ".join(["the organisation", *parts]))
+    print(f"{name} {verb}: " + ", ".join(["the organisation", *parts]))
     return 0
