@@ -128,6 +128,7 @@ def test_a_bad_file_lists_every_problem_exits_2_and_writes_nothing(
     msgrun(capsys, "import", str(BLUE_LAGOON), "--db", db_url)
     before = snapshot(open_database(db_url))
     bad = json.loads(json.dumps(MINIMAL))
+    bad["organisation"]["name"] = "Blue Lagoon Pools"
     bad["customers"][0]["contacts"][0]["addresses"][0].pop("key")
     bad["documents"][0]["status"] = "draft"
     code, out, err = msgrun(capsys, "import", write(tmp_path, bad), "--db", db_url)
@@ -189,6 +190,7 @@ def test_an_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str]) -> 
 def test_an_empty_database_says_to_import_first(
     capsys: pytest.CaptureFixture[str], db_url: str
 ) -> None:
+    assert msgrun(capsys, "db", "upgrade", "--db", db_url)[0] == 0
     code, _, err = msgrun(capsys, "plan", "invoice-email", "--db", db_url)
     assert code == 2 and "import an interchange file first" in err
 

@@ -92,6 +92,9 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tui.console.launcher import die_with_parent
+
+    die_with_parent()
     try:
         return run(argv)
     except (UsageError, OperationFailed) as error:
