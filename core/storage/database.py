@@ -208,7 +208,9 @@ def schema_revision(connection: Connection) -> str | None:
     """The migration the database is at (None: a new, empty database)."""
     try:
         value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except DBAPIError:
+    except DBAPIError as error:
+        if NOT_A_DATABASE in str(error.orig):
+            raise
         connection.rollback()
         return None
     return str(value) if value is not None else None
@@ -260,23 +262,7 @@ def open_database(
             f"cannot open {describe_url(url)}: {error_words(error)}"
         ) from None
     with connection:
-        try:
-            revision = schema_revision(connection)
-            foreign = revision is None and has_tables(connection)
-        except DBAPIError as error:
-            engine.dispose()
-            if NOT_A_DATABASE in str(error.orig):
-                raise NotAMsgrunDatabase(
-                    f"{describe_url(url)} is not a msgrun database ({NOT_A_DATABASE})"
-                ) from None
-            raise DatabaseUnavailable(
-                f"cannot open {describe_url(url)}: {error_words(error)}"
-            ) from None
-    if foreign:
-        engine.dispose()
-        raise NotAMsgrunDatabase(
-            f"{describe_url(url)} is not a msgrun database (it holds tables of something else)"
-        )
+        revision = _checked(url, engine, lambda: schema_revision(connection))
     if revision is None and not create and url.drivername == "sqlite":
         engine.dispose()
         raise NotAMsgrunDatabase(
@@ -286,6 +272,21 @@ def open_database(
     database = Database(
         engine=engine, url=url, sessions=sessionmaker(engine, expire_on_commit=False)
     )
+    if revision is None and not read_only:
+        # Tables but no migration recorded: another program's database, unless
+        # another msgrun is creating it right now (then the lock waits for it).
+        with migration_lock(database), engine.connect() as connection:
+            foreign = _checked(
+                url,
+                engine,
+                lambda: schema_revision(connection) is None and has_tables(connection),
+            )
+        if foreign:
+            engine.dispose()
+            raise NotAMsgrunDatabase(
+                f"{describe_url(url)} is not a msgrun database (it holds tables of something "
+                "else)"
+            )
     if migrate and revision != SCHEMA_REVISION:
         if read_only:
             engine.dispose()
@@ -299,6 +300,21 @@ def open_database(
         with migration_lock(database):
             upgrade_to_head(database)
     return database
+
+
+def _checked(url: URL, engine: Engine, read: Callable[[], T]) -> T:
+    """``read()``, with a file that is not a database said so (exit 2)."""
+    try:
+        return read()
+    except DBAPIError as error:
+        engine.dispose()
+        if NOT_A_DATABASE in str(error.orig):
+            raise NotAMsgrunDatabase(
+                f"{describe_url(url)} is not a msgrun database ({NOT_A_DATABASE})"
+            ) from None
+        raise DatabaseUnavailable(
+            f"cannot open {describe_url(url)}: {error_words(error)}"
+        ) from None
 
 
 def has_tables(connection: Connection) -> bool:
