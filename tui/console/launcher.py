@@ -13,7 +13,6 @@ demo ends.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -90,6 +89,8 @@ def die_with_parent() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if not sys.platform.startswith("linux"):
         return
+    import ctypes
+
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
