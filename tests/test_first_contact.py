@@ -183,6 +183,17 @@ def test_an_empty_file_says_so(
     assert f"{path}: 1 problem; nothing was imported\n  the file is empty" in err
 
 
+def test_a_refused_import_leaves_no_new_database(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "empty.json"
+    path.write_bytes(b"")
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    assert msgrun(capsys, "import", str(path), "--db", url)[0] == 2
+    assert msgrun(capsys, "import", str(BLUE_LAGOON), "--check", "--db", url)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.json"]
+
+
 def test_import_reads_standard_input(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'stdin.db'}"
     result = subprocess.run(

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from core.interchange import UnreadableFile, import_text, read_file
-from tui.commands.common import database
+from tui.commands.common import database, new_sqlite_file
 from tui.errors import UsageError
 from tui.progress import progress_bar
 
@@ -54,15 +54,22 @@ def run(args: argparse.Namespace) -> int:
             content = read_file(args.file)
         except UnreadableFile as error:
             raise UsageError(str(error)) from None
+    created = new_sqlite_file(args.db)
+    db = database(args.db, create=True)
     with progress_bar(len(content) >= LARGE_FILE) as report:
         outcome = import_text(
-            database(args.db, create=True),
+            db,
             content,
             report,
             dry_run=args.check,
             replace_organisation=args.replace_organisation,
         )
     problems, counts = outcome.problems, outcome.counts
+    if created is not None and (problems or args.check):
+        # Nothing was imported: no new, empty database is left behind either.
+        db.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            created.with_name(created.name + suffix).unlink(missing_ok=True)
     if problems:
         noun = "problem" if len(problems) == 1 else "problems"
         print(f"{name}: {len(problems)} {noun}; nothing was imported", file=sys.stderr)
