@@ -644,3 +644,34 @@ def test_the_demos_delivery_dies_with_its_terminal(tmp_path: Path) -> None:
         assert (run.state, run.lease_owner, run.counts["sending"]) == ("stopped", None, 0)
     finally:
         database.dispose()
+
+
+def test_a_tied_child_ends_when_the_demo_is_killed_outright() -> None:
+    """SIGKILL leaves the demo no time to end its children: the kernel tells them."""
+    child_code = (
+        "from tui.console.launcher import die_with_parent; import time; die_with_parent(); "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    parent_code = (
+        "import os, subprocess, sys, time\n"
+        "env = {**os.environ, 'MSGRUN_DIE_WITH': str(os.getpid())}\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {child_code!r}], env=env)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert parent.stdout.readline().strip() == "ready"
+        parent.kill()
+        parent.wait(30)
+        deadline = time.monotonic() + 30
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "the child ended with its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
