@@ -322,6 +322,7 @@ def test_the_console_leaves_cleanly_when_the_terminal_goes_away(tmp_path: Path, 
     primary, secondary = os.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {**os.environ, "TERM": term, "MSGRUN_DB": f"sqlite:///{tmp_path / 'tty.db'}"}
+    open_database(env["MSGRUN_DB"]).dispose()  # an empty database: the console creates none
     process = subprocess.Popen(
         [exe], stdin=secondary, stdout=secondary, stderr=secondary, env=env, start_new_session=True
     )

@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 import trustme
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.clock import FixedClock, SystemClock, parse_instant
 from core.delivery.deliver import deliver
-from core.delivery.runs import get_run, request_stop, run_json
+from core.delivery.runs import create_run, get_run, request_stop, run_json
 from core.planner.plan import make_plan
 from core.storage import Database
-from core.storage.models import History, Suppression, table_of
+from core.storage.models import Contact, Definition, History, Suppression, table_of
 from fixtures.smtp_servers import Faults, SmtpServer, free_port
+from tests.conftest import load_ok
 from tests.delivery_support import (
     AT,
     assert_counts_match_rows,
@@ -60,13 +61,28 @@ def test_a_run_delivers_exactly_the_included_recipients(db: Database) -> None:
 def test_the_message_is_well_formed(db: Database) -> None:
     with SmtpServer() as server:
         doc = document(2, server.port, from_name="Zoë's Pools")
-        doc["customers"][0]["contacts"][0]["name"] = "José\r\nBcc: evil@example.org"
         doc["definitions"][0]["template"] = {
-            "subject": "Fatura {{ document.label }} — {{ customer.name }}\r\nBcc: evil@example.org",
+            "subject": "Fatura {{ document.label }} — {{ customer.name }}",
             "text": "Olá {{ contact.name }}",
             "html": "<p>Olá {{ contact.name }}</p>",
         }
-        deliver_now(db, new_run(db, doc))
+        load_ok(db, doc)
+        # The import refuses line breaks in names and subjects; a database may
+        # still hold them (written before, or by hand): no data field adds a header.
+        contact, definition = table_of(Contact), table_of(Definition)
+        with db.connect() as connection:
+            connection.execute(
+                update(contact)
+                .where(contact.c.id == "C00000-1")
+                .values(name="José\r\nBcc: evil@example.org")
+            )
+            connection.execute(
+                update(definition).values(
+                    template_subject="Fatura {{ document.label }} — {{ customer.name }}"
+                    "\r\nBcc: evil@example.org"
+                )
+            )
+        deliver_now(db, create_run(db, "inv", parse_instant(AT), SystemClock()))
     message = next(m for m in server.messages() if m.recipient == "p0@example.org")
     parsed = message.message
     assert parsed["Subject"] == "Fatura 2026-00000 — Customer 0 Bcc: evil@example.org"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from core.interchange import import_text
 from core.storage import Database
 from core.storage.models import Address, Contact, Customer, History, Organisation, Service
 from tests.conftest import BLUE_LAGOON, SUNNY_SIDE, load, load_ok, sample
@@ -37,9 +39,10 @@ def test_importing_the_same_file_twice_changes_nothing(db: Database) -> None:
     assert snapshot(db) == first
 
 
-def test_the_second_sample_imports_over_the_first(db: Database) -> None:
+def test_the_second_sample_imports_over_the_first_when_told_to(db: Database) -> None:
     load_ok(db, sample(BLUE_LAGOON))
-    load_ok(db, sample(SUNNY_SIDE))
+    outcome = import_text(db, json.dumps(sample(SUNNY_SIDE)), replace_organisation=True)
+    assert outcome.ok, outcome.problems
     with db.session() as session:
         assert session.get(Organisation, 1).name == "Sunny Side School Photos"  # type: ignore[union-attr]
 

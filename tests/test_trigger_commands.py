@@ -47,6 +47,7 @@ def test_event_fire_exit_codes_and_messages(msgrun: Msgrun) -> None:
 
 
 def test_routine_list_on_a_new_database_says_there_are_none(msgrun: Msgrun) -> None:
+    assert msgrun("db", "upgrade").returncode == 0  # only import, db upgrade and demo create one
     text = msgrun("routine", "list")
     assert text.returncode == 0 and text.stdout.startswith("no routines"), text.stderr
     listed = msgrun("routine", "list", "--json")

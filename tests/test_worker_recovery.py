@@ -7,6 +7,7 @@ PostgreSQL, against a real SMTP server on loopback.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -177,9 +178,18 @@ def test_a_worker_reaped_while_alive_carries_on_under_a_new_id(db: Database) -> 
             workers.reap(connection)
             reaped.append(victim)
 
-    with SmtpServer(faults=Faults(data_delay=0.01)) as server:
+    # The server holds every message until the worker has noticed it was reaped
+    # and registered again: the run cannot settle first, however fast the machine.
+    gate = threading.Event()
+
+    def reap_then_release() -> None:
+        reap_the_first_worker_once()
+        if reaped and len(seen) >= 2:
+            gate.set()
+
+    with SmtpServer(faults=Faults(data_gate=gate)) as server:
         run_id = new_run(db, document(300, server.port, max_connections=4))
-        errors = run_worker_until(db, settled(db, run_id), during=reap_the_first_worker_once)
+        errors = run_worker_until(db, settled(db, run_id), during=reap_then_release)
         received = server.recipients()
     assert errors == []
     assert reaped and len(seen) >= 2, "the worker registered again under a new id"

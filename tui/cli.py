@@ -12,7 +12,11 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from importlib import metadata
 
+from sqlalchemy.exc import DBAPIError
+
+from core.storage.database import error_words
 from tui.commands import (
     console_cmd,
     database_cmd,
@@ -31,6 +35,23 @@ class Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         raise UsageError(f"{message} (see {self.prog} --help)")
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None and self.prog != "msgrun":
+            # A command's own parser: a mistyped flag is reported with that
+            # command's usage (`msgrun run list`), not the top level's.
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
+def version() -> str:
+    try:
+        return metadata.version("msgrun")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
@@ -47,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and broadcasts over SMTP, with every recipient's decision explained.",
     )
     parser.add_argument("--db", default=None, metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"msgrun {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     importing.add_parser(commands, common)
     planning.add_parsers(commands, common)
@@ -70,11 +92,17 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tui.console.launcher import die_with_parent
+
+    die_with_parent()
     try:
         return run(argv)
     except (UsageError, OperationFailed) as error:
         print(f"msgrun: {error}", file=sys.stderr)
         return error.exit_code
+    except DBAPIError as error:  # the database failed under a command (read-only, gone)
+        print(f"msgrun: database error: {error_words(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("msgrun: interrupted", file=sys.stderr)
         return 130

@@ -338,12 +338,17 @@ def request_stop(
         return StopOutcome(read_run(connection, run_id), recorded=True)
 
 
-def recipient_rows(database: Database, run_id: int) -> list[dict[str, Any]]:
-    """Every recipient of a run, in plan order, as ``run show --json`` shows them."""
+def recipient_rows(
+    database: Database, run_id: int, states: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every recipient of a run (or those in ``states``), in plan order, as ``run show --json``."""
     table = table_of(Recipient)
+    conditions = [table.c.run_id == run_id]
+    if states:
+        conditions.append(table.c.state.in_(list(states)))
     with database.connect() as connection:
         rows = connection.execute(
-            select(table).where(table.c.run_id == run_id).order_by(table.c.position)
+            select(table).where(*conditions).order_by(table.c.position)
         ).all()
     return [
         {
@@ -365,7 +370,13 @@ def recipient_rows(database: Database, run_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def run_json(database: Database, run_id: int, *, with_recipients: bool = True) -> dict[str, Any]:
+def run_json(
+    database: Database,
+    run_id: int,
+    *,
+    with_recipients: bool = True,
+    states: Sequence[str] | None = None,
+) -> dict[str, Any]:
     run = get_run(database, run_id)
     result: dict[str, Any] = {
         "id": str(run.id),
@@ -380,7 +391,7 @@ def run_json(database: Database, run_id: int, *, with_recipients: bool = True) -
         "error": run.error,
     }
     if with_recipients:
-        result["recipients"] = recipient_rows(database, run_id)
+        result["recipients"] = recipient_rows(database, run_id, states)
     return result
 
 

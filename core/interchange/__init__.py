@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.interchange.parse import Progress, decode, parse_document
+from sqlalchemy import Connection, select
+
+from core.interchange.parse import ORGANISATION_ID, ParsedFile, Progress, decode, parse_document
 from core.interchange.reader import Problem
 from core.interchange.references import check_references
 from core.interchange.write import write
 from core.storage.database import Database
+from core.storage.models import Organisation, table_of
 
 
 @dataclass
@@ -46,16 +49,24 @@ def import_text(
     progress: Progress | None = None,
     *,
     dry_run: bool = False,
+    replace_organisation: bool = False,
 ) -> ImportOutcome:
     """Check a whole file and store it in one transaction, or store nothing.
 
     With ``dry_run`` every check is made (stored references included) and
-    nothing is written.
+    nothing is written. A database holds one organisation: a file of another
+    one is refused unless ``replace_organisation``.
     """
     document, problems = decode(text)
     if problems:
         return ImportOutcome(problems=problems)
-    return import_document(database, document, progress, dry_run=dry_run)
+    return import_document(
+        database,
+        document,
+        progress,
+        dry_run=dry_run,
+        replace_organisation=replace_organisation,
+    )
 
 
 def import_document(
@@ -64,11 +75,14 @@ def import_document(
     progress: Progress | None = None,
     *,
     dry_run: bool = False,
+    replace_organisation: bool = False,
 ) -> ImportOutcome:
     """``import_text`` for a document already decoded from JSON."""
     parsed, problems = parse_document(document, progress)
     with database.connect() as connection:
         problems = problems + check_references(connection, parsed)
+        if not replace_organisation:
+            problems += another_organisation(connection, parsed)
         if problems or dry_run:
             connection.rollback()
             return ImportOutcome(
@@ -76,6 +90,26 @@ def import_document(
             )
         write(connection, parsed, progress)
     return ImportOutcome(counts=parsed.counts())
+
+
+def another_organisation(connection: Connection, parsed: ParsedFile) -> list[Problem]:
+    """The file's organisation is not the one stored: a database holds one."""
+    if parsed.organisation is None or parsed.organisation.get("name") is None:
+        return []
+    organisation = table_of(Organisation)
+    stored = connection.execute(
+        select(organisation.c.name).where(organisation.c.id == ORGANISATION_ID)
+    ).scalar()
+    name = parsed.organisation["name"]
+    if stored is None or stored == name:
+        return []
+    return [
+        Problem(
+            "organisation.name",
+            f"{name!r} is not this database's organisation {stored!r}: a database holds "
+            "one organisation (--replace-organisation replaces it)",
+        )
+    ]
 
 
 def sorted_problems(problems: list[Problem]) -> list[Problem]:

@@ -96,9 +96,13 @@ def decode(text: str | bytes) -> tuple[Any, list[Problem]]:
     """Parse JSON, turning a syntax error into a problem with line and column."""
     if isinstance(text, bytes):
         try:
-            text = text.decode("utf-8")
+            # utf-8-sig: a byte-order mark (as some editors on Windows write) is read past.
+            text = text.decode("utf-8-sig")
         except UnicodeDecodeError as error:
             return None, [Problem("", f"not UTF-8 text: byte {error.start} cannot be decoded")]
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        return None, [Problem("", "the file is empty")]
     try:
         return json.loads(text, object_pairs_hook=object_pairs), []
     except json.JSONDecodeError as error:
@@ -432,7 +436,9 @@ def _definition(r: Reader) -> dict[str, Any]:
     template = r.sub("template", required=True)
     if template is not None:
         for key in ("subject", "text", "html"):
-            source = template.text(key, required=key != "html", max_length=1_000_000)
+            source = template.text(
+                key, required=key != "html", max_length=1_000_000, multiline=key != "subject"
+            )
             if source is not None and (problem := template_problem(source)) is not None:
                 template.problem(key, problem)
             row[f"template_{key}"] = source

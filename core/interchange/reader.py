@@ -9,6 +9,7 @@ Keys nobody read are reported as unknown by ``finish()``.
 from __future__ import annotations
 
 import re
+import unicodedata
 import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,29 @@ MISSING = object()
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 MAX_ID_LENGTH = 200
+
+
+# Joiners shape words in some scripts (Persian, Indic) and emoji: not refused.
+JOINERS = {"\u200c", "\u200d"}
+# Line and paragraph separators break a line like a newline does.
+SEPARATORS = {"Cc", "Cf", "Zl", "Zp"}
+MULTILINE_ALLOWED = {"\n", "\r", "\t"}
+
+
+def control_character(value: str, *, multiline: bool = False) -> str | None:
+    """The first control character in ``value`` as ``U+XXXX``, or None.
+
+    Newlines, tabs, bidirectional overrides (U+202E) and other format or
+    control characters break the console's lines and can make one name look
+    like another, so displayed text may not hold them. ``multiline`` text
+    (a template's body) may hold newlines and tabs.
+    """
+    for char in value:
+        if char in JOINERS or (multiline and char in MULTILINE_ALLOWED):
+            continue
+        if unicodedata.category(char) in SEPARATORS:
+            return f"U+{ord(char):04X}"
+    return None
 
 
 @dataclass(frozen=True, order=True)
@@ -149,9 +173,19 @@ class Reader:
             return None
         return value
 
-    def text(self, key: str, *, required: bool = False, max_length: int = 10_000) -> str | None:
+    def text(
+        self,
+        key: str,
+        *,
+        required: bool = False,
+        max_length: int = 10_000,
+        multiline: bool = False,
+    ) -> str | None:
         value: str | None = self._typed(key, required, lambda v: isinstance(v, str), "a string")
         if value is None:
+            return None
+        if (char := control_character(value, multiline=multiline)) is not None:
+            self.problem(key, f"control character {char} not allowed")
             return None
         if required and not value.strip():
             self.problem(key, "must not be empty")
@@ -239,7 +273,11 @@ class Reader:
             wrong = (
                 f"expected a non-empty string, got {type_name(element)}"
                 if not isinstance(element, str) or not element
-                else check(element)
+                else (
+                    f"control character {char} not allowed"
+                    if (char := control_character(element)) is not None
+                    else check(element)
+                )
             )
             if wrong is not None:
                 self.problem(f"{key}[{index}]", wrong)

@@ -17,17 +17,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///msgrun.db"
 T = TypeVar("T")
 # The newest migration in core/migrations/versions (a test keeps the two equal):
 # a database already there is opened without loading Alembic at all.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 # deadlock_detected, serialization_failure: the server undid the transaction.
 RETRYABLE = {"40P01", "40001"}
 ENV_VAR = "MSGRUN_DB"
@@ -42,7 +43,15 @@ class DatabaseUnavailable(RuntimeError):
 
 
 def resolve_url(explicit: str | None) -> str:
-    """``--db`` first, then ``MSGRUN_DB``, then ``sqlite:///msgrun.db``."""
+    """``--db`` first, then ``MSGRUN_DB``, then ``sqlite:///msgrun.db``.
+
+    An empty ``--db`` is a mistake (an unset shell variable, say), not a
+    request for the default.
+    """
+    if explicit is not None and not explicit.strip():
+        raise DatabaseUrlError(
+            "--db is empty; give sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
+        )
     return explicit or os.environ.get(ENV_VAR) or DEFAULT_URL
 
 
@@ -148,18 +157,44 @@ def retry_transient(transaction: Callable[[], T], attempts: int = 5) -> T:
     raise AssertionError("unreachable")
 
 
-def create_database_engine(url: URL) -> Engine:
+def sqlite_path(url: URL) -> Path:
+    assert url.database is not None
+    return Path(url.database).expanduser().resolve()
+
+
+def can_write(path: Path) -> bool:
+    """Whether this process may write the SQLite file and create its WAL files beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def create_database_engine(url: URL, *, read_only: bool = False) -> Engine:
     if url.drivername == "sqlite":
-        assert url.database is not None
-        folder = Path(url.database).expanduser().resolve().parent
+        path = sqlite_path(url)
+        folder = path.parent
         if not folder.is_dir():
             raise DatabaseUnavailable(
                 f"cannot open {describe_url(url)}: folder {folder} does not exist"
             )
+        if read_only:
+            # Nothing may be created beside the file (no -wal, -shm): read it as it
+            # stands. immutable only when no writer has a WAL open (there is none).
+            wal = path.with_name(path.name + "-wal")
+            query = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+            engine = create_engine(
+                f"sqlite:///file:{quote(str(path))}?{query}&uri=true", connect_args={"timeout": 30}
+            )
+            event.listen(engine, "connect", _sqlite_read_only_pragmas)
+            return engine
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
 
 
 def error_words(error: BaseException) -> str:
@@ -173,29 +208,92 @@ def schema_revision(connection: Connection) -> str | None:
     """The migration the database is at (None: a new, empty database)."""
     try:
         value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except DBAPIError:
+    except DBAPIError as error:
+        if NOT_A_DATABASE in str(error.orig):
+            raise
         connection.rollback()
         return None
     return str(value) if value is not None else None
 
 
-def open_database(raw_url: str | None = None, *, migrate: bool = True) -> Database:
-    """Open (and on first use create) the database named by ``raw_url``."""
+class DatabaseMissing(DatabaseUrlError):
+    """A command that does not create a database was pointed at none (exit 2)."""
+
+
+class NotAMsgrunDatabase(DatabaseUrlError):
+    """The file is not a database, or not msgrun's (exit 2)."""
+
+
+NOT_A_DATABASE = "file is not a database"
+
+
+def open_database(
+    raw_url: str | None = None, *, migrate: bool = True, create: bool = True
+) -> Database:
+    """Open the database named by ``raw_url``; ``create``: create it when there is none.
+
+    Only ``import``, ``db upgrade`` and ``demo`` create a database; every other
+    command passes ``create=False``, so a mistyped SQLite path is an error, not
+    a new empty database. A SQLite file this process may not write (a
+    read-only folder, say) is opened read-only: reading commands work.
+    """
     url = normalise_url(resolve_url(raw_url))
-    engine = create_database_engine(url)
+    read_only = False
+    if url.drivername == "sqlite":
+        path = sqlite_path(url)
+        if path.is_dir():
+            raise NotAMsgrunDatabase(f"{path} is a folder, not a msgrun database")
+        if not path.exists() and not create:
+            raise DatabaseMissing(
+                f"no database at {path} ({describe_url(url)}): check the path "
+                "(only msgrun import, msgrun db upgrade and msgrun demo create a database)"
+            )
+        read_only = path.exists() and not can_write(path)
+    engine = create_database_engine(url, read_only=read_only)
     try:
         connection = engine.connect()
-    except OperationalError as error:
+    except DBAPIError as error:
         engine.dispose()
+        if NOT_A_DATABASE in str(error.orig):
+            raise NotAMsgrunDatabase(
+                f"{describe_url(url)} is not a msgrun database ({NOT_A_DATABASE})"
+            ) from None
         raise DatabaseUnavailable(
             f"cannot open {describe_url(url)}: {error_words(error)}"
         ) from None
     with connection:
-        revision = schema_revision(connection)
+        revision = _checked(url, engine, lambda: schema_revision(connection))
+    if revision is None and not create and url.drivername == "sqlite":
+        engine.dispose()
+        raise NotAMsgrunDatabase(
+            f"{describe_url(url)} is not a msgrun database (it is empty; "
+            "msgrun import or msgrun db upgrade makes it one)"
+        )
     database = Database(
         engine=engine, url=url, sessions=sessionmaker(engine, expire_on_commit=False)
     )
+    if revision is None and not read_only:
+        # Tables but no migration recorded: another program's database, unless
+        # another msgrun is creating it right now (then the lock waits for it).
+        with migration_lock(database), engine.connect() as connection:
+            foreign = _checked(
+                url,
+                engine,
+                lambda: schema_revision(connection) is None and has_tables(connection),
+            )
+        if foreign:
+            engine.dispose()
+            raise NotAMsgrunDatabase(
+                f"{describe_url(url)} is not a msgrun database (it holds tables of something "
+                "else)"
+            )
     if migrate and revision != SCHEMA_REVISION:
+        if read_only:
+            engine.dispose()
+            raise DatabaseUnavailable(
+                f"{describe_url(url)} needs msgrun db upgrade (schema {revision}, newest "
+                f"{SCHEMA_REVISION}), and this process may not write it"
+            )
         # Alembic (slow to import) only when there is something to do.
         from core.storage.migrate import upgrade_to_head
 
@@ -204,20 +302,57 @@ def open_database(raw_url: str | None = None, *, migrate: bool = True) -> Databa
     return database
 
 
+def _checked(url: URL, engine: Engine, read: Callable[[], T]) -> T:
+    """``read()``, with a file that is not a database said so (exit 2)."""
+    try:
+        return read()
+    except DBAPIError as error:
+        engine.dispose()
+        if NOT_A_DATABASE in str(error.orig):
+            raise NotAMsgrunDatabase(
+                f"{describe_url(url)} is not a msgrun database ({NOT_A_DATABASE})"
+            ) from None
+        raise DatabaseUnavailable(
+            f"cannot open {describe_url(url)}: {error_words(error)}"
+        ) from None
+
+
+def has_tables(connection: Connection) -> bool:
+    """Whether the database holds any table (one without alembic_version is not msgrun's)."""
+    from sqlalchemy import inspect
+
+    return bool(inspect(connection).get_table_names())
+
+
 @contextlib.contextmanager
 def migration_lock(database: Database) -> Iterator[None]:
-    """Keep two processes that open a new database at once from both migrating it."""
+    """Keep two processes that open a new database at once from both migrating it.
+
+    SQLite: an exclusive lock on ``NAME.migrate-lock``, removed by its holder
+    before it lets go; a process that got the lock on a file already removed
+    tries again on the new one, so the lock holds and no file stays behind.
+    """
     if database.is_sqlite:
-        assert database.url.database is not None
-        lock_path = Path(database.url.database).expanduser().resolve()
-        lock_path = lock_path.with_name(lock_path.name + ".migrate-lock")
-        with open(lock_path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        path = sqlite_path(database.url)
+        lock_path = path.with_name(path.name + ".migrate-lock")
+        while True:
+            handle = open(lock_path, "a")  # noqa: SIM115 (closed below, on every path)
             try:
-                yield
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    current = os.stat(lock_path).st_ino
+                except FileNotFoundError:
+                    current = None
+                if current != os.fstat(handle.fileno()).st_ino:
+                    continue  # its holder removed it meanwhile: lock the new one
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(lock_path)
+                return
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-        return
+                handle.close()
     with database.engine.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(727274)"))
         connection.commit()

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from core.clock import BadInstant, SystemClock, parse_instant
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
+from core.storage.database import normalise_url, resolve_url, sqlite_path
 from tui.errors import OperationFailed, UsageError
 
 
-def database(url: str | None) -> Database:
+def database(url: str | None, *, create: bool = False) -> Database:
+    """The database a command works on; only ``create`` makes a new one."""
     try:
-        return open_database(url)
+        return open_database(url, create=create)
     except DatabaseUrlError as error:
         raise UsageError(str(error)) from None
     except DatabaseUnavailable as error:
         raise OperationFailed(str(error)) from None
+
+
+def new_sqlite_file(url: str | None) -> Path | None:
+    """The SQLite file ``url`` names when there is none yet (else None)."""
+    try:
+        parsed = normalise_url(resolve_url(url))
+    except DatabaseUrlError as error:
+        raise UsageError(str(error)) from None
+    if parsed.drivername != "sqlite":
+        return None
+    path = sqlite_path(parsed)
+    return None if path.exists() else path
 
 
 def instant(text: str | None) -> datetime:

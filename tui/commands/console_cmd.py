@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 
 from tui.commands.common import database
+from tui.errors import UsageError
 
 
 def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -15,7 +17,17 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     console.set_defaults(handler=run_console)
 
 
+def require_terminal() -> None:
+    """The console draws on a terminal: without one (a pipe, /dev/null) it would spin."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            "msgrun console needs a terminal (standard input and output are not one); "
+            "the commands (msgrun run list, msgrun plan …) work without"
+        )
+
+
 def run_console(args: argparse.Namespace) -> int:
+    require_terminal()
     from tui.console.app import MsgrunConsole
 
     app = MsgrunConsole(database(getattr(args, "db", None)))

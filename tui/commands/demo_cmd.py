@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from core.delivery.smtp import ProfileSettings
 from core.interchange import import_document
 from core.smtp_check import check_profile, load_profile, record_result
 from core.storage import open_database
-from tui.errors import OperationFailed
+from tui.errors import OperationFailed, UsageError
 
 DEMO_RUN = "service-reminder"
 
@@ -30,8 +32,9 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     demo.add_argument(
         "--folder",
         default=str(Path.home() / ".cache" / "msgrun" / "demo"),
-        help="where the demo keeps its database and received mail "
-        "(emptied first; default ~/.cache/msgrun/demo)",
+        help="where the demo keeps its database and received mail: a new or empty folder, "
+        "or an earlier demo's, whose database and mail are replaced "
+        "(default ~/.cache/msgrun/demo)",
     )
     demo.add_argument(
         "--rate",
@@ -52,9 +55,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from fixtures.smtp_servers import Faults, SmtpServer
 
     folder = Path(args.folder).expanduser()
-    if folder.exists():
-        shutil.rmtree(folder)
-    (folder / "mail").mkdir(parents=True)
+    prepare_folder(folder)
     url = f"sqlite:///{folder / 'demo.db'}"
     database = open_database(url)
     clock = SystemClock()
@@ -84,25 +85,66 @@ def run_demo(args: argparse.Namespace) -> int:
 
             return foreground(database, run_id)
         from tui.console.app import MsgrunConsole
-        from tui.console.launcher import deliver_in_background
+        from tui.console.launcher import TiedLauncher
         from tui.console.run_screen import RunScreen
 
-        deliver_in_background(url, run_id)
-        app = MsgrunConsole(
-            database,
-            db_url=url,
-            mail_folder=folder / "mail",
-            first_screen=lambda: RunScreen(run_id),
-        )
-        app.run()
-        # The demo's server goes with it: stop what is still running.
-        for run in list_runs(database):
-            if run.state == "running":
-                request_stop(database, run.id, clock)
-        print(
-            f"demo: the database stays in {folder}; MSGRUN_DB={url} msgrun   opens it again",
-            file=sys.stderr,
-        )
+        # The demo's runs die with it (and with its server): its terminal going
+        # away, or the console closing, ends the processes delivering them.
+        launcher = TiedLauncher()
+        try:
+            launcher(url, run_id)
+            app = MsgrunConsole(
+                database,
+                db_url=url,
+                mail_folder=folder / "mail",
+                first_screen=lambda: RunScreen(run_id),
+                launch=launcher,
+            )
+            signal.signal(signal.SIGHUP, lambda *_: app.exit())
+            app.run()
+            # The demo's server goes with it: stop what is still running.
+            for run in list_runs(database):
+                if run.state == "running":
+                    request_stop(database, run.id, clock)
+        finally:
+            launcher.end()
+        with contextlib.suppress(OSError):  # the terminal may be gone
+            print(
+                f"demo: the database stays in {folder}; MSGRUN_DB={url} msgrun   opens it again",
+                file=sys.stderr,
+            )
         return 0
     finally:
         server.stop()
+
+
+MARKER = ".msgrun-demo"
+# What a demo makes in its folder, and so what a later demo may replace.
+DEMO_FILES = ("demo.db", "demo.db-wal", "demo.db-shm", "demo.db.migrate-lock")
+
+
+def prepare_folder(folder: Path) -> None:
+    """A new or empty folder, or an earlier demo's (marked so) with its data removed.
+
+    Never deletes what a demo did not make: a folder with anything else in it
+    and no demo's mark is refused, untouched.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--folder {folder}: is a file, not a folder; nothing was touched")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MARKER).is_file():
+        raise UsageError(
+            f"--folder {folder}: not empty and not an earlier demo's folder; nothing was "
+            "touched (give a new or empty folder)"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in DEMO_FILES:
+            (folder / name).unlink(missing_ok=True)
+        if (folder / "mail").is_dir():
+            shutil.rmtree(folder / "mail")
+        (folder / "mail").mkdir()
+        (folder / MARKER).write_text(
+            "A msgrun demo's folder: msgrun demo replaces its database and mail.\n"
+        )
+    except OSError as error:
+        raise OperationFailed(f"--folder {folder}: {error.strerror or error}") from None

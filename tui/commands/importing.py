@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from core.interchange import UnreadableFile, import_text, read_file
-from tui.commands.common import database
+from tui.commands.common import database, new_sqlite_file
 from tui.errors import UsageError
 from tui.progress import progress_bar
 
@@ -34,22 +34,45 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="Load an interchange file. Records upsert by id; an invalid file is "
         "rejected whole with every problem listed, and nothing is written.",
     )
-    parser.add_argument("file", help="the msgrun/1 JSON file")
+    parser.add_argument("file", help="the msgrun/1 JSON file; - reads standard input")
     parser.add_argument("--check", action="store_true", help="only check the file; write nothing")
+    parser.add_argument(
+        "--replace-organisation",
+        action="store_true",
+        help="the file's organisation replaces the database's, when its name differs "
+        "(a database holds one organisation; without this, such a file is refused)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        content = read_file(args.file)
-    except UnreadableFile as error:
-        raise UsageError(str(error)) from None
+    name = "stdin" if args.file == "-" else args.file
+    if args.file == "-":
+        content = sys.stdin.buffer.read()
+    else:
+        try:
+            content = read_file(args.file)
+        except UnreadableFile as error:
+            raise UsageError(str(error)) from None
+    created = new_sqlite_file(args.db)
+    db = database(args.db, create=True)
     with progress_bar(len(content) >= LARGE_FILE) as report:
-        outcome = import_text(database(args.db), content, report, dry_run=args.check)
+        outcome = import_text(
+            db,
+            content,
+            report,
+            dry_run=args.check,
+            replace_organisation=args.replace_organisation,
+        )
     problems, counts = outcome.problems, outcome.counts
+    if created is not None and (problems or args.check):
+        # Nothing was imported: no new, empty database is left behind either.
+        db.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            created.with_name(created.name + suffix).unlink(missing_ok=True)
     if problems:
         noun = "problem" if len(problems) == 1 else "problems"
-        print(f"{args.file}: {len(problems)} {noun}; nothing was imported", file=sys.stderr)
+        print(f"{name}: {len(problems)} {noun}; nothing was imported", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
@@ -59,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
         for key, (one, many) in NOUNS.items()
         if counts.get(key)
     ]
-    print(f"{args.file} {verb}: " + ", ".join(["the organisation", *parts]))
+    print(f"{name} {verb}: " + ", ".join(["the organisation", *parts]))
     return 0

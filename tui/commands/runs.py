@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError
 
@@ -21,10 +22,26 @@ from core.delivery.runs import (
     get_run,
     list_runs,
     next_due_at,
+    recipient_rows,
     request_stop,
     run_json,
 )
-from core.delivery.states import COMPLETED, RECIPIENT_STATES, RESTARTABLE, WAITING
+from core.delivery.states import (
+    COMPLETED,
+    FAILED,
+    HELD,
+    PENDING,
+    RECIPIENT_STATES,
+    RESTARTABLE,
+    RETRYING,
+    RUN_FAILED,
+    RUNNING,
+    SENDING,
+    STOPPED,
+    STOPPING,
+    UNKNOWN,
+    WAITING,
+)
 from core.delivery.worker import WorkerRefused, work
 from core.planner.load import PlanningError
 from core.planner.report import dumps
@@ -76,6 +93,13 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     show = actions.add_parser("show", parents=[common], help="a run's state and counts")
     show.add_argument("run")
     show.add_argument("--json", action="store_true", help="one JSON object, every recipient in it")
+    show.add_argument(
+        "--state",
+        type=recipient_states,
+        metavar="STATE[,STATE…]",
+        help="list the recipients in these states with their SMTP replies "
+        "(with --json: only those recipients); e.g. failed,unknown",
+    )
     show.set_defaults(handler=run_show)
 
     listing = actions.add_parser("list", parents=[common], help="the newest runs")
@@ -164,15 +188,58 @@ def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> in
     print(f"run {run_id} {run.state}: {summary(run)}", file=sys.stderr)
     if run.error:
         print(f"  {run.error}", file=sys.stderr)
-    if run.state == WAITING:
-        due = next_due_at(db, run_id)
-        if due is not None:
-            print(
-                f"  the next is due at {format_instant(due)}: msgrun worker delivers it then "
-                f"(or msgrun run restart {run_id})",
-                file=sys.stderr,
-            )
+    due = next_due_at(db, run_id) if run.state == WAITING else None
+    for step in next_steps(run, next_due=due):
+        print(f"  {step}", file=sys.stderr)
     return exit_code(delivery)
+
+
+def next_steps(
+    run: RunInfo, *, detached: bool = False, next_due: datetime | None = None
+) -> list[str]:
+    """What to do next with a run that ended short of ``completed`` (nothing when it is).
+
+    ``next_due``: when the next held or retrying recipient is due, if known.
+    """
+    counts, steps = run.counts, []
+    if run.state in (STOPPED, RUN_FAILED) and (
+        counts[PENDING] + counts[HELD] + counts[RETRYING] + counts[SENDING]
+    ):
+        steps.append(f"next: msgrun run restart {run.id} sends what was not sent")
+    elif counts[RETRYING] + counts[HELD] and not detached:
+        when = (
+            f"; the next is due at {format_instant(next_due)}"
+            if next_due is not None
+            else " when they are due"
+        )
+        steps.append(
+            f"next: msgrun worker (or msgrun run restart {run.id}) delivers the "
+            f"{counts[RETRYING] + counts[HELD]} still to send{when}"
+        )
+    if counts[UNKNOWN]:
+        steps.append(
+            f"next: {counts[UNKNOWN]} unknown may or may not have reached the server; "
+            f"msgrun run restart {run.id} --resend-unknown sends them again "
+            f"(msgrun run show {run.id} --state unknown lists them)"
+        )
+    if counts[FAILED]:
+        steps.append(
+            f"next: msgrun run show {run.id} --state failed lists the {counts[FAILED]} failed "
+            "with the server's replies"
+        )
+    return steps
+
+
+def recipient_states(text: str) -> list[str]:
+    """argparse type: a comma-separated list of recipient states."""
+    states = [part.strip() for part in text.split(",") if part.strip()]
+    wrong = [state for state in states if state not in RECIPIENT_STATES]
+    if wrong or not states:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(map(repr, wrong)) or repr(text)}: not a recipient state "
+            f"(one or more of: {', '.join(RECIPIENT_STATES)}, separated by commas)"
+        )
+    return states
 
 
 def summary(run: RunInfo) -> str:
@@ -198,8 +265,11 @@ def run_start(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     print(run_id, flush=True)
     if args.detach:
+        run = get_run(db, run_id)
+        to_send = run.counts[PENDING] + run.counts[HELD]
         print(
-            f"run {run_id} created: {summary(get_run(db, run_id))}; msgrun worker delivers it",
+            f"run {run_id} created: {summary(run)}; "
+            + ("msgrun worker delivers it" if to_send else "nothing to send"),
             file=sys.stderr,
         )
         return 0
@@ -265,7 +335,7 @@ def run_show(args: argparse.Namespace) -> int:
     db = database(args.db)
     run = existing_run(db, args.run)
     if args.json:
-        write_out(dumps(run_json(db, run.id)))
+        write_out(dumps(run_json(db, run.id, states=args.state)))
         return 0
     lines = [
         f"run {run.id} · {run.definition_id} · {run.state}",
@@ -284,6 +354,20 @@ def run_show(args: argparse.Namespace) -> int:
     width = max(len(s) for s in RECIPIENT_STATES)
     lines += [f"  {s:<{width}}  {run.counts[s]:>8}" for s in RECIPIENT_STATES]
     lines.append(f"  {'total':<{width}}  {run.total:>8}")
+    if args.state:
+        rows = recipient_rows(db, run.id, args.state)
+        lines += ["", f"{len(rows)} {' or '.join(args.state)}:"]
+        for row in rows:
+            reply = " ".join(
+                str(part) for part in (row["smtp_code"], row["smtp_reply"] or row["error"]) if part
+            )
+            lines.append(
+                f"  {row['customer']}  {row['address'] or '-'}  {row['document'] or '-'}  "
+                f"{row['state']}  {reply or '(no reply)'}"
+            )
+    steps = next_steps(run)
+    if steps and run.state not in (RUNNING, STOPPING):
+        lines += ["", *steps]
     write_out("\n".join(lines))
     return 0
 
