@@ -23,6 +23,7 @@ from core.delivery.runs import (
     run_json,
 )
 from core.delivery.states import COMPLETED, RECIPIENT_STATES, RESTARTABLE, WAITING
+from core.delivery.store import next_due
 from core.delivery.worker import WorkerRefused, work
 from core.planner.load import PlanningError
 from core.planner.report import dumps
@@ -162,7 +163,20 @@ def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> in
     print(f"run {run_id} {run.state}: {summary(run)}", file=sys.stderr)
     if run.error:
         print(f"  {run.error}", file=sys.stderr)
+    if run.state == WAITING:
+        print(f"  {waiting_words(db, run_id)}", file=sys.stderr)
     return exit_code(delivery)
+
+
+def waiting_words(db: Database, run_id: int) -> str:
+    """When a waiting run's next recipient is due, and who sends it then."""
+    with db.connect() as connection:
+        due = next_due(connection, run_id)
+    when = format_instant(due) if due is not None else "unknown"
+    return (
+        f"the next is due at {when}: msgrun worker sends it then "
+        f"(or msgrun run restart {run_id} once it is due)"
+    )
 
 
 def summary(run: RunInfo) -> str:
