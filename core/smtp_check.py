@@ -24,7 +24,13 @@ from email.utils import format_datetime, make_msgid
 from sqlalchemy import select, update
 
 from core.delivery.message import build_message
-from core.delivery.smtp import ProfileSettings, tls_context
+from core.delivery.smtp import (
+    ProfileSettings,
+    auth_mechanism,
+    hello_name,
+    no_auth_hint,
+    tls_context,
+)
 from core.passwords import find_password, how_to_provide, missing
 from core.storage.database import Database
 from core.storage.models import SmtpProfile, table_of
@@ -187,7 +193,7 @@ def _tls_failure(error: ssl.SSLError, host: str, der: bytes | None) -> StepFaile
 
 
 async def _peer_certificate(
-    host: str, address: str, port: int, starttls: bool, timeout: float
+    host: str, address: str, port: int, starttls: bool, timeout: float, helo: str
 ) -> bytes | None:
     """Fetch the server's certificate without verifying it (to describe it)."""
     context = ssl.create_default_context()
@@ -204,7 +210,7 @@ async def _peer_certificate(
             dialogue = Dialogue(report, timeout)
             dialogue.reader, dialogue.writer = reader, writer
             await dialogue.read_reply()
-            await dialogue.command("EHLO msgrun.localhost")
+            await dialogue.command(f"EHLO {helo}")
             await dialogue.command("STARTTLS")
             await asyncio.wait_for(writer.start_tls(context, server_hostname=host), timeout)
         ssl_object = writer.get_extra_info("ssl_object")
@@ -232,6 +238,8 @@ async def check_profile(
     timeout = profile.timeout_seconds
     dialogue = Dialogue(report, timeout)
     host, port = profile.host, profile.port
+    # The name runs greet with too (domain.md, Same conversation as the test).
+    helo = hello_name(profile)
     state: dict[str, object] = {}
 
     async def step(name: str, work: Callable[[], object]) -> bool:
@@ -256,7 +264,7 @@ async def check_profile(
             }.get(name, "the server stopped answering")
         except ssl.SSLError as error:
             der = await _peer_certificate(
-                host, str(state.get("address", host)), port, name == "starttls", timeout
+                host, str(state.get("address", host)), port, name == "starttls", timeout, helo
             )
             tls = _tls_failure(error, host, der)
             detail, ok, hint = tls.detail, False, tls.hint
@@ -309,7 +317,7 @@ async def check_profile(
         return str(reply)
 
     async def ehlo() -> str:
-        reply = await dialogue.command("EHLO msgrun.localhost")
+        reply = await dialogue.command(f"EHLO {helo}")
         if reply.code != 250:
             raise StepFailed(str(reply), "the server refused EHLO")
         state["extensions"] = _extensions(reply)
@@ -330,7 +338,7 @@ async def check_profile(
             dialogue.writer.start_tls(tls_context(profile), server_hostname=host), timeout
         )
         summary = _tls_summary(dialogue.writer)
-        again = await dialogue.command("EHLO msgrun.localhost")
+        again = await dialogue.command(f"EHLO {helo}")
         if again.code != 250:
             raise StepFailed(str(again), "the server refused EHLO after STARTTLS")
         state["extensions"] = _extensions(again)
@@ -347,16 +355,15 @@ async def check_profile(
             )
         if "AUTH" not in extensions:
             raise StepFailed(
-                "the server offers no AUTH",
-                "this server does not take a login here (some offer AUTH only after "
-                "STARTTLS): check security and port",
+                "the server offers no AUTH", no_auth_hint(profile, "STARTTLS" in extensions)
             )
         mechanisms = extensions["AUTH"].upper().split()
+        mechanism = auth_mechanism(extensions["AUTH"])
         user = profile.username
-        if "PLAIN" in mechanisms:
+        if mechanism == "PLAIN":
             token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
             reply = await dialogue.command(f"AUTH PLAIN {token}", "AUTH PLAIN ********")
-        elif "LOGIN" in mechanisms:
+        elif mechanism == "LOGIN":
             reply = await dialogue.command("AUTH LOGIN")
             if reply.code == 334:
                 reply = await dialogue.command(
@@ -383,11 +390,7 @@ async def check_profile(
     async def mail_from() -> str:
         reply = await dialogue.command(f"MAIL FROM:<{profile.from_address}>")
         if reply.code != 250:
-            raise StepFailed(
-                str(reply),
-                f"the server will not accept mail from "
-                f"{profile.from_address}: is the sender allowed for this account?",
-            )
+            raise StepFailed(str(reply), _mail_from_hint(reply, profile))
         return str(reply)
 
     async def rcpt_to() -> str:
@@ -458,6 +461,23 @@ async def check_profile(
     finally:
         dialogue.close()
     return report
+
+
+def _mail_from_hint(reply: Reply, profile: ProfileSettings) -> str:
+    """What to do about a refused MAIL FROM."""
+    text = reply.text.upper()
+    if reply.code == 530 and "STARTTLS" in text:
+        return "the server wants TLS before mail: use security starttls (port 587) or tls (465)"
+    if reply.code == 530 or "AUTHENTICATION REQUIRED" in text:
+        return (
+            "the server wants a login before mail: set the profile's username and password_env"
+            if profile.username is None
+            else "the server wants a login before mail: check security and port"
+        )
+    return (
+        f"the server will not accept mail from {profile.from_address}: "
+        "is the sender allowed for this account?"
+    )
 
 
 def _tls_summary(writer: asyncio.StreamWriter) -> str:

@@ -19,9 +19,13 @@ AT = "2026-11-23T10:00:00+00:00"
 
 
 def document(count: int, port: int, **profile: Any) -> dict[str, Any]:
-    """``count`` customers, each with one billing address and one approved invoice."""
+    """``count`` customers, each with one billing address and one approved invoice.
+
+    The profile retries quickly (0.05 s apart) unless ``profile`` says otherwise.
+    """
     doc = copy.deepcopy(MINIMAL)
-    doc["smtp_profiles"][0].update(port=port, **profile)
+    doc["smtp_profiles"][0].update(port=port, retry_after_seconds=[0.05])
+    doc["smtp_profiles"][0].update(**profile)
     doc["customers"] = [
         {
             "id": f"C{i:05d}",
@@ -57,7 +61,6 @@ def new_run(db: Database, doc: dict[str, Any], at: str = AT, clock: Clock | None
 
 def deliver_now(db: Database, run_id: int, clock: Clock | None = None, **options: Any) -> Delivery:
     options.setdefault("environ", {})
-    options.setdefault("first_retry_seconds", 0.05)
     return asyncio.run(deliver(db, run_id, clock or SystemClock(), **options))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import threading
 import time
@@ -117,7 +118,7 @@ def test_replies_and_faults_end_in_the_right_state(db: Database) -> None:
         rcpt={
             "p1@example.org": ["450 4.2.1 mailbox busy"],
             "p2@example.org": ["550 5.1.1 no such user"],
-            "p3@example.org": ["451 4.3.0 try later"] * 5,
+            "p3@example.org": ["451 4.3.0 try later"] * 1000,
             "p4@example.org": ["554 5.7.1 relay denied"],
         },
         data={
@@ -127,15 +128,19 @@ def test_replies_and_faults_end_in_the_right_state(db: Database) -> None:
         },
     )
     with SmtpServer(faults=faults) as server:
-        run_id = new_run(db, document(9, server.port))
+        # Retried 0.05 s apart for 1 s after the first attempt, then given up.
+        run_id = new_run(db, document(9, server.port, retry_for_seconds=1.0))
         delivery = deliver_now(db, run_id)
     assert delivery.state == "completed_with_failures"
     recipients = {r["address"]: r for r in run_json(db, run_id)["recipients"]}
+    p3 = recipients.pop("p3@example.org")
+    assert p3["state"] == "failed" and p3["attempts"] >= 2
+    # How long it took depends on the machine; that it gave up, and when, does not.
+    assert re.match(rf"gave up after {p3['attempts']} attempts in \d+ s", p3["error"])
     expect = {
         "p0@example.org": ("sent", 1),
         "p1@example.org": ("sent", 2),
         "p2@example.org": ("failed", 1),
-        "p3@example.org": ("failed", 5),
         "p4@example.org": ("failed", 1),
         "p5@example.org": ("sent", 2),
         "p6@example.org": ("sent", 2),
@@ -144,7 +149,6 @@ def test_replies_and_faults_end_in_the_right_state(db: Database) -> None:
     }
     assert {a: (r["state"], r["attempts"]) for a, r in recipients.items()} == expect
     assert recipients["p2@example.org"]["smtp_code"] == 550
-    assert recipients["p3@example.org"]["error"].startswith("gave up after 5 attempts")
     # Reconnecting after 421 or a dropped connection neither loses nor doubles the message.
     assert server.recipients() == {a: 1 for a, (s, _) in expect.items() if s == "sent"}
     # The mailbox that does not exist is suppressed from now on.
@@ -233,19 +237,19 @@ def test_a_trusted_certificate_delivers(
 
 
 def test_a_closed_port_retries_then_fails(db: Database) -> None:
-    run_id = new_run(db, document(2, free_port()))
-    delivery = deliver_now(db, run_id, first_retry_seconds=0.01)
+    run_id = new_run(db, document(2, free_port(), retry_for_seconds=0.5))
+    delivery = deliver_now(db, run_id)
     assert delivery.state == "completed_with_failures"
     for recipient in run_json(db, run_id)["recipients"]:
-        assert (recipient["state"], recipient["attempts"]) == ("failed", 5)
+        assert recipient["state"] == "failed" and recipient["attempts"] >= 2
         assert "cannot connect" in recipient["error"]
 
 
 def test_a_server_that_never_answers_times_out(db: Database) -> None:
     with SmtpServer(faults=Faults(banner_delay=30)) as server:
-        run_id = new_run(db, document(1, server.port, timeout_seconds=0.3))
+        run_id = new_run(db, document(1, server.port, timeout_seconds=0.3, retry_for_seconds=0.5))
         started = time.monotonic()
-        delivery = deliver_now(db, run_id, first_retry_seconds=0.01)
+        delivery = deliver_now(db, run_id)
     assert delivery.state == "completed_with_failures"
     assert time.monotonic() - started < 10
     (recipient,) = run_json(db, run_id)["recipients"]

@@ -28,7 +28,7 @@ import zlib
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -38,8 +38,10 @@ from sqlalchemy import Connection, select
 from core.clock import Clock
 from core.delivery import store, workers
 from core.delivery.message import build_message
+from core.delivery.retry_policy import next_attempt
 from core.delivery.runs import read_counts
 from core.delivery.smtp import (
+    AuthGate,
     ConnectionFault,
     ProfileSettings,
     RateLimit,
@@ -52,10 +54,7 @@ from core.delivery.smtp import (
 from core.delivery.states import (
     COMPLETED,
     FAILED,
-    FIRST_RETRY_SECONDS,
     LEASE_RENEW_SECONDS,
-    MAX_ATTEMPTS,
-    MAX_RETRY_SECONDS,
     RETRYING,
     RUN_FAILED,
     RUNNING,
@@ -91,6 +90,9 @@ SLOT_IDLE_SECONDS = 1.0
 SLOT_TURN_SECONDS = 5.0
 SLOT_RETRY_SECONDS = 0.25
 SLOT_WAIT_MOST_SECONDS = 2.0
+# A delivery with only retries left waits for one due this soon rather than
+# ending `waiting` (a short retry schedule, a greylisting server's few seconds).
+LINGER_SECONDS = 15.0
 
 
 def process_owner() -> str:
@@ -117,12 +119,6 @@ class LeaseHeld(Exception):
         super().__init__(owner, until)
         self.owner = owner
         self.until = until
-
-
-def backoff(attempts: int, first: float = FIRST_RETRY_SECONDS) -> float:
-    """Seconds before the next try after ``attempts`` failed ones: ~1 s, doubling, ≤ 5 min."""
-    base: float = min(MAX_RETRY_SECONDS, first * 2.0 ** max(0, attempts - 1))
-    return float(min(MAX_RETRY_SECONDS, base * random.uniform(0.8, 1.2)))
 
 
 @dataclass
@@ -177,7 +173,6 @@ class Deliverer:
         stop: asyncio.Event | None = None,
         on_progress: Callable[[dict[str, int]], None] | None = None,
         keep_running_on_stop: bool = False,
-        first_retry_seconds: float = FIRST_RETRY_SECONDS,
         worker_id: str | None = None,
         shared: bool = False,
         worker_lost: threading.Event | None = None,
@@ -193,7 +188,6 @@ class Deliverer:
         # A worker shutting down leaves the run `running` for another worker;
         # a person's Ctrl-C or `run stop` makes it `stopped`.
         self.keep_running_on_stop = keep_running_on_stop
-        self.first_retry_seconds = first_retry_seconds
         self.lease_seconds = lease_seconds(self.environ)
         self.renew_seconds = min(LEASE_RENEW_SECONDS, self.lease_seconds / 4)
         self.shared = _Shared()
@@ -330,6 +324,9 @@ class Deliverer:
         self.max_connections = profile.max_connections
         self.ledger = templates.ledger
         self.guard = await self.db(lambda c: store.guard_of(c, self.run_id))
+        self.profile = profile
+        # One login at a time until one succeeds; a refused password is not tried again.
+        self.auth_gate = AuthGate()
         self.contended, self.fair_share = await self.db(self._reap)
         self.has_work = asyncio.Event()
         self.halted = asyncio.Event()
@@ -450,9 +447,16 @@ class Deliverer:
                 self.contended, self.fair_share = await self.db(self._reap)
             if self.idle and not self.shared.in_flight and self.queue.empty():
                 settled = store.settled_state(await self._counts())
+                if settled == WAITING and await self._retry_soon():
+                    settled = None
                 if settled is not None:
                     return settled
             self.wake.set()  # results may have made retries due: let the feeder look
+
+    async def _retry_soon(self) -> bool:
+        """A retry is due within LINGER_SECONDS: wait for it rather than end `waiting`."""
+        due = await self.db(lambda c: store.next_due(c, self.run_id, RETRYING))
+        return due is not None and (due - self.clock.now()).total_seconds() <= LINGER_SECONDS
 
     def _broken(self) -> BaseException | None:
         """The error the controller, the feeder or a sender ended with, if one did.
@@ -736,7 +740,7 @@ class Deliverer:
                 await limit.wait()
                 try:
                     if smtp is None or not smtp.is_connected:
-                        smtp = await open_connection(profile, password)
+                        smtp = await open_connection(profile, password, self.auth_gate)
                     reply = await send(smtp, outgoing.envelope)
                     self._result(outgoing, reply=reply)
                 except RunFault as fault:
@@ -781,18 +785,25 @@ class Deliverer:
         )
         if reply is not None:
             result.smtp_code, result.smtp_reply = reply.code, reply.text
+        result.first_attempt_at = due.first_attempt_at or now
         if reply is not None and 200 <= reply.code < 300:
             result.state, result.sent_at = SENT, now
             self.shared.sent += 1
         elif (reply is not None and 400 <= reply.code < 500) or fault is not None:
             result.error = fault
-            if attempts < MAX_ATTEMPTS:
-                result.state = RETRYING
-                result.next_attempt_at = now + timedelta(
-                    seconds=backoff(attempts, self.first_retry_seconds)
-                )
+            first = result.first_attempt_at or now
+            later = next_attempt(
+                first_attempt_at=first,
+                now=now,
+                failed_attempts=attempts,
+                schedule=self.profile.retry_after_seconds,
+                retry_for_seconds=self.profile.retry_for_seconds,
+            )
+            if later is not None:
+                result.state, result.next_attempt_at = RETRYING, later
             else:
-                result.error = f"gave up after {attempts} attempts" + (
+                spent = (now - first).total_seconds()
+                result.error = f"gave up after {attempts} attempts in {spent:.0f} s" + (
                     f": {fault}" if fault else ""
                 )
         else:

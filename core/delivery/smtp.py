@@ -10,6 +10,8 @@ failure per recipient.
 from __future__ import annotations
 
 import asyncio
+import functools
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -37,6 +39,11 @@ class ProfileSettings:
     tls_verify: bool
     ca_file: str | None
     timeout_seconds: float
+    # Optional (None: the defaults of domain.md): see hello_name and retry_policy.
+    helo_name: str | None = None
+    retry_after_seconds: tuple[float, ...] | None = None
+    retry_for_seconds: float | None = None
+    bounce_address: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> ProfileSettings:
@@ -54,6 +61,14 @@ class ProfileSettings:
             tls_verify=row.tls_verify,
             ca_file=row.ca_file,
             timeout_seconds=row.timeout_seconds,
+            helo_name=row.helo_name,
+            retry_after_seconds=(
+                tuple(float(d) for d in row.retry_after_seconds)
+                if row.retry_after_seconds
+                else None
+            ),
+            retry_for_seconds=row.retry_for_seconds,
+            bounce_address=row.bounce_address,
         )
 
 
@@ -99,43 +114,163 @@ def tls_context(profile: ProfileSettings) -> ssl.SSLContext:
     return context
 
 
-async def open_connection(profile: ProfileSettings, password: str | None) -> aiosmtplib.SMTP:
-    """Connect, secure and authenticate; faults of the run raise RunFault."""
+@functools.cache
+def machine_fqdn() -> str:
+    """This machine's fully qualified name, as the resolver gives it (looked up once)."""
+    return socket.getfqdn()
+
+
+def hello_name(profile: ProfileSettings, fqdn: str | None = None) -> str:
+    """The EHLO name of runs and of ``smtp test`` alike (domain.md, Same conversation).
+
+    The profile's ``helo_name``; else the machine's fully qualified name when it
+    has a dot; else the domain of the profile's ``from_address``.
+    """
+    if profile.helo_name:
+        return profile.helo_name
+    name = (fqdn if fqdn is not None else machine_fqdn()).strip().rstrip(".")
+    if "." in name and not name.startswith("localhost."):
+        return name
+    return profile.from_address.rpartition("@")[2] or "localhost.localdomain"
+
+
+def auth_mechanism(offered: str) -> str | None:
+    """The one mechanism msgrun logs in with, of those an EHLO AUTH line offers."""
+    mechanisms = offered.upper().split()
+    for mechanism in ("PLAIN", "LOGIN"):
+        if mechanism in mechanisms:
+            return mechanism
+    return None
+
+
+def no_auth_hint(profile: ProfileSettings, offers_starttls: bool) -> str:
+    """What to do when the profile has a user name and the server offers no AUTH."""
+    if offers_starttls and profile.security == "none":
+        return "the server offers STARTTLS: it may offer AUTH only after it; use security starttls"
+    return (
+        "this server does not take a login here (some offer AUTH only after "
+        "STARTTLS): check security and port"
+    )
+
+
+def profile_refusal(code: int, text: str, *, before_recipient: bool) -> bool:
+    """A refusal of the connection or the sender rather than of a recipient.
+
+    530 (authentication or STARTTLS required) anywhere; 5.7.0 or 5.7.1 at
+    MAIL FROM or before any recipient.
+    """
+    if code == 530:
+        return True
+    return before_recipient and code >= 500 and ("5.7.0" in text or "5.7.1" in text)
+
+
+class AuthGate:
+    """One delivery's logins: the first connection logs in alone, a refusal is final.
+
+    While no login has succeeded yet, connections log in one at a time; once
+    the server has refused the credentials (535), no connection tries again
+    (a wrong password costs one failed AUTH per run, not one per connection).
+    """
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.accepted = False
+        self.refused: str | None = None
+
+
+async def open_connection(
+    profile: ProfileSettings, password: str | None, gate: AuthGate | None = None
+) -> aiosmtplib.SMTP:
+    """Connect, greet, secure and log in as ``smtp test`` does; run faults raise RunFault."""
+    where = f"{profile.host}:{profile.port}"
     smtp = aiosmtplib.SMTP(
         hostname=profile.host,
         port=profile.port,
         use_tls=profile.security == "tls",
-        start_tls=profile.security == "starttls",
+        start_tls=False,
         tls_context=tls_context(profile) if profile.security != "none" else None,
         timeout=profile.timeout_seconds,
+        local_hostname=hello_name(profile),
     )
     try:
         await smtp.connect()
-        if smtp.is_ehlo_or_helo_needed:
-            await smtp.ehlo()  # so that the server's extensions are known before sending
+        await smtp.ehlo()
+        if profile.security == "starttls":
+            if not smtp.supports_extension("starttls"):
+                raise RunFault(
+                    f"{where} does not offer STARTTLS: use the port that offers it "
+                    "(usually 587), or security tls on 465"
+                )
+            await smtp.starttls()
+            await smtp.ehlo()
         if profile.username is not None and password is not None:
-            await smtp.login(profile.username, password)
-    except aiosmtplib.SMTPAuthenticationError as error:
+            if not smtp.supports_extension("auth"):
+                raise RunFault(
+                    f"{where} offers no AUTH for the user name {profile.username}: "
+                    + no_auth_hint(profile, smtp.supports_extension("starttls"))
+                )
+            mechanism = auth_mechanism(smtp.esmtp_extensions.get("auth", ""))
+            if mechanism is None:
+                raise RunFault(
+                    f"{where} offers AUTH {smtp.esmtp_extensions.get('auth', '')}: msgrun "
+                    "logs in with PLAIN or LOGIN, which this server does not offer"
+                )
+            await _login(smtp, profile, password, mechanism, gate or AuthGate())
+    except (RunFault, ConnectionFault):
         smtp.close()
-        raise RunFault(
-            f"the server refused the credentials of {profile.username}: "
-            f"{error.code} {error.message}"
-        ) from None
+        raise
+    except aiosmtplib.SMTPResponseException as error:
+        smtp.close()
+        message = " ".join(error.message.split())
+        if profile_refusal(error.code, message, before_recipient=True):
+            raise RunFault(f"{where} refused the connection: {error.code} {message}") from None
+        raise ConnectionFault(f"{where}: {error.code} {message}") from None
     except ssl.SSLError as error:
         smtp.close()
-        raise RunFault(f"TLS with {profile.host}:{profile.port} failed: {error}") from None
-    except aiosmtplib.SMTPNotSupported as error:
-        smtp.close()
-        raise RunFault(f"{profile.host}:{profile.port}: {error}") from None
+        raise RunFault(f"TLS with {where} failed: {error}") from None
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
         smtp.close()
         cause = error.__cause__ or error.__context__
         if isinstance(cause, ssl.SSLError):
-            raise RunFault(f"TLS with {profile.host}:{profile.port} failed: {cause}") from None
-        raise ConnectionFault(
-            f"cannot connect to {profile.host}:{profile.port}: {describe(error)}"
-        ) from None
+            raise RunFault(f"TLS with {where} failed: {cause}") from None
+        raise ConnectionFault(f"cannot connect to {where}: {describe(error)}") from None
     return smtp
+
+
+async def _login(
+    smtp: aiosmtplib.SMTP,
+    profile: ProfileSettings,
+    password: str,
+    mechanism: str,
+    gate: AuthGate,
+) -> None:
+    """Exactly one AUTH with ``mechanism``; a 5xx refusal is final for every connection."""
+    assert profile.username is not None
+
+    async def once() -> None:
+        login = smtp.auth_plain if mechanism == "PLAIN" else smtp.auth_login
+        try:
+            await login(profile.username or "", password)
+        except aiosmtplib.SMTPAuthenticationError as error:
+            text = f"{error.code} {' '.join(error.message.split())}"
+            if error.code < 500:  # 454: a temporary failure, tried again later
+                raise ConnectionFault(f"AUTH {mechanism}: {text}") from None
+            gate.refused = (
+                f"the server refused the credentials of {profile.username}: {text} "
+                f"(AUTH {mechanism}; not tried again in this run)"
+            )
+            raise RunFault(gate.refused) from None
+
+    if gate.refused is not None:
+        raise RunFault(gate.refused)
+    if gate.accepted:
+        await once()
+        return
+    async with gate.lock:
+        if gate.refused is not None:
+            raise RunFault(gate.refused)
+        await once()
+        gate.accepted = True
 
 
 def describe(error: BaseException) -> str:
@@ -147,28 +282,39 @@ async def send(smtp: aiosmtplib.SMTP, envelope: Envelope) -> Reply:
     """MAIL FROM, RCPT TO, DATA on an open connection.
 
     A refusal (4xx/5xx) is returned as a Reply and the connection is reset
-    for the next message; a dropped connection raises ConnectionFault.
+    for the next message; a dropped connection raises ConnectionFault; a
+    refusal of the profile rather than the recipient (``profile_refusal``)
+    raises RunFault.
     """
+    stage = "MAIL FROM"
     try:
         options = ["SMTPUTF8"] if envelope.smtputf8 else []
         if envelope.smtputf8 and not smtp.supports_extension("smtputf8"):
             return Reply(553, "the address needs SMTPUTF8, which the server does not offer")
         encoding = "utf-8" if envelope.smtputf8 else "ascii"
         await smtp.mail(envelope.sender, options=options, encoding=encoding)
+        stage = "RCPT TO"
         await smtp.rcpt(envelope.recipient, encoding=encoding)
+        stage = "DATA"
         response = await smtp.data(envelope.data)
         return Reply(response.code, response.message)
     except aiosmtplib.SMTPServerDisconnected as error:
         raise ConnectionFault(f"the server closed the connection: {describe(error)}") from None
     except aiosmtplib.SMTPResponseException as error:
+        message = " ".join(error.message.split())
         if error.code == 421:
             smtp.close()
-            raise ConnectionFault(f"421 {' '.join(error.message.split())}") from None
+            raise ConnectionFault(f"421 {message}") from None
+        if profile_refusal(error.code, message, before_recipient=stage == "MAIL FROM"):
+            smtp.close()
+            raise RunFault(
+                f"the server refused {stage} from {envelope.sender}: {error.code} {message}"
+            ) from None
         try:
             await smtp.rset()
         except (aiosmtplib.SMTPException, OSError):
             smtp.close()
-        return Reply(error.code, " ".join(error.message.split()))
+        return Reply(error.code, message)
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
         smtp.close()
         raise ConnectionFault(describe(error)) from None

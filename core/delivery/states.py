@@ -37,11 +37,7 @@ RUN_STATES: Final = (
 RESTARTABLE: Final = (STOPPED, RUN_FAILED, WAITING, COMPLETED_WITH_FAILURES, RUNNING, STOPPING)
 ENDED: Final = (STOPPED, COMPLETED, COMPLETED_WITH_FAILURES, RUN_FAILED)
 
-# Retries: a 4xx reply or a connection fault is tried again after about 1 s,
-# doubling, at most 5 minutes apart; the fifth failed attempt is final.
-MAX_ATTEMPTS: Final = 5
-FIRST_RETRY_SECONDS: Final = 1.0
-MAX_RETRY_SECONDS: Final = 300.0
+# Retries: the profile's schedule, see retry_policy.py.
 
 # Leases: renewed every few seconds; lapse at most 15 s after the holder dies.
 LEASE_SECONDS: Final = 12.0

@@ -215,6 +215,7 @@ class Due:
     offset_days: int | None
     message_id: str
     attempts: int
+    first_attempt_at: datetime | None = None
 
 
 DUE_COLUMNS = (
@@ -228,6 +229,7 @@ DUE_COLUMNS = (
     RECIPIENT.c.offset_days,
     RECIPIENT.c.message_id,
     RECIPIENT.c.attempts,
+    RECIPIENT.c.first_attempt_at,
 )
 # Retries first, then released holds, then pending; each with the column saying when.
 DUE_ORDER = (
@@ -668,6 +670,8 @@ class Result:
     document_id: str | None = None
     offset_days: int | None = None
     hard_bounce: bool = False
+    # Kept from the first attempt on (retries end retry_for_seconds after it).
+    first_attempt_at: datetime | None = None
 
 
 def record(
@@ -708,6 +712,10 @@ def record(
             error=bindparam("err"),
             next_attempt_at=bindparam("next_at"),
             sent_at=bindparam("sent"),
+            first_attempt_at=func.coalesce(
+                RECIPIENT.c.first_attempt_at,
+                bindparam("first", type_=RECIPIENT.c.first_attempt_at.type),
+            ),
             updated_at=now,
             claimed_by=None,
         )
@@ -723,6 +731,7 @@ def record(
                 "err": r.error,
                 "next_at": r.next_attempt_at,
                 "sent": r.sent_at,
+                "first": r.first_attempt_at,
             }
             for r in results
         ],
@@ -818,20 +827,21 @@ def run_row(connection: Connection, run_id: int) -> Any:
 def settled_state(counts: dict[str, int]) -> str | None:
     """The state a run ends in when nothing is left to do now, or None if work remains.
 
-    Work remains while anything is pending, sending or retrying; held
-    recipients alone make the run `waiting`.
+    Work remains while anything is pending or sending; held or retrying
+    recipients alone make the run `waiting` (the caller has seen that none
+    is due now).
     """
-    if counts[PENDING] or counts[SENDING] or counts[RETRYING]:
+    if counts[PENDING] or counts[SENDING]:
         return None
-    if counts[HELD]:
+    if counts[HELD] or counts[RETRYING]:
         return WAITING
     if counts[FAILED] or counts[UNKNOWN]:
         return COMPLETED_WITH_FAILURES
     return COMPLETED
 
 
-def next_due(connection: Connection, run_id: int) -> datetime | None:
-    """When the next retry or held recipient becomes due."""
+def next_due(connection: Connection, run_id: int, only: str | None = None) -> datetime | None:
+    """When the next retry or held recipient (``only``: of that state) becomes due."""
     retry = connection.execute(
         select(func.min(RECIPIENT.c.next_attempt_at)).where(
             RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == RETRYING
@@ -842,6 +852,10 @@ def next_due(connection: Connection, run_id: int) -> datetime | None:
             RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == HELD
         )
     ).scalar()
+    if only == RETRYING:
+        held = None
+    elif only == HELD:
+        retry = None
     times: list[datetime] = [t for t in (retry, held) if t is not None]
     return min(times) if times else None
 

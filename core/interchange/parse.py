@@ -9,14 +9,16 @@ References to stored data are checked by ``references.py``.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
 from core.addresses import address_problem, fold
-from core.interchange.reader import MISSING, Problem, Reader, object_pairs
+from core.interchange.reader import MISSING, Problem, Reader, object_pairs, type_name
 from core.templating import template_problem
 from core.vocabulary import (
     ADDRESS_PREFERENCES,
@@ -201,6 +203,10 @@ def _smtp_profile(r: Reader) -> dict[str, Any]:
     from_address = r.text("from_address", required=True, max_length=320)
     if from_address is not None and (problem := address_problem(from_address)) is not None:
         r.problem("from_address", f"{from_address!r} is not a valid email address: {problem}")
+    bounce_address = r.text("bounce_address", max_length=320)
+    if bounce_address is not None and (problem := address_problem(bounce_address)) is not None:
+        r.problem("bounce_address", f"{bounce_address!r} is not a valid email address: {problem}")
+        bounce_address = None
     username = r.text("username", max_length=320)
     password_env = r.text("password_env", max_length=200)
     if (username is None) != (password_env is None) and r.ok:
@@ -227,9 +233,59 @@ def _smtp_profile(r: Reader) -> dict[str, Any]:
         "tls_verify": r.boolean("tls_verify", default=True),
         "ca_file": r.text("ca_file"),
         "timeout_seconds": r.number("timeout_seconds", positive=True, default=30.0),
+        "helo_name": _helo_name(r),
+        "retry_after_seconds": _delays(r, "retry_after_seconds"),
+        "retry_for_seconds": r.number("retry_for_seconds", positive=True),
+        "bounce_address": bounce_address,
     }
     r.finish()
     return row
+
+
+HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def hostname_problem(name: str) -> str | None:
+    """What makes ``name`` no host name (``mail.example.com``, or ``[192.0.2.1]``), or None."""
+    if name.startswith("[") and name.endswith("]"):
+        try:
+            ipaddress.ip_address(name[1:-1].removeprefix("IPv6:"))
+        except ValueError:
+            return "not an address literal"
+        return None
+    if len(name) > 253:
+        return "longer than 253 characters"
+    bad = [label for label in name.removesuffix(".").split(".") if not HOST_LABEL.fullmatch(label)]
+    if bad:
+        return f"{bad[0]!r} is not a label of letters, digits and inner hyphens"
+    return None
+
+
+def _helo_name(r: Reader) -> str | None:
+    name = r.text("helo_name", max_length=253)
+    if name is not None and (problem := hostname_problem(name)) is not None:
+        r.problem("helo_name", f"{name!r} is not a host name: {problem}")
+        return None
+    return name
+
+
+def _delays(r: Reader, key: str) -> list[float] | None:
+    """An optional non-empty list of positive numbers of seconds."""
+    good: list[float] = []
+    items = r.items(key)
+    if r.obj.get(key) == []:
+        r.problem(key, "must not be empty (leave it out for the default)")
+        return None
+    for path, value in items:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            r.problems.append(
+                Problem(path, f"expected a number of seconds, got {type_name(value)}")
+            )
+        elif value <= 0:
+            r.problems.append(Problem(path, f"must be greater than 0, got {value}"))
+        else:
+            good.append(float(value))
+    return good if items and len(good) == len(items) else None
 
 
 def _billing_method(r: Reader) -> dict[str, Any]:

@@ -84,6 +84,14 @@ class SmtpProfile(Base):
     tls_verify: Mapped[bool] = mapped_column(Boolean)
     ca_file: Mapped[str | None] = mapped_column(Text)
     timeout_seconds: Mapped[float] = mapped_column(Float)
+    # The EHLO name (None: the machine's FQDN when it has a dot, else the from_address domain).
+    helo_name: Mapped[str | None] = mapped_column(String(255))
+    # Delays between tries of a postponed message, and how long to keep trying
+    # (None: the defaults of domain.md, Retries).
+    retry_after_seconds: Mapped[list[float] | None] = mapped_column(JsonValue)
+    retry_for_seconds: Mapped[float | None] = mapped_column(Float)
+    # Where reports should come back (after-sending.md); stored only, for now.
+    bounce_address: Mapped[str | None] = mapped_column(String(320))
     # Written by ``msgrun smtp test``; the plan warns about a profile never tested.
     last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
@@ -318,6 +326,8 @@ class Recipient(Base):
     message_id: Mapped[str | None] = mapped_column(String(300))
     attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The first time a message to it was tried: retries end retry_for_seconds after.
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The delivering process (a ``worker`` row) that has claimed this recipient:

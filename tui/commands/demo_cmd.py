@@ -67,6 +67,8 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         document = demo_document(clock.now().date(), port=server.port)
         document["smtp_profiles"][0]["rate_per_second"] = args.rate
+        # The greylisted address is tried again within seconds, to be seen doing so.
+        document["smtp_profiles"][0]["retry_after_seconds"] = [3, 10]
         outcome = import_document(database, document)
         if not outcome.ok:
             raise OperationFailed(f"the demo data did not import: {outcome.problems[:3]}")
