@@ -36,7 +36,7 @@ def feedback_report(msg: Message) -> FeedbackReport | None:
     """The feedback report in the message, or None when it holds none."""
     part = next((p for p in msg.walk() if p.get_content_type() in FEEDBACK_TYPES), None)
     if part is None:
-        return None
+        return _jmrp(msg)
     fields = _fields(part)
     ftype = decode(fields.get("Feedback-Type", "")).strip().lower() or "other"
     recipients: list[str] = []
@@ -52,3 +52,16 @@ def feedback_report(msg: Message) -> FeedbackReport | None:
                 recipients.append(addr)
     reporter = decode(fields.get("User-Agent", "")) or decode(fields.get("Reporting-MTA", ""))
     return FeedbackReport(ftype, tuple(recipients), reporter or None)
+
+
+def _jmrp(msg: Message) -> FeedbackReport | None:
+    """Microsoft's JMRP complaints (Hotmail, Outlook.com): not ARF, but the returned
+    message carries X-HmXmrOriginalRecipient, the address that complained."""
+    original = returned_headers(msg)
+    if original is None:
+        return None
+    recipient = header(original, "X-HmXmrOriginalRecipient")
+    if not recipient:
+        return None
+    addr = address_of(recipient)
+    return FeedbackReport("abuse", (addr,) if addr else (), "Microsoft JMRP")

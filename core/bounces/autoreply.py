@@ -63,8 +63,15 @@ def auto_reply_marker(msg: Message) -> str | None:
 
 def from_delivery_system(msg: Message) -> bool:
     """A null envelope sender, or a From of MAILER-DAEMON, postmaster and the like."""
-    if envelope_sender(msg) == "":
-        return True
+    return envelope_sender(msg) == "" or from_daemon_address(msg)
+
+
+def is_daemon_local(local: str) -> bool:
+    return bool(_DAEMON_LOCAL.match(local))
+
+
+def from_daemon_address(msg: Message) -> bool:
+    """A From of MAILER-DAEMON, postmaster and the like (not only a null sender)."""
     sender = header(msg, "From")
     addr = address_of(sender)
     if addr and _DAEMON_LOCAL.match(addr.rsplit("@", 1)[0]):

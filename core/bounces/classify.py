@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from email.message import Message
 
-from core.bounces import arf, autoreply, dsn, message, nonstandard
+from core.bounces import arf, autoreply, dsn, message, nonstandard, ses
 from core.bounces.model import Outcome, OutcomeType, Report, ReportKind
 
 Detector = Callable[[Message, str], list[nonstandard.Failure]]
+
+_UNCHANGING_ACTIONS = ("delivered", "relayed", "expanded", "deliverable")
 
 
 def classify(
@@ -18,13 +20,20 @@ def classify(
     *,
     detector: Detector | None = None,
 ) -> Report:
-    """What the message is, and what it says about each recipient."""
+    """What the message is, and what it says about each recipient.
+
+    `detector` replaces the non-standard bounce detection (the benchmark measures
+    the library alone with it)."""
     msg = message.parse(raw)
-    common = {
-        "delivered_to": message.delivered_to(msg, envelope_to),
-        "date": message.report_date(msg),
-        "message_id": message.normalise_message_id(message.header(msg, "Message-ID")),
-    }
+    targets = message.delivered_to(msg, envelope_to)
+    date = message.report_date(msg)
+    own_id = message.normalise_message_id(message.header(msg, "Message-ID"))
+
+    def report(kind: ReportKind, why: str, outcomes: tuple[Outcome, ...] = (),
+               original: str | None = None, feedback_type: str | None = None) -> Report:
+        return Report(kind=kind, outcomes=outcomes, original_message_id=original,
+                      delivered_to=targets, date=date, message_id=own_id,
+                      feedback_type=feedback_type, why=why)
 
     # 1. A feedback report: abuse or fraud is a complaint; other types change nothing.
     feedback = arf.feedback_report(msg)
@@ -38,43 +47,54 @@ def classify(
                 Outcome(OutcomeType.COMPLAINT, None, None, addr, detail)
                 for addr in (feedback.recipients or (None,))
             )
-            return Report(ReportKind.COMPLAINT, outcomes, original, feedback_type=
-                          feedback.feedback_type, why=detail, **common)  # type: ignore[arg-type]
-        return Report(ReportKind.IGNORED, (), original, feedback_type=feedback.feedback_type,
-                      why=f"feedback report of type {feedback.feedback_type}: changes nothing",
-                      **common)  # type: ignore[arg-type]
+            return report(ReportKind.COMPLAINT, detail, outcomes, original,
+                          feedback.feedback_type)
+        return report(ReportKind.IGNORED,
+                      f"feedback report of type {feedback.feedback_type}: changes nothing",
+                      (), original, feedback.feedback_type)
 
     # 2. A DSN: one outcome per failed or delayed recipient block.
     if dsn.is_dsn(msg):
         blocks = dsn.recipient_blocks(msg)
         if blocks:
-            outcomes_list: list[Outcome] = []
+            found: list[Outcome] = []
             for block in blocks:
-                if block.action == "failed":
-                    outcomes_list.append(Outcome(OutcomeType.BOUNCE, dsn.failure_class(block),
-                                                 block.status, block.address, block.diagnostic))
+                # An action other than those of RFC 3464 (`expired`) is a failure too.
+                failed = (
+                    block.action not in (*_UNCHANGING_ACTIONS, "delayed")
+                    and not (block.status or "").startswith("2")
+                    and (block.action != "" or (block.status or "")[:1] in ("4", "5"))
+                )
+                if failed:
+                    bounce_class = dsn.failure_class(block)
+                    if block.action == "expired" and not block.status:
+                        bounce_class = "soft"  # given up after retrying: a temporary failure
+                    found.append(Outcome(OutcomeType.BOUNCE, bounce_class,
+                                         block.status, block.address, block.diagnostic))
                 elif block.action == "delayed":
-                    outcomes_list.append(Outcome(OutcomeType.DELAY, None, block.status,
-                                                 block.address, block.diagnostic))
+                    found.append(Outcome(OutcomeType.DELAY, None, block.status,
+                                         block.address, block.diagnostic))
             original = message.original_message_id(msg)
-            if outcomes_list:
-                return Report(ReportKind.DSN, tuple(outcomes_list), original,
-                              why="delivery status notification (RFC 3464)",
-                              **common)  # type: ignore[arg-type]
-            actions = sorted({b.action or "no action" for b in blocks})
-            return Report(ReportKind.IGNORED, (), original,
-                          why=f"delivery status notification: {', '.join(actions)}",
-                          **common)  # type: ignore[arg-type]
+            if found:
+                return report(ReportKind.DSN, "delivery status notification (RFC 3464)",
+                              tuple(found), original)
+            actions = ", ".join(sorted({b.action or "no action" for b in blocks}))
+            return report(ReportKind.IGNORED,
+                          f"delivery status notification: {actions}: changes nothing",
+                          (), original)
 
     # 3. An auto-reply that does not come from a delivery system changes nothing.
     marker = autoreply.auto_reply_marker(msg)
-    daemon = autoreply.from_delivery_system(msg)
-    if marker and not daemon:
-        return Report(ReportKind.AUTO_REPLY, why=f"automatic reply: {marker}",
-                      **common)  # type: ignore[arg-type]
+    if marker and not autoreply.from_delivery_system(msg):
+        return report(ReportKind.AUTO_REPLY, f"automatic reply: {marker}")
+
+    body = message.readable_text(msg)
+    # Amazon SES notifications by email: a complaint, a bounce, or a delivery.
+    notification = ses.ses_notification(body) if detector is None else None
+    if notification is not None:
+        return _ses_report(notification, report, message.original_message_id(msg, body))
 
     # 4. A bounce in a format of its own.
-    body = message.readable_text(msg)
     failures = (detector or nonstandard.detect)(msg, body)
     if failures:
         outcomes = tuple(
@@ -82,12 +102,40 @@ def classify(
                     f.diagnostic)
             for f in failures
         )
-        return Report(ReportKind.NONSTANDARD, outcomes, message.original_message_id(msg, body),
-                      why="bounce in a non-standard format", **common)  # type: ignore[arg-type]
+        return report(ReportKind.NONSTANDARD, "bounce in a non-standard format", outcomes,
+                      message.original_message_id(msg, body))
     if marker:
-        # Marked as automatic and sent by a delivery system, yet no failure in it.
-        return Report(ReportKind.AUTO_REPLY, why=f"automatic reply: {marker}",
-                      **common)  # type: ignore[arg-type]
+        # Marked automatic and sent by a delivery system, yet no failure in it.
+        return report(ReportKind.AUTO_REPLY, f"automatic reply: {marker}")
 
     # 5. Anything else.
-    return Report(ReportKind.NOT_REPORT, why="not a report", **common)  # type: ignore[arg-type]
+    return report(ReportKind.NOT_REPORT, "not a report")
+
+
+def _ses_report(
+    notification: ses.SesNotification,
+    report: Callable[..., Report],
+    original: str | None,
+) -> Report:
+    if notification.type == "complaint":
+        ftype = notification.detail.rsplit(": ", 1)[-1].lower()
+        if ftype not in arf.COMPLAINT_TYPES:
+            return report(ReportKind.IGNORED, notification.detail, (), original, ftype)
+        outcomes = tuple(Outcome(OutcomeType.COMPLAINT, None, None, r.address,
+                                 notification.detail) for r in notification.recipients)
+        return report(ReportKind.COMPLAINT, notification.detail, outcomes, original, ftype)
+    if notification.type == "bounce" and notification.recipients:
+        outcomes = tuple(
+            Outcome(OutcomeType.BOUNCE,
+                    _class(r.status, notification.permanent), r.status, r.address,
+                    r.diagnostic)
+            for r in notification.recipients
+        )
+        return report(ReportKind.NONSTANDARD, notification.detail, outcomes, original)
+    return report(ReportKind.IGNORED, f"{notification.detail}: changes nothing", (), original)
+
+
+def _class(status: str | None, permanent: bool) -> str:
+    if status and status[0] in "45":
+        return "hard" if status[0] == "5" else "soft"
+    return "hard" if permanent else "soft"

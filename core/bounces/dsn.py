@@ -59,6 +59,30 @@ def _blocks(part: Message) -> list[Message]:
             if chunk.strip()]
 
 
+def block_from_fields(block: Message) -> RecipientBlock | None:
+    """A per-recipient block from its fields; None for the per-message block."""
+    final = decode(block.get("Final-Recipient", ""))
+    original = decode(block.get("Original-Recipient", ""))
+    action = decode(block.get("Action", "")).lower().split(" ")[0] if block.get("Action") else ""
+    if not (final or original or action):
+        return None
+    diagnostic = decode(block.get("Diagnostic-Code", ""))
+    if ";" in diagnostic[:12]:
+        diagnostic = diagnostic.split(";", 1)[1].strip()
+    status = find_status(decode(block.get("Status", ""))) or None
+    if status is None and diagnostic:
+        status = find_status(diagnostic)
+    if not action and status:
+        action = {"5": "failed", "4": "delayed", "2": "delivered"}[status[0]]
+    return RecipientBlock(
+        action=action,
+        status=status,
+        final_recipient=address_of(final) if final else None,
+        original_recipient=address_of(original) if original else None,
+        diagnostic=diagnostic or None,
+    )
+
+
 def recipient_blocks(msg: Message) -> list[RecipientBlock]:
     """Every per-recipient block of every delivery-status part."""
     found: list[RecipientBlock] = []
@@ -66,29 +90,30 @@ def recipient_blocks(msg: Message) -> list[RecipientBlock]:
         if part.get_content_type() not in DSN_TYPES:
             continue
         for block in _blocks(part):
-            final = decode(block.get("Final-Recipient", ""))
-            original = decode(block.get("Original-Recipient", ""))
-            action = decode(block.get("Action", "")).lower().split(" ")[0] if block.get(
-                "Action") else ""
-            if not (final or original or action):
-                continue  # the per-message block
-            diagnostic = decode(block.get("Diagnostic-Code", ""))
-            if ";" in diagnostic[:12]:
-                diagnostic = diagnostic.split(";", 1)[1].strip()
-            status = find_status(decode(block.get("Status", ""))) or None
-            if status is None and diagnostic:
-                status = find_status(diagnostic)
-            if not action and status:
-                action = {"5": "failed", "4": "delayed", "2": "delivered"}[status[0]]
-            found.append(
-                RecipientBlock(
-                    action=action,
-                    status=status,
-                    final_recipient=address_of(final) if final else None,
-                    original_recipient=address_of(original) if original else None,
-                    diagnostic=diagnostic or None,
-                )
-            )
+            parsed = block_from_fields(block)
+            if parsed is not None:
+                found.append(parsed)
+    return found
+
+
+_TEXT_BLOCK = re.compile(r"^[ \t]*(?:Final-Recipient|Action)[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+def text_blocks(text: str) -> list[RecipientBlock]:
+    """Delivery-status fields written into the readable text (some MTAs do)."""
+    if not _TEXT_BLOCK.search(text):
+        return []
+    parser = HeaderParser()
+    found: list[RecipientBlock] = []
+    for chunk in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n")):
+        if not _TEXT_BLOCK.search(chunk):
+            continue
+        lines = [ln.strip() for ln in chunk.strip("\n").splitlines()]
+        block = parser.parsestr("\n".join(ln for ln in lines if re.match(r"^[\w-]+\s*:", ln))
+                                + "\n")
+        parsed = block_from_fields(block)
+        if parsed is not None and parsed.address:
+            found.append(parsed)
     return found
 
 

@@ -149,9 +149,9 @@ def delivered_to(msg: Message, envelope_to: str | None = None) -> tuple[str, ...
     if envelope_to:
         values.append(envelope_to)
     for value in values:
-        addr = address_of(value)
-        if addr and addr not in seen:
-            seen.append(addr)
+        found = address_of(value)
+        if found and found not in seen:
+            seen.append(found)
     return tuple(seen)
 
 

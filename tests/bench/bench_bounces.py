@@ -102,7 +102,9 @@ class Score:
     wrong: list[str] = field(default_factory=list)
 
     def line(self, title: str) -> str:
-        pct = (lambda n: 100.0 * n / self.failures if self.failures else 0.0)
+        def pct(n: int) -> float:
+            return 100.0 * n / self.failures if self.failures else 0.0
+
         return (
             f"{title}: {self.failures} failed deliveries, recognised {self.recognised} "
             f"({pct(self.recognised):.1f} %), class right {self.class_right} "
