@@ -69,6 +69,7 @@ _ORIGINAL_MARK = re.compile(
 )
 
 
+_SENDER_BEFORE = re.compile(r"\b(?:from|sender|sent by)\s*:?\s*<?$", re.I)
 _ID_LINE = re.compile(r"^\s*(?:message-?id|in-reply-to|references|content-id)\s*:", re.I)
 
 
@@ -133,13 +134,23 @@ def evidence(text: str, address: str) -> tuple[str | None, str | None, str | Non
     for window in windows:
         m = _STATUS.search(window)
         if m is None and window is text and pos >= 0:
-            return None, None, _words(text, pos)
+            return None, None, _failure_line(windows[0], address)
         if m:
             return ".".join(m.groups()), m.group(1), _words(window, m.start())
         r = _REPLY.search(window)
         if r:
             return None, r.group(1)[0], _words(window, r.start())
     return None, None, None
+
+
+def _failure_line(window: str, address: str) -> str:
+    """The first line near the address that says what failed, else the address's line."""
+    lines = [ln.strip() for ln in window.splitlines() if ln.strip()]
+    for line in lines:
+        rest = line.replace(address, "")
+        if _FAILURE_WORDS.search(rest):
+            return " ".join(line.split())[:500]
+    return lines[0][:500] if lines else address
 
 
 def _words(text: str, pos: int) -> str:
@@ -201,9 +212,12 @@ def unknown_format(msg: Message, body: str) -> list[Failure]:
         local = addr.split("@", 1)[0]
         if addr.lower() in excluded or autoreply.is_daemon_local(local):
             continue
-        start, end = _line_at(text, text.find(addr))
+        pos = text.find(addr)
+        start, end = _line_at(text, pos)
         if _ID_LINE.match(text[start:end]):
             continue  # a Message-ID, not an address
+        if _SENDER_BEFORE.search(text[start:pos]):
+            continue  # "received ... from billing@…": the sender
         if addr.lower() not in (c.lower() for c in candidates):
             candidates.append(addr)
     strong = [a for a in candidates if _near_failure(text, a)]

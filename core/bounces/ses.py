@@ -60,7 +60,7 @@ def ses_notification(body: str) -> SesNotification | None:
             SesRecipient(
                 str(r.get("emailAddress", "")),
                 find_status(str(r.get("status", ""))),
-                str(r.get("diagnosticCode")) if r.get("diagnosticCode") else None,
+                _diagnostic(r.get("diagnosticCode")),
             )
             for r in bounce.get("bouncedRecipients") or []
             if isinstance(r, dict) and r.get("emailAddress")
@@ -80,3 +80,12 @@ def ses_notification(body: str) -> SesNotification | None:
     if kind == "delivery":
         return SesNotification("delivery", False, (), "Amazon SES delivery notification")
     return None
+
+
+def _diagnostic(value: object) -> str | None:
+    if not value:
+        return None
+    text = str(value)
+    if ";" in text[:12]:
+        text = text.split(";", 1)[1]
+    return text.strip() or None
