@@ -60,7 +60,7 @@ def test_reports_flagged_seen_and_nothing_else_touched(imap: DovecotImap) -> Non
 
 
 def test_login_refused_and_server_unreachable(imap: DovecotImap) -> None:
-    with pytest.raises(SourceUnavailable, match="refused the login of bounces@mail.example"):
+    with pytest.raises(SourceUnavailable, match=r"refused the login of bounces@mail\.example"):
         list(source(imap, password="wrong").read())
     env = {"MSGRUN_IMAP_PASSWORD": "x"}
     closed = check_source(f"imap://u@127.0.0.1:{_closed_port()}/INBOX", env)
