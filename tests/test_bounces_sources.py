@@ -101,3 +101,15 @@ def test_imap_urls() -> None:
         check_source("imap://imap.example.com/INBOX", env)
     with pytest.raises(SourceError, match="not a Maildir, a message file or an imap"):
         check_source("pop3://ops@mail.example.com", env)
+
+
+def test_a_message_moved_to_cur_while_reading_is_not_read_again(tmp_path: Path) -> None:
+    box = make_maildir(tmp_path / "Maildir")
+    (box / "new" / "1.a").write_bytes(b"Subject: one\n\n1\n")
+    (box / "new" / "2.b").write_bytes(b"Subject: two\n\n2\n")
+    seen = []
+    for message in MaildirSource(box).read():
+        seen.append(message.source)
+        message.mark_read()
+    assert seen == [str(box / "new" / "1.a"), str(box / "new" / "2.b")]
+    assert sorted(p.name for p in (box / "cur").iterdir()) == ["1.a:2,S", "2.b:2,S"]

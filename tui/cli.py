@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 
 from tui.commands import (
+    bounces_cmd,
     console_cmd,
     database_cmd,
     demo_cmd,
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.add_parser(commands, common)
     database_cmd.add_parser(commands, common)
     triggers_cmd.add_parsers(commands, common)
+    bounces_cmd.add_parsers(commands, common)
     return parser
 
 

@@ -77,16 +77,20 @@ class MaildirSource(Source):
         return str(self.path)
 
     def read(self) -> Iterator[SourceMessage]:
-        for sub in ("new", "cur"):
-            folder = self.path / sub
-            for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-                if entry.name.startswith(".") or not entry.is_file():
-                    continue
-                try:
-                    raw = entry.read_bytes()
-                except FileNotFoundError:  # moved by another reader meanwhile
-                    continue
-                yield SourceMessage(str(entry), raw, self._marker(entry, sub))
+        # Listed before anything is read: a message moved from new/ to cur/ while
+        # reading is not read twice.
+        listing = [
+            (sub, entry)
+            for sub in ("new", "cur")
+            for entry in sorted((self.path / sub).iterdir(), key=lambda p: p.name)
+            if not entry.name.startswith(".") and entry.is_file()
+        ]
+        for sub, entry in listing:
+            try:
+                raw = entry.read_bytes()
+            except FileNotFoundError:  # moved by another reader meanwhile
+                continue
+            yield SourceMessage(str(entry), raw, self._marker(entry, sub))
 
     def _marker(self, entry: Path, sub: str) -> Callable[[], None]:
         def mark_read() -> None:
