@@ -203,9 +203,9 @@ def test_msgrun_db_environment_variable(
 
 def test_db_upgrade(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", db_url)
-    assert code == 0 and "upgraded from empty to 0004 (newest)" in out
+    assert code == 0 and "upgraded from empty to 0008 (newest)" in out
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", db_url)
-    assert code == 0 and "already at 0004" in out
+    assert code == 0 and "already at 0008" in out
 
 
 def test_db_upgrade_from_the_first_schema_keeps_the_data(
@@ -225,7 +225,7 @@ def test_db_upgrade_from_the_first_schema_keeps_the_data(
         command.upgrade(config, "0001")
     old.dispose()
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", url)
-    assert code == 0 and "upgraded from 0001 to 0004" in out
+    assert code == 0 and "upgraded from 0001 to 0008" in out
     assert msgrun(capsys, "import", str(BLUE_LAGOON), "--db", url)[0] == 0
     code, out, _ = msgrun(
         capsys, "run", "start", "job-sheet", "--at", STORY_AT, "--detach", "--db", url
