@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.bounces import Outcome, OutcomeType, ReportKind, classify
 from core.bounces.nonstandard import detect_library_only
@@ -182,3 +184,17 @@ def test_library_alone_misses_what_msgrun_adds() -> None:
     assert (full.bounce_class, full.status) == ("hard", None)
     [qmail] = alone("qmail.eml").outcomes
     assert qmail.status is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_are_classified_without_error(raw: bytes) -> None:
+    assert isinstance(classify(raw).kind, ReportKind)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(EXPECTED)), st.integers(0, 10_000), st.binary(max_size=40))
+def test_damaged_samples_are_classified_without_error(name: str, cut: int, junk: bytes) -> None:
+    raw = (SAMPLES / name).read_bytes()
+    position = cut % (len(raw) + 1)
+    assert isinstance(classify(raw[:position] + junk + raw[position:]).kind, ReportKind)
