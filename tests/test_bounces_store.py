@@ -161,3 +161,31 @@ def test_standard_input_keeps_even_a_non_report(db: Database) -> None:
     # A file is read, never stored when it is no report.
     summary = read_source(db, FileSource(SAMPLES / "ooo_ja.eml"), NOW, ReadSummary())
     assert summary.auto_replies == 1
+
+
+def test_configured_sources_read_by_one_process_at_a_time(db: Database,
+                                                          tmp_path: Path) -> None:
+    import pytest
+
+    from core.bounces.sources import SourceError
+    from core.bounces.store import read_configured_sources, reading_turn
+    from core.clock import FixedClock
+
+    _, rows = sent_run(db, 1)
+    box = tmp_path / "box"
+    for sub in ("cur", "new", "tmp"):
+        (box / sub).mkdir(parents=True)
+    (box / "new" / "1.a").write_bytes(postfix_dsn(rows[0].message_id, rows[0].address or ""))
+    clock = FixedClock(NOW)
+    assert read_configured_sources(db, {}, clock) is None  # none configured
+    env = {"MSGRUN_BOUNCE_SOURCES": f"{box}  {SAMPLES / 'qmail.eml'}"}
+    with reading_turn(db) as mine:
+        assert mine
+        # Another worker's turn: this one reads nothing now.
+        assert read_configured_sources(db, env, clock) is None
+        assert [p.name for p in (box / "new").iterdir()] == ["1.a"]
+    summary = read_configured_sources(db, env, clock)
+    assert summary is not None
+    assert (summary.read, summary.hard, summary.unmatched) == (2, 1, 1)
+    with pytest.raises(SourceError, match=r"MSGRUN_BOUNCE_SOURCES: .*nope: no such file"):
+        read_configured_sources(db, {"MSGRUN_BOUNCE_SOURCES": f"{tmp_path}/nope -"}, clock)

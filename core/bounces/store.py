@@ -11,20 +11,24 @@ changes: `record_message` records the outcome and the suppression, and calls
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.bounces.classify import classify
 from core.bounces.model import Outcome, OutcomeType, Report, ReportKind
-from core.bounces.sources import Source, SourceMessage, StdinSource
+from core.bounces.sources import Source, SourceError, SourceMessage, StdinSource, check_source
 from core.bounces.verp import parse_verp_token
+from core.clock import Clock
 from core.delivery.states import SENT, UNKNOWN
 from core.storage import Database
 from core.storage.models import BounceReport, Recipient, RecipientOutcome, Suppression
@@ -323,3 +327,79 @@ def _entry(source: str, report_id: int, kind: str, bounce_class: str | None,
         "customer": match.recipient.customer_id if match else None,
         "matched_by": match.matched_by if match else None,
     }
+
+
+# --- what `msgrun worker` reads about once a minute -----------------------------------
+
+BOUNCE_SOURCES_ENV = "MSGRUN_BOUNCE_SOURCES"
+_PG_LOCK_KEY = 727275
+
+
+def configured_sources(environ: Mapping[str, str]) -> list[Source]:
+    """The sources named in MSGRUN_BOUNCE_SOURCES (separated by spaces); SourceError
+    naming every bad one. Standard input cannot be one."""
+    specs = environ.get(BOUNCE_SOURCES_ENV, "").split()
+    sources: list[Source] = []
+    problems: list[str] = []
+    for spec in specs:
+        if spec == "-":
+            problems.append(f"{BOUNCE_SOURCES_ENV}: - (standard input) cannot be read by a worker")
+            continue
+        try:
+            sources.append(check_source(spec, environ))
+        except SourceError as error:
+            problems.append(f"{BOUNCE_SOURCES_ENV}: {error}")
+    if problems:
+        raise SourceError("; ".join(problems))
+    return sources
+
+
+@contextlib.contextmanager
+def reading_turn(db: Database) -> Iterator[bool]:
+    """True while this process holds the turn to read the configured sources (one
+    process at a time, across machines on PostgreSQL); False, at once, when
+    another process holds it."""
+    if db.is_sqlite:
+        assert db.url.database is not None
+        path = Path(db.url.database).expanduser().resolve()
+        with open(path.with_name(path.name + ".bounces-lock"), "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with db.engine.connect() as connection:
+        got = bool(connection.scalar(text(f"SELECT pg_try_advisory_lock({_PG_LOCK_KEY})")))
+        connection.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                connection.execute(text(f"SELECT pg_advisory_unlock({_PG_LOCK_KEY})"))
+                connection.commit()
+
+
+def read_configured_sources(
+    db: Database,
+    environ: Mapping[str, str],
+    clock: Clock,
+    on_matched: OnMatched | None = None,
+) -> ReadSummary | None:
+    """Read MSGRUN_BOUNCE_SOURCES once, if no other process is reading them now
+    (None then, or when none is configured). SourceError for a bad source,
+    SourceUnavailable for an IMAP server that cannot be reached, StoreFailed."""
+    sources = configured_sources(environ)
+    if not sources:
+        return None
+    with reading_turn(db) as mine:
+        if not mine:
+            return None
+        summary = ReadSummary()
+        for source in sources:
+            read_source(db, source, clock.now(), summary, on_matched=on_matched)
+        return summary
