@@ -64,6 +64,8 @@ EXPECTED: dict[str, tuple[ReportKind, str | None, list[tuple[OutcomeType, str | 
     "ooo_de.eml": (ReportKind.AUTO_REPLY, None, []),
     "ooo_ja.eml": (ReportKind.AUTO_REPLY, None, []),
     "person_reply.eml": (ReportKind.NOT_REPORT, None, []),
+    # A person answering a bounce's subject, naming a failed address: still a person.
+    "person_reply_failure.eml": (ReportKind.NOT_REPORT, None, []),
 }
 
 

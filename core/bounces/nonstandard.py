@@ -56,6 +56,8 @@ _BOUNCE_SUBJECT = re.compile(
     r"不達|配信|エラー|送信できません|送達|未送达|退信",
     re.IGNORECASE,
 )
+# A person answering or forwarding ("Re: Delivery failure?") is no delivery system.
+_REPLY_SUBJECT = re.compile(r"^\s*(?:re|fw|fwd|aw|wg|sv|vs|tr|rv|antw|odp)\s*:", re.I)
 # Where the returned original begins in a bounce's text.
 _ORIGINAL_MARK = re.compile(
     r"^[ \t>|-]*(?:"
@@ -194,7 +196,8 @@ def _original_recipients(msg: Message, body: str) -> list[str]:
 def looks_like_bounce(msg: Message) -> bool:
     """From a delivery system (not merely an auto-responder with a null sender),
     or with a bounce's subject."""
-    if _BOUNCE_SUBJECT.search(header(msg, "Subject")):
+    subject = header(msg, "Subject")
+    if _BOUNCE_SUBJECT.search(subject) and not _REPLY_SUBJECT.match(subject):
         return True
     if autoreply.auto_reply_marker(msg) and not autoreply.from_daemon_address(msg):
         return False
