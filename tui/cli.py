@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from core.storage.database import error_words
 from tui.commands import (
+    bounces_cmd,
     console_cmd,
     database_cmd,
     demo_cmd,
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.add_parser(commands, common)
     database_cmd.add_parser(commands, common)
     triggers_cmd.add_parsers(commands, common)
+    bounces_cmd.add_parsers(commands, common)
     return parser
 
 

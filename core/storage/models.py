@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -198,6 +199,10 @@ class Suppression(Base):
     address: Mapped[str] = mapped_column(String(400))
     reason: Mapped[str] = mapped_column(String(32))
     since: Mapped[date] = mapped_column(Date)
+    # A suppression that came from a report names it, its run and the server's words.
+    report_id: Mapped[int | None] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class Definition(Base):
@@ -435,3 +440,44 @@ class RoutineWatch(Base):
     # The schedule watched: when the definition's cron changes, the watch starts again.
     cron: Mapped[str] = mapped_column(String(200))
     checked_until: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BounceReport(Base):
+    """A report read back (after-sending.md): stored once, raw bytes kept."""
+
+    __tablename__ = "bounce_report"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Its Message-ID, or "sha256:HEX" of its bytes when it has none: read once.
+    message_key: Mapped[str] = mapped_column(String(400), unique=True)
+    source: Mapped[str] = mapped_column(Text)
+    # complaint, dsn, auto_reply, nonstandard_bounce, ignored, not_report
+    kind: Mapped[str] = mapped_column(String(32))
+    why: Mapped[str] = mapped_column(Text)
+    feedback_type: Mapped[str | None] = mapped_column(String(64))
+    original_message_id: Mapped[str | None] = mapped_column(String(300))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # The report's Date, else when it was read.
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RecipientOutcome(Base):
+    """What one report says about one recipient; recipient NULL when unmatched."""
+
+    __tablename__ = "recipient_outcome"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    report_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("bounce_report.id", ondelete="CASCADE"), index=True
+    )
+    recipient_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("recipient.id", ondelete="SET NULL"), index=True
+    )
+    address: Mapped[str | None] = mapped_column(String(400))
+    type: Mapped[str] = mapped_column(String(16))  # bounce, delay, complaint
+    bounce_class: Mapped[str | None] = mapped_column(String(8))  # hard, soft
+    status: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    matched_by: Mapped[str | None] = mapped_column(String(16))  # message_id, verp, address
