@@ -132,19 +132,26 @@ class RoutinesScreen(TableScreen[RoutineView]):
         if view is None:
             return
 
-        def answered(yes: bool | None) -> None:
-            if not yes or view is None:
-                return
+        console, definition = self.console, view.definition
+
+        def start() -> int:
+            run_id = run_now(
+                console.database,
+                definition,
+                console.clock,
+                started_by=f"routine {definition} run now ({who()})",
+            )
+            console.launch(console.db_url, run_id)
+            return run_id
+
+        def started(run_id: int) -> None:
             from tui.console.run_screen import RunScreen
 
-            run_id = run_now(
-                self.console.database,
-                view.definition,
-                self.console.clock,
-                started_by=f"routine {view.definition} run now ({who()})",
-            )
-            self.console.launch(self.console.db_url, run_id)
             self.app.push_screen(RunScreen(run_id))
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                console.perform(start, started, failure=f"Could not run {definition}")
 
         self.app.push_screen(
             Confirm(
@@ -160,11 +167,15 @@ class RoutinesScreen(TableScreen[RoutineView]):
             return
         verb = "Disable" if view.enabled else "Enable"
 
+        console, definition, enable = self.console, view.definition, not view.enabled
+
         def answered(yes: bool | None) -> None:
-            if yes and view is not None:
-                set_enabled(self.console.database, view.definition, not view.enabled)
-                self.notify(f"routine {view.definition} {verb.lower()}d")
-                self.console.refresh_screen()
+            if yes:
+                console.perform(
+                    lambda: set_enabled(console.database, definition, enable),
+                    lambda _: self.notify(f"routine {definition} {verb.lower()}d"),
+                    failure=f"Could not {verb.lower()} routine {definition}",
+                )
 
         self.app.push_screen(
             Confirm(
