@@ -11,6 +11,7 @@ from typing import Any
 from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from core.clock import Clock, SystemClock
@@ -63,6 +64,8 @@ class MsgrunConsole(App[None]):
         self.stopwatch = stopwatch
         self._polling = False
         self._again = False
+        # Notices raised while a confirmation is asked: shown once it is answered.
+        self._held: list[Callable[[], None]] = []
 
     def on_mount(self) -> None:
         from tui.console.runs_screen import RunsScreen
@@ -146,6 +149,39 @@ class MsgrunConsole(App[None]):
         elif event.then is not None:
             event.then(event.result)
         self.refresh_screen()
+
+    # -- notices never draw over a question ---------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """A notice; while a confirmation is asked it waits, so it never covers the question."""
+        from tui.console.confirm import Confirm
+
+        show = partial(
+            super().notify,
+            message,
+            title=title,
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
+        if isinstance(self.screen, Confirm):
+            self._held.append(show)
+        else:
+            show()
+
+    def release_notices(self) -> None:
+        """Show the notices held while a confirmation was asked."""
+        held, self._held = self._held, []
+        for show in held:
+            show()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette offers every action of the screen by name, as the footer does."""

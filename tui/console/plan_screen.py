@@ -39,7 +39,7 @@ CANDIDATE_COLUMNS: list[Column] = [
     ("Decision", 20, 20),
     ("Reasons", 12, 40),
 ]
-CANDIDATE_GROW = ["Address", "Reasons", "Document", "Customer"]
+CANDIDATE_GROW = ["Address", "Document", "Customer", "Reasons"]
 
 
 def add_columns(

@@ -37,7 +37,7 @@ COLUMNS: list[Column] = [
     ("Reply", 12, 40),
 ]
 GIVE_WAY = ["#", "Time", "Document"]
-GROW = ["Address", "Reply", "Document", "Customer"]  # who gets the room there is
+GROW = ["Address", "Document", "Customer", "Reply"]  # who gets the room; the reply the rest
 
 
 def document_cell(view: RecipientView, width: int) -> str:
