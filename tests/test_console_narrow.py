@@ -256,3 +256,42 @@ async def test_a_notice_raised_during_a_question_shows_once_it_is_answered(
         await settle(pilot)
         shown = toasts(app)
         assert any("raised while asking" in t for t in shown), shown
+
+
+@pytest.fixture
+def utf8_run(tmp_path: Path) -> tuple[Database, int]:
+    """A run to a server without SMTPUTF8: one address needs it; customer ids are long."""
+    from fixtures.smtp_servers import SmtpServer
+    from tests.delivery_support import deliver_now
+
+    database = open_database(f"sqlite:///{tmp_path / 'utf8.db'}")
+    with SmtpServer(smtputf8=False) as server:
+        doc = document(2, server.port)
+        doc["customers"][1]["contacts"][0]["addresses"][0]["address"] = "josé@exemplo.com.br"
+        for i, customer in enumerate(doc["customers"]):
+            customer["id"] = f"CUSTOMER-2026-{i:06d}"
+            customer["contacts"][0]["id"] = f"CUSTOMER-2026-{i:06d}-1"
+            doc["documents"][i]["customer"] = customer["id"]
+        run_id = new_run(database, doc)
+        deliver_now(database, run_id)
+    return database, run_id
+
+
+async def test_msgrun_s_own_verdict_is_shown_as_msgrun_s_and_long_ids_end_in_an_ellipsis(
+    utf8_run: tuple[Database, int],
+) -> None:
+    database, run_id = utf8_run
+    app = console(database)
+    async with app.run_test(size=NARROW) as pilot:
+        await on(lambda: RunScreen(run_id))(pilot)
+        table = recipients(app)
+        customer, _, _, state, reply = (str(cell) for cell in table.get_row_at(1))
+        assert (customer, state) == ("CUSTOME…", "[red]failed[/]")
+        assert reply == "msgrun: the…"  # msgrun's words, not a "553" from the server
+        await pilot.press("j", "m")
+        await settle(pilot)
+        delivery = " ".join(str(app.screen.query_one("#delivery", Static).render()).split())
+        assert "msgrun's own verdict (the server said nothing): msgrun: the address needs " in (
+            delivery
+        )
+        assert "the server replied" not in delivery
