@@ -95,6 +95,7 @@ class RunScreen(LiveScreen):
         self.cursor_target: str | None = None
         self.want_last = False  # the next load reads the last window
         self.matching = 0
+        self.painted_offset = 0  # where the window on screen starts
         self.rows: list[RecipientView] = []
         self.run_state = ""
         self.run: RunInfo | None = None  # as the last poll read it
@@ -164,9 +165,10 @@ class RunScreen(LiveScreen):
         loaded_last: bool = data[1]
         progress: RunProgress = window.progress
         run = progress.run
-        if loaded_last:
+        if loaded_last:  # the last window's offset is known only now
             self.want_last = False
-        self.window_start = window.offset
+            self.window_start = window.offset
+        self.painted_offset = window.offset
         self.rows, self.matching, self.run_state = window.rows, window.matching, run.state
         self.run = run
         summary = (
@@ -185,7 +187,9 @@ class RunScreen(LiveScreen):
         self._paint_rows(loaded_last)
 
     def _paint_rows(self, loaded_last: bool = False) -> None:
-        rows = self.rows
+        if self.run is None:
+            return  # nothing read yet
+        rows, start = self.rows, self.painted_offset
         table = self.query_one("#recipients", DataTable)
         row = table.cursor_row
         table.clear()
@@ -205,7 +209,7 @@ class RunScreen(LiveScreen):
             )
         if rows:
             # g and G land on the true first and last recipient, once their window is here.
-            if self.cursor_target == "first" and self.window_start == 0:
+            if self.cursor_target == "first" and start == 0:
                 row, self.cursor_target = 0, None
             elif self.cursor_target == "last" and loaded_last:
                 row, self.cursor_target = len(rows) - 1, None
@@ -214,13 +218,12 @@ class RunScreen(LiveScreen):
         search = f" · search {self.search_text!r}" if self.search_text else ""
         empty = self.query_one("#no-recipients", Static)
         if rows:
-            line = (
-                f"{self.window_start + 1:,}-{self.window_start + len(rows):,} of {self.matching:,}"
-            )
+            line = f"{start + 1:,}-{start + len(rows):,} of {self.matching:,}"
             if not table.display:
                 table.display = True
                 empty.display = False
-                table.focus()
+                if not isinstance(self.focused, Input):
+                    table.focus()
         else:
             line = "No recipients match" if self.states or self.search_text else "No recipients"
             empty.update(
@@ -262,7 +265,7 @@ class RunScreen(LiveScreen):
     def action_first_row(self) -> None:
         """The cursor on the first recipient of the run (as filtered)."""
         self.cursor_target = "first"
-        if self.window_start == 0:
+        if self.painted_offset == 0:
             self.query_one("#recipients", DataTable).move_cursor(row=0)
         self._move(0)
 
