@@ -20,7 +20,7 @@ from core.clock import parse_instant
 from core.smtp_check import load_profile
 from core.storage import Database, open_database
 from core.triggers.routines import list_routines
-from tests.conftest import STORY_AT
+from tests.conftest import STORY_AT, load_ok
 from tests.console_support import NOW, console, sample_database
 from tests.delivery_support import document, new_run
 from tests.test_console import settle
@@ -295,3 +295,15 @@ async def test_msgrun_s_own_verdict_is_shown_as_msgrun_s_and_long_ids_end_in_an_
             delivery
         )
         assert "the server replied" not in delivery
+
+
+async def test_customer_search_counts_every_match_beyond_those_listed(tmp_path: Path) -> None:
+    database = open_database(f"sqlite:///{tmp_path / 'many.db'}")
+    load_ok(database, document(260, 2525))
+    app = console(database)
+    async with app.run_test(size=NARROW) as pilot:
+        await on(CustomerScreen, "enter", typed="CUSTOMER")(pilot)
+        screen = app.screen
+        found = str(screen.query_one("#customer-found", Static).render())
+        assert found == "260 customers match 'CUSTOMER' — showing the first 100"
+        assert screen.query_one("#customer-matches", DataTable).row_count == 100
