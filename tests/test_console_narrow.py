@@ -307,3 +307,25 @@ async def test_customer_search_counts_every_match_beyond_those_listed(tmp_path: 
         found = str(screen.query_one("#customer-found", Static).render())
         assert found == "260 customers match 'CUSTOMER' — showing the first 100"
         assert screen.query_one("#customer-matches", DataTable).row_count == 100
+
+
+def test_definitions_at_80_by_24(snap_compare: Any, sample_db: Database) -> None:
+    from tui.console.plan_screen import DefinitionsScreen
+
+    assert snap_compare(console(sample_db), terminal_size=NARROW, run_before=on(DefinitionsScreen))
+
+
+def test_smtp_profiles_at_80_by_24(snap_compare: Any, tmp_path: Path) -> None:
+    from tests.test_console_smtp import PLAIN, profile_database
+    from tui.console.profiles_screen import ProfilesScreen
+
+    database = profile_database(tmp_path, port=PLAIN)  # a fixed port: the picture shows it
+    assert snap_compare(console(database), terminal_size=NARROW, run_before=on(ProfilesScreen))
+
+
+def test_routines_at_80_by_24(snap_compare: Any, tmp_path: Path) -> None:
+    from tests.test_console_routines import routines_database
+    from tui.console.routines_screen import RoutinesScreen
+
+    database = routines_database(tmp_path)
+    assert snap_compare(console(database), terminal_size=NARROW, run_before=on(RoutinesScreen))

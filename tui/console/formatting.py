@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
+from textual.widgets import DataTable
+
 from core.smtp_profiles import ProfileSummary
 
 STATE_STYLE = {
@@ -106,4 +108,19 @@ def fit_columns(
     flexible = [name for name, least, natural in order if natural > least]
     if room > 0 and flexible:
         widths[flexible[-1]] += room
+    return widths
+
+
+def add_columns(
+    table: DataTable[str],
+    columns: list[Column],
+    give_way: list[str],
+    width: int,
+    grow: list[str] | None = None,
+) -> dict[str, int]:
+    """Add the columns that fit a terminal ``width`` wide (less the scrollbar and edge)."""
+    widths = fit_columns(width - 3, columns, give_way, grow)
+    for label, _, _ in columns:
+        if label in widths:
+            table.add_column(label, width=widths[label], key=label)
     return widths

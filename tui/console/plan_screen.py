@@ -19,12 +19,12 @@ from core.planner.plan import Candidate, Plan
 from core.planner.reasons import CODES, fix_for
 from core.views.plans import definitions, plan_preview
 from tui.console.confirm import Confirm
-from tui.console.formatting import Column, clip, fit_columns, plural, styled
+from tui.console.formatting import Column, add_columns, clip, plural, styled
 from tui.console.live import LiveScreen
 from tui.plan_text import definition_line
 
 DEFINITION_COLUMNS: list[Column] = [
-    ("Definition", 12, 18),
+    ("Definition", 18, 18),
     ("Name", 12, 30),
     ("Kind", 8, 17),
     ("Key", 8, 10),
@@ -40,20 +40,6 @@ CANDIDATE_COLUMNS: list[Column] = [
     ("Reasons", 12, 40),
 ]
 CANDIDATE_GROW = ["Address", "Document", "Customer", "Reasons"]
-
-
-def add_columns(
-    table: DataTable[str],
-    columns: list[Column],
-    give_way: list[str],
-    width: int,
-    grow: list[str] | None = None,
-) -> dict[str, int]:
-    widths = fit_columns(width - 3, columns, give_way, grow)
-    for label, _, _ in columns:
-        if label in widths:
-            table.add_column(label, width=widths[label], key=label)
-    return widths
 
 
 class DefinitionsScreen(LiveScreen):
@@ -74,7 +60,9 @@ class DefinitionsScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Static("msgrun · definitions", id="title-bar")
         table: DataTable[str] = DataTable(id="definitions", cursor_type="row")
-        self.widths = add_columns(table, DEFINITION_COLUMNS, ["Key", "Kind"], self.app.size.width)
+        self.widths = add_columns(
+            table, DEFINITION_COLUMNS, ["Key", "Kind"], self.app.size.width, ["Trigger", "Kind"]
+        )
         yield table
         yield Footer()
 
