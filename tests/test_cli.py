@@ -291,3 +291,23 @@ def test_an_error_in_one_line_names_the_database_s_own_words() -> None:
     assert error_words(error) == "server closed the connection"
     assert error_words(ValueError("bad\nmore")) == "bad"
     assert error_words(ValueError()) == "ValueError"
+
+
+def test_why_finds_a_customer_by_id_name_or_address_in_any_case(
+    capsys: pytest.CaptureFixture[str], db_url: str
+) -> None:
+    msgrun(capsys, "import", str(BLUE_LAGOON), "--db", db_url)
+    for query in ("c015", "Olivia Brown", "OLIVIA.BROWN@example.org"):
+        code, out, err = msgrun(capsys, "why", query, "--at", STORY_AT, "--db", db_url)
+        assert (code, err) == (0, ""), query
+        assert out.startswith("Customer C015 Olivia Brown")
+    # Several match: each is listed to pick from, and nothing is explained.
+    code, out, err = msgrun(capsys, "why", "example.org", "--db", db_url)
+    assert code == 2 and out == ""
+    assert "customers match 'example.org'; name one by its id:" in err
+    assert "  C001  Ana Souza" in err
+    # None matches: the nearest ids are suggested.
+    code, out, err = msgrun(capsys, "why", "C99", "--db", db_url)
+    assert code == 2 and out == ""
+    assert "unknown customer 'C99'" in err and "nearest ids: C009" in err
+    assert "Traceback" not in err

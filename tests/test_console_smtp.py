@@ -262,3 +262,28 @@ async def test_the_form_says_where_the_password_would_come_from(
         await on_profile()(pilot)
         assert "password from $MSGRUN_TEST_SMTP_PASSWORD" in facts(app)
         assert SECRET not in facts(app)
+
+
+async def test_a_passed_test_no_longer_holds_once_the_form_changes(tmp_path: Path) -> None:
+    database = profile_database(tmp_path, port=PLAIN)
+
+    def facts(app: Any) -> str:
+        return str(app.screen.query_one("#profile-facts", Static).render())
+
+    with SmtpServer(port=PLAIN):
+        app = smtp_console(database)
+        async with app.run_test(size=SIZE) as pilot:
+            await on_profile("ctrl+t")(pilot)
+            assert "Every step passed" in steps_text(app)
+            # Security none: nothing is encrypted, so no certificate is said to be verified.
+            assert "no TLS" in facts(app) and "certificates verified" not in facts(app)
+            app.screen.query_one("#field-to", Input).value = "ana@example.org"
+            await settle(pilot)
+            assert "Every step passed" in steps_text(app)  # the address is not a setting
+            app.screen.query_one("#field-port", Input).value = "2526"
+            await settle(pilot)
+            assert "Every step passed" not in steps_text(app)
+            assert "The form changed after the last test" in steps_text(app)
+            app.screen.query_one("#field-security", Select).value = "starttls"
+            await settle(pilot)
+            assert "certificates verified" in facts(app) and "no TLS" not in facts(app)

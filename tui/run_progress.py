@@ -8,7 +8,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-DONE = ("sent", "failed", "unknown")
+from core.views.runs import done, to_send
 
 
 class RunProgress:
@@ -43,12 +43,10 @@ class RunProgress:
     def update(self, counts: dict[str, int]) -> None:
         if not self.enabled:
             return
-        to_deliver = sum(n for state, n in counts.items() if state != "excluded")
-        done = sum(counts[s] for s in DONE)
         detail = " ".join(
             f"{s} {counts[s]}" for s in ("sent", "retrying", "failed", "held") if counts[s]
         )
-        self.bar.update(self.task, total=to_deliver, completed=done, detail=detail)
+        self.bar.update(self.task, total=to_send(counts), completed=done(counts), detail=detail)
 
     def say(self, text: str) -> None:
         self.console.print(text)

@@ -290,7 +290,8 @@ async def send(smtp: aiosmtplib.SMTP, envelope: Envelope) -> Reply:
     try:
         options = ["SMTPUTF8"] if envelope.smtputf8 else []
         if envelope.smtputf8 and not smtp.supports_extension("smtputf8"):
-            return Reply(553, "the address needs SMTPUTF8, which the server does not offer")
+            # msgrun's own verdict, not the server's words: said so ("msgrun: …").
+            return Reply(553, "msgrun: the address needs SMTPUTF8, which the server does not offer")
         encoding = "utf-8" if envelope.smtputf8 else "ascii"
         await smtp.mail(envelope.sender, options=options, encoding=encoding)
         stage = "RCPT TO"

@@ -32,7 +32,6 @@ from core.delivery.states import (
     HELD,
     PENDING,
     RECIPIENT_STATES,
-    RESTARTABLE,
     RETRYING,
     RUN_FAILED,
     RUNNING,
@@ -47,6 +46,7 @@ from core.planner.load import PlanningError
 from core.planner.report import dumps
 from core.storage import Database
 from core.storage.database import error_words
+from core.views.runs import restart_check, to_send
 from tui import event_loop
 from tui.commands.common import database, instant
 from tui.errors import OperationFailed, UsageError
@@ -295,15 +295,13 @@ def run_stop(args: argparse.Namespace) -> int:
 def run_restart(args: argparse.Namespace) -> int:
     db = database(args.db)
     run = existing_run(db, args.run)
-    if run.state == COMPLETED:
+    check = restart_check(run.id, run.state)
+    if check.nothing_left:
         print(run.id, flush=True)
-        print(
-            f"run {run.id} is completed: every recipient was sent; nothing to restart",
-            file=sys.stderr,
-        )
+        print(check.why, file=sys.stderr)
         return 0
-    if run.state not in RESTARTABLE:
-        raise UsageError(f"run {run.id} is {run.state} and cannot be restarted")
+    if not check.allowed:
+        raise UsageError(check.why)
     clock = SystemClock()
     if run.lease_live(clock.now()) and lapse_dead_here_now(db, run.id, clock):
         # Its process, of this machine, is gone (kill -9): no need to wait for its lease.
@@ -398,7 +396,7 @@ def run_list(args: argparse.Namespace) -> int:
                 r.state,
                 format_instant(r.created_at),
                 str(r.counts["sent"]),
-                str(r.total - r.counts["excluded"]),
+                str(to_send(r.counts)),
                 str(r.counts["failed"]),
                 str(r.counts["unknown"]),
             )

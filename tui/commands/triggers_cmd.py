@@ -13,6 +13,7 @@ from core.planner.load import PlanningError
 from core.planner.report import dumps
 from core.triggers.events import EventError, fire_event
 from core.triggers.routines import RoutineView, list_routines
+from core.views.runs import to_send
 from tui.commands.common import database, instant
 from tui.errors import UsageError
 from tui.output import write_out
@@ -73,9 +74,8 @@ def event_fire(args: argparse.Namespace) -> int:
             print(f"{fired.definition}: no run started: {fired.blocked}")
             continue
         counts = fired.counts
-        to_send = sum(n for state, n in counts.items() if state != "excluded")
         print(
-            f"{fired.definition}: run {fired.run_id}, {to_send} to send, "
+            f"{fired.definition}: run {fired.run_id}, {to_send(counts)} to send, "
             f"{counts.get('excluded', 0)} excluded (msgrun why CUSTOMER --definition "
             f"{fired.definition} says why); msgrun worker delivers it"
         )

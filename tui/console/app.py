@@ -8,14 +8,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from core.clock import Clock, SystemClock
 from core.storage import Database
 from tui.console.launcher import deliver_in_background
 from tui.console.live import LiveScreen
+from tui.console.messages import Performed
 
 Launcher = Callable[..., None]
 
@@ -61,6 +64,8 @@ class MsgrunConsole(App[None]):
         self.stopwatch = stopwatch
         self._polling = False
         self._again = False
+        # Notices raised while a confirmation is asked: shown once it is answered.
+        self._held: list[Callable[[], None]] = []
 
     def on_mount(self) -> None:
         from tui.console.runs_screen import RunsScreen
@@ -99,9 +104,8 @@ class MsgrunConsole(App[None]):
     def _done(self, screen: LiveScreen, data: Any, error: Exception | None) -> None:
         self._polling = False
         if error is not None:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             self.notify(
-                f"{type(error).__name__}: {first}",
+                error_line(error),
                 title="Could not read the database",
                 severity="error",
                 timeout=10,
@@ -112,6 +116,72 @@ class MsgrunConsole(App[None]):
         if self._again:
             self._again = False
             self.refresh_screen()
+
+    # -- confirmed writes, off the UI thread ---------------------------------------
+
+    def perform(
+        self,
+        work: Callable[[], Any],
+        then: Callable[[Any], None] | None = None,
+        *,
+        failure: str = "Could not do it",
+    ) -> None:
+        """Run ``work`` (a write: stop, restart, start…) in a worker thread; ``then`` paints.
+
+        The UI thread never waits on the database: the result comes back as a
+        ``Performed`` message, handled on the UI thread.
+        """
+
+        def job() -> None:
+            try:
+                result = work()
+            except Exception as error:  # shown to the operator; never a traceback
+                self.post_message(Performed(None, error, then, failure))
+            else:
+                self.post_message(Performed(result, None, then, failure))
+
+        self.run_worker(job, thread=True, group="write")
+
+    @on(Performed)
+    def _performed(self, event: Performed) -> None:
+        if event.error is not None:
+            self.notify(error_line(event.error), title=event.failure, severity="error", timeout=10)
+        elif event.then is not None:
+            event.then(event.result)
+        self.refresh_screen()
+
+    # -- notices never draw over a question ---------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """A notice; while a confirmation is asked it waits, so it never covers the question."""
+        from tui.console.confirm import Confirm
+
+        show = partial(
+            super().notify,
+            message,
+            title=title,
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
+        if isinstance(self.screen, Confirm):
+            self._held.append(show)
+        else:
+            show()
+
+    def release_notices(self) -> None:
+        """Show the notices held while a confirmation was asked."""
+        held, self._held = self._held, []
+        for show in held:
+            show()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette offers every action of the screen by name, as the footer does."""
@@ -141,3 +211,12 @@ class MsgrunConsole(App[None]):
 
     def action_refresh(self) -> None:
         self.refresh_screen()
+
+
+def error_line(error: Exception) -> str:
+    """An error in one line, for a notice (never a traceback)."""
+    text = str(error).strip()
+    if isinstance(error, (LookupError, ValueError)) and text:
+        return text  # our own words: they name what is wrong
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}"

@@ -20,6 +20,14 @@ class Confirm(ModalScreen[bool]):
         self.question = question
         self.detail = detail
 
+    def on_mount(self) -> None:
+        # A question is never drawn over by a notice: those on screen go, and new
+        # ones wait until it is answered (MsgrunConsole.notify holds them).
+        self.app.clear_notifications()
+        for screen in self.app.screen_stack:  # the screen beneath still shows its own
+            for rack in screen.query("#textual-toastrack"):
+                rack.remove_children()
+
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm"):
             yield Static(self.question, id="confirm-question")

@@ -2,33 +2,46 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
-from core.planner.explain import explain_customer
 from core.planner.load import PlanningError
-from core.storage.models import Address, Customer, table_of
+from core.views.customers import CustomerMatches, customer_report, find_customers
+from tui.console.formatting import clip
 from tui.console.live import LiveScreen
 from tui.console.widgets import SearchInput
 from tui.plan_text import why_text
 
 
+@dataclass
+class Loaded:
+    """What one load read: the matches of a search, and the report of the customer shown."""
+
+    matches: CustomerMatches | None
+    customer_id: str | None
+    report: str | None
+
+
 class CustomerScreen(LiveScreen):
     AUTO_FOCUS = "#customer-search"
     PURPOSE = (
-        "Search a customer by id, name or address; see contacts, addresses with keys and "
+        "Search a customer by id, name or address (any case, any part); pick one of the "
+        "matches with the arrows and enter; see contacts, addresses with keys and "
         "preferences, services, documents, suppressions, history, and why each definition "
         "includes, defers or excludes each candidate, with the fix."
     )
     BINDINGS = [
         Binding("escape", "back", "Back", id="customer.back"),
         Binding("slash", "search", "Search", key_display="/", id="customer.search"),
+        Binding("j", "cursor_down", "Down", show=False, id="customer.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="customer.up"),
     ]
 
     def __init__(
@@ -42,14 +55,22 @@ class CustomerScreen(LiveScreen):
         self.customer_id = customer_id
         self.definition = definition
         self.at = at
+        self.query_text: str | None = None  # a search not yet answered
         self.loaded_for: str | None = None
+        self.matches: CustomerMatches | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("msgrun · customer", id="title-bar")
         yield SearchInput(
             placeholder="customer id, name or address, then enter", id="customer-search"
         )
-        with VerticalScroll(classes="scroll"):
+        yield Static("", id="customer-found", classes="summary")
+        table: DataTable[str] = DataTable(id="customer-matches", cursor_type="row")
+        table.add_column("Customer", width=14, key="id")
+        table.add_column("Name", width=40, key="name")
+        table.display = False
+        yield table
+        with VerticalScroll(classes="scroll", id="customer-scroll"):
             yield Static("", id="customer-report")
         yield Footer()
 
@@ -58,76 +79,87 @@ class CustomerScreen(LiveScreen):
             self.query_one("#customer-search", Input).focus()
 
     def load(self) -> Any:
-        if self.customer_id is None or self.customer_id == self.loaded_for:
+        query, customer_id = self.query_text, self.customer_id
+        matches = None
+        if query is not None:
+            matches = find_customers(self.console.database, query)
+            customer_id = matches.unique.id if matches.unique is not None else None
+        elif customer_id == self.loaded_for:
             return None
+        if customer_id is None:
+            return Loaded(matches, None, None)
         try:
-            report = explain_customer(
+            report = customer_report(
                 self.console.database,
-                self.customer_id,
+                customer_id,
                 self.at or self.console.clock.now(),
                 definition_id=self.definition,
             )
         except PlanningError as error:
-            return str(error)
-        return report
+            return Loaded(matches, customer_id, str(error))
+        return Loaded(matches, customer_id, why_text(report))
 
     def show(self, data: Any) -> None:
         if data is None:
             return
-        self.loaded_for = self.customer_id
-        text = data if isinstance(data, str) else why_text(data)
-        self.query_one("#customer-report", Static).update(_escape(text))
+        loaded: Loaded = data
+        found = self.query_one("#customer-found", Static)
+        table = self.query_one("#customer-matches", DataTable)
+        if loaded.matches is not None:
+            self.query_text = None
+            self.matches = loaded.matches
+            found.update(escape(loaded.matches.headline()))
+            table.clear()
+            several = loaded.matches.total > 1
+            for match in loaded.matches.matches if several else []:
+                table.add_row(clip(match.id, 14), escape(clip(match.name, 40)), key=match.id)
+            table.display = several
+            if several:
+                table.focus()
+        if loaded.customer_id is not None:
+            self.customer_id = self.loaded_for = loaded.customer_id
+            self.query_one("#customer-report", Static).update(escape(loaded.report or ""))
+            self.query_one("#customer-scroll").focus()
+        elif loaded.matches is not None:
+            self.query_one("#customer-report", Static).update("")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         query = event.value.strip()
         if not query:
             return
-        found = self._find(query)
-        if not found:
-            self.query_one("#customer-report", Static).update(f"No customer matches {query!r}.")
-            return
-        if len(found) > 1:
-            listing = "\n".join(f"  {cid}  {name}" for cid, name in found[:30])
-            self.query_one("#customer-report", Static).update(
-                _escape(f"{len(found)} customers match {query!r}; type an id:\n{listing}")
-            )
-            return
-        self.customer_id = found[0][0]
+        self.query_text = query
         self.definition = None
         self.console.refresh_screen()
 
-    def _find(self, query: str) -> list[tuple[str, str]]:
-        customer, address = table_of(Customer), table_of(Address)
-        pattern = f"%{query.lower()}%"
-        with self.console.database.connect() as connection:
-            exact = connection.execute(
-                select(customer.c.id, customer.c.name).where(customer.c.id == query)
-            ).all()
-            if exact:
-                return [(r.id, r.name) for r in exact]
-            rows = connection.execute(
-                select(customer.c.id, customer.c.name)
-                .where(
-                    or_(
-                        func.lower(customer.c.name).like(pattern),
-                        customer.c.id.in_(
-                            select(address.c.customer_id).where(
-                                address.c.address_lower.like(pattern)
-                            )
-                        ),
-                    )
-                )
-                .order_by(customer.c.id)
-                .limit(100)
-            ).all()
-        return [(r.id, r.name) for r in rows]
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a match: that customer's drill-down."""
+        event.stop()
+        if self.matches is None or event.cursor_row >= len(self.matches.matches):
+            return
+        self.customer_id = self.matches.matches[event.cursor_row].id
+        self.query_one("#customer-matches", DataTable).display = False
+        self.query_one("#customer-found", Static).update(
+            escape(f"{self.matches.headline()} · showing {self.customer_id}")
+        )
+        self.console.refresh_screen()
+
+    def action_cursor_down(self) -> None:
+        table = self.query_one("#customer-matches", DataTable)
+        if table.display:
+            table.action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        table = self.query_one("#customer-matches", DataTable)
+        if table.display:
+            table.action_cursor_up()
 
     def action_search(self) -> None:
         self.query_one("#customer-search", Input).focus()
 
     def action_back(self) -> None:
+        table = self.query_one("#customer-matches", DataTable)
+        if not table.display and self.matches is not None and self.matches.total > 1:
+            table.display = True  # back from a customer to the matches it was picked from
+            table.focus()
+            return
         self.app.pop_screen()
-
-
-def _escape(text: str) -> str:
-    return text.replace("[", "\\[")

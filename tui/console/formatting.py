@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
+from textual.widgets import DataTable
+
 from core.smtp_profiles import ProfileSummary
 
 STATE_STYLE = {
@@ -29,6 +31,11 @@ STATE_STYLE = {
 def styled(state: str) -> str:
     style = STATE_STYLE.get(state, "white")
     return f"[{style}]{state}[/]"
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 run``, ``2 runs``, ``1,234 definitions``."""
+    return f"{n:,} {noun if n == 1 else nouns or noun + 's'}"
 
 
 def hhmmss(value: datetime | None) -> str:
@@ -63,24 +70,57 @@ def last_test(summary: ProfileSummary, zone: tzinfo | None) -> str:
     return f"[red]failed[/] {when}{since}"
 
 
-def fit_widths(
-    width: int, fixed: dict[str, int], flexible: dict[str, tuple[int, int]], padding: int = 2
-) -> dict[str, int]:
-    """Column widths for a table ``width`` cells wide (each column also takes ``padding``).
+Column = tuple[str, int, int]  # name, least width, natural width
 
-    ``fixed`` columns keep their width; ``flexible`` ones (name → (least, natural))
-    get their natural width when there is room, the last one taking what is left
-    over, and shrink in proportion, never below their least, when there is not.
+
+def fit_columns(
+    width: int,
+    columns: list[Column],
+    give_way: list[str],
+    grow: list[str] | None = None,
+    padding: int = 2,
+) -> dict[str, int]:
+    """Which columns fit in ``width`` cells, and how wide each is.
+
+    Every column gets at least its least width; when even that does not fit,
+    columns leave in the order ``give_way`` names. What is left over widens the
+    columns towards their natural width in the order ``grow`` names (else left
+    to right), and the last growing column takes any rest. A column whose least
+    and natural widths are equal keeps that width.
     """
-    room = width - padding * (len(fixed) + len(flexible)) - sum(fixed.values())
-    natural = sum(n for _, n in flexible.values())
-    widths = dict(fixed)
-    if room >= natural:
-        names = list(flexible)
-        for name in names:
-            widths[name] = flexible[name][1]
-        widths[names[-1]] += room - natural
-        return widths
-    for name, (least, size) in flexible.items():
-        widths[name] = max(least, room * size // natural)
+    shown = list(columns)
+    leaving = list(give_way)
+
+    def need(cols: list[Column]) -> int:
+        return sum(least + padding for _, least, _ in cols)
+
+    while need(shown) > width and leaving:
+        name = leaving.pop(0)
+        shown = [c for c in shown if c[0] != name]
+    widths = {name: least for name, least, _ in shown}
+    room = width - need(shown)
+    order = [c for name in grow or [] for c in shown if c[0] == name]
+    order += [c for c in shown if c not in order]
+    for name, least, natural in order:
+        extra = min(room, natural - least)
+        widths[name] += extra
+        room -= extra
+    flexible = [name for name, least, natural in order if natural > least]
+    if room > 0 and flexible:
+        widths[flexible[-1]] += room
+    return widths
+
+
+def add_columns(
+    table: DataTable[str],
+    columns: list[Column],
+    give_way: list[str],
+    width: int,
+    grow: list[str] | None = None,
+) -> dict[str, int]:
+    """Add the columns that fit a terminal ``width`` wide (less the scrollbar and edge)."""
+    widths = fit_columns(width - 3, columns, give_way, grow)
+    for label, _, _ in columns:
+        if label in widths:
+            table.add_column(label, width=widths[label], key=label)
     return widths

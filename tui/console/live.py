@@ -34,6 +34,7 @@ class LiveScreen(Screen[None]):
         """Paint what ``load`` read. Runs on the main thread, inside a batch update."""
 
     def on_screen_resume(self) -> None:
+        self.console.release_notices()  # those held while a confirmation was asked
         self.console.refresh_screen()
 
 

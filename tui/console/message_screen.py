@@ -2,26 +2,63 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from core.delivery.preview import recipient_message
+from core.views.runs import RecipientDetail, recipient_detail
+from tui.console.formatting import plural, styled
 from tui.console.live import LiveScreen
 
 SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 
 
+def when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment is not None else "-"
+
+
+def delivery_lines(detail: RecipientDetail) -> list[str]:
+    """A recipient's delivery in full: the whole reply (whose words), attempts and times."""
+    document = f" · {detail.document_id} {detail.label or ''}" if detail.document_id else ""
+    lines = [
+        "[b]Delivery[/b]",
+        escape(f"customer {detail.customer_id} · {detail.address or '(no address)'}{document}"),
+        f"state {styled(detail.state)} · {plural(detail.attempts, 'attempt')} · "
+        f"last change {when(detail.updated_at)}",
+    ]
+    if detail.sent_at is not None:
+        lines.append(f"sent at {when(detail.sent_at)}")
+    if detail.send_after is not None and detail.state == "held":
+        lines.append(f"held until {when(detail.send_after)}")
+    if detail.next_attempt_at is not None and detail.state == "retrying":
+        lines.append(f"next attempt {when(detail.next_attempt_at)}")
+    if detail.state == "excluded":
+        lines.append(escape(detail.exclusion()))
+    elif detail.by_msgrun:
+        lines.append(f"msgrun's own verdict (the server said nothing): {escape(detail.outcome)}")
+    elif detail.smtp_code:
+        lines.append(f"the server replied: {escape(detail.outcome)}")
+    elif detail.error:
+        lines.append(f"error: {escape(detail.error)}")
+    elif detail.state in ("pending", "held", "sending"):
+        lines.append("no reply yet")
+    return lines
+
+
 class MessageScreen(LiveScreen):
     PURPOSE = (
-        "A recipient's message: headers and body, as the local server received it (in the "
-        "demo), else as msgrun builds it."
+        "A recipient in full: its state, attempts, times and the server's whole reply "
+        "(or msgrun's own verdict, said to be msgrun's); then its message, headers and body, "
+        "as the local server received it (in the demo), else as msgrun builds it."
     )
     BINDINGS = [Binding("escape", "back", "Back", id="message.back")]
 
@@ -35,49 +72,61 @@ class MessageScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Static(f"msgrun · run {self.run_id} · recipient {self.position + 1}", id="title-bar")
         with VerticalScroll(classes="scroll"):
+            yield Static("", id="delivery")
             yield Static("", id="message")
         yield Footer()
 
     def load(self) -> Any:
         if self.shown:
             return None
+        try:
+            detail = recipient_detail(self.console.database, self.run_id, self.position)
+        except LookupError as error:
+            return None, "no message", str(error).encode()
+        if not detail.has_message:
+            reason = (
+                "No message: the plan excluded this recipient, so none was built."
+                if detail.state == "excluded"
+                else "No message: this recipient has no address."
+            )
+            return detail, "no message", reason.encode()
         folder = self.console.mail_folder
-        if folder is not None and self.message_id:
+        if folder is not None and detail.message_id:
             from fixtures.smtp_servers import mail_file_name
 
-            received = folder / mail_file_name(self.message_id)
+            received = folder / mail_file_name(detail.message_id)
             if received.exists():
-                return "as the server received it", received.read_bytes()
+                return detail, "as the server received it", received.read_bytes()
         try:
-            return "as msgrun builds it", recipient_message(
-                self.console.database, self.run_id, self.position
+            return (
+                detail,
+                "as msgrun builds it",
+                recipient_message(self.console.database, self.run_id, self.position),
             )
         except (LookupError, ValueError) as error:
-            return "no message", str(error).encode()
+            return detail, "no message", str(error).encode()
 
     def show(self, data: Any) -> None:
         if data is None:
             return
         self.shown = True
-        source, raw = data
+        detail, source, raw = data
+        if detail is not None:
+            self.query_one("#delivery", Static).update("\n".join([*delivery_lines(detail), ""]))
         if source == "no message":
-            self.query_one("#message", Static).update(raw.decode())
+            self.query_one("#message", Static).update(escape(raw.decode()))
             return
         message = message_from_bytes(raw, policy=default)
         assert isinstance(message, EmailMessage)
-        lines = [f"[dim]{source}[/]", ""]
+        lines = [f"[b]Message[/b] [dim]{source}[/]"]
         lines += [
-            f"[b]{name}:[/b] {_escape(str(message[name]))}"
+            f"[b]{name}:[/b] {escape(str(message[name]))}"
             for name in SHOWN_HEADERS
             if message[name] is not None
         ]
         body = message.get_body(preferencelist=("plain", "html"))
-        lines += ["", _escape(body.get_content() if body is not None else "(no text part)")]
+        lines += ["", escape(body.get_content() if body is not None else "(no text part)")]
         self.query_one("#message", Static).update("\n".join(lines))
 
     def action_back(self) -> None:
         self.app.pop_screen()
-
-
-def _escape(text: str) -> str:
-    return text.replace("[", "\\[")

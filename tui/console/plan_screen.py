@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -13,13 +14,32 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.clock import format_instant
 from core.delivery.runs import create_run
-from core.planner.load import load_definitions, load_organisation
-from core.planner.plan import Candidate, Plan, plan_definition
+from core.planner.load import PlanningError
+from core.planner.plan import Candidate, Plan
 from core.planner.reasons import CODES, fix_for
+from core.views.plans import definitions, plan_preview
 from tui.console.confirm import Confirm
-from tui.console.formatting import clip, styled
+from tui.console.formatting import Column, add_columns, clip, plural, styled
 from tui.console.live import LiveScreen
 from tui.plan_text import definition_line
+
+DEFINITION_COLUMNS: list[Column] = [
+    ("Definition", 18, 18),
+    ("Name", 12, 30),
+    ("Kind", 8, 17),
+    ("Key", 8, 10),
+    ("Trigger", 10, 26),
+]
+# In the plan preview the whole decision word stays ("deferred until 09:00"); the
+# document gives way first at 80 columns (enter shows a candidate in full).
+CANDIDATE_COLUMNS: list[Column] = [
+    ("Customer", 8, 10),
+    ("Address", 20, 32),
+    ("Document", 10, 22),
+    ("Decision", 20, 20),
+    ("Reasons", 12, 40),
+]
+CANDIDATE_GROW = ["Address", "Document", "Customer", "Reasons"]
 
 
 class DefinitionsScreen(LiveScreen):
@@ -35,24 +55,19 @@ class DefinitionsScreen(LiveScreen):
     def __init__(self) -> None:
         super().__init__()
         self.ids: list[str] = []
+        self.widths: dict[str, int] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("msgrun · definitions", id="title-bar")
         table: DataTable[str] = DataTable(id="definitions", cursor_type="row")
-        for label, width in (
-            ("Definition", 18),
-            ("Name", 30),
-            ("Kind", 17),
-            ("Key", 10),
-            ("Trigger", 26),
-        ):
-            table.add_column(label, width=width)
+        self.widths = add_columns(
+            table, DEFINITION_COLUMNS, ["Key", "Kind"], self.app.size.width, ["Trigger", "Kind"]
+        )
         yield table
         yield Footer()
 
     def load(self) -> Any:
-        with self.console.database.connect() as connection:
-            return load_definitions(connection)
+        return definitions(self.console.database)
 
     def show(self, data: Any) -> None:
         table = self.query_one("#definitions", DataTable)
@@ -66,7 +81,21 @@ class DefinitionsScreen(LiveScreen):
                 + (f" {d.trigger_cron}" if d.trigger_cron else "")
                 + (f" {d.trigger_event}" if d.trigger_event else "")
             )
-            table.add_row(d.id, clip(d.name, 30), d.kind, d.address_key, trigger, key=d.id)
+            cells = {
+                "Definition": d.id,
+                "Name": d.name,
+                "Kind": d.kind,
+                "Key": d.address_key,
+                "Trigger": trigger,
+            }
+            table.add_row(
+                *(
+                    escape(clip(cells[name], self.widths[name]))
+                    for name, _, _ in DEFINITION_COLUMNS
+                    if name in self.widths
+                ),
+                key=d.id,
+            )
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -108,19 +137,15 @@ class PlanScreen(LiveScreen):
         self.definition_id = definition_id
         self.at = at
         self.plan: Plan | None = None
+        self.widths: dict[str, int] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(f"msgrun · plan of {self.definition_id}", id="title-bar")
         yield Static("planning…", id="plan-summary", classes="summary")
         table: DataTable[str] = DataTable(id="candidates", cursor_type="row", zebra_stripes=True)
-        for label, width in (
-            ("Customer", 10),
-            ("Address", 32),
-            ("Document", 22),
-            ("Decision", 22),
-            ("Reasons", 40),
-        ):
-            table.add_column(label, width=width)
+        self.widths = add_columns(
+            table, CANDIDATE_COLUMNS, ["Document"], self.app.size.width, CANDIDATE_GROW
+        )
         yield table
         yield Footer()
 
@@ -128,13 +153,16 @@ class PlanScreen(LiveScreen):
         if self.plan is not None:
             return None  # a plan is a snapshot: planned once per visit
         at = self.at or self.console.clock.now()
-        with self.console.database.connect() as connection:
-            organisation = load_organisation(connection)
-            definition = next(d for d in load_definitions(connection) if d.id == self.definition_id)
-            return plan_definition(connection, organisation, definition, at)
+        try:
+            return plan_preview(self.console.database, self.definition_id, at)
+        except PlanningError as error:
+            return str(error)
 
     def show(self, data: Any) -> None:
         if data is None:
+            return
+        if isinstance(data, str):
+            self.query_one("#plan-summary", Static).update(f"[red]{escape(data)}[/]")
             return
         plan: Plan = data
         self.plan = plan
@@ -142,7 +170,7 @@ class PlanScreen(LiveScreen):
         lines = [
             f"{plan.definition.name} at {format_instant(plan.at)}",
             definition_line(plan),
-            f"{s.candidates} candidates: {styled('included')} {s.decisions['included']}  "
+            f"{plural(s.candidates, 'candidate')}: {styled('included')} {s.decisions['included']}  "
             f"{styled('deferred')} {s.decisions['deferred']}  "
             f"{styled('excluded')} {s.decisions['excluded']}",
         ]
@@ -157,13 +185,16 @@ class PlanScreen(LiveScreen):
             decision = styled(c.decision) + (
                 f" until {c.send_after:%H:%M}" if c.send_after is not None else ""
             )
-            table.add_row(
-                c.customer,
-                clip(c.address or "(no address)", 32),
-                clip(f"{c.document or '-'} {c.label or ''}", 22),
-                decision,
-                clip(", ".join(c.codes()), 40),
-            )
+            cells = {
+                "Customer": escape(clip(c.customer, self.widths["Customer"])),
+                "Address": escape(clip(c.address or "(no address)", self.widths["Address"])),
+                "Document": escape(
+                    clip(f"{c.document or '-'} {c.label or ''}", self.widths.get("Document", 0))
+                ),
+                "Decision": decision,
+                "Reasons": escape(clip(", ".join(c.codes()), self.widths["Reasons"])),
+            }
+            table.add_row(*(cells[name] for name, _, _ in CANDIDATE_COLUMNS if name in self.widths))
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -190,16 +221,24 @@ class PlanScreen(LiveScreen):
         plan = self.plan
         s = plan.summary
 
-        def answered(yes: bool | None) -> None:
-            if not yes:
-                return
+        console = self.console
+
+        def start() -> int:
+            run_id = create_run(console.database, plan.definition.id, plan.at, console.clock)
+            console.launch(console.db_url, run_id)
+            return run_id
+
+        def started(run_id: int) -> None:
             from tui.console.run_screen import RunScreen
 
-            run_id = create_run(
-                self.console.database, plan.definition.id, plan.at, self.console.clock
-            )
-            self.console.launch(self.console.db_url, run_id)
-            self.app.switch_screen(RunScreen(run_id))
+            if self.is_current:
+                self.app.switch_screen(RunScreen(run_id))
+            else:
+                self.app.push_screen(RunScreen(run_id))
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                console.perform(start, started, failure=f"Could not start {plan.definition.id}")
 
         self.app.push_screen(
             Confirm(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
+from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -21,7 +23,7 @@ from core.delivery.smtp import ProfileSettings
 from core.passwords import missing
 from core.passwords import source as password_source
 from core.smtp_check import CheckReport, Step, check_profile, load_profile, record_result
-from core.smtp_profiles import ProfileEdit, list_profiles, save_edit
+from core.smtp_profiles import ProfileEdit, ProfileSummary, list_profiles, save_edit
 from core.storage.database import Database
 from core.vocabulary import SECURITY_MODES
 from tui.console.confirm import Confirm
@@ -37,6 +39,31 @@ def step_lines(step: Step) -> str:
     if step.hint:
         line += f"\n  [yellow]→ {escape(step.hint)}[/]"
     return line
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The profile as the database has it, and its last test."""
+
+    settings: ProfileSettings
+    summary: ProfileSummary | None
+
+
+def read_stored(database: Database, profile_id: str) -> Stored:
+    settings = load_profile(database, profile_id)
+    summary = next((p for p in list_profiles(database) if p.settings.id == profile_id), None)
+    return Stored(settings, summary)
+
+
+def certificates(security: str, settings: ProfileSettings) -> str:
+    """What the connection's security checks, in words true for the mode in the form."""
+    if security == "none":
+        return "[yellow]no TLS[/]: nothing encrypted"
+    if not settings.tls_verify:
+        return "[b red]CERTIFICATES NOT VERIFIED[/] (tls_verify false)"
+    return "certificates verified" + (
+        f" with {escape(settings.ca_file)}" if settings.ca_file else ""
+    )
 
 
 class ProfileScreen(LiveScreen):
@@ -59,6 +86,9 @@ class ProfileScreen(LiveScreen):
         self.steps: list[Step] = []
         self.verdict = ""
         self.testing = False
+        self.summary: ProfileSummary | None = None
+        # The form as it was tested: an edit after the test makes its verdict stale.
+        self.tested: ProfileEdit | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(f"msgrun · SMTP profile {self.profile_id}", id="title-bar")
@@ -96,10 +126,19 @@ class ProfileScreen(LiveScreen):
         return self.console.database
 
     def on_mount(self) -> None:
-        self.saved = load_profile(self.database, self.profile_id)
-        self._fill(self.saved)
-        self._show_facts()
         self._show_steps()
+
+    def load(self) -> Any:
+        """The stored profile and its last test (read in a worker thread)."""
+        return read_stored(self.database, self.profile_id)
+
+    def show(self, data: Any) -> None:
+        stored: Stored = data
+        if self.saved is None:  # the first read fills the form
+            self.saved = stored.settings
+            self._fill(stored.settings)
+        self.summary = stored.summary
+        self._show_facts()
 
     def _fill(self, settings: ProfileSettings) -> None:
         edit = ProfileEdit.of(settings)
@@ -122,9 +161,23 @@ class ProfileScreen(LiveScreen):
         return self.saved is not None and self.edit() != ProfileEdit.of(self.saved)
 
     def on_input_changed(self) -> None:
-        self._show_facts()
+        self._edited()
 
     def on_select_changed(self) -> None:
+        self._edited()
+
+    def _edited(self) -> None:
+        """A field changed: the facts follow, and a test of other settings says it is stale."""
+        if self.saved is None:
+            return
+        if self.tested is not None and not self.testing and self.edit() != self.tested:
+            self.tested = None
+            self.steps = []
+            self.verdict = (
+                "[yellow]The form changed after the last test: its result no longer holds. "
+                "ctrl+t tests the form as it stands.[/]"
+            )
+            self._show_steps()
         self._show_facts()
 
     def _show_facts(self) -> None:
@@ -142,14 +195,8 @@ class ProfileScreen(LiveScreen):
                 password = (
                     f"[b red]no password here[/]: {missing(settings.password_env, os.environ)}"
                 )
-        verify = (
-            "certificates verified" + (f" with {settings.ca_file}" if settings.ca_file else "")
-            if settings.tls_verify
-            else "[b red]CERTIFICATES NOT VERIFIED[/] (tls_verify false)"
-        )
-        summary = next(
-            (p for p in list_profiles(self.database) if p.settings.id == settings.id), None
-        )
+        verify = certificates(self.edit().security, settings)
+        summary = self.summary
         tested = last_test(summary, self.console.clock.now().tzinfo) if summary else ""
         state = "[b yellow]unsaved changes[/] (ctrl+s saves)" if self.dirty else "saved"
         self.query_one("#profile-facts", Static).update(
@@ -200,6 +247,7 @@ class ProfileScreen(LiveScreen):
         self.steps = []
         self.testing = True
         self.verdict = ""
+        self.tested = self.edit()
         self._show_steps()
         self.run_worker(self._run_check(settings, to, record=not self.dirty), group="smtp-test")
 
@@ -226,6 +274,9 @@ class ProfileScreen(LiveScreen):
         if record:
             at = console.clock.now()
             await asyncio.to_thread(record_result, self.database, settings.id, report.ok, at)
+            self.summary = await asyncio.to_thread(
+                lambda: read_stored(self.database, self.profile_id).summary
+            )
         else:
             self.verdict += " [dim](unsaved settings: not recorded as the profile's last test)[/]"
         self._show_steps()
@@ -237,13 +288,22 @@ class ProfileScreen(LiveScreen):
         if not self.dirty:
             self.notify("Nothing to save: the form holds the saved settings.")
             return
+        edit = self.edit()
         try:
-            self.saved = save_edit(self.database, self.profile_id, self.edit())
+            edit.applied_to(self.saved)  # every problem named before anything is written
         except ValueError as error:
             self.notify(str(error), title="Not saved", severity="error")
             return
-        self.notify(f"Profile {self.profile_id} saved.")
-        self._show_facts()
+        database, profile_id = self.database, self.profile_id
+
+        def saved(settings: ProfileSettings) -> None:
+            self.saved = settings
+            self.notify(f"Profile {profile_id} saved.")
+            self._show_facts()
+
+        self.console.perform(
+            lambda: save_edit(database, profile_id, edit), saved, failure="Not saved"
+        )
 
     def action_back(self) -> None:
         if not self.dirty:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from core.smtp_profiles import ProfileSummary, list_profiles
-from tui.console.formatting import last_test
+from tui.console.formatting import Column, add_columns, clip, last_test
 from tui.console.live import TableScreen
+
+# At 80 columns the user gives way (the profile's form shows it).
+COLUMNS: list[Column] = [
+    ("Profile", 10, 14),
+    ("Server", 18, 26),
+    ("Security", 8, 8),
+    ("User", 8, 18),
+    ("Last test", 24, 30),
+]
 
 
 class ProfilesScreen(TableScreen[ProfileSummary]):
@@ -31,14 +41,7 @@ class ProfilesScreen(TableScreen[ProfileSummary]):
         yield Static("msgrun · SMTP profiles", id="title-bar")
         yield Static("", id="profiles-summary", classes="summary")
         table: DataTable[str] = DataTable(id="profiles", cursor_type="row", zebra_stripes=True)
-        for label, width in (
-            ("Profile", 14),
-            ("Server", 26),
-            ("Security", 8),
-            ("User", 18),
-            ("Last test", 24),
-        ):
-            table.add_column(label, width=width)
+        self.widths = add_columns(table, COLUMNS, ["User"], self.app.size.width, ["Server"])
         yield table
         yield Footer()
 
@@ -53,12 +56,15 @@ class ProfilesScreen(TableScreen[ProfileSummary]):
         zone = self.console.clock.now().tzinfo
         for summary in self.items:
             settings = summary.settings
+            cells = {
+                "Profile": clip(settings.id, self.widths["Profile"]),
+                "Server": clip(f"{settings.host}:{settings.port}", self.widths["Server"]),
+                "Security": settings.security,
+                "User": clip(settings.username or "-", self.widths.get("User", 0)),
+                "Last test": last_test(summary, zone),
+            }
             table.add_row(
-                settings.id,
-                f"{settings.host}:{settings.port}",
-                settings.security,
-                settings.username or "-",
-                last_test(summary, zone),
+                *(escape(cells[n]) if n != "Last test" else cells[n] for n in self.widths),
                 key=settings.id,
             )
         if self.items:

@@ -14,7 +14,7 @@ from core.clock import parse_instant
 from core.delivery.runs import who
 from core.triggers.routines import RoutineView, list_routines, run_now, set_enabled
 from tui.console.confirm import Confirm
-from tui.console.formatting import clip, styled
+from tui.console.formatting import Column, add_columns, clip, styled
 from tui.console.live import TableScreen
 
 OUTCOME_STYLE = {"started": "green", "late": "yellow", "blocked": "red", "failed": "red"}
@@ -30,6 +30,17 @@ def last_cell(view: RoutineView) -> str:
         if view.last["run_state"]:
             text += f" {styled(view.last['run_state'])}"
     return text
+
+
+# At 80 columns the last fire and the schedule give way (the line under the table
+# shows both for the highlighted routine).
+COLUMNS: list[Column] = [
+    ("Routine", 18, 18),
+    ("Schedule", 10, 12),
+    ("Next fire", 21, 22),
+    ("Last fire", 16, 17),
+    ("Result", 16, 26),
+]
 
 
 class RoutinesScreen(TableScreen[RoutineView]):
@@ -50,14 +61,9 @@ class RoutinesScreen(TableScreen[RoutineView]):
     def compose(self) -> ComposeResult:
         yield Static("msgrun · routines", id="title-bar")
         table: DataTable[str] = DataTable(id="routines", cursor_type="row", zebra_stripes=True)
-        for label, width in (
-            ("Routine", 18),
-            ("Schedule", 12),
-            ("Next fire", 22),
-            ("Last fire", 17),
-            ("Result", 26),
-        ):
-            table.add_column(label, width=width)
+        self.widths = add_columns(
+            table, COLUMNS, ["Last fire", "Schedule"], self.app.size.width, ["Result", "Routine"]
+        )
         yield table
         yield Static("", id="routine-detail", classes="summary")
         yield Footer()
@@ -82,14 +88,14 @@ class RoutinesScreen(TableScreen[RoutineView]):
                 if view.last
                 else "-"
             )
-            table.add_row(
-                view.definition,
-                view.cron,
-                upcoming,
-                last,
-                last_cell(view),
-                key=view.definition,
-            )
+            cells = {
+                "Routine": escape(clip(view.definition, self.widths["Routine"])),
+                "Schedule": escape(view.cron),
+                "Next fire": upcoming,
+                "Last fire": last,
+                "Result": last_cell(view),
+            }
+            table.add_row(*(cells[name] for name in self.widths), key=view.definition)
         if self.items:
             table.move_cursor(row=min(row, len(self.items) - 1))
         self._detail()
@@ -102,9 +108,15 @@ class RoutinesScreen(TableScreen[RoutineView]):
         if view is None:
             text = "No routines: a definition becomes one with a routine trigger and a cron."
         else:
-            lines = [f"[b]{escape(view.name)}[/b] · {view.cron!r} in {view.timezone}"]
+            lines = [f"[b]{escape(view.name)}[/b] · {escape(repr(view.cron))} in {view.timezone}"]
+            times = []
             if view.next_fire is not None:
-                lines.append(f"next: {view.next_fire:%Y-%m-%d %H:%M} UTC")
+                times.append(f"next: {view.next_fire:%Y-%m-%d %H:%M} UTC")
+            if view.last is not None:
+                fired = parse_instant(view.last["scheduled_for"])
+                times.append(f"last fire: {fired:%Y-%m-%d %H:%M} UTC")
+            if times:
+                lines.append(" · ".join(times))
             if view.last is not None:
                 if view.last["detail"]:
                     lines.append(f"last: {escape(clip(view.last['detail'], 300))}")
@@ -132,19 +144,26 @@ class RoutinesScreen(TableScreen[RoutineView]):
         if view is None:
             return
 
-        def answered(yes: bool | None) -> None:
-            if not yes or view is None:
-                return
+        console, definition = self.console, view.definition
+
+        def start() -> int:
+            run_id = run_now(
+                console.database,
+                definition,
+                console.clock,
+                started_by=f"routine {definition} run now ({who()})",
+            )
+            console.launch(console.db_url, run_id)
+            return run_id
+
+        def started(run_id: int) -> None:
             from tui.console.run_screen import RunScreen
 
-            run_id = run_now(
-                self.console.database,
-                view.definition,
-                self.console.clock,
-                started_by=f"routine {view.definition} run now ({who()})",
-            )
-            self.console.launch(self.console.db_url, run_id)
             self.app.push_screen(RunScreen(run_id))
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                console.perform(start, started, failure=f"Could not run {definition}")
 
         self.app.push_screen(
             Confirm(
@@ -160,11 +179,15 @@ class RoutinesScreen(TableScreen[RoutineView]):
             return
         verb = "Disable" if view.enabled else "Enable"
 
+        console, definition, enable = self.console, view.definition, not view.enabled
+
         def answered(yes: bool | None) -> None:
-            if yes and view is not None:
-                set_enabled(self.console.database, view.definition, not view.enabled)
-                self.notify(f"routine {view.definition} {verb.lower()}d")
-                self.console.refresh_screen()
+            if yes:
+                console.perform(
+                    lambda: set_enabled(console.database, definition, enable),
+                    lambda _: self.notify(f"routine {definition} {verb.lower()}d"),
+                    failure=f"Could not {verb.lower()} routine {definition}",
+                )
 
         self.app.push_screen(
             Confirm(

@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
-from core.delivery.runs import RecipientView, RunInfo, get_run, recipient_page, request_stop
-from core.delivery.states import COMPLETED, ENDED, RECIPIENT_STATES, RESTARTABLE
+from core.delivery.runs import RecipientView, RunInfo, request_stop
+from core.delivery.states import ENDED, RECIPIENT_STATES
+from core.views.runs import RunProgress, RunWindow, reply_words, restart_check, run_window
 from tui.console.confirm import Confirm
-from tui.console.formatting import clip, fit_widths, hhmmss, styled
+from tui.console.formatting import Column, clip, fit_columns, hhmmss, plural, styled
 from tui.console.live import LiveScreen
 from tui.console.widgets import SearchInput
 
@@ -21,18 +23,21 @@ PAGE = 50  # rows per window: the table never holds more than this
 SEARCH_COUNT_SECONDS = 3.0  # a search's match count is made again after this long
 
 
-# name → (least, natural) width; the reply takes what is left. Under 100 columns
-# the position column gives way (the line under the table still says where it is).
-FLEXIBLE_COLUMNS = {"Address": (12, 34), "Document": (10, 26), "Reply": (12, 40)}
-COLUMN_ORDER = ("#", "Customer", "Address", "Document", "State", "Time", "Reply")
-NARROW = 100
-
-
-def fixed_columns(width: int) -> dict[str, int]:
-    fixed = {"#": 6, "Customer": 10, "State": 8, "Time": 8}
-    if width < NARROW:
-        del fixed["#"]
-    return fixed
+# name, least and natural width. At 80 columns the state and enough of the
+# address to tell two apart stay; the position, then the time, then the
+# document give way (the line under the table still says where it is, and
+# `m` shows a recipient in full). A wide terminal shows every column.
+COLUMNS: list[Column] = [
+    ("#", 6, 6),
+    ("Customer", 8, 10),
+    ("Address", 24, 34),
+    ("Document", 12, 26),
+    ("State", 8, 8),
+    ("Time", 8, 8),
+    ("Reply", 12, 40),
+]
+GIVE_WAY = ["#", "Time", "Document"]
+GROW = ["Address", "Document", "Customer", "Reply"]  # who gets the room; the reply the rest
 
 
 def document_cell(view: RecipientView, width: int) -> str:
@@ -40,36 +45,44 @@ def document_cell(view: RecipientView, width: int) -> str:
     if view.document_id is None:
         return "-"
     if view.shown_label != view.label:  # "Concept → 2026-0042"
-        return f"{view.document_id} [b yellow]{view.shown_label}[/]"
-    return clip(f"{view.document_id} {view.shown_label}", width)
+        return f"{escape(view.document_id)} [b yellow]{escape(view.shown_label)}[/]"
+    return escape(clip(f"{view.document_id} {view.shown_label}", width))
+
+
+def reply_cell(view: RecipientView) -> str:
+    if view.state == "excluded" and view.reasons:
+        return ", ".join(r["code"] for r in view.reasons)
+    return reply_words(view.smtp_code, view.smtp_reply, view.error)
 
 
 def column_widths(width: int) -> dict[str, int]:
     """Columns sized to the terminal (less the scrollbar and the table's edge)."""
-    return fit_widths(width - 3, fixed_columns(width), FLEXIBLE_COLUMNS)
+    return fit_columns(width - 3, COLUMNS, GIVE_WAY, GROW)
 
 
 class RunScreen(LiveScreen):
     AUTO_FOCUS = "#recipients"
     PURPOSE = (
         "One run: progress, counts, and every recipient with its state, SMTP reply and time. "
-        "Filter by state, search, stop, restart, re-send unknown recipients."
+        "m shows the recipient under the cursor in full: the whole reply, attempts, times "
+        "and its message. Filter by state, search, stop, restart, re-send unknown recipients."
     )
     BINDINGS = [
         Binding("escape", "back", "Back", id="run.back"),
+        # m first: at 80 columns the footer still shows where the whole reply is.
+        Binding("m", "message", "Detail", id="run.message"),
+        Binding("enter", "customer", "Why?", id="run.why"),
         Binding("f", "next_filter", "Filter", id="run.filter"),
         Binding("slash", "search", "Search", key_display="/", id="run.search"),
         Binding("x", "stop", "Stop", id="run.stop"),
         Binding("R", "restart", "Restart", key_display="R", id="run.restart"),
         Binding("U", "resend_unknown", "Re-send unknown", key_display="U", id="run.resend"),
-        Binding("enter", "customer", "Why?", id="run.why"),
-        Binding("m", "message", "Message", id="run.message"),
         Binding("j", "cursor_down", "Down", show=False, id="run.down"),
         Binding("k", "cursor_up", "Up", show=False, id="run.up"),
         Binding("pagedown,space", "next_page", "Next page", show=False, id="run.next"),
         Binding("pageup,b", "previous_page", "Previous page", show=False, id="run.previous"),
-        Binding("g", "first_page", "Top", show=False, id="run.top"),
-        Binding("G", "last_page", "Bottom", show=False, id="run.bottom"),
+        Binding("g", "first_row", "First recipient", show=False, id="run.top"),
+        Binding("G", "last_row", "Last recipient", show=False, id="run.bottom"),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -78,7 +91,11 @@ class RunScreen(LiveScreen):
         self.filter_index = 0
         self.search_text = ""
         self.window_start = 0
+        # Where the cursor goes once the next window is painted: "first", "last" or None.
+        self.cursor_target: str | None = None
+        self.want_last = False  # the next load reads the last window
         self.matching = 0
+        self.painted_offset = 0  # where the window on screen starts
         self.rows: list[RecipientView] = []
         self.run_state = ""
         self.run: RunInfo | None = None  # as the last poll read it
@@ -95,13 +112,14 @@ class RunScreen(LiveScreen):
         table: DataTable[str] = DataTable(id="recipients", cursor_type="row", zebra_stripes=True)
         self._add_columns(table, self.app.size.width)
         yield table
+        yield Static("", id="no-recipients", classes="empty")
         yield Static("", id="window", classes="hint")
         yield Footer()
 
     def _add_columns(self, table: DataTable[str], width: int) -> None:
-        """Columns sized to the terminal: at 80 columns every one is still in view."""
+        """Columns sized to the terminal: at 80 columns what matters is still in view."""
         self.widths = column_widths(width)
-        for label in COLUMN_ORDER:
+        for label, _, _ in COLUMNS:
             if label in self.widths:
                 table.add_column(label, width=self.widths[label], key=label)
 
@@ -110,8 +128,7 @@ class RunScreen(LiveScreen):
         if column_widths(self.app.size.width) != self.widths:
             table.clear(columns=True)
             self._add_columns(table, self.app.size.width)
-            if self.run is not None:
-                self.show((self.run, self.rows, self.matching))
+            self._paint_rows()
 
     @property
     def states(self) -> list[str] | None:
@@ -119,19 +136,17 @@ class RunScreen(LiveScreen):
         return [state] if state else None
 
     def load(self) -> Any:
-        run = get_run(self.console.database, self.run_id)
         # How many match comes from the run's counters unless a search is on;
         # a search's count is made again at most every few seconds.
-        matching: int | None = run.total
-        if self.states:
-            matching = sum(run.counts[state] for state in self.states)
-        elif self.search_text:
-            key = (self.search_text, self.filter_index)
+        matching: int | None = None
+        key = (self.search_text, self.filter_index)
+        if self.search_text:
             cached = self.search_counts.get(key)
-            fresh = cached is not None and time.monotonic() - cached[0] < SEARCH_COUNT_SECONDS
-            matching = cached[1] if fresh and cached is not None else None
-        counted = matching is None
-        rows, matching = recipient_page(
+            if cached is not None and time.monotonic() - cached[0] < SEARCH_COUNT_SECONDS:
+                matching = cached[1]
+        counted = self.search_text and matching is None
+        last = self.want_last
+        window = run_window(
             self.console.database,
             self.run_id,
             states=self.states,
@@ -139,55 +154,87 @@ class RunScreen(LiveScreen):
             offset=self.window_start,
             limit=PAGE,
             matching=matching,
+            last=last,
         )
         if counted:
-            self.search_counts[(self.search_text, self.filter_index)] = (time.monotonic(), matching)
-        return run, rows, matching
+            self.search_counts[key] = (time.monotonic(), window.matching)
+        return window, last
 
     def show(self, data: Any) -> None:
-        run, rows, matching = data
-        self.rows, self.matching, self.run_state = rows, matching, run.state
+        window: RunWindow = data[0]
+        loaded_last: bool = data[1]
+        progress: RunProgress = window.progress
+        run = progress.run
+        if loaded_last:  # the last window's offset is known only now
+            self.want_last = False
+            self.window_start = window.offset
+        self.painted_offset = window.offset
+        self.rows, self.matching, self.run_state = window.rows, window.matching, run.state
         self.run = run
-        to_send = run.total - run.counts["excluded"]
-        done = run.counts["sent"] + run.counts["failed"] + run.counts["unknown"]
         summary = (
-            f"{run.definition_id} · {styled(run.state)} · planned for "
-            f"{run.planned_at:%Y-%m-%d %H:%M} UTC · started by {run.started_by}"
+            f"{escape(run.definition_id)} · {styled(run.state)} · planned "
+            f"{run.planned_at:%Y-%m-%d %H:%M} UTC · by {escape(run.started_by)}"
         )
         if run.error:
-            summary += f"\n[red]{run.error}[/]"
+            summary += f"\n[red]{escape(run.error)}[/]"
         self.query_one("#run-summary", Static).update(summary)
         bar = self.query_one("#progress", ProgressBar)
-        bar.update(total=max(to_send, 1), progress=done)
-        counts = "  ".join(f"{styled(state)} {run.counts[state]}" for state in RECIPIENT_STATES)
+        bar.update(total=max(progress.to_send, 1), progress=progress.done)
+        # One line at 80 columns: the counts close up when the terminal is narrow.
+        gap = "  " if self.app.size.width >= 100 else " "
+        counts = gap.join(f"{styled(state)} {run.counts[state]}" for state in RECIPIENT_STATES)
         self.query_one("#run-counts", Static).update(counts)
+        self._paint_rows(loaded_last)
+
+    def _paint_rows(self, loaded_last: bool = False) -> None:
+        if self.run is None:
+            return  # nothing read yet
+        rows, start = self.rows, self.painted_offset
         table = self.query_one("#recipients", DataTable)
         row = table.cursor_row
         table.clear()
         for view in rows:
-            reply = f"{view.smtp_code} {view.smtp_reply}" if view.smtp_code else (view.error or "")
-            if view.state == "excluded" and view.reasons:
-                reply = ", ".join(r["code"] for r in view.reasons)
             cells = {
                 "#": str(view.position + 1),
-                "Customer": view.customer_id,
-                "Address": clip(view.address or "(none)", self.widths["Address"]),
-                "Document": document_cell(view, self.widths["Document"]),
+                "Customer": escape(clip(view.customer_id, self.widths["Customer"])),
+                "Address": escape(clip(view.address or "(none)", self.widths["Address"])),
+                "Document": document_cell(view, self.widths.get("Document", 0)),
                 "State": styled(view.state),
                 "Time": hhmmss(view.updated_at),
-                "Reply": clip(reply, self.widths["Reply"]),
+                "Reply": escape(clip(reply_cell(view), self.widths["Reply"])),
             }
             table.add_row(
-                *(cells[c] for c in COLUMN_ORDER if c in self.widths), key=str(view.position)
+                *(cells[name] for name, _, _ in COLUMNS if name in self.widths),
+                key=str(view.position),
             )
         if rows:
+            # g and G land on the true first and last recipient, once their window is here.
+            if self.cursor_target == "first" and start == 0:
+                row, self.cursor_target = 0, None
+            elif self.cursor_target == "last" and loaded_last:
+                row, self.cursor_target = len(rows) - 1, None
             table.move_cursor(row=min(row, len(rows) - 1))
         shown = FILTERS[self.filter_index] or "all states"
         search = f" · search {self.search_text!r}" if self.search_text else ""
-        first = self.window_start + 1 if rows else 0
-        self.query_one("#window", Static).update(
-            f"{first}-{self.window_start + len(rows)} of {matching} · {shown}{search}"
-        )
+        empty = self.query_one("#no-recipients", Static)
+        if rows:
+            line = f"{start + 1:,}-{start + len(rows):,} of {self.matching:,}"
+            if not table.display:
+                table.display = True
+                empty.display = False
+                if not isinstance(self.focused, Input):
+                    table.focus()
+        else:
+            line = "No recipients match" if self.states or self.search_text else "No recipients"
+            empty.update(
+                f"{line}: {shown}{escape(search)}. "
+                "[b]f[/b] changes the filter, [b]/[/b] the search."
+                if self.states or self.search_text
+                else "This run has no recipients."
+            )
+            table.display = False
+            empty.display = True
+        self.query_one("#window", Static).update(f"{line} · {shown}{escape(search)}")
 
     # -- moving -----------------------------------------------------------------------
 
@@ -215,11 +262,18 @@ class RunScreen(LiveScreen):
     def action_previous_page(self) -> None:
         self._move(self.window_start - PAGE)
 
-    def action_first_page(self) -> None:
+    def action_first_row(self) -> None:
+        """The cursor on the first recipient of the run (as filtered)."""
+        self.cursor_target = "first"
+        if self.painted_offset == 0:
+            self.query_one("#recipients", DataTable).move_cursor(row=0)
         self._move(0)
 
-    def action_last_page(self) -> None:
-        self._move(self.matching - PAGE)
+    def action_last_row(self) -> None:
+        """The cursor on the last recipient, read from the database however large the run."""
+        self.cursor_target = "last"
+        self.want_last = True
+        self.console.refresh_screen()
 
     def action_next_filter(self) -> None:
         self.filter_index = (self.filter_index + 1) % len(FILTERS)
@@ -238,18 +292,21 @@ class RunScreen(LiveScreen):
         self.query_one("#recipients", DataTable).focus()
         self.console.refresh_screen()
 
-    # -- acting on the run ------------------------------------------------------------
+    # -- acting on the run (each confirmed; the write runs off the UI thread) ---------
 
     def action_stop(self) -> None:
         if self.run_state in ENDED:
             self.notify(f"run {self.run_id} has ended ({self.run_state}); nothing to stop")
             return
+        console, run_id = self.console, self.run_id
 
         def answered(yes: bool | None) -> None:
             if yes:
-                request_stop(self.console.database, self.run_id, self.console.clock)
-                self.notify(f"stop of run {self.run_id} recorded")
-                self.console.refresh_screen()
+                console.perform(
+                    lambda: request_stop(console.database, run_id, console.clock),
+                    lambda _: self.notify(f"stop of run {run_id} recorded"),
+                    failure=f"Could not stop run {run_id}",
+                )
 
         self.app.push_screen(
             Confirm(
@@ -261,16 +318,17 @@ class RunScreen(LiveScreen):
         )
 
     def _restart(self, resend_unknown: bool) -> None:
-        self.console.launch(self.console.db_url, self.run_id, resend_unknown=resend_unknown)
-        self.notify(f"run {self.run_id} restarted")
-        self.console.refresh_screen()
+        console, run_id = self.console, self.run_id
+        console.perform(
+            lambda: console.launch(console.db_url, run_id, resend_unknown=resend_unknown),
+            lambda _: self.notify(f"run {run_id} restarted"),
+            failure=f"Could not restart run {run_id}",
+        )
 
     def action_restart(self) -> None:
-        if self.run_state == COMPLETED:
-            self.notify(f"run {self.run_id} is completed: nothing to restart")
-            return
-        if self.run_state not in RESTARTABLE:
-            self.notify(f"run {self.run_id} is {self.run_state}: it cannot be restarted now")
+        check = restart_check(self.run_id, self.run_state)
+        if not check.allowed:
+            self.notify(check.why)
             return
         self.app.push_screen(
             Confirm(
@@ -288,7 +346,7 @@ class RunScreen(LiveScreen):
             return
         self.app.push_screen(
             Confirm(
-                f"Re-send the {unknown} unknown recipients of run {self.run_id}?",
+                f"Re-send the {plural(unknown, 'unknown recipient')} of run {self.run_id}?",
                 "Their delivering process stopped while sending: they may already have "
                 "the message. Each keeps its Message-ID, so a receiving system can spot "
                 "a duplicate.",
@@ -301,20 +359,24 @@ class RunScreen(LiveScreen):
         event.stop()
         self.action_customer()
 
+    def _under_cursor(self) -> RecipientView | None:
+        table = self.query_one("#recipients", DataTable)
+        if self.rows and table.display and table.cursor_row < len(self.rows):
+            return self.rows[table.cursor_row]
+        return None
+
     def action_message(self) -> None:
         from tui.console.message_screen import MessageScreen
 
-        table = self.query_one("#recipients", DataTable)
-        if self.rows and table.cursor_row < len(self.rows):
-            view = self.rows[table.cursor_row]
+        view = self._under_cursor()
+        if view is not None:
             self.app.push_screen(MessageScreen(self.run_id, view.position, view.message_id))
 
     def action_customer(self) -> None:
         from tui.console.customer_screen import CustomerScreen
 
-        table = self.query_one("#recipients", DataTable)
-        if self.run is not None and self.rows and table.cursor_row < len(self.rows):
-            view = self.rows[table.cursor_row]
+        view = self._under_cursor()
+        if self.run is not None and view is not None:
             self.app.push_screen(
                 CustomerScreen(
                     view.customer_id, definition=self.run.definition_id, at=self.run.planned_at

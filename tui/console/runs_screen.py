@@ -5,19 +5,39 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
-from core.delivery.runs import RunInfo, list_runs
-from core.planner.load import load_definitions
-from tui.console.formatting import duration, styled
+from core.views.runs import RunProgress, RunsOverview, runs_overview
+from tui.console.formatting import Column, clip, duration, fit_columns, plural, styled
 from tui.console.live import TableScreen
 
-DONE = ("sent", "failed", "unknown")
+# What an operator decides by stays in view at 80 columns: the run, its state,
+# progress, sent, failed and unknown. The others give way in this order (the
+# line under the table still shows them for the highlighted run).
+COLUMNS: list[Column] = [
+    ("Run", 5, 5),
+    ("Definition", 10, 18),
+    ("State", 23, 23),
+    ("Progress", 11, 13),
+    ("Sent", 6, 7),
+    ("Failed", 6, 6),
+    ("Unknown", 7, 7),
+    ("Held", 6, 6),
+    ("Rate", 8, 8),
+    ("ETA", 7, 7),
+]
+GIVE_WAY = ["ETA", "Rate", "Held", "Definition"]
 
 
-class RunsScreen(TableScreen[RunInfo]):
+def column_widths(width: int) -> dict[str, int]:
+    """Columns sized to the terminal (less the scrollbar and the table's edge)."""
+    return fit_columns(width - 3, COLUMNS, GIVE_WAY)
+
+
+class RunsScreen(TableScreen[RunProgress]):
     TABLE = "#runs"
     AUTO_FOCUS = "#runs"
     PURPOSE = "Every run, live: state, progress, rate, ETA and counts by state."
@@ -36,77 +56,103 @@ class RunsScreen(TableScreen[RunInfo]):
         # run id → (monotonic time, messages done) of the previous poll, for the rate.
         self.previous: dict[int, tuple[float, int]] = {}
         self.rates: dict[int, float] = {}
+        self.widths: dict[str, int] = {}
 
     @property
-    def runs(self) -> list[RunInfo]:
+    def runs(self) -> list[RunProgress]:
         return self.items
 
     def compose(self) -> ComposeResult:
         yield Static("msgrun · runs", id="title-bar")
         yield Static("", id="runs-summary", classes="summary")
         table: DataTable[str] = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        # Fixed widths: live refreshes never make the columns jump.
-        for label, width in (
-            ("Run", 5),
-            ("Definition", 18),
-            ("State", 23),
-            ("Progress", 11),
-            ("Sent", 7),
-            ("Failed", 6),
-            ("Unknown", 7),
-            ("Held", 6),
-            ("Rate", 8),
-            ("ETA", 7),
-        ):
-            table.add_column(label, width=width)
+        self._add_columns(table, self.app.size.width)
         yield table
+        yield Static("", id="run-line", classes="hint")
         yield Footer()
 
+    def _add_columns(self, table: DataTable[str], width: int) -> None:
+        # Fixed widths for a terminal size: live refreshes never make the columns jump.
+        self.widths = column_widths(width)
+        for label, _, _ in COLUMNS:
+            if label in self.widths:
+                table.add_column(label, width=self.widths[label], key=label)
+
+    def on_resize(self) -> None:
+        if column_widths(self.app.size.width) != self.widths:
+            table = self.query_one("#runs", DataTable)
+            table.clear(columns=True)
+            self._add_columns(table, self.app.size.width)
+            self._paint()
+
     def load(self) -> Any:
-        runs = list_runs(self.console.database)
-        with self.console.database.connect() as connection:
-            definitions = len(load_definitions(connection))
-        return runs, definitions
+        return runs_overview(self.console.database)
 
     def show(self, data: Any) -> None:
-        runs, definitions = data
-        self.items = runs
+        overview: RunsOverview = data
+        self.items = overview.runs
         now = time.monotonic()
+        for run in overview.runs:
+            before = self.previous.get(run.id)
+            if before is not None and now > before[0] and run.done >= before[1]:
+                rate = (run.done - before[1]) / (now - before[0])
+                self.rates[run.id] = 0.7 * self.rates.get(run.id, rate) + 0.3 * rate
+            self.previous[run.id] = (now, run.done)
+        self._paint()
+        runs, definitions = overview.runs, overview.definitions
+        summary = (
+            f"{plural(len(runs), 'run')} · {overview.running} running · "
+            f"{plural(definitions, 'definition')}"
+            if runs
+            else f"No runs yet. {plural(definitions, 'definition')}: press [b]n[/b] to plan "
+            "one and start it."
+        )
+        self.query_one("#runs-summary", Static).update(summary)
+
+    def _rate_and_eta(self, run: RunProgress) -> tuple[str, str]:
+        rate = self.rates.get(run.id) if run.state == "running" else None
+        eta = (run.to_send - run.done) / rate if rate else None
+        return (f"{rate:.1f}/s" if rate else "-"), (duration(eta) if eta else "-")
+
+    def _paint(self) -> None:
         table = self.query_one("#runs", DataTable)
         row = table.cursor_row
         table.clear()
-        for run in runs:
-            to_send = run.total - run.counts["excluded"]
-            done = sum(run.counts[s] for s in DONE)
-            before = self.previous.get(run.id)
-            if before is not None and now > before[0] and done >= before[1]:
-                rate = (done - before[1]) / (now - before[0])
-                self.rates[run.id] = 0.7 * self.rates.get(run.id, rate) + 0.3 * rate
-            self.previous[run.id] = (now, done)
-            rate = self.rates.get(run.id) if run.state == "running" else None
-            eta = (to_send - done) / rate if rate else None
+        for run in self.items:
+            rate, eta = self._rate_and_eta(run)
+            cells = {
+                "Run": str(run.id),
+                "Definition": clip(run.run.definition_id, self.widths.get("Definition", 0)),
+                "State": styled(run.state),
+                "Progress": f"{run.done}/{run.to_send}",
+                "Sent": str(run.count("sent")),
+                "Failed": str(run.count("failed")),
+                "Unknown": str(run.count("unknown")),
+                "Held": str(run.count("held")),
+                "Rate": rate,
+                "ETA": eta,
+            }
             table.add_row(
-                str(run.id),
-                run.definition_id,
-                styled(run.state),
-                f"{done}/{to_send}",
-                str(run.counts["sent"]),
-                str(run.counts["failed"]),
-                str(run.counts["unknown"]),
-                str(run.counts["held"]),
-                f"{rate:.1f}/s" if rate else "-",
-                duration(eta) if eta else "-",
-                key=str(run.id),
+                *(cells[name] for name, _, _ in COLUMNS if name in self.widths), key=str(run.id)
             )
-        if runs:
-            table.move_cursor(row=min(row, len(runs) - 1))
-        summary = (
-            f"{len(runs)} runs · {sum(r.state == 'running' for r in runs)} running · "
-            f"{definitions} definitions"
-            if runs
-            else f"No runs yet. {definitions} definitions: press [b]n[/b] to plan one and start it."
-        )
-        self.query_one("#runs-summary", Static).update(summary)
+        if self.items:
+            table.move_cursor(row=min(row, len(self.items) - 1))
+        self._run_line()
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._run_line()
+
+    def _run_line(self) -> None:
+        """The highlighted run in one line, with what the columns that gave way would show."""
+        run = self.selected()
+        text = ""
+        if run is not None:
+            rate, eta = self._rate_and_eta(run)
+            text = (
+                f"run {run.id} · {run.run.definition_id} · held {run.count('held')} · "
+                f"{rate} · ETA {eta} · by {run.run.started_by}"
+            )
+        self.query_one("#run-line", Static).update(escape(clip(text, self.app.size.width - 2)))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a row (the table takes the key itself)."""

@@ -1,0 +1,111 @@
+"""Finding a customer by id, name or address, and the drill-down (``why`` and the console)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Connection, func, or_, select
+
+from core.planner.explain import CustomerReport, explain_customer
+from core.storage.database import Database
+from core.storage.models import Address, Customer, table_of
+
+SHOWN = 100  # matches listed; the count is of them all
+
+
+@dataclass(frozen=True)
+class CustomerMatch:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class CustomerMatches:
+    """The customers a query finds, how many in all, and the nearest ids when none does.
+
+    The query is read case-insensitively: an id equal to it is the one
+    customer meant; else a name or an address equal to it; else every
+    customer whose id, name or one of whose addresses contains it.
+    """
+
+    query: str
+    total: int
+    matches: list[CustomerMatch]
+    nearest: list[str] = field(default_factory=list)
+
+    @property
+    def unique(self) -> CustomerMatch | None:
+        return self.matches[0] if self.total == 1 else None
+
+    def headline(self) -> str:
+        """ "2,345 customers match 'a' — showing the first 100", in words."""
+        if self.total == 0:
+            near = f"; nearest ids: {', '.join(self.nearest)}" if self.nearest else ""
+            return f"No customer matches {self.query!r}{near}"
+        noun = "customer matches" if self.total == 1 else "customers match"
+        shown = (
+            f" — showing the first {len(self.matches):,}" if len(self.matches) < self.total else ""
+        )
+        return f"{self.total:,} {noun} {self.query!r}{shown}"
+
+
+def find_customers(database: Database, query: str, limit: int = SHOWN) -> CustomerMatches:
+    with database.connect() as connection:
+        return find_customers_on(connection, query, limit)
+
+
+def find_customers_on(connection: Connection, query: str, limit: int = SHOWN) -> CustomerMatches:
+    query = query.strip()
+    customer, address = table_of(Customer), table_of(Address)
+    lowered = query.lower()
+    if not lowered:
+        return CustomerMatches(query, 0, [])
+    exact_address = select(address.c.customer_id).where(address.c.address_lower == lowered)
+    contains_address = select(address.c.customer_id).where(
+        address.c.address_lower.like(f"%{_escape_like(lowered)}%", escape="\\")
+    )
+    pattern = f"%{_escape_like(lowered)}%"
+    tiers = [
+        func.lower(customer.c.id) == lowered,
+        or_(func.lower(customer.c.name) == lowered, customer.c.id.in_(exact_address)),
+        or_(
+            func.lower(customer.c.id).like(pattern, escape="\\"),
+            func.lower(customer.c.name).like(pattern, escape="\\"),
+            customer.c.id.in_(contains_address),
+        ),
+    ]
+    for condition in tiers:
+        total = connection.execute(
+            select(func.count()).select_from(customer).where(condition)
+        ).scalar_one()
+        if total:
+            rows = connection.execute(
+                select(customer.c.id, customer.c.name)
+                .where(condition)
+                .order_by(customer.c.id)
+                .limit(limit)
+            ).all()
+            return CustomerMatches(query, int(total), [CustomerMatch(r.id, r.name) for r in rows])
+    ids = list(connection.execute(select(customer.c.id)).scalars())
+    by_lower = {i.lower(): i for i in ids}
+    nearest = difflib.get_close_matches(lowered, list(by_lower), n=5, cutoff=0.5)
+    return CustomerMatches(query, 0, [], [by_lower[n] for n in nearest])
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def customer_report(
+    database: Database,
+    customer_id: str,
+    at: datetime,
+    *,
+    definition_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> CustomerReport:
+    """Everything stored about one customer and every decision about it (the drill-down)."""
+    return explain_customer(database, customer_id, at, definition_id=definition_id, environ=environ)
