@@ -230,9 +230,7 @@ def test_db_upgrade_from_the_first_schema_keeps_the_data(
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", url)
     assert code == 0 and f"upgraded from 0001 to {SCHEMA_REVISION}" in out
     assert msgrun(capsys, "import", str(BLUE_LAGOON), "--db", url)[0] == 0
-    code, out, _ = msgrun(
-        capsys, "run", "start", "job-sheet", "--detach", "--db", url
-    )
+    code, out, _ = msgrun(capsys, "run", "start", "job-sheet", "--detach", "--db", url)
     assert code == 0 and out.strip() == "1"
 
 

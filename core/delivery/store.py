@@ -693,12 +693,29 @@ def record(
     """
     if not results:
         return
-    pick = select(RECIPIENT.c.id).where(
-        RECIPIENT.c.id.in_([r.id for r in results]), RECIPIENT.c.state == SENDING
-    )
+    ids = [r.id for r in results]
     if connection.dialect.name == "postgresql":
-        pick = pick.order_by(RECIPIENT.c.id).with_for_update()
-    still = set(connection.execute(pick).scalars())
+        pick = (
+            select(RECIPIENT.c.id)
+            .where(RECIPIENT.c.id.in_(ids), RECIPIENT.c.state == SENDING)
+            .order_by(RECIPIENT.c.id)
+            .with_for_update()
+        )
+        still = set(connection.execute(pick).scalars())
+    else:
+        # SQLite: a plain SELECT would run before the transaction takes the write
+        # lock (the driver begins it at the first write), so a reaper could make
+        # a row `unknown` between it and the UPDATE below, and the counters would
+        # move for a row that was not written (the run then never settles). A
+        # write that reads the rows takes the lock first.
+        still = set(
+            connection.execute(
+                update(RECIPIENT)
+                .where(RECIPIENT.c.id.in_(ids), RECIPIENT.c.state == SENDING)
+                .values(updated_at=now)
+                .returning(RECIPIENT.c.id)
+            ).scalars()
+        )
     results = [r for r in results if r.id in still]
     if not results:
         return
