@@ -29,6 +29,7 @@ from core.planner.report import dumps
 from core.storage import Database
 from core.storage.database import error_words
 from tui import event_loop
+from tui.commands import export_cmd
 from tui.commands.common import database, instant
 from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
@@ -75,6 +76,8 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     show.add_argument("run")
     show.add_argument("--json", action="store_true", help="one JSON object, every recipient in it")
     show.set_defaults(handler=run_show)
+
+    export_cmd.add_parser(actions, common)
 
     listing = actions.add_parser("list", parents=[common], help="the newest runs")
     listing.add_argument(
