@@ -57,7 +57,8 @@ def test_every_recipient_is_exported_with_the_spec_columns_and_round_trips_throu
     assert excluded["state"] == "excluded"
     assert excluded["reasons"] == "contact_email_not_allowed"
     assert "allow_email" in excluded["reason_details"]
-    assert (excluded["attempts"], excluded["last_attempt_at"], excluded["smtp_code"]) == ("0", "", "")
+    never_tried = (excluded["attempts"], excluded["last_attempt_at"], excluded["smtp_code"])
+    assert never_tried == ("0", "", "")
     # RFC 4180: CRLF line ends, the header first.
     assert out.startswith(",".join(export.COLUMNS) + "\r\n")
 

@@ -135,7 +135,7 @@ Outcomes = dict[int, tuple[str | None, str | None, str | None]]
 
 def _outcomes(connection: Any, recipient_ids: list[int]) -> Outcomes:
     """The outcome (name, status, detail) of each recipient that has one."""
-    from core.delivery import outcomes  # noqa: PLC0415 - optional until reports are read
+    from core.delivery import outcomes
 
     return outcomes.of_recipients(connection, recipient_ids)
 
@@ -179,4 +179,13 @@ def count(database: Database, run_id: int) -> int:
         )
 
 
-__all__ = ["COLUMNS", "OUTCOME_FILTERS", "RECIPIENT_STATES", "BadFilter", "Selection", "count", "rows", "selection"]
+__all__ = [
+    "COLUMNS",
+    "OUTCOME_FILTERS",
+    "RECIPIENT_STATES",
+    "BadFilter",
+    "Selection",
+    "count",
+    "rows",
+    "selection",
+]

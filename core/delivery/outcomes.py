@@ -5,5 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def of_recipients(connection: Any, recipient_ids: list[int]) -> dict[int, tuple[str | None, str | None, str | None]]:
+def of_recipients(
+    connection: Any, recipient_ids: list[int]
+) -> dict[int, tuple[str | None, str | None, str | None]]:
     return {}

@@ -30,9 +30,8 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
     parser.add_argument(
         "--state", help=f"only these states, comma-separated ({', '.join(export.RECIPIENT_STATES)})"
     )
-    parser.add_argument(
-        "--outcome", help=f"only these outcomes, comma-separated ({', '.join(export.OUTCOME_FILTERS)})"
-    )
+    outcomes = ", ".join(export.OUTCOME_FILTERS)
+    parser.add_argument("--outcome", help=f"only these outcomes, comma-separated ({outcomes})")
     parser.add_argument("--format", choices=("csv", "json"), default="csv", help="default csv")
     parser.add_argument("--out", help="write to this file instead of standard output")
     parser.set_defaults(handler=run_export)
@@ -75,9 +74,7 @@ class _Line:
 
 
 def _counted(rows: Iterable[dict[str, Any]], total: int, report: Any) -> Iterator[dict[str, Any]]:
-    done = 0
-    for row in rows:
-        done += 1
+    for done, row in enumerate(rows, start=1):
         if report is not None and done % 500 == 0:
             report("exporting recipients", done, total)
         yield row
