@@ -202,10 +202,12 @@ def test_msgrun_db_environment_variable(
 
 
 def test_db_upgrade(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
+    from core.storage.database import SCHEMA_REVISION
+
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", db_url)
-    assert code == 0 and "upgraded from empty to 0004 (newest)" in out
+    assert code == 0 and f"upgraded from empty to {SCHEMA_REVISION} (newest)" in out
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", db_url)
-    assert code == 0 and "already at 0004" in out
+    assert code == 0 and f"already at {SCHEMA_REVISION}" in out
 
 
 def test_db_upgrade_from_the_first_schema_keeps_the_data(
@@ -215,6 +217,7 @@ def test_db_upgrade_from_the_first_schema_keeps_the_data(
     from alembic import command
 
     from core.storage import open_database
+    from core.storage.database import SCHEMA_REVISION
     from core.storage.migrate import alembic_config
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
@@ -225,7 +228,7 @@ def test_db_upgrade_from_the_first_schema_keeps_the_data(
         command.upgrade(config, "0001")
     old.dispose()
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", url)
-    assert code == 0 and "upgraded from 0001 to 0004" in out
+    assert code == 0 and f"upgraded from 0001 to {SCHEMA_REVISION}" in out
     assert msgrun(capsys, "import", str(BLUE_LAGOON), "--db", url)[0] == 0
     code, out, _ = msgrun(
         capsys, "run", "start", "job-sheet", "--at", STORY_AT, "--detach", "--db", url

@@ -168,8 +168,22 @@ def recover_orphans(connection: Connection, run_id: int, now: datetime) -> int:
 
 
 def resend_unknown(connection: Connection, run_id: int, now: datetime) -> int:
-    """The operator's explicit choice: send the `unknown` recipients again."""
-    return len(move(connection, run_id, None, UNKNOWN, PENDING, now, error=None))
+    """The operator's explicit choice: send the `unknown` recipients again.
+
+    Not those handed on to a follow-up run: that run sends them, or has.
+    """
+    ids = connection.execute(
+        select(RECIPIENT.c.id).where(
+            RECIPIENT.c.run_id == run_id,
+            RECIPIENT.c.state == UNKNOWN,
+            RECIPIENT.c.handed_on_to.is_(None),
+        )
+    ).scalars().all()
+    moved = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        moved += len(move(connection, run_id, chunk, UNKNOWN, PENDING, now, error=None))
+    return moved
 
 
 # -- claiming ----------------------------------------------------------------------
