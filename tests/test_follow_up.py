@@ -204,3 +204,21 @@ def test_run_show_json_names_what_a_run_follows_up(
     followed = json.loads(capsys.readouterr().out)
     assert followed["follow_up_of"] is None
     assert followed["recipients"][0]["handed_on_to"] == new_id
+
+
+def test_a_preview_counts_what_a_follow_up_would_plan_and_writes_nothing(
+    sqlite_db: Database,
+) -> None:
+    from core.delivery.export import Selection
+    from core.delivery.follow_up import preview_follow_up
+
+    faults = Faults(rcpt={"p1@example.org": [REFUSED], "p2@example.org": [UNKNOWN_USER]})
+    with SmtpServer(faults=faults) as server:
+        run_id, _ = first_run(sqlite_db, server)
+    preview = preview_follow_up(sqlite_db, run_id, Selection(), SystemClock().now())
+    assert preview.chosen == 2
+    assert preview.decisions == {"included": 1, "deferred": 0, "excluded": 1}
+    assert preview.by_reason == {"suppressed": 1}
+    assert {a: r.handed_on_to for a, r in recipients(sqlite_db, run_id).items()} == dict.fromkeys(
+        ["p0@example.org", "p1@example.org", "p2@example.org", "p3@example.org"]
+    )

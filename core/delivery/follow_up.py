@@ -239,6 +239,41 @@ def plan_again(
     return taken
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What a follow-up would plan, before anything is created: for a confirmation."""
+
+    chosen: int
+    candidates: list[Candidate]
+
+    @property
+    def decisions(self) -> dict[str, int]:
+        counts = {"included": 0, "deferred": 0, "excluded": 0}
+        for candidate in self.candidates:
+            counts[candidate.decision] += 1
+        return counts
+
+    @property
+    def by_reason(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for candidate in self.candidates:
+            for reason in candidate.reasons:
+                counts[reason.code] = counts.get(reason.code, 0) + 1
+        return counts
+
+
+def preview_follow_up(
+    database: Database, run_id: int, chosen_by: Selection, at: datetime
+) -> Preview:
+    """The plan a follow-up would make now; nothing is written."""
+    selection = check_selection(chosen_by)
+    with database.connect() as connection:
+        chosen = choose(connection, run_id, selection)
+        if not chosen:
+            return Preview(0, [])
+        return Preview(len(chosen), plan_again(connection, run_id, chosen, at))
+
+
 def start_follow_up(
     database: Database,
     run_id: int,
