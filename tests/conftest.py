@@ -169,3 +169,8 @@ MINIMAL: dict[str, Any] = {
 def minimal() -> dict[str, Any]:
     """A small valid file: one customer, one address, one approved invoice, one definition."""
     return copy.deepcopy(MINIMAL)
+
+
+def url_of(database: Database) -> str:
+    """The database's URL as a command line takes it (``--db``), password included."""
+    return database.url.render_as_string(hide_password=False)

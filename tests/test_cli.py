@@ -205,6 +205,7 @@ def test_msgrun_db_environment_variable(
 
 
 def test_db_upgrade(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
+
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", db_url)
     assert code == 0 and f"upgraded from empty to {SCHEMA_REVISION} (newest)" in out
     code, out, _ = msgrun(capsys, "db", "upgrade", "--db", db_url)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
+from core.planner.facts import SuppressionFacts
 from core.storage import Database
 from core.storage.models import BounceReport, Recipient, RecipientOutcome, Suppression
 
@@ -137,15 +138,9 @@ class SuppressionView:
 
     def describe(self) -> str:
         """`hard_bounce since 2026-11-28, from a bounce report on run 7: 5.1.1 user unknown`"""
-        text = f"{self.reason} since {self.since.isoformat()}"
-        if self.report is not None:
-            what = "a feedback report" if self.reason == "spam_complaint" else "a bounce report"
-            text += f", from {what}"
-            if self.run is not None:
-                text += f" on run {self.run}"
-            if self.detail:
-                text += f": {self.detail}"
-        return text
+        return SuppressionFacts(
+            self.address, self.reason, self.since, self.report, self.run, self.detail
+        ).describe()
 
     def as_json(self) -> dict[str, Any]:
         return {"address": self.address, "reason": self.reason,

@@ -30,12 +30,11 @@ from core.bounces.sources import Source, SourceError, SourceMessage, StdinSource
 from core.bounces.verp import parse_verp_token
 from core.clock import Clock
 from core.delivery.states import SENT, UNKNOWN
+from core.delivery.store import report_proves_sent
 from core.storage import Database
 from core.storage.models import BounceReport, Recipient, RecipientOutcome, Suppression
 
 ADDRESS_MATCH_DAYS = 30
-# Most serious first: the recipient's outcome is the first it has of these.
-SERIOUSNESS = ("complaint", "bounce_hard", "bounce_soft", "delay")
 
 
 class StoreFailed(Exception):
@@ -103,10 +102,6 @@ def message_key(report: Report, raw: bytes) -> str:
     if report.message_id:
         return report.message_id[:400]
     return "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def outcome_name(outcome_type: str, bounce_class: str | None) -> str:
-    return f"bounce_{bounce_class}" if outcome_type == "bounce" else outcome_type
 
 
 def read_source(
@@ -208,6 +203,8 @@ def _store(
         session.flush()
         if match is not None:
             _suppress(session, match.recipient, stored, row)
+            # The report proves the message reached a server: `unknown` becomes `sent`.
+            report_proves_sent(session.connection(), match.recipient.id, reported_at, now)
             if on_matched is not None:
                 on_matched(session, match.recipient, stored)
         rows.append((outcome, match))

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, or_, select, update
 
+from core.bounces import outcomes
 from core.clock import Clock, format_instant
 from core.delivery.states import (
     ENDED,
@@ -22,6 +23,7 @@ from core.delivery.states import (
     RUNNING,
     STOPPING,
 )
+from core.planner.facts import DefinitionFacts
 from core.planner.load import PlanningError, load_definition, load_organisation
 from core.planner.plan import DEFERRED, INCLUDED, Candidate, plan_definition
 from core.storage.database import Database
@@ -116,6 +118,23 @@ def create_run_on(
     plan = plan_definition(
         connection, organisation, definition, at, customers=customers, environ=environ or {}
     )
+    return snapshot_plan(
+        connection, definition, at, plan.candidates, clock, started_by=started_by, token=token
+    )
+
+
+def snapshot_plan(
+    connection: Connection,
+    definition: DefinitionFacts,
+    at: datetime,
+    candidates: Sequence[Candidate],
+    clock: Clock,
+    *,
+    started_by: str | None = None,
+    token: str | None = None,
+    follow_up_of: int | None = None,
+) -> int:
+    """A new run whose recipients are ``candidates``, in their order: its id."""
     profile = connection.execute(
         select(table_of(SmtpProfile)).where(
             table_of(SmtpProfile).c.id == definition.smtp_profile_id
@@ -136,6 +155,7 @@ def create_run_on(
             created_at=now,
             started_by=started_by or who(),
             message_token=token,
+            follow_up_of=follow_up_of,
         )
         .returning(table_of(MessageRun).c.id)
     ).scalar_one()
@@ -143,7 +163,7 @@ def create_run_on(
     counts = dict.fromkeys(RECIPIENT_STATES, 0)
     rows: list[dict[str, Any]] = []
     recipient = table_of(Recipient)
-    for position, candidate in enumerate(plan.candidates):
+    for position, candidate in enumerate(candidates):
         state = _initial_state(candidate)
         send_after = candidate.send_after
         if scheduled is not None and state != EXCLUDED:
@@ -180,7 +200,7 @@ def create_run_on(
         [{"run_id": run_id, "state": state, "shard": 0, "n": n} for state, n in counts.items()],
     )
     if definition.dedup == "per_trigger":
-        _record_targets(connection, definition.id, run_id, plan.candidates, now)
+        _record_targets(connection, definition.id, run_id, candidates, now)
     return run_id
 
 
@@ -226,6 +246,8 @@ class RunInfo:
     lease_owner: str | None
     lease_expires_at: datetime | None
     counts: dict[str, int]
+    # The run this one follows up, else None.
+    follow_up_of: int | None = None
 
     def lease_live(self, now: datetime) -> bool:
         return (
@@ -270,6 +292,7 @@ def _run_info(row: Any, counts: dict[str, int]) -> RunInfo:
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
         counts=counts,
+        follow_up_of=row.follow_up_of,
     )
 
 
@@ -350,6 +373,7 @@ def recipient_rows(
         rows = connection.execute(
             select(table).where(*conditions).order_by(table.c.position)
         ).all()
+        found = outcomes.of_recipients(connection, [r.id for r in rows])
     return [
         {
             "customer": r.customer_id,
@@ -365,6 +389,8 @@ def recipient_rows(
             "send_after": format_instant(r.send_after) if r.send_after else None,
             "sent_at": format_instant(r.sent_at) if r.sent_at else None,
             "reasons": r.reasons,
+            "outcome": found[r.id].as_json() if r.id in found else None,
+            "handed_on_to": r.handed_on_to,
         }
         for r in rows
     ]
@@ -389,7 +415,10 @@ def run_json(
         "started_by": run.started_by,
         "stop_requested_by": run.stop_requested_by,
         "error": run.error,
+        "follow_up_of": run.follow_up_of,
     }
+    with database.connect() as connection:
+        result["outcomes"] = outcomes.run_counts(connection, run_id)
     if with_recipients:
         result["recipients"] = recipient_rows(database, run_id, states)
     return result

@@ -38,6 +38,7 @@ from core.delivery.states import (
     HELD,
     LEASE_SECONDS,
     PENDING,
+    RECIPIENT_STATES,
     RETRYING,
     RUNNING,
     SENDING,
@@ -194,8 +195,22 @@ def recover_orphans(connection: Connection, run_id: int, now: datetime) -> int:
 
 
 def resend_unknown(connection: Connection, run_id: int, now: datetime) -> int:
-    """The operator's explicit choice: send the `unknown` recipients again."""
-    return len(move(connection, run_id, None, UNKNOWN, PENDING, now, error=None))
+    """The operator's explicit choice: send the `unknown` recipients again.
+
+    Not those handed on to a follow-up run: that run sends them, or has.
+    """
+    ids = connection.execute(
+        select(RECIPIENT.c.id).where(
+            RECIPIENT.c.run_id == run_id,
+            RECIPIENT.c.state == UNKNOWN,
+            RECIPIENT.c.handed_on_to.is_(None),
+        )
+    ).scalars().all()
+    moved = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        moved += len(move(connection, run_id, chunk, UNKNOWN, PENDING, now, error=None))
+    return moved
 
 
 # -- claiming ----------------------------------------------------------------------
@@ -899,3 +914,58 @@ __all__ = [
     "settled_state",
     "unclaim",
 ]
+
+
+# -- after sending: a report proves a message arrived -------------------------------
+
+
+def report_proves_sent(
+    connection: Connection, recipient_id: int, reported_at: datetime, now: datetime
+) -> bool:
+    """An `unknown` recipient with a report becomes `sent` (the report proves the
+    message reached a server), with its ledger entry; a run that then has nothing
+    failed or unknown left, and nothing else to do, becomes `completed`.
+
+    True when the recipient moved. A recipient in any other state keeps it.
+    """
+    row = connection.execute(
+        select(
+            RECIPIENT.c.run_id,
+            RECIPIENT.c.customer_id,
+            RECIPIENT.c.address,
+            RECIPIENT.c.document_id,
+            RECIPIENT.c.offset_days,
+        ).where(RECIPIENT.c.id == recipient_id, RECIPIENT.c.state == UNKNOWN)
+    ).first()
+    if row is None:
+        return False
+    if not move(connection, row.run_id, [recipient_id], UNKNOWN, SENT, now, sent_at=reported_at):
+        return False
+    run = run_row(connection, row.run_id)
+    entry = {
+        "definition_id": run.definition_id,
+        "customer_id": row.customer_id,
+        "address": row.address,
+        "address_lower": fold(row.address) if row.address else None,
+        "document_id": row.document_id,
+        "offset_days": row.offset_days,
+        "at": reported_at,
+        "run_id": row.run_id,
+    }
+    entry["fingerprint"] = history_fingerprint(entry)
+    connection.execute(insert_ignoring(connection, table_of(History), "fingerprint"), [entry])
+    if run.state == COMPLETED_WITH_FAILURES:
+        counts = dict.fromkeys(RECIPIENT_STATES, 0)
+        for state, n in connection.execute(
+            select(COUNT.c.state, func.sum(COUNT.c.n))
+            .where(COUNT.c.run_id == row.run_id)
+            .group_by(COUNT.c.state)
+        ):
+            counts[state] = int(n)
+        if settled_state(counts) == COMPLETED:
+            connection.execute(
+                update(RUN)
+                .where(RUN.c.id == row.run_id, RUN.c.state == COMPLETED_WITH_FAILURES)
+                .values(state=COMPLETED)
+            )
+    return True

@@ -66,6 +66,22 @@ class SuppressionFacts:
     address: str
     reason: str
     since: date
+    # When a report made it: the report, its run, and the server's words.
+    report_id: int | None = None
+    run_id: int | None = None
+    detail: str | None = None
+
+    def describe(self) -> str:
+        """``hard_bounce since 2026-11-28, from a bounce report on run 7: 5.1.1 user unknown``"""
+        text = f"{self.reason} since {self.since.isoformat()}"
+        if self.report_id is not None:
+            what = "a feedback report" if self.reason == "spam_complaint" else "a bounce report"
+            text += f", from {what}"
+            if self.run_id is not None:
+                text += f" on run {self.run_id}"
+            if self.detail:
+                text += f": {self.detail}"
+        return text
 
 
 @dataclass(slots=True, frozen=True)

@@ -154,7 +154,14 @@ def load_methods(connection: Connection) -> dict[str, MethodFacts]:
 def load_suppressions(connection: Connection) -> dict[str, SuppressionFacts]:
     suppressions = table_of(Suppression)
     return {
-        row.address_lower: SuppressionFacts(address=row.address, reason=row.reason, since=row.since)
+        row.address_lower: SuppressionFacts(
+            address=row.address,
+            reason=row.reason,
+            since=row.since,
+            report_id=row.report_id,
+            run_id=row.run_id,
+            detail=row.detail,
+        )
         for row in connection.execute(select(suppressions))
     }
 

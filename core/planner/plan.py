@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -183,14 +183,31 @@ def plan_warnings(
     return warnings
 
 
+@dataclass(frozen=True)
+class Replan:
+    """How a follow-up plans again what a run did not deliver (``after-sending.md``).
+
+    ``billing_at``: the instant whose date decides the billing rules (the
+    followed run's own planning instant, since the offset that made a document
+    due then does not recur). ``ignore_history``: ledger entries that do not
+    count (those the followed run made for the recipients chosen again).
+    """
+
+    billing_at: datetime
+    ignore_history: Callable[[HistoryFacts], bool]
+
+
 def build_context(
     connection: Connection,
     organisation: OrganisationFacts,
     definition: DefinitionFacts,
     at: datetime,
     customers: Sequence[str] | None = None,
+    replan: Replan | None = None,
 ) -> Context:
     history = load_history(connection, definition, customers) if definition.dedup != "none" else []
+    if replan is not None:
+        history = [entry for entry in history if not replan.ignore_history(entry)]
     sent: dict[str | None, list[HistoryFacts]] = {}
     targeted: dict[str, list[HistoryFacts]] = {}
     for entry in history:  # newest first, kept so in each list
@@ -202,7 +219,9 @@ def build_context(
         organisation=organisation,
         definition=definition,
         at=at,
-        billing_date=at.astimezone(zone(organisation.timezone)).date(),
+        billing_date=(replan.billing_at if replan else at)
+        .astimezone(zone(organisation.timezone))
+        .date(),
         methods=load_methods(connection),
         suppressions=load_suppressions(connection),
         sent_by_document=sent,
@@ -342,9 +361,10 @@ def plan_definition(
     *,
     customers: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    replan: Replan | None = None,
 ) -> Plan:
     profile = load_profile(connection, definition.smtp_profile_id)
-    ctx = build_context(connection, organisation, definition, at, customers)
+    ctx = build_context(connection, organisation, definition, at, customers, replan)
     summary = Summary()
     candidates = []
     with gc_paused():

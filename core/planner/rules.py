@@ -138,8 +138,7 @@ def suppressed(ctx: Context, address: AddressFacts) -> Reason | None:
     listed = "" if entry.address == address.address else f" (listed as {entry.address})"
     return Reason(
         "suppressed",
-        f"{address.address} is on the suppression list{listed}: {entry.reason} "
-        f"since {entry.since.isoformat()}",
+        f"{address.address} is on the suppression list{listed}: {entry.describe()}",
     )
 
 

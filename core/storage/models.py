@@ -279,6 +279,8 @@ class MessageRun(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Part of every recipient's Message-ID, so ids are unique across databases.
     message_token: Mapped[str] = mapped_column(String(32))
+    # The run this one follows up (``msgrun run follow-up``), else NULL.
+    follow_up_of: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class RunCount(Base):
@@ -338,6 +340,8 @@ class Recipient(Base):
     # The delivering process (a ``worker`` row) that has claimed this recipient:
     # set from the batch claim until its result is recorded or the claim is let go.
     claimed_by: Mapped[str | None] = mapped_column(String(200))
+    # The follow-up run this recipient was handed on to: this run never sends it again.
+    handed_on_to: Mapped[int | None] = mapped_column(Integer)
 
 
 class Worker(Base):

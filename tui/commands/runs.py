@@ -48,6 +48,7 @@ from core.storage import Database
 from core.storage.database import error_words
 from core.views.runs import restart_check, to_send
 from tui import event_loop
+from tui.commands import export_cmd, follow_up_cmd
 from tui.commands.common import database, instant
 from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
@@ -101,6 +102,9 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         "(with --json: only those recipients); e.g. failed,unknown",
     )
     show.set_defaults(handler=run_show)
+
+    export_cmd.add_parser(actions, common)
+    follow_up_cmd.add_parser(actions, common)
 
     listing = actions.add_parser("list", parents=[common], help="the newest runs")
     listing.add_argument(
@@ -340,6 +344,8 @@ def run_show(args: argparse.Namespace) -> int:
         f"planned for {format_instant(run.planned_at)} · created {format_instant(run.created_at)} "
         f"by {run.started_by}",
     ]
+    if run.follow_up_of is not None:
+        lines.append(f"follows up run {run.follow_up_of}")
     if run.ended_at:
         lines.append(f"ended {format_instant(run.ended_at)}")
     if run.stop_requested_by:
@@ -392,7 +398,8 @@ def run_list(args: argparse.Namespace) -> int:
         rows.append(
             (
                 str(r.id),
-                r.definition_id,
+                r.definition_id
+                + (f" (follows {r.follow_up_of})" if r.follow_up_of is not None else ""),
                 r.state,
                 format_instant(r.created_at),
                 str(r.counts["sent"]),

@@ -1,0 +1,141 @@
+"""``msgrun run export``: every recipient, filters, CSV that round-trips, JSON, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from core.delivery import export
+from core.storage import Database
+from core.storage.models import Customer, table_of
+from fixtures.smtp_servers import Faults, SmtpServer
+from tests.conftest import url_of
+from tests.delivery_support import deliver_now, document, new_run
+from tui import cli
+
+TRICKY = 'Souza, Ana "Aninha" Müller\nsecond line'
+
+
+def _delivered_run(db: Database) -> int:
+    """Five recipients: one refused for good, one excluded, three sent; a tricky name."""
+    with SmtpServer(faults=Faults(rcpt={"p1@example.org": ["550 5.1.1 no such user"]})) as server:
+        doc = document(5, server.port)
+        doc["customers"][2]["contacts"][0]["allow_email"] = False
+        run_id = new_run(db, doc)
+        deliver_now(db, run_id)
+    # The import refuses a line break in a name; a database written by another
+    # program may hold one all the same, and the export must carry it whole.
+    customer = table_of(Customer)
+    with db.connect() as connection:
+        connection.execute(
+            update(customer).where(customer.c.id == "C00000").values(name=TRICKY)
+        )
+    return run_id
+
+
+def _export(capsys: pytest.CaptureFixture[str], db: Database, *args: str) -> tuple[int, str, str]:
+    code = cli.main(["run", "export", *args, "--db", url_of(db)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_recipient_is_exported_with_the_spec_columns_and_round_trips_through_csv(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = _delivered_run(db)
+    code, out, err = _export(capsys, db, str(run_id))
+    assert (code, err) == (0, "")
+    table = list(csv.DictReader(io.StringIO(out, newline="")))
+    assert list(table[0].keys()) == list(export.COLUMNS)
+    assert [r["customer"] for r in table] == [f"C{i:05d}" for i in range(5)]
+    by_customer = {r["customer"]: r for r in table}
+    assert by_customer["C00000"]["customer_name"] == TRICKY
+    assert by_customer["C00000"]["state"] == "sent"
+    assert by_customer["C00000"]["smtp_code"] == "250"
+    assert by_customer["C00000"]["last_attempt_at"].endswith("+00:00")
+    assert by_customer["C00000"]["message_id"].startswith("<")
+    failed = by_customer["C00001"]
+    assert (failed["state"], failed["smtp_code"]) == ("failed", "550")
+    assert "5.1.1 no such user" in failed["smtp_reply"]
+    excluded = by_customer["C00002"]
+    assert excluded["state"] == "excluded"
+    assert excluded["reasons"] == "contact_email_not_allowed"
+    assert "allow_email" in excluded["reason_details"]
+    never_tried = (excluded["attempts"], excluded["last_attempt_at"], excluded["smtp_code"])
+    assert never_tried == ("0", "", "")
+    # RFC 4180: CRLF line ends, the header first.
+    assert out.startswith(",".join(export.COLUMNS) + "\r\n")
+
+
+def test_filters_choose_by_state_and_json_has_numbers_and_nulls(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = _delivered_run(db)
+    code, out, _ = _export(
+        capsys, db, str(run_id), "--state", "failed,excluded", "--format", "json"
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert [(r["customer"], r["state"]) for r in data] == [
+        ("C00001", "failed"),
+        ("C00002", "excluded"),
+    ]
+    assert data[0]["smtp_code"] == 550 and data[0]["attempts"] == 1
+    assert data[1]["smtp_code"] is None and data[1]["outcome"] is None
+    assert data[1]["last_attempt_at"] is None
+    assert list(data[0].keys()) == list(export.COLUMNS)
+
+    code, out, _ = _export(capsys, db, str(run_id), "--state", "unknown", "--format", "json")
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_out_writes_a_file_and_says_so(
+    db: Database, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run_id = _delivered_run(db)
+    target = tmp_path / "run.csv"
+    code, out, err = _export(capsys, db, str(run_id), "--out", str(target))
+    assert (code, out) == (0, "")
+    assert f"exported to {target}" in err
+    with target.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5 and rows[0]["customer_name"] == TRICKY
+    assert not target.read_bytes().startswith(b"\xef\xbb\xbf")  # no byte-order mark
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["99"], "unknown run"),
+        (["x1"], "unknown run"),
+        (["RUN", "--state", "sent,lost"], "unknown state 'lost'"),
+        (["RUN", "--outcome", "bounced"], "unknown outcome 'bounced'"),
+        (["RUN", "--state", "sent,"], "empty name"),
+        (["RUN", "--out", "/no/such/folder/x.csv"], "does not exist"),
+    ],
+)
+def test_bad_input_exits_2_naming_it_and_writes_nothing(
+    sqlite_db: Database,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    args: list[str],
+    words: str,
+) -> None:
+    run_id = _delivered_run(sqlite_db)
+    args = [str(run_id) if a == "RUN" else a for a in args]
+    code, out, err = _export(capsys, sqlite_db, *args)
+    assert code == 2 and out == ""
+    assert words in err and "Traceback" not in err
+
+
+def test_selection_parses_and_names_files() -> None:
+    chosen = export.selection("failed,unknown,failed", "bounce")
+    assert chosen.states == ("failed", "unknown")
+    assert chosen.slug == "failed-unknown-bounce"
+    assert export.selection(None, None).everyone

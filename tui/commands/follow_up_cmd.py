@@ -1,0 +1,69 @@
+"""``msgrun run follow-up RUN``: a new run for exactly those the run did not reach."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.clock import SystemClock
+from core.delivery import export
+from core.delivery.follow_up import (
+    SETTLED_STATES,
+    FollowUpRefused,
+    NothingChosen,
+    NotSettled,
+    start_follow_up,
+)
+from core.planner.load import PlanningError
+from tui.errors import OperationFailed, UsageError
+
+
+def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = actions.add_parser(
+        "follow-up",
+        parents=[common],
+        help="send again to exactly the recipients a run did not reach",
+        description="A new run of the same definition for the chosen recipients of RUN "
+        "(by default those failed and those with a bounce), each planned again now, so a "
+        "suppressed address is excluded and a corrected one used. Prints the new run's id, "
+        "then delivers it here like run start (or leaves it to msgrun worker with --detach).",
+    )
+    parser.add_argument("run")
+    settled = ", ".join(SETTLED_STATES)
+    parser.add_argument("--state", help=f"choose these settled states, comma-separated ({settled})")
+    outcomes = ", ".join(export.OUTCOME_FILTERS)
+    parser.add_argument("--outcome", help=f"choose these outcomes, comma-separated ({outcomes})")
+    parser.add_argument("--at", help="plan for this instant (ISO 8601 with offset; default now)")
+    parser.add_argument("--detach", action="store_true", help="only create it, for msgrun worker")
+    parser.set_defaults(handler=run_follow_up)
+
+
+def run_follow_up(args: argparse.Namespace) -> int:
+    from tui.commands.common import database, instant
+    from tui.commands.runs import existing_run, foreground, summary
+
+    try:
+        chosen = export.selection(args.state, args.outcome)
+    except export.BadFilter as error:
+        raise UsageError(str(error)) from None
+    at = instant(args.at)
+    db = database(args.db)
+    run = existing_run(db, args.run)
+    try:
+        new_id = start_follow_up(db, run.id, chosen, at, SystemClock())
+    except (NotSettled, NothingChosen, PlanningError) as error:
+        raise UsageError(str(error)) from None
+    except FollowUpRefused as error:
+        raise OperationFailed(str(error)) from None
+    print(new_id, flush=True)
+    from core.delivery.runs import get_run
+
+    created = get_run(db, new_id)
+    print(f"run {new_id} follows up run {run.id}: {summary(created)}", file=sys.stderr)
+    if args.detach:
+        if created.state == "running":
+            print(f"run {new_id}: msgrun worker delivers it", file=sys.stderr)
+        return 0
+    if created.state != "running":
+        return 0
+    return foreground(db, new_id)
