@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select, update
 from textual.pilot import Pilot
-from textual.widgets import Input, Sparkline, Static
+from textual.widgets import DataTable, Input, Sparkline, Static
 
 from core.bounces.sources import SourceMessage
 from core.bounces.store import ReadSummary, record_message
@@ -25,9 +25,11 @@ from core.storage import Database, open_database
 from core.storage.models import MessageRun, Recipient, table_of
 from core.views.runs import run_window, send_rate, settled_parts
 from fixtures.smtp_servers import Faults, SmtpServer
-from tests.bounce_support import NOW as REPORTED, arf_abuse, postfix_dsn
+from tests.bounce_support import NOW as REPORTED
+from tests.bounce_support import arf_abuse, postfix_dsn
 from tests.delivery_support import deliver_now, document, new_run
 from tui.console.app import MsgrunConsole
+from tui.console.charts import count_bars, parts_bar, shares
 from tui.console.confirm import Confirm
 from tui.console.export_dialog import ExportDialog
 from tui.console.run_screen import FILTERS, RunScreen
@@ -143,6 +145,18 @@ def test_a_run_never_sent_has_no_rate(db: Database) -> None:
     assert settled_parts(get_run(db, run_id), {}) is None  # not settled
 
 
+def test_a_bar_is_split_in_proportion_and_every_part_shows() -> None:
+    assert shares({"delivered": 98, "bounced": 1, "failed": 0, "excluded": 1}, 20) == {
+        "delivered": 18, "bounced": 1, "failed": 0, "excluded": 1,
+    }
+    assert sum(shares({"a": 3, "b": 3, "c": 3}, 10).values()) == 10
+    assert parts_bar({"delivered": 1, "failed": 1}, 10).plain == "█" * 10
+    assert count_bars({"suppressed": 4, "no_address": 1}, 24).splitlines() == [
+        "suppressed [yellow]███████████[/] 4",
+        "no_address [yellow]███[/]         1",
+    ]
+
+
 # -- pictures ------------------------------------------------------------------------
 
 
@@ -244,6 +258,13 @@ async def test_f_confirmed_creates_a_follow_up_of_those_not_reached_and_launches
         await settle(pilot)
         assert isinstance(app.screen, RunScreen) and app.screen.run_id == 2
         assert app.screen.query_one("#rate-line", Sparkline).data == [0.0]
+        await pilot.press("escape")  # back on run 1: who was handed on, and to which run
+        await settle(pilot)
+        table = app.screen.query_one("#recipients", DataTable)
+        replies = [str(table.get_row_at(i)[-1]) for i in range(table.row_count)]
+        assert ["handed on → run 2" in r for r in replies] == [
+            False, True, True, True, False, False,
+        ]
     event.remove(own_db.engine, "before_cursor_execute", check)
     assert on_ui == []
     assert launched == [2]
