@@ -304,3 +304,24 @@ async def test_f_cancelled_creates_nothing(own_db: Database) -> None:
             select(table_of(Recipient).c.id).where(table_of(Recipient).c.handed_on_to.is_not(None))
         ).all()
     assert [r.id for r in runs] == [1] and handed == []
+
+
+async def test_a_settled_runs_rate_is_read_once_not_for_every_key(
+    after_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rate scans the run's sent recipients: keys that move the window never pay it."""
+    import tui.console.run_screen as run_screen
+
+    reads: list[int] = []
+
+    def counted(database: Database, run_id: int) -> Any:
+        reads.append(run_id)
+        return send_rate(database, run_id)
+
+    monkeypatch.setattr(run_screen, "send_rate", counted)
+    app = console(after_db)
+    async with app.run_test(size=NARROW) as pilot:
+        await on_run(1, "f", "f", "G", "g", "ctrl+r")(pilot)
+        line = app.screen.query_one("#rate-line", Sparkline)
+        assert list(line.data or []) == [1.0, 0.0, 0.0, 3.0]
+    assert reads == [1]

@@ -57,6 +57,7 @@ OUTCOME_WORDS = {
 }
 PAGE = 50  # rows per window: the table never holds more than this
 SEARCH_COUNT_SECONDS = 3.0  # a search's match count is made again after this long
+RATE_SECONDS = 5.0  # a running run's sending rate is read again after this long
 
 
 # name, least and natural width. At 80 columns the state and enough of the
@@ -153,6 +154,8 @@ class RunScreen(LiveScreen):
         self.run_state = ""
         self.run: RunInfo | None = None  # as the last poll read it
         self.widths: dict[str, int] = {}
+        self.rate: SendRate | None = None  # the sending rate as last read
+        self.rate_read_at = -RATE_SECONDS  # monotonic time it was read
         self.outcomes: dict[int, str] = {}  # position → outcome, in the window shown
         self.handed_on: dict[int, int] = {}  # position → the follow-up it was handed to
         # (search, filter) → (when counted, how many matched)
@@ -231,7 +234,14 @@ class RunScreen(LiveScreen):
         )
         if counted:
             self.search_counts[key] = (time.monotonic(), window.matching)
-        return window, last, send_rate(self.console.database, self.run_id)
+        # The rate costs a scan of the run's sent recipients: read at most every few
+        # seconds while the run goes on, once when it has ended, never for a key.
+        rate: SendRate | None = None
+        settled = self.run_state in ENDED and self.rate is not None
+        if not settled and time.monotonic() - self.rate_read_at >= RATE_SECONDS:
+            rate = send_rate(self.console.database, self.run_id)
+            self.rate_read_at = time.monotonic()
+        return window, last, rate
 
     def show(self, data: Any) -> None:
         window: RunWindow = data[0]
@@ -267,11 +277,15 @@ class RunScreen(LiveScreen):
             counts += f"{gap}· follows up run {run.follow_up_of}"
         self.query_one("#run-counts", Static).update(counts)
         self.outcomes, self.handed_on = window.outcomes, window.handed_on
-        self._paint_pictures(window, data[2])
+        if data[2] is not None:
+            self.rate = data[2]
+        self._paint_pictures(window, self.rate)
         self._paint_rows(loaded_last)
 
-    def _paint_pictures(self, window: RunWindow, rate: SendRate) -> None:
+    def _paint_pictures(self, window: RunWindow, rate: SendRate | None) -> None:
         """The sending rate as a sparkline; a settled run's recipients as one split bar."""
+        if rate is None:
+            rate = SendRate([], 1, None, None)
         line = self.query_one("#rate-line", Sparkline)
         line.data = rate.per_second or [0.0]
         every = f" ({rate.bucket_seconds}s)" if rate.bucket_seconds > 1 else ""
