@@ -20,7 +20,7 @@ from core.bounces.store import ReadSummary, record_message
 from core.clock import FixedClock, parse_instant
 from core.delivery.export import Selection
 from core.delivery.follow_up import start_follow_up
-from core.delivery.runs import get_run
+from core.delivery.runs import create_run, get_run
 from core.storage import Database, open_database
 from core.storage.models import MessageRun, Recipient, table_of
 from core.views.runs import run_window, send_rate, settled_parts
@@ -325,3 +325,35 @@ async def test_a_settled_runs_rate_is_read_once_not_for_every_key(
         line = app.screen.query_one("#rate-line", Sparkline)
         assert list(line.data or []) == [1.0, 0.0, 0.0, 3.0]
     assert reads == [1]
+
+
+@pytest.fixture
+def reached_db(tmp_path: Path) -> tuple[Database, int, int]:
+    """A run that reached everyone, and one still running."""
+    database = open_database(f"sqlite:///{tmp_path / 'all.db'}")
+    with SmtpServer() as server:
+        reached = new_run(database, document(2, server.port))
+        deliver_now(database, reached)
+    running = create_run(database, "inv", parse_instant("2026-11-23T11:00:00+00:00"), CLOCK)
+    return database, reached, running
+
+
+async def test_f_on_a_run_that_reached_everyone_or_still_runs_asks_nothing(
+    reached_db: tuple[Database, int, int],
+) -> None:
+    database, reached, running = reached_db
+    app = console(database)
+
+    def toasts() -> list[str]:
+        return [str(t.render()) for t in app.screen.query("Toast")]
+
+    async with app.run_test(size=WIDE, notifications=True) as pilot:
+        await on_run(reached, "F")(pilot)
+        assert isinstance(app.screen, RunScreen)
+        assert any("nothing to follow up" in t for t in toasts()), toasts()
+        await pilot.press("escape")
+        await on_run(running, "F")(pilot)
+        assert isinstance(app.screen, RunScreen)
+        assert any("once it has ended" in t for t in toasts()), toasts()
+    with database.connect() as connection:
+        assert len(connection.execute(select(table_of(MessageRun).c.id)).all()) == 2
