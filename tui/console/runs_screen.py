@@ -18,7 +18,7 @@ from tui.console.live import TableScreen
 # progress, sent, failed and unknown. The others give way in this order (the
 # line under the table still shows them for the highlighted run).
 COLUMNS: list[Column] = [
-    ("Run", 5, 5),
+    ("Run", 5, 9),  # a follow-up shows the run it follows: "8 ↳7"
     ("Definition", 10, 18),
     ("State", 23, 23),
     ("Progress", 11, 13),
@@ -35,6 +35,12 @@ GIVE_WAY = ["ETA", "Rate", "Held", "Definition"]
 def column_widths(width: int) -> dict[str, int]:
     """Columns sized to the terminal (less the scrollbar and the table's edge)."""
     return fit_columns(width - 3, COLUMNS, GIVE_WAY)
+
+
+def run_cell(run: RunProgress) -> str:
+    """The run's id; a follow-up's with the run it follows (``8 ↳7``)."""
+    follows = run.run.follow_up_of
+    return str(run.id) if follows is None else f"{run.id} [cyan]↳{follows}[/]"
 
 
 class RunsScreen(TableScreen[RunProgress]):
@@ -121,7 +127,7 @@ class RunsScreen(TableScreen[RunProgress]):
         for run in self.items:
             rate, eta = self._rate_and_eta(run)
             cells = {
-                "Run": str(run.id),
+                "Run": run_cell(run),
                 "Definition": clip(run.run.definition_id, self.widths.get("Definition", 0)),
                 "State": styled(run.state),
                 "Progress": f"{run.done}/{run.to_send}",
@@ -148,8 +154,10 @@ class RunsScreen(TableScreen[RunProgress]):
         text = ""
         if run is not None:
             rate, eta = self._rate_and_eta(run)
+            of = run.run.follow_up_of
+            follows = f" (follows up run {of})" if of is not None else ""
             text = (
-                f"run {run.id} · {run.run.definition_id} · held {run.count('held')} · "
+                f"run {run.id}{follows} · {run.run.definition_id} · held {run.count('held')} · "
                 f"{rate} · ETA {eta} · by {run.run.started_by}"
             )
         self.query_one("#run-line", Static).update(escape(clip(text, self.app.size.width - 2)))
