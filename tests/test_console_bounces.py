@@ -1,4 +1,6 @@
-"""The console's Bounces screen: reports read back, unmatched ones too, the raw report on enter.
+"""The console's Bounces screen (reports read back, unmatched ones too, the raw report on
+enter), and reports in the customer drill-down, which leads with the run's own record of the
+recipient it was opened from.
 
 Reached from Runs with `b` and from the command palette on every screen; read
 through core/views/bounces.py in a worker, never on the UI thread. Pictures at
@@ -22,16 +24,18 @@ from core.bounces.store import ReadSummary, record_message
 from core.clock import FixedClock, parse_instant
 from core.delivery.runs import create_run
 from core.storage import Database, open_database
-from core.storage.models import Recipient
+from core.storage.models import Recipient, table_of
 from core.views.bounces import bounces_overview, report_detail, what
+from core.views.customers import recorded_recipient, reports_about
 from tests.bounce_support import NOW, SAMPLES, arf_abuse, postfix_dsn
 from tests.conftest import load_ok
-from tests.console_support import console
+from tests.console_support import console, sample_database
 from tests.delivery_support import AT, document
 from tests.test_console import settle
 from tui.console.bounces_screen import BouncesScreen, ReportScreen
 from tui.console.customer_screen import CustomerScreen
 from tui.console.help_screen import HelpScreen
+from tui.console.run_screen import RunScreen
 
 NARROW = (80, 24)
 WIDE = (160, 32)
@@ -223,3 +227,131 @@ async def test_an_unknown_report_is_a_notice_not_a_traceback(bounce_db: Database
         await settle(pilot)
         toasts = [str(t.render()) for t in app.screen.query("Toast")]
         assert any("unknown report 999" in t for t in toasts), toasts
+
+
+# -- the customer drill-down: reports, and the run's recipient first ------------------------
+
+
+def bounced_sample(folder: Path) -> Database:
+    """The console's sample database; Ana's invoice (run 1, recipient 1) then hard-bounced."""
+    database = sample_database(folder)
+    with database.connect() as connection:
+        message_id = connection.execute(
+            select(table_of(Recipient).c.message_id).where(
+                table_of(Recipient).c.run_id == 1, table_of(Recipient).c.position == 0
+            )
+        ).scalar_one()
+    raw = postfix_dsn(message_id, "ana.souza@example.org")
+    summary = ReadSummary()
+    record_message(database, SourceMessage("new/ana", raw, lambda: None), NOW, summary)
+    assert summary.hard == 1
+    return database
+
+
+@pytest.fixture(scope="module")
+def bounced_db(tmp_path_factory: pytest.TempPathFactory) -> Database:
+    return bounced_sample(tmp_path_factory.mktemp("bounced"))
+
+
+def from_run_1(*pressed: str) -> Any:
+    """Run 1's recipients, the cursor moved with `pressed`, then enter (Why?)."""
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.app.push_screen(RunScreen(1))
+        await settle(pilot)
+        for key in [*pressed, "enter"]:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run
+
+
+def test_the_reports_about_a_customer_and_a_recipient_as_its_run_recorded_it(db: Database) -> None:
+    run_id = read_reports(db)
+    [soft] = reports_about_customer(db, "C00001")
+    assert (soft.outcome, soft.status, soft.run, soft.position) == (
+        "bounce_soft", "4.2.2", run_id, 1)
+    assert soft.detail is not None and soft.detail.startswith("450 4.2.2")
+    assert reports_about_customer(db, "C00003") == []
+    recorded = recorded_recipient(db, run_id, 0)
+    assert (recorded.detail.decision, recorded.detail.state, recorded.detail.address) == (
+        "included", "sent", "p0@example.org")
+    assert recorded.outcome is not None
+    assert (recorded.outcome.name, recorded.outcome.status) == ("bounce_hard", "5.1.1")
+    assert recorded_recipient(db, run_id, 3).outcome is None
+
+
+def reports_about_customer(db: Database, customer_id: str) -> list[Any]:
+    with db.connect() as connection:
+        return reports_about(connection, customer_id)
+
+
+def test_a_bounced_recipient_s_drill_down_from_its_run_at_80_by_24(
+    snap_compare: Any, bounced_db: Database
+) -> None:
+    """Ana's record first (included, sent, then a hard bounce), her report, then today's plan."""
+    assert snap_compare(console(bounced_db), terminal_size=NARROW, run_before=from_run_1())
+
+
+def test_an_excluded_recipient_s_drill_down_from_its_run_at_80_by_24(
+    snap_compare: Any, bounced_db: Database
+) -> None:
+    """Carla (recipient 3): excluded as suppressed, as the run recorded it; nothing sent."""
+    assert snap_compare(
+        console(bounced_db), terminal_size=NARROW, run_before=from_run_1("j", "j")
+    )
+
+
+async def test_from_a_recipient_the_drill_down_leads_with_the_run_s_record(
+    bounced_db: Database,
+) -> None:
+    app = console(bounced_db)
+    async with app.run_test(size=NARROW) as pilot:
+        await from_run_1()(pilot)
+        screen = app.screen
+        assert isinstance(screen, CustomerScreen) and screen.recipient == (1, 0)
+        text = str(screen.query_one("#customer-report", Static).render())
+        lines = text.split("\n")
+        assert lines[0] == "Run 1 · invoice-email · recipient 1, as the run recorded it"
+        assert lines[2] == "  decision  included"
+        assert lines[3].startswith("  delivery  sent · 1 attempt · sent ")
+        assert lines[4] == "            250 2.0.0 Ok: queued as M000001"
+        assert lines[5] == ("  outcome   bounce_hard 5.1.1 · reported 2026-11-28 09:12 UTC · "
+                            "report 1")
+        assert lines[6].startswith("            550 5.1.1 <ana.souza@example.org>")
+        # Then the customer with her report, then what a plan would decide now (by the
+        # console's clock, not the run's planning instant), with today's data.
+        assert "Reports (bounces, complaints, delays; UTC):" in lines
+        assert "  2026-11-28 09:12  bounce_hard 5.1.1  ana.souza@example.org · run 1" in lines
+        assert "What a plan would decide now (2026-11-22T23:30:00+00:00), with today's data:" in (
+            lines)
+        assert not any(line.startswith("Decisions at") for line in lines)
+        # Searching another customer leaves the recipient behind.
+        await pilot.press("slash", *"C002", "enter")
+        await settle(pilot)
+        text = str(screen.query_one("#customer-report", Static).render())
+        assert screen.recipient is None and text.startswith("Customer C002")
+
+
+async def test_opened_with_a_recipient_given_and_opened_without_one(bounced_db: Database) -> None:
+    app = console(bounced_db)
+    async with app.run_test(size=NARROW) as pilot:
+        await settle(pilot)
+        await app.push_screen(CustomerScreen("C017", definition="invoice-email",
+                                             recipient=(1, 18)))
+        await settle(pilot)
+        text = str(app.screen.query_one("#customer-report", Static).render())
+        assert text.startswith("Run 1 · invoice-email · recipient 19, as the run recorded it")
+        assert "  delivery  failed · 1 attempt\n            550 5.1.1 no such mailbox" in text
+        assert "  outcome   none reported" in text
+        await pilot.press("escape")
+        await settle(pilot)
+        # The customer search (no run behind it): the drill-down as before, with her report.
+        await app.push_screen(CustomerScreen("C001"))
+        await settle(pilot)
+        text = str(app.screen.query_one("#customer-report", Static).render())
+        lines = text.split("\n")
+        assert lines[0].startswith("Customer C001") and lines[3] == (
+            "Reports (bounces, complaints, delays; UTC):")
+        assert any(line.startswith("Decisions at ") for line in lines)
