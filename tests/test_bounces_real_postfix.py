@@ -42,11 +42,11 @@ real_mta = pytest.importorskip("fixtures.real_mta")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 BOUNCES = "bounces@mail.example"
-# Reports to pipe.example go to msgrun through Postfix's pipe(8) transport, one
-# recipient per delivery (${recipient} is then that one address).
+# Reports to bounces(+TOKEN)@pipe.example go to msgrun through Postfix's pipe(8)
+# transport, one recipient per delivery (${recipient} is then that one address).
 PIPED = "bounces@pipe.example"
 PIPE_MAIN = """\
-transport_maps = inline:{ pipe.example=msgrun: }
+transport_maps = inline:{ bounces@pipe.example=msgrun: }
 msgrun_destination_recipient_limit = 1
 """
 MSGRUN = Path(sys.executable).with_name("msgrun")
@@ -57,9 +57,9 @@ CLOSED = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
 def pipe_service(url: str, msgrun: Path = MSGRUN) -> str:
     """The master.cf service of the README, its database ``url``."""
     return (
-        "msgrun unix - n n - - pipe\n"
-        f"  flags=R user=nobody argv={msgrun} --db {url} bounces read - "
-        "--envelope-to ${recipient}\n"
+        "msgrun    unix  -       n       n       -       -       pipe\n"
+        f"  flags=Rq user=nobody argv={msgrun} bounces read - --envelope-to ${{recipient}} "
+        f"--db {url}\n"
     )
 
 
