@@ -107,6 +107,9 @@ def test_the_overview_lists_every_report_newest_first_unmatched_and_auto_replies
         ("bounce hard", "5.1.1", "p0@example.org", run_id, "message_id"),
     ]
     assert len(bounces_overview(db, limit=2).rows) == 2 and bounces_overview(db, limit=2).more
+    only = bounces_overview(db, unmatched=True)
+    assert [(r.address, r.run) for r in only.rows] == [("stranger@example.net", None)]
+    assert (only.reports, only.unmatched) == (5, 1)
     detail = report_detail(db, overview.rows[-1].report)
     how = detail.how_read()
     assert how[0] == f"report {detail.id}: dsn"
@@ -172,6 +175,15 @@ async def test_b_from_runs_enter_on_a_report_and_back(bounce_db: Database) -> No
         await pilot.press("escape")
         await settle(pilot)
         assert app.screen is screen
+        # f: the unmatched only, and back to all.
+        await pilot.press("f")
+        await settle(pilot)
+        assert [(r.address, r.run) for r in screen.items] == [("stranger@example.net", None)]
+        summary = str(screen.query_one("#bounces-summary", Static).render())
+        assert summary == "5 reports · 1 unmatched · showing the unmatched only (f: all)"
+        await pilot.press("f")
+        await settle(pilot)
+        assert table.row_count == 5
         await pilot.press("escape")
         await settle(pilot)
         assert type(app.screen).__name__ == "RunsScreen"

@@ -35,17 +35,20 @@ def what(row: OutcomeRow) -> str:
     return f"{row.type} {row.bounce_class}" if row.bounce_class else row.type
 
 
-def bounces_overview(database: Database, limit: int = SHOWN) -> BouncesOverview:
-    rows = list_outcomes(database, limit=limit)
+def bounces_overview(
+    database: Database, limit: int = SHOWN, *, unmatched: bool = False
+) -> BouncesOverview:
+    """``unmatched``: only the outcomes tied to no recipient (the counts are of them all)."""
+    rows = list_outcomes(database, unmatched=unmatched, limit=limit)
     report, outcome = table_of(BounceReport), table_of(RecipientOutcome)
     with database.connect() as connection:
         reports = connection.execute(
             select(func.count()).select_from(report).where(report.c.kind != "not_report")
         ).scalar_one()
-        unmatched = connection.execute(
+        tied_to_none = connection.execute(
             select(func.count()).select_from(outcome).where(outcome.c.recipient_id.is_(None))
         ).scalar_one()
-    return BouncesOverview(rows, int(reports), int(unmatched), limit)
+    return BouncesOverview(rows, int(reports), int(tied_to_none), limit)
 
 
 def report_detail(database: Database, report_id: int) -> ReportView:

@@ -59,12 +59,13 @@ class BouncesScreen(TableScreen[OutcomeRow]):
     PURPOSE = (
         "The reports read back by msgrun bounces read, newest first: bounces (hard, soft), "
         "complaints, delays and auto-replies, with the recipient each was tied to (run, "
-        "customer, how it was matched) or unmatched. Enter shows the raw report and how it "
-        "was read."
+        "customer, how it was matched) or unmatched; f shows the unmatched only. Enter shows "
+        "the raw report and how it was read."
     )
     BINDINGS = [
         Binding("escape", "back", "Back", id="bounces.back"),
         Binding("enter", "open", "Report", id="bounces.open"),
+        Binding("f", "filter", "All/unmatched", id="bounces.filter"),
         Binding("j", "cursor_down", "Down", show=False, id="bounces.down"),
         Binding("k", "cursor_up", "Up", show=False, id="bounces.up"),
     ]
@@ -72,6 +73,7 @@ class BouncesScreen(TableScreen[OutcomeRow]):
     def __init__(self) -> None:
         super().__init__()
         self.widths: dict[str, int] = {}
+        self.unmatched_only = False
 
     def compose(self) -> ComposeResult:
         yield Static("msgrun · bounces", id="title-bar")
@@ -96,7 +98,7 @@ class BouncesScreen(TableScreen[OutcomeRow]):
             self._paint()
 
     def load(self) -> Any:
-        return bounces_overview(self.console.database)
+        return bounces_overview(self.console.database, unmatched=self.unmatched_only)
 
     def show(self, data: Any) -> None:
         overview: BouncesOverview = data
@@ -104,9 +106,10 @@ class BouncesScreen(TableScreen[OutcomeRow]):
         self._paint()
         if overview.reports:
             shown = f" — showing the newest {len(overview.rows):,} rows" if overview.more else ""
+            only = " · showing the unmatched only (f: all)" if self.unmatched_only else ""
             summary = (
                 f"{plural(overview.reports, 'report')} · {overview.unmatched:,} unmatched"
-                f"{shown}"
+                f"{only}{shown}"
             )
         else:
             summary = (
@@ -158,6 +161,11 @@ class BouncesScreen(TableScreen[OutcomeRow]):
         item = self.selected()
         if item is not None:
             self.app.push_screen(ReportScreen(item.report))
+
+    def action_filter(self) -> None:
+        """Every report, or only the outcomes tied to no recipient."""
+        self.unmatched_only = not self.unmatched_only
+        self.console.refresh_screen()
 
     def action_back(self) -> None:
         self.app.pop_screen()
