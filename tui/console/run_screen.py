@@ -574,6 +574,9 @@ class RunScreen(LiveScreen):
         if self.run is not None and view is not None:
             self.app.push_screen(
                 CustomerScreen(
-                    view.customer_id, definition=self.run.definition_id, at=self.run.planned_at
+                    view.customer_id,
+                    definition=self.run.definition_id,
+                    at=self.run.planned_at,
+                    recipient=(self.run_id, view.position),
                 )
             )

@@ -46,13 +46,18 @@ def run_cell(run: RunProgress) -> str:
 class RunsScreen(TableScreen[RunProgress]):
     TABLE = "#runs"
     AUTO_FOCUS = "#runs"
-    PURPOSE = "Every run, live: state, progress, rate, ETA and counts by state."
+    PURPOSE = (
+        "Every run, live: state, progress, rate, ETA and counts by state. b shows the bounce "
+        "and complaint reports read back."
+    )
     BINDINGS = [
         Binding("enter", "open", "Open run", id="runs.open"),
         Binding("n", "new_run", "New run", id="runs.new"),
         Binding("c", "customer", "Customer", id="runs.customer"),
         Binding("p", "profiles", "SMTP profiles", id="runs.profiles"),
         Binding("t", "routines", "Routines", id="runs.routines"),
+        # Not in the footer: at 80 columns it would push `? Help` out; help and palette list it.
+        Binding("b", "bounces", "Bounces", show=False, id="runs.bounces"),
         Binding("j", "cursor_down", "Down", show=False, id="runs.down"),
         Binding("k", "cursor_up", "Up", show=False, id="runs.up"),
     ]
@@ -188,6 +193,9 @@ class RunsScreen(TableScreen[RunProgress]):
         from tui.console.routines_screen import RoutinesScreen
 
         self.app.push_screen(RoutinesScreen())
+
+    def action_bounces(self) -> None:
+        self.console.action_bounces()
 
     def action_profiles(self) -> None:
         from tui.console.profiles_screen import ProfilesScreen
