@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.bounces.queries import OutcomeRow, ReportView
 from core.views.bounces import BouncesOverview, bounces_overview, report_detail, what
-from tui.console.formatting import Column, clip, fit_columns, plural
+from tui.console.formatting import Column, clip, clip_id, fit_columns, plural
 from tui.console.live import LiveScreen, TableScreen
 
 # What an operator reads a report by stays at 80 columns: when, what, the status
@@ -135,7 +135,7 @@ class BouncesScreen(TableScreen[OutcomeRow]):
                 "Status": item.status or "-",
                 "Address": escape(clip(item.address or "-", w.get("Address", 0))),
                 "Run": str(item.run) if item.run is not None else "-",
-                "Customer": escape(clip(item.customer or "-", w.get("Customer", 0))),
+                "Customer": escape(clip_id(item.customer or "-", w.get("Customer", 0))),
                 "Matched by": item.matched_by or ("unmatched" if item.type else "-"),
             }
             table.add_row(*(cells[name] for name, _, _ in COLUMNS if name in w))

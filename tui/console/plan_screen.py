@@ -20,7 +20,7 @@ from core.planner.reasons import CODES, fix_for
 from core.views.plans import definitions, plan_preview
 from tui.console.charts import count_bars
 from tui.console.confirm import Confirm
-from tui.console.formatting import Column, add_columns, clip, plural, styled
+from tui.console.formatting import Column, add_columns, clip, clip_id, plural, styled
 from tui.console.live import LiveScreen
 from tui.plan_text import definition_line
 
@@ -199,7 +199,7 @@ class PlanScreen(LiveScreen):
                 f" until {c.send_after:%H:%M}" if c.send_after is not None else ""
             )
             cells = {
-                "Customer": escape(clip(c.customer, self.widths["Customer"])),
+                "Customer": escape(clip_id(c.customer, self.widths["Customer"])),
                 "Address": escape(clip(c.address or "(no address)", self.widths["Address"])),
                 "Document": escape(
                     clip(f"{c.document or '-'} {c.label or ''}", self.widths.get("Document", 0))

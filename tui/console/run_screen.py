@@ -29,7 +29,7 @@ from core.views.runs import (
 )
 from tui.console.charts import count_bars, parts_bar, parts_legend
 from tui.console.confirm import Confirm
-from tui.console.formatting import Column, clip, fit_columns, hhmmss, plural, styled
+from tui.console.formatting import Column, clip, clip_id, fit_columns, hhmmss, plural, styled
 from tui.console.live import LiveScreen
 from tui.console.widgets import SearchInput
 
@@ -321,7 +321,7 @@ class RunScreen(LiveScreen):
         for view in rows:
             cells = {
                 "#": str(view.position + 1),
-                "Customer": escape(clip(view.customer_id, self.widths["Customer"])),
+                "Customer": escape(clip_id(view.customer_id, self.widths["Customer"])),
                 "Address": escape(clip(view.address or "(none)", self.widths["Address"])),
                 "Document": document_cell(view, self.widths.get("Document", 0)),
                 "State": state_cell(
