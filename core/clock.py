@@ -35,6 +35,11 @@ class FixedClock:
         self._instant = instant
 
 
+# Instants a plan can reason about (quiet hours look a day or two ahead).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 class BadInstant(ValueError):
     """A timestamp a person typed that is not ISO 8601 with an offset."""
 
@@ -48,8 +53,19 @@ def parse_instant(text: str) -> datetime:
             f"{text!r} is not an ISO 8601 timestamp (e.g. 2026-11-23T10:00:00+00:00)"
         ) from None
     if value.tzinfo is None:
+        typed = text.strip()
+        # A date alone is read as its midnight: say the whole instant to type.
+        example = f"{typed}T00:00:00" if "T" not in typed and " " not in typed else typed
         raise BadInstant(
-            f"{text!r} has no UTC offset; add one, e.g. {text.strip()}+00:00 or {text.strip()}Z"
+            f"{text!r} has no UTC offset; add one, e.g. {example}+00:00 or {example}Z"
+        )
+    try:
+        in_range = EARLIEST <= value.astimezone(UTC) <= LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise BadInstant(
+            f"{text!r} is out of range: an instant between {EARLIEST.year} and {LATEST.year}"
         )
     return value
 

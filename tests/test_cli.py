@@ -310,3 +310,39 @@ def test_why_finds_a_customer_by_id_name_or_address_in_any_case(
     assert code == 2 and out == ""
     assert "unknown customer 'C99'" in err and "nearest ids: C009" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("at", "words"),
+    [
+        ("2026-11-23", "e.g. 2026-11-23T00:00:00+00:00 or 2026-11-23T00:00:00Z"),
+        ("9999-12-31T23:59:59+00:00", "out of range"),
+        ("9999-12-31T23:59:59-12:00", "out of range"),
+    ],
+)
+def test_an_at_without_offset_or_out_of_range_is_refused_with_a_hint_that_works(
+    capsys: pytest.CaptureFixture[str], db_url: str, at: str, words: str
+) -> None:
+    assert msgrun(capsys, "import", str(BLUE_LAGOON), "--db", db_url)[0] == 0
+    code, out, err = msgrun(capsys, "plan", "invoice-email", "--at", at, "--db", db_url)
+    assert (code, out) == (2, "") and words in err and "internal error" not in err
+    if "e.g." in words:  # the suggested form is accepted
+        suggested = words.split("e.g. ")[1].split(" or ")[0]
+        assert msgrun(capsys, "plan", "invoice-email", "--at", suggested, "--db", db_url)[0] == 0
+
+
+def test_json_nested_too_deeply_is_refused_not_a_crash(
+    capsys: pytest.CaptureFixture[str], db_url: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "[" * 100_000)
+    code, _, err = msgrun(capsys, "import", path, "--db", db_url)
+    assert code == 2 and "nested too deeply" in err and "internal error" not in err
+
+
+def test_demo_rate_must_be_above_zero_and_nothing_is_made(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "demo"
+    code, _, err = msgrun(capsys, "demo", "--rate", "0", "--folder", str(folder), "--no-console")
+    assert code == 2 and "must be more than 0" in err
+    assert not folder.exists()

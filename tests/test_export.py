@@ -139,3 +139,23 @@ def test_selection_parses_and_names_files() -> None:
     assert chosen.states == ("failed", "unknown")
     assert chosen.slug == "failed-unknown-bounce"
     assert export.selection(None, None).everyone
+
+
+def test_the_file_is_readable_as_any_new_file_and_a_folder_that_refuses_is_said(
+    sqlite_db: Database, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import os
+    import stat
+
+    run_id = _delivered_run(sqlite_db)
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "for-care.csv"
+        assert _export(capsys, sqlite_db, str(run_id), "--out", str(target))[0] == 0
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+    # /proc exists and looks writable to root, but no file can be made there.
+    code, out, err = _export(capsys, sqlite_db, str(run_id), "--out", "/proc/x.csv")
+    assert (code, out) == (1, "")
+    assert "cannot write in /proc" in err and "internal error" not in err

@@ -111,6 +111,8 @@ def decode(text: str | bytes) -> tuple[Any, list[Problem]]:
         return None, [
             Problem("", f"not JSON: {error.msg} at line {error.lineno}, column {error.colno}")
         ]
+    except RecursionError:
+        return None, [Problem("", "not a msgrun file: JSON nested too deeply to read")]
 
 
 def parse_document(

@@ -68,9 +68,25 @@ def check_target(path: str, what: str = "--out") -> Path:
     return target
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def write_lines(target: Path, lines: Iterable[str]) -> int:
     """Write the lines to ``target`` whole (a temporary file renamed); how many were written."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as error:
+        raise BadTarget(f"cannot write in {target.parent}: {error.strerror}") from None
+    # A file to hand on: readable as any new file here is (mkstemp makes it private).
+    os.chmod(temporary, 0o666 & ~_umask())
     written = 0
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:

@@ -21,6 +21,17 @@ from tui.errors import OperationFailed, UsageError
 DEMO_RUN = "service-reminder"
 
 
+def positive_rate(text: str) -> float:
+    """argparse type: a number of messages per second above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 messages per second")
+    return value
+
+
 def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     demo = commands.add_parser(
         "demo",
@@ -38,7 +49,7 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     demo.add_argument(
         "--rate",
-        type=float,
+        type=positive_rate,
         default=4.0,
         help="messages per second, so that a person can watch (default 4)",
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.delivery import export
 from core.views.exports import BadTarget, check_target, csv_lines, write_lines
-from tui.errors import UsageError
+from tui.errors import OperationFailed, UsageError
 from tui.progress import progress_bar
 
 
@@ -73,7 +73,10 @@ def run_export(args: argparse.Namespace) -> int:
         return 0
     with progress_bar() as report:
         total = export.count(db, run.id) if report is not None else 0
-        write_lines(target, lines(_counted(rows, total, report)))
+        try:
+            write_lines(target, lines(_counted(rows, total, report)))
+        except BadTarget as error:
+            raise OperationFailed(str(error)) from None
     print(f"run {run.id}: exported to {target}", file=sys.stderr)
     return 0
 
