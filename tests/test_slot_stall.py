@@ -26,9 +26,9 @@ from core.clock import SystemClock, parse_instant
 from core.delivery import deliver as deliver_module
 from core.delivery.deliver import deliver
 from core.delivery.runs import create_run
-from core.delivery.workers import database_now
 from core.storage import Database
 from core.storage.models import RunShare, Worker, table_of
+from core.storage.sql import database_now
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.conftest import load_ok
 from tests.delivery_support import AT, assert_counts_match_rows, document

@@ -33,12 +33,11 @@ from functools import partial
 from typing import Any, TypeVar
 
 import aiosmtplib
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from core.clock import Clock
-from core.delivery import store, workers
-from core.delivery.message import build_message
-from core.delivery.retry_policy import next_attempt
+from core.delivery import guards, policy, queries, registry, transitions
+from core.delivery.compose import Templates, compose_message, message_contexts, run_settings
 from core.delivery.runs import read_counts
 from core.delivery.smtp import (
     AuthGate,
@@ -65,17 +64,7 @@ from core.delivery.states import (
     lease_seconds,
 )
 from core.storage.database import Database, error_words, retry_transient
-from core.storage.models import (
-    Contact,
-    Customer,
-    Definition,
-    Document,
-    Organisation,
-    SmtpProfile,
-    table_of,
-)
-from core.templating import RenderError, render
-from core.vocabulary import document_label
+from core.templating import RenderError
 
 T = TypeVar("T")
 FLUSH_SECONDS = 0.25
@@ -123,19 +112,8 @@ class LeaseHeld(Exception):
 
 @dataclass
 class Outgoing:
-    due: store.Due
+    due: queries.Due
     envelope: Any = None  # Envelope, once built
-
-
-@dataclass
-class Templates:
-    definition_id: str
-    subject: str
-    text: str
-    html: str | None
-    organisation: dict[str, Any]
-    # per_trigger definitions record their targets when the run is made, not each send.
-    ledger: bool = True
 
 
 @dataclass
@@ -154,7 +132,7 @@ class Delivery:
 @dataclass
 class _Shared:
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    results: list[store.Result] = field(default_factory=list)
+    results: list[transitions.Result] = field(default_factory=list)
     in_flight: set[int] = field(default_factory=set)
     unsent: list[int] = field(default_factory=list)
     fault: str | None = None
@@ -195,12 +173,12 @@ class Deliverer:
         # The delivering process in the worker registry: a worker passes its own
         # id (and renews it); a foreground delivery registers one for itself.
         self.own_worker = worker_id is None
-        self.worker_id = worker_id or workers.new_worker_id("run")
+        self.worker_id = worker_id or registry.new_worker_id("run")
         # Shared: several workers deliver the run together (PostgreSQL), no run
         # lease; otherwise this process holds the run's lease alone.
         self.is_shared = shared
         self.worker_lost = worker_lost or threading.Event()
-        self.heartbeat: workers.Heartbeat | None = None
+        self.heartbeat: registry.Heartbeat | None = None
         # A worker resumes runs; it never clears a stop (only a restart does).
         self.resume_only = resume_only
         self.active = 0  # senders holding a connection slot
@@ -208,7 +186,7 @@ class Deliverer:
         self.shard = 1 + zlib.crc32(self.worker_id.encode()) % 64
         self.contended = False
         # Dedup and quiet hours, checked when recipients are marked `sending`.
-        self.guard: store.Guard | None = None
+        self.guard: guards.Guard | None = None
         # What ended this delivery's controller, when something did (see _broken).
         self.failure: Exception | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -224,83 +202,58 @@ class Deliverer:
         self, connection: Connection, resend_unknown: bool
     ) -> tuple[Any, ProfileSettings, Templates]:
         now = self.clock.now()
-        run = store.run_row(connection, self.run_id)
+        run = queries.run_row(connection, self.run_id)
         if self.own_worker:
-            workers.register(connection, self.worker_id, self.lease_seconds)
+            registry.register(connection, self.worker_id, self.lease_seconds)
         if not self.is_shared:
-            if not store.acquire_lease(
+            if not registry.acquire_lease(
                 connection, self.run_id, self.owner, now, self.lease_seconds
             ):
                 raise LeaseHeld(run.lease_owner, run.lease_expires_at)
-            sharing = workers.run_sharers(connection, self.run_id, self.worker_id)
+            sharing = registry.run_sharers(connection, self.run_id, self.worker_id)
             if sharing:
                 raise LeaseHeld(f"{len(sharing)} worker(s): {', '.join(sharing)}", None)
-        store.recover_orphans(connection, self.run_id, now)
+        registry.recover_run(connection, self.run_id, now)
         if not self.own_worker:
             # What this worker left of an earlier delivery of the run that ended
             # on an error (the database went away, say): a worker delivers a run
             # once at a time, so its `sending` recipients of the run are in
             # doubt, and what it claimed goes back to the pool.
-            workers.orphan_sending(connection, self.worker_id, now, self.run_id)
-            workers.release_claims(connection, self.worker_id, self.run_id)
+            transitions.make_unknown(connection, self.worker_id, now, self.run_id)
+            registry.release_reservations(connection, self.worker_id, self.run_id)
         if resend_unknown:
-            store.resend_unknown(connection, self.run_id, now)
-        profile, templates = self.settings(connection, self.run_id)
-        workers.join(connection, self.run_id, self.worker_id, profile.id)
+            transitions.resend_unknown(connection, self.run_id, now)
+        profile, templates = run_settings(connection, self.run_id)
+        registry.join(connection, self.run_id, self.worker_id, profile.id)
         return run, profile, templates
 
     def _leave(self, connection: Connection) -> None:
-        workers.leave(connection, self.run_id, self.worker_id)
+        registry.leave(connection, self.run_id, self.worker_id)
         if self.is_shared:
             # The last process out of a stopping run marks it stopped.
-            workers.finish_stopping(connection, self.clock.now(), self.run_id)
+            registry.finish_stopping(connection, self.clock.now(), self.run_id)
         else:
-            store.release_lease(connection, self.run_id, self.owner)
+            registry.release_lease(connection, self.run_id, self.owner)
         if self.own_worker:
-            workers.retire(connection, self.worker_id)
-
-    @staticmethod
-    def settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, Templates]:
-        """The run's SMTP profile and its definition's templates."""
-        run = store.run_row(connection, run_id)
-        profile = ProfileSettings.from_row(
-            connection.execute(
-                select(table_of(SmtpProfile)).where(
-                    table_of(SmtpProfile).c.id == run.smtp_profile_id
-                )
-            ).one()
-        )
-        definition = connection.execute(
-            select(table_of(Definition)).where(table_of(Definition).c.id == run.definition_id)
-        ).one()
-        organisation = connection.execute(select(table_of(Organisation))).one()
-        templates = Templates(
-            definition_id=definition.id,
-            subject=definition.template_subject,
-            text=definition.template_text,
-            html=definition.template_html,
-            organisation={"name": organisation.name, "timezone": organisation.timezone},
-            ledger=definition.dedup != "per_trigger",
-        )
-        return profile, templates
+            registry.retire(connection, self.worker_id)
 
     # -- the controller -------------------------------------------------------------
 
     async def run(self, *, resend_unknown: bool = False) -> Delivery:
         run, profile, templates = await self.db(lambda c: self._take(c, resend_unknown))
         if self.own_worker:
-            self.heartbeat = workers.Heartbeat(
+            self.heartbeat = registry.Heartbeat(
                 self.database, self.worker_id, self.lease_seconds, self.renew_seconds
             ).start()
             self.worker_lost = self.heartbeat.lost
         try:
-            if store.settled_state(await self._counts()) == COMPLETED and run.state == COMPLETED:
+            if policy.settled_state(await self._counts()) == COMPLETED and run.state == COMPLETED:
                 return Delivery(self.run_id, COMPLETED)
             if self.resume_only:
-                if not await self.db(lambda c: store.resume(c, self.run_id)):
+                if not await self.db(lambda c: transitions.resume(c, self.run_id)):
                     return Delivery(self.run_id, str(run.state))
             else:
-                await self.db(lambda c: store.set_state(c, self.run_id, RUNNING, clear_stop=True))
+                await self.db(lambda c: transitions.restart(c, self.run_id))
             return await self._deliver(profile, templates)
         finally:
             if self.heartbeat is not None:
@@ -323,7 +276,7 @@ class Deliverer:
         self.profile_id = profile.id
         self.max_connections = profile.max_connections
         self.ledger = templates.ledger
-        self.guard = await self.db(lambda c: store.guard_of(c, self.run_id))
+        self.guard = await self.db(lambda c: guards.guard_of(c, self.run_id))
         self.profile = profile
         # One login at a time until one succeeds; a refused password is not tried again.
         self.auth_gate = AuthGate()
@@ -381,10 +334,12 @@ class Deliverer:
         unsent = drained + self.shared.unsent
         if unsent:
             await self.db(
-                lambda c: store.unclaim(c, self.run_id, unsent, self.clock.now(), self.shard)
+                lambda c: transitions.give_back_unsent(
+                    c, self.run_id, unsent, self.clock.now(), self.shard
+                )
             )
         # What this process claimed and never started sending goes back to the pool.
-        await self.db(lambda c: workers.release_claims(c, self.worker_id, self.run_id))
+        await self.db(lambda c: registry.release_reservations(c, self.worker_id, self.run_id))
         await self._flush(templates.definition_id)
         if outcome == "broken":
             # What was sent is recorded and what was claimed given back: the run
@@ -393,7 +348,7 @@ class Deliverer:
             assert error is not None
             # A sender that failed may have left its message `sending`: in doubt.
             await self.db(
-                lambda c: workers.orphan_sending(c, self.worker_id, self.clock.now(), self.run_id)
+                lambda c: transitions.make_unknown(c, self.worker_id, self.clock.now(), self.run_id)
             )
             raise DeliveryBroken(self.run_id, error) from error
         if outcome not in ("stop", "fault"):
@@ -446,7 +401,7 @@ class Deliverer:
                 last_reap = now_m
                 self.contended, self.fair_share = await self.db(self._reap)
             if self.idle and not self.shared.in_flight and self.queue.empty():
-                settled = store.settled_state(await self._counts())
+                settled = policy.settled_state(await self._counts())
                 if settled == WAITING and await self._retry_soon():
                     settled = None
                 if settled is not None:
@@ -455,7 +410,7 @@ class Deliverer:
 
     async def _retry_soon(self) -> bool:
         """A retry is due within LINGER_SECONDS: wait for it rather than end `waiting`."""
-        due = await self.db(lambda c: store.next_due(c, self.run_id, RETRYING))
+        due = await self.db(lambda c: queries.next_due(c, self.run_id, RETRYING))
         return due is not None and (due - self.clock.now()).total_seconds() <= LINGER_SECONDS
 
     def _broken(self) -> BaseException | None:
@@ -473,7 +428,7 @@ class Deliverer:
 
     def _renew(self, connection: Connection) -> bool:
         """Renew the run's lease when this process holds it alone (the worker's has its thread)."""
-        return self.is_shared or store.renew_lease(
+        return self.is_shared or registry.renew_lease(
             connection, self.run_id, self.owner, self.clock.now(), self.lease_seconds
         )
 
@@ -484,19 +439,18 @@ class Deliverer:
         every few seconds) and this delivery's fair share of its connections:
         max_connections over the (worker, run) pairs delivering through it.
         """
-        workers.reap(connection)
-        contended = workers.runs_sharing(connection, self.profile_id) > 1
-        pairs = max(1, workers.sharers(connection, self.profile_id))
-        return contended, max(1, -(-self.max_connections // pairs))
+        registry.reap(connection)
+        contended = registry.runs_sharing(connection, self.profile_id) > 1
+        pairs = registry.sharers(connection, self.profile_id)
+        return contended, policy.fair_share(self.max_connections, pairs)
 
     async def _stop_requested(self) -> bool:
-        row = await self.db(lambda c: store.run_row(c, self.run_id))
+        row = await self.db(lambda c: queries.run_row(c, self.run_id))
         return row.stop_requested_at is not None or row.state == STOPPING
 
     async def _end(self, state: str, error: str | None) -> Delivery:
         now = self.clock.now()
-        ended = None if state in (RUNNING, WAITING) else now
-        await self.db(lambda c: store.set_state(c, self.run_id, state, ended_at=ended, error=error))
+        await self.db(lambda c: transitions.settle(c, self.run_id, state, now, error))
         if self.on_progress is not None:
             self.on_progress(await self._counts())
         return Delivery(self.run_id, state, error, self.shared.sent, dict(self.shared.timings))
@@ -509,7 +463,7 @@ class Deliverer:
         ledger = self.ledger
         try:
             await self.db(
-                lambda c: store.record(
+                lambda c: transitions.record_results(
                     c,
                     self.run_id,
                     definition_id,
@@ -589,7 +543,7 @@ class Deliverer:
                     self.shared.in_flight.add(outgoing.due.id)
                     self.queue.put_nowait(outgoing)
 
-    def _claim_now(self, due: list[store.Due]) -> set[int]:
+    def _claim_now(self, due: list[queries.Due]) -> set[int]:
         """Claim on the feeder's own connection, one short transaction each time.
 
         A claim is the hot path of delivery and a short write, so it is made
@@ -602,7 +556,7 @@ class Deliverer:
                 self._claims = self.database.engine.connect()
             try:
                 with self._claims.begin():
-                    return store.claim(
+                    return transitions.mark_sending(
                         self._claims,
                         self.run_id,
                         due,
@@ -620,7 +574,7 @@ class Deliverer:
 
     async def _sleep_until_due(self) -> None:
         self.wake.clear()
-        due = await self.db(lambda c: store.next_due(c, self.run_id))
+        due = await self.db(lambda c: queries.next_due(c, self.run_id))
         pause = STOP_POLL_SECONDS
         if due is not None:
             pause = max(0.01, min(pause, (due - self.clock.now()).total_seconds()))
@@ -633,24 +587,30 @@ class Deliverer:
         """Claim due recipients and build their messages; fail those whose template fails."""
         now = self.clock.now()
         started = time.perf_counter()
-        due = store.claim_batch(connection, self.run_id, self.worker_id, now, size)
+        due = queries.reserve_due(connection, self.run_id, self.worker_id, now, size)
         if not due:
             return []
-        context = _contexts(connection, due)
+        context = message_contexts(connection, due)
         built = time.perf_counter()
         self.shared.timings["reading"] += built - started
         ready: list[Outgoing] = []
-        broken: list[store.Result] = []
+        broken: list[transitions.Result] = []
         for item in due:
             try:
-                ready.append(Outgoing(item, _build(item, profile, templates, context, now)))
+                ready.append(
+                    Outgoing(
+                        item, compose_message(self.run_id, item, profile, templates, context, now)
+                    )
+                )
             except (RenderError, ValueError) as error:
                 broken.append(
-                    store.Result(item.id, FAILED, error=str(error), customer_id=item.customer_id)
+                    transitions.Result(
+                        item.id, FAILED, error=str(error), customer_id=item.customer_id
+                    )
                 )
         self.shared.timings["building"] += time.perf_counter() - built
         if broken:
-            claimed = store.claim(
+            claimed = transitions.mark_sending(
                 connection,
                 self.run_id,
                 [d for d in due if d.id in {b.id for b in broken}],
@@ -659,7 +619,7 @@ class Deliverer:
                 self.shard,
                 self.guard,
             )
-            store.record(
+            transitions.record_results(
                 connection,
                 self.run_id,
                 templates.definition_id,
@@ -695,7 +655,7 @@ class Deliverer:
             smtp = None
             if slot is not None:
                 held, slot = slot, None
-                await self.db(lambda c: workers.give_slot(c, profile.id, held, self.worker_id))
+                await self.db(lambda c: registry.give_slot(c, profile.id, held, self.worker_id))
                 await self._slots_changed(-1, limit, profile)
 
         try:
@@ -710,7 +670,7 @@ class Deliverer:
                             await asyncio.wait_for(self.halted.wait(), SLOT_WAIT_MOST_SECONDS)
                         continue
                     slot = await self.db(
-                        lambda c: workers.take_slot(
+                        lambda c: registry.take_slot(
                             c, profile.id, profile.max_connections, self.worker_id, self.run_id
                         )
                     )
@@ -775,7 +735,7 @@ class Deliverer:
         due = outgoing.due
         attempts = due.attempts + 1
         now = self.clock.now()
-        result = store.Result(
+        result = transitions.Result(
             due.id,
             FAILED,
             customer_id=due.customer_id,
@@ -786,101 +746,25 @@ class Deliverer:
         if reply is not None:
             result.smtp_code, result.smtp_reply = reply.code, reply.text
         result.first_attempt_at = due.first_attempt_at or now
-        if reply is not None and 200 <= reply.code < 300:
-            result.state, result.sent_at = SENT, now
+        outcome = policy.reply_outcome(
+            code=reply.code if reply is not None else None,
+            text=reply.text if reply is not None else "",
+            fault=fault,
+            attempts=attempts,
+            first_attempt_at=result.first_attempt_at,
+            now=now,
+            schedule=self.profile.retry_after_seconds,
+            retry_for_seconds=self.profile.retry_for_seconds,
+        )
+        result.state = outcome.state
+        result.next_attempt_at = outcome.next_attempt_at
+        result.error = outcome.error
+        result.hard_bounce = outcome.hard_bounce
+        if outcome.state == SENT:
+            result.sent_at = now
             self.shared.sent += 1
-        elif (reply is not None and 400 <= reply.code < 500) or fault is not None:
-            result.error = fault
-            first = result.first_attempt_at or now
-            later = next_attempt(
-                first_attempt_at=first,
-                now=now,
-                failed_attempts=attempts,
-                schedule=self.profile.retry_after_seconds,
-                retry_for_seconds=self.profile.retry_for_seconds,
-            )
-            if later is not None:
-                result.state, result.next_attempt_at = RETRYING, later
-            else:
-                spent = (now - first).total_seconds()
-                result.error = f"gave up after {attempts} attempts in {spent:.0f} s" + (
-                    f": {fault}" if fault else ""
-                )
-        else:
-            result.hard_bounce = reply is not None and reply.hard_bounce
         self.shared.results.append(result)
         self.shared.in_flight.discard(due.id)
-
-
-# -- building messages ----------------------------------------------------------
-
-
-def _contexts(connection: Connection, due: list[store.Due]) -> dict[str, dict[str, Any]]:
-    """Customers, contacts and documents of a batch, each read in one query."""
-    customer, contact, document = table_of(Customer), table_of(Contact), table_of(Document)
-    customers = {
-        row.id: {
-            "id": row.id,
-            "name": row.name,
-            "cluster": row.cluster,
-            "attributes": row.attributes or {},
-        }
-        for row in connection.execute(
-            select(customer).where(customer.c.id.in_({d.customer_id for d in due}))
-        )
-    }
-    contacts = {
-        row.id: {"id": row.id, "name": row.name}
-        for row in connection.execute(
-            select(contact.c.id, contact.c.name).where(
-                contact.c.id.in_({d.contact_id for d in due if d.contact_id})
-            )
-        )
-    }
-    documents = {
-        row.id: {
-            "id": row.id,
-            "kind": row.kind,
-            "number": row.number,
-            "label": document_label(row.number),
-            "status": row.status,
-            "due_date": row.due_date.isoformat() if row.due_date else None,
-            "amount": row.amount,
-            "currency": row.currency,
-        }
-        for row in connection.execute(
-            select(document).where(document.c.id.in_({d.document_id for d in due if d.document_id}))
-        )
-    }
-    return {"customers": customers, "contacts": contacts, "documents": documents}
-
-
-def _build(
-    due: store.Due,
-    profile: ProfileSettings,
-    templates: Templates,
-    context: dict[str, dict[str, Any]],
-    now: datetime,
-) -> Any:
-    contact = context["contacts"].get(due.contact_id or "", {"name": ""})
-    values = {
-        "organisation": templates.organisation,
-        "customer": context["customers"].get(due.customer_id, {"id": due.customer_id}),
-        "contact": contact,
-        "address": due.address,
-        "document": context["documents"].get(due.document_id or "") if due.document_id else None,
-    }
-    return build_message(
-        from_address=profile.from_address,
-        from_name=profile.from_name,
-        to_address=due.address,
-        to_name=contact.get("name"),
-        subject=render(templates.subject, values),
-        text=render(templates.text, values),
-        html=render(templates.html, values) if templates.html else None,
-        message_id=due.message_id,
-        date=now,
-    )
 
 
 async def deliver(

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, and_, exists, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from core.clock import Clock
-from core.delivery import workers
+from core.delivery import registry
 from core.delivery.deliver import Delivery, LeaseHeld, deliver
 from core.delivery.states import (
     HELD,
@@ -109,19 +109,19 @@ async def work(
     seconds = lease_seconds(environ)
     renew_every = min(LEASE_RENEW_SECONDS, seconds / 4)
     shared = database.engine.dialect.name == "postgresql"
-    worker_id = workers.new_worker_id("worker")
+    worker_id = registry.new_worker_id("worker")
 
     def in_db(job: Callable[[Connection], T]) -> T:
         return database.run(job)
 
     def enrol(connection: Connection) -> None:
-        workers.register(connection, worker_id, seconds)
+        registry.register(connection, worker_id, seconds)
 
     await asyncio.to_thread(in_db, enrol)
     if not shared:
-        others = await asyncio.to_thread(in_db, lambda c: workers.other_live_workers(c, worker_id))
+        others = await asyncio.to_thread(in_db, lambda c: registry.other_live_workers(c, worker_id))
         if others:
-            await asyncio.to_thread(in_db, lambda c: workers.retire(c, worker_id))
+            await asyncio.to_thread(in_db, lambda c: registry.retire(c, worker_id))
             raise WorkerRefused(
                 f"another msgrun worker already delivers from this SQLite database "
                 f"({', '.join(others)}, {database.describe()}): SQLite has one writer, so "
@@ -129,14 +129,14 @@ async def work(
                 "(--db postgresql+psycopg://…)."
             )
 
-    heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
+    heartbeat = registry.Heartbeat(database, worker_id, seconds, renew_every).start()
     active: dict[int, asyncio.Task[Delivery]] = {}
     ended = asyncio.Event()
     pause = poll_seconds
 
     def tend(connection: Connection) -> list[int]:
-        workers.reap(connection)
-        workers.finish_stopping(connection, clock.now())
+        registry.reap(connection)
+        registry.finish_stopping(connection, clock.now())
         return runs_to_deliver(connection, clock, shared)
 
     async def deliver_one(run_id: int) -> Delivery:
@@ -167,9 +167,11 @@ async def work(
                     await asyncio.gather(*active.values(), return_exceptions=True)
                     active.clear()
                     await asyncio.to_thread(heartbeat.stop)
-                    worker_id = workers.new_worker_id("worker")
+                    worker_id = registry.new_worker_id("worker")
                     await asyncio.to_thread(in_db, enrol)
-                    heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
+                    heartbeat = registry.Heartbeat(
+                        database, worker_id, seconds, renew_every
+                    ).start()
                 # Routines whose time has come become runs (once, whichever worker
                 # sees them).
                 await asyncio.to_thread(routines.fire_due, database, clock)
@@ -210,7 +212,7 @@ async def work(
             elif isinstance(result, Exception) and not isinstance(result, LeaseHeld) and on_error:
                 on_error(run_id, result)
         try:
-            await asyncio.to_thread(in_db, lambda c: workers.retire(c, worker_id))
+            await asyncio.to_thread(in_db, lambda c: registry.retire(c, worker_id))
         except DBAPIError as unreachable:  # its lease lapses; the next reap recovers it
             if on_error is None:
                 raise
