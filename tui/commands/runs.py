@@ -41,12 +41,12 @@ from core.delivery.states import (
     UNKNOWN,
     WAITING,
 )
-from core.delivery.worker import WorkerRefused, work
 from core.planner.load import PlanningError
 from core.planner.report import dumps
 from core.storage import Database
 from core.storage.database import error_words
 from core.views.runs import restart_check, to_send
+from core.worker import WorkerRefused, work
 from tui import event_loop
 from tui.commands import export_cmd, follow_up_cmd
 from tui.commands.common import database, instant
@@ -327,7 +327,7 @@ def run_restart(args: argparse.Namespace) -> int:
 
 
 def lapse_dead_here_now(db: Database, run_id: int, clock: SystemClock) -> bool:
-    from core.delivery.workers import lapse_dead_here
+    from core.delivery.registry import lapse_dead_here
 
     with db.connect() as connection:
         return lapse_dead_here(connection, run_id, clock.now())
