@@ -14,6 +14,11 @@ run with work due that it does not deliver yet, each in its own task:
   (SQLite has one writer; many workers only queue for its lock), and the
   worker holds each run's lease alone, as ``run restart`` does.
 
+About once a minute (``bounce_read_seconds``) it also reads the bounce and
+complaint sources named in ``MSGRUN_BOUNCE_SOURCES`` (``core.bounces.store.
+read_configured_sources``: one worker at a time), in the background; what
+goes wrong there is reported to ``on_bounce_error`` and never ends the worker.
+
 On SIGINT/SIGTERM it lets the messages in flight finish, leaves the runs
 `running` for the other workers, gives back its claims and leaves the registry.
 """
@@ -23,12 +28,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from sqlalchemy import Connection, and_, exists, or_, select
 from sqlalchemy.exc import DBAPIError
 
+from core.bounces.store import BOUNCE_SOURCES_ENV, ReadSummary, read_configured_sources
 from core.clock import Clock
 from core.delivery import registry
 from core.delivery.deliver import Delivery, LeaseHeld, deliver
@@ -46,6 +53,8 @@ from core.storage.models import MessageRun, Recipient, table_of
 from core.triggers import routines
 
 POLL_SECONDS = 1.0
+# Bounce and complaint sources (MSGRUN_BOUNCE_SOURCES) are read this often.
+BOUNCE_READ_SECONDS = 60.0
 # While the database cannot be reached, the worker looks again at most this seldom.
 TROUBLE_PAUSE_MOST = 10.0
 T = TypeVar("T")
@@ -97,6 +106,9 @@ async def work(
     on_delivery: Callable[[Delivery], None] | None = None,
     on_error: Callable[[int | None, BaseException], None] | None = None,
     poll_seconds: float = POLL_SECONDS,
+    bounce_read_seconds: float = BOUNCE_READ_SECONDS,
+    on_bounces: Callable[[ReadSummary], None] | None = None,
+    on_bounce_error: Callable[[BaseException], None] | None = None,
 ) -> None:
     """Deliver until ``stop`` is set; WorkerRefused when SQLite already has a worker.
 
@@ -131,6 +143,7 @@ async def work(
 
     heartbeat = registry.Heartbeat(database, worker_id, seconds, renew_every).start()
     active: dict[int, asyncio.Task[Delivery]] = {}
+    bounces = BounceReading(database, clock, environ, bounce_read_seconds)
     ended = asyncio.Event()
     pause = poll_seconds
 
@@ -172,6 +185,7 @@ async def work(
                     heartbeat = registry.Heartbeat(
                         database, worker_id, seconds, renew_every
                     ).start()
+                bounces.tend(on_bounces, on_bounce_error)
                 # Routines whose time has come become runs (once, whichever worker
                 # sees them).
                 await asyncio.to_thread(routines.fire_due, database, clock)
@@ -204,6 +218,7 @@ async def work(
                 await asyncio.wait_for(_either(stop, ended), timeout=pause)
             ended.clear()
     finally:
+        await bounces.finish(on_bounces, on_bounce_error)
         results = await asyncio.gather(*active.values(), return_exceptions=True)
         await asyncio.to_thread(heartbeat.stop)
         for run_id, result in zip(active, results, strict=True):
@@ -217,6 +232,70 @@ async def work(
             if on_error is None:
                 raise
             on_error(None, unreachable)
+
+
+class BounceReading:
+    """Reads the configured bounce sources on a timer, in a thread, one read at a time."""
+
+    def __init__(
+        self, database: Database, clock: Clock, environ: Mapping[str, str], every: float
+    ) -> None:
+        self.database = database
+        self.clock = clock
+        self.environ = environ
+        self.every = every
+        self.configured = bool(environ.get(BOUNCE_SOURCES_ENV, "").split())
+        self.task: asyncio.Task[ReadSummary | None] | None = None
+        self.last: float | None = None
+
+    def tend(
+        self,
+        on_bounces: Callable[[ReadSummary], None] | None,
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        """Report a read that has ended; start the next when its time has come."""
+        if not self.configured:
+            return
+        if self.task is not None:
+            if not self.task.done():
+                return
+            self._report(self.task, on_bounces, on_error)
+            self.task = None
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.every:
+            return
+        self.last = now
+        self.task = asyncio.create_task(
+            asyncio.to_thread(read_configured_sources, self.database, self.environ, self.clock)
+        )
+
+    async def finish(
+        self,
+        on_bounces: Callable[[ReadSummary], None] | None,
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        """Let a read under way end (a message being stored is not cut off), and report it."""
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+            self._report(self.task, on_bounces, on_error)
+            self.task = None
+
+    @staticmethod
+    def _report(
+        task: asyncio.Task[ReadSummary | None],
+        on_bounces: Callable[[ReadSummary], None] | None,
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            if on_error is not None:
+                on_error(error)
+            return
+        summary = task.result()
+        if summary is not None and on_bounces is not None:
+            on_bounces(summary)
 
 
 async def _either(first: asyncio.Event, second: asyncio.Event) -> None:

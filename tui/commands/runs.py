@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError
 
+from core.bounces.store import ReadSummary
 from core.clock import SystemClock, format_instant
 from core.delivery.deliver import Delivery, DeliveryBroken, LeaseHeld, deliver
 from core.delivery.runs import (
@@ -439,12 +440,31 @@ def run_worker(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    def bounces_read(summary: ReadSummary) -> None:
+        if summary.read:
+            print(f"bounces: {summary.line()}", file=sys.stderr, flush=True)
+
+    def bounces_failed(error: BaseException) -> None:
+        print(
+            f"bounces: {error_words(error)} (MSGRUN_BOUNCE_SOURCES; read again in a minute)",
+            file=sys.stderr,
+            flush=True,
+        )
+
     async def main() -> None:
         stop = asyncio.Event()
         with graceful_stop(
             asyncio.get_running_loop(), stop, lambda text: print(text, file=sys.stderr, flush=True)
         ):
-            await work(db, clock, stop, on_delivery=said, on_error=failed)
+            await work(
+                db,
+                clock,
+                stop,
+                on_delivery=said,
+                on_error=failed,
+                on_bounces=bounces_read,
+                on_bounce_error=bounces_failed,
+            )
 
     print(
         f"msgrun worker delivering runs from {db.describe()} (Ctrl-C or SIGTERM to stop)",
