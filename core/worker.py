@@ -120,7 +120,7 @@ async def work(
     environ = os.environ if environ is None else environ
     seconds = lease_seconds(environ)
     renew_every = min(LEASE_RENEW_SECONDS, seconds / 4)
-    shared = database.engine.dialect.name == "postgresql"
+    alongside_others = database.engine.dialect.name == "postgresql"
     worker_id = registry.new_worker_id("worker")
 
     def in_db(job: Callable[[Connection], T]) -> T:
@@ -130,7 +130,7 @@ async def work(
         registry.register(connection, worker_id, seconds)
 
     await asyncio.to_thread(in_db, enrol)
-    if not shared:
+    if not alongside_others:
         others = await asyncio.to_thread(in_db, lambda c: registry.other_live_workers(c, worker_id))
         if others:
             await asyncio.to_thread(in_db, lambda c: registry.retire(c, worker_id))
@@ -150,7 +150,7 @@ async def work(
     def tend(connection: Connection) -> list[int]:
         registry.reap(connection)
         registry.finish_stopping(connection, clock.now())
-        return runs_to_deliver(connection, clock, shared)
+        return runs_to_deliver(connection, clock, alongside_others)
 
     async def deliver_one(run_id: int) -> Delivery:
         return await deliver(
@@ -162,7 +162,7 @@ async def work(
             stop=stop,
             keep_running_on_stop=True,
             worker_id=worker_id,
-            shared=shared,
+            alongside_others=alongside_others,
             worker_lost=heartbeat.lost,
             resume_only=True,
         )
