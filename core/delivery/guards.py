@@ -266,8 +266,6 @@ def _taken_keys(
     return refused
 
 
-
-
 def set_asides(
     connection: Connection, guard: Guard, run_id: int, due: Sequence[Due], now: datetime
 ) -> tuple[dict[int, datetime], dict[int, tuple[str, str]]]:

@@ -88,7 +88,7 @@ def _due(run_id: int, state: str, due_column: Any, now: datetime, limit: int, *c
 
 
 def load_due(connection: Connection, run_id: int, now: datetime, limit: int) -> list[Due]:
-    """Up to ``limit`` recipients due now, without claiming them (tests make crashes with it)."""
+    """Up to ``limit`` recipients due now, without reserving them (tests make crashes with it)."""
     found: list[Due] = []
     for state, due_column in DUE_ORDER:
         if len(found) >= limit:
@@ -105,9 +105,10 @@ def reserve_due(
 
     Retries first, then released holds, then pending, each in plan order. On
     PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: workers
-    claiming at the same moment take different rows without waiting for each
-    other. Every claim is one guarded UPDATE (``claimed_by IS NULL``), so on
-    SQLite too a recipient is never claimed twice.
+    reserving at the same moment take different rows without waiting for each
+    other. Every reservation is one guarded UPDATE (``claimed_by IS NULL``), so
+    on SQLite too a recipient is never reserved twice. (The column keeps its
+    old name, ``claimed_by``.)
     """
     found: list[Due] = []
     for state, due_column in DUE_ORDER:
@@ -137,10 +138,8 @@ def reserve_due(
     return found
 
 
-
 def run_row(connection: Connection, run_id: int) -> Any:
     return connection.execute(select(RUN).where(RUN.c.id == run_id)).one()
-
 
 
 def next_due(connection: Connection, run_id: int, only: str | None = None) -> datetime | None:
@@ -161,5 +160,3 @@ def next_due(connection: Connection, run_id: int, only: str | None = None) -> da
         retry = None
     times: list[datetime] = [t for t in (retry, held) if t is not None]
     return min(times) if times else None
-
-

@@ -4,9 +4,9 @@ reservations, shares of runs, connection slots, and reaping the dead.
 Every delivering process (a ``msgrun worker``, or ``run start``/``restart``
 delivering in the foreground) has a ``worker`` row whose lease it renews
 every few seconds, measured on the database's clock so that machines with
-different clocks agree. What a process claims carries its id:
+different clocks agree. What a process holds carries its id:
 
-- recipients it has claimed (``recipient.claimed_by``): nobody else takes them;
+- recipients it has reserved (``recipient.claimed_by``): nobody else takes them;
 - the runs it takes part in (``run_share``): the profile's connections are
   shared out among them;
 - the profile connection slots it holds (``profile_slot``): a profile's

@@ -247,7 +247,7 @@ def mark_sending(
     The hot path of delivery: one guarded UPDATE per state and one for the
     counters. Under the run's lease every row is normally still in the state
     it was read in; only when some row was not (rowcount short) are the
-    claimed ids read back.
+    marked ids read back.
 
     In the same transaction, two guards (``guard``, read from the run when
     not given): a recipient whose quiet hours are in force now becomes `held`
@@ -270,7 +270,7 @@ def mark_sending(
     for state, ids in by_state.items():
         check_recipient_move(state, SENDING)
         condition = and_(RECIPIENT.c.id.in_(ids), RECIPIENT.c.state == state)
-        if worker_id is not None:  # only what this worker claimed in its batch
+        if worker_id is not None:  # only what this worker reserved in its batch
             condition = and_(condition, RECIPIENT.c.claimed_by == worker_id)
         result = connection.execute(
             update(RECIPIENT)
@@ -301,7 +301,7 @@ def mark_sending(
 def give_back_unsent(
     connection: Connection, run_id: int, ids: Sequence[int], now: datetime, shard: int = 0
 ) -> None:
-    """Recipients claimed but never handed to a connection go back to `pending`."""
+    """Recipients marked `sending` but never handed to a connection go back to `pending`."""
     move(
         connection,
         run_id,
@@ -320,7 +320,7 @@ def give_back_unsent(
 
 @dataclass(slots=True)
 class Result:
-    """What became of one claimed recipient."""
+    """What became of one recipient marked `sending`."""
 
     id: int
     state: str  # sent, retrying or failed

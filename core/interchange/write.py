@@ -34,7 +34,7 @@ from core.storage.models import (
     Suppression,
     table_of,
 )
-from core.storage.sql import dialect_insert
+from core.storage.sql import dialect_insert, insert_ignoring
 
 Progress = Callable[[str, int, int], None]
 BATCH = 2000
@@ -74,7 +74,7 @@ def insert_new(connection: Connection, table: Table, rows: list[dict[str, Any]],
     """INSERT what is not stored yet (ON CONFLICT (key) DO NOTHING)."""
     if not rows:
         return
-    statement = _insert(connection, table).on_conflict_do_nothing(index_elements=[key])
+    statement = insert_ignoring(connection, table, key)
     for batch in chunks(rows, BATCH):
         connection.execute(statement, batch)
 
