@@ -140,6 +140,8 @@ def test_database_failures_exit_75(capsys: pytest.CaptureFixture[str], sqlite_db
     monkeypatch.setattr("core.bounces.store._store", broken)
     code, _, err = msgrun(capsys, "bounces", "read", sample, "--db", url)
     assert code == 75 and "cannot store the report from" in err and "Traceback" not in err
+    # The database's own words in one line, not the statement that failed.
+    assert err.strip().endswith("disk I/O error") and "[SQL" not in err
 
 
 def test_imap_unreachable_exits_1(capsys: pytest.CaptureFixture[str], sqlite_db: Database,

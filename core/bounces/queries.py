@@ -100,6 +100,34 @@ class ReportView:
     raw: bytes
     outcomes: list[OutcomeRow]
 
+    def how_read(self) -> list[str]:
+        """How msgrun read the report, line by line (``bounces show`` and the console)."""
+        lines = [
+            f"report {self.id}: {self.kind}",
+            f"  read from   {self.source} at {stamp(self.read_at)}",
+            f"  reported at {stamp(self.reported_at)}",
+            f"  known by    {self.message_key}",
+            f"  why         {self.why}",
+        ]
+        if self.feedback_type:
+            lines.append(f"  feedback    {self.feedback_type}")
+        lines.append(f"  original    {self.original_message_id or '(no Message-ID returned)'}")
+        for o in self.outcomes:
+            what = o.type or "-"
+            if o.bounce_class:
+                what += f" {o.bounce_class}"
+            tied = (f"run {o.run}, customer {o.customer}, by {o.matched_by}"
+                    if o.run is not None else "unmatched")
+            lines.append(f"  outcome     {what} {o.status or '(no status)'} {o.address or '-'}: "
+                         f"{tied}")
+            if o.detail:
+                lines.append(f"              {o.detail}")
+        return lines
+
+    def raw_text(self) -> str:
+        """The raw message as text (undecodable bytes replaced), with plain line ends."""
+        return self.raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
+
 
 def get_report(db: Database, report_id: int) -> ReportView:
     with db.session() as session:

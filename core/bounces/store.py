@@ -32,6 +32,7 @@ from core.clock import Clock
 from core.delivery.states import SENT, UNKNOWN
 from core.delivery.transitions import report_proves_sent
 from core.storage import Database
+from core.storage.database import error_words
 from core.storage.models import BounceReport, Recipient, RecipientOutcome, Suppression
 
 ADDRESS_MATCH_DAYS = 30
@@ -148,7 +149,9 @@ def record_message(
     except IntegrityError:
         stored = None  # another reader stored the same report a moment ago
     except SQLAlchemyError as error:
-        raise StoreFailed(f"cannot store the report from {message.source}: {error}") from error
+        raise StoreFailed(
+            f"cannot store the report from {message.source}: {error_words(error)}"
+        ) from error
     if stored is None:
         summary.already_read += 1
     else:

@@ -250,17 +250,7 @@ def open_database(
             )
         read_only = path.exists() and not can_write(path)
     engine = create_database_engine(url, read_only=read_only)
-    try:
-        connection = engine.connect()
-    except DBAPIError as error:
-        engine.dispose()
-        if NOT_A_DATABASE in str(error.orig):
-            raise NotAMsgrunDatabase(
-                f"{describe_url(url)} is not a msgrun database ({NOT_A_DATABASE})"
-            ) from None
-        raise DatabaseUnavailable(
-            f"cannot open {describe_url(url)}: {error_words(error)}"
-        ) from None
+    connection = _checked(url, engine, engine.connect)
     with connection:
         revision = _checked(url, engine, lambda: schema_revision(connection))
     if revision is None and not create and url.drivername == "sqlite":

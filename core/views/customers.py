@@ -9,9 +9,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, or_, select
 
+from core.bounces.outcomes import RecipientOutcomeView, of_recipients, outcome_name
 from core.planner.explain import CustomerReport, explain_customer
 from core.storage.database import Database
-from core.storage.models import Address, Customer, table_of
+from core.storage.models import Address, Customer, Recipient, RecipientOutcome, table_of
+from core.views.runs import RecipientDetail, recipient_detail
 
 SHOWN = 100  # matches listed; the count is of them all
 
@@ -109,3 +111,92 @@ def customer_report(
 ) -> CustomerReport:
     """Everything stored about one customer and every decision about it (the drill-down)."""
     return explain_customer(database, customer_id, at, definition_id=definition_id, environ=environ)
+
+
+@dataclass(frozen=True)
+class ReportAbout:
+    """One report's outcome about one of the customer's recipients (the drill-down)."""
+
+    report: int
+    reported_at: datetime
+    outcome: str  # bounce_hard, bounce_soft, complaint or delay
+    status: str | None
+    detail: str | None  # the server's words
+    address: str | None
+    run: int
+    position: int
+
+
+def reports_about(connection: Connection, customer_id: str) -> list[ReportAbout]:
+    """Every report tied to one of the customer's recipients, newest first."""
+    outcome, recipient = table_of(RecipientOutcome), table_of(Recipient)
+    rows = connection.execute(
+        select(outcome, recipient.c.run_id, recipient.c.position)
+        .select_from(outcome.join(recipient, recipient.c.id == outcome.c.recipient_id))
+        .where(recipient.c.customer_id == customer_id)
+        .order_by(outcome.c.reported_at.desc(), outcome.c.id.desc())
+    ).all()
+    return [
+        ReportAbout(
+            r.report_id,
+            r.reported_at,
+            outcome_name(r.type, r.bounce_class),
+            r.status,
+            r.detail,
+            r.address,
+            r.run_id,
+            r.position,
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class RecordedRecipient:
+    """A run's recipient as the run recorded it: its decision, its delivery and its outcome."""
+
+    detail: RecipientDetail
+    outcome: RecipientOutcomeView | None
+
+
+def recorded_recipient(database: Database, run_id: int, position: int) -> RecordedRecipient:
+    detail = recipient_detail(database, run_id, position)
+    recipient = table_of(Recipient)
+    with database.connect() as connection:
+        recipient_id = connection.execute(
+            select(recipient.c.id).where(
+                recipient.c.run_id == run_id, recipient.c.position == position
+            )
+        ).scalar_one()
+        outcome = of_recipients(connection, [recipient_id]).get(recipient_id)
+    return RecordedRecipient(detail, outcome)
+
+
+@dataclass(frozen=True)
+class DrillDown:
+    """The console's customer drill-down: when opened from a run's recipient, that recipient
+    as the run recorded it; every report about the customer; then what a plan decides at
+    ``report.at``."""
+
+    report: CustomerReport
+    reports: list[ReportAbout]
+    recorded: RecordedRecipient | None = None
+
+
+def drill_down(
+    database: Database,
+    customer_id: str,
+    at: datetime,
+    *,
+    definition_id: str | None = None,
+    recipient: tuple[int, int] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DrillDown:
+    """``recipient``: (run id, position) of the run's recipient it was opened from."""
+    recorded = recorded_recipient(database, *recipient) if recipient is not None else None
+    report = customer_report(
+        database, customer_id, at, definition_id=definition_id, environ=environ
+    )
+    with database.connect() as connection:
+        reports = reports_about(connection, customer_id)
+    return DrillDown(report, reports, recorded)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, cast, func, or_, select
+from sqlalchemy.types import Integer
 
+from core.bounces import outcomes as report_outcomes
+from core.delivery.export import OUTCOME_FILTERS
 from core.delivery.runs import RecipientView, RunInfo, get_run, list_runs, recipient_page
 from core.delivery.states import (
     COMPLETED,
+    ENDED,
     EXCLUDED,
     FAILED,
     RESTARTABLE,
@@ -19,7 +24,7 @@ from core.delivery.states import (
     UNKNOWN,
 )
 from core.storage.database import Database
-from core.storage.models import Definition, Recipient, table_of
+from core.storage.models import Definition, Document, Recipient, RecipientOutcome, table_of
 
 # A recipient is done once it has an outcome: sent, failed, or unknown (maybe sent).
 DONE_STATES = (SENT, FAILED, UNKNOWN)
@@ -113,6 +118,120 @@ class RunWindow:
     rows: list[RecipientView]
     offset: int
     matching: int
+    # position → the recipient's outcome (``bounce_hard``…), for those that have one
+    outcomes: dict[int, str] = field(default_factory=dict)
+    # position → the follow-up run it was handed on to
+    handed_on: dict[int, int] = field(default_factory=dict)
+    # how many recipients have each outcome (bounce_hard, bounce_soft, complaint, delay)
+    outcome_counts: dict[str, int] = field(default_factory=dict)
+
+
+def _best_outcomes(connection: Connection, run_id: int) -> dict[int, tuple[int, str]]:
+    """recipient id → (position, most serious outcome) for the run's recipients with reports.
+
+    Reports are few next to a run's recipients: this reads only those.
+    """
+    recipient, outcome = table_of(Recipient), table_of(RecipientOutcome)
+    best: dict[int, tuple[int, str]] = {}
+    for row in connection.execute(
+        select(recipient.c.id, recipient.c.position, outcome.c.type, outcome.c.bounce_class)
+        .select_from(outcome.join(recipient, recipient.c.id == outcome.c.recipient_id))
+        .where(recipient.c.run_id == run_id)
+    ):
+        name = report_outcomes.outcome_name(row.type, row.bounce_class)
+        seen = best.get(row.id)
+        if seen is None or report_outcomes.RANK[name] < report_outcomes.RANK[seen[1]]:
+            best[row.id] = (row.position, name)
+    return best
+
+
+def outcome_matches(name: str | None, wanted: str) -> bool:
+    """Whether an outcome is the one a filter names (``bounce`` is either class)."""
+    if name is None:
+        return False
+    return name == wanted or (wanted == "bounce" and name.startswith("bounce_"))
+
+
+def _outcome_window(
+    database: Database,
+    run_id: int,
+    outcome: str,
+    search: str | None,
+    offset: int,
+    limit: int,
+    last: bool,
+) -> tuple[list[RecipientView], int, int]:
+    """A window of the recipients whose outcome is ``outcome``, how many, and the offset.
+
+    Only recipients with a report are read (a few, next to a run's size).
+    """
+    recipient, document = table_of(Recipient), table_of(Document)
+    with database.connect() as connection:
+        best = _best_outcomes(connection, run_id)
+        ids = [rid for rid, (_, name) in best.items() if outcome_matches(name, outcome)]
+        found: list[Any] = []
+        for start in range(0, len(ids), 500):
+            query = (
+                select(recipient, document.c.number.label("current_number"))
+                .select_from(
+                    recipient.outerjoin(document, document.c.id == recipient.c.document_id)
+                )
+                .where(recipient.c.id.in_(ids[start : start + 500]))
+            )
+            if search:
+                pattern = f"%{search.lower()}%"
+                query = query.where(
+                    or_(
+                        func.lower(recipient.c.address).like(pattern),
+                        func.lower(recipient.c.customer_id).like(pattern),
+                        func.lower(recipient.c.document_id).like(pattern),
+                        func.lower(recipient.c.label).like(pattern),
+                    )
+                )
+            found.extend(connection.execute(query).all())
+    found.sort(key=lambda r: r.position)
+    matching = len(found)
+    offset = max(0, matching - limit) if last else max(0, min(offset, max(0, matching - limit)))
+    rows = [
+        RecipientView(
+            position=r.position,
+            customer_id=r.customer_id,
+            address=r.address,
+            document_id=r.document_id,
+            label=r.label,
+            current_number=r.current_number,
+            state=r.state,
+            smtp_code=r.smtp_code,
+            smtp_reply=r.smtp_reply,
+            error=r.error,
+            attempts=r.attempts,
+            updated_at=r.updated_at,
+            reasons=r.reasons,
+            message_id=r.message_id,
+        )
+        for r in found[offset : offset + limit]
+    ]
+    return rows, matching, offset
+
+
+def _marks(
+    database: Database, run_id: int, rows: Sequence[RecipientView]
+) -> tuple[dict[int, str], dict[int, int]]:
+    """The outcome and the follow-up of each recipient in a window."""
+    if not rows:
+        return {}, {}
+    recipient = table_of(Recipient)
+    positions = [view.position for view in rows]
+    with database.connect() as connection:
+        found = connection.execute(
+            select(recipient.c.id, recipient.c.position, recipient.c.handed_on_to).where(
+                recipient.c.run_id == run_id, recipient.c.position.in_(positions)
+            )
+        ).all()
+        by_id = {r.id: r.position for r in found}
+        seen = report_outcomes.of_recipients(connection, list(by_id))
+    handed = {r.position: r.handed_on_to for r in found if r.handed_on_to is not None}
+    return {by_id[rid]: view.name for rid, view in seen.items()}, handed
 
 
 def run_window(
@@ -125,13 +244,25 @@ def run_window(
     limit: int = 50,
     matching: int | None = None,
     last: bool = False,
+    outcome: str | None = None,
 ) -> RunWindow:
     """A window of ``limit`` recipients from ``offset``, or the last window with ``last``.
 
     Without a search, how many match is read from the run's counters (instant
     however large the run); with one, it is counted unless ``matching`` says.
+    ``outcome`` (one of ``OUTCOME_FILTERS``) shows only recipients with that outcome.
     """
     run = get_run(database, run_id)
+    with database.connect() as connection:
+        outcome_counts = report_outcomes.run_counts(connection, run_id)
+    if outcome is not None:
+        if outcome not in OUTCOME_FILTERS:
+            raise ValueError(f"unknown outcome {outcome!r} (one of: {', '.join(OUTCOME_FILTERS)})")
+        rows, counted, offset = _outcome_window(
+            database, run_id, outcome, search, offset, limit, last
+        )
+        marks, handed = _marks(database, run_id, rows)
+        return RunWindow(progress_of(run), rows, offset, counted, marks, handed, outcome_counts)
     if not search:
         matching = run.total if not states else sum(run.counts.get(s, 0) for s in states)
     if last and matching is None:
@@ -151,7 +282,102 @@ def run_window(
         limit=limit,
         matching=matching,
     )
-    return RunWindow(progress_of(run), rows, offset, counted)
+    marks, handed = _marks(database, run_id, rows)
+    return RunWindow(progress_of(run), rows, offset, counted, marks, handed, outcome_counts)
+
+
+# -- pictures -------------------------------------------------------------------------
+
+RATE_MINUTES = 10  # the sending rate is drawn over at most the run's last ten minutes
+
+
+@dataclass(frozen=True)
+class SendRate:
+    """Messages per second over the run's last minutes of sending, in equal buckets."""
+
+    per_second: list[float]  # one value per bucket, oldest first
+    bucket_seconds: int  # how many seconds each bucket spans
+    first: datetime | None  # the start of the first bucket (UTC)
+    last: datetime | None  # the last second anything was sent
+
+    @property
+    def peak(self) -> float:
+        return max(self.per_second, default=0.0)
+
+
+def _second_of(dialect: str, column: Any) -> Any:
+    """A stored instant as whole seconds since 1970 (UTC), computed by the database."""
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), Integer)
+    return cast(func.floor(func.extract("epoch", column)), Integer)
+
+
+def send_rate(
+    database: Database, run_id: int, buckets: int = 60, minutes: int = RATE_MINUTES
+) -> SendRate:
+    """The run's sending rate: messages sent per second, counted by the database.
+
+    The database groups the sent recipients by second over at most the last
+    ``minutes`` minutes before the last one sent, so the cost is bounded by
+    that window (a few hundred rows), not by the size of the run.
+    """
+    recipient = table_of(Recipient)
+    sent = [recipient.c.run_id == run_id, recipient.c.sent_at.is_not(None)]
+    with database.connect() as connection:
+        newest = connection.execute(select(func.max(recipient.c.sent_at)).where(*sent)).scalar()
+        if newest is None:
+            return SendRate([], 1, None, None)
+        if isinstance(newest, str):  # SQLite hands back text from an aggregate
+            newest = datetime.fromisoformat(newest)
+        if newest.tzinfo is None:
+            newest = newest.replace(tzinfo=UTC)
+        since = newest - timedelta(minutes=minutes)
+        second = _second_of(database.engine.dialect.name, recipient.c.sent_at)
+        counts = {
+            int(s): int(n)
+            for s, n in connection.execute(
+                select(second.label("s"), func.count())
+                .where(*sent, recipient.c.sent_at > since)
+                .group_by(second)
+            )
+        }
+    first, last = min(counts), max(counts)
+    span = last - first + 1
+    width = max(1, -(-span // max(1, buckets)))  # seconds per bucket, rounded up
+    values = [0.0] * (-(-span // width))
+    for s, n in counts.items():
+        values[(s - first) // width] += n / width
+    return SendRate(
+        values,
+        width,
+        datetime.fromtimestamp(first, UTC),
+        datetime.fromtimestamp(last, UTC),
+    )
+
+
+# The parts of a settled run's one bar, in the order they are drawn.
+BAR_PARTS = ("delivered", "bounced", "complained", "failed", "unknown", "excluded")
+
+
+def settled_parts(run: RunInfo, outcome_counts: Mapping[str, int]) -> dict[str, int] | None:
+    """A settled run's recipients in the bar's parts; None while the run is not settled.
+
+    ``delivered`` is sent with no bounce or complaint against it (a delay is not
+    a verdict: it stays delivered).
+    """
+    if run.state not in ENDED:
+        return None
+    bounced = outcome_counts.get("bounce_hard", 0) + outcome_counts.get("bounce_soft", 0)
+    complained = outcome_counts.get("complaint", 0)
+    sent = run.counts.get(SENT, 0)
+    return {
+        "delivered": max(0, sent - bounced - complained),
+        "bounced": bounced,
+        "complained": complained,
+        "failed": run.counts.get(FAILED, 0),
+        "unknown": run.counts.get(UNKNOWN, 0),
+        "excluded": run.counts.get(EXCLUDED, 0),
+    }
 
 
 def reply_words(code: int | None, reply: str | None, error: str | None = None) -> str:

@@ -165,28 +165,9 @@ def bounces_show(args: argparse.Namespace) -> int:
         view = get_report(db, report_id)
     except UnknownReport as error:
         raise UsageError(f"{error} (see msgrun bounces list)") from None
-    lines = [
-        f"report {view.id}: {view.kind}",
-        f"  read from   {view.source} at {stamp(view.read_at)}",
-        f"  reported at {stamp(view.reported_at)}",
-        f"  known by    {view.message_key}",
-        f"  why         {view.why}",
-    ]
-    if view.feedback_type:
-        lines.append(f"  feedback    {view.feedback_type}")
-    lines.append(f"  original    {view.original_message_id or '(no Message-ID returned)'}")
-    for o in view.outcomes:
-        what = o.type or "-"
-        if o.bounce_class:
-            what += f" {o.bounce_class}"
-        tied = (f"run {o.run}, customer {o.customer}, by {o.matched_by}" if o.run is not None
-                else "unmatched")
-        lines.append(f"  outcome     {what} {o.status or '(no status)'} {o.address or '-'}: "
-                     f"{tied}")
-        if o.detail:
-            lines.append(f"              {o.detail}")
+    lines = view.how_read()
     lines.append("")
-    lines.append(view.raw.decode("utf-8", errors="replace").replace("\r\n", "\n"))
+    lines.append(view.raw_text())
     write_out("\n".join(lines))
     return 0
 

@@ -199,6 +199,12 @@ class MsgrunConsole(App[None]):
                 f"{binding.description} ({keys})",
                 partial(self._run_action, screen, binding.action),
             )
+        if "bounces" not in seen:  # from every screen, not only from Runs
+            yield SystemCommand(
+                "Bounces",
+                "The reports read back: bounces, complaints, delays, unmatched ones",
+                self.action_bounces,
+            )
 
     def _run_action(self, screen: Screen[Any], action: str) -> None:
         self.call_later(self.run_action, action, screen)
@@ -208,6 +214,12 @@ class MsgrunConsole(App[None]):
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
+
+    def action_bounces(self) -> None:
+        from tui.console.bounces_screen import BouncesScreen
+
+        if not isinstance(self.screen, BouncesScreen):
+            self.push_screen(BouncesScreen())
 
     def action_refresh(self) -> None:
         self.refresh_screen()

@@ -12,12 +12,92 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Static
 
+from core.clock import format_instant
 from core.planner.load import PlanningError
-from core.views.customers import CustomerMatches, customer_report, find_customers
-from tui.console.formatting import clip
+from core.views.customers import (
+    CustomerMatches,
+    DrillDown,
+    RecordedRecipient,
+    ReportAbout,
+    drill_down,
+    find_customers,
+)
+from tui.console.formatting import clip, plural
 from tui.console.live import LiveScreen
 from tui.console.widgets import SearchInput
-from tui.plan_text import why_text
+from tui.plan_text import INDENT, why_text
+
+Recipient = tuple[int, int]  # (run id, position): a run's recipient
+
+
+def utc(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment is not None else "-"
+
+
+def recorded_lines(recorded: RecordedRecipient) -> list[str]:
+    """The recipient as its run recorded it: decision, delivery, outcome (words, not a plan)."""
+    d, o = recorded.detail, recorded.outcome
+    label = "  ".join(x for x in (d.address or "(no address)", d.document_id, d.label) if x)
+    lines = [
+        f"Run {d.run_id} · {d.definition_id} · recipient {d.position + 1}, as the run "
+        "recorded it",
+        f"{INDENT}{label}",
+        f"{INDENT}decision  {d.decision}",
+    ]
+    lines += [
+        f"{INDENT}{'':10}- {r.get('code', '?')}: {r.get('detail', '')}".rstrip(": ")
+        for r in d.reasons
+    ]
+    if d.state == "excluded":
+        lines.append(f"{INDENT}delivery  excluded: nothing was sent")
+    else:
+        when = f" · sent {utc(d.sent_at)}" if d.sent_at is not None else ""
+        lines.append(f"{INDENT}delivery  {d.state} · {plural(d.attempts, 'attempt')}{when}")
+        if d.outcome:
+            lines.append(f"{INDENT}{'':10}{d.outcome}")
+    if o is None:
+        lines.append(f"{INDENT}outcome   none reported")
+    else:
+        status = f" {o.status}" if o.status else ""
+        lines.append(
+            f"{INDENT}outcome   {o.name}{status} · reported {utc(o.reported_at)} · "
+            f"report {o.report_id}"
+        )
+        if o.detail:
+            lines.append(f"{INDENT}{'':10}{o.detail}")
+    return lines
+
+
+def report_lines(reports: list[ReportAbout]) -> list[str]:
+    """Each report about the customer: its date, status and the server's words."""
+    lines = ["Reports (bounces, complaints, delays; UTC):"]
+    for r in reports:
+        lines.append(
+            f"{INDENT}{r.reported_at:%Y-%m-%d %H:%M}  {r.outcome} {r.status or '(no status)'}  "
+            f"{r.address or '-'} · run {r.run}"
+        )
+        if r.detail:
+            lines.append(f"{INDENT * 3}{r.detail}")
+    return lines
+
+
+def drill_down_text(loaded: DrillDown) -> str:
+    """The drill-down: the recipient it was opened from first, then the customer with its
+    reports, then the plans (what a plan would decide now, when opened from a recipient)."""
+    lines = why_text(loaded.report).split("\n")
+    if loaded.reports:
+        lines[2:2] = ["", *report_lines(loaded.reports)]
+    if loaded.recorded is not None:
+        heading = f"Decisions at {format_instant(loaded.report.at)}:"
+        lines = [
+            f"What a plan would decide now ({format_instant(loaded.report.at)}), with "
+            "today's data:"
+            if line == heading
+            else line
+            for line in lines
+        ]
+        lines = [*recorded_lines(loaded.recorded), "", *lines]
+    return "\n".join(lines)
 
 
 @dataclass
@@ -50,11 +130,15 @@ class CustomerScreen(LiveScreen):
         *,
         definition: str | None = None,
         at: datetime | None = None,
+        recipient: Recipient | None = None,
     ) -> None:
+        """``recipient``: the (run id, position) it was opened from; the drill-down then
+        leads with that recipient as the run recorded it, and plans at now."""
         super().__init__()
         self.customer_id = customer_id
         self.definition = definition
         self.at = at
+        self.recipient = recipient
         self.query_text: str | None = None  # a search not yet answered
         self.loaded_for: str | None = None
         self.matches: CustomerMatches | None = None
@@ -88,16 +172,20 @@ class CustomerScreen(LiveScreen):
             return None
         if customer_id is None:
             return Loaded(matches, None, None)
+        # From a run's recipient, the plan shown after the run's record is today's.
+        recipient = self.recipient if customer_id == self.customer_id else None
+        at = self.console.clock.now() if recipient is not None else self.at
         try:
-            report = customer_report(
+            loaded = drill_down(
                 self.console.database,
                 customer_id,
-                self.at or self.console.clock.now(),
+                at or self.console.clock.now(),
                 definition_id=self.definition,
+                recipient=recipient,
             )
         except PlanningError as error:
             return Loaded(matches, customer_id, str(error))
-        return Loaded(matches, customer_id, why_text(report))
+        return Loaded(matches, customer_id, drill_down_text(loaded))
 
     def show(self, data: Any) -> None:
         if data is None:
@@ -129,6 +217,7 @@ class CustomerScreen(LiveScreen):
             return
         self.query_text = query
         self.definition = None
+        self.recipient = None
         self.console.refresh_screen()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -137,6 +226,7 @@ class CustomerScreen(LiveScreen):
         if self.matches is None or event.cursor_row >= len(self.matches.matches):
             return
         self.customer_id = self.matches.matches[event.cursor_row].id
+        self.recipient = None
         self.query_one("#customer-matches", DataTable).display = False
         self.query_one("#customer-found", Static).update(
             escape(f"{self.matches.headline()} · showing {self.customer_id}")

@@ -42,6 +42,14 @@ def hhmmss(value: datetime | None) -> str:
     return value.strftime("%H:%M:%S") if value is not None else ""
 
 
+def clip_id(text: str | None, width: int) -> str:
+    """An id cut to ``width`` keeping its first character and its end, where ids that
+    share a prefix differ: ``C001000010`` → ``C…000010``, not ``C001000…``."""
+    if text is None or len(text) <= width or width < 4:
+        return clip(text, width)
+    return text[0] + "…" + text[len(text) - (width - 2) :]
+
+
 def clip(text: str | None, width: int) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -18,8 +18,9 @@ from core.planner.load import PlanningError
 from core.planner.plan import Candidate, Plan
 from core.planner.reasons import CODES, fix_for
 from core.views.plans import definitions, plan_preview
+from tui.console.charts import count_bars
 from tui.console.confirm import Confirm
-from tui.console.formatting import Column, add_columns, clip, plural, styled
+from tui.console.formatting import Column, add_columns, clip, clip_id, plural, styled
 from tui.console.live import LiveScreen
 from tui.plan_text import definition_line
 
@@ -174,9 +175,21 @@ class PlanScreen(LiveScreen):
             f"{styled('deferred')} {s.decisions['deferred']}  "
             f"{styled('excluded')} {s.decisions['excluded']}",
         ]
-        reasons = [f"{code} {s.by_reason[code]}" for code in CODES if s.by_reason[code]]
-        if reasons:
-            lines.append("by reason: " + " · ".join(reasons))
+        reasons = {code: s.by_reason[code] for code in CODES if s.by_reason[code]}
+        if reasons:  # the candidates by reason, as horizontal bars
+            # As many bars as leave the table room; the rest named on one line.
+            room = max(3, (self.app.size.height - 12) // 2)
+            ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+            shown, rest = ranked[:room], ranked[room:]
+            if len(rest) == 1:
+                shown, rest = ranked, []
+            lines.append("by reason:")
+            lines.append(count_bars(dict(shown), min(60, self.app.size.width - 4)))
+            if rest:
+                more = " · ".join(f"{code} {n}" for code, n in rest)
+                lines.append(
+                    escape(clip(f"and {len(rest)} more: {more}", self.app.size.width - 2))
+                )
         lines += [f"[yellow]! {w}[/]" for w in plan.warnings]
         self.query_one("#plan-summary", Static).update("\n".join(lines))
         table = self.query_one("#candidates", DataTable)
@@ -186,7 +199,7 @@ class PlanScreen(LiveScreen):
                 f" until {c.send_after:%H:%M}" if c.send_after is not None else ""
             )
             cells = {
-                "Customer": escape(clip(c.customer, self.widths["Customer"])),
+                "Customer": escape(clip_id(c.customer, self.widths["Customer"])),
                 "Address": escape(clip(c.address or "(no address)", self.widths["Address"])),
                 "Document": escape(
                     clip(f"{c.document or '-'} {c.label or ''}", self.widths.get("Document", 0))

@@ -3,24 +3,61 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Input, ProgressBar, Sparkline, Static
 
-from core.delivery.runs import RecipientView, RunInfo, request_stop
+from core.delivery.export import OUTCOME_FILTERS, Selection
+from core.delivery.follow_up import Preview, preview_follow_up, start_follow_up
+from core.delivery.runs import RecipientView, RunInfo, get_run, request_stop
 from core.delivery.states import ENDED, RECIPIENT_STATES
-from core.views.runs import RunProgress, RunWindow, reply_words, restart_check, run_window
+from core.views.runs import (
+    RunProgress,
+    RunWindow,
+    SendRate,
+    reply_words,
+    restart_check,
+    run_window,
+    send_rate,
+    settled_parts,
+)
+from tui.console.charts import count_bars, parts_bar, parts_legend
 from tui.console.confirm import Confirm
-from tui.console.formatting import Column, clip, fit_columns, hhmmss, plural, styled
+from tui.console.formatting import Column, clip, clip_id, fit_columns, hhmmss, plural, styled
 from tui.console.live import LiveScreen
 from tui.console.widgets import SearchInput
 
-FILTERS: tuple[str | None, ...] = (None, *RECIPIENT_STATES)
+# `f` steps through every state, then every outcome a report can give.
+FILTERS: tuple[str | None, ...] = (None, *RECIPIENT_STATES, *OUTCOME_FILTERS)
+OUTCOME_STYLE = {
+    "bounce_hard": "bold red",
+    "bounce_soft": "red",
+    "complaint": "bright_magenta",
+    "delay": "yellow",
+}
+# An outcome in at most 8 cells, for a narrow state column.
+OUTCOME_SHORT = {
+    "bounce_hard": "bounced",
+    "bounce_soft": "soft bnc",
+    "complaint": "spam",
+    "delay": "delayed",
+}
+# The counts line names the outcomes in words.
+OUTCOME_WORDS = {
+    "bounce_hard": "hard bounces",
+    "bounce_soft": "soft bounces",
+    "complaint": "complaints",
+    "delay": "delays",
+}
 PAGE = 50  # rows per window: the table never holds more than this
 SEARCH_COUNT_SECONDS = 3.0  # a search's match count is made again after this long
+RATE_SECONDS = 5.0  # a running run's sending rate is read again after this long
 
 
 # name, least and natural width. At 80 columns the state and enough of the
@@ -32,12 +69,13 @@ COLUMNS: list[Column] = [
     ("Customer", 8, 10),
     ("Address", 24, 34),
     ("Document", 12, 26),
-    ("State", 8, 8),
+    ("State", 8, 20),
     ("Time", 8, 8),
     ("Reply", 12, 40),
 ]
 GIVE_WAY = ["#", "Time", "Document"]
-GROW = ["Address", "Document", "Customer", "Reply"]  # who gets the room; the reply the rest
+# who gets the room; the reply the rest
+GROW = ["Address", "Document", "Customer", "State", "Reply"]
 
 
 def document_cell(view: RecipientView, width: int) -> str:
@@ -55,6 +93,16 @@ def reply_cell(view: RecipientView) -> str:
     return reply_words(view.smtp_code, view.smtp_reply, view.error)
 
 
+def state_cell(state: str, outcome: str | None, width: int) -> str:
+    """``sent · bounce_hard``; in a narrow column the outcome alone (``bounced``)."""
+    if outcome is None:
+        return styled(state)
+    style = OUTCOME_STYLE.get(outcome, "white")
+    if len(state) + 3 + len(outcome) <= width:
+        return f"{styled(state)} · [{style}]{outcome}[/]"
+    return f"[{style}]{OUTCOME_SHORT.get(outcome, outcome)[:width]}[/]"
+
+
 def column_widths(width: int) -> dict[str, int]:
     """Columns sized to the terminal (less the scrollbar and the table's edge)."""
     return fit_columns(width - 3, COLUMNS, GIVE_WAY, GROW)
@@ -65,7 +113,11 @@ class RunScreen(LiveScreen):
     PURPOSE = (
         "One run: progress, counts, and every recipient with its state, SMTP reply and time. "
         "m shows the recipient under the cursor in full: the whole reply, attempts, times "
-        "and its message. Filter by state, search, stop, restart, re-send unknown recipients."
+        "and its message. Filter by state or by outcome (a bounce, a complaint), search, "
+        "stop, restart, re-send unknown recipients. e exports the recipients the filter shows "
+        "to a CSV file; F follows the run up: a new run for those that did not get it. The "
+        "sparkline is the sending rate (messages a second); a settled run shows one bar: "
+        "delivered, bounced, complained, failed, unknown, excluded."
     )
     BINDINGS = [
         Binding("escape", "back", "Back", id="run.back"),
@@ -77,6 +129,8 @@ class RunScreen(LiveScreen):
         Binding("x", "stop", "Stop", id="run.stop"),
         Binding("R", "restart", "Restart", key_display="R", id="run.restart"),
         Binding("U", "resend_unknown", "Re-send unknown", key_display="U", id="run.resend"),
+        Binding("e", "export", "Export", id="run.export"),
+        Binding("F", "follow_up", "Follow up", key_display="F", id="run.follow_up"),
         Binding("j", "cursor_down", "Down", show=False, id="run.down"),
         Binding("k", "cursor_up", "Up", show=False, id="run.up"),
         Binding("pagedown,space", "next_page", "Next page", show=False, id="run.next"),
@@ -100,6 +154,10 @@ class RunScreen(LiveScreen):
         self.run_state = ""
         self.run: RunInfo | None = None  # as the last poll read it
         self.widths: dict[str, int] = {}
+        self.rate: SendRate | None = None  # the sending rate as last read
+        self.rate_read_at = -RATE_SECONDS  # monotonic time it was read
+        self.outcomes: dict[int, str] = {}  # position → outcome, in the window shown
+        self.handed_on: dict[int, int] = {}  # position → the follow-up it was handed to
         # (search, filter) → (when counted, how many matched)
         self.search_counts: dict[tuple[str, int], tuple[float, int]] = {}
 
@@ -108,6 +166,13 @@ class RunScreen(LiveScreen):
         yield Static("", id="run-summary", classes="summary")
         yield ProgressBar(id="progress", show_eta=False)
         yield Static("", id="run-counts", classes="summary")
+        with Horizontal(id="run-rate"):
+            yield Static("rate", id="rate-label")
+            yield Sparkline([], id="rate-line", summary_function=max)
+            yield Static("", id="rate-peak")
+        with Horizontal(id="run-parts"):
+            yield Static("", id="parts-bar")
+            yield Static("", id="parts-legend")
         yield SearchInput(placeholder="search address, customer, document…", id="search")
         table: DataTable[str] = DataTable(id="recipients", cursor_type="row", zebra_stripes=True)
         self._add_columns(table, self.app.size.width)
@@ -133,7 +198,17 @@ class RunScreen(LiveScreen):
     @property
     def states(self) -> list[str] | None:
         state = FILTERS[self.filter_index]
-        return [state] if state else None
+        return [state] if state and state in RECIPIENT_STATES else None
+
+    @property
+    def outcome(self) -> str | None:
+        name = FILTERS[self.filter_index]
+        return name if name in OUTCOME_FILTERS else None
+
+    @property
+    def selection(self) -> Selection:
+        """What the filter shows, as an export names it."""
+        return Selection(tuple(self.states or ()), (self.outcome,) if self.outcome else ())
 
     def load(self) -> Any:
         # How many match comes from the run's counters unless a search is on;
@@ -155,10 +230,18 @@ class RunScreen(LiveScreen):
             limit=PAGE,
             matching=matching,
             last=last,
+            outcome=self.outcome,
         )
         if counted:
             self.search_counts[key] = (time.monotonic(), window.matching)
-        return window, last
+        # The rate costs a scan of the run's sent recipients: read at most every few
+        # seconds while the run goes on, once when it has ended, never for a key.
+        rate: SendRate | None = None
+        settled = self.run_state in ENDED and self.rate is not None
+        if not settled and time.monotonic() - self.rate_read_at >= RATE_SECONDS:
+            rate = send_rate(self.console.database, self.run_id)
+            self.rate_read_at = time.monotonic()
+        return window, last, rate
 
     def show(self, data: Any) -> None:
         window: RunWindow = data[0]
@@ -183,8 +266,50 @@ class RunScreen(LiveScreen):
         # One line at 80 columns: the counts close up when the terminal is narrow.
         gap = "  " if self.app.size.width >= 100 else " "
         counts = gap.join(f"{styled(state)} {run.counts[state]}" for state in RECIPIENT_STATES)
+        reported = [
+            f"[{OUTCOME_STYLE[name]}]{OUTCOME_WORDS[name]}[/] {n}"
+            for name, n in window.outcome_counts.items()
+            if n
+        ]
+        if reported:
+            counts += "\n" + gap.join(reported)
+        if run.follow_up_of is not None:
+            counts += f"{gap}· follows up run {run.follow_up_of}"
         self.query_one("#run-counts", Static).update(counts)
+        self.outcomes, self.handed_on = window.outcomes, window.handed_on
+        if data[2] is not None:
+            self.rate = data[2]
+        self._paint_pictures(window, self.rate)
         self._paint_rows(loaded_last)
+
+    def _paint_pictures(self, window: RunWindow, rate: SendRate | None) -> None:
+        """The sending rate as a sparkline; a settled run's recipients as one split bar."""
+        if rate is None:
+            rate = SendRate([], 1, None, None)
+        line = self.query_one("#rate-line", Sparkline)
+        line.data = rate.per_second or [0.0]
+        every = f" ({rate.bucket_seconds}s)" if rate.bucket_seconds > 1 else ""
+        peak = f"peak {rate.peak:.1f}/s{every}" if rate.per_second else "nothing sent yet"
+        self.query_one("#rate-peak", Static).update(peak)
+        parts = settled_parts(window.progress.run, window.outcome_counts)
+        box = self.query_one("#run-parts", Horizontal)
+        box.display = parts is not None and sum(parts.values()) > 0
+        if parts is not None:
+            legend = parts_legend(parts)
+            width = max(10, self.app.size.width - legend.cell_len - 4)
+            self.query_one("#parts-bar", Static).update(parts_bar(parts, width))
+            self.query_one("#parts-legend", Static).update(legend)
+
+    def _reply(self, view: RecipientView) -> str:
+        """The reply, after ``handed on → run N`` for a recipient taken into a follow-up."""
+        width = self.widths["Reply"]
+        handed = self.handed_on.get(view.position)
+        if handed is None:
+            return escape(clip(reply_cell(view), width))
+        mark = f"handed on → run {handed}"
+        rest = clip(reply_cell(view), max(0, width - len(mark) - 3))
+        text = f"[cyan]{mark}[/]" + (f" · {escape(rest)}" if rest and width > len(mark) + 4 else "")
+        return text
 
     def _paint_rows(self, loaded_last: bool = False) -> None:
         if self.run is None:
@@ -196,12 +321,14 @@ class RunScreen(LiveScreen):
         for view in rows:
             cells = {
                 "#": str(view.position + 1),
-                "Customer": escape(clip(view.customer_id, self.widths["Customer"])),
+                "Customer": escape(clip_id(view.customer_id, self.widths["Customer"])),
                 "Address": escape(clip(view.address or "(none)", self.widths["Address"])),
                 "Document": document_cell(view, self.widths.get("Document", 0)),
-                "State": styled(view.state),
+                "State": state_cell(
+                    view.state, self.outcomes.get(view.position), self.widths["State"]
+                ),
                 "Time": hhmmss(view.updated_at),
-                "Reply": escape(clip(reply_cell(view), self.widths["Reply"])),
+                "Reply": self._reply(view),
             }
             table.add_row(
                 *(cells[name] for name, _, _ in COLUMNS if name in self.widths),
@@ -225,11 +352,12 @@ class RunScreen(LiveScreen):
                 if not isinstance(self.focused, Input):
                     table.focus()
         else:
-            line = "No recipients match" if self.states or self.search_text else "No recipients"
+            filtered = self.states or self.outcome or self.search_text
+            line = "No recipients match" if filtered else "No recipients"
             empty.update(
                 f"{line}: {shown}{escape(search)}. "
                 "[b]f[/b] changes the filter, [b]/[/b] the search."
-                if self.states or self.search_text
+                if filtered
                 else "This run has no recipients."
             )
             table.display = False
@@ -354,6 +482,73 @@ class RunScreen(LiveScreen):
             lambda yes: self._restart(True) if yes else None,
         )
 
+    def action_export(self) -> None:
+        """The recipients the filter shows, to a CSV file (a dialog asks where)."""
+        from tui.console.export_dialog import ExportDialog
+
+        def written(result: tuple[Path, int] | None) -> None:
+            if result is not None:
+                target, n = result
+                self.notify(f"run {self.run_id}: {plural(n, 'recipient')} exported to {target}")
+
+        self.app.push_screen(
+            ExportDialog(self.console.database, self.run_id, self.selection, self.search_text),
+            written,
+        )
+
+    def action_follow_up(self) -> None:
+        """A new run for those this run did not reach (failed, bounced), once confirmed."""
+        if self.run_state in ("running", "stopping"):
+            self.notify(f"run {self.run_id} is {self.run_state}: follow it up once it has ended")
+            return
+        console, run_id = self.console, self.run_id
+        at = console.clock.now()
+        console.perform(
+            lambda: preview_follow_up(console.database, run_id, Selection(), at),
+            lambda preview: self._confirm_follow_up(preview, at),
+            failure=f"Could not plan a follow-up of run {run_id}",
+        )
+
+    def _confirm_follow_up(self, preview: Preview, at: datetime) -> None:
+        run_id, console = self.run_id, self.console
+        if not preview.chosen:
+            self.notify(f"no recipient of run {run_id} failed or bounced: nothing to follow up")
+            return
+        decisions = preview.decisions
+        excluded: dict[str, int] = {}
+        for candidate in preview.candidates:
+            if candidate.decision == "excluded":
+                for reason in candidate.reasons:
+                    excluded[reason.code] = excluded.get(reason.code, 0) + 1
+        detail = (
+            f"{plural(preview.chosen, 'recipient')} did not get it (failed or bounced). "
+            f"Planned again now: {decisions['included']} to send, "
+            f"{decisions['deferred']} held for quiet hours, {decisions['excluded']} excluded"
+            + (" — by reason:" if excluded else ".")
+        )
+        if excluded:
+            detail += "\n\n" + count_bars(excluded, 60)
+
+        def start() -> int:
+            new_id = start_follow_up(console.database, run_id, Selection(), at, console.clock)
+            if get_run(console.database, new_id).state == "running":
+                console.launch(console.db_url, new_id)
+            return new_id
+
+        def started(new_id: int) -> None:
+            self.notify(f"run {new_id} follows up run {run_id}")
+            if self.is_current:
+                self.app.push_screen(RunScreen(new_id))
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                console.perform(start, started, failure=f"Could not follow up run {run_id}")
+
+        self.app.push_screen(
+            Confirm(f"Follow up run {run_id}: a new run for those it did not reach?", detail),
+            answered,
+        )
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a row (the table takes the key itself)."""
         event.stop()
@@ -379,6 +574,9 @@ class RunScreen(LiveScreen):
         if self.run is not None and view is not None:
             self.app.push_screen(
                 CustomerScreen(
-                    view.customer_id, definition=self.run.definition_id, at=self.run.planned_at
+                    view.customer_id,
+                    definition=self.run.definition_id,
+                    at=self.run.planned_at,
+                    recipient=(self.run_id, view.position),
                 )
             )

@@ -18,7 +18,7 @@ from tui.console.live import TableScreen
 # progress, sent, failed and unknown. The others give way in this order (the
 # line under the table still shows them for the highlighted run).
 COLUMNS: list[Column] = [
-    ("Run", 5, 5),
+    ("Run", 5, 9),  # a follow-up shows the run it follows: "8 ↳7"
     ("Definition", 10, 18),
     ("State", 23, 23),
     ("Progress", 11, 13),
@@ -37,16 +37,27 @@ def column_widths(width: int) -> dict[str, int]:
     return fit_columns(width - 3, COLUMNS, GIVE_WAY)
 
 
+def run_cell(run: RunProgress) -> str:
+    """The run's id; a follow-up's with the run it follows (``8 ↳7``)."""
+    follows = run.run.follow_up_of
+    return str(run.id) if follows is None else f"{run.id} [cyan]↳{follows}[/]"
+
+
 class RunsScreen(TableScreen[RunProgress]):
     TABLE = "#runs"
     AUTO_FOCUS = "#runs"
-    PURPOSE = "Every run, live: state, progress, rate, ETA and counts by state."
+    PURPOSE = (
+        "Every run, live: state, progress, rate, ETA and counts by state. b shows the bounce "
+        "and complaint reports read back."
+    )
     BINDINGS = [
         Binding("enter", "open", "Open run", id="runs.open"),
         Binding("n", "new_run", "New run", id="runs.new"),
         Binding("c", "customer", "Customer", id="runs.customer"),
         Binding("p", "profiles", "SMTP profiles", id="runs.profiles"),
         Binding("t", "routines", "Routines", id="runs.routines"),
+        # Not in the footer: at 80 columns it would push `? Help` out; help and palette list it.
+        Binding("b", "bounces", "Bounces", show=False, id="runs.bounces"),
         Binding("j", "cursor_down", "Down", show=False, id="runs.down"),
         Binding("k", "cursor_up", "Up", show=False, id="runs.up"),
     ]
@@ -121,7 +132,7 @@ class RunsScreen(TableScreen[RunProgress]):
         for run in self.items:
             rate, eta = self._rate_and_eta(run)
             cells = {
-                "Run": str(run.id),
+                "Run": run_cell(run),
                 "Definition": clip(run.run.definition_id, self.widths.get("Definition", 0)),
                 "State": styled(run.state),
                 "Progress": f"{run.done}/{run.to_send}",
@@ -148,8 +159,10 @@ class RunsScreen(TableScreen[RunProgress]):
         text = ""
         if run is not None:
             rate, eta = self._rate_and_eta(run)
+            of = run.run.follow_up_of
+            follows = f" (follows up run {of})" if of is not None else ""
             text = (
-                f"run {run.id} · {run.run.definition_id} · held {run.count('held')} · "
+                f"run {run.id}{follows} · {run.run.definition_id} · held {run.count('held')} · "
                 f"{rate} · ETA {eta} · by {run.run.started_by}"
             )
         self.query_one("#run-line", Static).update(escape(clip(text, self.app.size.width - 2)))
@@ -180,6 +193,9 @@ class RunsScreen(TableScreen[RunProgress]):
         from tui.console.routines_screen import RoutinesScreen
 
         self.app.push_screen(RoutinesScreen())
+
+    def action_bounces(self) -> None:
+        self.console.action_bounces()
 
     def action_profiles(self) -> None:
         from tui.console.profiles_screen import ProfilesScreen
