@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import update
 
 from core.clock import FixedClock, parse_instant
-from core.delivery import store
+from core.delivery import queries, transitions
 from core.delivery.deliver import deliver
 from core.delivery.runs import create_run, request_stop
 from core.storage import Database, open_database
@@ -58,22 +58,22 @@ def sample_database(folder: Path) -> Database:
             database, "service-reminder", at, clock, started_by="ops@console", token="c0ffee03"
         )
         with database.connect() as connection:
-            due = store.load_due(connection, third, NOW, 2)
-            store.claim(connection, third, due, NOW)
+            due = queries.load_due(connection, third, NOW, 2)
+            transitions.mark_sending(connection, third, due, NOW)
         asyncio.run(deliver(database, third, clock, environ={}))
         # 4: running right now: one sent, one being sent, the rest pending.
         fourth = create_run(
             database, "job-sheet", at, clock, started_by="ops@console", token="c0ffee04"
         )
         with database.connect() as connection:
-            due = store.load_due(connection, fourth, NOW, 2)
-            store.claim(connection, fourth, due, NOW)
-            store.record(
+            due = queries.load_due(connection, fourth, NOW, 2)
+            transitions.mark_sending(connection, fourth, due, NOW)
+            transitions.record_results(
                 connection,
                 fourth,
                 "job-sheet",
                 [
-                    store.Result(
+                    transitions.Result(
                         due[0].id,
                         "sent",
                         smtp_code=250,

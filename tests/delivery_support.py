@@ -94,3 +94,32 @@ def assert_counts_match_rows(db: Database, run_id: int) -> dict[str, int]:
         )
     assert {s: n for s, n in kept.items() if n} == rows
     return get_run(db, run_id).counts
+
+
+def fabricate_recipient_state(
+    connection: Any, run_id: int, ids: list[int], source: str, target: str
+) -> None:
+    """Put recipients in a state no transition leads to from where they are (as a
+    crash or an older version might leave them), counters with them. Tests only:
+    the engine moves states through core.delivery.transitions alone."""
+    from sqlalchemy import update
+
+    from core.delivery.transitions import bump
+
+    table = table_of(Recipient)
+    moved = connection.execute(
+        update(table).where(table.c.id.in_(ids), table.c.state == source).values(state=target)
+    ).rowcount
+    deltas = {source: -moved}
+    deltas[target] = deltas.get(target, 0) + moved
+    bump(connection, run_id, deltas)
+
+
+def fabricate_run_state(connection: Any, run_id: int, state: str, **values: Any) -> None:
+    """Put a run in ``state`` whatever it was (tests only, as above)."""
+    from sqlalchemy import update
+
+    from core.storage.models import MessageRun
+
+    table = table_of(MessageRun)
+    connection.execute(update(table).where(table.c.id == run_id).values(state=state, **values))

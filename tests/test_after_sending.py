@@ -13,8 +13,6 @@ from sqlalchemy import select
 
 from core.bounces.sources import SourceMessage
 from core.bounces.store import ReadSummary, record_message
-from core.clock import SystemClock
-from core.delivery import store
 from core.delivery.runs import get_run, run_json
 from core.planner.plan import make_plan
 from core.storage import Database
@@ -22,7 +20,14 @@ from core.storage.models import History, Recipient, table_of
 from fixtures.smtp_servers import SmtpServer
 from tests.bounce_support import NOW, arf_abuse, postfix_dsn
 from tests.conftest import url_of
-from tests.delivery_support import assert_counts_match_rows, deliver_now, document, new_run
+from tests.delivery_support import (
+    assert_counts_match_rows,
+    deliver_now,
+    document,
+    fabricate_recipient_state,
+    fabricate_run_state,
+    new_run,
+)
 from tui import cli
 
 
@@ -42,11 +47,9 @@ def delivered(db: Database, count: int = 4) -> tuple[int, dict[str, Any]]:
 def make_unknown(db: Database, run_id: int, *ids: int) -> None:
     """As a crash leaves them: in doubt, the run ended with failures."""
     with db.connect() as connection:
-        store.move(connection, run_id, list(ids), "sent", "unknown", SystemClock().now())
-        store.set_state(connection, run_id, "completed_with_failures", ended_at=NOW)
-        connection.execute(
-            table_of(History).delete().where(table_of(History).c.run_id == run_id)
-        )
+        fabricate_recipient_state(connection, run_id, list(ids), "sent", "unknown")
+        fabricate_run_state(connection, run_id, "completed_with_failures", ended_at=NOW)
+        connection.execute(table_of(History).delete().where(table_of(History).c.run_id == run_id))
 
 
 def read(db: Database, *raws: bytes) -> ReadSummary:

@@ -372,27 +372,29 @@ def test_restarting_a_completed_run_sends_nothing(db: Database) -> None:
 
 
 def test_a_live_lease_keeps_others_out(db: Database) -> None:
-    from core.delivery import store
+    from core.delivery import registry
     from core.delivery.deliver import LeaseHeld
 
     with SmtpServer() as server:
         run_id = new_run(db, document(2, server.port))
         with db.connect() as connection:
-            assert store.acquire_lease(connection, run_id, "someone:1", SystemClock().now())
+            assert registry.acquire_lease(connection, run_id, "someone:1", SystemClock().now())
         with pytest.raises(LeaseHeld):
             deliver_now(db, run_id)
         assert server.messages() == []
 
 
 def test_recovery_turns_sending_into_unknown_and_never_resends_it_unasked(db: Database) -> None:
-    from core.delivery import store
+    from core.delivery import queries, transitions
 
     with SmtpServer() as server:
         run_id = new_run(db, document(4, server.port))
         with db.connect() as connection:
             now = SystemClock().now()
-            due = store.load_due(connection, run_id, now, 2)
-            store.claim(connection, run_id, due, now)  # a process claimed two, then died
+            due = queries.load_due(connection, run_id, now, 2)
+            transitions.mark_sending(
+                connection, run_id, due, now
+            )  # a process claimed two, then died
         assert deliver_now(db, run_id).state == "completed_with_failures"
         counts = assert_counts_match_rows(db, run_id)
         assert (counts["sent"], counts["unknown"]) == (2, 2)

@@ -9,13 +9,20 @@ import pytest
 from sqlalchemy import select, update
 
 from core.clock import SystemClock
-from core.delivery import store
+from core.delivery import transitions
 from core.delivery.runs import get_run
 from core.storage import Database
 from core.storage.models import Recipient, table_of
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.conftest import load_ok, url_of
-from tests.delivery_support import assert_counts_match_rows, deliver_now, document, new_run, states
+from tests.delivery_support import (
+    assert_counts_match_rows,
+    deliver_now,
+    document,
+    fabricate_recipient_state,
+    new_run,
+    states,
+)
 from tui import cli
 
 REFUSED = "550 5.7.1 relaying denied"
@@ -147,10 +154,12 @@ def test_unknown_is_taken_only_when_named_and_restart_then_skips_it(
         run_id, _ = first_run(sqlite_db, server, count=2)
         table = table_of(Recipient)
         with sqlite_db.connect() as connection:
-            ids = connection.execute(
-                select(table.c.id).where(table.c.address == "p1@example.org")
-            ).scalars().all()
-            store.move(connection, run_id, list(ids), "sent", "unknown", SystemClock().now())
+            ids = (
+                connection.execute(select(table.c.id).where(table.c.address == "p1@example.org"))
+                .scalars()
+                .all()
+            )
+            fabricate_recipient_state(connection, run_id, list(ids), "sent", "unknown")
             connection.execute(update(table).where(table.c.id.in_(ids)).values(attempts=1))
         code, _, err = follow_up(capsys, sqlite_db, str(run_id))
         assert code == 2 and "no recipient of run" in err  # unknown is not taken by default
@@ -159,7 +168,7 @@ def test_unknown_is_taken_only_when_named_and_restart_then_skips_it(
         assert server.count("p1@example.org") == 2  # the operator asked for it
         # The followed run's --resend-unknown does not send it a third time.
         with sqlite_db.connect() as connection:
-            assert store.resend_unknown(connection, run_id, SystemClock().now()) == 0
+            assert transitions.resend_unknown(connection, run_id, SystemClock().now()) == 0
 
 
 @pytest.mark.parametrize(

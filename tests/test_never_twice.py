@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from core.clock import FixedClock, SystemClock, parse_instant
-from core.delivery import store
+from core.delivery import queries, transitions
 from core.delivery.deliver import deliver
 from core.delivery.runs import create_run, run_json
 from core.planner.plan import make_plan
@@ -185,13 +185,15 @@ def test_a_document_whose_send_failed_in_the_other_run_may_be_sent(db: Database)
         first, second = two_runs_planned_together(db, per_document(2, server.port))
         due = {d.address: d for d in _load_due(db, first)}
         with db.connect() as connection:
-            claimed = store.claim(connection, first, [due["p0@example.org"]], SystemClock().now())
+            claimed = transitions.mark_sending(
+                connection, first, [due["p0@example.org"]], SystemClock().now()
+            )
             assert claimed == {due["p0@example.org"].id}
-            store.record(
+            transitions.record_results(
                 connection,
                 first,
                 "inv",
-                [store.Result(due["p0@example.org"].id, "failed", customer_id="C00000")],
+                [transitions.Result(due["p0@example.org"].id, "failed", customer_id="C00000")],
                 SystemClock().now(),
             )
         set_run_state(db, first, "stopped")
@@ -224,9 +226,9 @@ def test_the_ledger_counts_at_the_moment_of_sending(db: Database) -> None:
     assert reason["code"] == "in_another_run" and reason["detail"].startswith(f"run {first} ")
 
 
-def _load_due(db: Database, run_id: int) -> list[store.Due]:
+def _load_due(db: Database, run_id: int) -> list[queries.Due]:
     with db.connect() as connection:
-        return store.load_due(connection, run_id, SystemClock().now(), 1000)
+        return queries.load_due(connection, run_id, SystemClock().now(), 1000)
 
 
 def test_two_transactions_marking_one_key_are_serialised(db: Database) -> None:
@@ -240,13 +242,15 @@ def test_two_transactions_marking_one_key_are_serialised(db: Database) -> None:
     def other() -> None:
         with db.connect() as connection:
             entered.set()
-            outcome.append(store.claim(connection, second, [theirs], SystemClock().now()))
+            outcome.append(
+                transitions.mark_sending(connection, second, [theirs], SystemClock().now())
+            )
         finished.set()
 
     connection = db.engine.connect()
     try:
         transaction = connection.begin()
-        assert store.claim(connection, first, [mine], SystemClock().now()) == {mine.id}
+        assert transitions.mark_sending(connection, first, [mine], SystemClock().now()) == {mine.id}
         thread = threading.Thread(target=other)
         thread.start()
         assert entered.wait(30)
@@ -389,7 +393,7 @@ def test_two_workers_racing_on_postgresql_send_each_document_once(
 ) -> None:
     """Two workers (sharing both runs, as on two machines) deliver two runs planned together."""
     from core.delivery.runs import get_run
-    from core.delivery.worker import work
+    from core.worker import work
 
     db = postgresql_db
     total = 40

@@ -15,7 +15,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
 from core.clock import SystemClock
-from core.delivery import store, workers
+from core.delivery import policy, queries, transitions
 from core.storage import Database
 from tests.delivery_support import assert_counts_match_rows, document, new_run
 
@@ -24,8 +24,8 @@ def test_a_row_reaped_just_before_its_result_is_recorded(db: Database) -> None:
     run_id = new_run(db, document(2, 2525))
     now = SystemClock().now()
     with db.connect() as connection:
-        due = store.load_due(connection, run_id, now, 10)
-        assert store.claim(connection, run_id, due, now) == {d.id for d in due}
+        due = queries.load_due(connection, run_id, now, 10)
+        assert transitions.mark_sending(connection, run_id, due, now) == {d.id for d in due}
     armed = {"on": True}
     locked_out: list[bool] = []
 
@@ -40,7 +40,7 @@ def test_a_row_reaped_just_before_its_result_is_recorded(db: Database) -> None:
                         other.execute(text("SET LOCAL lock_timeout = '300ms'"))
                     else:
                         other.exec_driver_sql("PRAGMA busy_timeout=300")
-                    workers.orphan_sending(other, None, now, run_id)
+                    transitions.make_unknown(other, None, now, run_id)
                 locked_out.append(False)
             except DBAPIError:
                 locked_out.append(True)
@@ -48,11 +48,14 @@ def test_a_row_reaped_just_before_its_result_is_recorded(db: Database) -> None:
     with db.connect() as connection:
         event.listen(connection, "before_cursor_execute", reaper)
         try:
-            store.record(
+            transitions.record_results(
                 connection,
                 run_id,
                 "inv",
-                [store.Result(d.id, "sent", sent_at=now, customer_id=d.customer_id) for d in due],
+                [
+                    transitions.Result(d.id, "sent", sent_at=now, customer_id=d.customer_id)
+                    for d in due
+                ],
                 now,
             )
         finally:
@@ -60,7 +63,7 @@ def test_a_row_reaped_just_before_its_result_is_recorded(db: Database) -> None:
     assert locked_out == [True], "the rows being recorded were left open to a reaper"
     counts = assert_counts_match_rows(db, run_id)
     assert (counts["sent"], counts["unknown"], counts["sending"]) == (2, 0, 0)
-    assert store.settled_state(counts) == "completed"
+    assert policy.settled_state(counts) == "completed"
 
 
 pytestmark = pytest.mark.timeout(60)

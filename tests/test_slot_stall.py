@@ -23,12 +23,12 @@ import pytest
 from sqlalchemy import insert
 
 from core.clock import SystemClock, parse_instant
-from core.delivery import deliver as deliver_module
+from core.delivery import senders as senders_module
 from core.delivery.deliver import deliver
 from core.delivery.runs import create_run
-from core.delivery.workers import database_now
 from core.storage import Database
 from core.storage.models import RunShare, Worker, table_of
+from core.storage.sql import database_now
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.conftest import load_ok
 from tests.delivery_support import AT, assert_counts_match_rows, document
@@ -63,7 +63,7 @@ def another_run_wants_the_profile(db: Database) -> None:
 def test_senders_that_give_their_slot_back_take_one_again_for_queued_messages(
     db: Database, monkeypatch: pytest.MonkeyPatch, connections: int
 ) -> None:
-    monkeypatch.setattr(deliver_module, "SLOT_TURN_SECONDS", 0.0)
+    monkeypatch.setattr(senders_module, "SLOT_TURN_SECONDS", 0.0)
     with SmtpServer(faults=Faults(data_delay=0.2)) as server:
         load_ok(db, document(3 * connections, server.port, max_connections=connections))
         run_id = create_run(db, "inv", parse_instant(AT), SystemClock())

@@ -16,14 +16,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core.clock import SystemClock
-from core.delivery import store, workers
+from core.delivery import registry, transitions
 from core.delivery.deliver import DeliveryBroken
 from core.delivery.runs import get_run
-from core.delivery.worker import work
 from core.storage import Database
 from core.storage.database import retry_transient
 from core.storage.models import Worker, table_of
 from core.triggers import routines
+from core.worker import work
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.delivery_support import assert_counts_match_rows, document, new_run, states
 
@@ -107,7 +107,9 @@ def deliver_while_failing(
 def test_a_failed_claim_is_reported_and_the_run_is_taken_up_again(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_id, errors, counts, received = deliver_while_failing(db, monkeypatch, store, "claim", 1, 40)
+    run_id, errors, counts, received = deliver_while_failing(
+        db, monkeypatch, transitions, "mark_sending", 1, 40
+    )
     assert [(r, type(e)) for r, e in errors] == [(run_id, DeliveryBroken)]
     assert "server closed" in str(errors[0][1])
     # Nothing was in flight when the claim failed: nothing lost, nothing in doubt.
@@ -119,7 +121,7 @@ def test_results_that_could_not_be_recorded_are_recorded_later(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_id, errors, counts, received = deliver_while_failing(
-        db, monkeypatch, store, "record", 1, 40
+        db, monkeypatch, transitions, "record_results", 1, 40
     )
     assert [(r, type(e)) for r, e in errors] == [(run_id, DeliveryBroken)]
     # Kept and recorded once the database answered again: nothing in doubt.
@@ -134,7 +136,7 @@ def test_what_a_failed_delivery_left_sending_is_in_doubt_when_taken_up_again(
     # are lost with it, and the worker, taking the run up again, finds its
     # own recipients still `sending`.
     run_id, errors, counts, received = deliver_while_failing(
-        db, monkeypatch, store, "record", 2, 40
+        db, monkeypatch, transitions, "record_results", 2, 40
     )
     assert [(r, type(e)) for r, e in errors] == [(run_id, OperationalError)]
     assert counts["sending"] == counts["pending"] == 0
@@ -175,7 +177,7 @@ def test_a_worker_reaped_while_alive_carries_on_under_a_new_id(db: Database) -> 
             # Another process found its lease lapsed and reaped it.
             victim = sorted(ids)[0]
             connection.execute(update(worker).values(expires_at=worker.c.started_at))
-            workers.reap(connection)
+            registry.reap(connection)
             reaped.append(victim)
 
     # The server holds every message until the worker has noticed it was reaped
@@ -238,7 +240,9 @@ def test_a_foreground_run_cut_short_by_the_database_says_how_to_go_on(
 
     with SmtpServer(faults=Faults(data_delay=0.005)) as server:
         run_id = new_run(sqlite_db, document(20, server.port, max_connections=2))
-        monkeypatch.setattr(store, "record", failing(times, store.record))
+        monkeypatch.setattr(
+            transitions, "record_results", failing(times, transitions.record_results)
+        )
         code = cli.main(["run", "restart", str(run_id), "--db", sqlite_db.describe()])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and "internal error" not in err

@@ -307,7 +307,7 @@ def test_held_recipients_are_released_by_whichever_worker_is_alive(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from core.delivery import store
+    from core.delivery import transitions
 
     total = 40
     cluster.env["MSGRUN_LEASE_SECONDS"] = SHORT_LEASE
@@ -316,8 +316,8 @@ def test_held_recipients_are_released_by_whichever_worker_is_alive(
         run_id = cluster.start_run()
         due = datetime.now(UTC) + timedelta(seconds=3)
         with postgresql_db.connect() as connection:  # quiet hours until `due`
-            store.move(connection, run_id, None, "pending", "held", due, send_after=due)
-            store.set_state(connection, run_id, "waiting")
+            transitions.move(connection, run_id, None, "pending", "held", due, send_after=due)
+            assert transitions.run_transition(connection, run_id, "wait")
         cluster.spawn(2)
         time.sleep(1.0)
         cluster.workers[0].send_signal(signal.SIGKILL)  # one of them dies meanwhile

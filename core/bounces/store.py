@@ -30,7 +30,7 @@ from core.bounces.sources import Source, SourceError, SourceMessage, StdinSource
 from core.bounces.verp import parse_verp_token
 from core.clock import Clock
 from core.delivery.states import SENT, UNKNOWN
-from core.delivery.store import report_proves_sent
+from core.delivery.transitions import report_proves_sent
 from core.storage import Database
 from core.storage.database import error_words
 from core.storage.models import BounceReport, Recipient, RecipientOutcome, Suppression

@@ -1,16 +1,21 @@
-"""Delivering one run: claim → build → send → record, under a lease.
+"""Delivering one run in this process: its lifecycle, and the controller.
 
-One controller and ``max_connections`` senders, in one event loop:
+reserve → build → mark `sending` → send → record, under a lease. One
+controller, one feeder (``feeder.py``) and ``max_connections`` senders
+(``senders.py``), in one event loop, sharing ``pipeline.InMemory``:
 
-- the controller keeps at most ``max_connections`` claimed messages waiting
-  for a sender: a recipient is marked ``sending`` only just before it is handed
-  to a connection, so a crash leaves few ``unknown``;
+- the feeder keeps at most ``max_connections`` marked messages waiting for a
+  sender: a recipient is marked ``sending`` only just before it is handed to a
+  connection, so a crash leaves few ``unknown``;
 - each sender owns one reused SMTP connection and waits on the profile's
   rate limit before every message;
-- results are written in batches, at least every ``FLUSH_SECONDS``;
-- the lease is renewed every ``LEASE_RENEW_SECONDS``; a stop request (from any
-  process) is seen within ``STOP_POLL_SECONDS``.
+- the controller (here) records results in batches, at least every
+  ``FLUSH_SECONDS``; renews the lease every ``LEASE_RENEW_SECONDS``; sees a
+  stop request (from any process) within ``STOP_POLL_SECONDS``; and ends the
+  run in the state ``policy.settled_state`` gives once nothing is left to do.
 
+The lifecycle: take the run (register, lease or share, recover what a dead
+process left), deliver, and leave it (release everything, at once).
 Database calls run in a worker thread so that sending never waits on them.
 """
 
@@ -19,77 +24,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import socket
 import threading
 import time
 import uuid
 import zlib
-from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
+from enum import StrEnum
 from typing import Any, TypeVar
 
-import aiosmtplib
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from core.clock import Clock
-from core.delivery import store, workers
-from core.delivery.message import build_message
-from core.delivery.retry_policy import next_attempt
+from core.delivery import guards, policy, queries, registry, transitions
+from core.delivery.compose import Templates, run_settings
+from core.delivery.feeder import Feeder
+from core.delivery.pipeline import Delivering, InMemory
 from core.delivery.runs import read_counts
-from core.delivery.smtp import (
-    AuthGate,
-    ConnectionFault,
-    ProfileSettings,
-    RateLimit,
-    Reply,
-    RunFault,
-    open_connection,
-    password_for,
-    send,
-)
+from core.delivery.senders import Senders
+from core.delivery.smtp import ProfileSettings, RunFault, password_for
 from core.delivery.states import (
     COMPLETED,
-    FAILED,
     LEASE_RENEW_SECONDS,
     RETRYING,
     RUN_FAILED,
     RUNNING,
-    SENT,
     STOPPED,
     STOPPING,
     WAITING,
     lease_seconds,
 )
-from core.storage.database import Database, error_words, retry_transient
-from core.storage.models import (
-    Contact,
-    Customer,
-    Definition,
-    Document,
-    Organisation,
-    SmtpProfile,
-    table_of,
-)
-from core.templating import RenderError, render
-from core.vocabulary import document_label
+from core.storage.database import Database, error_words
 
 T = TypeVar("T")
 FLUSH_SECONDS = 0.25
 STOP_POLL_SECONDS = 0.5
-PREFETCH = 256
 # Dead workers are looked for, and contention for the profile's connections
 # checked, this often.
 REAP_SECONDS = 2.0
-# A sender gives its connection slot back after this long without a message,
-# and, while other runs want the profile, after holding it this long.
-SLOT_IDLE_SECONDS = 1.0
-SLOT_TURN_SECONDS = 5.0
-SLOT_RETRY_SECONDS = 0.25
-SLOT_WAIT_MOST_SECONDS = 2.0
 # A delivery with only retries left waits for one due this soon rather than
 # ending `waiting` (a short retry schedule, a greylisting server's few seconds).
 LINGER_SECONDS = 15.0
@@ -103,7 +77,7 @@ def process_owner() -> str:
 class DeliveryBroken(Exception):
     """Delivering a run ended on an unexpected error (the database went away, say).
 
-    What was sent is recorded and what was claimed given back before it is
+    What was sent is recorded and what was marked given back before it is
     raised; the run is left as it was, to be taken up again.
     """
 
@@ -121,21 +95,38 @@ class LeaseHeld(Exception):
         self.until = until
 
 
-@dataclass
-class Outgoing:
-    due: store.Due
-    envelope: Any = None  # Envelope, once built
+class Ending(StrEnum):
+    """How the controller's watch ended, when the run did not settle."""
+
+    STOP = "stop"  # a stop was asked for (here, or from any process)
+    FAULT = "fault"  # a fault of the profile
+    LOST = "lost"  # another process took the run over
+    BROKEN = "broken"  # a task of this delivery failed (the database went away, say)
 
 
-@dataclass
-class Templates:
-    definition_id: str
-    subject: str
-    text: str
-    html: str | None
-    organisation: dict[str, Any]
-    # per_trigger definitions record their targets when the run is made, not each send.
-    ledger: bool = True
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """How this process delivers the run."""
+
+    # Who holds the run's lease (default: this process, with a nonce).
+    owner: str | None = None
+    environ: Mapping[str, str] | None = None  # default os.environ
+    # Set to stop gracefully (Ctrl-C, SIGTERM).
+    stop: asyncio.Event | None = None
+    on_progress: Callable[[dict[str, int]], None] | None = None
+    # A worker shutting down leaves the run `running` for another worker;
+    # a person's Ctrl-C or `run stop` makes it `stopped`.
+    keep_running_on_stop: bool = False
+    # A worker passes its own registry id (and renews it); a foreground
+    # delivery registers one for itself.
+    worker_id: str | None = None
+    # Several workers deliver the run together (PostgreSQL), no run lease;
+    # otherwise this process holds the run's lease alone.
+    alongside_others: bool = False
+    # Set by the worker's heartbeat when it finds the worker reaped.
+    worker_lost: threading.Event | None = None
+    # A worker resumes runs; it never clears a stop (only a restart does).
+    resume_only: bool = False
 
 
 @dataclass
@@ -151,156 +142,99 @@ class Delivery:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
-class _Shared:
-    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    results: list[store.Result] = field(default_factory=list)
-    in_flight: set[int] = field(default_factory=set)
-    unsent: list[int] = field(default_factory=list)
-    fault: str | None = None
-    sent: int = 0
-
-
 class Deliverer:
+    """One delivery of one run by this process: take it, control it, leave it."""
+
     def __init__(
         self,
         database: Database,
         run_id: int,
         clock: Clock,
-        *,
-        owner: str | None = None,
-        environ: Mapping[str, str] | None = None,
-        stop: asyncio.Event | None = None,
-        on_progress: Callable[[dict[str, int]], None] | None = None,
-        keep_running_on_stop: bool = False,
-        worker_id: str | None = None,
-        shared: bool = False,
-        worker_lost: threading.Event | None = None,
-        resume_only: bool = False,
+        options: DeliveryOptions | None = None,
     ) -> None:
+        options = options or DeliveryOptions()
         self.database = database
         self.run_id = run_id
         self.clock = clock
-        self.owner = owner or process_owner()
-        self.environ = os.environ if environ is None else environ
-        self.local_stop = stop or asyncio.Event()
-        self.on_progress = on_progress
-        # A worker shutting down leaves the run `running` for another worker;
-        # a person's Ctrl-C or `run stop` makes it `stopped`.
-        self.keep_running_on_stop = keep_running_on_stop
+        self.owner = options.owner or process_owner()
+        self.environ = os.environ if options.environ is None else options.environ
+        self.local_stop = options.stop or asyncio.Event()
+        self.on_progress = options.on_progress
+        self.keep_running_on_stop = options.keep_running_on_stop
         self.lease_seconds = lease_seconds(self.environ)
         self.renew_seconds = min(LEASE_RENEW_SECONDS, self.lease_seconds / 4)
-        self.shared = _Shared()
-        self._claims: Connection | None = None
-        # The delivering process in the worker registry: a worker passes its own
-        # id (and renews it); a foreground delivery registers one for itself.
-        self.own_worker = worker_id is None
-        self.worker_id = worker_id or workers.new_worker_id("run")
-        # Shared: several workers deliver the run together (PostgreSQL), no run
-        # lease; otherwise this process holds the run's lease alone.
-        self.is_shared = shared
-        self.worker_lost = worker_lost or threading.Event()
-        self.heartbeat: workers.Heartbeat | None = None
-        # A worker resumes runs; it never clears a stop (only a restart does).
-        self.resume_only = resume_only
-        self.active = 0  # senders holding a connection slot
+        self.own_worker = options.worker_id is None
+        self.worker_id = options.worker_id or registry.new_worker_id("run")
+        self.alongside_others = options.alongside_others
+        self.worker_lost = options.worker_lost or threading.Event()
+        self.heartbeat: registry.Heartbeat | None = None
+        self.resume_only = options.resume_only
         # This process's own counter rows (see RunCount): 1..64.
         self.shard = 1 + zlib.crc32(self.worker_id.encode()) % 64
-        self.contended = False
-        # Dedup and quiet hours, checked when recipients are marked `sending`.
-        self.guard: store.Guard | None = None
+        self.memory = InMemory()
         # What ended this delivery's controller, when something did (see _broken).
         self.failure: Exception | None = None
         self.tasks: list[asyncio.Task[None]] = []
 
-    # -- database calls, in a thread ----------------------------------------
-
     async def db(self, work: Callable[[Connection], T]) -> T:
         return await asyncio.to_thread(self.database.run, work)
 
-    # -- setting up ---------------------------------------------------------------
+    # -- taking the run, and leaving it ---------------------------------------------
 
     def _take(
         self, connection: Connection, resend_unknown: bool
     ) -> tuple[Any, ProfileSettings, Templates]:
         now = self.clock.now()
-        run = store.run_row(connection, self.run_id)
+        run = queries.run_row(connection, self.run_id)
         if self.own_worker:
-            workers.register(connection, self.worker_id, self.lease_seconds)
-        if not self.is_shared:
-            if not store.acquire_lease(
+            registry.register(connection, self.worker_id, self.lease_seconds)
+        if not self.alongside_others:
+            if not registry.acquire_lease(
                 connection, self.run_id, self.owner, now, self.lease_seconds
             ):
                 raise LeaseHeld(run.lease_owner, run.lease_expires_at)
-            sharing = workers.run_sharers(connection, self.run_id, self.worker_id)
+            sharing = registry.run_sharers(connection, self.run_id, self.worker_id)
             if sharing:
                 raise LeaseHeld(f"{len(sharing)} worker(s): {', '.join(sharing)}", None)
-        store.recover_orphans(connection, self.run_id, now)
+        registry.recover_run(connection, self.run_id, now)
         if not self.own_worker:
             # What this worker left of an earlier delivery of the run that ended
             # on an error (the database went away, say): a worker delivers a run
             # once at a time, so its `sending` recipients of the run are in
-            # doubt, and what it claimed goes back to the pool.
-            workers.orphan_sending(connection, self.worker_id, now, self.run_id)
-            workers.release_claims(connection, self.worker_id, self.run_id)
+            # doubt, and what it reserved goes back to the pool.
+            transitions.make_unknown(connection, self.worker_id, now, self.run_id)
+            registry.release_reservations(connection, self.worker_id, self.run_id)
         if resend_unknown:
-            store.resend_unknown(connection, self.run_id, now)
-        profile, templates = self.settings(connection, self.run_id)
-        workers.join(connection, self.run_id, self.worker_id, profile.id)
+            transitions.resend_unknown(connection, self.run_id, now)
+        profile, templates = run_settings(connection, self.run_id)
+        registry.join(connection, self.run_id, self.worker_id, profile.id)
         return run, profile, templates
 
     def _leave(self, connection: Connection) -> None:
-        workers.leave(connection, self.run_id, self.worker_id)
-        if self.is_shared:
+        registry.leave(connection, self.run_id, self.worker_id)
+        if self.alongside_others:
             # The last process out of a stopping run marks it stopped.
-            workers.finish_stopping(connection, self.clock.now(), self.run_id)
+            registry.finish_stopping(connection, self.clock.now(), self.run_id)
         else:
-            store.release_lease(connection, self.run_id, self.owner)
+            registry.release_lease(connection, self.run_id, self.owner)
         if self.own_worker:
-            workers.retire(connection, self.worker_id)
-
-    @staticmethod
-    def settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, Templates]:
-        """The run's SMTP profile and its definition's templates."""
-        run = store.run_row(connection, run_id)
-        profile = ProfileSettings.from_row(
-            connection.execute(
-                select(table_of(SmtpProfile)).where(
-                    table_of(SmtpProfile).c.id == run.smtp_profile_id
-                )
-            ).one()
-        )
-        definition = connection.execute(
-            select(table_of(Definition)).where(table_of(Definition).c.id == run.definition_id)
-        ).one()
-        organisation = connection.execute(select(table_of(Organisation))).one()
-        templates = Templates(
-            definition_id=definition.id,
-            subject=definition.template_subject,
-            text=definition.template_text,
-            html=definition.template_html,
-            organisation={"name": organisation.name, "timezone": organisation.timezone},
-            ledger=definition.dedup != "per_trigger",
-        )
-        return profile, templates
-
-    # -- the controller -------------------------------------------------------------
+            registry.retire(connection, self.worker_id)
 
     async def run(self, *, resend_unknown: bool = False) -> Delivery:
         run, profile, templates = await self.db(lambda c: self._take(c, resend_unknown))
         if self.own_worker:
-            self.heartbeat = workers.Heartbeat(
+            self.heartbeat = registry.Heartbeat(
                 self.database, self.worker_id, self.lease_seconds, self.renew_seconds
             ).start()
             self.worker_lost = self.heartbeat.lost
         try:
-            if store.settled_state(await self._counts()) == COMPLETED and run.state == COMPLETED:
+            if policy.settled_state(await self._counts()) == COMPLETED and run.state == COMPLETED:
                 return Delivery(self.run_id, COMPLETED)
             if self.resume_only:
-                if not await self.db(lambda c: store.resume(c, self.run_id)):
+                if not await self.db(lambda c: transitions.resume(c, self.run_id)):
                     return Delivery(self.run_id, str(run.state))
             else:
-                await self.db(lambda c: store.set_state(c, self.run_id, RUNNING, clear_stop=True))
+                await self.db(lambda c: transitions.restart(c, self.run_id))
             return await self._deliver(profile, templates)
         finally:
             if self.heartbeat is not None:
@@ -310,159 +244,157 @@ class Deliverer:
     async def _counts(self) -> dict[str, int]:
         return (await self.db(lambda c: read_counts(c, [self.run_id])))[self.run_id]
 
+    # -- delivering ---------------------------------------------------------------------
+
     async def _deliver(self, profile: ProfileSettings, templates: Templates) -> Delivery:
         try:
             password = password_for(profile, self.environ)
         except RunFault as fault:
             return await self._end(RUN_FAILED, str(fault))
-        self.queue: asyncio.Queue[Outgoing | None] = asyncio.Queue()
-        self.capacity = asyncio.Condition()
-        self.wake = asyncio.Event()
-        self.halt = False
-        self.idle = False
-        self.profile_id = profile.id
-        self.max_connections = profile.max_connections
-        self.ledger = templates.ledger
-        self.guard = await self.db(lambda c: store.guard_of(c, self.run_id))
-        self.profile = profile
-        # One login at a time until one succeeds; a refused password is not tried again.
-        self.auth_gate = AuthGate()
-        self.contended, self.fair_share = await self.db(self._reap)
-        self.has_work = asyncio.Event()
-        self.halted = asyncio.Event()
-        limit = RateLimit(profile.rate_per_second)
-        limit.share(0.0)
-        senders = [
-            asyncio.create_task(self._sender(profile, password, limit))
-            for _ in range(profile.max_connections)
-        ]
-        feeder = asyncio.create_task(self._feeder(profile, templates))
-        self.tasks = [feeder, *senders]
-        self.failure = None
+        m = self.memory
+        delivering = Delivering(
+            database=self.database,
+            clock=self.clock,
+            run_id=self.run_id,
+            worker_id=self.worker_id,
+            shard=self.shard,
+            profile=profile,
+            templates=templates,
+            guard=await self.db(lambda c: guards.guard_of(c, self.run_id)),
+            alongside_others=self.alongside_others,
+        )
+        m.contended, m.fair_share = await self.db(lambda c: self._reap(c, profile))
+        senders = Senders(delivering, m, password).start()
+        feeder = Feeder(delivering, m)
+        feeding = asyncio.create_task(feeder.run())
+        self.tasks = [feeding, *senders]
         lost = False
         try:
             try:
-                outcome = await self._control(templates)
+                outcome: str = await self._control(delivering)
             except Exception as failure:  # the database went away, say
                 self.failure = failure
-                outcome = "broken"
-            lost = outcome == "lost"
+                outcome = Ending.BROKEN
+            lost = outcome == Ending.LOST
         finally:
-            # The feeder is told, not cancelled: a claim it has started must
-            # land in the queue, so that what it claimed is accounted for.
-            self.halt = True
-            self.halted.set()
-            self.wake.set()
-            self.has_work.set()
-            async with self.capacity:
-                self.capacity.notify_all()
-            await asyncio.gather(feeder, return_exceptions=True)
-            if self._claims is not None:
-                self._claims.close()
-                self._claims = None
-            # Claimed messages no sender took go back; messages in flight finish
+            # The feeder is told, not cancelled: a marking it has started must
+            # land in the queue, so that what it marked is accounted for.
+            m.halt = True
+            m.halted.set()
+            m.wake.set()
+            m.has_work.set()
+            await m.notify()
+            await asyncio.gather(feeding, return_exceptions=True)
+            feeder.close()
+            # Marked messages no sender took go back; messages in flight finish
             # (unless the lease was lost: then the new holder decides).
             drained = []
-            while not self.queue.empty():
-                item = self.queue.get_nowait()
+            while not m.queue.empty():
+                item = m.queue.get_nowait()
                 if item is not None:
                     drained.append(item.due.id)
-                    self.shared.in_flight.discard(item.due.id)
+                    m.in_flight.discard(item.due.id)
             for task in senders:
-                self.queue.put_nowait(None)
+                m.queue.put_nowait(None)
                 if lost:
                     task.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
         if lost:
             # Another process took the run over: leave everything to it.
-            return Delivery(self.run_id, RUNNING, "the lease on the run was lost", self.shared.sent)
-        # Messages claimed but never handed to a connection go back first: should
+            return Delivery(self.run_id, RUNNING, "the lease on the run was lost", m.sent)
+        # Messages marked but never handed to a connection go back first: should
         # recording the results fail next, they at least are not left in doubt.
-        unsent = drained + self.shared.unsent
+        unsent = drained + m.unsent
         if unsent:
             await self.db(
-                lambda c: store.unclaim(c, self.run_id, unsent, self.clock.now(), self.shard)
+                lambda c: transitions.give_back_unsent(
+                    c, self.run_id, unsent, self.clock.now(), self.shard
+                )
             )
-        # What this process claimed and never started sending goes back to the pool.
-        await self.db(lambda c: workers.release_claims(c, self.worker_id, self.run_id))
-        await self._flush(templates.definition_id)
-        if outcome == "broken":
-            # What was sent is recorded and what was claimed given back: the run
+        # What this process reserved and never started sending goes back to the pool.
+        await self.db(lambda c: registry.release_reservations(c, self.worker_id, self.run_id))
+        await self._flush(templates)
+        if outcome == Ending.BROKEN:
+            # What was sent is recorded and what was marked given back: the run
             # stays as it was for this process (or another) to take up again.
             error = self._broken()
             assert error is not None
             # A sender that failed may have left its message `sending`: in doubt.
             await self.db(
-                lambda c: workers.orphan_sending(c, self.worker_id, self.clock.now(), self.run_id)
+                lambda c: transitions.make_unknown(c, self.worker_id, self.clock.now(), self.run_id)
             )
             raise DeliveryBroken(self.run_id, error) from error
-        if outcome not in ("stop", "fault"):
+        if outcome not in (Ending.STOP, Ending.FAULT):
             return await self._end(outcome, None)
-        if self.shared.fault is not None:
-            return await self._end(RUN_FAILED, self.shared.fault)
+        if m.fault is not None:
+            return await self._end(RUN_FAILED, m.fault)
         if (
             self.keep_running_on_stop
             and self.local_stop.is_set()
             and not await self._stop_requested()
         ):
-            return Delivery(self.run_id, RUNNING, None, self.shared.sent)
-        if self.is_shared:
+            return Delivery(self.run_id, RUNNING, None, m.sent)
+        if self.alongside_others:
             # Other workers may still be letting go of the run: the last one out
             # marks it stopped (see _leave), and only while it is still stopping.
             # Marking it here could undo a restart made the moment another
             # worker had marked it stopped.
-            return Delivery(self.run_id, STOPPING, None, self.shared.sent)
+            return Delivery(self.run_id, STOPPING, None, m.sent)
         return await self._end(STOPPED, None)
 
-    async def _control(self, templates: Templates) -> str:
+    # -- the controller -------------------------------------------------------------
+
+    async def _control(self, delivering: Delivering) -> str:
         """Record results, watch for stop and faults, keep the lease; say how it ended.
 
-        Returns "stop", "fault", "lost", "broken" (a task of this delivery
-        failed: see ``_broken``), or the state the run settled in.
+        Returns an ``Ending``, or the state the run settled in.
         """
+        m = self.memory
         last_renew = last_poll = last_reap = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.local_stop.wait(), FLUSH_SECONDS)
             now_m = time.monotonic()
-            await self._flush(templates.definition_id)
+            await self._flush(delivering.templates)
             if self._broken() is not None:
-                return "broken"
-            if self.shared.fault is not None:
-                return "fault"
+                return Ending.BROKEN
+            if m.fault is not None:
+                return Ending.FAULT
             if self.local_stop.is_set():
-                return "stop"
+                return Ending.STOP
             if now_m - last_poll >= STOP_POLL_SECONDS:
                 last_poll = now_m
                 if await self._stop_requested():
-                    return "stop"
+                    return Ending.STOP
             if self.worker_lost.is_set():
-                return "lost"
+                return Ending.LOST
             if now_m - last_renew >= self.renew_seconds:
                 last_renew = now_m
                 if not await self.db(self._renew):
-                    return "lost"
+                    return Ending.LOST
             if now_m - last_reap >= REAP_SECONDS:
                 last_reap = now_m
-                self.contended, self.fair_share = await self.db(self._reap)
-            if self.idle and not self.shared.in_flight and self.queue.empty():
-                settled = store.settled_state(await self._counts())
+                m.contended, m.fair_share = await self.db(
+                    lambda c: self._reap(c, delivering.profile)
+                )
+            if m.idle and not m.in_flight and m.queue.empty():
+                settled: str | None = policy.settled_state(await self._counts())
                 if settled == WAITING and await self._retry_soon():
                     settled = None
                 if settled is not None:
                     return settled
-            self.wake.set()  # results may have made retries due: let the feeder look
+            m.wake.set()  # results may have made retries due: let the feeder look
 
     async def _retry_soon(self) -> bool:
         """A retry is due within LINGER_SECONDS: wait for it rather than end `waiting`."""
-        due = await self.db(lambda c: store.next_due(c, self.run_id, RETRYING))
+        due = await self.db(lambda c: queries.next_due(c, self.run_id, RETRYING))
         return due is not None and (due - self.clock.now()).total_seconds() <= LINGER_SECONDS
 
     def _broken(self) -> BaseException | None:
         """The error the controller, the feeder or a sender ended with, if one did.
 
         Without its feeder the delivery would wait for ever for work it
-        claimed and never hands out (and nobody else may take).
+        marked and never hands out (and nobody else may take).
         """
         if self.failure is not None:
             return self.failure
@@ -473,414 +405,58 @@ class Deliverer:
 
     def _renew(self, connection: Connection) -> bool:
         """Renew the run's lease when this process holds it alone (the worker's has its thread)."""
-        return self.is_shared or store.renew_lease(
+        return self.alongside_others or registry.renew_lease(
             connection, self.run_id, self.owner, self.clock.now(), self.lease_seconds
         )
 
-    def _reap(self, connection: Connection) -> tuple[bool, int]:
+    def _reap(self, connection: Connection, profile: ProfileSettings) -> tuple[bool, int]:
         """Recover what dead workers left; see who else delivers through this profile.
 
         Returns whether other runs want the profile (slots then change hands
-        every few seconds) and this delivery's fair share of its connections:
-        max_connections over the (worker, run) pairs delivering through it.
+        every few seconds) and this delivery's fair share of its connections.
         """
-        workers.reap(connection)
-        contended = workers.runs_sharing(connection, self.profile_id) > 1
-        pairs = max(1, workers.sharers(connection, self.profile_id))
-        return contended, max(1, -(-self.max_connections // pairs))
+        registry.reap(connection)
+        contended = registry.runs_sharing(connection, profile.id) > 1
+        pairs = registry.sharers(connection, profile.id)
+        return contended, policy.fair_share(profile.max_connections, pairs)
 
     async def _stop_requested(self) -> bool:
-        row = await self.db(lambda c: store.run_row(c, self.run_id))
+        row = await self.db(lambda c: queries.run_row(c, self.run_id))
         return row.stop_requested_at is not None or row.state == STOPPING
 
     async def _end(self, state: str, error: str | None) -> Delivery:
         now = self.clock.now()
-        ended = None if state in (RUNNING, WAITING) else now
-        await self.db(lambda c: store.set_state(c, self.run_id, state, ended_at=ended, error=error))
+        await self.db(lambda c: transitions.settle(c, self.run_id, state, now, error))
         if self.on_progress is not None:
             self.on_progress(await self._counts())
-        return Delivery(self.run_id, state, error, self.shared.sent, dict(self.shared.timings))
+        m = self.memory
+        return Delivery(self.run_id, state, error, m.sent, dict(m.timings))
 
-    async def _flush(self, definition_id: str) -> None:
-        results, self.shared.results = self.shared.results, []
+    async def _flush(self, templates: Templates) -> None:
+        m = self.memory
+        results, m.results = m.results, []
         if not results:
             return
         started = time.perf_counter()
-        ledger = self.ledger
         try:
             await self.db(
-                lambda c: store.record(
+                lambda c: transitions.record_results(
                     c,
                     self.run_id,
-                    definition_id,
+                    templates.definition_id,
                     results,
                     self.clock.now(),
-                    ledger=ledger,
+                    ledger=templates.ledger,
                     shard=self.shard,
                 )
             )
         except Exception:
             # Kept for the next flush: what was sent is not forgotten.
-            self.shared.results[:0] = results
+            m.results[:0] = results
             raise
-        self.shared.timings["recording"] += time.perf_counter() - started
+        m.timings["recording"] += time.perf_counter() - started
         if self.on_progress is not None:
             self.on_progress(await self._counts())
-
-    # -- feeding the senders --------------------------------------------------------
-
-    def _busy(self) -> int:
-        return len(self.shared.in_flight)
-
-    async def _feeder(self, profile: ProfileSettings, templates: Templates) -> None:
-        """Keep the senders busy, never holding more than 2 × max_connections in doubt.
-
-        Messages are read and built ahead, a batch at a time, without claiming
-        them; they are claimed (marked `sending`) in small groups only as
-        connections free up.
-        """
-        prepared: deque[Outgoing] = deque()
-        most, low = 2 * profile.max_connections, profile.max_connections
-        while not self.halt:
-            if not prepared:
-                # Claim a batch in proportion to the connections this process holds,
-                # so that a process without connections does not sit on recipients.
-                size = min(PREFETCH, max(2 * profile.max_connections, 32 * self.active))
-                ready = await self.db(
-                    partial(self._prepare, profile=profile, templates=templates, size=size)
-                )
-                prepared.extend(ready)
-                if not prepared:
-                    # Senders without a connection slot wait for work: while messages
-                    # marked `sending` still wait in the queue, there is some (else a
-                    # sender that gave its slot back would leave them there for ever).
-                    if self.queue.empty():
-                        self.has_work.clear()
-                    self.idle = True
-                    await self._sleep_until_due()
-                    self.idle = False
-                    continue
-                self.has_work.set()
-            # Mark `sending` in groups of about max_connections, while the group
-            # before is still being sent: at most 2 × max_connections in doubt in
-            # this process (domain.md), however many of the profile's connections
-            # it holds. Each group is one transaction (one commit to wait for), so
-            # a process holding few connections still claims in large groups.
-            async with self.capacity:
-                await self.capacity.wait_for(
-                    lambda: self.halt or (self.active > 0 and self._busy() <= low)
-                )
-            if self.halt:
-                return
-            room = most - self._busy()
-            batch = [prepared.popleft() for _ in range(min(len(prepared), room))]
-            # A claim is a short write; alone on the run, making it here costs less
-            # than a thread hop. Shared with other workers, it may wait on their
-            # locks, and the event loop must not wait with it.
-            started = time.perf_counter()
-            due = [o.due for o in batch]
-            if self.is_shared:
-                claimed = await asyncio.to_thread(self._claim_now, due)
-            else:
-                claimed = self._claim_now(due)
-            self.shared.timings["claiming"] += time.perf_counter() - started
-            for outgoing in batch:
-                if outgoing.due.id in claimed:
-                    self.shared.in_flight.add(outgoing.due.id)
-                    self.queue.put_nowait(outgoing)
-
-    def _claim_now(self, due: list[store.Due]) -> set[int]:
-        """Claim on the feeder's own connection, one short transaction each time.
-
-        A claim is the hot path of delivery and a short write, so it is made
-        on the event loop (cheaper than a hop to a thread) over a connection
-        kept open for the purpose (cheaper than a pool checkout each time).
-        """
-
-        def once() -> set[int]:
-            if self._claims is None:
-                self._claims = self.database.engine.connect()
-            try:
-                with self._claims.begin():
-                    return store.claim(
-                        self._claims,
-                        self.run_id,
-                        due,
-                        self.clock.now(),
-                        self.worker_id,
-                        self.shard,
-                        self.guard,
-                    )
-            except Exception:
-                self._claims.close()
-                self._claims = None
-                raise
-
-        return retry_transient(once)
-
-    async def _sleep_until_due(self) -> None:
-        self.wake.clear()
-        due = await self.db(lambda c: store.next_due(c, self.run_id))
-        pause = STOP_POLL_SECONDS
-        if due is not None:
-            pause = max(0.01, min(pause, (due - self.clock.now()).total_seconds()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), pause)
-
-    def _prepare(
-        self, connection: Connection, profile: ProfileSettings, templates: Templates, size: int
-    ) -> list[Outgoing]:
-        """Claim due recipients and build their messages; fail those whose template fails."""
-        now = self.clock.now()
-        started = time.perf_counter()
-        due = store.claim_batch(connection, self.run_id, self.worker_id, now, size)
-        if not due:
-            return []
-        context = _contexts(connection, due)
-        built = time.perf_counter()
-        self.shared.timings["reading"] += built - started
-        ready: list[Outgoing] = []
-        broken: list[store.Result] = []
-        for item in due:
-            try:
-                ready.append(Outgoing(item, _build(item, profile, templates, context, now)))
-            except (RenderError, ValueError) as error:
-                broken.append(
-                    store.Result(item.id, FAILED, error=str(error), customer_id=item.customer_id)
-                )
-        self.shared.timings["building"] += time.perf_counter() - built
-        if broken:
-            claimed = store.claim(
-                connection,
-                self.run_id,
-                [d for d in due if d.id in {b.id for b in broken}],
-                now,
-                self.worker_id,
-                self.shard,
-                self.guard,
-            )
-            store.record(
-                connection,
-                self.run_id,
-                templates.definition_id,
-                [b for b in broken if b.id in claimed],
-                now,
-                shard=self.shard,
-            )
-        return ready
-
-    # -- the senders ----------------------------------------------------------------
-
-    async def _sender(
-        self, profile: ProfileSettings, password: str | None, limit: RateLimit
-    ) -> None:
-        """Send over one connection, holding one of the profile's connection slots.
-
-        The slot (a row shared by every process) is taken when there is work
-        and given back when the sender has been idle a moment, or, while other
-        runs want the profile, after a turn of ``SLOT_TURN_SECONDS``.
-        """
-        smtp: aiosmtplib.SMTP | None = None
-        slot: int | None = None
-        held_since = 0.0
-        retry = SLOT_RETRY_SECONDS
-
-        async def give_back() -> None:
-            nonlocal smtp, slot
-            if smtp is not None and smtp.is_connected:
-                try:
-                    await asyncio.wait_for(smtp.quit(), timeout=2)
-                except Exception:
-                    smtp.close()
-            smtp = None
-            if slot is not None:
-                held, slot = slot, None
-                await self.db(lambda c: workers.give_slot(c, profile.id, held, self.worker_id))
-                await self._slots_changed(-1, limit, profile)
-
-        try:
-            while True:
-                if slot is None:
-                    await self.has_work.wait()
-                    if self.halt:
-                        return
-                    if self.active >= self.fair_share:
-                        # This delivery holds its share of the profile's connections.
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self.halted.wait(), SLOT_WAIT_MOST_SECONDS)
-                        continue
-                    slot = await self.db(
-                        lambda c: workers.take_slot(
-                            c, profile.id, profile.max_connections, self.worker_id, self.run_id
-                        )
-                    )
-                    if slot is None:
-                        # Every slot is held (by other workers): look again, less often
-                        # the longer it lasts, so waiting senders cost the database little.
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(
-                                self.halted.wait(), retry * random.uniform(0.5, 1.5)
-                            )
-                        retry = min(SLOT_WAIT_MOST_SECONDS, retry * 2)
-                        continue
-                    retry = SLOT_RETRY_SECONDS
-                    held_since = time.monotonic()
-                    await self._slots_changed(+1, limit, profile)
-                try:
-                    outgoing = await asyncio.wait_for(self.queue.get(), SLOT_IDLE_SECONDS)
-                except TimeoutError:
-                    await give_back()
-                    continue
-                if outgoing is None:
-                    return
-                if self.shared.fault is not None:
-                    self.shared.unsent.append(outgoing.due.id)
-                    self.shared.in_flight.discard(outgoing.due.id)
-                    continue
-                await limit.wait()
-                try:
-                    if smtp is None or not smtp.is_connected:
-                        smtp = await open_connection(profile, password, self.auth_gate)
-                    reply = await send(smtp, outgoing.envelope)
-                    self._result(outgoing, reply=reply)
-                except RunFault as fault:
-                    self.shared.fault = str(fault)
-                    self.shared.unsent.append(outgoing.due.id)
-                    self.shared.in_flight.discard(outgoing.due.id)
-                    smtp = None
-                except ConnectionFault as fault:
-                    smtp = None
-                    self._result(outgoing, fault=str(fault))
-                async with self.capacity:
-                    self.capacity.notify_all()
-                if self.active > self.fair_share or (
-                    self.contended and time.monotonic() - held_since > SLOT_TURN_SECONDS
-                ):
-                    await give_back()  # more than its share, or another run's turn
-                    await asyncio.sleep(SLOT_RETRY_SECONDS)
-        finally:
-            with contextlib.suppress(Exception):
-                await give_back()
-
-    async def _slots_changed(self, delta: int, limit: RateLimit, profile: ProfileSettings) -> None:
-        """Connections held changed: this process's part of the profile's rate follows them."""
-        self.active += delta
-        limit.share(self.active / profile.max_connections)
-        async with self.capacity:
-            self.capacity.notify_all()
-
-    def _result(
-        self, outgoing: Outgoing, *, reply: Reply | None = None, fault: str | None = None
-    ) -> None:
-        due = outgoing.due
-        attempts = due.attempts + 1
-        now = self.clock.now()
-        result = store.Result(
-            due.id,
-            FAILED,
-            customer_id=due.customer_id,
-            address=due.address,
-            document_id=due.document_id,
-            offset_days=due.offset_days,
-        )
-        if reply is not None:
-            result.smtp_code, result.smtp_reply = reply.code, reply.text
-        result.first_attempt_at = due.first_attempt_at or now
-        if reply is not None and 200 <= reply.code < 300:
-            result.state, result.sent_at = SENT, now
-            self.shared.sent += 1
-        elif (reply is not None and 400 <= reply.code < 500) or fault is not None:
-            result.error = fault
-            first = result.first_attempt_at or now
-            later = next_attempt(
-                first_attempt_at=first,
-                now=now,
-                failed_attempts=attempts,
-                schedule=self.profile.retry_after_seconds,
-                retry_for_seconds=self.profile.retry_for_seconds,
-            )
-            if later is not None:
-                result.state, result.next_attempt_at = RETRYING, later
-            else:
-                spent = (now - first).total_seconds()
-                result.error = f"gave up after {attempts} attempts in {spent:.0f} s" + (
-                    f": {fault}" if fault else ""
-                )
-        else:
-            result.hard_bounce = reply is not None and reply.hard_bounce
-        self.shared.results.append(result)
-        self.shared.in_flight.discard(due.id)
-
-
-# -- building messages ----------------------------------------------------------
-
-
-def _contexts(connection: Connection, due: list[store.Due]) -> dict[str, dict[str, Any]]:
-    """Customers, contacts and documents of a batch, each read in one query."""
-    customer, contact, document = table_of(Customer), table_of(Contact), table_of(Document)
-    customers = {
-        row.id: {
-            "id": row.id,
-            "name": row.name,
-            "cluster": row.cluster,
-            "attributes": row.attributes or {},
-        }
-        for row in connection.execute(
-            select(customer).where(customer.c.id.in_({d.customer_id for d in due}))
-        )
-    }
-    contacts = {
-        row.id: {"id": row.id, "name": row.name}
-        for row in connection.execute(
-            select(contact.c.id, contact.c.name).where(
-                contact.c.id.in_({d.contact_id for d in due if d.contact_id})
-            )
-        )
-    }
-    documents = {
-        row.id: {
-            "id": row.id,
-            "kind": row.kind,
-            "number": row.number,
-            "label": document_label(row.number),
-            "status": row.status,
-            "due_date": row.due_date.isoformat() if row.due_date else None,
-            "amount": row.amount,
-            "currency": row.currency,
-        }
-        for row in connection.execute(
-            select(document).where(document.c.id.in_({d.document_id for d in due if d.document_id}))
-        )
-    }
-    return {"customers": customers, "contacts": contacts, "documents": documents}
-
-
-def _build(
-    due: store.Due,
-    profile: ProfileSettings,
-    templates: Templates,
-    context: dict[str, dict[str, Any]],
-    now: datetime,
-) -> Any:
-    contact = context["contacts"].get(due.contact_id or "", {"name": ""})
-    values = {
-        "organisation": templates.organisation,
-        "customer": context["customers"].get(due.customer_id, {"id": due.customer_id}),
-        "contact": contact,
-        "address": due.address,
-        "document": context["documents"].get(due.document_id or "") if due.document_id else None,
-    }
-    return build_message(
-        from_address=profile.from_address,
-        from_name=profile.from_name,
-        to_address=due.address,
-        to_name=contact.get("name"),
-        subject=render(templates.subject, values),
-        text=render(templates.text, values),
-        html=render(templates.html, values) if templates.html else None,
-        message_id=due.message_id,
-        date=now,
-    )
 
 
 async def deliver(
@@ -889,7 +465,29 @@ async def deliver(
     clock: Clock,
     *,
     resend_unknown: bool = False,
-    **options: Any,
+    owner: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    stop: asyncio.Event | None = None,
+    on_progress: Callable[[dict[str, int]], None] | None = None,
+    keep_running_on_stop: bool = False,
+    worker_id: str | None = None,
+    alongside_others: bool = False,
+    worker_lost: threading.Event | None = None,
+    resume_only: bool = False,
 ) -> Delivery:
-    """Deliver what ``run_id`` has not sent, in this process, until it ends or stops."""
-    return await Deliverer(database, run_id, clock, **options).run(resend_unknown=resend_unknown)
+    """Deliver what ``run_id`` has not sent, in this process, until it ends or stops.
+
+    The options are those of ``DeliveryOptions``.
+    """
+    options = DeliveryOptions(
+        owner=owner,
+        environ=environ,
+        stop=stop,
+        on_progress=on_progress,
+        keep_running_on_stop=keep_running_on_stop,
+        worker_id=worker_id,
+        alongside_others=alongside_others,
+        worker_lost=worker_lost,
+        resume_only=resume_only,
+    )
+    return await Deliverer(database, run_id, clock, options).run(resend_unknown=resend_unknown)

@@ -125,7 +125,10 @@ def build_message(
     html: str | None,
     message_id: str,
     date: datetime,
+    envelope_sender: str | None = None,
 ) -> Envelope:
+    """The message's bytes and its envelope: MAIL FROM is ``envelope_sender`` (a VERP
+    address, say) when given, else ``from_address``; the From header is ``from_address``."""
     utf8 = needs_smtputf8(to_address) or needs_smtputf8(from_address)
     for address in (from_address, to_address):
         if any(c in address for c in "\r\n<>") or not address:
@@ -151,7 +154,12 @@ def build_message(
             f"--{boundary}{CRLF}{html_headers}{CRLF}{html_body}"
             f"--{boundary}--{CRLF}"
         )
-    return Envelope(from_address, to_address, message.encode("utf-8" if utf8 else "ascii"), utf8)
+    return Envelope(
+        envelope_sender or from_address,
+        to_address,
+        message.encode("utf-8" if utf8 else "ascii"),
+        utf8,
+    )
 
 
 def reference_message(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from core.delivery import store
-from core.delivery.deliver import Deliverer, _build, _contexts
+from core.delivery import queries
+from core.delivery.compose import compose_message, message_contexts, run_settings
 from core.delivery.runs import UnknownRun
 from core.storage.database import Database
 from core.storage.models import Recipient, table_of
@@ -22,7 +22,7 @@ def recipient_message(database: Database, run_id: int, position: int) -> bytes:
             raise UnknownRun(f"run {run_id} has no recipient {position + 1}")
         if row.address is None or row.message_id is None:
             raise ValueError("this recipient has no address, so no message is built for it")
-        due = store.Due(
+        due = queries.Due(
             id=row.id,
             state=row.state,
             position=row.position,
@@ -34,10 +34,10 @@ def recipient_message(database: Database, run_id: int, position: int) -> bytes:
             message_id=row.message_id,
             attempts=row.attempts,
         )
-        profile, templates = Deliverer.settings(connection, run_id)
-        context = _contexts(connection, [due])
+        profile, templates = run_settings(connection, run_id)
+        context = message_contexts(connection, [due])
         moment = row.sent_at or row.updated_at
         assert moment is not None
-        envelope = _build(due, profile, templates, context, moment)
+        envelope = compose_message(run_id, due, profile, templates, context, moment)
     data: bytes = envelope.data
     return data

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from core.clock import Clock
-from core.delivery import store
-from core.delivery.states import RUNNING
+from core.delivery import registry, transitions
 from core.storage.database import Database
 
 
@@ -14,7 +13,7 @@ def mark_for_workers(
     """Make the run `running` with no lease, so that the next worker delivers it."""
     with database.connect() as connection:
         now = clock.now()
-        store.recover_orphans(connection, run_id, now)
+        registry.recover_run(connection, run_id, now)
         if resend_unknown:
-            store.resend_unknown(connection, run_id, now)
-        store.set_state(connection, run_id, RUNNING, clear_stop=True)
+            transitions.resend_unknown(connection, run_id, now)
+        transitions.restart(connection, run_id)

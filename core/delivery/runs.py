@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, func, insert, or_, select
 
 from core.bounces import outcomes
 from core.clock import Clock, format_instant
+from core.delivery import queries, registry, transitions
 from core.delivery.states import (
     ENDED,
     EXCLUDED,
@@ -21,15 +22,14 @@ from core.delivery.states import (
     PENDING,
     RECIPIENT_STATES,
     RUNNING,
-    STOPPING,
 )
 from core.planner.facts import DefinitionFacts
 from core.planner.load import PlanningError, load_definition, load_organisation
 from core.planner.plan import DEFERRED, INCLUDED, Candidate, plan_definition
 from core.storage.database import Database
+from core.storage.ledger import history_row, write_history
 from core.storage.models import (
     Document,
-    History,
     MessageRun,
     Recipient,
     RunCount,
@@ -208,26 +208,22 @@ def _record_targets(
     connection: Connection, definition_id: str, run_id: int, candidates: Any, now: datetime
 ) -> None:
     """One ledger entry per customer this run targets (rule 17, ``already_targeted``)."""
-    from core.delivery.store import insert_ignoring
-    from core.interchange.parse import history_fingerprint
-
     targeted = sorted({c.customer for c in candidates if c.decision != "excluded"})
-    rows = []
-    for customer_id in targeted:
-        row: dict[str, Any] = {
-            "definition_id": definition_id,
-            "customer_id": customer_id,
-            "address": None,
-            "address_lower": None,
-            "document_id": None,
-            "offset_days": None,
-            "at": now,
-            "run_id": run_id,
-        }
-        row["fingerprint"] = history_fingerprint(row)
-        rows.append(row)
-    if rows:
-        connection.execute(insert_ignoring(connection, table_of(History), "fingerprint"), rows)
+    write_history(
+        connection,
+        [
+            history_row(
+                definition_id=definition_id,
+                customer_id=customer_id,
+                address=None,
+                document_id=None,
+                offset_days=None,
+                at=now,
+                run_id=run_id,
+            )
+            for customer_id in targeted
+        ],
+    )
 
 
 @dataclass
@@ -298,10 +294,8 @@ def _run_info(row: Any, counts: dict[str, int]) -> RunInfo:
 
 def next_due_at(database: Database, run_id: int) -> datetime | None:
     """When the run's next held or retrying recipient is due (None: nothing waits)."""
-    from core.delivery.store import next_due
-
     with database.connect() as connection:
-        return next_due(connection, run_id)
+        return queries.next_due(connection, run_id)
 
 
 def get_run(database: Database, run_id: int) -> RunInfo:
@@ -336,28 +330,17 @@ def request_stop(
     database: Database, run_id: int, clock: Clock, by: str | None = None
 ) -> StopOutcome:
     """Ask a run to stop, from any process; the delivering process honours it."""
-    table = table_of(MessageRun)
     with database.connect() as connection:
         run = read_run(connection, run_id)
         if run.state in ENDED:
             return StopOutcome(run, recorded=False)
         now = clock.now()
-        values: dict[str, Any] = {"stop_requested_at": now, "stop_requested_by": by or who()}
-        from core.delivery.workers import run_sharers
-
-        live = run.lease_live(now) or bool(run_sharers(connection, run_id))
+        live = run.lease_live(now) or bool(registry.run_sharers(connection, run_id))
         # Nobody delivers it (detached, waiting, or its process died): stopping
         # it is only a state change. Otherwise the process sees the request.
-        values["state"] = STOPPING if live else "stopped"
+        transitions.request_stop(connection, run_id, now, by or who(), delivered=live)
         if not live:
-            values["ended_at"] = now
-        connection.execute(
-            update(table).where(table.c.id == run_id, table.c.state.notin_(ENDED)).values(**values)
-        )
-        if not live:
-            from core.delivery.store import recover_orphans
-
-            recover_orphans(connection, run_id, now)
+            registry.recover_run(connection, run_id, now)
         return StopOutcome(read_run(connection, run_id), recorded=True)
 
 
@@ -370,9 +353,7 @@ def recipient_rows(
     if states:
         conditions.append(table.c.state.in_(list(states)))
     with database.connect() as connection:
-        rows = connection.execute(
-            select(table).where(*conditions).order_by(table.c.position)
-        ).all()
+        rows = connection.execute(select(table).where(*conditions).order_by(table.c.position)).all()
         found = outcomes.of_recipients(connection, [r.id for r in rows])
     return [
         {

@@ -21,6 +21,7 @@ from typing import Any
 import aiosmtplib
 
 from core.delivery.message import Envelope
+from core.delivery.policy import is_hard_bounce
 from core.passwords import find_password, how_to_provide, missing
 
 
@@ -88,9 +89,7 @@ class Reply:
     @property
     def hard_bounce(self) -> bool:
         """The mailbox does not exist (5.1.1)."""
-        return self.code >= 500 and (
-            "5.1.1" in self.text or (self.code == 550 and "does not exist" in self.text.lower())
-        )
+        return is_hard_bounce(self.code, self.text)
 
 
 def password_for(profile: ProfileSettings, environ: Mapping[str, str]) -> str | None:

@@ -1,41 +1,133 @@
-"""Run and recipient states (domain.md, "Runs and recipients")."""
+"""Run and recipient states (domain.md, "Runs and recipients"), and the table of
+the transitions allowed between them.
+
+The states are ``StrEnum``s, so the strings stored in the database are the
+members' values and compare equal to them. The tables below are the whole
+state machine: ``transitions.py`` is the only module that writes a state
+column, and it refuses any move that is not listed here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Final
 
-# Recipients.
-PENDING: Final = "pending"
-HELD: Final = "held"
-SENDING: Final = "sending"
-SENT: Final = "sent"
-RETRYING: Final = "retrying"
-FAILED: Final = "failed"
-UNKNOWN: Final = "unknown"
-EXCLUDED: Final = "excluded"
-RECIPIENT_STATES: Final = (PENDING, HELD, SENDING, SENT, RETRYING, FAILED, UNKNOWN, EXCLUDED)
+
+class RecipientState(StrEnum):
+    PENDING = "pending"
+    HELD = "held"
+    SENDING = "sending"
+    SENT = "sent"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    EXCLUDED = "excluded"
+
+
+class RunState(StrEnum):
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    COMPLETED_WITH_FAILURES = "completed_with_failures"
+    FAILED = "failed"
+
+
+# Recipients (the names the rest of the code has always used).
+PENDING: Final = RecipientState.PENDING
+HELD: Final = RecipientState.HELD
+SENDING: Final = RecipientState.SENDING
+SENT: Final = RecipientState.SENT
+RETRYING: Final = RecipientState.RETRYING
+FAILED: Final = RecipientState.FAILED
+UNKNOWN: Final = RecipientState.UNKNOWN
+EXCLUDED: Final = RecipientState.EXCLUDED
+RECIPIENT_STATES: Final[tuple[str, ...]] = tuple(RecipientState)
 
 # Runs.
-RUNNING: Final = "running"
-STOPPING: Final = "stopping"
-STOPPED: Final = "stopped"
-WAITING: Final = "waiting"
-COMPLETED: Final = "completed"
-COMPLETED_WITH_FAILURES: Final = "completed_with_failures"
-RUN_FAILED: Final = "failed"
-RUN_STATES: Final = (
-    RUNNING,
-    STOPPING,
-    STOPPED,
-    WAITING,
-    COMPLETED,
-    COMPLETED_WITH_FAILURES,
-    RUN_FAILED,
-)
+RUNNING: Final = RunState.RUNNING
+STOPPING: Final = RunState.STOPPING
+STOPPED: Final = RunState.STOPPED
+WAITING: Final = RunState.WAITING
+COMPLETED: Final = RunState.COMPLETED
+COMPLETED_WITH_FAILURES: Final = RunState.COMPLETED_WITH_FAILURES
+RUN_FAILED: Final = RunState.FAILED
+RUN_STATES: Final[tuple[str, ...]] = tuple(RunState)
 # States a run can be restarted from (a completed run has nothing left).
 RESTARTABLE: Final = (STOPPED, RUN_FAILED, WAITING, COMPLETED_WITH_FAILURES, RUNNING, STOPPING)
 ENDED: Final = (STOPPED, COMPLETED, COMPLETED_WITH_FAILURES, RUN_FAILED)
+
+R = RecipientState
+# Every recipient transition, named: (the state it leaves, the state it enters) → name.
+# A recipient enters the run's snapshot in `pending`, `held` or `excluded`
+# (runs.snapshot_plan inserts it); from then on it moves only along these.
+RECIPIENT_TRANSITIONS: Final[Mapping[tuple[RecipientState, RecipientState], str]] = {
+    # Marked just before it is handed to a connection (an attempt is counted).
+    (R.PENDING, R.SENDING): "mark_sending",
+    (R.HELD, R.SENDING): "mark_sending",
+    (R.RETRYING, R.SENDING): "mark_sending",
+    # Set aside at that moment: its quiet hours are in force now …
+    (R.PENDING, R.HELD): "hold_for_quiet_hours",
+    (R.HELD, R.HELD): "hold_for_quiet_hours",
+    (R.RETRYING, R.HELD): "hold_for_quiet_hours",
+    # … or another run has sent, or is sending, its document to its address.
+    (R.PENDING, R.EXCLUDED): "exclude_taken_elsewhere",
+    (R.HELD, R.EXCLUDED): "exclude_taken_elsewhere",
+    (R.RETRYING, R.EXCLUDED): "exclude_taken_elsewhere",
+    # Marked, but never handed to a connection (a stop, a fault of the profile).
+    (R.SENDING, R.PENDING): "give_back_unsent",
+    # The server's reply, recorded.
+    (R.SENDING, R.SENT): "record_sent",
+    (R.SENDING, R.RETRYING): "record_retrying",
+    (R.SENDING, R.FAILED): "record_failed",
+    # The process sending it is gone: it may or may not have reached the server.
+    (R.SENDING, R.UNKNOWN): "make_unknown",
+    # The operator's explicit choice (run restart --resend-unknown).
+    (R.UNKNOWN, R.PENDING): "resend_unknown",
+    # A bounce or complaint report proves that the message reached a server.
+    (R.UNKNOWN, R.SENT): "proved_sent_by_report",
+}
+
+S = RunState
+# Every run transition, by name: (the states it may leave, the state it enters).
+RUN_TRANSITIONS: Final[Mapping[str, tuple[frozenset[RunState], RunState]]] = {
+    # `run start`/`run restart` (and a follow-up) deliver it, whatever it was;
+    # the stop request is cleared.
+    "restart": (frozenset(RunState), S.RUNNING),
+    # A worker takes up a run that is running or waiting (never a stopped one).
+    "resume": (frozenset({S.RUNNING, S.WAITING}), S.RUNNING),
+    # Asked to stop while a process delivers it: that process finishes.
+    "request_stop": (frozenset({S.RUNNING, S.WAITING, S.STOPPING}), S.STOPPING),
+    # Asked to stop while nobody delivers it: stopped at once.
+    "stop_undelivered": (frozenset({S.RUNNING, S.WAITING, S.STOPPING}), S.STOPPED),
+    # The delivering process honoured the stop.
+    "stop": (frozenset({S.RUNNING, S.STOPPING, S.WAITING}), S.STOPPED),
+    # Nobody delivers a stopping run any more (the last process left it).
+    "finish_stopping": (frozenset({S.STOPPING}), S.STOPPED),
+    # Nothing left to do now: settled (see policy.settled_state).
+    "complete": (frozenset({S.RUNNING, S.STOPPING, S.WAITING}), S.COMPLETED),
+    "complete_with_failures": (
+        frozenset({S.RUNNING, S.STOPPING, S.WAITING}),
+        S.COMPLETED_WITH_FAILURES,
+    ),
+    "wait": (frozenset({S.RUNNING, S.STOPPING, S.WAITING}), S.WAITING),
+    # A fault of the profile (AUTH refused, …) ends the run.
+    "fail": (frozenset({S.RUNNING, S.STOPPING, S.WAITING}), S.FAILED),
+    # A report proved its last `unknown` recipient sent.
+    "complete_by_report": (frozenset({S.COMPLETED_WITH_FAILURES}), S.COMPLETED),
+    # A follow-up whose every candidate came out excluded ends as it is made.
+    "complete_empty_follow_up": (frozenset({S.RUNNING}), S.COMPLETED),
+}
+# The run transition that settles a run in each state.
+SETTLE: Final[Mapping[RunState, str]] = {
+    S.COMPLETED: "complete",
+    S.COMPLETED_WITH_FAILURES: "complete_with_failures",
+    S.WAITING: "wait",
+    S.FAILED: "fail",
+    S.STOPPED: "stop",
+}
 
 # Retries: the profile's schedule, see retry_policy.py.
 

@@ -8,17 +8,16 @@ References to stored data are checked by ``references.py``.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import Any
 
 from core.addresses import address_problem, fold
 from core.interchange.reader import MISSING, Problem, Reader, object_pairs, type_name
+from core.storage.ledger import history_fingerprint
 from core.templating import template_problem
 from core.vocabulary import (
     ADDRESS_PREFERENCES,
@@ -521,23 +520,6 @@ def _history(r: Reader) -> dict[str, Any]:
         "at": r.instant("at", required=True),
         "run_id": None,
     }
-    row["fingerprint"] = history_fingerprint(row)
+    row["fingerprint"] = history_fingerprint(row)  # only when the row is whole (see r.finish)
     r.finish()
     return row
-
-
-def history_fingerprint(row: dict[str, Any]) -> str:
-    """One key per distinct send, so the same entry imported twice is stored once."""
-    at = row["at"]
-    key = json.dumps(
-        [
-            row["definition_id"],
-            row["customer_id"],
-            row["address_lower"],
-            row["document_id"],
-            row["offset_days"],
-            at.astimezone(UTC).isoformat() if at is not None else None,
-            row.get("run_id"),
-        ]
-    )
-    return hashlib.sha256(key.encode()).hexdigest()

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete
-from sqlalchemy.dialects import postgresql, sqlite
 
 from core.interchange.parse import ParsedFile, Row
 from core.interchange.references import chunks, stored_children
@@ -35,14 +34,14 @@ from core.storage.models import (
     Suppression,
     table_of,
 )
+from core.storage.sql import dialect_insert, insert_ignoring
 
 Progress = Callable[[str, int, int], None]
 BATCH = 2000
 
 
 def _insert(connection: Connection, table: Table) -> Any:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+    return dialect_insert(connection, table)
 
 
 def upsert(
@@ -75,7 +74,7 @@ def insert_new(connection: Connection, table: Table, rows: list[dict[str, Any]],
     """INSERT what is not stored yet (ON CONFLICT (key) DO NOTHING)."""
     if not rows:
         return
-    statement = _insert(connection, table).on_conflict_do_nothing(index_elements=[key])
+    statement = insert_ignoring(connection, table, key)
     for batch in chunks(rows, BATCH):
         connection.execute(statement, batch)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from core.storage.database import Database
+if TYPE_CHECKING:  # the database module imports this one when it must migrate
+    from core.storage.database import Database
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 

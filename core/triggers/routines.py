@@ -28,7 +28,6 @@ from sqlalchemy import Connection, select, update
 
 from core.clock import Clock, format_instant
 from core.delivery.runs import create_run_on
-from core.delivery.store import insert_ignoring
 from core.planner.facts import DefinitionFacts
 from core.planner.load import load_definition, load_definitions, load_organisation
 from core.planner.plan import build_context
@@ -36,6 +35,7 @@ from core.planner.reasons import fix_for
 from core.planner.rules import auto_send_disabled, sender_not_verified
 from core.storage.database import Database
 from core.storage.models import Definition, MessageRun, RoutineWatch, TriggerFire, table_of
+from core.storage.sql import insert_ignoring
 from core.triggers.schedule import fire_times, next_fire
 
 LATE_SECONDS = 60.0

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError
 
+from core.bounces.store import ReadSummary
 from core.clock import SystemClock, format_instant
 from core.delivery.deliver import Delivery, DeliveryBroken, LeaseHeld, deliver
 from core.delivery.runs import (
@@ -41,12 +42,12 @@ from core.delivery.states import (
     UNKNOWN,
     WAITING,
 )
-from core.delivery.worker import WorkerRefused, work
 from core.planner.load import PlanningError
 from core.planner.report import dumps
 from core.storage import Database
 from core.storage.database import error_words
 from core.views.runs import restart_check, to_send
+from core.worker import WorkerRefused, work
 from tui import event_loop
 from tui.commands import export_cmd, follow_up_cmd
 from tui.commands.common import database, instant
@@ -327,7 +328,7 @@ def run_restart(args: argparse.Namespace) -> int:
 
 
 def lapse_dead_here_now(db: Database, run_id: int, clock: SystemClock) -> bool:
-    from core.delivery.workers import lapse_dead_here
+    from core.delivery.registry import lapse_dead_here
 
     with db.connect() as connection:
         return lapse_dead_here(connection, run_id, clock.now())
@@ -439,12 +440,31 @@ def run_worker(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    def bounces_read(summary: ReadSummary) -> None:
+        if summary.read:
+            print(f"bounces: {summary.line()}", file=sys.stderr, flush=True)
+
+    def bounces_failed(error: BaseException) -> None:
+        print(
+            f"bounces: {error_words(error)} (MSGRUN_BOUNCE_SOURCES; read again in a minute)",
+            file=sys.stderr,
+            flush=True,
+        )
+
     async def main() -> None:
         stop = asyncio.Event()
         with graceful_stop(
             asyncio.get_running_loop(), stop, lambda text: print(text, file=sys.stderr, flush=True)
         ):
-            await work(db, clock, stop, on_delivery=said, on_error=failed)
+            await work(
+                db,
+                clock,
+                stop,
+                on_delivery=said,
+                on_error=failed,
+                on_bounces=bounces_read,
+                on_bounce_error=bounces_failed,
+            )
 
     print(
         f"msgrun worker delivering runs from {db.describe()} (Ctrl-C or SIGTERM to stop)",

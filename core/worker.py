@@ -14,6 +14,11 @@ run with work due that it does not deliver yet, each in its own task:
   (SQLite has one writer; many workers only queue for its lock), and the
   worker holds each run's lease alone, as ``run restart`` does.
 
+About once a minute (``bounce_read_seconds``) it also reads the bounce and
+complaint sources named in ``MSGRUN_BOUNCE_SOURCES`` (``core.bounces.store.
+read_configured_sources``: one worker at a time), in the background; what
+goes wrong there is reported to ``on_bounce_error`` and never ends the worker.
+
 On SIGINT/SIGTERM it lets the messages in flight finish, leaves the runs
 `running` for the other workers, gives back its claims and leaves the registry.
 """
@@ -23,14 +28,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from sqlalchemy import Connection, and_, exists, or_, select
 from sqlalchemy.exc import DBAPIError
 
+from core.bounces.store import BOUNCE_SOURCES_ENV, ReadSummary, read_configured_sources
 from core.clock import Clock
-from core.delivery import workers
+from core.delivery import registry
 from core.delivery.deliver import Delivery, LeaseHeld, deliver
 from core.delivery.states import (
     HELD,
@@ -46,6 +53,8 @@ from core.storage.models import MessageRun, Recipient, table_of
 from core.triggers import routines
 
 POLL_SECONDS = 1.0
+# Bounce and complaint sources (MSGRUN_BOUNCE_SOURCES) are read this often.
+BOUNCE_READ_SECONDS = 60.0
 # While the database cannot be reached, the worker looks again at most this seldom.
 TROUBLE_PAUSE_MOST = 10.0
 T = TypeVar("T")
@@ -97,6 +106,9 @@ async def work(
     on_delivery: Callable[[Delivery], None] | None = None,
     on_error: Callable[[int | None, BaseException], None] | None = None,
     poll_seconds: float = POLL_SECONDS,
+    bounce_read_seconds: float = BOUNCE_READ_SECONDS,
+    on_bounces: Callable[[ReadSummary], None] | None = None,
+    on_bounce_error: Callable[[BaseException], None] | None = None,
 ) -> None:
     """Deliver until ``stop`` is set; WorkerRefused when SQLite already has a worker.
 
@@ -108,20 +120,20 @@ async def work(
     environ = os.environ if environ is None else environ
     seconds = lease_seconds(environ)
     renew_every = min(LEASE_RENEW_SECONDS, seconds / 4)
-    shared = database.engine.dialect.name == "postgresql"
-    worker_id = workers.new_worker_id("worker")
+    alongside_others = database.engine.dialect.name == "postgresql"
+    worker_id = registry.new_worker_id("worker")
 
     def in_db(job: Callable[[Connection], T]) -> T:
         return database.run(job)
 
     def enrol(connection: Connection) -> None:
-        workers.register(connection, worker_id, seconds)
+        registry.register(connection, worker_id, seconds)
 
     await asyncio.to_thread(in_db, enrol)
-    if not shared:
-        others = await asyncio.to_thread(in_db, lambda c: workers.other_live_workers(c, worker_id))
+    if not alongside_others:
+        others = await asyncio.to_thread(in_db, lambda c: registry.other_live_workers(c, worker_id))
         if others:
-            await asyncio.to_thread(in_db, lambda c: workers.retire(c, worker_id))
+            await asyncio.to_thread(in_db, lambda c: registry.retire(c, worker_id))
             raise WorkerRefused(
                 f"another msgrun worker already delivers from this SQLite database "
                 f"({', '.join(others)}, {database.describe()}): SQLite has one writer, so "
@@ -129,15 +141,16 @@ async def work(
                 "(--db postgresql+psycopg://…)."
             )
 
-    heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
+    heartbeat = registry.Heartbeat(database, worker_id, seconds, renew_every).start()
     active: dict[int, asyncio.Task[Delivery]] = {}
+    bounces = BounceReading(database, clock, environ, bounce_read_seconds)
     ended = asyncio.Event()
     pause = poll_seconds
 
     def tend(connection: Connection) -> list[int]:
-        workers.reap(connection)
-        workers.finish_stopping(connection, clock.now())
-        return runs_to_deliver(connection, clock, shared)
+        registry.reap(connection)
+        registry.finish_stopping(connection, clock.now())
+        return runs_to_deliver(connection, clock, alongside_others)
 
     async def deliver_one(run_id: int) -> Delivery:
         return await deliver(
@@ -149,7 +162,7 @@ async def work(
             stop=stop,
             keep_running_on_stop=True,
             worker_id=worker_id,
-            shared=shared,
+            alongside_others=alongside_others,
             worker_lost=heartbeat.lost,
             resume_only=True,
         )
@@ -167,9 +180,12 @@ async def work(
                     await asyncio.gather(*active.values(), return_exceptions=True)
                     active.clear()
                     await asyncio.to_thread(heartbeat.stop)
-                    worker_id = workers.new_worker_id("worker")
+                    worker_id = registry.new_worker_id("worker")
                     await asyncio.to_thread(in_db, enrol)
-                    heartbeat = workers.Heartbeat(database, worker_id, seconds, renew_every).start()
+                    heartbeat = registry.Heartbeat(
+                        database, worker_id, seconds, renew_every
+                    ).start()
+                bounces.tend(on_bounces, on_bounce_error)
                 # Routines whose time has come become runs (once, whichever worker
                 # sees them).
                 await asyncio.to_thread(routines.fire_due, database, clock)
@@ -202,6 +218,7 @@ async def work(
                 await asyncio.wait_for(_either(stop, ended), timeout=pause)
             ended.clear()
     finally:
+        await bounces.finish(on_bounces, on_bounce_error)
         results = await asyncio.gather(*active.values(), return_exceptions=True)
         await asyncio.to_thread(heartbeat.stop)
         for run_id, result in zip(active, results, strict=True):
@@ -210,11 +227,75 @@ async def work(
             elif isinstance(result, Exception) and not isinstance(result, LeaseHeld) and on_error:
                 on_error(run_id, result)
         try:
-            await asyncio.to_thread(in_db, lambda c: workers.retire(c, worker_id))
+            await asyncio.to_thread(in_db, lambda c: registry.retire(c, worker_id))
         except DBAPIError as unreachable:  # its lease lapses; the next reap recovers it
             if on_error is None:
                 raise
             on_error(None, unreachable)
+
+
+class BounceReading:
+    """Reads the configured bounce sources on a timer, in a thread, one read at a time."""
+
+    def __init__(
+        self, database: Database, clock: Clock, environ: Mapping[str, str], every: float
+    ) -> None:
+        self.database = database
+        self.clock = clock
+        self.environ = environ
+        self.every = every
+        self.configured = bool(environ.get(BOUNCE_SOURCES_ENV, "").split())
+        self.task: asyncio.Task[ReadSummary | None] | None = None
+        self.last: float | None = None
+
+    def tend(
+        self,
+        on_bounces: Callable[[ReadSummary], None] | None,
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        """Report a read that has ended; start the next when its time has come."""
+        if not self.configured:
+            return
+        if self.task is not None:
+            if not self.task.done():
+                return
+            self._report(self.task, on_bounces, on_error)
+            self.task = None
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.every:
+            return
+        self.last = now
+        self.task = asyncio.create_task(
+            asyncio.to_thread(read_configured_sources, self.database, self.environ, self.clock)
+        )
+
+    async def finish(
+        self,
+        on_bounces: Callable[[ReadSummary], None] | None,
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        """Let a read under way end (a message being stored is not cut off), and report it."""
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+            self._report(self.task, on_bounces, on_error)
+            self.task = None
+
+    @staticmethod
+    def _report(
+        task: asyncio.Task[ReadSummary | None],
+        on_bounces: Callable[[ReadSummary], None] | None,
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            if on_error is not None:
+                on_error(error)
+            return
+        summary = task.result()
+        if summary is not None and on_bounces is not None:
+            on_bounces(summary)
 
 
 async def _either(first: asyncio.Event, second: asyncio.Event) -> None:

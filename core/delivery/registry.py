@@ -1,11 +1,12 @@
-"""Delivering processes as the database knows them: leases, claims, shares and slots.
+"""Delivering processes as the database knows them: the worker registry, leases,
+reservations, shares of runs, connection slots, and reaping the dead.
 
 Every delivering process (a ``msgrun worker``, or ``run start``/``restart``
 delivering in the foreground) has a ``worker`` row whose lease it renews
 every few seconds, measured on the database's clock so that machines with
-different clocks agree. What a process claims carries its id:
+different clocks agree. What a process holds carries its id:
 
-- recipients it has claimed (``recipient.claimed_by``): nobody else takes them;
+- recipients it has reserved (``recipient.claimed_by``): nobody else takes them;
 - the runs it takes part in (``run_share``): the profile's connections are
   shared out among them;
 - the profile connection slots it holds (``profile_slot``): a profile's
@@ -24,10 +25,9 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     and_,
     delete,
@@ -35,11 +35,11 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     update,
 )
 
-from core.delivery.states import SENDING, UNKNOWN
+from core.delivery import transitions
+from core.delivery.states import LEASE_SECONDS, SENDING, STOPPING
 from core.storage.database import Database
 from core.storage.models import (
     MessageRun,
@@ -49,6 +49,7 @@ from core.storage.models import (
     Worker,
     table_of,
 )
+from core.storage.sql import database_now, insert_ignoring
 
 WORKER = table_of(Worker)
 SHARE = table_of(RunShare)
@@ -56,25 +57,10 @@ SLOT = table_of(ProfileSlot)
 RECIPIENT = table_of(Recipient)
 RUN = table_of(MessageRun)
 
-ORPHAN_NOTE = (
-    "the process delivering this message stopped while it was being sent: it may or "
-    "may not have reached the server, so it is not sent again unless asked "
-    "(msgrun run restart RUN --resend-unknown)"
-)
-
 
 def new_worker_id(role: str) -> str:
     """``worker:host:pid:nonce`` or ``run:host:pid:nonce`` (pids are reused; the nonce is not)."""
     return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def database_now(connection: Connection) -> datetime:
-    """The database server's clock (PostgreSQL), or this machine's (SQLite: one machine)."""
-    if connection.dialect.name == "postgresql":
-        value = connection.execute(text("SELECT now()")).scalar_one()
-        assert isinstance(value, datetime)
-        return value.astimezone(UTC)
-    return datetime.now(UTC)
 
 
 def register(connection: Connection, worker_id: str, seconds: float) -> datetime:
@@ -221,7 +207,7 @@ def _process_exists(pid: int) -> bool:
 
 def retire(connection: Connection, worker_id: str) -> None:
     """A clean exit: give back every claim, share and slot, and leave the registry."""
-    release_claims(connection, worker_id)
+    release_reservations(connection, worker_id)
     connection.execute(delete(SHARE).where(SHARE.c.worker_id == worker_id))
     connection.execute(
         update(SLOT).where(SLOT.c.holder == worker_id).values(holder=None, run_id=None)
@@ -229,8 +215,8 @@ def retire(connection: Connection, worker_id: str) -> None:
     connection.execute(delete(WORKER).where(WORKER.c.id == worker_id))
 
 
-def release_claims(connection: Connection, worker_id: str, run_id: int | None = None) -> int:
-    """Recipients claimed but not being sent go back to the pool."""
+def release_reservations(connection: Connection, worker_id: str, run_id: int | None = None) -> int:
+    """Recipients reserved but not being sent go back to the pool (no state changes)."""
     condition = and_(RECIPIENT.c.claimed_by == worker_id, RECIPIENT.c.state != SENDING)
     if run_id is not None:
         condition = and_(condition, RECIPIENT.c.run_id == run_id)
@@ -262,40 +248,10 @@ def reap(connection: Connection) -> dict[int, int]:
     )
     made_unknown: Counter[int] = Counter()
     for worker_id in [*dead, *(s for s in strays if s is not None)]:
-        for run_id, n in orphan_sending(connection, worker_id, now).items():
+        for run_id, n in transitions.make_unknown(connection, worker_id, now).items():
             made_unknown[run_id] += n
         retire(connection, worker_id)
     return dict(made_unknown)
-
-
-def orphan_sending(
-    connection: Connection, worker_id: str | None, now: datetime, run_id: int | None = None
-) -> dict[int, int]:
-    """``sending`` recipients of a dead claimer become ``unknown``, counters moved with them.
-
-    ``worker_id`` None: the recipients of ``run_id`` sending with no claimer
-    named; ``run_id`` None: those of every run.
-    """
-    from core.delivery.store import bump
-
-    claimer: ColumnElement[bool]
-    if worker_id is None:
-        assert run_id is not None
-        claimer = RECIPIENT.c.claimed_by.is_(None)
-    else:
-        claimer = RECIPIENT.c.claimed_by == worker_id
-    if run_id is not None:
-        claimer = and_(claimer, RECIPIENT.c.run_id == run_id)
-    moved = connection.execute(
-        update(RECIPIENT)
-        .where(claimer, RECIPIENT.c.state == SENDING)
-        .values(state=UNKNOWN, error=ORPHAN_NOTE, updated_at=now, claimed_by=None)
-        .returning(RECIPIENT.c.run_id)
-    ).scalars()
-    per_run = Counter(moved)
-    for run_id, n in per_run.items():
-        bump(connection, run_id, {SENDING: -n, UNKNOWN: n})
-    return dict(per_run)
 
 
 # -- taking part in a run ------------------------------------------------------------
@@ -320,7 +276,7 @@ def leave(connection: Connection, run_id: int, worker_id: str) -> None:
         .where(SLOT.c.holder == worker_id, SLOT.c.run_id == run_id)
         .values(holder=None, run_id=None)
     )
-    release_claims(connection, worker_id, run_id)
+    release_reservations(connection, worker_id, run_id)
 
 
 def run_sharers(connection: Connection, run_id: int, exclude: str | None = None) -> list[str]:
@@ -366,8 +322,6 @@ def finish_stopping(connection: Connection, now: datetime, run_id: int | None = 
 
     ``run_id``: that run only (the last process to leave it stops it at once).
     """
-    from core.delivery.states import STOPPED, STOPPING
-
     db_now = database_now(connection)
     live = select(WORKER.c.id).where(WORKER.c.expires_at >= db_now)
     query = select(RUN.c.id).where(
@@ -389,12 +343,11 @@ def finish_stopping(connection: Connection, now: datetime, run_id: int | None = 
             .where(SHARE.c.run_id == candidate, SHARE.c.worker_id.in_(live))
             .limit(1)
         ).first()
-        if busy is None and sharing is None:
-            connection.execute(
-                update(RUN)
-                .where(RUN.c.id == candidate, RUN.c.state == STOPPING)
-                .values(state=STOPPED, ended_at=now)
-            )
+        if (
+            busy is None
+            and sharing is None
+            and transitions.finish_stopping(connection, candidate, now)
+        ):
             stopped.append(candidate)
     return stopped
 
@@ -410,8 +363,6 @@ def take_slot(
         select(func.count()).select_from(SLOT).where(SLOT.c.profile_id == profile_id)
     ).scalar_one()
     if existing < max_connections:
-        from core.delivery.store import insert_ignoring
-
         connection.execute(
             insert_ignoring(connection, SLOT, ["profile_id", "slot"]),
             [
@@ -450,3 +401,57 @@ def give_slot(connection: Connection, profile_id: str, slot: int, worker_id: str
         .where(SLOT.c.profile_id == profile_id, SLOT.c.slot == slot, SLOT.c.holder == worker_id)
         .values(holder=None, run_id=None)
     )
+
+
+# -- a run's lease (a process delivering it alone) ------------------------------
+
+
+def acquire_lease(
+    connection: Connection, run_id: int, owner: str, now: datetime, seconds: float = LEASE_SECONDS
+) -> bool:
+    """Take the run for ``owner`` unless a live lease of someone else holds it."""
+    result = connection.execute(
+        update(RUN)
+        .where(
+            RUN.c.id == run_id,
+            or_(
+                RUN.c.lease_owner.is_(None),
+                RUN.c.lease_expires_at < now,
+                RUN.c.lease_owner == owner,
+            ),
+        )
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
+    )
+    return result.rowcount == 1
+
+
+def renew_lease(
+    connection: Connection, run_id: int, owner: str, now: datetime, seconds: float = LEASE_SECONDS
+) -> bool:
+    """Extend the lease; False when ``owner`` no longer holds it."""
+    result = connection.execute(
+        update(RUN)
+        .where(RUN.c.id == run_id, RUN.c.lease_owner == owner)
+        .values(lease_expires_at=now + timedelta(seconds=seconds))
+    )
+    return result.rowcount == 1
+
+
+def release_lease(connection: Connection, run_id: int, owner: str) -> None:
+    connection.execute(
+        update(RUN)
+        .where(RUN.c.id == run_id, RUN.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+def recover_run(connection: Connection, run_id: int, now: datetime) -> int:
+    """Recipients left `sending` by a process that is gone become `unknown`.
+
+    Dead workers are reaped (their reservations go back, their `sending`
+    become `unknown`), and so are this run's `sending` recipients that name no
+    process at all (left by a process of an older version).
+    """
+    reaped = reap(connection)
+    unclaimed = transitions.make_unknown(connection, None, now, run_id)
+    return reaped.get(run_id, 0) + unclaimed.get(run_id, 0)

@@ -1,0 +1,158 @@
+"""Message composition: what a recipient's message is built from, and building it.
+
+Public, so that the delivering process and the console's message view
+(``preview.py``) build the same bytes: ``run_settings`` reads the run's SMTP
+profile and its definition's templates; ``message_contexts`` reads the
+customers, contacts and documents of a batch in one query each;
+``compose_message`` renders the templates and builds the message, with the
+envelope sender a VERP address (``core.bounces.verp``) when the profile has a
+``bounce_address``, so that a report delivered to it names its recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from core.bounces.verp import verp_address, verp_token
+from core.delivery.message import Envelope, build_message
+from core.delivery.queries import Due, run_row
+from core.delivery.smtp import ProfileSettings
+from core.storage.models import (
+    Contact,
+    Customer,
+    Definition,
+    Document,
+    Organisation,
+    SmtpProfile,
+    table_of,
+)
+from core.templating import render
+from core.vocabulary import document_label
+
+
+@dataclass(frozen=True)
+class Templates:
+    """A definition's templates, and what its messages need besides."""
+
+    definition_id: str
+    subject: str
+    text: str
+    html: str | None
+    organisation: dict[str, Any]
+    # per_trigger definitions record their targets when the run is made, not each send.
+    ledger: bool = True
+
+
+Contexts = dict[str, dict[str, Any]]
+
+
+def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, Templates]:
+    """The run's SMTP profile and its definition's templates."""
+    run = run_row(connection, run_id)
+    profile_table = table_of(SmtpProfile)
+    profile = ProfileSettings.from_row(
+        connection.execute(
+            select(profile_table).where(profile_table.c.id == run.smtp_profile_id)
+        ).one()
+    )
+    definition = connection.execute(
+        select(table_of(Definition)).where(table_of(Definition).c.id == run.definition_id)
+    ).one()
+    organisation = connection.execute(select(table_of(Organisation))).one()
+    templates = Templates(
+        definition_id=definition.id,
+        subject=definition.template_subject,
+        text=definition.template_text,
+        html=definition.template_html,
+        organisation={"name": organisation.name, "timezone": organisation.timezone},
+        ledger=definition.dedup != "per_trigger",
+    )
+    return profile, templates
+
+
+def message_contexts(connection: Connection, due: Sequence[Due]) -> Contexts:
+    """Customers, contacts and documents of a batch, each read in one query."""
+    customer, contact, document = table_of(Customer), table_of(Contact), table_of(Document)
+    customers = {
+        row.id: {
+            "id": row.id,
+            "name": row.name,
+            "cluster": row.cluster,
+            "attributes": row.attributes or {},
+        }
+        for row in connection.execute(
+            select(customer).where(customer.c.id.in_({d.customer_id for d in due}))
+        )
+    }
+    contacts = {
+        row.id: {"id": row.id, "name": row.name}
+        for row in connection.execute(
+            select(contact.c.id, contact.c.name).where(
+                contact.c.id.in_({d.contact_id for d in due if d.contact_id})
+            )
+        )
+    }
+    documents = {
+        row.id: {
+            "id": row.id,
+            "kind": row.kind,
+            "number": row.number,
+            "label": document_label(row.number),
+            "status": row.status,
+            "due_date": row.due_date.isoformat() if row.due_date else None,
+            "amount": row.amount,
+            "currency": row.currency,
+        }
+        for row in connection.execute(
+            select(document).where(document.c.id.in_({d.document_id for d in due if d.document_id}))
+        )
+    }
+    return {"customers": customers, "contacts": contacts, "documents": documents}
+
+
+def envelope_sender(profile: ProfileSettings, run_id: int, position: int) -> str | None:
+    """MAIL FROM for one recipient: the VERP address naming it when the profile has a
+    bounce address, else None (the profile's from_address)."""
+    if not profile.bounce_address:
+        return None
+    return verp_address(profile.bounce_address, verp_token(run_id, position))
+
+
+def compose_message(
+    run_id: int,
+    due: Due,
+    profile: ProfileSettings,
+    templates: Templates,
+    context: Contexts,
+    now: datetime,
+) -> Envelope:
+    """One recipient's message: templates rendered, bytes built, envelope addressed.
+
+    RenderError when a template fails for this recipient, ValueError when an
+    address cannot be used.
+    """
+    contact = context["contacts"].get(due.contact_id or "", {"name": ""})
+    values = {
+        "organisation": templates.organisation,
+        "customer": context["customers"].get(due.customer_id, {"id": due.customer_id}),
+        "contact": contact,
+        "address": due.address,
+        "document": context["documents"].get(due.document_id or "") if due.document_id else None,
+    }
+    return build_message(
+        from_address=profile.from_address,
+        from_name=profile.from_name,
+        to_address=due.address,
+        to_name=contact.get("name"),
+        subject=render(templates.subject, values),
+        text=render(templates.text, values),
+        html=render(templates.html, values) if templates.html else None,
+        message_id=due.message_id,
+        date=now,
+        envelope_sender=envelope_sender(profile, run_id, due.position),
+    )

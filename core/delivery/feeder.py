@@ -1,0 +1,173 @@
+"""The feeder: keeps the senders busy, never holding more than 2 × max_connections in doubt.
+
+Due recipients are reserved and their messages built ahead, a batch at a time
+(``queries.reserve_due``, ``compose``), without marking them; they are marked
+`sending` (``transitions.mark_sending``, with the checks of ``guards.py``) in
+small groups only as connections free up, and put on the senders' queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from functools import partial
+
+from sqlalchemy import Connection
+
+from core.delivery import queries, transitions
+from core.delivery.compose import compose_message, message_contexts
+from core.delivery.pipeline import Delivering, InMemory, Outgoing
+from core.delivery.states import FAILED
+from core.storage.database import retry_transient
+from core.templating import RenderError
+
+PREFETCH = 256
+# With nothing due, the feeder looks again this often (sooner when woken).
+LOOK_AGAIN_SECONDS = 0.5
+
+
+class Feeder:
+    def __init__(self, delivering: Delivering, memory: InMemory) -> None:
+        self.delivering = delivering
+        self.memory = memory
+        # Marking is the hot path: one connection kept open for it (see _mark_now).
+        self._marking: Connection | None = None
+
+    async def run(self) -> None:
+        """Feed until the delivery halts (told, never cancelled: what it marked lands
+        in the queue, so that it is accounted for)."""
+        d, m = self.delivering, self.memory
+        prepared: deque[Outgoing] = deque()
+        most, low = 2 * d.profile.max_connections, d.profile.max_connections
+        while not m.halt:
+            if not prepared:
+                # Reserve a batch in proportion to the connections this process holds,
+                # so that a process without connections does not sit on recipients.
+                size = min(PREFETCH, max(2 * d.profile.max_connections, 32 * m.active))
+                prepared.extend(await d.db(partial(self._prepare, size=size)))
+                if not prepared:
+                    # Senders without a connection slot wait for work: while messages
+                    # marked `sending` still wait in the queue, there is some (else a
+                    # sender that gave its slot back would leave them there for ever).
+                    if m.queue.empty():
+                        m.has_work.clear()
+                    m.idle = True
+                    await self._sleep_until_due()
+                    m.idle = False
+                    continue
+                m.has_work.set()
+            # Mark `sending` in groups of about max_connections, while the group
+            # before is still being sent: at most 2 × max_connections in doubt in
+            # this process (domain.md), however many of the profile's connections
+            # it holds. Each group is one transaction (one commit to wait for), so
+            # a process holding few connections still marks in large groups.
+            async with m.capacity:
+                await m.capacity.wait_for(lambda: m.halt or (m.active > 0 and m.busy() <= low))
+            if m.halt:
+                return
+            room = most - m.busy()
+            batch = [prepared.popleft() for _ in range(min(len(prepared), room))]
+            # Marking is a short write; alone on the run, making it here costs less
+            # than a thread hop. Alongside other workers, it may wait on their
+            # locks, and the event loop must not wait with it.
+            started = time.perf_counter()
+            due = [o.due for o in batch]
+            if d.alongside_others:
+                marked = await asyncio.to_thread(self._mark_now, due)
+            else:
+                marked = self._mark_now(due)
+            m.timings["claiming"] += time.perf_counter() - started
+            for outgoing in batch:
+                if outgoing.due.id in marked:
+                    m.in_flight.add(outgoing.due.id)
+                    m.queue.put_nowait(outgoing)
+
+    def close(self) -> None:
+        if self._marking is not None:
+            self._marking.close()
+            self._marking = None
+
+    def _mark_now(self, due: list[queries.Due]) -> set[int]:
+        """Mark `sending` on the feeder's own connection, one short transaction each time.
+
+        Marking is the hot path of delivery and a short write, so it is made
+        on the event loop (cheaper than a hop to a thread) over a connection
+        kept open for the purpose (cheaper than a pool checkout each time).
+        """
+        d = self.delivering
+
+        def once() -> set[int]:
+            if self._marking is None:
+                self._marking = d.database.engine.connect()
+            try:
+                with self._marking.begin():
+                    return transitions.mark_sending(
+                        self._marking,
+                        d.run_id,
+                        due,
+                        d.clock.now(),
+                        d.worker_id,
+                        d.shard,
+                        d.guard,
+                    )
+            except Exception:
+                self.close()
+                raise
+
+        return retry_transient(once)
+
+    async def _sleep_until_due(self) -> None:
+        d, m = self.delivering, self.memory
+        m.wake.clear()
+        due = await d.db(lambda c: queries.next_due(c, d.run_id))
+        pause = LOOK_AGAIN_SECONDS
+        if due is not None:
+            pause = max(0.01, min(pause, (due - d.clock.now()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(m.wake.wait(), pause)
+
+    def _prepare(self, connection: Connection, size: int) -> list[Outgoing]:
+        """Reserve due recipients and build their messages; fail those whose template fails."""
+        d, m = self.delivering, self.memory
+        now = d.clock.now()
+        started = time.perf_counter()
+        due = queries.reserve_due(connection, d.run_id, d.worker_id, now, size)
+        if not due:
+            return []
+        context = message_contexts(connection, due)
+        built = time.perf_counter()
+        m.timings["reading"] += built - started
+        ready: list[Outgoing] = []
+        broken: list[transitions.Result] = []
+        for item in due:
+            try:
+                envelope = compose_message(d.run_id, item, d.profile, d.templates, context, now)
+                ready.append(Outgoing(item, envelope))
+            except (RenderError, ValueError) as error:
+                broken.append(
+                    transitions.Result(
+                        item.id, FAILED, error=str(error), customer_id=item.customer_id
+                    )
+                )
+        m.timings["building"] += time.perf_counter() - built
+        if broken:
+            marked = transitions.mark_sending(
+                connection,
+                d.run_id,
+                [x for x in due if x.id in {b.id for b in broken}],
+                now,
+                d.worker_id,
+                d.shard,
+                d.guard,
+            )
+            transitions.record_results(
+                connection,
+                d.run_id,
+                d.templates.definition_id,
+                [b for b in broken if b.id in marked],
+                now,
+                shard=d.shard,
+            )
+        return ready

@@ -1,0 +1,289 @@
+"""The checks at the moment of sending, in the transaction that marks recipients `sending`.
+
+Quiet hours in force now hold a recipient; for ``per_document`` and
+``per_trigger`` definitions, a document and address (or a customer) another
+run has sent, or is sending, excludes it (``in_another_run``), and the ledger
+of this definition too (``already_sent``). ``set_asides`` says which; the
+transition that moves them is ``transitions.mark_sending``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    or_,
+    select,
+    update,
+)
+
+from core.addresses import fold
+from core.clock import format_instant
+from core.delivery.queries import Due
+from core.delivery.states import (
+    RETRYING,
+    SENDING,
+    SENT,
+    UNKNOWN,
+)
+from core.planner.quiet_hours import QuietHours, zone
+from core.storage.models import (
+    Customer,
+    Definition,
+    History,
+    MessageRun,
+    Organisation,
+    Recipient,
+    RunCount,
+    SendClaim,
+    table_of,
+)
+from core.storage.sql import insert_ignoring
+
+RUN = table_of(MessageRun)
+RECIPIENT = table_of(Recipient)
+COUNT = table_of(RunCount)
+SEND_CLAIM = table_of(SendClaim)
+
+
+# -- the guards at the moment of sending ---------------------------------------------
+
+# A recipient of another run holding a dedup key in one of these states keeps it:
+# it was sent, is being sent, will be tried again, or may have been sent.
+KEY_HELD_STATES = (SENT, SENDING, RETRYING, UNKNOWN)
+_HOLDING = {
+    SENT: "has sent",
+    SENDING: "is sending",
+    RETRYING: "is sending (retrying)",
+    UNKNOWN: "may have sent (unknown)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """What a run's recipients are checked against when they are marked `sending`."""
+
+    definition_id: str
+    dedup: str  # none, per_document or per_trigger
+    use_billing_rules: bool
+    quiet_hours: QuietHours | None
+    organisation_zone: str
+
+
+def guard_of(connection: Connection, run_id: int) -> Guard:
+    """The run's definition's dedup and quiet hours, read once per delivery."""
+    definition = table_of(Definition)
+    row = connection.execute(
+        select(
+            definition.c.id,
+            definition.c.dedup,
+            definition.c.use_billing_rules,
+            definition.c.quiet_start,
+            definition.c.quiet_end,
+        )
+        .join(RUN, RUN.c.definition_id == definition.c.id)
+        .where(RUN.c.id == run_id)
+    ).one()
+    organisation_zone = connection.execute(select(table_of(Organisation).c.timezone)).scalar_one()
+    quiet = None
+    if row.quiet_start is not None and row.quiet_end is not None:
+        quiet = QuietHours.parse(row.quiet_start, row.quiet_end)
+    return Guard(row.id, row.dedup, bool(row.use_billing_rules), quiet, organisation_zone)
+
+
+def dedup_key(guard: Guard, item: Due) -> str | None:
+    """The key two runs of the definition must never both send (None: no dedup)."""
+    if guard.dedup == "per_trigger":
+        return json.dumps([item.customer_id])
+    if guard.dedup == "per_document":
+        offset = item.offset_days if guard.use_billing_rules else None
+        return json.dumps([item.document_id, fold(item.address), offset])
+    return None
+
+
+def _quiet_now(
+    connection: Connection, guard: Guard, due: Sequence[Due], now: datetime
+) -> dict[int, datetime]:
+    """Recipients whose quiet hours are in force at ``now``: id → when they end."""
+    if guard.quiet_hours is None or not due:
+        return {}
+    customer = table_of(Customer)
+    zones = dict(
+        connection.execute(
+            select(customer.c.id, customer.c.timezone).where(
+                customer.c.id.in_({d.customer_id for d in due})
+            )
+        ).all()
+    )
+    held: dict[int, datetime] = {}
+    ends: dict[str, datetime | None] = {}
+    for item in due:
+        name = zones.get(item.customer_id) or guard.organisation_zone
+        if name not in ends:
+            ends[name] = guard.quiet_hours.send_after(now, zone(name))
+        end = ends[name]
+        if end is not None:
+            held[item.id] = end
+    return held
+
+
+def _history_hits(
+    connection: Connection, guard: Guard, run_id: int, due: Sequence[Due]
+) -> dict[int, Any]:
+    """per_document: recipients the ledger says this definition sent already (by another run)."""
+    if guard.dedup != "per_document" or not due:
+        return {}
+    history = table_of(History)
+    documents = {d.document_id for d in due}
+    named = [d for d in documents if d is not None]
+    condition: ColumnElement[bool] = history.c.document_id.in_(named)
+    if None in documents:
+        condition = or_(condition, history.c.document_id.is_(None))
+    entries = connection.execute(
+        select(
+            history.c.document_id,
+            history.c.address_lower,
+            history.c.offset_days,
+            history.c.at,
+            history.c.run_id,
+        )
+        .where(
+            history.c.definition_id == guard.definition_id,
+            condition,
+            or_(history.c.run_id.is_(None), history.c.run_id != run_id),
+        )
+        .order_by(history.c.at.desc())
+    ).all()
+    if not entries:
+        return {}
+    hits: dict[int, Any] = {}
+    for item in due:
+        lower = fold(item.address)
+        for entry in entries:
+            if entry.document_id != item.document_id:
+                continue
+            if entry.address_lower is not None and entry.address_lower != lower:
+                continue
+            if (
+                guard.use_billing_rules
+                and entry.offset_days is not None
+                and entry.offset_days != item.offset_days
+            ):
+                continue
+            hits[item.id] = entry
+            break
+    return hits
+
+
+def _what(item: Due) -> str:
+    what = f"document {item.document_id}" if item.document_id is not None else "this message"
+    return f"{what} to {item.address}"
+
+
+def _taken_keys(
+    connection: Connection, guard: Guard, run_id: int, due: Sequence[Due]
+) -> dict[int, tuple[str, str]]:
+    """Take the dedup keys of ``due`` for this run; those another run holds: id → reason.
+
+    Every key's row is inserted if missing and then locked (in key order, so
+    that two runs never wait on each other in a cycle): a second transaction
+    marking the same key waits here until the first commits, then sees what
+    became of the first's recipient. That is what makes two runs racing on two
+    machines unable to both send one document to one address.
+    """
+    keys = {item.id: key for item in due if (key := dedup_key(guard, item)) is not None}
+    if not keys:
+        return {}
+    first: dict[str, int] = {}
+    for item in due:
+        if item.id in keys:
+            first.setdefault(keys[item.id], item.id)
+    connection.execute(
+        insert_ignoring(connection, SEND_CLAIM, ["definition_id", "key"]),
+        [
+            {
+                "definition_id": guard.definition_id,
+                "key": key,
+                "run_id": run_id,
+                "recipient_id": rid,
+            }
+            for key, rid in sorted(first.items())
+        ],
+    )
+    pick = (
+        select(SEND_CLAIM.c.key, SEND_CLAIM.c.run_id, SEND_CLAIM.c.recipient_id)
+        .where(SEND_CLAIM.c.definition_id == guard.definition_id, SEND_CLAIM.c.key.in_(list(first)))
+        .order_by(SEND_CLAIM.c.key)
+    )
+    if connection.dialect.name == "postgresql":
+        pick = pick.with_for_update()
+    holders = {row.key: row for row in connection.execute(pick).all()}
+    others = {row.recipient_id for row in holders.values() if row.recipient_id not in keys}
+    states = (
+        dict(
+            connection.execute(
+                select(RECIPIENT.c.id, RECIPIENT.c.state).where(RECIPIENT.c.id.in_(others))
+            ).all()
+        )
+        if others
+        else {}
+    )
+    refused: dict[int, tuple[str, str]] = {}
+    mine: set[str] = set()
+    for item in due:
+        key = keys.get(item.id)
+        if key is None:
+            continue
+        holder = holders[key]
+        if key in mine or holder.recipient_id == item.id:
+            # Taken by this run in this very transaction (per_trigger: a customer's
+            # several addresses), or by this recipient on an earlier attempt.
+            mine.add(key)
+            continue
+        state = states.get(holder.recipient_id)
+        if state in KEY_HELD_STATES:
+            if holder.run_id == run_id:  # another address of this run's customer
+                mine.add(key)
+                continue
+            refused[item.id] = (
+                "in_another_run",
+                f"run {holder.run_id} {_HOLDING[state]} {_what(item)}",
+            )
+            continue
+        # The holder let go of the key (failed, excluded, back to pending): take it.
+        connection.execute(
+            update(SEND_CLAIM)
+            .where(SEND_CLAIM.c.definition_id == guard.definition_id, SEND_CLAIM.c.key == key)
+            .values(run_id=run_id, recipient_id=item.id)
+        )
+        mine.add(key)
+    return refused
+
+
+def set_asides(
+    connection: Connection, guard: Guard, run_id: int, due: Sequence[Due], now: datetime
+) -> tuple[dict[int, datetime], dict[int, tuple[str, str]]]:
+    """What of ``due`` may not be sent now: held (id → when its quiet hours end), and
+    refused (id → (reason code, detail)). Takes the dedup keys of the rest for this run."""
+    held = _quiet_now(connection, guard, due, now)
+    sendable = [d for d in due if d.id not in held]
+    refused = _taken_keys(connection, guard, run_id, sendable)
+    for rid, entry in _history_hits(connection, guard, run_id, sendable).items():
+        if rid in refused:
+            continue
+        item = next(d for d in sendable if d.id == rid)
+        when = format_instant(entry.at)
+        if entry.run_id is not None:
+            refused[rid] = (
+                "in_another_run",
+                f"run {entry.run_id} has sent {_what(item)} on {when}",
+            )
+        else:
+            refused[rid] = ("already_sent", f"this definition sent {_what(item)} on {when}")
+    return held, refused

@@ -1,0 +1,89 @@
+"""What the parts of one delivery share: its fixed facts, and its state in memory.
+
+A delivery (``deliver.py``) runs one controller, one feeder (``feeder.py``)
+and ``max_connections`` senders (``senders.py``) in one event loop. They share
+``Delivering`` (who delivers what, with which profile and templates: fixed
+once the delivery has begun) and ``InMemory`` (the queue to the senders,
+the results not yet recorded, what is in flight: changing all the time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import Connection
+
+from core.clock import Clock
+from core.delivery.compose import Templates
+from core.delivery.guards import Guard
+from core.delivery.message import Envelope
+from core.delivery.queries import Due
+from core.delivery.smtp import ProfileSettings
+from core.delivery.transitions import Result
+from core.storage.database import Database
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A recipient whose message is built, on its way to a connection."""
+
+    due: Due
+    envelope: Envelope
+
+
+@dataclass(frozen=True)
+class Delivering:
+    """The fixed facts of one delivery of a run by this process."""
+
+    database: Database
+    clock: Clock
+    run_id: int
+    worker_id: str
+    shard: int  # this process's own counter rows (see RunCount)
+    profile: ProfileSettings
+    templates: Templates
+    guard: Guard  # dedup and quiet hours, checked when recipients are marked `sending`
+    # Several workers deliver the run together (PostgreSQL): marking may wait on
+    # their locks, so it is done off the event loop.
+    alongside_others: bool
+
+    async def db(self, work: Callable[[Connection], T]) -> T:
+        """A database call, in a thread: sending never waits on it."""
+        return await asyncio.to_thread(self.database.run, work)
+
+
+class InMemory:
+    """The delivery's state in memory, shared by the controller, the feeder and the senders."""
+
+    def __init__(self) -> None:
+        # Built messages marked `sending`, waiting for a sender; None tells one to end.
+        self.queue: asyncio.Queue[Outgoing | None] = asyncio.Queue()
+        # Notified when a sender finishes a message or a connection slot changes hands.
+        self.capacity = asyncio.Condition()
+        self.wake = asyncio.Event()  # the feeder looks for due work again
+        self.has_work = asyncio.Event()  # senders without a connection slot may take one
+        self.halted = asyncio.Event()  # the delivery is ending
+        self.halt = False
+        self.idle = False  # the feeder found nothing due
+        self.active = 0  # senders holding a connection slot
+        self.fair_share = 1  # connection slots this delivery may hold (policy.fair_share)
+        self.contended = False  # other runs want the profile: slots change hands
+        self.timings: defaultdict[str, float] = defaultdict(float)
+        self.results: list[Result] = []  # not yet recorded
+        self.in_flight: set[int] = set()  # marked `sending`, reply not yet in
+        self.unsent: list[int] = []  # marked `sending`, never handed to a connection
+        self.fault: str | None = None  # a fault of the profile ends the run
+        self.sent = 0
+
+    def busy(self) -> int:
+        return len(self.in_flight)
+
+    async def notify(self) -> None:
+        async with self.capacity:
+            self.capacity.notify_all()

@@ -1,0 +1,110 @@
+"""Pure policy of delivery: no database, no network, no clock of its own.
+
+- ``reply_outcome``: what a server's reply (or a connection fault) makes of a
+  recipient — `sent`, `retrying` until when, or `failed` and why;
+- ``settled_state``: the state a run ends in when nothing is left to do now;
+- ``fair_share``: how many of a profile's connections one delivery may hold.
+
+The retry schedule itself (backoff with jitter) is ``retry_policy.py``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.delivery.retry_policy import next_attempt
+from core.delivery.states import (
+    COMPLETED,
+    COMPLETED_WITH_FAILURES,
+    FAILED,
+    HELD,
+    PENDING,
+    RETRYING,
+    SENDING,
+    SENT,
+    UNKNOWN,
+    WAITING,
+    RecipientState,
+    RunState,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOutcome:
+    """What one attempt made of a recipient."""
+
+    state: RecipientState  # sent, retrying or failed
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+    hard_bounce: bool = False  # a 5xx saying the mailbox does not exist (5.1.1)
+
+
+def is_hard_bounce(code: int, text: str) -> bool:
+    """The mailbox does not exist (5.1.1)."""
+    return code >= 500 and ("5.1.1" in text or (code == 550 and "does not exist" in text.lower()))
+
+
+def reply_outcome(
+    *,
+    code: int | None,
+    text: str = "",
+    fault: str | None = None,
+    attempts: int,
+    first_attempt_at: datetime,
+    now: datetime,
+    schedule: Sequence[float] | None = None,
+    retry_for_seconds: float | None = None,
+    draw: Callable[[], float] = random.random,
+) -> ReplyOutcome:
+    """The recipient's state after its ``attempts``-th attempt got reply ``code`` (None
+    with ``fault``: the connection failed before a reply).
+
+    2xx: `sent`. 4xx or a connection fault: `retrying` at the schedule's next
+    time, or `failed` once ``retry_for_seconds`` have passed since the first
+    attempt. 5xx: `failed` (a hard bounce when the mailbox does not exist).
+    """
+    if code is not None and fault is None and 200 <= code < 300:
+        return ReplyOutcome(SENT)
+    if fault is not None or (code is not None and 400 <= code < 500):
+        later = next_attempt(
+            first_attempt_at=first_attempt_at,
+            now=now,
+            failed_attempts=attempts,
+            schedule=schedule,
+            retry_for_seconds=retry_for_seconds,
+            draw=draw,
+        )
+        if later is not None:
+            return ReplyOutcome(RETRYING, next_attempt_at=later, error=fault)
+        spent = (now - first_attempt_at).total_seconds()
+        return ReplyOutcome(
+            FAILED,
+            error=f"gave up after {attempts} attempts in {spent:.0f} s"
+            + (f": {fault}" if fault else ""),
+        )
+    return ReplyOutcome(FAILED, hard_bounce=code is not None and is_hard_bounce(code, text))
+
+
+def settled_state(counts: Mapping[str, int]) -> RunState | None:
+    """The state a run ends in when nothing is left to do now, or None if work remains.
+
+    Work remains while anything is pending or sending; held or retrying
+    recipients alone make the run `waiting` (the caller has seen that none
+    is due now); then failed or unknown ones make it `completed_with_failures`.
+    """
+    if counts[PENDING] or counts[SENDING]:
+        return None
+    if counts[HELD] or counts[RETRYING]:
+        return WAITING
+    if counts[FAILED] or counts[UNKNOWN]:
+        return COMPLETED_WITH_FAILURES
+    return COMPLETED
+
+
+def fair_share(max_connections: int, deliveries: int) -> int:
+    """Connections one delivery may hold when ``deliveries`` (worker, run) pairs share a
+    profile of ``max_connections``: rounded up, and never less than one."""
+    return max(1, -(-max_connections // max(1, deliveries)))

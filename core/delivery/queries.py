@@ -1,0 +1,162 @@
+"""Named reads of delivery: the recipients due now, the run's row, when the next is due.
+
+Also the one write that is not a state change: reserving due recipients for
+a delivering process (``recipient.claimed_by``), so that no other process
+takes them while this one builds their messages. Marking them `sending` is a
+transition (``transitions.mark_sending``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    func,
+    select,
+    update,
+)
+
+from core.delivery.states import (
+    HELD,
+    PENDING,
+    RETRYING,
+)
+from core.storage.models import (
+    MessageRun,
+    Recipient,
+    RunCount,
+    SendClaim,
+    table_of,
+)
+
+RUN = table_of(MessageRun)
+RECIPIENT = table_of(Recipient)
+COUNT = table_of(RunCount)
+SEND_CLAIM = table_of(SendClaim)
+
+
+# -- due recipients ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A recipient that may be sent now, with what its message is built from."""
+
+    id: int
+    state: str
+    position: int
+    customer_id: str
+    contact_id: str | None
+    address: str
+    document_id: str | None
+    offset_days: int | None
+    message_id: str
+    attempts: int
+    first_attempt_at: datetime | None = None
+
+
+DUE_COLUMNS = (
+    RECIPIENT.c.id,
+    RECIPIENT.c.state,
+    RECIPIENT.c.position,
+    RECIPIENT.c.customer_id,
+    RECIPIENT.c.contact_id,
+    RECIPIENT.c.address,
+    RECIPIENT.c.document_id,
+    RECIPIENT.c.offset_days,
+    RECIPIENT.c.message_id,
+    RECIPIENT.c.attempts,
+    RECIPIENT.c.first_attempt_at,
+)
+# Retries first, then released holds, then pending; each with the column saying when.
+DUE_ORDER = (
+    (RETRYING, RECIPIENT.c.next_attempt_at),
+    (HELD, RECIPIENT.c.send_after),
+    (PENDING, None),
+)
+
+
+def _due(run_id: int, state: str, due_column: Any, now: datetime, limit: int, *columns: Any) -> Any:
+    """The first ``limit`` recipients of the run in ``state`` that are due at ``now``."""
+    query = select(*columns).where(RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == state)
+    if due_column is not None:
+        query = query.where(due_column <= now)
+    return query.order_by(RECIPIENT.c.position).limit(limit)
+
+
+def load_due(connection: Connection, run_id: int, now: datetime, limit: int) -> list[Due]:
+    """Up to ``limit`` recipients due now, without reserving them (tests make crashes with it)."""
+    found: list[Due] = []
+    for state, due_column in DUE_ORDER:
+        if len(found) >= limit:
+            break
+        query = _due(run_id, state, due_column, now, limit - len(found), *DUE_COLUMNS)
+        found.extend(Due(**row._asdict()) for row in connection.execute(query).all())
+    return found
+
+
+def reserve_due(
+    connection: Connection, run_id: int, worker_id: str, now: datetime, limit: int
+) -> list[Due]:
+    """Reserve up to ``limit`` due recipients for ``worker_id``: nobody else will take them.
+
+    Retries first, then released holds, then pending, each in plan order. On
+    PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: workers
+    reserving at the same moment take different rows without waiting for each
+    other. Every reservation is one guarded UPDATE (``claimed_by IS NULL``), so
+    on SQLite too a recipient is never reserved twice. (The column keeps its
+    old name, ``claimed_by``.)
+    """
+    found: list[Due] = []
+    for state, due_column in DUE_ORDER:
+        if len(found) >= limit:
+            break
+        pick = _due(run_id, state, due_column, now, limit - len(found), RECIPIENT.c.id).where(
+            RECIPIENT.c.claimed_by.is_(None)
+        )
+        if connection.dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        # Two statements, not UPDATE … WHERE id IN (SELECT … LIMIT … FOR UPDATE):
+        # PostgreSQL may plan that as a join that rescans the run per row.
+        ids = list(connection.execute(pick).scalars())
+        if not ids:
+            continue
+        rows = connection.execute(
+            update(RECIPIENT)
+            .where(
+                RECIPIENT.c.id.in_(ids),
+                RECIPIENT.c.state == state,
+                RECIPIENT.c.claimed_by.is_(None),
+            )
+            .values(claimed_by=worker_id)
+            .returning(*DUE_COLUMNS)
+        ).all()
+        found.extend(sorted((Due(**row._asdict()) for row in rows), key=lambda d: d.position))
+    return found
+
+
+def run_row(connection: Connection, run_id: int) -> Any:
+    return connection.execute(select(RUN).where(RUN.c.id == run_id)).one()
+
+
+def next_due(connection: Connection, run_id: int, only: str | None = None) -> datetime | None:
+    """When the next retry or held recipient (``only``: of that state) becomes due."""
+    retry = connection.execute(
+        select(func.min(RECIPIENT.c.next_attempt_at)).where(
+            RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == RETRYING
+        )
+    ).scalar()
+    held = connection.execute(
+        select(func.min(RECIPIENT.c.send_after)).where(
+            RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == HELD
+        )
+    ).scalar()
+    if only == RETRYING:
+        held = None
+    elif only == HELD:
+        retry = None
+    times: list[datetime] = [t for t in (retry, held) if t is not None]
+    return min(times) if times else None

@@ -1,0 +1,71 @@
+"""The dedup ledger: history rows, built in one place.
+
+A row says that a definition sent (or, ``per_trigger``, targeted) a
+customer's document to an address at an instant; runs write them when a
+message is sent or a report proves it was, ``import`` reads them from a
+file. The fingerprint makes the same entry stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from core.addresses import fold
+from core.storage.models import History, table_of
+from core.storage.sql import insert_ignoring
+
+
+def history_fingerprint(row: dict[str, Any]) -> str:
+    """One key per distinct send, so the same entry imported twice is stored once."""
+    at = row["at"]
+    key = json.dumps(
+        [
+            row["definition_id"],
+            row["customer_id"],
+            row["address_lower"],
+            row["document_id"],
+            row["offset_days"],
+            at.astimezone(UTC).isoformat() if at is not None else None,
+            row.get("run_id"),
+        ]
+    )
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def history_row(
+    *,
+    definition_id: str,
+    customer_id: str,
+    address: str | None,
+    document_id: str | None,
+    offset_days: int | None,
+    at: datetime,
+    run_id: int | None,
+) -> dict[str, Any]:
+    """One ledger entry, with its folded address and its fingerprint."""
+    row: dict[str, Any] = {
+        "definition_id": definition_id,
+        "customer_id": customer_id,
+        "address": address,
+        "address_lower": fold(address) if address is not None else None,
+        "document_id": document_id,
+        "offset_days": offset_days,
+        "at": at,
+        "run_id": run_id,
+    }
+    row["fingerprint"] = history_fingerprint(row)
+    return row
+
+
+def write_history(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Store ledger entries; one already stored (same fingerprint) is skipped."""
+    if rows:
+        connection.execute(
+            insert_ignoring(connection, table_of(History), "fingerprint"), list(rows)
+        )
