@@ -16,7 +16,7 @@ from core.bounces.store import ReadSummary, record_message
 from core.delivery.runs import get_run, run_json
 from core.planner.plan import make_plan
 from core.storage import Database
-from core.storage.models import History, Recipient, table_of
+from core.storage.models import History, Recipient, SmtpProfile, table_of
 from fixtures.smtp_servers import SmtpServer
 from tests.bounce_support import NOW, arf_abuse, postfix_dsn
 from tests.conftest import url_of
@@ -31,11 +31,13 @@ from tests.delivery_support import (
 from tui import cli
 
 
-def delivered(db: Database, count: int = 4) -> tuple[int, dict[str, Any]]:
+def delivered(
+    db: Database, count: int = 4, dedup: str = "per_document"
+) -> tuple[int, dict[str, Any]]:
     """A run delivered for real: every recipient `sent`; address → its row."""
     with SmtpServer() as server:
         doc = document(count, server.port)
-        doc["definitions"][0]["dedup"] = "per_document"
+        doc["definitions"][0]["dedup"] = dedup
         run_id = new_run(db, doc)
         deliver_now(db, run_id)
     table = table_of(Recipient)
@@ -135,3 +137,56 @@ def test_a_follow_up_by_default_takes_the_bounced_and_plans_them_suppressed(
     assert [r["code"] for r in only["reasons"]] == ["suppressed"]
     assert "from a bounce report on run" in only["reasons"][0]["detail"]
     assert shown["state"] == "completed" and shown["follow_up_of"] == run_id
+
+
+@pytest.mark.parametrize("dedup", ["per_document", "per_trigger"])
+def test_a_follow_up_sends_again_to_a_bounced_recipient_and_a_second_one_does_not(
+    db: Database, capsys: pytest.CaptureFixture[str], dedup: str
+) -> None:
+    """The followed run sent it (its ledger and its hold say so): neither stops the
+    follow-up. What the follow-up delivered stops a second one, whatever the policy."""
+    run_id, rows = delivered(db, 2, dedup)
+    p0 = rows["p0@example.org"]
+    read(db, postfix_dsn(p0.message_id, p0.address, status="4.2.2"))  # soft: no suppression
+    with SmtpServer() as server:
+        port = server.port
+        with db.connect() as connection:
+            connection.execute(
+                table_of(SmtpProfile).update().values(port=port)
+            )
+        assert cli.main(["run", "follow-up", str(run_id), "--db", url_of(db)]) == 0
+        first = int(capsys.readouterr().out.splitlines()[0])
+        shown = run_json(db, first)
+        assert [(r["address"], r["state"]) for r in shown["recipients"]] == [
+            ("p0@example.org", "sent")
+        ]
+        assert server.count("p0@example.org") == 1
+        assert cli.main(["run", "follow-up", str(run_id), "--db", url_of(db)]) == 0
+        second = int(capsys.readouterr().out.splitlines()[0])
+        again = run_json(db, second)
+        [only] = again["recipients"]
+        assert only["state"] == "excluded"
+        assert f"follow-up run {first}" in only["reasons"][-1]["detail"]
+        assert server.count("p0@example.org") == 1
+
+
+def test_a_second_follow_up_sends_what_the_first_could_not(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """per_trigger records its targets when a run is made: a first follow-up that sent
+    nothing (the address was suppressed then) does not stop a second one."""
+    run_id, rows = delivered(db, 2, "per_trigger")
+    p0 = rows["p0@example.org"]
+    read(db, postfix_dsn(p0.message_id, p0.address))  # hard: suppressed
+    assert cli.main(["run", "follow-up", str(run_id), "--detach", "--db", url_of(db)]) == 0
+    first = int(capsys.readouterr().out.splitlines()[0])
+    assert run_json(db, first)["recipients"][0]["state"] == "excluded"
+    assert cli.main(["suppressions", "lift", "p0@example.org", "--db", url_of(db)]) == 0
+    capsys.readouterr()
+    with SmtpServer() as server:
+        with db.connect() as connection:
+            connection.execute(table_of(SmtpProfile).update().values(port=server.port))
+        assert cli.main(["run", "follow-up", str(run_id), "--db", url_of(db)]) == 0
+        second = int(capsys.readouterr().out.splitlines()[0])
+        assert [r["state"] for r in run_json(db, second)["recipients"]] == ["sent"]
+        assert server.count("p0@example.org") == 1

@@ -188,8 +188,19 @@ def plan_again(
     keys = {(c.customer, c.document, _lower(c.address)) for c in chosen}
     pairs = {(c.customer, c.document) for c in chosen}
 
+    # The followed run's ledger entries for the chosen, and those of its earlier
+    # follow-ups (a per_trigger run records its targets when it is made, sent or
+    # not), do not count: what an earlier follow-up really sent or still holds is
+    # excluded below, by its recipients' states (`_never_twice`).
+    run_table = table_of(MessageRun)
+    own_runs = {run_id} | set(
+        connection.execute(
+            select(run_table.c.id).where(run_table.c.follow_up_of == run_id)
+        ).scalars()
+    )
+
     def own_entry(entry: HistoryFacts) -> bool:
-        if entry.run_id != run_id:
+        if entry.run_id not in own_runs:
             return False
         if definition.dedup == "per_trigger":
             return any(entry.customer_id == customer for customer, _ in pairs)

@@ -31,6 +31,7 @@ from core.delivery.states import (
     SENDING,
     SENT,
     UNKNOWN,
+    RecipientState,
 )
 from core.planner.quiet_hours import QuietHours, zone
 from core.storage.models import (
@@ -74,6 +75,9 @@ class Guard:
     use_billing_rules: bool
     quiet_hours: QuietHours | None
     organisation_zone: str
+    # The run this one follows up: its hold on the recipients handed on to this run,
+    # and its own ledger entries, do not count (after-sending.md, Follow-up).
+    follow_up_of: int | None = None
 
 
 def guard_of(connection: Connection, run_id: int) -> Guard:
@@ -86,6 +90,7 @@ def guard_of(connection: Connection, run_id: int) -> Guard:
             definition.c.use_billing_rules,
             definition.c.quiet_start,
             definition.c.quiet_end,
+            RUN.c.follow_up_of,
         )
         .join(RUN, RUN.c.definition_id == definition.c.id)
         .where(RUN.c.id == run_id)
@@ -94,7 +99,14 @@ def guard_of(connection: Connection, run_id: int) -> Guard:
     quiet = None
     if row.quiet_start is not None and row.quiet_end is not None:
         quiet = QuietHours.parse(row.quiet_start, row.quiet_end)
-    return Guard(row.id, row.dedup, bool(row.use_billing_rules), quiet, organisation_zone)
+    return Guard(
+        row.id,
+        row.dedup,
+        bool(row.use_billing_rules),
+        quiet,
+        organisation_zone,
+        row.follow_up_of,
+    )
 
 
 def dedup_key(guard: Guard, item: Due) -> str | None:
@@ -156,7 +168,7 @@ def _history_hits(
         .where(
             history.c.definition_id == guard.definition_id,
             condition,
-            or_(history.c.run_id.is_(None), history.c.run_id != run_id),
+            or_(history.c.run_id.is_(None), history.c.run_id.notin_(_own_runs(guard, run_id))),
         )
         .order_by(history.c.at.desc())
     ).all()
@@ -179,6 +191,11 @@ def _history_hits(
             hits[item.id] = entry
             break
     return hits
+
+
+def _own_runs(guard: Guard, run_id: int) -> list[int]:
+    """Runs whose ledger entries never stop this one: itself, and the run it follows up."""
+    return [run_id] if guard.follow_up_of is None else [run_id, guard.follow_up_of]
 
 
 def _what(item: Due) -> str:
@@ -225,15 +242,17 @@ def _taken_keys(
         pick = pick.with_for_update()
     holders = {row.key: row for row in connection.execute(pick).all()}
     others = {row.recipient_id for row in holders.values() if row.recipient_id not in keys}
-    states = (
-        dict(
-            connection.execute(
-                select(RECIPIENT.c.id, RECIPIENT.c.state).where(RECIPIENT.c.id.in_(others))
-            ).all()
-        )
-        if others
-        else {}
-    )
+    states: dict[int, str] = {}
+    handed_here: set[int] = set()
+    if others:
+        for row in connection.execute(
+            select(RECIPIENT.c.id, RECIPIENT.c.state, RECIPIENT.c.handed_on_to).where(
+                RECIPIENT.c.id.in_(others)
+            )
+        ):
+            states[row.id] = row.state
+            if row.handed_on_to == run_id:
+                handed_here.add(row.id)
     refused: dict[int, tuple[str, str]] = {}
     mine: set[str] = set()
     for item in due:
@@ -247,13 +266,13 @@ def _taken_keys(
             mine.add(key)
             continue
         state = states.get(holder.recipient_id)
-        if state in KEY_HELD_STATES:
+        if state in KEY_HELD_STATES and holder.recipient_id not in handed_here:
             if holder.run_id == run_id:  # another address of this run's customer
                 mine.add(key)
                 continue
             refused[item.id] = (
                 "in_another_run",
-                f"run {holder.run_id} {_HOLDING[state]} {_what(item)}",
+                f"run {holder.run_id} {_HOLDING[RecipientState(state)]} {_what(item)}",
             )
             continue
         # The holder let go of the key (failed, excluded, back to pending): take it.
