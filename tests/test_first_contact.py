@@ -378,7 +378,7 @@ def test_reading_commands_work_on_a_read_only_folder(read_only_folder: Path) -> 
     base = [MSGRUN, "--db", url]
     subprocess.run([*base, "import", str(BLUE_LAGOON)], check=True, capture_output=True)
     subprocess.run(
-        [*base, "run", "start", "invoice-email", "--detach"],
+        [*base, "run", "start", "service-reminder", "--detach"],
         check=True,
         capture_output=True,
     )

@@ -280,3 +280,21 @@ def test_run_start_at_a_future_instant_holds_every_recipient_until_then(
         shown = msgrun.show(run_id)
         assert {r["state"] for r in shown["recipients"]} == {"held"}
         assert {r["send_after"] for r in shown["recipients"]} == {at}
+
+
+def test_a_run_with_nothing_to_send_completes_as_it_is_made_without_a_connection(
+    msgrun: Msgrun,
+) -> None:
+    """Every candidate excluded: `completed` at once, exit 0, even with the profile's
+    password missing (no connection is opened), and a detached one is not left running."""
+    doc = document(2, 1)  # port 1: nothing listens there
+    doc["smtp_profiles"][0].update(username="u", password_env="MSGRUN_TEST_NO_SUCH_PASSWORD")
+    for customer in doc["customers"]:
+        customer["contacts"][0]["allow_email"] = False
+    msgrun.load(doc)
+    result = msgrun("run", "start", "inv")
+    assert result.returncode == 0, result.stderr
+    assert "run 1 completed: 2 excluded; nothing to send" in result.stderr
+    detached = msgrun("run", "start", "inv", "--detach")
+    assert detached.returncode == 0 and "nothing to send" in detached.stderr
+    assert [msgrun.show(n)["state"] for n in (1, 2)] == ["completed", "completed"]

@@ -19,7 +19,6 @@ from sqlalchemy import Connection, and_, func, select, update
 
 from core.bounces import outcomes
 from core.clock import Clock, format_instant
-from core.delivery import transitions
 from core.delivery.export import Selection
 from core.delivery.runs import read_run, snapshot_plan
 from core.delivery.states import (
@@ -320,9 +319,6 @@ def start_follow_up(
             started_by=started_by,
             follow_up_of=run_id,
         )
-        if all(c.decision == "excluded" for c in candidates):
-            # Nothing to deliver: the run has ended as it was made.
-            transitions.complete_empty_follow_up(connection, new_id, clock.now())
         recipient = table_of(Recipient)
         ids = [c.id for c in chosen]
         for start in range(0, len(ids), 500):

@@ -201,6 +201,8 @@ def snapshot_plan(
     )
     if definition.dedup == "per_trigger":
         _record_targets(connection, definition.id, run_id, candidates, now)
+    if counts[EXCLUDED] == len(candidates):
+        transitions.complete_empty(connection, run_id, now)
     return run_id
 
 

@@ -117,8 +117,8 @@ RUN_TRANSITIONS: Final[Mapping[str, tuple[frozenset[RunState], RunState]]] = {
     "fail": (frozenset({S.RUNNING, S.STOPPING, S.WAITING}), S.FAILED),
     # A report proved its last `unknown` recipient sent.
     "complete_by_report": (frozenset({S.COMPLETED_WITH_FAILURES}), S.COMPLETED),
-    # A follow-up whose every candidate came out excluded ends as it is made.
-    "complete_empty_follow_up": (frozenset({S.RUNNING}), S.COMPLETED),
+    # A run (or follow-up) whose every candidate came out excluded ends as it is made.
+    "complete_empty": (frozenset({S.RUNNING}), S.COMPLETED),
 }
 # The run transition that settles a run in each state.
 SETTLE: Final[Mapping[RunState, str]] = {

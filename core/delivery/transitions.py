@@ -565,9 +565,10 @@ def finish_stopping(connection: Connection, run_id: int, now: datetime) -> bool:
     return run_transition(connection, run_id, "finish_stopping", ended_at=now)
 
 
-def complete_empty_follow_up(connection: Connection, run_id: int, now: datetime) -> bool:
-    """A follow-up whose every candidate is excluded ends `completed` as it is made."""
-    return run_transition(connection, run_id, "complete_empty_follow_up", ended_at=now)
+def complete_empty(connection: Connection, run_id: int, now: datetime) -> bool:
+    """A run (or a follow-up) whose every candidate is excluded ends `completed` as it
+    is made: there is nothing to deliver, so no connection is ever opened for it."""
+    return run_transition(connection, run_id, "complete_empty", ended_at=now)
 
 
 # -- after sending: a report proves a message arrived -------------------------------

@@ -278,6 +278,11 @@ def run_start(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
+    run = get_run(db, run_id)
+    if run.state == COMPLETED:
+        # Every candidate was excluded: nothing to deliver, no connection to open.
+        print(f"run {run_id} completed: {summary(run)}; nothing to send", file=sys.stderr)
+        return 0
     return foreground(db, run_id)
 
 
