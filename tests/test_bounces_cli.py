@@ -154,3 +154,12 @@ def test_imap_unreachable_exits_1(capsys: pytest.CaptureFixture[str], sqlite_db:
     monkeypatch.delenv("MSGRUN_IMAP_PASSWORD")
     code, _, err = msgrun(capsys, "bounces", "read", "imap://ops@127.0.0.1/INBOX", "--db", url)
     assert code == 2 and "MSGRUN_IMAP_PASSWORD is not set" in err
+
+
+def test_bounces_list_for_an_unknown_run_exits_2(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["db", "upgrade", "--db", url]) == 0
+    capsys.readouterr()
+    assert cli.main(["bounces", "list", "--run", "99", "--db", url]) == 2
+    assert "unknown run 99" in capsys.readouterr().err

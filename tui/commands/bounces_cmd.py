@@ -130,13 +130,12 @@ def _report_id(text: str) -> int:
 
 
 def bounces_list(args: argparse.Namespace) -> int:
+    db = database(args.db)
     run_id: int | None = None
     if args.run is not None:
-        if not args.run.isdigit():
-            raise UsageError(f"unknown run {args.run!r} (run ids are numbers; see msgrun run "
-                             "list)")
-        run_id = int(args.run)
-    db = database(args.db)
+        from tui.commands.runs import existing_run
+
+        run_id = existing_run(db, args.run).id  # an unknown run: exit 2, saying so
     rows = list_outcomes(db, run_id=run_id, unmatched=args.unmatched)
     if args.json:
         write_out(json.dumps([r.as_json() for r in rows], ensure_ascii=False))
