@@ -128,7 +128,8 @@ def test_the_rate_outcomes_and_parts_of_a_settled_run(db: Database) -> None:
     assert window.outcome_counts == {"bounce_hard": 1, "bounce_soft": 0, "complaint": 1, "delay": 0}
     assert sorted(window.outcomes.items()) == [(3, "bounce_hard"), (4, "complaint")]
     assert settled_parts(window.progress.run, window.outcome_counts) == {
-        "delivered": 2, "bounced": 1, "complained": 1, "failed": 2, "unknown": 0, "excluded": 0,
+        "delivered": 2, "bounced": 1, "complained": 1, "failed": 2, "unknown": 0,
+        "not sent": 0, "excluded": 0,
     }
     bounced = run_window(db, run_id, outcome="bounce")
     assert [v.address for v in bounced.rows] == ["p3@example.org"] and bounced.matching == 1

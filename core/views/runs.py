@@ -18,8 +18,12 @@ from core.delivery.states import (
     ENDED,
     EXCLUDED,
     FAILED,
+    HELD,
+    PENDING,
     RESTARTABLE,
+    RETRYING,
     RUNNING,
+    SENDING,
     SENT,
     UNKNOWN,
 )
@@ -376,6 +380,8 @@ def settled_parts(run: RunInfo, outcome_counts: Mapping[str, int]) -> dict[str, 
         "complained": complained,
         "failed": run.counts.get(FAILED, 0),
         "unknown": run.counts.get(UNKNOWN, 0),
+        # A stopped or failed run leaves some unsent: they are part of the picture too.
+        "not sent": sum(run.counts.get(state, 0) for state in (PENDING, HELD, RETRYING, SENDING)),
         "excluded": run.counts.get(EXCLUDED, 0),
     }
 

@@ -14,6 +14,7 @@ PART_STYLE = {
     "complained": "bright_magenta",
     "failed": "dark_orange",
     "unknown": "magenta",
+    "not sent": "yellow",
     "excluded": "grey50",
 }
 BLOCK = "█"

@@ -264,8 +264,15 @@ class RunScreen(LiveScreen):
         bar = self.query_one("#progress", ProgressBar)
         bar.update(total=max(progress.to_send, 1), progress=progress.done)
         # One line at 80 columns: the counts close up when the terminal is narrow.
-        gap = "  " if self.app.size.width >= 100 else " "
-        counts = gap.join(f"{styled(state)} {run.counts[state]}" for state in RECIPIENT_STATES)
+        wide = self.app.size.width >= 100
+        gap = "  " if wide else " "
+        # At 80 columns a state with none in it gives way, except those an operator
+        # decides by (pending, sent, failed, unknown), so the line never wraps.
+        counts = gap.join(
+            f"{styled(state)} {run.counts[state]}"
+            for state in RECIPIENT_STATES
+            if wide or run.counts[state] or state in ("pending", "sent", "failed", "unknown")
+        )
         reported = [
             f"[{OUTCOME_STYLE[name]}]{OUTCOME_WORDS[name]}[/] {n}"
             for name, n in window.outcome_counts.items()
@@ -288,8 +295,10 @@ class RunScreen(LiveScreen):
             rate = SendRate([], 1, None, None)
         line = self.query_one("#rate-line", Sparkline)
         line.data = rate.per_second or [0.0]
+        # Nothing sent yet: no line at all (an empty one would draw as a full bar).
+        line.display = bool(rate.per_second)
         every = f" ({rate.bucket_seconds}s)" if rate.bucket_seconds > 1 else ""
-        peak = f"peak {rate.peak:.1f}/s{every}" if rate.per_second else "nothing sent yet"
+        peak = f"peak {rate.peak:.1f}/s{every}" if rate.per_second else " nothing sent yet"
         self.query_one("#rate-peak", Static).update(peak)
         parts = settled_parts(window.progress.run, window.outcome_counts)
         box = self.query_one("#run-parts", Horizontal)
