@@ -231,3 +231,20 @@ def test_a_preview_counts_what_a_follow_up_would_plan_and_writes_nothing(
     assert {a: r.handed_on_to for a, r in recipients(sqlite_db, run_id).items()} == dict.fromkeys(
         ["p0@example.org", "p1@example.org", "p2@example.org", "p3@example.org"]
     )
+
+
+def test_run_list_says_what_each_run_follows_and_counts_the_excluded_apart(
+    sqlite_db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with SmtpServer(faults=Faults(rcpt={"p0@example.org": [REFUSED]})) as server:
+        run_id, _ = first_run(sqlite_db, server, count=2)
+        code, out, err = follow_up(capsys, sqlite_db, str(run_id))
+        assert code == 0, err
+    assert cli.main(["run", "list", "--db", url_of(sqlite_db)]) == 0
+    header, newest, oldest = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        "RUN", "DEFINITION", "STATE", "CREATED", "SENT", "TO", "SEND", "FAILED", "UNKNOWN",
+        "EXCLUDED",
+    ]
+    assert f"inv (follows {run_id})" in newest
+    assert oldest.split()[0] == str(run_id)

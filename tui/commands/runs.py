@@ -399,7 +399,8 @@ def run_list(args: argparse.Namespace) -> int:
     if not runs:
         write_out("no runs yet (msgrun run start DEFINITION)")
         return 0
-    rows = [("RUN", "DEFINITION", "STATE", "CREATED", "SENT", "TOTAL", "FAILED", "UNKNOWN")]
+    header = ("RUN", "DEFINITION", "STATE", "CREATED", "SENT", "TO SEND", "FAILED", "UNKNOWN")
+    rows = [(*header, "EXCLUDED")]
     for r in runs:
         rows.append(
             (
@@ -412,6 +413,7 @@ def run_list(args: argparse.Namespace) -> int:
                 str(to_send(r.counts)),
                 str(r.counts["failed"]),
                 str(r.counts["unknown"]),
+                str(r.counts["excluded"]),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
