@@ -238,7 +238,7 @@ def test_run_list_says_what_each_run_follows_and_counts_the_excluded_apart(
 ) -> None:
     with SmtpServer(faults=Faults(rcpt={"p0@example.org": [REFUSED]})) as server:
         run_id, _ = first_run(sqlite_db, server, count=2)
-        code, out, err = follow_up(capsys, sqlite_db, str(run_id))
+        code, _, err = follow_up(capsys, sqlite_db, str(run_id))
         assert code == 0, err
     assert cli.main(["run", "list", "--db", url_of(sqlite_db)]) == 0
     header, newest, oldest = capsys.readouterr().out.splitlines()
