@@ -430,6 +430,26 @@ class RecipientView:
     reasons: list[dict[str, str]]
     message_id: str | None = None
 
+    @classmethod
+    def of_row(cls, r: Any) -> RecipientView:
+        """From a row of ``recipient`` joined with the document's number as ``current_number``."""
+        return cls(
+            position=r.position,
+            customer_id=r.customer_id,
+            address=r.address,
+            document_id=r.document_id,
+            label=r.label,
+            current_number=r.current_number,
+            state=r.state,
+            smtp_code=r.smtp_code,
+            smtp_reply=r.smtp_reply,
+            error=r.error,
+            attempts=r.attempts,
+            updated_at=r.updated_at,
+            reasons=r.reasons,
+            message_id=r.message_id,
+        )
+
     @property
     def shown_label(self) -> str:
         """``Concept → 2026-0042`` when a draft has been numbered since the run planned it."""
@@ -491,22 +511,7 @@ def recipient_page(
             query = query.offset(offset)
         rows = connection.execute(query).all()
     views = [
-        RecipientView(
-            position=r.position,
-            customer_id=r.customer_id,
-            address=r.address,
-            document_id=r.document_id,
-            label=r.label,
-            current_number=r.current_number,
-            state=r.state,
-            smtp_code=r.smtp_code,
-            smtp_reply=r.smtp_reply,
-            error=r.error,
-            attempts=r.attempts,
-            updated_at=r.updated_at,
-            reasons=r.reasons,
-            message_id=r.message_id,
-        )
+        RecipientView.of_row(r)
         for r in rows
     ]
     return views, int(total)

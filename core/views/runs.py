@@ -197,22 +197,7 @@ def _outcome_window(
     matching = len(found)
     offset = max(0, matching - limit) if last else max(0, min(offset, max(0, matching - limit)))
     rows = [
-        RecipientView(
-            position=r.position,
-            customer_id=r.customer_id,
-            address=r.address,
-            document_id=r.document_id,
-            label=r.label,
-            current_number=r.current_number,
-            state=r.state,
-            smtp_code=r.smtp_code,
-            smtp_reply=r.smtp_reply,
-            error=r.error,
-            attempts=r.attempts,
-            updated_at=r.updated_at,
-            reasons=r.reasons,
-            message_id=r.message_id,
-        )
+        RecipientView.of_row(r)
         for r in found[offset : offset + limit]
     ]
     return rows, matching, offset
