@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.bounces.queries import OutcomeRow, ReportView
 from core.views.bounces import BouncesOverview, bounces_overview, report_detail, what
-from tui.console.formatting import Column, clip, clip_id, fit_columns, plural
+from tui.console.formatting import Column, clip, clip_id, fit_columns, place_columns, plural
 from tui.console.live import LiveScreen, TableScreen
 
 # What an operator reads a report by stays at 80 columns: when, what, the status
@@ -79,22 +79,16 @@ class BouncesScreen(TableScreen[OutcomeRow]):
         yield Static("msgrun · bounces", id="title-bar")
         yield Static("", id="bounces-summary", classes="summary")
         table: DataTable[str] = DataTable(id="bounces", cursor_type="row", zebra_stripes=True)
-        self._add_columns(table, self.app.size.width)
+        self.widths = place_columns(table, COLUMNS, column_widths(self.app.size.width))
         yield table
         yield Static("", id="bounce-line", classes="hint")
         yield Footer()
 
-    def _add_columns(self, table: DataTable[str], width: int) -> None:
-        self.widths = column_widths(width)
-        for label, _, _ in COLUMNS:
-            if label in self.widths:
-                table.add_column(label, width=self.widths[label], key=label)
-
     def on_resize(self) -> None:
-        if column_widths(self.app.size.width) != self.widths:
+        widths = column_widths(self.app.size.width)
+        if widths != self.widths:
             table = self.query_one("#bounces", DataTable)
-            table.clear(columns=True)
-            self._add_columns(table, self.app.size.width)
+            self.widths = place_columns(table, COLUMNS, widths, again=True)
             self._paint()
 
     def load(self) -> Any:

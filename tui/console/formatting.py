@@ -127,7 +127,16 @@ def add_columns(
     grow: list[str] | None = None,
 ) -> dict[str, int]:
     """Add the columns that fit a terminal ``width`` wide (less the scrollbar and edge)."""
-    widths = fit_columns(width - 3, columns, give_way, grow)
+    return place_columns(table, columns, fit_columns(width - 3, columns, give_way, grow))
+
+
+def place_columns(
+    table: DataTable[str], columns: list[Column], widths: dict[str, int], *, again: bool = False
+) -> dict[str, int]:
+    """Give ``table`` the columns of ``widths`` (fixed for a terminal size, so that live
+    refreshes never make them jump); ``again``: first remove the ones it has."""
+    if again:
+        table.clear(columns=True)
     for label, _, _ in columns:
         if label in widths:
             table.add_column(label, width=widths[label], key=label)

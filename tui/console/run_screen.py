@@ -29,7 +29,16 @@ from core.views.runs import (
 )
 from tui.console.charts import count_bars, parts_bar, parts_legend
 from tui.console.confirm import Confirm
-from tui.console.formatting import Column, clip, clip_id, fit_columns, hhmmss, plural, styled
+from tui.console.formatting import (
+    Column,
+    clip,
+    clip_id,
+    fit_columns,
+    hhmmss,
+    place_columns,
+    plural,
+    styled,
+)
 from tui.console.live import LiveScreen
 from tui.console.widgets import SearchInput
 
@@ -175,24 +184,17 @@ class RunScreen(LiveScreen):
             yield Static("", id="parts-legend")
         yield SearchInput(placeholder="search address, customer, document…", id="search")
         table: DataTable[str] = DataTable(id="recipients", cursor_type="row", zebra_stripes=True)
-        self._add_columns(table, self.app.size.width)
+        self.widths = place_columns(table, COLUMNS, column_widths(self.app.size.width))
         yield table
         yield Static("", id="no-recipients", classes="empty")
         yield Static("", id="window", classes="hint")
         yield Footer()
 
-    def _add_columns(self, table: DataTable[str], width: int) -> None:
-        """Columns sized to the terminal: at 80 columns what matters is still in view."""
-        self.widths = column_widths(width)
-        for label, _, _ in COLUMNS:
-            if label in self.widths:
-                table.add_column(label, width=self.widths[label], key=label)
-
     def on_resize(self) -> None:
-        table = self.query_one("#recipients", DataTable)
-        if column_widths(self.app.size.width) != self.widths:
-            table.clear(columns=True)
-            self._add_columns(table, self.app.size.width)
+        widths = column_widths(self.app.size.width)
+        if widths != self.widths:
+            table = self.query_one("#recipients", DataTable)
+            self.widths = place_columns(table, COLUMNS, widths, again=True)
             self._paint_rows()
 
     @property

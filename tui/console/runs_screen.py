@@ -11,7 +11,15 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from core.views.runs import RunProgress, RunsOverview, runs_overview
-from tui.console.formatting import Column, clip, duration, fit_columns, plural, styled
+from tui.console.formatting import (
+    Column,
+    clip,
+    duration,
+    fit_columns,
+    place_columns,
+    plural,
+    styled,
+)
 from tui.console.live import TableScreen
 
 # What an operator decides by stays in view at 80 columns: the run, its state,
@@ -77,23 +85,16 @@ class RunsScreen(TableScreen[RunProgress]):
         yield Static("msgrun · runs", id="title-bar")
         yield Static("", id="runs-summary", classes="summary")
         table: DataTable[str] = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        self._add_columns(table, self.app.size.width)
+        self.widths = place_columns(table, COLUMNS, column_widths(self.app.size.width))
         yield table
         yield Static("", id="run-line", classes="hint")
         yield Footer()
 
-    def _add_columns(self, table: DataTable[str], width: int) -> None:
-        # Fixed widths for a terminal size: live refreshes never make the columns jump.
-        self.widths = column_widths(width)
-        for label, _, _ in COLUMNS:
-            if label in self.widths:
-                table.add_column(label, width=self.widths[label], key=label)
-
     def on_resize(self) -> None:
-        if column_widths(self.app.size.width) != self.widths:
+        widths = column_widths(self.app.size.width)
+        if widths != self.widths:
             table = self.query_one("#runs", DataTable)
-            table.clear(columns=True)
-            self._add_columns(table, self.app.size.width)
+            self.widths = place_columns(table, COLUMNS, widths, again=True)
             self._paint()
 
     def load(self) -> Any:
