@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -113,17 +114,31 @@ def run_demo(args: argparse.Namespace) -> int:
                 first_screen=lambda: RunScreen(run_id),
                 launch=launcher,
             )
-            signal.signal(signal.SIGHUP, lambda *_: app.exit())
+
+            def stop_what_runs() -> None:
+                # The demo's server goes with it: stop what is still running.
+                for run in list_runs(database):
+                    if run.state == "running":
+                        request_stop(database, run.id, clock)
+
+            def hang_up(*_: object) -> None:
+                # The terminal is gone. Textual's own shutdown would write to it and
+                # wait for ever (its output thread ends at the first failed write, and
+                # the queue behind it fills up): end what the demo started, and leave.
+                with contextlib.suppress(Exception):
+                    stop_what_runs()
+                with contextlib.suppress(Exception):
+                    launcher.end()
+                os._exit(0)
+
+            signal.signal(signal.SIGHUP, hang_up)
             app.run()
-            # The demo's server goes with it: stop what is still running.
-            for run in list_runs(database):
-                if run.state == "running":
-                    request_stop(database, run.id, clock)
+            stop_what_runs()
         finally:
             launcher.end()
         with contextlib.suppress(OSError):  # the terminal may be gone
             print(
-                f"demo: the database stays in {folder}; MSGRUN_DB={url} msgrun   opens it again",
+                f"demo: the database stays in {folder}; MSGRUN_DB={url} msgrun opens it again",
                 file=sys.stderr,
             )
         return 0
