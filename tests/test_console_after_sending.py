@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.text import Text
 from sqlalchemy import event, select, update
+from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Sparkline, Static
 
@@ -29,7 +31,7 @@ from tests.bounce_support import NOW as REPORTED
 from tests.bounce_support import arf_abuse, postfix_dsn
 from tests.delivery_support import deliver_now, document, new_run
 from tui.console.app import MsgrunConsole
-from tui.console.charts import count_bars, parts_bar, shares
+from tui.console.charts import PART_RGB, CountBars, SplitBar, shares
 from tui.console.confirm import Confirm
 from tui.console.export_dialog import ExportDialog
 from tui.console.run_screen import FILTERS, RunScreen
@@ -151,11 +153,56 @@ def test_a_bar_is_split_in_proportion_and_every_part_shows() -> None:
         "delivered": 18, "bounced": 1, "failed": 0, "excluded": 1,
     }
     assert sum(shares({"a": 3, "b": 3, "c": 3}, 10).values()) == 10
-    assert parts_bar({"delivered": 1, "failed": 1}, 10).plain == "█" * 10
-    assert count_bars({"suppressed": 4, "no_address": 1}, 24).splitlines() == [
-        "suppressed [yellow]███████████[/] 4",
-        "no_address [yellow]███[/]         1",
-    ]
+
+
+class ChartApp(App[None]):
+    """One split bar 20 cells wide over bars by count 30 cells wide."""
+
+    CSS = "SplitBar { width: 20; } CountBars { width: 30; }"
+
+    def compose(self) -> ComposeResult:
+        yield SplitBar(id="split")
+        yield CountBars(id="bars")
+
+
+def drawn(widget: Any) -> list[Text]:
+    text = widget.render()
+    assert isinstance(text, Text)
+    return text.split("\n", allow_blank=False)
+
+
+async def test_the_split_bar_is_a_plot_with_each_part_in_its_colour() -> None:
+    app = ChartApp()
+    async with app.run_test(size=(40, 10)) as pilot:
+        split = app.query_one(SplitBar)
+        split.show_parts({"delivered": 98, "bounced": 1, "failed": 0, "excluded": 1})
+        await pilot.pause()
+        (row,) = drawn(split)
+        assert row.plain == "█" * 20
+        colours = [
+            (span.end - span.start, span.style.color.triplet)  # type: ignore[union-attr]
+            for span in row.spans
+            if span.style and span.style.color  # type: ignore[union-attr]
+        ]
+        assert [(n, (t.red, t.green, t.blue)) for n, t in colours if t] == [
+            (18, PART_RGB["delivered"]), (1, PART_RGB["bounced"]), (1, PART_RGB["excluded"]),
+        ]
+
+
+async def test_bars_by_count_give_each_name_a_row_longest_first_and_none_vanishes() -> None:
+    app = ChartApp()
+    async with app.run_test(size=(40, 10)) as pilot:
+        bars = app.query_one(CountBars)
+        bars.show_counts({"no_address": 1, "suppressed": 4, "unsubscribed": 1000})
+        await pilot.pause()
+        assert bars.size.height == 3
+        rows = [row.plain for row in drawn(bars)]
+        assert [row.split("█")[0].rstrip() for row in rows] == [
+            "unsubscribed 1,000", "suppressed       4", "no_address       1",
+        ]
+        lengths = [row.count("█") for row in rows]
+        assert lengths[0] == 30 - len("unsubscribed 1,000 ")
+        assert lengths[1] == lengths[2] == 1  # 4 and 1 beside 1,000 still show
 
 
 # -- pictures ------------------------------------------------------------------------
@@ -254,7 +301,8 @@ async def test_f_confirmed_creates_a_follow_up_of_those_not_reached_and_launches
         assert isinstance(app.screen, Confirm)
         detail = str(app.screen.query_one("#confirm-detail", Static).render())
         assert "3 recipients did not get it" in detail
-        assert "1 to send" in detail and "2 excluded" in detail and "suppressed" in detail
+        assert "1 to send" in detail and "2 excluded" in detail
+        assert app.screen.query_one("#confirm-bars", CountBars).counts == [("suppressed", 2)]
         await pilot.press("y")
         await settle(pilot)
         assert isinstance(app.screen, RunScreen) and app.screen.run_id == 2

@@ -18,7 +18,7 @@ from core.planner.load import PlanningError
 from core.planner.plan import Candidate, Plan
 from core.planner.reasons import CODES, fix_for
 from core.views.plans import definitions, plan_preview
-from tui.console.charts import count_bars
+from tui.console.charts import CountBars
 from tui.console.confirm import Confirm
 from tui.console.formatting import Column, add_columns, clip, clip_id, plural, styled
 from tui.console.live import LiveScreen
@@ -143,6 +143,8 @@ class PlanScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Static(f"msgrun · plan of {self.definition_id}", id="title-bar")
         yield Static("planning…", id="plan-summary", classes="summary")
+        yield CountBars(id="plan-reasons", classes="chart")
+        yield Static("", id="plan-notes", classes="summary")
         table: DataTable[str] = DataTable(id="candidates", cursor_type="row", zebra_stripes=True)
         self.widths = add_columns(
             table, CANDIDATE_COLUMNS, ["Document"], self.app.size.width, CANDIDATE_GROW
@@ -176,6 +178,8 @@ class PlanScreen(LiveScreen):
             f"{styled('excluded')} {s.decisions['excluded']}",
         ]
         reasons = {code: s.by_reason[code] for code in CODES if s.by_reason[code]}
+        shown: list[tuple[str, int]] = []
+        notes: list[str] = []
         if reasons:  # the candidates by reason, as horizontal bars
             # As many bars as leave the table room; the rest named on one line.
             room = max(3, (self.app.size.height - 12) // 2)
@@ -184,14 +188,15 @@ class PlanScreen(LiveScreen):
             if len(rest) == 1:
                 shown, rest = ranked, []
             lines.append("by reason:")
-            lines.append(count_bars(dict(shown), min(60, self.app.size.width - 4)))
             if rest:
                 more = " · ".join(f"{code} {n}" for code, n in rest)
-                lines.append(
-                    escape(clip(f"and {len(rest)} more: {more}", self.app.size.width - 2))
-                )
-        lines += [f"[yellow]! {w}[/]" for w in plan.warnings]
+                notes.append(escape(clip(f"and {len(rest)} more: {more}", self.app.size.width - 2)))
+        notes += [f"[yellow]! {escape(w)}[/]" for w in plan.warnings]
         self.query_one("#plan-summary", Static).update("\n".join(lines))
+        self.query_one("#plan-reasons", CountBars).show_counts(dict(shown))
+        notes_box = self.query_one("#plan-notes", Static)
+        notes_box.update("\n".join(notes))
+        notes_box.display = bool(notes)
         table = self.query_one("#candidates", DataTable)
         table.clear()
         for c in plan.candidates[: self.LIMIT]:

@@ -27,7 +27,7 @@ from core.views.runs import (
     send_rate,
     settled_parts,
 )
-from tui.console.charts import count_bars, parts_bar, parts_legend
+from tui.console.charts import SplitBar, parts_legend
 from tui.console.confirm import Confirm
 from tui.console.formatting import (
     Column,
@@ -180,7 +180,7 @@ class RunScreen(LiveScreen):
             yield Sparkline([], id="rate-line", summary_function=max)
             yield Static("", id="rate-peak")
         with Horizontal(id="run-parts"):
-            yield Static("", id="parts-bar")
+            yield SplitBar(id="parts-bar")
             yield Static("", id="parts-legend")
         yield SearchInput(placeholder="search address, customer, document…", id="search")
         table: DataTable[str] = DataTable(id="recipients", cursor_type="row", zebra_stripes=True)
@@ -306,10 +306,8 @@ class RunScreen(LiveScreen):
         box = self.query_one("#run-parts", Horizontal)
         box.display = parts is not None and sum(parts.values()) > 0
         if parts is not None:
-            legend = parts_legend(parts)
-            width = max(10, self.app.size.width - legend.cell_len - 4)
-            self.query_one("#parts-bar", Static).update(parts_bar(parts, width))
-            self.query_one("#parts-legend", Static).update(legend)
+            self.query_one("#parts-bar", SplitBar).show_parts(parts)
+            self.query_one("#parts-legend", Static).update(parts_legend(parts))
 
     def _reply(self, view: RecipientView) -> str:
         """The reply, after ``handed on → run N`` for a recipient taken into a follow-up."""
@@ -537,8 +535,6 @@ class RunScreen(LiveScreen):
             f"{decisions['deferred']} held for quiet hours, {decisions['excluded']} excluded"
             + (" — by reason:" if excluded else ".")
         )
-        if excluded:
-            detail += "\n\n" + count_bars(excluded, 60)
 
         def start() -> int:
             new_id = start_follow_up(console.database, run_id, Selection(), at, console.clock)
@@ -556,7 +552,11 @@ class RunScreen(LiveScreen):
                 console.perform(start, started, failure=f"Could not follow up run {run_id}")
 
         self.app.push_screen(
-            Confirm(f"Follow up run {run_id}: a new run for those it did not reach?", detail),
+            Confirm(
+                f"Follow up run {run_id}: a new run for those it did not reach?",
+                detail,
+                counts=excluded,
+            ),
             answered,
         )
 
