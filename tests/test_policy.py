@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.delivery.policy import fair_share, reply_outcome, settled_state
+from core.delivery.pipeline import RateMeter
+from core.delivery.policy import (
+    MOST_MARKED_AT_ONCE,
+    fair_share,
+    mark_group,
+    most_in_doubt,
+    reply_outcome,
+    settled_state,
+)
 from core.delivery.states import RECIPIENT_STATES
 
 FIRST = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -101,3 +109,33 @@ def test_fair_shares_of_a_profiles_connections(
     max_connections: int, deliveries: int, share: int
 ) -> None:
     assert fair_share(max_connections, deliveries) == share
+
+
+@pytest.mark.parametrize(
+    ("rate", "connections", "group"),
+    [
+        (0.0, 4, 4),  # nothing measured yet: one each
+        (20.0, 4, 4),  # a slow server: still one each
+        (5000.0, 4, 500),  # a tenth of a second at the rate
+        (5001.0, 4, 501),  # rounded up
+        (10_000_000.0, 4, MOST_MARKED_AT_ONCE),  # never more than one transaction's worth
+    ],
+)
+def test_the_group_marked_ahead_is_a_tenth_of_a_second_at_the_rate(
+    rate: float, connections: int, group: int
+) -> None:
+    assert mark_group(rate, connections) == group
+    # In doubt at most: the connections, as many waiting, and the group.
+    assert most_in_doubt(rate, connections) == 2 * connections + group
+
+
+def test_the_rate_meter_counts_the_last_second() -> None:
+    now = [100.0]
+    meter = RateMeter(clock=lambda: now[0])
+    assert meter.per_second() == 0
+    for _ in range(30):  # 300 a second for a second and a half
+        meter.add(15)
+        now[0] += 0.05
+    assert 270 <= meter.per_second() <= 330
+    now[0] += 1.2  # then nothing
+    assert meter.per_second() == 0

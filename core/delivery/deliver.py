@@ -41,6 +41,7 @@ from core.clock import Clock
 from core.delivery import guards, policy, queries, registry, transitions
 from core.delivery.compose import Templates, run_settings
 from core.delivery.feeder import Feeder
+from core.delivery.lines import local_lines
 from core.delivery.pipeline import Delivering, InMemory
 from core.delivery.runs import read_counts
 from core.delivery.senders import Senders
@@ -264,7 +265,7 @@ class Deliverer:
             alongside_others=self.alongside_others,
         )
         m.contended, m.fair_share = await self.db(lambda c: self._reap(c, profile))
-        senders = Senders(delivering, m, password).start()
+        senders = Senders(delivering, m, local_lines(profile, password)).start()
         feeder = Feeder(delivering, m)
         feeding = asyncio.create_task(feeder.run())
         self.tasks = [feeding, *senders]
@@ -288,17 +289,17 @@ class Deliverer:
             feeder.close()
             # Marked messages no sender took go back; messages in flight finish
             # (unless the lease was lost: then the new holder decides).
-            drained = []
-            while not m.queue.empty():
-                item = m.queue.get_nowait()
-                if item is not None:
-                    drained.append(item.due.id)
-                    m.in_flight.discard(item.due.id)
+            drained = [item.due.id for item in m.ready.drain()]
+            m.in_flight.difference_update(drained)
+            m.ready.close()
             for task in senders:
-                m.queue.put_nowait(None)
                 if lost:
                     task.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
+            # What a sender took and could not hand over as it ended.
+            late = [item.due.id for item in m.ready.drain()]
+            m.in_flight.difference_update(late)
+            drained += late
         if lost:
             # Another process took the run over: leave everything to it.
             return Delivery(self.run_id, RUNNING, "the lease on the run was lost", m.sent)
@@ -377,7 +378,7 @@ class Deliverer:
                 m.contended, m.fair_share = await self.db(
                     lambda c: self._reap(c, delivering.profile)
                 )
-            if m.idle and not m.in_flight and m.queue.empty():
+            if m.idle and not m.in_flight and not m.ready:
                 settled: str | None = policy.settled_state(await self._counts())
                 if settled == WAITING and await self._retry_soon():
                     settled = None

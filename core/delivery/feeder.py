@@ -1,9 +1,10 @@
-"""The feeder: keeps the senders busy, never holding more than 2 × max_connections in doubt.
+"""The feeder: keeps the senders busy, never holding more than ``policy.most_in_doubt``.
 
 Due recipients are reserved and their messages built ahead, a batch at a time
 (``queries.reserve_due``, ``compose``), without marking them; they are marked
-`sending` (``transitions.mark_sending``, with the checks of ``guards.py``) in
-small groups only as connections free up, and put on the senders' queue.
+`sending` (``transitions.mark_sending``, with the checks of ``guards.py``) a
+group at a time (``policy.mark_group``: a tenth of a second at the current
+rate) only as connections free up, and made ready for the senders.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from functools import partial
 
 from sqlalchemy import Connection
 
-from core.delivery import queries, transitions
+from core.delivery import policy, queries, transitions
 from core.delivery.compose import compose_message, message_contexts
 from core.delivery.pipeline import Delivering, InMemory, Outgoing
 from core.delivery.states import FAILED
 from core.storage.database import retry_transient
 from core.templating import RenderError
 
-PREFETCH = 256
+# Recipients reserved (and their messages built) at once, at most.
+PREFETCH_MOST = 2000
 # With nothing due, the feeder looks again this often (sooner when woken).
 LOOK_AGAIN_SECONDS = 0.5
 
@@ -37,37 +39,48 @@ class Feeder:
 
     async def run(self) -> None:
         """Feed until the delivery halts (told, never cancelled: what it marked lands
-        in the queue, so that it is accounted for)."""
+        among the ready, so that it is accounted for)."""
         d, m = self.delivering, self.memory
         prepared: deque[Outgoing] = deque()
-        most, low = 2 * d.profile.max_connections, d.profile.max_connections
+        connections = d.profile.max_connections
         while not m.halt:
             if not prepared:
-                # Reserve a batch in proportion to the connections this process holds,
-                # so that a process without connections does not sit on recipients.
-                size = min(PREFETCH, max(2 * d.profile.max_connections, 32 * m.active))
+                # Reserve a batch in proportion to the connections this process holds
+                # and to its rate, so that a process without connections does not sit
+                # on recipients.
+                group = policy.mark_group(m.replies.per_second(), connections)
+                size = min(PREFETCH_MOST, max(2 * connections, 32 * m.active, 2 * group))
                 prepared.extend(await d.db(partial(self._prepare, size=size)))
                 if not prepared:
                     # Senders without a connection slot wait for work: while messages
                     # marked `sending` still wait in the queue, there is some (else a
                     # sender that gave its slot back would leave them there for ever).
-                    if m.queue.empty():
+                    if not m.ready:
                         m.has_work.clear()
                     m.idle = True
                     await self._sleep_until_due()
                     m.idle = False
                     continue
                 m.has_work.set()
-            # Mark `sending` in groups of about max_connections, while the group
-            # before is still being sent: at most 2 × max_connections in doubt in
-            # this process (domain.md), however many of the profile's connections
-            # it holds. Each group is one transaction (one commit to wait for), so
-            # a process holding few connections still marks in large groups.
+            # Mark `sending` a group at a time — about a tenth of a second at the
+            # current rate, at least max_connections — while the group before is
+            # still being sent, never holding more in doubt than
+            # policy.most_in_doubt (domain.md). Each group is one transaction, so
+            # marking costs a few transactions a second, not one per connection.
             async with m.capacity:
-                await m.capacity.wait_for(lambda: m.halt or (m.active > 0 and m.busy() <= low))
+                await m.capacity.wait_for(
+                    lambda: m.halt
+                    or (
+                        m.active > 0
+                        and m.busy()
+                        <= connections
+                        + policy.mark_group(m.replies.per_second(), connections) // 2
+                    )
+                )
             if m.halt:
                 return
-            room = most - m.busy()
+            rate = m.replies.per_second()
+            room = policy.most_in_doubt(rate, connections) - m.busy()
             batch = [prepared.popleft() for _ in range(min(len(prepared), room))]
             # Marking is a short write; alone on the run, making it here costs less
             # than a thread hop. Alongside other workers, it may wait on their
@@ -79,10 +92,9 @@ class Feeder:
             else:
                 marked = self._mark_now(due)
             m.timings["claiming"] += time.perf_counter() - started
-            for outgoing in batch:
-                if outgoing.due.id in marked:
-                    m.in_flight.add(outgoing.due.id)
-                    m.queue.put_nowait(outgoing)
+            ready = [o for o in batch if o.due.id in marked]
+            m.in_flight.update(o.due.id for o in ready)
+            m.ready.put(ready)
 
     def close(self) -> None:
         if self._marking is not None:

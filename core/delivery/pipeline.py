@@ -3,14 +3,15 @@
 A delivery (``deliver.py``) runs one controller, one feeder (``feeder.py``)
 and ``max_connections`` senders (``senders.py``) in one event loop. They share
 ``Delivering`` (who delivers what, with which profile and templates: fixed
-once the delivery has begun) and ``InMemory`` (the queue to the senders,
+once the delivery has begun) and ``InMemory`` (what waits for the senders,
 the results not yet recorded, what is in flight: changing all the time).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -58,12 +59,82 @@ class Delivering:
         return await asyncio.to_thread(self.database.run, work)
 
 
+class RateMeter:
+    """Replies per second over the last second, counted in tenths of a second."""
+
+    BUCKET = 0.1
+    SPAN = 10  # buckets
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.buckets: deque[list[float]] = deque()  # [start, count]
+
+    def add(self, n: int = 1) -> None:
+        now = self.clock()
+        start = now - now % self.BUCKET
+        if self.buckets and self.buckets[-1][0] == start:
+            self.buckets[-1][1] += n
+        else:
+            self.buckets.append([start, n])
+            while len(self.buckets) > self.SPAN + 1:
+                self.buckets.popleft()
+
+    def per_second(self) -> float:
+        """Replies counted in the last second (the bucket under way included)."""
+        since = self.clock() - self.BUCKET * self.SPAN
+        return float(sum(n for start, n in self.buckets if start >= since))
+
+
+class Ready:
+    """Messages marked `sending`, waiting for a connection: taken in order; a line that
+    stopped before trying some puts them back in front, for another to send."""
+
+    def __init__(self) -> None:
+        self.items: deque[Outgoing] = deque()
+        self.changed = asyncio.Event()
+        self.closed = False  # the senders end
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def put(self, items: list[Outgoing]) -> None:
+        self.items.extend(items)
+        self.changed.set()
+
+    def put_back(self, items: list[Outgoing]) -> None:
+        self.items.extendleft(reversed(items))
+        self.changed.set()
+
+    def take(self, most: int) -> list[Outgoing]:
+        items = self.items
+        return [items.popleft() for _ in range(min(most, len(items)))]
+
+    def drain(self) -> list[Outgoing]:
+        drained = list(self.items)
+        self.items.clear()
+        return drained
+
+    def close(self) -> None:
+        self.closed = True
+        self.changed.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Until something is ready or the senders are to end; False after ``timeout``."""
+        while not self.items and not self.closed:
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+
 class InMemory:
     """The delivery's state in memory, shared by the controller, the feeder and the senders."""
 
     def __init__(self) -> None:
-        # Built messages marked `sending`, waiting for a sender; None tells one to end.
-        self.queue: asyncio.Queue[Outgoing | None] = asyncio.Queue()
+        # Built messages marked `sending`, waiting for a sender.
+        self.ready = Ready()
         # Notified when a sender finishes a message or a connection slot changes hands.
         self.capacity = asyncio.Condition()
         self.wake = asyncio.Event()  # the feeder looks for due work again
@@ -80,6 +151,7 @@ class InMemory:
         self.unsent: list[int] = []  # marked `sending`, never handed to a connection
         self.fault: str | None = None  # a fault of the profile ends the run
         self.sent = 0
+        self.replies = RateMeter()  # replies a second: the marked group follows it
 
     def busy(self) -> int:
         return len(self.in_flight)

@@ -3,7 +3,9 @@
 - ``reply_outcome``: what a server's reply (or a connection fault) makes of a
   recipient — `sent`, `retrying` until when, or `failed` and why;
 - ``settled_state``: the state a run ends in when nothing is left to do now;
-- ``fair_share``: how many of a profile's connections one delivery may hold.
+- ``fair_share``: how many of a profile's connections one delivery may hold;
+- ``mark_group``, ``most_in_doubt``: how many recipients are marked `sending` at
+  once, and how many one delivering process may hold in doubt (domain.md, Crash).
 
 The retry schedule itself (backoff with jitter) is ``retry_policy.py``.
 """
@@ -108,3 +110,28 @@ def fair_share(max_connections: int, deliveries: int) -> int:
     """Connections one delivery may hold when ``deliveries`` (worker, run) pairs share a
     profile of ``max_connections``: rounded up, and never less than one."""
     return max(1, -(-max_connections // max(1, deliveries)))
+
+
+# A group marked `sending` ahead of the connections is about this long at the
+# current rate (domain.md: "at most about a tenth of a second of the current rate").
+MARK_AHEAD_SECONDS = 0.1
+# And never larger than this, whatever the rate (one transaction's worth of rows).
+MOST_MARKED_AT_ONCE = 2000
+
+
+def mark_group(rate_per_second: float, max_connections: int) -> int:
+    """How many recipients to mark `sending` ahead of the connections: a tenth of a
+    second at the current rate, and never fewer than ``max_connections`` (one each)."""
+    ahead = int(rate_per_second * MARK_AHEAD_SECONDS + 0.999)
+    return max(max_connections, min(MOST_MARKED_AT_ONCE, ahead))
+
+
+def most_in_doubt(rate_per_second: float, max_connections: int) -> int:
+    """What one delivering process may hold marked `sending` and not yet answered.
+
+    ``max_connections`` on the wire, as many again waiting for a connection, and
+    the group marked ahead (``mark_group``). After a crash, the `unknown`
+    recipients are at most these plus the replies of the last second not yet
+    recorded.
+    """
+    return 2 * max_connections + mark_group(rate_per_second, max_connections)

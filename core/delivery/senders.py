@@ -1,12 +1,17 @@
-"""The senders: each sends over one reused SMTP connection, holding one of the
-profile's connection slots, waiting on the profile's rate before every message.
+"""The senders: each holds one of the profile's connection slots and sends over one line
+(a reused SMTP connection: ``lines.py``, in this process or a sender process).
 
 A slot (a row shared by every process: ``registry.take_slot``) is taken when
 there is work and given back when the sender has been idle a moment, or,
 while other runs want the profile, after a turn of ``SLOT_TURN_SECONDS``; a
-delivery holds at most its fair share of them (``policy.fair_share``). What a
-reply makes of the recipient is ``policy.reply_outcome``; results wait in
-memory for the controller to record them.
+delivery holds at most its fair share of them (``policy.fair_share``).
+
+A sender hands its line a window of the messages ready — its part of the
+group the feeder marked, so that a line in another process never waits for
+this one — or, under a rate limit, one message at a time, each after its turn
+of the profile's rate. What a reply makes of the recipient is
+``policy.reply_outcome``; results wait in memory for the controller to record
+them. The first line logs in alone; after a refused login no other tries.
 """
 
 from __future__ import annotations
@@ -16,19 +21,10 @@ import contextlib
 import random
 import time
 
-import aiosmtplib
-
 from core.delivery import policy, registry, transitions
+from core.delivery.lines import Attempt, Line, LineFactory
 from core.delivery.pipeline import Delivering, InMemory, Outgoing
-from core.delivery.smtp import (
-    AuthGate,
-    ConnectionFault,
-    RateLimit,
-    Reply,
-    RunFault,
-    open_connection,
-    send,
-)
+from core.delivery.smtp import AuthGate, ConnectionFault, RateLimit, Reply, RunFault
 from core.delivery.states import SENT
 
 # A sender gives its connection slot back after this long without a message,
@@ -40,15 +36,14 @@ SLOT_WAIT_MOST_SECONDS = 2.0
 
 
 class Senders:
-    """The ``max_connections`` senders of one delivery, and what they share: the
-    password, one login at a time (``AuthGate``), and this process's part of the
-    profile's rate (``RateLimit``), which follows the slots it holds."""
+    """The ``max_connections`` senders of one delivery, and what they share: one
+    login at a time until one succeeds (``AuthGate``), and this process's part of
+    the profile's rate (``RateLimit``), which follows the slots it holds."""
 
-    def __init__(self, delivering: Delivering, memory: InMemory, password: str | None) -> None:
+    def __init__(self, delivering: Delivering, memory: InMemory, lines: LineFactory) -> None:
         self.delivering = delivering
         self.memory = memory
-        self.password = password
-        # One login at a time until one succeeds; a refused password is not tried again.
+        self.lines = lines
         self.auth_gate = AuthGate()
         self.limit = RateLimit(delivering.profile.rate_per_second)
         self.limit.share(0.0)
@@ -59,23 +54,32 @@ class Senders:
             for _ in range(self.delivering.profile.max_connections)
         ]
 
+    def window(self) -> int:
+        """How many ready messages one sender hands its line at once.
+
+        Its part of the group the feeder marks (``policy.mark_group``); one at a
+        time under a rate limit, which spaces every message.
+        """
+        if self.delivering.profile.rate_per_second:
+            return 1
+        m = self.memory
+        group = policy.mark_group(m.replies.per_second(), self.delivering.profile.max_connections)
+        return max(1, group // max(1, m.active))
+
     async def sender(self) -> None:
-        """Send over one connection until told to end (None on the queue)."""
+        """Send over one line until the senders are told to end."""
         d, m = self.delivering, self.memory
         profile = d.profile
-        smtp: aiosmtplib.SMTP | None = None
+        line: Line | None = None
         slot: int | None = None
         held_since = 0.0
         retry = SLOT_RETRY_SECONDS
 
         async def give_back() -> None:
-            nonlocal smtp, slot
-            if smtp is not None and smtp.is_connected:
-                try:
-                    await asyncio.wait_for(smtp.quit(), timeout=2)
-                except Exception:
-                    smtp.close()
-            smtp = None
+            nonlocal line, slot
+            if line is not None:
+                await line.close()
+                line = None
             if slot is not None:
                 held, slot = slot, None
                 await d.db(lambda c: registry.give_slot(c, profile.id, held, d.worker_id))
@@ -109,31 +113,22 @@ class Senders:
                     retry = SLOT_RETRY_SECONDS
                     held_since = time.monotonic()
                     await self._slots_changed(+1)
-                try:
-                    outgoing = await asyncio.wait_for(m.queue.get(), SLOT_IDLE_SECONDS)
-                except TimeoutError:
+                if not await m.ready.wait(SLOT_IDLE_SECONDS):
                     await give_back()
                     continue
-                if outgoing is None:
+                if m.ready.closed:
                     return
+                batch = m.ready.take(self.window())
                 if m.fault is not None:
-                    m.unsent.append(outgoing.due.id)
-                    m.in_flight.discard(outgoing.due.id)
+                    self._unsent(batch)
                     continue
-                await self.limit.wait()
-                try:
-                    if smtp is None or not smtp.is_connected:
-                        smtp = await open_connection(profile, self.password, self.auth_gate)
-                    reply = await send(smtp, outgoing.envelope)
-                    self._result(outgoing, reply=reply)
-                except RunFault as fault:
-                    m.fault = str(fault)
-                    m.unsent.append(outgoing.due.id)
-                    m.in_flight.discard(outgoing.due.id)
-                    smtp = None
-                except ConnectionFault as fault:
-                    smtp = None
-                    self._result(outgoing, fault=str(fault))
+                if profile.rate_per_second:
+                    await self.limit.wait()
+                if line is None or not line.is_open:
+                    line = line or self.lines()
+                    if not await self._open(line, batch):
+                        continue
+                await self._send(line, batch)
                 await m.notify()
                 if m.active > m.fair_share or (
                     m.contended and time.monotonic() - held_since > SLOT_TURN_SECONDS
@@ -143,6 +138,65 @@ class Senders:
         finally:
             with contextlib.suppress(Exception):
                 await give_back()
+
+    async def _open(self, line: Line, batch: list[Outgoing]) -> bool:
+        """Open the line, the first one alone; False (the batch dealt with) when it fails."""
+        m, gate = self.memory, self.auth_gate
+        try:
+            if gate.refused is not None:
+                raise RunFault(gate.refused)
+            if gate.accepted:
+                await line.open()
+            else:
+                async with gate.lock:
+                    if gate.refused is not None:
+                        raise RunFault(gate.refused)
+                    await line.open()
+                    gate.accepted = True
+            return True
+        except RunFault as fault:
+            gate.refused = gate.refused or str(fault)
+            m.fault = m.fault or str(fault)
+            self._unsent(batch)
+        except ConnectionFault as fault:
+            # The first message takes the fault (it is tried again later); the rest
+            # go back for another connection.
+            self._result(batch[0], fault=str(fault))
+            m.ready.put_back(batch[1:])
+        await m.notify()
+        return False
+
+    async def _send(self, line: Line, batch: list[Outgoing]) -> None:
+        m = self.memory
+        by_id = {o.due.id: o for o in batch}
+        untried: list[Outgoing] = []
+
+        def attempted(attempt: Attempt) -> None:
+            outgoing = by_id[attempt.id]
+            if attempt.run_fault is not None:
+                m.fault = m.fault or attempt.run_fault
+                self._unsent([outgoing])
+            elif not attempt.tried:
+                untried.append(outgoing)
+            elif attempt.fault is not None:
+                self._result(outgoing, fault=attempt.fault)
+            else:
+                assert attempt.reply is not None
+                self._result(outgoing, reply=attempt.reply)
+
+        await line.send([(o.due.id, o.envelope) for o in batch], attempted)
+        if untried:
+            if m.fault is not None:
+                self._unsent(untried)
+            else:  # the line dropped before them: another connection sends them
+                m.ready.put_back(untried)
+
+    def _unsent(self, batch: list[Outgoing]) -> None:
+        """Marked `sending`, never handed to a connection: they go back to `pending`."""
+        m = self.memory
+        for outgoing in batch:
+            m.unsent.append(outgoing.due.id)
+            m.in_flight.discard(outgoing.due.id)
 
     async def _slots_changed(self, delta: int) -> None:
         """Connections held changed: this process's part of the profile's rate follows them."""
@@ -186,4 +240,5 @@ class Senders:
         if outcome.state == SENT:
             m.sent += 1
         m.results.append(result)
+        m.replies.add()
         m.in_flight.discard(due.id)
