@@ -174,3 +174,17 @@ def minimal() -> dict[str, Any]:
 def url_of(database: Database) -> str:
     """The database's URL as a command line takes it (``--db``), password included."""
     return database.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["here", "sender-processes"])
+def sending_ways(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Deliveries send from the delivering process, or from sender processes (as a
+    large run does): the same promises hold both ways. Used by delivery test modules
+    with ``pytest.mark.usefixtures("sending_ways")``."""
+    if request.param == "sender-processes":
+        from core.delivery import policy
+
+        monkeypatch.setattr(
+            policy, "sender_processes", lambda setting, **facts: min(2, facts["max_connections"])
+        )
+    return str(request.param)

@@ -30,7 +30,7 @@ from tests.delivery_support import (
     states,
 )
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("sending_ways")]
 
 
 def test_a_run_delivers_exactly_the_included_recipients(db: Database) -> None:

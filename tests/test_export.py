@@ -159,3 +159,48 @@ def test_the_file_is_readable_as_any_new_file_and_a_folder_that_refuses_is_said(
     code, out, err = _export(capsys, sqlite_db, str(run_id), "--out", "/proc/x.csv")
     assert (code, out) == (1, "")
     assert "cannot write in /proc" in err and "internal error" not in err
+
+
+def test_out_writes_into_what_is_not_a_regular_file_and_keeps_what_it_replaces(
+    db: Database, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run_id = _delivered_run(db)
+    # A symbolic link: the file it points at is written, the link stays, and so do
+    # the file's permissions.
+    real, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    real.write_text("old")
+    real.chmod(0o600)
+    link.symlink_to(real)
+    code, _, err = _export(capsys, db, str(run_id), "--out", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and real.read_text().startswith("customer,customer_name")
+    assert real.stat().st_mode & 0o777 == 0o600
+    # A device is written into, never replaced by a file.
+    code, _, err = _export(capsys, db, str(run_id), "--out", "/dev/null")
+    assert code == 0 and Path("/dev/null").is_char_device()
+    if Path("/dev/full").exists():
+        code, _, err = _export(capsys, db, str(run_id), "--out", "/dev/full")
+        assert code == 1 and "cannot write /dev/full: No space left on device" in err
+        assert Path("/dev/full").is_char_device()
+
+
+def test_a_standard_output_that_takes_nothing_is_said_exit_1(
+    db: Database, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    run_id = _delivered_run(db)
+    msgrun = str(Path(sys.executable).with_name("msgrun"))
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [msgrun, "run", "export", str(run_id), "--db", url_of(db)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert result.returncode == 1
+    assert "cannot write to standard output: No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr

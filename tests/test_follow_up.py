@@ -166,9 +166,15 @@ def test_unknown_is_taken_only_when_named_and_restart_then_skips_it(
         code, _, err = follow_up(capsys, sqlite_db, str(run_id), "--state", "unknown")
         assert code == 0, err
         assert server.count("p1@example.org") == 2  # the operator asked for it
-        # The followed run's --resend-unknown does not send it a third time.
+        # The followed run's --resend-unknown does not send it a third time, and
+        # run show says so: the recipient is marked handed on, no hint offers it.
         with sqlite_db.connect() as connection:
             assert transitions.resend_unknown(connection, run_id, SystemClock().now()) == 0
+        assert cli.main(["run", "show", str(run_id), "--state", "unknown", "--db",
+                         url_of(sqlite_db)]) == 0
+        shown, _ = capsys.readouterr()
+        assert f"unknown  → run {run_id + 1}" in shown
+        assert "--resend-unknown sends them again" not in shown
 
 
 @pytest.mark.parametrize(
@@ -248,3 +254,46 @@ def test_run_list_says_what_each_run_follows_and_counts_the_excluded_apart(
     ]
     assert f"inv (follows {run_id})" in newest
     assert oldest.split()[0] == str(run_id)
+
+
+def test_follow_ups_of_follow_ups_never_send_one_message_twice(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run 2 follows up run 1 and fails p1 again; run 3 follows up run 1 once more and
+    holds p1; run 4, a follow-up of run 2, must not hold p1 too (dedup none)."""
+    faults = Faults(rcpt={"p1@example.org": [REFUSED, REFUSED]})
+    with SmtpServer(faults=faults) as server:
+        first, _ = first_run(db, server, count=2, dedup="none")
+        code, out, err = follow_up(capsys, db, str(first))
+        second = int(out.splitlines()[0])
+        assert states(db, second) == {"p1@example.org": "failed"}
+        code, out, err = follow_up(capsys, db, str(first), "--detach")
+        assert code == 0, err
+        third = int(out.splitlines()[0])
+        assert states(db, third) == {"p1@example.org": "pending"}
+        code, out, err = follow_up(capsys, db, str(second), "--detach")
+        assert code == 0, err
+        fourth = int(out.splitlines()[0])
+        held = recipients(db, fourth)["p1@example.org"]
+        assert held.state == "excluded"
+        assert [r["code"] for r in held.reasons] == ["in_another_run"]
+        assert f"follow-up run {third} holds it" in held.reasons[0]["detail"]
+        deliver_now(db, third)
+        deliver_now(db, fourth)
+        assert server.count("p1@example.org") == 1  # refused by runs 1 and 2, sent by 3
+    assert states(db, third) == {"p1@example.org": "sent"}
+
+
+def test_a_follow_up_at_a_past_instant_is_refused_and_creates_nothing(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faults = Faults(rcpt={"p1@example.org": [REFUSED]})
+    with SmtpServer(faults=faults) as server:
+        first, _ = first_run(db, server, count=2)
+    code, out, err = follow_up(capsys, db, str(first), "--at", "2020-01-01T00:00:00+00:00")
+    assert code == 2 and out == ""
+    assert "is in the past" in err
+    assert get_run(db, first).follow_up_of is None
+    with db.connect() as connection:
+        runs = connection.execute(select(table_of(Recipient).c.run_id).distinct()).scalars()
+        assert list(runs) == [first]

@@ -37,7 +37,7 @@ from tests.conftest import load, load_ok
 from tests.delivery_support import assert_counts_match_rows, deliver_now, document, new_run
 from tui import cli
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("sending_ways")]
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 

@@ -177,25 +177,78 @@ def test_detached_runs_are_delivered_by_a_worker(msgrun: Msgrun) -> None:
     assert server.recipients() == {f"p{i}@example.org": 1 for i in range(25)}
 
 
+def alive(pid: int) -> bool:
+    """Process ``pid`` exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
+def sender_processes_of(parent: int) -> list[int]:
+    """The live sender processes (core.delivery.sender_processes) of process ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if (
+            b"child_main" in command
+            and fields.get("PPid", "").strip() == str(parent)
+            and not fields.get("State", "").startswith("Z")
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("total", "data_delay", "processes"),
+    [(300, 0.004, "0"), (3000, 0.0, "2")],
+    ids=["slow-server-here", "at-speed-sender-processes"],
+)
 def test_kill_9_at_random_instants_loses_nothing_and_sends_nothing_twice(
-    msgrun: Msgrun,
+    msgrun: Msgrun, total: int, data_delay: float, processes: str
 ) -> None:
-    """Ten kill -9s of the delivering process, each followed by a restart."""
+    """Ten kill -9s of the delivering process, each followed by a restart: against a slow
+    server from the delivering process, and at full speed from sender processes."""
     rng = random.Random(20261123)
-    total, connections = 300, 4
-    with SmtpServer(faults=Faults(data_delay=0.004)) as server:
+    connections = 4
+    msgrun.env["MSGRUN_SENDER_PROCESSES"] = processes
+    with SmtpServer(faults=Faults(data_delay=data_delay)) as server:
         msgrun.load(document(total, server.port, max_connections=connections))
         process = msgrun.start("run", "start", "inv")
         assert process.stdout is not None
         run_id = int(process.stdout.readline())
         database = open_database(msgrun.url)
         recipient = table_of(Recipient)
-        doubts = []
+        doubts: list[int] = []
+        seen: list[int] = []  # sender processes at each kill
         for _ in range(10):
+            # Kill once it is sending (a restart takes a moment to start its senders).
+            started = len(server.messages())
+            deadline = time.monotonic() + 30
+            while len(server.messages()) == started and process.poll() is None:
+                assert time.monotonic() < deadline, "the delivery did not send"
+                time.sleep(0.01)
             time.sleep(rng.uniform(0.05, 0.7))
+            if process.poll() is not None:
+                break  # it finished before this kill
+            children = sender_processes_of(process.pid)
+            seen.append(len(children))
             process.send_signal(signal.SIGKILL)
             process.wait(10)
             killed_at = time.time()
+            # Its sender processes die with it (PR_SET_PDEATHSIG): none sends on.
+            deadline = time.monotonic() + 5
+            while any(alive(pid) for pid in children):
+                assert time.monotonic() < deadline, "a sender process outlived its parent"
+                time.sleep(0.02)
             with database.connect() as connection:
                 in_doubt = connection.execute(
                     select(func.count()).where(
@@ -224,6 +277,9 @@ def test_kill_9_at_random_instants_loses_nothing_and_sends_nothing_twice(
             assert received[address] == 1
     # Exactly what each kill left in doubt became unknown; nothing else did.
     assert counts["unknown"] == sum(doubts)
+    # Each kill found the sender processes asked for (none in their last moment, when
+    # the delivery has ended them and is leaving).
+    assert int(processes) in seen and max(seen) == int(processes), seen
 
 
 def test_restart_after_kill_9_on_this_machine_starts_at_once(msgrun: Msgrun) -> None:

@@ -33,7 +33,7 @@ from fixtures.smtp_servers import Faults, SmtpServer
 from tests.conftest import load_ok
 from tests.delivery_support import AT, assert_counts_match_rows, document
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("sending_ways")]
 # Generous: without the fix the delivery never ends; with it, it takes about a second.
 DEADLINE_SECONDS = 60.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from email import message_from_bytes
 
+import pytest
 from sqlalchemy import select
 
 from core.bounces.sources import SourceMessage
@@ -17,6 +18,7 @@ from tests.bounce_support import NOW, postfix_dsn
 from tests.delivery_support import deliver_now, document, new_run
 
 BOUNCES = "bounces@mail.example.com"
+pytestmark = pytest.mark.usefixtures("sending_ways")
 
 
 def recipients(db: Database, run_id: int) -> dict[str, tuple[int, str]]:

@@ -21,5 +21,17 @@ def write_out(text: str | Iterable[str]) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away: stop writing, and keep Python from complaining at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _quiet_stdout()
+    except OSError as error:  # a full disk, a device that takes nothing (/dev/full)
+        _quiet_stdout()
+        from tui.errors import OperationFailed
+
+        raise OperationFailed(
+            f"cannot write to standard output: {error.strerror or error}"
+        ) from None
+
+
+def _quiet_stdout() -> None:
+    """What is left in stdout's buffer goes nowhere (else Python complains at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

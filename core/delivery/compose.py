@@ -4,9 +4,11 @@ Public, so that the delivering process and the console's message view
 (``preview.py``) build the same bytes: ``run_settings`` reads the run's SMTP
 profile and its definition's templates; ``message_contexts`` reads the
 customers, contacts and documents of a batch in one query each;
-``compose_message`` renders the templates and builds the message, with the
-envelope sender a VERP address (``core.bounces.verp``) when the profile has a
-``bounce_address``, so that a report delivered to it names its recipient.
+``draft_of`` gathers what one recipient's message is built from, and a
+``Composer`` renders the templates and builds the message (in whichever
+process sends it), with the envelope sender a VERP address
+(``core.bounces.verp``) when the profile has a ``bounce_address``, so that a
+report delivered to it names its recipient. ``compose_message`` does both.
 """
 
 from __future__ import annotations
@@ -123,19 +125,20 @@ def envelope_sender(profile: ProfileSettings, run_id: int, position: int) -> str
     return verp_address(profile.bounce_address, verp_token(run_id, position))
 
 
-def compose_message(
-    run_id: int,
-    due: Due,
-    profile: ProfileSettings,
-    templates: Templates,
-    context: Contexts,
-    now: datetime,
-) -> Envelope:
-    """One recipient's message: templates rendered, bytes built, envelope addressed.
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What one recipient's message is built from: read from the database in the
+    delivering process, built wherever the message is sent (``Composer``)."""
 
-    RenderError when a template fails for this recipient, ValueError when an
-    address cannot be used.
-    """
+    position: int
+    message_id: str
+    address: str
+    to_name: str | None
+    values: dict[str, Any]  # the templates' variables
+
+
+def draft_of(due: Due, templates: Templates, context: Contexts) -> Draft:
+    """A recipient's draft, from the contexts of its batch (``message_contexts``)."""
     contact = context["contacts"].get(due.contact_id or "", {"name": ""})
     values = {
         "organisation": templates.organisation,
@@ -144,15 +147,43 @@ def compose_message(
         "address": due.address,
         "document": context["documents"].get(due.document_id or "") if due.document_id else None,
     }
-    return build_message(
-        from_address=profile.from_address,
-        from_name=profile.from_name,
-        to_address=due.address,
-        to_name=contact.get("name"),
-        subject=render(templates.subject, values),
-        text=render(templates.text, values),
-        html=render(templates.html, values) if templates.html else None,
-        message_id=due.message_id,
-        date=now,
-        envelope_sender=envelope_sender(profile, run_id, due.position),
-    )
+    return Draft(due.position, due.message_id, due.address, contact.get("name"), values)
+
+
+@dataclass(frozen=True)
+class Composer:
+    """Builds a run's messages from drafts: the templates rendered, the bytes built, the
+    envelope addressed. Needs no database, so a sender process builds them too."""
+
+    run_id: int
+    profile: ProfileSettings
+    templates: Templates
+
+    def build(self, draft: Draft, now: datetime) -> Envelope:
+        """RenderError when a template fails for this recipient, ValueError when an
+        address cannot be used."""
+        profile, templates, values = self.profile, self.templates, draft.values
+        return build_message(
+            from_address=profile.from_address,
+            from_name=profile.from_name,
+            to_address=draft.address,
+            to_name=draft.to_name,
+            subject=render(templates.subject, values),
+            text=render(templates.text, values),
+            html=render(templates.html, values) if templates.html else None,
+            message_id=draft.message_id,
+            date=now,
+            envelope_sender=envelope_sender(profile, self.run_id, draft.position),
+        )
+
+
+def compose_message(
+    run_id: int,
+    due: Due,
+    profile: ProfileSettings,
+    templates: Templates,
+    context: Contexts,
+    now: datetime,
+) -> Envelope:
+    """One recipient's message, as a delivery builds it (``draft_of``, then ``Composer``)."""
+    return Composer(run_id, profile, templates).build(draft_of(due, templates, context), now)

@@ -39,16 +39,19 @@ from sqlalchemy import Connection
 
 from core.clock import Clock
 from core.delivery import guards, policy, queries, registry, transitions
-from core.delivery.compose import Templates, run_settings
+from core.delivery.compose import Composer, Templates, run_settings
 from core.delivery.feeder import Feeder
 from core.delivery.lines import local_lines
-from core.delivery.pipeline import Delivering, InMemory
+from core.delivery.pipeline import DatabaseLane, Delivering, InMemory
 from core.delivery.runs import read_counts
+from core.delivery.sender_processes import SenderProcesses
 from core.delivery.senders import Senders
 from core.delivery.smtp import ProfileSettings, RunFault, password_for
 from core.delivery.states import (
     COMPLETED,
+    HELD,
     LEASE_RENEW_SECONDS,
+    PENDING,
     RETRYING,
     RUN_FAILED,
     RUNNING,
@@ -56,6 +59,7 @@ from core.delivery.states import (
     STOPPING,
     WAITING,
     lease_seconds,
+    sender_processes_setting,
 )
 from core.storage.database import Database, error_words
 
@@ -138,9 +142,10 @@ class Delivery:
     state: str
     error: str | None = None
     sent: int = 0
-    # Seconds spent reading recipients, building messages, claiming and
-    # recording results (the rest of the time is SMTP and the event loop).
+    # Seconds spent reading recipients, marking them `sending` ("claiming") and
+    # recording results (the rest of the time is building, SMTP and the event loop).
     timings: dict[str, float] = field(default_factory=dict)
+    sender_processes: int = 0  # child processes that sent (0: this one did)
 
 
 class Deliverer:
@@ -173,12 +178,14 @@ class Deliverer:
         # This process's own counter rows (see RunCount): 1..64.
         self.shard = 1 + zlib.crc32(self.worker_id.encode()) % 64
         self.memory = InMemory()
+        self.lane = DatabaseLane(database)
         # What ended this delivery's controller, when something did (see _broken).
         self.failure: Exception | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.sender_process_count = 0
 
     async def db(self, work: Callable[[Connection], T]) -> T:
-        return await asyncio.to_thread(self.database.run, work)
+        return await self.lane.run(work)
 
     # -- taking the run, and leaving it ---------------------------------------------
 
@@ -241,6 +248,7 @@ class Deliverer:
             if self.heartbeat is not None:
                 await asyncio.to_thread(self.heartbeat.stop)
             await self.db(self._leave)
+            await asyncio.to_thread(self.lane.close)
 
     async def _counts(self) -> dict[str, int]:
         return (await self.db(lambda c: read_counts(c, [self.run_id])))[self.run_id]
@@ -253,6 +261,7 @@ class Deliverer:
         except RunFault as fault:
             return await self._end(RUN_FAILED, str(fault))
         m = self.memory
+        composer = Composer(self.run_id, profile, templates)
         delivering = Delivering(
             database=self.database,
             clock=self.clock,
@@ -261,11 +270,16 @@ class Deliverer:
             shard=self.shard,
             profile=profile,
             templates=templates,
+            composer=composer,
             guard=await self.db(lambda c: guards.guard_of(c, self.run_id)),
             alongside_others=self.alongside_others,
+            lane=self.lane,
         )
         m.contended, m.fair_share = await self.db(lambda c: self._reap(c, profile))
-        senders = Senders(delivering, m, local_lines(profile, password)).start()
+        processes = await self._sender_processes(composer, password)
+        self.sender_process_count = processes.count if processes is not None else 0
+        lines = processes.line if processes is not None else local_lines(composer, password)
+        senders = Senders(delivering, m, lines).start()
         feeder = Feeder(delivering, m)
         feeding = asyncio.create_task(feeder.run())
         self.tasks = [feeding, *senders]
@@ -295,7 +309,11 @@ class Deliverer:
             for task in senders:
                 if lost:
                     task.cancel()
+            if lost and processes is not None:
+                processes.kill()  # what they have in flight is the new holder's to decide
             await asyncio.gather(*senders, return_exceptions=True)
+            if processes is not None:
+                await processes.stop()
             # What a sender took and could not hand over as it ended.
             late = [item.due.id for item in m.ready.drain()]
             m.in_flight.difference_update(late)
@@ -342,6 +360,33 @@ class Deliverer:
             # worker had marked it stopped.
             return Delivery(self.run_id, STOPPING, None, m.sent)
         return await self._end(STOPPED, None)
+
+    async def _sender_processes(
+        self, composer: Composer, password: str | None
+    ) -> SenderProcesses | None:
+        """The sender processes of this delivery (``policy.sender_processes``), started;
+        None when its connections are this process's own."""
+        try:
+            setting = sender_processes_setting(self.environ)
+        except ValueError:  # the command line refuses it before anything is done
+            setting = None
+        profile, counts = composer.profile, await self._counts()
+        count = policy.sender_processes(
+            setting,
+            cores=os.cpu_count() or 1,
+            max_connections=profile.max_connections,
+            rate_per_second=profile.rate_per_second,
+            to_send=counts[PENDING] + counts[HELD] + counts[RETRYING],
+        )
+        if not count:
+            return None
+        processes = SenderProcesses(composer, password, count)
+        try:
+            await processes.start()
+        except OSError:  # no process to be had (a limit of the machine): send from here
+            await processes.stop()
+            return None
+        return processes
 
     # -- the controller -------------------------------------------------------------
 
@@ -431,7 +476,9 @@ class Deliverer:
         if self.on_progress is not None:
             self.on_progress(await self._counts())
         m = self.memory
-        return Delivery(self.run_id, state, error, m.sent, dict(m.timings))
+        return Delivery(
+            self.run_id, state, error, m.sent, dict(m.timings), self.sender_process_count
+        )
 
     async def _flush(self, templates: Templates) -> None:
         m = self.memory

@@ -1,7 +1,8 @@
 """The feeder: keeps the senders busy, never holding more than ``policy.most_in_doubt``.
 
-Due recipients are reserved and their messages built ahead, a batch at a time
-(``queries.reserve_due``, ``compose``), without marking them; they are marked
+Due recipients are reserved, and what their messages are built from read,
+ahead, a batch at a time (``queries.reserve_due``, ``compose.draft_of``),
+without marking them (the lines build the messages as they send them); they are marked
 `sending` (``transitions.mark_sending``, with the checks of ``guards.py``) a
 group at a time (``policy.mark_group``: a tenth of a second at the current
 rate) only as connections free up, and made ready for the senders.
@@ -18,11 +19,9 @@ from functools import partial
 from sqlalchemy import Connection
 
 from core.delivery import policy, queries, transitions
-from core.delivery.compose import compose_message, message_contexts
+from core.delivery.compose import draft_of, message_contexts
 from core.delivery.pipeline import Delivering, InMemory, Outgoing
-from core.delivery.states import FAILED
 from core.storage.database import retry_transient
-from core.templating import RenderError
 
 # Recipients reserved (and their messages built) at once, at most.
 PREFETCH_MOST = 2000
@@ -36,21 +35,39 @@ class Feeder:
         self.memory = memory
         # Marking is the hot path: one connection kept open for it (see _mark_now).
         self._marking: Connection | None = None
+        self._next: asyncio.Task[list[Outgoing]] | None = None  # the next batch, being read
 
     async def run(self) -> None:
         """Feed until the delivery halts (told, never cancelled: what it marked lands
         among the ready, so that it is accounted for)."""
+        try:
+            await self._feed()
+        finally:
+            if self._next is not None:  # a reservation under way ends before the delivery
+                with contextlib.suppress(Exception):
+                    await self._next
+
+    def _reserve_next(self) -> asyncio.Task[list[Outgoing]]:
+        """Reserve the next batch, in proportion to the connections this process holds
+        and to its rate (so that a process without connections does not sit on
+        recipients), while the feeder goes on marking the one before."""
+        if self._next is None:
+            d, m = self.delivering, self.memory
+            connections = d.profile.max_connections
+            group = policy.mark_group(m.replies.per_second(), connections)
+            size = min(PREFETCH_MOST, max(2 * connections, 32 * m.active, 2 * group))
+            self._next = asyncio.create_task(d.db(partial(self._prepare, size=size)))
+        return self._next
+
+    async def _feed(self) -> None:
         d, m = self.delivering, self.memory
         prepared: deque[Outgoing] = deque()
         connections = d.profile.max_connections
         while not m.halt:
             if not prepared:
-                # Reserve a batch in proportion to the connections this process holds
-                # and to its rate, so that a process without connections does not sit
-                # on recipients.
-                group = policy.mark_group(m.replies.per_second(), connections)
-                size = min(PREFETCH_MOST, max(2 * connections, 32 * m.active, 2 * group))
-                prepared.extend(await d.db(partial(self._prepare, size=size)))
+                batch = await self._reserve_next()
+                self._next = None
+                prepared.extend(batch)
                 if not prepared:
                     # Senders without a connection slot wait for work: while messages
                     # marked `sending` still wait in the queue, there is some (else a
@@ -62,6 +79,8 @@ class Feeder:
                     m.idle = False
                     continue
                 m.has_work.set()
+            if len(prepared) < policy.mark_group(m.replies.per_second(), connections):
+                self._reserve_next()  # less than a group left: the next is read meanwhile
             # Mark `sending` a group at a time — about a tenth of a second at the
             # current rate, at least max_connections — while the group before is
             # still being sent, never holding more in doubt than
@@ -72,25 +91,18 @@ class Feeder:
                     lambda: m.halt
                     or (
                         m.active > 0
-                        and m.busy()
-                        <= connections
-                        + policy.mark_group(m.replies.per_second(), connections) // 2
+                        and policy.to_mark(m.busy(), m.replies.per_second(), connections) > 0
                     )
                 )
             if m.halt:
                 return
-            rate = m.replies.per_second()
-            room = policy.most_in_doubt(rate, connections) - m.busy()
+            room = policy.to_mark(m.busy(), m.replies.per_second(), connections)
             batch = [prepared.popleft() for _ in range(min(len(prepared), room))]
-            # Marking is a short write; alone on the run, making it here costs less
-            # than a thread hop. Alongside other workers, it may wait on their
-            # locks, and the event loop must not wait with it.
+            # Marking is a short write, made on the delivery's database lane (it may
+            # wait on other workers' locks, and the event loop must not wait with it).
             started = time.perf_counter()
             due = [o.due for o in batch]
-            if d.alongside_others:
-                marked = await asyncio.to_thread(self._mark_now, due)
-            else:
-                marked = self._mark_now(due)
+            marked = await d.lane.call(partial(self._mark_now, due))
             m.timings["claiming"] += time.perf_counter() - started
             ready = [o for o in batch if o.due.id in marked]
             m.in_flight.update(o.due.id for o in ready)
@@ -102,12 +114,8 @@ class Feeder:
             self._marking = None
 
     def _mark_now(self, due: list[queries.Due]) -> set[int]:
-        """Mark `sending` on the feeder's own connection, one short transaction each time.
-
-        Marking is the hot path of delivery and a short write, so it is made
-        on the event loop (cheaper than a hop to a thread) over a connection
-        kept open for the purpose (cheaper than a pool checkout each time).
-        """
+        """Mark `sending` on the feeder's own connection (kept open for the purpose:
+        cheaper than a pool checkout each time), one short transaction each time."""
         d = self.delivering
 
         def once() -> set[int]:
@@ -141,7 +149,7 @@ class Feeder:
             await asyncio.wait_for(m.wake.wait(), pause)
 
     def _prepare(self, connection: Connection, size: int) -> list[Outgoing]:
-        """Reserve due recipients and build their messages; fail those whose template fails."""
+        """Reserve due recipients and read what their messages are built from."""
         d, m = self.delivering, self.memory
         now = d.clock.now()
         started = time.perf_counter()
@@ -149,37 +157,6 @@ class Feeder:
         if not due:
             return []
         context = message_contexts(connection, due)
-        built = time.perf_counter()
-        m.timings["reading"] += built - started
-        ready: list[Outgoing] = []
-        broken: list[transitions.Result] = []
-        for item in due:
-            try:
-                envelope = compose_message(d.run_id, item, d.profile, d.templates, context, now)
-                ready.append(Outgoing(item, envelope))
-            except (RenderError, ValueError) as error:
-                broken.append(
-                    transitions.Result(
-                        item.id, FAILED, error=str(error), customer_id=item.customer_id
-                    )
-                )
-        m.timings["building"] += time.perf_counter() - built
-        if broken:
-            marked = transitions.mark_sending(
-                connection,
-                d.run_id,
-                [x for x in due if x.id in {b.id for b in broken}],
-                now,
-                d.worker_id,
-                d.shard,
-                d.guard,
-            )
-            transitions.record_results(
-                connection,
-                d.run_id,
-                d.templates.definition_id,
-                [b for b in broken if b.id in marked],
-                now,
-                shard=d.shard,
-            )
+        ready = [Outgoing(item, draft_of(item, d.templates, context)) for item in due]
+        m.timings["reading"] += time.perf_counter() - started
         return ready

@@ -113,10 +113,29 @@ def _lower(address: str | None) -> str | None:
     return address.lower() if address is not None else None
 
 
+def family(connection: Connection, run_id: int) -> set[int]:
+    """The run, the run it follows up and so on to the first, and every follow-up of
+    any of them: follow-ups of follow-ups never send one message twice either."""
+    run = table_of(MessageRun)
+    root = run_id
+    while (above := connection.execute(
+        select(run.c.follow_up_of).where(run.c.id == root)
+    ).scalar()) is not None:
+        root = above
+    found, frontier = {root}, {root}
+    while frontier:
+        frontier = set(
+            connection.execute(select(run.c.id).where(run.c.follow_up_of.in_(frontier))).scalars()
+        ) - found
+        found |= frontier
+    return found
+
+
 def _earlier_follow_ups(
     connection: Connection, run_id: int, customers: Sequence[str]
 ) -> dict[tuple[str, str | None, str | None], tuple[int, str, datetime | None]]:
-    """(customer, document, address) → (run, state, sent_at) in earlier follow-ups of the run."""
+    """(customer, document, address) → (run, state, sent_at) in the other runs of the
+    run's follow-up family (``family``): what an earlier follow-up sent or holds."""
     recipient, run = table_of(Recipient), table_of(MessageRun)
     rows = connection.execute(
         select(
@@ -129,7 +148,7 @@ def _earlier_follow_ups(
         )
         .select_from(recipient.join(run, run.c.id == recipient.c.run_id))
         .where(
-            run.c.follow_up_of == run_id,
+            run.c.id.in_(family(connection, run_id) - {run_id}),
             recipient.c.customer_id.in_(list(customers)),
             recipient.c.state.in_((SENT, *UNSETTLED)),
         )
@@ -187,16 +206,11 @@ def plan_again(
     keys = {(c.customer, c.document, _lower(c.address)) for c in chosen}
     pairs = {(c.customer, c.document) for c in chosen}
 
-    # The followed run's ledger entries for the chosen, and those of its earlier
-    # follow-ups (a per_trigger run records its targets when it is made, sent or
-    # not), do not count: what an earlier follow-up really sent or still holds is
-    # excluded below, by its recipients' states (`_never_twice`).
-    run_table = table_of(MessageRun)
-    own_runs = {run_id} | set(
-        connection.execute(
-            select(run_table.c.id).where(run_table.c.follow_up_of == run_id)
-        ).scalars()
-    )
+    # The ledger entries of the followed run's follow-up family for the chosen (a
+    # per_trigger run records its targets when it is made, sent or not) do not
+    # count: what a run of the family really sent or still holds is excluded
+    # below, by its recipients' states (`_never_twice`).
+    own_runs = family(connection, run_id)
 
     def own_entry(entry: HistoryFacts) -> bool:
         if entry.run_id not in own_runs:

@@ -13,15 +13,16 @@ import asyncio
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy import Connection
 
 from core.clock import Clock
-from core.delivery.compose import Templates
+from core.delivery.compose import Composer, Draft, Templates
 from core.delivery.guards import Guard
-from core.delivery.message import Envelope
 from core.delivery.queries import Due
 from core.delivery.smtp import ProfileSettings
 from core.delivery.transitions import Result
@@ -32,10 +33,40 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A recipient whose message is built, on its way to a connection."""
+    """A recipient on its way to a connection, with what its message is built from."""
 
     due: Due
-    envelope: Envelope
+    draft: Draft
+
+
+class DatabaseLane:
+    """Where one delivery's database calls run, off the event loop.
+
+    On SQLite, one thread: the database has one writer, and calls of one
+    delivery made from several threads would only wait on each other's write
+    lock (SQLite's busy wait sleeps for milliseconds at a time). On
+    PostgreSQL, the shared threads: a call waiting on another worker's locks
+    must not hold up the rest.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.executor: ThreadPoolExecutor | None = None
+        if database.engine.dialect.name == "sqlite":
+            self.executor = ThreadPoolExecutor(1, thread_name_prefix="msgrun-db")
+
+    async def call(self, work: Callable[[], T]) -> T:
+        if self.executor is None:
+            return await asyncio.to_thread(work)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in one transaction (``Database.run``)."""
+        return await self.call(partial(self.database.run, work))
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
@@ -49,14 +80,16 @@ class Delivering:
     shard: int  # this process's own counter rows (see RunCount)
     profile: ProfileSettings
     templates: Templates
+    composer: Composer  # builds the messages, in whichever process sends them
     guard: Guard  # dedup and quiet hours, checked when recipients are marked `sending`
     # Several workers deliver the run together (PostgreSQL): marking may wait on
     # their locks, so it is done off the event loop.
     alongside_others: bool
+    lane: DatabaseLane
 
     async def db(self, work: Callable[[Connection], T]) -> T:
-        """A database call, in a thread: sending never waits on it."""
-        return await asyncio.to_thread(self.database.run, work)
+        """A database call, off the event loop: sending never waits on it."""
+        return await self.lane.run(work)
 
 
 class RateMeter:

@@ -5,7 +5,8 @@
 - ``settled_state``: the state a run ends in when nothing is left to do now;
 - ``fair_share``: how many of a profile's connections one delivery may hold;
 - ``mark_group``, ``most_in_doubt``: how many recipients are marked `sending` at
-  once, and how many one delivering process may hold in doubt (domain.md, Crash).
+  once, and how many one delivering process may hold in doubt (domain.md, Crash);
+- ``sender_processes``: how many child processes send for one delivery.
 
 The retry schedule itself (backoff with jitter) is ``retry_policy.py``.
 """
@@ -135,3 +136,43 @@ def most_in_doubt(rate_per_second: float, max_connections: int) -> int:
     recorded.
     """
     return 2 * max_connections + mark_group(rate_per_second, max_connections)
+
+
+def to_mark(in_doubt: int, rate_per_second: float, max_connections: int) -> int:
+    """How many to mark `sending` now, with ``in_doubt`` marked and not yet answered: 0
+    (wait) until there is room for a group's worth (half a group, at least one per
+    connection) under ``most_in_doubt``, then all the room there is."""
+    room = most_in_doubt(rate_per_second, max_connections) - in_doubt
+    least = max(max_connections, mark_group(rate_per_second, max_connections) // 2)
+    return room if room >= least else 0
+
+
+# Sender processes pay off from this many recipients to send (each costs about a
+# fifth of a second to start) and when the profile's rate is not what limits.
+PROCESSES_FROM = 2000
+PROCESSES_ABOVE_RATE = 500.0
+MOST_PROCESSES = 16
+
+
+def sender_processes(
+    setting: int | None,
+    *,
+    cores: int,
+    max_connections: int,
+    rate_per_second: float | None,
+    to_send: int,
+) -> int:
+    """How many sender processes deliver one run beside the delivering process (0: its
+    connections are its own).
+
+    ``setting`` (MSGRUN_SENDER_PROCESSES) decides when given, never more than the
+    connections; else one per core from ``PROCESSES_FROM`` recipients to send, when
+    the machine has cores to spare and the profile's rate leaves something to win.
+    """
+    if setting is not None:
+        return max(0, min(setting, max_connections, MOST_PROCESSES))
+    if cores < 2 or max_connections < 2 or to_send < PROCESSES_FROM:
+        return 0
+    if rate_per_second is not None and rate_per_second < PROCESSES_ABOVE_RATE:
+        return 0
+    return min(cores, max_connections, MOST_PROCESSES)

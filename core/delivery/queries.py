@@ -94,7 +94,7 @@ def load_due(connection: Connection, run_id: int, now: datetime, limit: int) -> 
         if len(found) >= limit:
             break
         query = _due(run_id, state, due_column, now, limit - len(found), *DUE_COLUMNS)
-        found.extend(Due(**row._asdict()) for row in connection.execute(query).all())
+        found.extend(Due(*row) for row in connection.execute(query).all())
     return found
 
 
@@ -134,7 +134,8 @@ def reserve_due(
             .values(claimed_by=worker_id)
             .returning(*DUE_COLUMNS)
         ).all()
-        found.extend(sorted((Due(**row._asdict()) for row in rows), key=lambda d: d.position))
+        # DUE_COLUMNS are Due's fields, in order.
+        found.extend(sorted((Due(*row) for row in rows), key=lambda d: d.position))
     return found
 
 

@@ -22,6 +22,7 @@ from core.delivery.states import (
     PENDING,
     RECIPIENT_STATES,
     RUNNING,
+    UNKNOWN,
 )
 from core.planner.facts import DefinitionFacts
 from core.planner.load import PlanningError, load_definition, load_organisation
@@ -344,6 +345,21 @@ def request_stop(
         if not live:
             registry.recover_run(connection, run_id, now)
         return StopOutcome(read_run(connection, run_id), recorded=True)
+
+
+def unknown_handed_on(database: Database, run_id: int) -> int:
+    """How many of the run's `unknown` recipients a follow-up took (it sends them)."""
+    table = table_of(Recipient)
+    with database.connect() as connection:
+        return int(
+            connection.execute(
+                select(func.count()).where(
+                    table.c.run_id == run_id,
+                    table.c.state == UNKNOWN,
+                    table.c.handed_on_to.is_not(None),
+                )
+            ).scalar_one()
+        )
 
 
 def recipient_rows(

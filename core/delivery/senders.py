@@ -25,7 +25,7 @@ from core.delivery import policy, registry, transitions
 from core.delivery.lines import Attempt, Line, LineFactory
 from core.delivery.pipeline import Delivering, InMemory, Outgoing
 from core.delivery.smtp import AuthGate, ConnectionFault, RateLimit, Reply, RunFault
-from core.delivery.states import SENT
+from core.delivery.states import FAILED, SENT
 
 # A sender gives its connection slot back after this long without a message,
 # and, while other runs want the profile, after holding it this long.
@@ -50,94 +50,28 @@ class Senders:
 
     def start(self) -> list[asyncio.Task[None]]:
         return [
-            asyncio.create_task(self.sender())
+            asyncio.create_task(Sender(self).run())
             for _ in range(self.delivering.profile.max_connections)
         ]
 
     def window(self) -> int:
         """How many ready messages one sender hands its line at once.
 
-        Its part of the group the feeder marks (``policy.mark_group``); one at a
-        time under a rate limit, which spaces every message.
+        Its part of a quarter of the group the feeder marks (``policy.mark_group``),
+        with two windows under way on each line, so that the next is there when a
+        line finishes one; one at a time under a rate limit, which spaces every
+        message.
         """
         if self.delivering.profile.rate_per_second:
             return 1
         m = self.memory
         group = policy.mark_group(m.replies.per_second(), self.delivering.profile.max_connections)
-        return max(1, group // max(1, m.active))
+        return max(1, group // (4 * max(1, m.active)))
 
-    async def sender(self) -> None:
-        """Send over one line until the senders are told to end."""
-        d, m = self.delivering, self.memory
-        profile = d.profile
-        line: Line | None = None
-        slot: int | None = None
-        held_since = 0.0
-        retry = SLOT_RETRY_SECONDS
-
-        async def give_back() -> None:
-            nonlocal line, slot
-            if line is not None:
-                await line.close()
-                line = None
-            if slot is not None:
-                held, slot = slot, None
-                await d.db(lambda c: registry.give_slot(c, profile.id, held, d.worker_id))
-                await self._slots_changed(-1)
-
-        try:
-            while True:
-                if slot is None:
-                    await m.has_work.wait()
-                    if m.halt:
-                        return
-                    if m.active >= m.fair_share:
-                        # This delivery holds its share of the profile's connections.
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(m.halted.wait(), SLOT_WAIT_MOST_SECONDS)
-                        continue
-                    slot = await d.db(
-                        lambda c: registry.take_slot(
-                            c, profile.id, profile.max_connections, d.worker_id, d.run_id
-                        )
-                    )
-                    if slot is None:
-                        # Every slot is held (by other workers): look again, less often
-                        # the longer it lasts, so waiting senders cost the database little.
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(
-                                m.halted.wait(), retry * random.uniform(0.5, 1.5)
-                            )
-                        retry = min(SLOT_WAIT_MOST_SECONDS, retry * 2)
-                        continue
-                    retry = SLOT_RETRY_SECONDS
-                    held_since = time.monotonic()
-                    await self._slots_changed(+1)
-                if not await m.ready.wait(SLOT_IDLE_SECONDS):
-                    await give_back()
-                    continue
-                if m.ready.closed:
-                    return
-                batch = m.ready.take(self.window())
-                if m.fault is not None:
-                    self._unsent(batch)
-                    continue
-                if profile.rate_per_second:
-                    await self.limit.wait()
-                if line is None or not line.is_open:
-                    line = line or self.lines()
-                    if not await self._open(line, batch):
-                        continue
-                await self._send(line, batch)
-                await m.notify()
-                if m.active > m.fair_share or (
-                    m.contended and time.monotonic() - held_since > SLOT_TURN_SECONDS
-                ):
-                    await give_back()  # more than its share, or another run's turn
-                    await asyncio.sleep(SLOT_RETRY_SECONDS)
-        finally:
-            with contextlib.suppress(Exception):
-                await give_back()
+    def depth(self) -> int:
+        """Windows under way on one line: two (a line in another process is never left
+        waiting for the next), one under a rate limit."""
+        return 1 if self.delivering.profile.rate_per_second else 2
 
     async def _open(self, line: Line, batch: list[Outgoing]) -> bool:
         """Open the line, the first one alone; False (the batch dealt with) when it fails."""
@@ -178,13 +112,16 @@ class Senders:
                 self._unsent([outgoing])
             elif not attempt.tried:
                 untried.append(outgoing)
+            elif attempt.broken is not None:  # its message could not be built: failed
+                self._result(outgoing, broken=attempt.broken)
             elif attempt.fault is not None:
                 self._result(outgoing, fault=attempt.fault)
             else:
                 assert attempt.reply is not None
                 self._result(outgoing, reply=attempt.reply)
 
-        await line.send([(o.due.id, o.envelope) for o in batch], attempted)
+        items = [(o.due.id, o.draft) for o in batch]
+        await line.send(items, self.delivering.clock.now(), attempted)
         if untried:
             if m.fault is not None:
                 self._unsent(untried)
@@ -206,12 +143,23 @@ class Senders:
         await m.notify()
 
     def _result(
-        self, outgoing: Outgoing, *, reply: Reply | None = None, fault: str | None = None
+        self,
+        outgoing: Outgoing,
+        *,
+        reply: Reply | None = None,
+        fault: str | None = None,
+        broken: str | None = None,
     ) -> None:
         d, m = self.delivering, self.memory
         due = outgoing.due
         now = d.clock.now()
         first_attempt_at = due.first_attempt_at or now
+        if broken is not None:
+            m.results.append(
+                transitions.Result(due.id, FAILED, error=broken, customer_id=due.customer_id)
+            )
+            m.in_flight.discard(due.id)
+            return
         outcome = policy.reply_outcome(
             code=reply.code if reply is not None else None,
             text=reply.text if reply is not None else "",
@@ -242,3 +190,124 @@ class Senders:
         m.results.append(result)
         m.replies.add()
         m.in_flight.discard(due.id)
+
+
+class Sender:
+    """One sender: a connection slot, its line, and the windows under way on it."""
+
+    def __init__(self, senders: Senders) -> None:
+        self.senders = senders
+        self.delivering = senders.delivering
+        self.memory = senders.memory
+        self.line: Line | None = None
+        self.slot: int | None = None
+        self.held_since = 0.0
+        self.windows: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Send until the senders are told to end."""
+        try:
+            await self._run()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.give_back()
+            for task in self.windows:  # left under way only when the sender was cancelled
+                task.cancel()
+            await asyncio.gather(*self.windows, return_exceptions=True)
+
+    async def _run(self) -> None:
+        d, m, senders = self.delivering, self.memory, self.senders
+        while True:
+            if self.slot is None:
+                if not await self.take_slot():
+                    return
+                continue
+            if self.windows and (
+                len(self.windows) >= senders.depth() or not m.ready or m.ready.closed
+            ):
+                await self.settle()  # one window done
+                await m.notify()
+                if m.active > m.fair_share or (
+                    m.contended and time.monotonic() - self.held_since > SLOT_TURN_SECONDS
+                ):
+                    await self.give_back()  # more than its share, or another run's turn
+                    await asyncio.sleep(SLOT_RETRY_SECONDS)
+                continue
+            if not await m.ready.wait(SLOT_IDLE_SECONDS):
+                await self.give_back()
+                continue
+            if m.ready.closed:
+                return
+            batch = m.ready.take(senders.window())
+            if m.fault is not None:
+                senders._unsent(batch)
+                continue
+            if d.profile.rate_per_second:
+                await senders.limit.wait()
+            if self.line is None or not self.line.is_open:
+                await self.settle(every=True)  # a line opens again with nothing under way
+                if m.fault is not None:
+                    senders._unsent(batch)
+                    continue
+                self.line = self.line or senders.lines()
+                if not await senders._open(self.line, batch):
+                    continue
+            self.windows.add(asyncio.create_task(senders._send(self.line, batch)))
+
+    async def take_slot(self) -> bool:
+        """Wait for work and take one of the profile's connection slots; False: the
+        delivery is ending."""
+        d, m = self.delivering, self.memory
+        profile = d.profile
+        retry = SLOT_RETRY_SECONDS
+        while True:
+            await m.has_work.wait()
+            if m.halt:
+                return False
+            if m.active >= m.fair_share:
+                # This delivery holds its share of the profile's connections.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(m.halted.wait(), SLOT_WAIT_MOST_SECONDS)
+                continue
+            self.slot = await d.db(
+                lambda c: registry.take_slot(
+                    c, profile.id, profile.max_connections, d.worker_id, d.run_id
+                )
+            )
+            if self.slot is not None:
+                self.held_since = time.monotonic()
+                await self.senders._slots_changed(+1)
+                return True
+            # Every slot is held (by other workers): look again, less often the
+            # longer it lasts, so waiting senders cost the database little.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(m.halted.wait(), retry * random.uniform(0.5, 1.5))
+            retry = min(SLOT_WAIT_MOST_SECONDS, retry * 2)
+
+    async def settle(self, *, every: bool = False) -> None:
+        """Wait for one window under way (``every``: all of them) to be done."""
+        if not self.windows:
+            return
+        done, _ = await asyncio.wait(
+            self.windows,
+            return_when=asyncio.ALL_COMPLETED if every else asyncio.FIRST_COMPLETED,
+        )
+        self.windows -= done
+        # Every window's error is retrieved (an error left unretrieved is logged when
+        # the task is collected); the first ends the delivery (a sender process lost).
+        errors = [t.exception() for t in done if not t.cancelled()]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+
+    async def give_back(self) -> None:
+        """Finish what is under way, close the line, give the slot back."""
+        d = self.delivering
+        await self.settle(every=True)
+        if self.line is not None:
+            line, self.line = self.line, None
+            await line.close()
+        if self.slot is not None:
+            held, self.slot = self.slot, None
+            await d.db(lambda c: registry.give_slot(c, d.profile.id, held, d.worker_id))
+            await self.senders._slots_changed(-1)

@@ -147,3 +147,22 @@ def lease_seconds(environ: Mapping[str, str]) -> float:
     except ValueError:
         return LEASE_SECONDS
     return min(15.0, max(1.0, value))
+
+
+SENDER_PROCESSES_ENV: Final = "MSGRUN_SENDER_PROCESSES"
+
+
+def sender_processes_setting(environ: Mapping[str, str]) -> int | None:
+    """MSGRUN_SENDER_PROCESSES as a number (0: none), or None when unset (msgrun decides).
+
+    ValueError names what is wrong with a value that is not a whole number from 0.
+    """
+    raw = environ.get(SENDER_PROCESSES_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ValueError(
+            f"{SENDER_PROCESSES_ENV}={raw!r} is not a number of processes (0 or more; "
+            "unset, msgrun decides)"
+        )
+    return int(raw)

@@ -26,13 +26,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
-    bindparam,
     case,
     func,
     select,
@@ -68,7 +68,13 @@ from core.storage.models import (
     Suppression,
     table_of,
 )
-from core.storage.sql import dialect_insert, insert_ignoring
+from core.storage.sql import (
+    dialect_insert,
+    driver_instant,
+    insert_ignoring,
+    placeholder,
+    run_many,
+)
 
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
@@ -351,75 +357,57 @@ def record_results(
 ) -> None:
     """Write a batch of results: states, replies, the ledger, and new suppressions.
 
-    Only recipients still `sending` are written: one whose sender was
-    presumed dead (its lease lapsed) has been made `unknown` meanwhile and
-    stays so. The rows are locked first, so a reaper cannot move them between
-    this check and the write, and the counters move by what was written.
+    Only recipients still `sending` are written (the UPDATE is guarded by it,
+    row by row): one whose sender was presumed dead (its lease lapsed) has been
+    made `unknown` meanwhile and stays so. When fewer rows were written than
+    results given, those written are read back, so that the counters, the
+    ledger and the suppressions follow exactly what was written.
+
+    The hot path of recording: the UPDATE runs through the driver for the
+    whole batch (``storage.sql.run_many``), in id order (as a reaper locks them).
     """
     if not results:
         return
     for r in results:
         check_recipient_move(SENDING, r.state)
-    ids = [r.id for r in results]
-    if connection.dialect.name == "postgresql":
-        pick = (
-            select(RECIPIENT.c.id)
-            .where(RECIPIENT.c.id.in_(ids), RECIPIENT.c.state == SENDING)
-            .order_by(RECIPIENT.c.id)
-            .with_for_update()
-        )
-        still = set(connection.execute(pick).scalars())
-    else:
-        # SQLite: a plain SELECT would run before the transaction takes the write
-        # lock (the driver begins it at the first write), so a reaper could make
-        # a row `unknown` between it and the UPDATE below, and the counters would
-        # move for a row that was not written (the run then never settles). A
-        # write that reads the rows takes the lock first.
-        still = set(
-            connection.execute(
-                update(RECIPIENT)
-                .where(RECIPIENT.c.id.in_(ids), RECIPIENT.c.state == SENDING)
-                .values(updated_at=now)
-                .returning(RECIPIENT.c.id)
-            ).scalars()
-        )
-    results = [r for r in results if r.id in still]
-    if not results:
-        return
-    statement = (
-        update(RECIPIENT)
-        .where(RECIPIENT.c.id == bindparam("rid"), RECIPIENT.c.state == SENDING)
-        .values(
-            state=bindparam("new_state"),
-            smtp_code=bindparam("code"),
-            smtp_reply=bindparam("reply"),
-            error=bindparam("err"),
-            next_attempt_at=bindparam("next_at"),
-            sent_at=bindparam("sent"),
-            first_attempt_at=func.coalesce(
-                RECIPIENT.c.first_attempt_at,
-                bindparam("first", type_=RECIPIENT.c.first_attempt_at.type),
-            ),
-            updated_at=now,
-            claimed_by=None,
-        )
-    )
-    connection.execute(
-        statement,
+    results = sorted(results, key=lambda r: r.id)
+    mark, at = placeholder(connection), partial(driver_instant, connection)
+    stamp = at(now)
+    written = run_many(
+        connection,
+        f"UPDATE recipient SET state = {mark}, smtp_code = {mark}, smtp_reply = {mark}, "
+        f"error = {mark}, next_attempt_at = {mark}, sent_at = {mark}, "
+        f"first_attempt_at = COALESCE(first_attempt_at, {mark}), updated_at = {mark}, "
+        f"claimed_by = NULL WHERE id = {mark} AND state = '{SENDING}'",
         [
-            {
-                "rid": r.id,
-                "new_state": r.state,
-                "code": r.smtp_code,
-                "reply": r.smtp_reply,
-                "err": r.error,
-                "next_at": r.next_attempt_at,
-                "sent": r.sent_at,
-                "first": r.first_attempt_at,
-            }
+            (
+                r.state,
+                r.smtp_code,
+                r.smtp_reply,
+                r.error,
+                at(r.next_attempt_at),
+                at(r.sent_at),
+                at(r.first_attempt_at),
+                stamp,
+                r.id,
+            )
             for r in results
         ],
     )
+    if written != len(results):  # some had been made `unknown`: which did we write?
+        ids = [r.id for r in results]
+        moved = set(
+            connection.execute(
+                select(RECIPIENT.c.id).where(
+                    RECIPIENT.c.id.in_(ids),
+                    RECIPIENT.c.updated_at == now,
+                    RECIPIENT.c.state.in_({r.state for r in results}),
+                )
+            ).scalars()
+        )
+        results = [r for r in results if r.id in moved]
+    if not results:
+        return
     deltas: Counter[str] = Counter()
     for r in results:
         deltas[SENDING] -= 1

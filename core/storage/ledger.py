@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from core.addresses import fold
-from core.storage.models import History, table_of
-from core.storage.sql import insert_ignoring
+from core.storage.sql import driver_instant, placeholder, run_many
 
 
 def history_fingerprint(row: dict[str, Any]) -> str:
@@ -63,9 +62,35 @@ def history_row(
     return row
 
 
+COLUMNS = (
+    "definition_id",
+    "customer_id",
+    "address",
+    "address_lower",
+    "document_id",
+    "offset_days",
+    "at",
+    "run_id",
+    "fingerprint",
+)
+
+
 def write_history(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Store ledger entries; one already stored (same fingerprint) is skipped."""
-    if rows:
-        connection.execute(
-            insert_ignoring(connection, table_of(History), "fingerprint"), list(rows)
-        )
+    """Store ledger entries; one already stored (same fingerprint) is skipped.
+
+    Runs write one per message sent, so the rows go through the driver at once.
+    """
+    if not rows:
+        return
+    mark = placeholder(connection)
+    run_many(
+        connection,
+        f"INSERT INTO history ({', '.join(COLUMNS)}) "
+        f"VALUES ({', '.join(mark for _ in COLUMNS)}) ON CONFLICT (fingerprint) DO NOTHING",
+        [
+            tuple(
+                driver_instant(connection, row[c]) if c == "at" else row[c] for c in COLUMNS
+            )
+            for row in rows
+        ],
+    )

@@ -1,7 +1,8 @@
 """A run's recipients written to a file: the one CSV writer of the CLI and the console.
 
 The rows are ``core.delivery.export.rows`` (streamed, in plan order); this
-turns them into RFC 4180 lines and writes a file whole or not at all.
+turns them into RFC 4180 lines and writes a file whole or not at all (or into a
+device or a FIFO as it is).
 """
 
 from __future__ import annotations
@@ -80,13 +81,26 @@ def _umask() -> int:
 
 
 def write_lines(target: Path, lines: Iterable[str]) -> int:
-    """Write the lines to ``target`` whole (a temporary file renamed); how many were written."""
+    """Write the lines to ``target``; how many were written.
+
+    A regular file (new, or replaced) is written whole or not at all: a
+    temporary file beside it, renamed over it, keeping the permissions of the
+    file it replaces. A symbolic link is followed (the file it points at is
+    written, the link stays). Anything else that is not a regular file — a
+    FIFO, a device such as ``/dev/null`` — is written into as it is.
+    """
+    target = target.resolve() if target.is_symlink() else target
+    if target.exists() and not target.is_file():
+        return _write_into(target, lines)
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as error:
         raise BadTarget(f"cannot write in {target.parent}: {error.strerror}") from None
-    # A file to hand on: readable as any new file here is (mkstemp makes it private).
-    os.chmod(temporary, 0o666 & ~_umask())
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except OSError:  # a new file: readable as any new file here is (mkstemp makes it private)
+        mode = 0o666 & ~_umask()
+    os.chmod(temporary, mode)
     written = 0
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
@@ -94,9 +108,24 @@ def write_lines(target: Path, lines: Iterable[str]) -> int:
                 out.write(line)
                 written += 1
         os.replace(temporary, target)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise BadTarget(f"cannot write {target}: {error.strerror or error}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return written
+
+
+def _write_into(target: Path, lines: Iterable[str]) -> int:
+    written = 0
+    try:
+        with open(target, "w", encoding="utf-8", newline="") as out:
+            for line in lines:
+                out.write(line)
+                written += 1
+    except OSError as error:
+        raise BadTarget(f"cannot write {target}: {error.strerror or error}") from None
     return written
 
 

@@ -1,11 +1,14 @@
-"""What several commands share: opening the database, reading ``--at``."""
+"""What several commands share: opening the database, reading ``--at``, checking the
+settings that delivering reads from the environment."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
 from core.clock import BadInstant, SystemClock, parse_instant
+from core.delivery.states import sender_processes_setting
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
 from core.storage.database import normalise_url, resolve_url, sqlite_path
 from tui.errors import OperationFailed, UsageError
@@ -41,3 +44,11 @@ def instant(text: str | None) -> datetime:
         return parse_instant(text)
     except BadInstant as error:
         raise UsageError(f"--at: {error}") from None
+
+
+def check_delivery_settings() -> None:
+    """Refuse (exit 2, nothing done) an environment a delivery could not use as meant."""
+    try:
+        sender_processes_setting(os.environ)
+    except ValueError as error:
+        raise UsageError(str(error)) from None

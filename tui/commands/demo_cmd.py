@@ -17,6 +17,7 @@ from core.delivery.smtp import ProfileSettings
 from core.interchange import import_document
 from core.smtp_check import check_profile, load_profile, record_result
 from core.storage import open_database
+from tui.commands.common import check_delivery_settings
 from tui.errors import OperationFailed, UsageError
 
 DEMO_RUN = "service-reminder"
@@ -63,6 +64,7 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    check_delivery_settings()
     from fixtures.demo import demo_document
     from fixtures.smtp_servers import Faults, SmtpServer
 

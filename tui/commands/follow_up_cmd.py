@@ -39,14 +39,16 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
 
 
 def run_follow_up(args: argparse.Namespace) -> int:
-    from tui.commands.common import database, instant
-    from tui.commands.runs import existing_run, foreground, summary
+    from tui.commands.common import check_delivery_settings, database
+    from tui.commands.runs import existing_run, foreground, sending_instant, summary
+
+    check_delivery_settings()
 
     try:
         chosen = export.selection(args.state, args.outcome)
     except export.BadFilter as error:
         raise UsageError(str(error)) from None
-    at = instant(args.at)
+    at = sending_instant(args.at, "A follow-up is planned now or later.")
     db = database(args.db)
     run = existing_run(db, args.run)
     try:

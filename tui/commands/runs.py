@@ -26,6 +26,7 @@ from core.delivery.runs import (
     recipient_rows,
     request_stop,
     run_json,
+    unknown_handed_on,
 )
 from core.delivery.states import (
     COMPLETED,
@@ -50,7 +51,7 @@ from core.views.runs import restart_check, to_send
 from core.worker import WorkerRefused, work
 from tui import event_loop
 from tui.commands import export_cmd, follow_up_cmd
-from tui.commands.common import database, instant
+from tui.commands.common import check_delivery_settings, database, instant
 from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
 from tui.run_progress import RunProgress
@@ -194,17 +195,24 @@ def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> in
     if run.error:
         print(f"  {run.error}", file=sys.stderr)
     due = next_due_at(db, run_id) if run.state == WAITING else None
-    for step in next_steps(run, next_due=due):
+    handed = unknown_handed_on(db, run_id) if run.counts[UNKNOWN] else 0
+    for step in next_steps(run, next_due=due, handed_on=handed):
         print(f"  {step}", file=sys.stderr)
     return exit_code(delivery)
 
 
 def next_steps(
-    run: RunInfo, *, detached: bool = False, next_due: datetime | None = None
+    run: RunInfo,
+    *,
+    detached: bool = False,
+    next_due: datetime | None = None,
+    handed_on: int = 0,
 ) -> list[str]:
     """What to do next with a run that ended short of ``completed`` (nothing when it is).
 
-    ``next_due``: when the next held or retrying recipient is due, if known.
+    ``next_due``: when the next held or retrying recipient is due, if known;
+    ``handed_on``: how many of its `unknown` recipients a follow-up took (which
+    ``--resend-unknown`` leaves to it).
     """
     counts, steps = run.counts, []
     if run.state in (STOPPED, RUN_FAILED) and (
@@ -221,9 +229,13 @@ def next_steps(
             f"next: msgrun worker (or msgrun run restart {run.id}) delivers the "
             f"{counts[RETRYING] + counts[HELD]} still to send{when}"
         )
-    if counts[UNKNOWN]:
+    if counts[UNKNOWN] > handed_on:
+        left = counts[UNKNOWN] - handed_on
+        taken = (
+            f" ({handed_on} more handed on to a follow-up, which sends them)" if handed_on else ""
+        )
         steps.append(
-            f"next: {counts[UNKNOWN]} unknown may or may not have reached the server; "
+            f"next: {left} unknown may or may not have reached the server{taken}; "
             f"msgrun run restart {run.id} --resend-unknown sends them again "
             f"(msgrun run show {run.id} --state unknown lists them)"
         )
@@ -254,15 +266,25 @@ def summary(run: RunInfo) -> str:
     )
 
 
-def run_start(args: argparse.Namespace) -> int:
-    at = instant(args.at)
+def sending_instant(text: str | None, hint: str) -> datetime:
+    """``--at`` of a run that sends: now, or a later instant; one in the past is refused
+    (a run cannot send then), with ``hint`` saying how to see what would have been."""
+    at = instant(text)
     now = SystemClock().now()
-    if args.at is not None and (now - at).total_seconds() > AT_TOLERANCE_SECONDS:
+    if text is not None and (now - at).total_seconds() > AT_TOLERANCE_SECONDS:
         raise UsageError(
-            f"--at {args.at} is in the past (now {format_instant(now)}): a run cannot send "
-            f"then. To see what would have been decided: msgrun plan {args.definition} "
-            f"--at {args.at}"
+            f"--at {text} is in the past (now {format_instant(now)}): a run cannot send "
+            f"then. {hint}"
         )
+    return at
+
+
+def run_start(args: argparse.Namespace) -> int:
+    check_delivery_settings()
+    at = sending_instant(
+        args.at,
+        f"To see what would have been decided: msgrun plan {args.definition} --at {args.at}",
+    )
     db = database(args.db)
     try:
         run_id = create_run(db, args.definition, at, SystemClock())
@@ -303,6 +325,7 @@ def run_stop(args: argparse.Namespace) -> int:
 
 
 def run_restart(args: argparse.Namespace) -> int:
+    check_delivery_settings()
     db = database(args.db)
     run = existing_run(db, args.run)
     check = restart_check(run.id, run.state)
@@ -371,11 +394,13 @@ def run_show(args: argparse.Namespace) -> int:
             reply = " ".join(
                 str(part) for part in (row["smtp_code"], row["smtp_reply"] or row["error"]) if part
             )
+            handed = f"  → run {row['handed_on_to']}" if row["handed_on_to"] is not None else ""
             lines.append(
                 f"  {row['customer']}  {row['address'] or '-'}  {row['document'] or '-'}  "
-                f"{row['state']}  {reply or '(no reply)'}"
+                f"{row['state']}{handed}  {reply or '(no reply)'}"
             )
-    steps = next_steps(run)
+    handed_on = unknown_handed_on(db, run.id) if run.counts[UNKNOWN] else 0
+    steps = next_steps(run, handed_on=handed_on)
     if steps and run.state not in (RUNNING, STOPPING):
         lines += ["", *steps]
     write_out("\n".join(lines))
@@ -426,6 +451,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    check_delivery_settings()
     db = database(args.db)
     clock = SystemClock()
 
