@@ -25,14 +25,12 @@ from core.delivery.message import Envelope, build_message
 from core.delivery.queries import Due, run_row
 from core.delivery.smtp import ProfileSettings
 from core.storage.models import (
-    Contact,
-    Customer,
     Definition,
-    Document,
     Organisation,
     SmtpProfile,
     table_of,
 )
+from core.storage.sql import date_text, json_value, rows_by_ids
 from core.templating import render
 from core.vocabulary import document_label
 
@@ -78,40 +76,45 @@ def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, 
 
 
 def message_contexts(connection: Connection, due: Sequence[Due]) -> Contexts:
-    """Customers, contacts and documents of a batch, each read in one query."""
-    customer, contact, document = table_of(Customer), table_of(Contact), table_of(Document)
+    """Customers, contacts and documents of a batch, each read in one query.
+
+    A batch is up to a few thousand recipients, read ahead of sending: the rows
+    come straight from the driver (``storage.sql.rows_by_ids``).
+    """
     customers = {
-        row.id: {
-            "id": row.id,
-            "name": row.name,
-            "cluster": row.cluster,
-            "attributes": row.attributes or {},
+        row[0]: {
+            "id": row[0],
+            "name": row[1],
+            "cluster": row[2],
+            "attributes": json_value(row[3]) or {},
         }
-        for row in connection.execute(
-            select(customer).where(customer.c.id.in_({d.customer_id for d in due}))
+        for row in rows_by_ids(
+            connection,
+            "SELECT id, name, cluster, attributes FROM customer",
+            {d.customer_id for d in due},
         )
     }
     contacts = {
-        row.id: {"id": row.id, "name": row.name}
-        for row in connection.execute(
-            select(contact.c.id, contact.c.name).where(
-                contact.c.id.in_({d.contact_id for d in due if d.contact_id})
-            )
+        row[0]: {"id": row[0], "name": row[1]}
+        for row in rows_by_ids(
+            connection, "SELECT id, name FROM contact", {d.contact_id for d in due if d.contact_id}
         )
     }
     documents = {
-        row.id: {
-            "id": row.id,
-            "kind": row.kind,
-            "number": row.number,
-            "label": document_label(row.number),
-            "status": row.status,
-            "due_date": row.due_date.isoformat() if row.due_date else None,
-            "amount": row.amount,
-            "currency": row.currency,
+        row[0]: {
+            "id": row[0],
+            "kind": row[1],
+            "number": row[2],
+            "label": document_label(row[2]),
+            "status": row[3],
+            "due_date": date_text(row[4]),
+            "amount": row[5],
+            "currency": row[6],
         }
-        for row in connection.execute(
-            select(document).where(document.c.id.in_({d.document_id for d in due if d.document_id}))
+        for row in rows_by_ids(
+            connection,
+            "SELECT id, kind, number, status, due_date, amount, currency FROM document",
+            {d.document_id for d in due if d.document_id},
         )
     }
     return {"customers": customers, "contacts": contacts, "documents": documents}

@@ -42,7 +42,7 @@ from core.delivery import guards, policy, queries, registry, transitions
 from core.delivery.compose import Composer, Templates, run_settings
 from core.delivery.feeder import Feeder
 from core.delivery.lines import local_lines
-from core.delivery.pipeline import DatabaseLane, Delivering, InMemory
+from core.delivery.pipeline import DatabaseLane, Delivering, InMemory, timed
 from core.delivery.runs import read_counts
 from core.delivery.sender_processes import SenderProcesses
 from core.delivery.senders import Senders
@@ -485,24 +485,23 @@ class Deliverer:
         results, m.results = m.results, []
         if not results:
             return
-        started = time.perf_counter()
-        try:
-            await self.db(
-                lambda c: transitions.record_results(
-                    c,
-                    self.run_id,
-                    templates.definition_id,
-                    results,
-                    self.clock.now(),
-                    ledger=templates.ledger,
-                    shard=self.shard,
-                )
+        def record(c: Connection) -> None:
+            transitions.record_results(
+                c,
+                self.run_id,
+                templates.definition_id,
+                results,
+                self.clock.now(),
+                ledger=templates.ledger,
+                shard=self.shard,
             )
+
+        try:
+            await self.db(timed(m.timings, "recording", record))
         except Exception:
             # Kept for the next flush: what was sent is not forgotten.
             m.results[:0] = results
             raise
-        m.timings["recording"] += time.perf_counter() - started
         if self.on_progress is not None:
             self.on_progress(await self._counts())
 

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from core.delivery import policy, queries, transitions
 from core.delivery.compose import draft_of, message_contexts
-from core.delivery.pipeline import Delivering, InMemory, Outgoing
+from core.delivery.pipeline import Delivering, InMemory, Outgoing, timed
 from core.storage.database import retry_transient
 
 # Recipients reserved (and their messages built) at once, at most.
@@ -100,10 +100,8 @@ class Feeder:
             batch = [prepared.popleft() for _ in range(min(len(prepared), room))]
             # Marking is a short write, made on the delivery's database lane (it may
             # wait on other workers' locks, and the event loop must not wait with it).
-            started = time.perf_counter()
             due = [o.due for o in batch]
-            marked = await d.lane.call(partial(self._mark_now, due))
-            m.timings["claiming"] += time.perf_counter() - started
+            marked = await d.lane.call(partial(timed(m.timings, "claiming", self._mark_now), due))
             ready = [o for o in batch if o.due.id in marked]
             m.in_flight.update(o.due.id for o in ready)
             m.ready.put(ready)

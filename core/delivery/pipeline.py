@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -37,6 +37,19 @@ class Outgoing:
 
     due: Due
     draft: Draft
+
+
+def timed(timings: dict[str, float], part: str, work: Callable[..., T]) -> Callable[..., T]:
+    """``work``, adding the time it runs (not the time it waits for the lane) to ``part``."""
+
+    def run(*args: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return work(*args)
+        finally:
+            timings[part] += time.perf_counter() - started
+
+    return run
 
 
 class DatabaseLane:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,3 +65,36 @@ def run_many(connection: Connection, statement: str, rows: list[tuple[Any, ...]]
     if not rows:
         return 0
     return int(connection.exec_driver_sql(statement, rows).rowcount)
+
+
+def rows_by_ids(connection: Connection, query: str, ids: Iterable[str]) -> list[Sequence[Any]]:
+    """``query`` (a SELECT whose first column is ``id``) for the rows with these ids,
+    through the driver: values come as the driver gives them (see ``json_value``,
+    ``date_text``)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    mark = placeholder(connection)
+    found: list[Sequence[Any]] = []
+    for start in range(0, len(wanted), 5000):  # within every driver's parameter limit
+        chunk = wanted[start : start + 5000]
+        found.extend(
+            connection.exec_driver_sql(
+                f"{query} WHERE id IN ({', '.join(mark for _ in chunk)})", tuple(chunk)
+            ).all()
+        )
+    return found
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column as read through the driver: text on SQLite, decoded on PostgreSQL."""
+    if isinstance(value, str | bytes):
+        return json.loads(value)
+    return value
+
+
+def date_text(value: Any) -> str | None:
+    """A date column as read through the driver, as ``YYYY-MM-DD``."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value.isoformat())
