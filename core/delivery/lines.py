@@ -14,6 +14,7 @@ what each line sends; a line only talks SMTP.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,6 +54,37 @@ class Attempt:
 
 # One message for a line: the recipient's id and its draft.
 Item = tuple[int, Draft]
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """How a window is paced under the profile's rate: its first message not before
+    ``first_in`` seconds from now (its turn of the delivery's rate), and every message
+    of the line at least ``spacing`` seconds after the one before — one connection
+    slot's part of the profile's rate (``max_connections / rate_per_second``), which
+    holds the profile's rate however many processes hold its slots."""
+
+    first_in: float = 0.0
+    spacing: float = 0.0
+
+
+UNPACED = Pacing()
+
+
+class Pace:
+    """A line's timeline under ``Pacing``: when each of its messages may go."""
+
+    def __init__(self) -> None:
+        self.next_at = 0.0
+
+    async def wait(self, pacing: Pacing, first: bool, start: float) -> None:
+        if not pacing.spacing and not pacing.first_in:
+            return
+        at = max(self.next_at, start + pacing.first_in if first else 0.0)
+        self.next_at = at + pacing.spacing
+        delay = at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 OnAttempt = Callable[[Attempt], None]
 
 
@@ -65,11 +97,17 @@ class Line(Protocol):
     async def open(self) -> None:
         """Connect and log in; RunFault or ConnectionFault when that fails."""
 
-    async def send(self, items: Sequence[Item], now: datetime, on_attempt: OnAttempt) -> None:
-        """Build (dated ``now``) and send ``items`` in turn, calling ``on_attempt`` once
-        for each, in order. After a fault the line is closed and the items after it
-        are not tried. A window sent while another is under way goes after it (not
-        tried either when the one before closed the line).
+    async def send(
+        self,
+        items: Sequence[Item],
+        now: datetime,
+        on_attempt: OnAttempt,
+        pacing: Pacing = UNPACED,
+    ) -> None:
+        """Build (dated ``now``) and send ``items`` in turn, as ``pacing`` lets them go,
+        calling ``on_attempt`` once for each, in order. After a fault the line is
+        closed and the items after it are not tried. A window sent while another is
+        under way goes after it (not tried either when the one before closed the line).
         """
 
     async def close(self) -> None:
@@ -90,10 +128,15 @@ async def send_window(
     items: Sequence[Item],
     now: datetime,
     on_attempt: OnAttempt,
+    pace: Pace | None = None,
+    pacing: Pacing = UNPACED,
 ) -> bool:
-    """Build and send ``items`` over ``smtp`` in turn; False when a fault closed the
-    connection."""
+    """Build and send ``items`` over ``smtp`` in turn, each when ``pace`` lets it go;
+    False when a fault closed the connection."""
+    start = time.monotonic()
     for i, (rid, draft) in enumerate(items):
+        if pace is not None:
+            await pace.wait(pacing, i == 0, start)
         try:
             envelope = composer.build(draft, now)
         except (RenderError, ValueError) as error:
@@ -123,6 +166,7 @@ class LocalLine:
         self.password = password
         self.smtp: aiosmtplib.SMTP | None = None
         self.turn = asyncio.Lock()  # one window at a time on the connection
+        self.pace = Pace()
 
     @property
     def is_open(self) -> bool:
@@ -131,12 +175,20 @@ class LocalLine:
     async def open(self) -> None:
         self.smtp = await open_connection(self.composer.profile, self.password)
 
-    async def send(self, items: Sequence[Item], now: datetime, on_attempt: OnAttempt) -> None:
+    async def send(
+        self,
+        items: Sequence[Item],
+        now: datetime,
+        on_attempt: OnAttempt,
+        pacing: Pacing = UNPACED,
+    ) -> None:
         async with self.turn:
             if self.smtp is None:  # the window before closed the line
                 for attempt in attempts_after_fault(items, 0):
                     on_attempt(attempt)
-            elif not await send_window(self.smtp, self.composer, items, now, on_attempt):
+            elif not await send_window(
+                self.smtp, self.composer, items, now, on_attempt, self.pace, pacing
+            ):
                 self.smtp = None
 
     async def close(self) -> None:

@@ -37,6 +37,7 @@ from core.storage.models import (
     SmtpProfile,
     table_of,
 )
+from core.storage.notices import run_changed
 from core.vocabulary import CONCEPT_LABEL
 
 INSERT_BATCH = 5000
@@ -160,6 +161,7 @@ def snapshot_plan(
         )
         .returning(table_of(MessageRun).c.id)
     ).scalar_one()
+    run_changed(connection, run_id)  # consoles elsewhere show it at once
     domain = profile.from_address.rpartition("@")[2]
     counts = dict.fromkeys(RECIPIENT_STATES, 0)
     rows: list[dict[str, Any]] = []

@@ -8,7 +8,8 @@ every attempt. Parent and
 child speak over a socket pair, in frames (a 4-byte length, then a pickle):
 
     parent → child   (composer, password), then ("open", line)
-                     · ("send", line, now, [(id, draft), …]) · ("close", line)
+                     · ("send", line, now, (first_in, spacing), [(id, draft), …])
+                     · ("close", line)
     child → parent   a list of ("opened", line, fault) · ("attempt", line, attempt)
                      · ("done", line) · ("closed", line) · ("error", text)
 
@@ -41,9 +42,12 @@ import aiosmtplib
 
 from core.delivery.compose import Composer, Draft
 from core.delivery.lines import (
+    UNPACED,
     Attempt,
     Item,
     OnAttempt,
+    Pace,
+    Pacing,
     attempts_after_fault,
     quit_quietly,
     send_window,
@@ -156,6 +160,7 @@ async def _commands(
     attempted: OnAttempt,
 ) -> None:
     smtp: aiosmtplib.SMTP | None = None
+    pace = Pace()
     while True:
         command = await commands.get()
         if command[0] == "open":
@@ -166,12 +171,13 @@ async def _commands(
                 outbox.post(("opened", number, _fault_of(error)))
         elif command[0] == "send":
             now: datetime = command[2]
-            items = [draft_of_wire(wire) for wire in command[3]]
+            pacing = Pacing(*command[3])
+            items = [draft_of_wire(wire) for wire in command[4]]
             if smtp is None or not smtp.is_connected:
                 # The connection dropped on an earlier window: none of these is tried.
                 for attempt in attempts_after_fault(items, 0):
                     attempted(attempt)
-            elif not await send_window(smtp, composer, items, now, attempted):
+            elif not await send_window(smtp, composer, items, now, attempted, pace, pacing):
                 smtp = None
             outbox.post(("done", number))
         elif command[0] == "close":
@@ -219,9 +225,18 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+def _as_batch_work() -> None:
+    """Linux: scheduled as batch work (SCHED_BATCH): as much CPU as before, but a process
+    a person waits on (the console) is not kept waiting behind it when it wakes."""
+    if hasattr(os, "SCHED_BATCH"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def child_main(fd: int, parent: int) -> None:
     """A sender process: serve the lines its parent asks for over the socket ``fd``."""
     _die_with_parent(parent)
+    _as_batch_work()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     sock = socket.socket(fileno=fd)
     try:
@@ -349,7 +364,13 @@ class RemoteLine:
             raise RunFault(text) if kind == "run" else ConnectionFault(text)
         self.child = child
 
-    async def send(self, items: Sequence[Item], now: datetime, on_attempt: OnAttempt) -> None:
+    async def send(
+        self,
+        items: Sequence[Item],
+        now: datetime,
+        on_attempt: OnAttempt,
+        pacing: Pacing = UNPACED,
+    ) -> None:
         child = self.child
         assert child is not None, "a line sends once it is open"
         dropped = False
@@ -362,7 +383,15 @@ class RemoteLine:
         for rid, _ in items:
             child.on_attempt[rid] = attempted
         try:
-            await child.ask(("send", self.number, now, [draft_wire(item) for item in items]))
+            await child.ask(
+                (
+                    "send",
+                    self.number,
+                    now,
+                    (pacing.first_in, pacing.spacing),
+                    [draft_wire(item) for item in items],
+                )
+            )
         finally:
             for rid, _ in items:
                 child.on_attempt.pop(rid, None)

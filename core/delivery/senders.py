@@ -22,7 +22,7 @@ import random
 import time
 
 from core.delivery import policy, registry, transitions
-from core.delivery.lines import Attempt, Line, LineFactory
+from core.delivery.lines import UNPACED, Attempt, Line, LineFactory, Pacing
 from core.delivery.pipeline import Delivering, InMemory, Outgoing
 from core.delivery.smtp import AuthGate, ConnectionFault, RateLimit, Reply, RunFault
 from core.delivery.states import FAILED, SENT
@@ -59,19 +59,25 @@ class Senders:
 
         Its part of a quarter of the group the feeder marks (``policy.mark_group``),
         with two windows under way on each line, so that the next is there when a
-        line finishes one; one at a time under a rate limit, which spaces every
-        message.
+        line finishes one (under a rate limit the line spaces them: ``pacing``).
         """
-        if self.delivering.profile.rate_per_second:
-            return 1
         m = self.memory
         group = policy.mark_group(m.replies.per_second(), self.delivering.profile.max_connections)
         return max(1, group // (4 * max(1, m.active)))
 
     def depth(self) -> int:
-        """Windows under way on one line: two (a line in another process is never left
-        waiting for the next), one under a rate limit."""
-        return 1 if self.delivering.profile.rate_per_second else 2
+        """Windows under way on one line: two, so that a line in another process is never
+        left waiting for the next."""
+        return 2
+
+    def pacing(self) -> Pacing:
+        """Under the profile's rate: the window's first message at its turn of this
+        delivery's rate, and every message of a line one connection slot's part of the
+        profile's rate after the one before."""
+        rate = self.delivering.profile.rate_per_second
+        if not rate:
+            return UNPACED
+        return Pacing(self.limit.turn(), self.delivering.profile.max_connections / rate)
 
     async def _open(self, line: Line, batch: list[Outgoing]) -> bool:
         """Open the line, the first one alone; False (the batch dealt with) when it fails."""
@@ -100,7 +106,7 @@ class Senders:
         await m.notify()
         return False
 
-    async def _send(self, line: Line, batch: list[Outgoing]) -> None:
+    async def _send(self, line: Line, batch: list[Outgoing], pacing: Pacing) -> None:
         m = self.memory
         by_id = {o.due.id: o for o in batch}
         untried: list[Outgoing] = []
@@ -121,7 +127,7 @@ class Senders:
                 self._result(outgoing, reply=attempt.reply)
 
         items = [(o.due.id, o.draft) for o in batch]
-        await line.send(items, self.delivering.clock.now(), attempted)
+        await line.send(items, self.delivering.clock.now(), attempted, pacing)
         if untried:
             if m.fault is not None:
                 self._unsent(untried)
@@ -216,7 +222,7 @@ class Sender:
             await asyncio.gather(*self.windows, return_exceptions=True)
 
     async def _run(self) -> None:
-        d, m, senders = self.delivering, self.memory, self.senders
+        m, senders = self.memory, self.senders
         while True:
             if self.slot is None:
                 if not await self.take_slot():
@@ -242,8 +248,6 @@ class Sender:
             if m.fault is not None:
                 senders._unsent(batch)
                 continue
-            if d.profile.rate_per_second:
-                await senders.limit.wait()
             if self.line is None or not self.line.is_open:
                 await self.settle(every=True)  # a line opens again with nothing under way
                 if m.fault is not None:
@@ -252,7 +256,9 @@ class Sender:
                 self.line = self.line or senders.lines()
                 if not await senders._open(self.line, batch):
                     continue
-            self.windows.add(asyncio.create_task(senders._send(self.line, batch)))
+            self.windows.add(
+                asyncio.create_task(senders._send(self.line, batch, senders.pacing()))
+            )
 
     async def take_slot(self) -> bool:
         """Wait for work and take one of the profile's connection slots; False: the

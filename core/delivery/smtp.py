@@ -350,7 +350,12 @@ async def send(smtp: aiosmtplib.SMTP, envelope: Envelope) -> Reply:
 
 
 class RateLimit:
-    """A smooth limit: one message every 1/rate seconds, never in bursts."""
+    """The profile's rate, in turns: one every 1/rate seconds (this process's share of it).
+
+    A window of messages takes one turn for its first message (so that the lines
+    of a delivery take theirs in turn, not all at once); a line spaces the rest
+    (``lines.Pace``).
+    """
 
     def __init__(self, rate_per_second: float | None) -> None:
         self.rate = rate_per_second
@@ -362,11 +367,11 @@ class RateLimit:
         if self.rate:
             self.interval = 1.0 / (self.rate * fraction) if fraction > 0 else float("inf")
 
-    async def wait(self) -> None:
+    def turn(self) -> float:
+        """Take the next turn; seconds until it comes (0: now)."""
         if not self.interval:
-            return
+            return 0.0
         now = time.monotonic()
         slot = max(now, self.next_slot)
         self.next_slot = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        return slot - now

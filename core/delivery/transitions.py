@@ -68,6 +68,7 @@ from core.storage.models import (
     Suppression,
     table_of,
 )
+from core.storage.notices import run_changed
 from core.storage.sql import (
     dialect_insert,
     driver_instant,
@@ -495,6 +496,8 @@ def run_transition(connection: Connection, run_id: int, name: str, **values: Any
         .where(RUN.c.id == run_id, RUN.c.state.in_(sorted(sources)))
         .values(state=target, **values)
     )
+    if result.rowcount == 1:
+        run_changed(connection, run_id)  # consoles elsewhere show it at once
     return result.rowcount == 1
 
 
@@ -523,6 +526,8 @@ def resume(connection: Connection, run_id: int) -> bool:
         )
         .values(state=target, ended_at=None)
     )
+    if result.rowcount == 1:
+        run_changed(connection, run_id)
     return result.rowcount == 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -16,6 +17,7 @@ from textual.screen import Screen
 
 from core.clock import Clock, SystemClock
 from core.storage import Database
+from core.storage.notices import RunChanges
 from tui.console.launcher import deliver_in_background
 from tui.console.live import LiveScreen
 from tui.console.messages import Performed
@@ -64,6 +66,7 @@ class MsgrunConsole(App[None]):
         self.stopwatch = stopwatch
         self._polling = False
         self._again = False
+        self.run_changes: RunChanges | None = None
         # Notices raised while a confirmation is asked: shown once it is answered.
         self._held: list[Callable[[], None]] = []
 
@@ -75,6 +78,18 @@ class MsgrunConsole(App[None]):
             self.push_screen(self.first_screen())
         if self.poll_seconds:
             self.set_interval(self.poll_seconds, self.refresh_screen)
+        # PostgreSQL tells of runs started, stopped or ended elsewhere: shown at once.
+        if RunChanges.possible(self.database):
+            self.run_changes = RunChanges(self.database, self._run_changed).start()
+
+    def _run_changed(self, run_id: int) -> None:
+        """From the listening thread: another process changed a run."""
+        with contextlib.suppress(RuntimeError):  # the app is closing
+            self.call_from_thread(self.refresh_screen)
+
+    def on_unmount(self) -> None:
+        if self.run_changes is not None:
+            self.run_changes.stop()
 
     # -- the one polling loop ------------------------------------------------------
 
@@ -110,6 +125,9 @@ class MsgrunConsole(App[None]):
                 severity="error",
                 timeout=10,
             )
+        elif screen.is_attached and not screen.is_mounted:
+            # Read before its widgets were there (a busy machine): read again shortly.
+            self.set_timer(0.05, self.refresh_screen)
         elif screen.is_attached:
             with self.batch_update():
                 screen.show(data)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Input, ProgressBar, Sparkline, Static
+from textual.widgets import Footer, Input, ProgressBar, Sparkline, Static
 
 from core.delivery.export import OUTCOME_FILTERS, Selection
 from core.delivery.follow_up import Preview, preview_follow_up, start_follow_up
@@ -34,13 +34,16 @@ from tui.console.formatting import (
     clip,
     clip_id,
     fit_columns,
+    header_line,
     hhmmss,
-    place_columns,
     plural,
+    row_line,
+    show_text,
     styled,
 )
 from tui.console.live import LiveScreen
 from tui.console.widgets import SearchInput
+from tui.console.window_table import WindowTable
 
 # `f` steps through every state, then every outcome a report can give.
 FILTERS: tuple[str | None, ...] = (None, *RECIPIENT_STATES, *OUTCOME_FILTERS)
@@ -64,7 +67,10 @@ OUTCOME_WORDS = {
     "complaint": "complaints",
     "delay": "delays",
 }
-PAGE = 50  # rows per window: the table never holds more than this
+# Rows per window: what the table shows (a screenful: space shows the next), so that
+# a key never makes the console read, lay out and measure rows it cannot show.
+LEAST_PAGE = 5
+ABOVE_AND_BELOW = 10  # rows of the screen that are not the table's, about
 SEARCH_COUNT_SECONDS = 3.0  # a search's match count is made again after this long
 RATE_SECONDS = 5.0  # a running run's sending rate is read again after this long
 
@@ -157,6 +163,8 @@ class RunScreen(LiveScreen):
         # Where the cursor goes once the next window is painted: "first", "last" or None.
         self.cursor_target: str | None = None
         self.want_last = False  # the next load reads the last window
+        # Rows a window holds: first a guess from the terminal, then the table's height.
+        self.page = max(LEAST_PAGE, self.app.size.height - ABOVE_AND_BELOW)
         self.matching = 0
         self.painted_offset = 0  # where the window on screen starts
         self.rows: list[RecipientView] = []
@@ -183,18 +191,32 @@ class RunScreen(LiveScreen):
             yield SplitBar(id="parts-bar")
             yield Static("", id="parts-legend")
         yield SearchInput(placeholder="search address, customer, document…", id="search")
-        table: DataTable[str] = DataTable(id="recipients", cursor_type="row", zebra_stripes=True)
-        self.widths = place_columns(table, COLUMNS, column_widths(self.app.size.width))
+        table = WindowTable(id="recipients", zebra_stripes=True)
+        self.widths = column_widths(self.app.size.width)
+        table.set_header(header_line(COLUMNS, self.widths))
         yield table
         yield Static("", id="no-recipients", classes="empty")
         yield Static("", id="window", classes="hint")
         yield Footer()
 
+    def _fit_page(self) -> None:
+        """The window is as tall as the table (less its header); read again if it grew."""
+        table = self.query_one("#recipients", WindowTable)
+        if not table.display or table.size.height <= 1:
+            return
+        page = max(LEAST_PAGE, table.size.height - 1)
+        if page != self.page:
+            grew = page > len(self.rows)
+            self.page = page
+            if grew:
+                self.console.refresh_screen()
+
     def on_resize(self) -> None:
+        self.call_after_refresh(self._fit_page)
         widths = column_widths(self.app.size.width)
         if widths != self.widths:
-            table = self.query_one("#recipients", DataTable)
-            self.widths = place_columns(table, COLUMNS, widths, again=True)
+            self.widths = widths
+            self.query_one("#recipients", WindowTable).set_header(header_line(COLUMNS, widths))
             self._paint_rows()
 
     @property
@@ -229,7 +251,7 @@ class RunScreen(LiveScreen):
             states=self.states,
             search=self.search_text or None,
             offset=self.window_start,
-            limit=PAGE,
+            limit=self.page,
             matching=matching,
             last=last,
             outcome=self.outcome,
@@ -262,7 +284,7 @@ class RunScreen(LiveScreen):
         )
         if run.error:
             summary += f"\n[red]{escape(run.error)}[/]"
-        self.query_one("#run-summary", Static).update(summary)
+        show_text(self.query_one("#run-summary", Static), summary)
         bar = self.query_one("#progress", ProgressBar)
         bar.update(total=max(progress.to_send, 1), progress=progress.done)
         # One line at 80 columns: the counts close up when the terminal is narrow.
@@ -284,7 +306,7 @@ class RunScreen(LiveScreen):
             counts += "\n" + gap.join(reported)
         if run.follow_up_of is not None:
             counts += f"{gap}· follows up run {run.follow_up_of}"
-        self.query_one("#run-counts", Static).update(counts)
+        show_text(self.query_one("#run-counts", Static), counts)
         self.outcomes, self.handed_on = window.outcomes, window.handed_on
         if data[2] is not None:
             self.rate = data[2]
@@ -301,13 +323,13 @@ class RunScreen(LiveScreen):
         line.display = bool(rate.per_second)
         every = f" ({rate.bucket_seconds}s)" if rate.bucket_seconds > 1 else ""
         peak = f"peak {rate.peak:.1f}/s{every}" if rate.per_second else " nothing sent yet"
-        self.query_one("#rate-peak", Static).update(peak)
+        show_text(self.query_one("#rate-peak", Static), peak)
         parts = settled_parts(window.progress.run, window.outcome_counts)
         box = self.query_one("#run-parts", Horizontal)
         box.display = parts is not None and sum(parts.values()) > 0
         if parts is not None:
             self.query_one("#parts-bar", SplitBar).show_parts(parts)
-            self.query_one("#parts-legend", Static).update(parts_legend(parts))
+            show_text(self.query_one("#parts-legend", Static), parts_legend(parts))
 
     def _reply(self, view: RecipientView) -> str:
         """The reply, after ``handed on → run N`` for a recipient taken into a follow-up."""
@@ -324,7 +346,7 @@ class RunScreen(LiveScreen):
         if self.run is None:
             return  # nothing read yet
         rows, start = self.rows, self.painted_offset
-        table = self.query_one("#recipients", DataTable)
+        table = self.query_one("#recipients", WindowTable)
         row = table.cursor_row
         table.clear()
         for view in rows:
@@ -339,8 +361,9 @@ class RunScreen(LiveScreen):
                 "Time": hhmmss(view.updated_at),
                 "Reply": self._reply(view),
             }
+            shown = [name for name, _, _ in COLUMNS if name in self.widths]
             table.add_row(
-                *(cells[name] for name, _, _ in COLUMNS if name in self.widths),
+                row_line([cells[n] for n in shown], [self.widths[n] for n in shown]),
                 key=str(view.position),
             )
         if rows:
@@ -371,7 +394,8 @@ class RunScreen(LiveScreen):
             )
             table.display = False
             empty.display = True
-        self.query_one("#window", Static).update(f"{line} · {shown}{escape(search)}")
+        show_text(self.query_one("#window", Static), f"{line} · {shown}{escape(search)}")
+        self.call_after_refresh(self._fit_page)
 
     # -- moving -----------------------------------------------------------------------
 
@@ -379,31 +403,31 @@ class RunScreen(LiveScreen):
         search = self.query_one("#search", Input)
         if search.has_class("visible"):
             search.remove_class("visible")
-            self.query_one("#recipients", DataTable).focus()
+            self.query_one("#recipients", WindowTable).focus()
             return
         self.app.pop_screen()
 
     def action_cursor_down(self) -> None:
-        self.query_one("#recipients", DataTable).action_cursor_down()
+        self.query_one("#recipients", WindowTable).action_cursor_down()
 
     def action_cursor_up(self) -> None:
-        self.query_one("#recipients", DataTable).action_cursor_up()
+        self.query_one("#recipients", WindowTable).action_cursor_up()
 
     def _move(self, offset: int) -> None:
-        self.window_start = max(0, min(offset, max(0, self.matching - PAGE)))
+        self.window_start = max(0, min(offset, max(0, self.matching - self.page)))
         self.console.refresh_screen()
 
     def action_next_page(self) -> None:
-        self._move(self.window_start + PAGE)
+        self._move(self.window_start + self.page)
 
     def action_previous_page(self) -> None:
-        self._move(self.window_start - PAGE)
+        self._move(self.window_start - self.page)
 
     def action_first_row(self) -> None:
         """The cursor on the first recipient of the run (as filtered)."""
         self.cursor_target = "first"
         if self.painted_offset == 0:
-            self.query_one("#recipients", DataTable).move_cursor(row=0)
+            self.query_one("#recipients", WindowTable).move_cursor(row=0)
         self._move(0)
 
     def action_last_row(self) -> None:
@@ -426,7 +450,7 @@ class RunScreen(LiveScreen):
         self.search_text = event.value.strip()
         self.window_start = 0
         event.input.remove_class("visible")
-        self.query_one("#recipients", DataTable).focus()
+        self.query_one("#recipients", WindowTable).focus()
         self.console.refresh_screen()
 
     # -- acting on the run (each confirmed; the write runs off the UI thread) ---------
@@ -560,13 +584,13 @@ class RunScreen(LiveScreen):
             answered,
         )
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_window_table_row_selected(self, event: WindowTable.RowSelected) -> None:
         """Enter on a row (the table takes the key itself)."""
         event.stop()
         self.action_customer()
 
     def _under_cursor(self) -> RecipientView | None:
-        table = self.query_one("#recipients", DataTable)
+        table = self.query_one("#recipients", WindowTable)
         if self.rows and table.display and table.cursor_row < len(self.rows):
             return self.rows[table.cursor_row]
         return None
