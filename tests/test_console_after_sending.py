@@ -3,6 +3,7 @@ and the pictures (sending rate, a settled run's one bar, the follow-up's reasons
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import threading
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from rich.text import Text
 from sqlalchemy import event, select, update
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Sparkline, Static
+from textual.widgets import Input, Sparkline, Static
 
 from core.bounces.sources import SourceMessage
 from core.bounces.store import ReadSummary, record_message
@@ -35,6 +36,7 @@ from tui.console.charts import PART_RGB, CountBars, SplitBar, shares
 from tui.console.confirm import Confirm
 from tui.console.export_dialog import ExportDialog
 from tui.console.run_screen import FILTERS, RunScreen
+from tui.console.window_table import WindowTable
 
 pytestmark = pytest.mark.timeout(120)
 NARROW, WIDE = (80, 24), (140, 36)
@@ -309,9 +311,10 @@ async def test_f_confirmed_creates_a_follow_up_of_those_not_reached_and_launches
         assert app.screen.query_one("#rate-line", Sparkline).data == [0.0]
         await pilot.press("escape")  # back on run 1: who was handed on, and to which run
         await settle(pilot)
-        table = app.screen.query_one("#recipients", DataTable)
+        table = app.screen.query_one("#recipients", WindowTable)
         replies = [str(table.get_row_at(i)[-1]) for i in range(table.row_count)]
-        assert ["handed on → run 2" in r for r in replies] == [
+        # At 80 columns the mark keeps the run it went to: "→ run 2".
+        assert ["→ run 2" in r for r in replies] == [
             False, True, True, True, False, False,
         ]
     event.remove(own_db.engine, "before_cursor_execute", check)
@@ -374,6 +377,22 @@ async def test_a_settled_runs_rate_is_read_once_not_for_every_key(
         line = app.screen.query_one("#rate-line", Sparkline)
         assert list(line.data or []) == [1.0, 0.0, 0.0, 3.0]
     assert reads == [1]
+
+
+async def test_a_run_that_ends_soon_after_it_is_opened_shows_its_rate(own_db: Database) -> None:
+    """Opened while nothing was sent yet, it ends within the seconds before the next
+    read of the rate: the rate is read again once it is seen ended."""
+    with SmtpServer() as server:
+        run_id = new_run(own_db, document(3, server.port))
+        app = console(own_db)
+        async with app.run_test(size=NARROW) as pilot:
+            await on_run(run_id)(pilot)
+            line = app.screen.query_one("#rate-line", Sparkline)
+            assert not line.display  # nothing sent yet
+            await asyncio.to_thread(deliver_now, own_db, run_id)
+            await pilot.press("ctrl+r")
+            await settle(pilot)
+            assert line.display and sum(line.data or []) == 3.0
 
 
 @pytest.fixture

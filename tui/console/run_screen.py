@@ -173,6 +173,7 @@ class RunScreen(LiveScreen):
         self.widths: dict[str, int] = {}
         self.rate: SendRate | None = None  # the sending rate as last read
         self.rate_read_at = -RATE_SECONDS  # monotonic time it was read
+        self.rate_final = False  # read after the run had ended: it changes no more
         self.outcomes: dict[int, str] = {}  # position → outcome, in the window shown
         self.handed_on: dict[int, int] = {}  # position → the follow-up it was handed to
         # (search, filter) → (when counted, how many matched)
@@ -261,10 +262,15 @@ class RunScreen(LiveScreen):
         # The rate costs a scan of the run's sent recipients: read at most every few
         # seconds while the run goes on, once when it has ended, never for a key.
         rate: SendRate | None = None
-        settled = self.run_state in ENDED and self.rate is not None
-        if not settled and time.monotonic() - self.rate_read_at >= RATE_SECONDS:
+        ended = window.progress.run.state in ENDED
+        # Read once more when the run is seen ended (it may have ended within the
+        # seconds since the last read), then never again.
+        if not self.rate_final and (
+            ended or time.monotonic() - self.rate_read_at >= RATE_SECONDS
+        ):
             rate = send_rate(self.console.database, self.run_id)
             self.rate_read_at = time.monotonic()
+            self.rate_final = ended
         return window, last, rate
 
     def show(self, data: Any) -> None:
@@ -338,6 +344,8 @@ class RunScreen(LiveScreen):
         if handed is None:
             return escape(clip(reply_cell(view), width))
         mark = f"handed on → run {handed}"
+        if len(mark) > width:  # a narrow column keeps the run it went to
+            mark = f"→ run {handed}"
         rest = clip(reply_cell(view), max(0, width - len(mark) - 3))
         text = f"[cyan]{mark}[/]" + (f" · {escape(rest)}" if rest and width > len(mark) + 4 else "")
         return text
