@@ -56,9 +56,7 @@ def parse_instant(text: str) -> datetime:
         typed = text.strip()
         # A date alone is read as its midnight: say the whole instant to type.
         example = f"{typed}T00:00:00" if "T" not in typed and " " not in typed else typed
-        raise BadInstant(
-            f"{text!r} has no UTC offset; add one, e.g. {example}+00:00 or {example}Z"
-        )
+        raise BadInstant(f"{text!r} has no UTC offset; add one, e.g. {example}+00:00 or {example}Z")
     try:
         in_range = EARLIEST <= value.astimezone(UTC) <= LATEST
     except OverflowError:

@@ -29,11 +29,23 @@ def classify(
     date = message.report_date(msg)
     own_id = message.normalise_message_id(message.header(msg, "Message-ID"))
 
-    def report(kind: ReportKind, why: str, outcomes: tuple[Outcome, ...] = (),
-               original: str | None = None, feedback_type: str | None = None) -> Report:
-        return Report(kind=kind, outcomes=outcomes, original_message_id=original,
-                      delivered_to=targets, date=date, message_id=own_id,
-                      feedback_type=feedback_type, why=why)
+    def report(
+        kind: ReportKind,
+        why: str,
+        outcomes: tuple[Outcome, ...] = (),
+        original: str | None = None,
+        feedback_type: str | None = None,
+    ) -> Report:
+        return Report(
+            kind=kind,
+            outcomes=outcomes,
+            original_message_id=original,
+            delivered_to=targets,
+            date=date,
+            message_id=own_id,
+            feedback_type=feedback_type,
+            why=why,
+        )
 
     # 1. A feedback report: abuse or fraud is a complaint; other types change nothing.
     feedback = arf.feedback_report(msg)
@@ -47,11 +59,14 @@ def classify(
                 Outcome(OutcomeType.COMPLAINT, None, None, addr, detail)
                 for addr in (feedback.recipients or (None,))
             )
-            return report(ReportKind.COMPLAINT, detail, outcomes, original,
-                          feedback.feedback_type)
-        return report(ReportKind.IGNORED,
-                      f"feedback report of type {feedback.feedback_type}: changes nothing",
-                      (), original, feedback.feedback_type)
+            return report(ReportKind.COMPLAINT, detail, outcomes, original, feedback.feedback_type)
+        return report(
+            ReportKind.IGNORED,
+            f"feedback report of type {feedback.feedback_type}: changes nothing",
+            (),
+            original,
+            feedback.feedback_type,
+        )
 
     # 2. A DSN: one outcome per failed or delayed recipient block.
     if dsn.is_dsn(msg):
@@ -69,19 +84,36 @@ def classify(
                     bounce_class = dsn.failure_class(block)
                     if block.action == "expired" and not block.status:
                         bounce_class = "soft"  # given up after retrying: a temporary failure
-                    found.append(Outcome(OutcomeType.BOUNCE, bounce_class,
-                                         block.status, block.address, block.diagnostic))
+                    found.append(
+                        Outcome(
+                            OutcomeType.BOUNCE,
+                            bounce_class,
+                            block.status,
+                            block.address,
+                            block.diagnostic,
+                        )
+                    )
                 elif block.action == "delayed":
-                    found.append(Outcome(OutcomeType.DELAY, None, block.status,
-                                         block.address, block.diagnostic))
+                    found.append(
+                        Outcome(
+                            OutcomeType.DELAY, None, block.status, block.address, block.diagnostic
+                        )
+                    )
             original = message.original_message_id(msg)
             if found:
-                return report(ReportKind.DSN, "delivery status notification (RFC 3464)",
-                              tuple(found), original)
+                return report(
+                    ReportKind.DSN,
+                    "delivery status notification (RFC 3464)",
+                    tuple(found),
+                    original,
+                )
             actions = ", ".join(sorted({b.action or "no action" for b in blocks}))
-            return report(ReportKind.IGNORED,
-                          f"delivery status notification: {actions}: changes nothing",
-                          (), original)
+            return report(
+                ReportKind.IGNORED,
+                f"delivery status notification: {actions}: changes nothing",
+                (),
+                original,
+            )
 
     # 3. An auto-reply that does not come from a delivery system changes nothing.
     marker = autoreply.auto_reply_marker(msg)
@@ -98,12 +130,21 @@ def classify(
     failures = (detector or nonstandard.detect)(msg, body)
     if failures:
         outcomes = tuple(
-            Outcome(OutcomeType.BOUNCE, "hard" if f.permanent else "soft", f.status, f.address,
-                    f.diagnostic)
+            Outcome(
+                OutcomeType.BOUNCE,
+                "hard" if f.permanent else "soft",
+                f.status,
+                f.address,
+                f.diagnostic,
+            )
             for f in failures
         )
-        return report(ReportKind.NONSTANDARD, "bounce in a non-standard format", outcomes,
-                      message.original_message_id(msg, body))
+        return report(
+            ReportKind.NONSTANDARD,
+            "bounce in a non-standard format",
+            outcomes,
+            message.original_message_id(msg, body),
+        )
     if marker:
         # Marked automatic and sent by a delivery system, yet no failure in it.
         return report(ReportKind.AUTO_REPLY, f"automatic reply: {marker}")
@@ -121,14 +162,20 @@ def _ses_report(
         ftype = notification.detail.rsplit(": ", 1)[-1].lower()
         if ftype not in arf.COMPLAINT_TYPES:
             return report(ReportKind.IGNORED, notification.detail, (), original, ftype)
-        outcomes = tuple(Outcome(OutcomeType.COMPLAINT, None, None, r.address,
-                                 notification.detail) for r in notification.recipients)
+        outcomes = tuple(
+            Outcome(OutcomeType.COMPLAINT, None, None, r.address, notification.detail)
+            for r in notification.recipients
+        )
         return report(ReportKind.COMPLAINT, notification.detail, outcomes, original, ftype)
     if notification.type == "bounce" and notification.recipients:
         outcomes = tuple(
-            Outcome(OutcomeType.BOUNCE,
-                    _class(r.status, notification.permanent), r.status, r.address,
-                    r.diagnostic)
+            Outcome(
+                OutcomeType.BOUNCE,
+                _class(r.status, notification.permanent),
+                r.status,
+                r.address,
+                r.diagnostic,
+            )
             for r in notification.recipients
         )
         return report(ReportKind.NONSTANDARD, notification.detail, outcomes, original)

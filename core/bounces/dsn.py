@@ -55,8 +55,11 @@ def _blocks(part: Message) -> list[Message]:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
     text = text.replace("\r\n", "\n").lstrip("\n")
     parser = HeaderParser()
-    return [parser.parsestr(chunk.strip("\n") + "\n") for chunk in re.split(r"\n[ \t]*\n", text)
-            if chunk.strip()]
+    return [
+        parser.parsestr(chunk.strip("\n") + "\n")
+        for chunk in re.split(r"\n[ \t]*\n", text)
+        if chunk.strip()
+    ]
 
 
 def block_from_fields(block: Message) -> RecipientBlock | None:
@@ -109,8 +112,9 @@ def text_blocks(text: str) -> list[RecipientBlock]:
         if not _TEXT_BLOCK.search(chunk):
             continue
         lines = [ln.strip() for ln in chunk.strip("\n").splitlines()]
-        block = parser.parsestr("\n".join(ln for ln in lines if re.match(r"^[\w-]+\s*:", ln))
-                                + "\n")
+        block = parser.parsestr(
+            "\n".join(ln for ln in lines if re.match(r"^[\w-]+\s*:", ln)) + "\n"
+        )
         parsed = block_from_fields(block)
         if parsed is not None and parsed.address:
             found.append(parsed)

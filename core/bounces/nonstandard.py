@@ -233,8 +233,11 @@ def _near_failure(text: str, address: str) -> bool:
     start, end = _line_at(text, pos)
     nxt = text.find("\n", end + 1)
     window = text[start : len(text) if nxt < 0 else nxt]
-    return bool(_STATUS.search(window) or _REPLY.search(window)
-                or _FAILURE_WORDS.search(window.replace(address, "")))
+    return bool(
+        _STATUS.search(window)
+        or _REPLY.search(window)
+        or _FAILURE_WORDS.search(window.replace(address, ""))
+    )
 
 
 def _failure(text: str, address: str, permanent: bool | None) -> Failure:
@@ -262,9 +265,12 @@ def detect(msg: Message, body: str) -> list[Failure]:
             ]
     temporary, permanent = library_failures(msg)
     if temporary or permanent:
-        return [_failure(text if address.lower() in text.lower() else body, address,
-                         address in permanent)
-                for address in sorted(permanent | temporary)]
+        return [
+            _failure(
+                text if address.lower() in text.lower() else body, address, address in permanent
+            )
+            for address in sorted(permanent | temporary)
+        ]
     if bounce_like:
         return unknown_format(msg, body)
     return []

@@ -59,17 +59,28 @@ class OutcomeRow:
         }
 
 
-def list_outcomes(db: Database, run_id: int | None = None, unmatched: bool = False,
-                  limit: int | None = None) -> list[OutcomeRow]:
+def list_outcomes(
+    db: Database, run_id: int | None = None, unmatched: bool = False, limit: int | None = None
+) -> list[OutcomeRow]:
     """Reports newest first, one row per outcome (one for a report without any).
     `run_id`: only outcomes tied to that run's recipients; `unmatched`: only
     outcomes tied to none."""
     query = (
-        select(BounceReport.id, BounceReport.read_at, BounceReport.reported_at,
-               BounceReport.source, BounceReport.kind, RecipientOutcome.type,
-               RecipientOutcome.bounce_class, RecipientOutcome.status,
-               RecipientOutcome.address, RecipientOutcome.detail, Recipient.run_id,
-               Recipient.customer_id, RecipientOutcome.matched_by)
+        select(
+            BounceReport.id,
+            BounceReport.read_at,
+            BounceReport.reported_at,
+            BounceReport.source,
+            BounceReport.kind,
+            RecipientOutcome.type,
+            RecipientOutcome.bounce_class,
+            RecipientOutcome.status,
+            RecipientOutcome.address,
+            RecipientOutcome.detail,
+            Recipient.run_id,
+            Recipient.customer_id,
+            RecipientOutcome.matched_by,
+        )
         .outerjoin(RecipientOutcome, RecipientOutcome.report_id == BounceReport.id)
         .outerjoin(Recipient, Recipient.id == RecipientOutcome.recipient_id)
         .where(BounceReport.kind != "not_report")
@@ -78,8 +89,9 @@ def list_outcomes(db: Database, run_id: int | None = None, unmatched: bool = Fal
     if run_id is not None:
         query = query.where(Recipient.run_id == run_id)
     if unmatched:
-        query = query.where(RecipientOutcome.id.is_not(None),
-                            RecipientOutcome.recipient_id.is_(None))
+        query = query.where(
+            RecipientOutcome.id.is_not(None), RecipientOutcome.recipient_id.is_(None)
+        )
     if limit is not None:
         query = query.limit(limit)
     with db.session() as session:
@@ -116,10 +128,14 @@ class ReportView:
             what = o.type or "-"
             if o.bounce_class:
                 what += f" {o.bounce_class}"
-            tied = (f"run {o.run}, customer {o.customer}, by {o.matched_by}"
-                    if o.run is not None else "unmatched")
-            lines.append(f"  outcome     {what} {o.status or '(no status)'} {o.address or '-'}: "
-                         f"{tied}")
+            tied = (
+                f"run {o.run}, customer {o.customer}, by {o.matched_by}"
+                if o.run is not None
+                else "unmatched"
+            )
+            lines.append(
+                f"  outcome     {what} {o.status or '(no status)'} {o.address or '-'}: {tied}"
+            )
             if o.detail:
                 lines.append(f"              {o.detail}")
         return lines
@@ -141,14 +157,32 @@ def get_report(db: Database, report_id: int) -> ReportView:
             .order_by(RecipientOutcome.id)
         ).all()
         return ReportView(
-            id=row.id, message_key=row.message_key, source=row.source, kind=row.kind,
-            why=row.why, feedback_type=row.feedback_type,
-            original_message_id=row.original_message_id, read_at=row.read_at,
-            reported_at=row.reported_at, raw=row.raw,
+            id=row.id,
+            message_key=row.message_key,
+            source=row.source,
+            kind=row.kind,
+            why=row.why,
+            feedback_type=row.feedback_type,
+            original_message_id=row.original_message_id,
+            read_at=row.read_at,
+            reported_at=row.reported_at,
+            raw=row.raw,
             outcomes=[
-                OutcomeRow(row.id, row.read_at, row.reported_at, row.source, row.kind, o.type,
-                           o.bounce_class, o.status, o.address, o.detail, run, customer,
-                           o.matched_by)
+                OutcomeRow(
+                    row.id,
+                    row.read_at,
+                    row.reported_at,
+                    row.source,
+                    row.kind,
+                    o.type,
+                    o.bounce_class,
+                    o.status,
+                    o.address,
+                    o.detail,
+                    run,
+                    customer,
+                    o.matched_by,
+                )
                 for o, run, customer in outcomes
             ],
         )
@@ -171,9 +205,14 @@ class SuppressionView:
         ).describe()
 
     def as_json(self) -> dict[str, Any]:
-        return {"address": self.address, "reason": self.reason,
-                "since": self.since.isoformat(), "report": self.report, "run": self.run,
-                "detail": self.detail}
+        return {
+            "address": self.address,
+            "reason": self.reason,
+            "since": self.since.isoformat(),
+            "report": self.report,
+            "run": self.run,
+            "detail": self.detail,
+        }
 
 
 def list_suppressions(db: Database) -> list[SuppressionView]:
@@ -183,8 +222,10 @@ def list_suppressions(db: Database) -> list[SuppressionView]:
             .outerjoin(BounceReport, BounceReport.id == Suppression.report_id)
             .order_by(Suppression.address_lower)
         ).all()
-        return [SuppressionView(s.address, s.reason, s.since, s.report_id, s.run_id, s.detail,
-                                kind) for s, kind in rows]
+        return [
+            SuppressionView(s.address, s.reason, s.since, s.report_id, s.run_id, s.detail, kind)
+            for s, kind in rows
+        ]
 
 
 def lift_suppression(db: Database, address: str) -> SuppressionView:
@@ -193,8 +234,12 @@ def lift_suppression(db: Database, address: str) -> SuppressionView:
         row = session.get(Suppression, address.strip().lower())
         if row is None:
             raise NotSuppressed(f"{address} is not suppressed (see msgrun suppressions list)")
-        view = SuppressionView(row.address, row.reason, row.since, row.report_id, row.run_id,
-                               row.detail, None)
-        session.execute(delete(Suppression).where(
-            func.lower(Suppression.address_lower) == address.strip().lower()))
+        view = SuppressionView(
+            row.address, row.reason, row.since, row.report_id, row.run_id, row.detail, None
+        )
+        session.execute(
+            delete(Suppression).where(
+                func.lower(Suppression.address_lower) == address.strip().lower()
+            )
+        )
         return view

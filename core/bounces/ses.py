@@ -75,8 +75,7 @@ def ses_notification(body: str) -> SesNotification | None:
             if isinstance(r, dict) and r.get("emailAddress")
         )
         ftype = complaint.get("complaintFeedbackType") or "abuse"
-        return SesNotification("complaint", False, recipients,
-                               f"Amazon SES complaint: {ftype}")
+        return SesNotification("complaint", False, recipients, f"Amazon SES complaint: {ftype}")
     if kind == "delivery":
         return SesNotification("delivery", False, (), "Amazon SES delivery notification")
     return None

@@ -155,8 +155,9 @@ class ImapSource(Source):
                 context = ssl.create_default_context()
                 if os.environ.get("MSGRUN_IMAP_CAFILE"):
                     context.load_verify_locations(os.environ["MSGRUN_IMAP_CAFILE"])
-                return imaplib.IMAP4_SSL(self.host, self.port, ssl_context=context,
-                                         timeout=self.timeout)
+                return imaplib.IMAP4_SSL(
+                    self.host, self.port, ssl_context=context, timeout=self.timeout
+                )
             return imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
         except (OSError, imaplib.IMAP4.error, ssl.SSLError) as exc:
             raise SourceUnavailable(
@@ -170,8 +171,7 @@ class ImapSource(Source):
                 conn.login(self.user, self.password)
             except (imaplib.IMAP4.error, OSError) as exc:
                 raise SourceUnavailable(
-                    f"{self.url}: the IMAP server refused the login of {self.user}: "
-                    f"{_words(exc)}"
+                    f"{self.url}: the IMAP server refused the login of {self.user}: {_words(exc)}"
                 ) from exc
             status, _ = conn.select(_quote(self.folder))
             if status != "OK":
@@ -225,15 +225,23 @@ def parse_imap_url(url: str, environ: Mapping[str, str]) -> ImapSource:
         password = unquote(parts.password)
     if password is None:
         raise SourceError(f"{url}: no IMAP password: {missing(IMAP_PASSWORD_ENV, environ)}")
-    return ImapSource(url=url, secure=secure, user=unquote(parts.username), password=password,
-                      host=parts.hostname, port=port or (993 if secure else 143), folder=folder)
+    return ImapSource(
+        url=url,
+        secure=secure,
+        user=unquote(parts.username),
+        password=password,
+        host=parts.hostname,
+        port=port or (993 if secure else 143),
+        folder=folder,
+    )
 
 
 # --- checking a SOURCE argument ------------------------------------------------------
 
 
-def check_source(spec: str, environ: Mapping[str, str] | None = None,
-                 stdin: BinaryIO | None = None) -> Source:
+def check_source(
+    spec: str, environ: Mapping[str, str] | None = None, stdin: BinaryIO | None = None
+) -> Source:
     """The source a SOURCE argument names; SourceError when it names none."""
     env = os.environ if environ is None else environ
     if spec == "-":
@@ -247,7 +255,8 @@ def check_source(spec: str, environ: Mapping[str, str] | None = None,
         missing_dirs = [d for d in ("cur", "new", "tmp") if not (path / d).is_dir()]
         if missing_dirs:
             raise SourceError(
-                f"{spec}: a folder but not a Maildir (no {', '.join(missing_dirs)}/ in it)")
+                f"{spec}: a folder but not a Maildir (no {', '.join(missing_dirs)}/ in it)"
+            )
         return MaildirSource(path)
     if not path.exists():
         raise SourceError(f"{spec}: no such file or folder")

@@ -118,8 +118,15 @@ def read_source(
     and is the only source `envelope_to` applies to."""
     stdin = isinstance(source, StdinSource)
     for message in source.read():
-        record_message(db, message, now, summary, envelope_to=envelope_to if stdin else None,
-                       keep_everything=stdin, on_matched=on_matched)
+        record_message(
+            db,
+            message,
+            now,
+            summary,
+            envelope_to=envelope_to if stdin else None,
+            keep_everything=stdin,
+            on_matched=on_matched,
+        )
     return summary
 
 
@@ -214,8 +221,9 @@ def _store(
     return _Stored(row.id, rows)
 
 
-def find_recipient(session: Session, report: Report, outcome: Outcome,
-                   now: datetime) -> Match | None:
+def find_recipient(
+    session: Session, report: Report, outcome: Outcome, now: datetime
+) -> Match | None:
     """The recipient an outcome is about: by the original's Message-ID, then the
     VERP token of the address the report was delivered to, then the address."""
     if report.original_message_id:
@@ -232,8 +240,9 @@ def find_recipient(session: Session, report: Report, outcome: Outcome,
         if token is None:
             continue
         found = session.scalars(
-            select(Recipient).where(Recipient.run_id == token.run_id,
-                                    Recipient.position == token.recipient)
+            select(Recipient).where(
+                Recipient.run_id == token.run_id, Recipient.position == token.recipient
+            )
         ).first()
         if found is not None:
             return Match(found, "verp")
@@ -255,8 +264,9 @@ def find_recipient(session: Session, report: Report, outcome: Outcome,
     return None
 
 
-def _suppress(session: Session, recipient: Recipient, outcome: RecipientOutcome,
-              report: BounceReport) -> None:
+def _suppress(
+    session: Session, recipient: Recipient, outcome: RecipientOutcome, report: BounceReport
+) -> None:
     """A hard bounce or a complaint suppresses the recipient's address (an address
     already suppressed keeps its suppression as it is)."""
     if outcome.type == OutcomeType.COMPLAINT.value:
@@ -271,23 +281,24 @@ def _suppress(session: Session, recipient: Recipient, outcome: RecipientOutcome,
     if session.get(Suppression, address.lower()) is not None:
         return
     words = " ".join(w for w in (outcome.status, outcome.detail) if w) or None
-    session.add(Suppression(
-        address_lower=address.lower(),
-        address=address,
-        reason=reason,
-        since=outcome.reported_at.date(),
-        report_id=report.id,
-        run_id=recipient.run_id,
-        detail=words,
-    ))
+    session.add(
+        Suppression(
+            address_lower=address.lower(),
+            address=address,
+            reason=reason,
+            since=outcome.reported_at.date(),
+            report_id=report.id,
+            run_id=recipient.run_id,
+            detail=words,
+        )
+    )
     session.flush()
 
 
 def _count(summary: ReadSummary, report: Report, stored: _Stored, source: str) -> None:
     if report.kind is ReportKind.AUTO_REPLY:
         summary.auto_replies += 1
-        summary.reports.append(_entry(source, stored.report_id, "auto_reply", None, None,
-                                      None))
+        summary.reports.append(_entry(source, stored.report_id, "auto_reply", None, None, None))
         return
     if report.kind is ReportKind.NOT_REPORT:
         summary.not_reports += 1
@@ -296,8 +307,15 @@ def _count(summary: ReadSummary, report: Report, stored: _Stored, source: str) -
         summary.ignored += 1
         return
     for outcome, match in stored.rows:
-        entry = _entry(source, stored.report_id, outcome.type.value, outcome.bounce_class,
-                       outcome.status, outcome.address, match)
+        entry = _entry(
+            source,
+            stored.report_id,
+            outcome.type.value,
+            outcome.bounce_class,
+            outcome.status,
+            outcome.address,
+            match,
+        )
         summary.reports.append(entry)
         if match is None:
             summary.unmatched += 1
@@ -313,9 +331,15 @@ def _count(summary: ReadSummary, report: Report, stored: _Stored, source: str) -
             summary.delays += 1
 
 
-def _entry(source: str, report_id: int, kind: str, bounce_class: str | None,
-           status: str | None, address: str | None, match: Match | None = None,
-           ) -> dict[str, Any]:
+def _entry(
+    source: str,
+    report_id: int,
+    kind: str,
+    bounce_class: str | None,
+    status: str | None,
+    address: str | None,
+    match: Match | None = None,
+) -> dict[str, Any]:
     return {
         "source": source,
         "report": report_id,

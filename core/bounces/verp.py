@@ -54,9 +54,7 @@ def verp_address(bounce_address: str, token: str) -> str:
         raise ValueError(f"VERP token {token!r} may hold only letters, digits, . - = _")
     local = f"{local}+{token}"
     if len(local) > MAX_LOCAL_PART:
-        raise ValueError(
-            f"VERP local part {local!r} is longer than {MAX_LOCAL_PART} characters"
-        )
+        raise ValueError(f"VERP local part {local!r} is longer than {MAX_LOCAL_PART} characters")
     return f"{local}@{domain}"
 
 

@@ -485,6 +485,7 @@ class Deliverer:
         results, m.results = m.results, []
         if not results:
             return
+
         def record(c: Connection) -> None:
             transitions.record_results(
                 c,

@@ -152,8 +152,10 @@ def rows(database: Database, run_id: int, chosen: Selection) -> Iterator[dict[st
             found = _outcomes(connection, [r.id for r in batch])
         for r in batch:
             outcome = found.get(r.id, (None, None))
-            if chosen.everyone or r.state in chosen.states or _wanted_outcome(
-                outcome[0], chosen.outcomes
+            if (
+                chosen.everyone
+                or r.state in chosen.states
+                or _wanted_outcome(outcome[0], chosen.outcomes)
             ):
                 yield _row(r, outcome)
         after = batch[-1].position

@@ -88,10 +88,12 @@ class Feeder:
             # marking costs a few transactions a second, not one per connection.
             async with m.capacity:
                 await m.capacity.wait_for(
-                    lambda: m.halt
-                    or (
-                        m.active > 0
-                        and policy.to_mark(m.busy(), m.replies.per_second(), connections) > 0
+                    lambda: (
+                        m.halt
+                        or (
+                            m.active > 0
+                            and policy.to_mark(m.busy(), m.replies.per_second(), connections) > 0
+                        )
                     )
                 )
             if m.halt:

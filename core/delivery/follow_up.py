@@ -118,15 +118,20 @@ def family(connection: Connection, run_id: int) -> set[int]:
     any of them: follow-ups of follow-ups never send one message twice either."""
     run = table_of(MessageRun)
     root = run_id
-    while (above := connection.execute(
-        select(run.c.follow_up_of).where(run.c.id == root)
-    ).scalar()) is not None:
+    while (
+        above := connection.execute(select(run.c.follow_up_of).where(run.c.id == root)).scalar()
+    ) is not None:
         root = above
     found, frontier = {root}, {root}
     while frontier:
-        frontier = set(
-            connection.execute(select(run.c.id).where(run.c.follow_up_of.in_(frontier))).scalars()
-        ) - found
+        frontier = (
+            set(
+                connection.execute(
+                    select(run.c.id).where(run.c.follow_up_of.in_(frontier))
+                ).scalars()
+            )
+            - found
+        )
         found |= frontier
     return found
 

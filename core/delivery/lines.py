@@ -85,6 +85,8 @@ class Pace:
         delay = at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
 OnAttempt = Callable[[Attempt], None]
 
 

@@ -528,8 +528,5 @@ def recipient_page(
         else:
             query = query.offset(offset)
         rows = connection.execute(query).all()
-    views = [
-        RecipientView.of_row(r)
-        for r in rows
-    ]
+    views = [RecipientView.of_row(r) for r in rows]
     return views, int(total)

@@ -256,9 +256,7 @@ class Sender:
                 self.line = self.line or senders.lines()
                 if not await senders._open(self.line, batch):
                     continue
-            self.windows.add(
-                asyncio.create_task(senders._send(self.line, batch, senders.pacing()))
-            )
+            self.windows.add(asyncio.create_task(senders._send(self.line, batch, senders.pacing())))
 
     async def take_slot(self) -> bool:
         """Wait for work and take one of the profile's connection slots; False: the

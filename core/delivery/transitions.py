@@ -73,8 +73,7 @@ from core.storage.sql import (
     dialect_insert,
     driver_instant,
     insert_ignoring,
-    placeholder,
-    run_many,
+    update_rows,
 )
 
 RUN = table_of(MessageRun)
@@ -346,6 +345,20 @@ class Result:
     first_attempt_at: datetime | None = None
 
 
+# What recording a result writes: a column and its value's expression.
+RESULT_ASSIGNMENTS = (
+    ("state", "{}"),
+    ("smtp_code", "{}"),
+    ("smtp_reply", "{}"),
+    ("error", "{}"),
+    ("next_attempt_at", "{}"),
+    ("sent_at", "{}"),
+    ("first_attempt_at", "COALESCE(first_attempt_at, {})"),
+    ("updated_at", "{}"),
+    ("claimed_by", "NULL"),
+)
+
+
 def record_results(
     connection: Connection,
     run_id: int,
@@ -365,21 +378,20 @@ def record_results(
     ledger and the suppressions follow exactly what was written.
 
     The hot path of recording: the UPDATE runs through the driver for the
-    whole batch (``storage.sql.run_many``), in id order (as a reaper locks them).
+    whole batch (``storage.sql.update_rows``), in id order (as a reaper locks them).
     """
     if not results:
         return
     for r in results:
         check_recipient_move(SENDING, r.state)
     results = sorted(results, key=lambda r: r.id)
-    mark, at = placeholder(connection), partial(driver_instant, connection)
+    at = partial(driver_instant, connection)
     stamp = at(now)
-    written = run_many(
+    written = update_rows(
         connection,
-        f"UPDATE recipient SET state = {mark}, smtp_code = {mark}, smtp_reply = {mark}, "
-        f"error = {mark}, next_attempt_at = {mark}, sent_at = {mark}, "
-        f"first_attempt_at = COALESCE(first_attempt_at, {mark}), updated_at = {mark}, "
-        f"claimed_by = NULL WHERE id = {mark} AND state = '{SENDING}'",
+        "recipient",
+        RESULT_ASSIGNMENTS,
+        "id",
         [
             (
                 r.state,
@@ -394,6 +406,7 @@ def record_results(
             )
             for r in results
         ],
+        condition=f"state = '{SENDING}'",
     )
     if written != len(results):  # some had been made `unknown`: which did we write?
         ids = [r.id for r in results]

@@ -274,8 +274,7 @@ def open_database(
         if foreign:
             engine.dispose()
             raise NotAMsgrunDatabase(
-                f"{describe_url(url)} is not a msgrun database (it holds tables of something "
-                "else)"
+                f"{describe_url(url)} is not a msgrun database (it holds tables of something else)"
             )
     if migrate and revision != SCHEMA_REVISION:
         if read_only:

@@ -12,29 +12,47 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import Connection
 
 from core.addresses import fold
-from core.storage.sql import driver_instant, placeholder, run_many
+from core.storage.sql import driver_instant, insert_rows
 
 
 def history_fingerprint(row: dict[str, Any]) -> str:
-    """One key per distinct send, so the same entry imported twice is stored once."""
+    """One key per distinct send, so the same entry imported twice is stored once.
+
+    The SHA-256 of the JSON list of the entry's fields, exactly as ``json.dumps``
+    writes it, spelled out here (runs make one per message sent): stored
+    fingerprints stay what they were.
+    """
     at = row["at"]
-    key = json.dumps(
-        [
-            row["definition_id"],
-            row["customer_id"],
-            row["address_lower"],
-            row["document_id"],
-            row["offset_days"],
-            at.astimezone(UTC).isoformat() if at is not None else None,
-            row.get("run_id"),
-        ]
+    key = ", ".join(
+        (
+            _json(row["definition_id"]),
+            _json(row["customer_id"]),
+            _json(row["address_lower"]),
+            _json(row["document_id"]),
+            _json(row["offset_days"]),
+            _json(at.astimezone(UTC).isoformat() if at is not None else None),
+            _json(row.get("run_id")),
+        )
     )
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(f"[{key}]".encode()).hexdigest()
+
+
+def _json(value: str | int | None) -> str:
+    """A field as ``json.dumps`` writes it (ASCII-escaped text, a whole number, null)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return encode_basestring_ascii(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return json.dumps(value)
+    return int.__repr__(value)
 
 
 def history_row(
@@ -82,15 +100,24 @@ def write_history(connection: Connection, rows: Sequence[dict[str, Any]]) -> Non
     """
     if not rows:
         return
-    mark = placeholder(connection)
-    run_many(
+    instant = partial(driver_instant, connection)
+    insert_rows(
         connection,
-        f"INSERT INTO history ({', '.join(COLUMNS)}) "
-        f"VALUES ({', '.join(mark for _ in COLUMNS)}) ON CONFLICT (fingerprint) DO NOTHING",
+        "history",
+        COLUMNS,
         [
-            tuple(
-                driver_instant(connection, row[c]) if c == "at" else row[c] for c in COLUMNS
+            (
+                row["definition_id"],
+                row["customer_id"],
+                row["address"],
+                row["address_lower"],
+                row["document_id"],
+                row["offset_days"],
+                instant(row["at"]),
+                row["run_id"],
+                row["fingerprint"],
             )
             for row in rows
         ],
+        conflict="ON CONFLICT (fingerprint) DO NOTHING",
     )

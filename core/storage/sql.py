@@ -53,7 +53,7 @@ def driver_instant(connection: Connection, value: datetime | None) -> Any:
     text on SQLite in the form SQLAlchemy stores (``2026-11-23 10:00:00.000000``)."""
     if value is None:
         return None
-    naive = value.astimezone(UTC).replace(tzinfo=None)
+    naive = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
     if connection.dialect.name == "postgresql":
         return naive
     return naive.isoformat(" ", "microseconds")
@@ -65,6 +65,87 @@ def run_many(connection: Connection, statement: str, rows: list[tuple[Any, ...]]
     if not rows:
         return 0
     return int(connection.exec_driver_sql(statement, rows).rowcount)
+
+
+# On SQLite a batch goes in statements of many rows each: the sqlite3 module
+# releases and takes back the GIL around every row of an executemany, and a
+# delivering process's event loop holds the GIL most of the time, so a batch of
+# hundreds of rows waited for it hundreds of times. One statement per chunk waits
+# once. (psycopg sends an executemany as one pipeline: PostgreSQL keeps it.)
+ROWS_PER_STATEMENT = 1000  # 1000 x 10 columns: within SQLite's 32,766 parameters
+
+
+def _chunks(rows: list[tuple[Any, ...]]) -> Iterable[list[tuple[Any, ...]]]:
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        yield rows[start : start + ROWS_PER_STATEMENT]
+
+
+def _values(width: int, count: int) -> str:
+    row = f"({', '.join('?' for _ in range(width))})"
+    return ", ".join(row for _ in range(count))
+
+
+def update_rows(
+    connection: Connection,
+    table: str,
+    assignments: Sequence[tuple[str, str]],
+    key: str,
+    rows: list[tuple[Any, ...]],
+    *,
+    condition: str = "",
+) -> int:
+    """UPDATE ``table`` row by row: each row of ``rows`` holds one value per
+    assignment, then the ``key`` column's value. An assignment is a column and an
+    expression in which ``{}`` stands for the row's value (``"COALESCE(sent_at, {})"``;
+    one without takes no value: ``"NULL"``);
+    ``condition`` (plain SQL on the table's columns) guards every row. Returns how
+    many rows changed."""
+    if not rows:
+        return 0
+    guard = f" AND {condition}" if condition else ""
+    if connection.dialect.name == "postgresql":
+        mark = placeholder(connection)
+        sets = ", ".join(f"{column} = {value.format(mark)}" for column, value in assignments)
+        return run_many(connection, f"UPDATE {table} SET {sets} WHERE {key} = {mark}{guard}", rows)
+    parts, width = [], 1
+    for column, value in assignments:
+        if "{}" in value:
+            value, width = value.format(f"v.column{width}"), width + 1
+        parts.append(f"{column} = {value}")
+    sets, changed = ", ".join(parts), 0
+    for chunk in _chunks(rows):
+        statement = (
+            f"UPDATE {table} SET {sets} FROM (VALUES {_values(width, len(chunk))}) AS v "
+            f"WHERE {table}.{key} = v.column{width}{guard}"
+        )
+        flat = tuple(value for row in chunk for value in row)
+        changed += int(connection.exec_driver_sql(statement, flat).rowcount)
+    return changed
+
+
+def insert_rows(
+    connection: Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    *,
+    conflict: str = "",
+) -> None:
+    """INSERT ``rows`` (one value per column each) into ``table``; ``conflict`` is an
+    ``ON CONFLICT ...`` clause both databases take."""
+    if not rows:
+        return
+    names, tail = ", ".join(columns), f" {conflict}" if conflict else ""
+    if connection.dialect.name == "postgresql":
+        marks = ", ".join(placeholder(connection) for _ in columns)
+        run_many(connection, f"INSERT INTO {table} ({names}) VALUES ({marks}){tail}", rows)
+        return
+    for chunk in _chunks(rows):
+        flat = tuple(value for row in chunk for value in row)
+        connection.exec_driver_sql(
+            f"INSERT INTO {table} ({names}) VALUES {_values(len(columns), len(chunk))}{tail}",
+            flat,
+        )
 
 
 def rows_by_ids(connection: Connection, query: str, ids: Iterable[str]) -> list[Sequence[Any]]:

@@ -196,10 +196,7 @@ def _outcome_window(
     found.sort(key=lambda r: r.position)
     matching = len(found)
     offset = max(0, matching - limit) if last else max(0, min(offset, max(0, matching - limit)))
-    rows = [
-        RecipientView.of_row(r)
-        for r in found[offset : offset + limit]
-    ]
+    rows = [RecipientView.of_row(r) for r in found[offset : offset + limit]]
     return rows, matching, offset
 
 

@@ -39,8 +39,9 @@ def upgrade() -> None:
     # Only a stored problem can change: the rule got more permissive, and a
     # valid address stays valid. Those are few; read them all, then fix them.
     rows = connection.execute(
-        sa.select(address.c.contact_id, address.c.position, address.c.address, address.c.problem)
-        .where(address.c.problem.is_not(None))
+        sa.select(
+            address.c.contact_id, address.c.position, address.c.address, address.c.problem
+        ).where(address.c.problem.is_not(None))
     ).all()
     changes = [
         {"c": row.contact_id, "p": row.position, "v": verdict}

@@ -46,15 +46,24 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text(), nullable=True),
         sa.Column("reported_at", sa.DateTime(), nullable=False),
         sa.Column("matched_by", sa.String(length=16), nullable=True),
-        sa.ForeignKeyConstraint(["report_id"], ["bounce_report.id"], ondelete="CASCADE",
-                                name=op.f("fk_recipient_outcome_report_id_bounce_report")),
-        sa.ForeignKeyConstraint(["recipient_id"], ["recipient.id"], ondelete="SET NULL",
-                                name=op.f("fk_recipient_outcome_recipient_id_recipient")),
+        sa.ForeignKeyConstraint(
+            ["report_id"],
+            ["bounce_report.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_recipient_outcome_report_id_bounce_report"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["recipient_id"],
+            ["recipient.id"],
+            ondelete="SET NULL",
+            name=op.f("fk_recipient_outcome_recipient_id_recipient"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recipient_outcome")),
     )
     op.create_index(op.f("ix_recipient_outcome_report_id"), "recipient_outcome", ["report_id"])
-    op.create_index(op.f("ix_recipient_outcome_recipient_id"), "recipient_outcome",
-                    ["recipient_id"])
+    op.create_index(
+        op.f("ix_recipient_outcome_recipient_id"), "recipient_outcome", ["recipient_id"]
+    )
     with op.batch_alter_table("suppression", schema=None) as batch_op:
         batch_op.add_column(sa.Column("report_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("run_id", sa.Integer(), nullable=True))
