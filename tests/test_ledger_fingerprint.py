@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.storage.ledger import history_fingerprint
+from core.storage.ledger import history_fingerprint, history_row, send_key
 
 texts = st.text(max_size=40)  # any text: quotes, backslashes, controls, accents, astral
 
@@ -60,3 +60,21 @@ def test_an_imported_row_without_a_run_id_has_the_same_fingerprint() -> None:
     }
     assert history_fingerprint(row) == stored_fingerprint(row)
     assert len(history_fingerprint(row)) == 64
+
+
+def test_a_runs_send_is_keyed_by_its_run_and_recipient() -> None:
+    sent = dict(
+        definition_id="invoices",
+        customer_id="C-1",
+        address="Ann@Example.com",
+        document_id="INV-7",
+        offset_days=None,
+        at=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
+        run_id=12,
+    )
+    assert history_row(**sent, recipient_id=3456)["fingerprint"] == send_key(12, 3456)
+    assert send_key(12, 3456) == "run 12 recipient 3456"
+    # An entry of no recipient (a per_trigger target, an import) keeps its fields' key.
+    target = history_row(**sent)
+    assert target["fingerprint"] == stored_fingerprint(target)
+    assert len(target["fingerprint"]) == 64 and " " not in target["fingerprint"]

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -71,8 +71,9 @@ from core.storage.models import (
 from core.storage.notices import run_changed
 from core.storage.sql import (
     dialect_insert,
-    driver_instant,
+    driver_instants,
     insert_ignoring,
+    remembered,
     update_rows,
 )
 
@@ -382,10 +383,10 @@ def record_results(
     """
     if not results:
         return
-    for r in results:
-        check_recipient_move(SENDING, r.state)
-    results = sorted(results, key=lambda r: r.id)
-    at = partial(driver_instant, connection)
+    for state in {r.state for r in results}:
+        check_recipient_move(SENDING, state)
+    results = sorted(results, key=attrgetter("id"))
+    at = remembered(driver_instants(connection))
     stamp = at(now)
     written = update_rows(
         connection,
@@ -422,10 +423,8 @@ def record_results(
         results = [r for r in results if r.id in moved]
     if not results:
         return
-    deltas: Counter[str] = Counter()
-    for r in results:
-        deltas[SENDING] -= 1
-        deltas[r.state] += 1
+    deltas = Counter(r.state for r in results)
+    deltas[SENDING] -= len(results)
     bump(connection, run_id, deltas, shard)
 
     if ledger:
@@ -440,10 +439,12 @@ def record_results(
                     offset_days=r.offset_days,
                     at=r.sent_at or now,
                     run_id=run_id,
+                    recipient_id=r.id,
                 )
                 for r in results
                 if r.state == SENT
             ],
+            at,
         )
 
     bounces = {
@@ -616,6 +617,7 @@ def report_proves_sent(
                 offset_days=row.offset_days,
                 at=reported_at,
                 run_id=row.run_id,
+                recipient_id=recipient_id,
             )
         ],
     )

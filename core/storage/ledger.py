@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import Connection
 
 from core.addresses import fold
-from core.storage.sql import driver_instant, insert_rows
+from core.storage.sql import driver_instants, insert_rows
 
 
 def history_fingerprint(row: dict[str, Any]) -> str:
@@ -64,8 +63,17 @@ def history_row(
     offset_days: int | None,
     at: datetime,
     run_id: int | None,
+    recipient_id: int | None = None,
 ) -> dict[str, Any]:
-    """One ledger entry, with its folded address and its fingerprint."""
+    """One ledger entry, with its folded address and its fingerprint.
+
+    A run's send of one recipient (``recipient_id``) is one entry whatever its
+    fields, keyed by the run and the recipient (``send_key``): a recipient is
+    sent once, a report proving the send afterwards adds nothing, and the keys
+    of a run's sends lie side by side in the index (a SHA-256 lands anywhere, so
+    every batch touched pages all over it). Other entries — imported, targets of
+    a ``per_trigger`` run — are keyed by their fields (``history_fingerprint``).
+    """
     row: dict[str, Any] = {
         "definition_id": definition_id,
         "customer_id": customer_id,
@@ -76,8 +84,17 @@ def history_row(
         "at": at,
         "run_id": run_id,
     }
-    row["fingerprint"] = history_fingerprint(row)
+    if recipient_id is not None and run_id is not None:
+        row["fingerprint"] = send_key(run_id, recipient_id)
+    else:
+        row["fingerprint"] = history_fingerprint(row)
     return row
+
+
+def send_key(run_id: int, recipient_id: int) -> str:
+    """The fingerprint of a run's send to one of its recipients (never a SHA-256's
+    64 hex digits: the two kinds of key cannot meet)."""
+    return f"run {run_id} recipient {recipient_id}"
 
 
 COLUMNS = (
@@ -93,14 +110,18 @@ COLUMNS = (
 )
 
 
-def write_history(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+def write_history(
+    connection: Connection,
+    rows: Sequence[dict[str, Any]],
+    instant: Callable[[datetime | None], Any] | None = None,
+) -> None:
     """Store ledger entries; one already stored (same fingerprint) is skipped.
 
     Runs write one per message sent, so the rows go through the driver at once.
     """
     if not rows:
         return
-    instant = partial(driver_instant, connection)
+    instant = instant or driver_instants(connection)
     insert_rows(
         connection,
         "history",

@@ -252,7 +252,8 @@ class History(Base):
     # The run that wrote it; None for imported history.
     run_id: Mapped[int | None] = mapped_column(Integer)
     # The same entry imported twice is stored once (NULLs defeat a plain
-    # multi-column unique constraint, so the columns are folded into one key).
+    # multi-column unique constraint, so the columns are folded into one key);
+    # a run's send of a recipient is keyed by the two (``ledger.send_key``).
     fingerprint: Mapped[str] = mapped_column(String(64))
 
 

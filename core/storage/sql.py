@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Table, text
@@ -51,12 +52,43 @@ def placeholder(connection: Connection) -> str:
 def driver_instant(connection: Connection, value: datetime | None) -> Any:
     """An instant as the driver takes it for a ``UTCDateTime`` column: naive UTC, as
     text on SQLite in the form SQLAlchemy stores (``2026-11-23 10:00:00.000000``)."""
+    return driver_instants(connection)(value)
+
+
+def driver_instants(connection: Connection) -> Callable[[datetime | None], Any]:
+    """``driver_instant`` for this connection's driver, as one function (batches make
+    several a row)."""
+    if connection.dialect.name == "postgresql":
+        return _naive_utc
+    return _sqlite_instant
+
+
+def remembered(convert: Callable[[datetime | None], Any]) -> Callable[[datetime | None], Any]:
+    """``convert``, made once per distinct instant (a result's instant is its sent
+    time, its first attempt and its ledger entry's time)."""
+    made: dict[datetime | None, Any] = {None: None}
+
+    def instant(value: datetime | None) -> Any:
+        try:
+            return made[value]
+        except KeyError:
+            made[value] = text = convert(value)
+            return text
+
+    return instant
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    naive = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
-    if connection.dialect.name == "postgresql":
-        return naive
-    return naive.isoformat(" ", "microseconds")
+    return (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+
+
+def _sqlite_instant(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def run_many(connection: Connection, statement: str, rows: list[tuple[Any, ...]]) -> int:
@@ -118,7 +150,7 @@ def update_rows(
             f"UPDATE {table} SET {sets} FROM (VALUES {_values(width, len(chunk))}) AS v "
             f"WHERE {table}.{key} = v.column{width}{guard}"
         )
-        flat = tuple(value for row in chunk for value in row)
+        flat = tuple(chain.from_iterable(chunk))
         changed += int(connection.exec_driver_sql(statement, flat).rowcount)
     return changed
 
@@ -141,7 +173,7 @@ def insert_rows(
         run_many(connection, f"INSERT INTO {table} ({names}) VALUES ({marks}){tail}", rows)
         return
     for chunk in _chunks(rows):
-        flat = tuple(value for row in chunk for value in row)
+        flat = tuple(chain.from_iterable(chunk))
         connection.exec_driver_sql(
             f"INSERT INTO {table} ({names}) VALUES {_values(len(columns), len(chunk))}{tail}",
             flat,
