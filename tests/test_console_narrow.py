@@ -238,6 +238,40 @@ async def test_the_console_never_reads_or_writes_the_database_on_the_ui_thread(
     assert on_ui == []
 
 
+async def test_the_footer_offers_what_the_runs_state_allows_and_every_key_still_answers(
+    sample_db: Database,
+) -> None:
+    """At 80 columns the footer cannot hold every key of a run: it offers those the
+    run's state allows; a key it does not offer still answers, saying why not."""
+
+    def footer_actions(app: Any) -> set[str]:
+        return {
+            active.binding.action
+            for active in app.screen.active_bindings.values()
+            if active.binding.show and active.enabled
+        }
+
+    app = console(sample_db)
+    async with app.run_test(size=NARROW, notifications=True) as pilot:
+        await on(lambda: RunScreen(3))(pilot)  # completed with failures, 2 unknown
+        offered = footer_actions(app)
+        assert {"resend_unknown", "export", "follow_up", "message", "next_filter"} <= offered
+        assert not {"stop", "restart"} & offered
+        await pilot.press("x")
+        await settle(pilot)
+        assert any("nothing to stop" in str(t.render()) for t in app.screen.query("Toast"))
+        await pilot.press("R")  # not offered (nothing to send) but still asks, and says what
+        await settle(pilot)
+        assert type(app.screen).__name__ == "Confirm"
+        await pilot.press("n")
+        await settle(pilot)
+        await pilot.press("escape")
+        await on(lambda: RunScreen(2))(pilot)  # stopped with pending
+        offered = footer_actions(app)
+        assert {"restart", "follow_up", "export"} <= offered
+        assert not {"stop", "resend_unknown"} & offered
+
+
 async def test_a_notice_raised_during_a_question_shows_once_it_is_answered(
     sample_db: Database,
 ) -> None:

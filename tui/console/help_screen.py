@@ -26,10 +26,10 @@ class HelpScreen(Screen[None]):
         lines.append("")
         bindings = [*getattr(self.about, "BINDINGS", []), *self.app.BINDINGS]
         for binding in bindings:
-            if not isinstance(binding, Binding):
-                continue
+            if not isinstance(binding, Binding) or not binding.description:
+                continue  # a key's second binding, listed once under its first
             keys = binding.key_display or binding.key
-            lines.append(f"  [b]{keys:<18}[/b] {binding.description or binding.action}")
+            lines.append(f"  [b]{keys:<18}[/b] {binding.description}")
         lines += ["", "ctrl+p opens the command palette: every action by name."]
         yield Static("msgrun · help", id="title-bar")
         with VerticalScroll(classes="scroll"):

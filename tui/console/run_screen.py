@@ -123,6 +123,12 @@ def column_widths(width: int) -> dict[str, int]:
     return fit_columns(width - 3, COLUMNS, GIVE_WAY, GROW)
 
 
+WIDE = 100  # columns from which the footer has room to spare
+
+# The run's actions its state decides (RunScreen.offered).
+STATE_ACTIONS = frozenset({"stop", "restart", "resend_unknown", "follow_up"})
+
+
 class RunScreen(LiveScreen):
     AUTO_FOCUS = "#recipients"
     PURPOSE = (
@@ -146,6 +152,12 @@ class RunScreen(LiveScreen):
         Binding("U", "resend_unknown", "Re-send unknown", key_display="U", id="run.resend"),
         Binding("e", "export", "Export", id="run.export"),
         Binding("F", "follow_up", "Follow up", key_display="F", id="run.follow_up"),
+        # The footer offers what the run's state allows (check_action): at 80 columns
+        # it cannot hold every key. A key it does not offer still says why not.
+        Binding("x", "why_not('stop')", "", show=False),
+        Binding("R", "why_not('restart')", "", show=False),
+        Binding("U", "why_not('resend_unknown')", "", show=False),
+        Binding("F", "why_not('follow_up')", "", show=False),
         Binding("j", "cursor_down", "Down", show=False, id="run.down"),
         Binding("k", "cursor_up", "Up", show=False, id="run.up"),
         Binding("pagedown,space", "next_page", "Next page", show=False, id="run.next"),
@@ -198,7 +210,10 @@ class RunScreen(LiveScreen):
         yield table
         yield Static("", id="no-recipients", classes="empty")
         yield Static("", id="window", classes="hint")
-        yield Footer()
+        narrow = self.app.size.width < WIDE
+        # Below 100 columns the footer closes up and leaves the palette's key to the
+        # help (?): every key the run's state offers then fits on the line.
+        yield Footer(compact=narrow, show_command_palette=not narrow)
 
     def _fit_page(self) -> None:
         """The window is as tall as the table (less its header); read again if it grew."""
@@ -214,6 +229,8 @@ class RunScreen(LiveScreen):
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._fit_page)
+        footer, narrow = self.query_one(Footer), self.app.size.width < WIDE
+        footer.compact, footer.show_command_palette = narrow, not narrow
         widths = column_widths(self.app.size.width)
         if widths != self.widths:
             self.widths = widths
@@ -283,7 +300,10 @@ class RunScreen(LiveScreen):
             self.window_start = window.offset
         self.painted_offset = window.offset
         self.rows, self.matching, self.run_state = window.rows, window.matching, run.state
+        was = self.offered() if self.run is not None else None
         self.run = run
+        if self.offered() != was:
+            self.refresh_bindings()
         summary = (
             f"{escape(run.definition_id)} · {styled(run.state)} · planned "
             f"{run.planned_at:%Y-%m-%d %H:%M} UTC · by {escape(run.started_by)}"
@@ -462,6 +482,29 @@ class RunScreen(LiveScreen):
         self.console.refresh_screen()
 
     # -- acting on the run (each confirmed; the write runs off the UI thread) ---------
+
+    def offered(self) -> frozenset[str]:
+        """The run's actions that its state allows now (the footer shows those)."""
+        counts = self.run.counts if self.run is not None else {}
+        unsent = sum(counts.get(state, 0) for state in ("pending", "held", "retrying", "sending"))
+        can = {
+            "stop": self.run_state not in ENDED,
+            # Restart is offered when it has something to send (R still asks, and says).
+            "restart": unsent > 0 and restart_check(self.run_id, self.run_state).allowed,
+            "resend_unknown": counts.get("unknown", 0) > 0,
+            "follow_up": self.run_state not in ("running", "stopping"),
+        }
+        return frozenset(action for action, yes in can.items() if yes)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in STATE_ACTIONS:
+            return self.run is not None and action in self.offered()
+        return True
+
+    def action_why_not(self, action: str) -> None:
+        """A key the footer does not offer now: the action itself says why not."""
+        if action in STATE_ACTIONS:
+            getattr(self, f"action_{action}")()
 
     def action_stop(self) -> None:
         if self.run_state in ENDED:
