@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -34,8 +35,20 @@ def compiled(source: str) -> Template:
     return environment().from_string(source)
 
 
-def render(source: str, context: dict[str, object]) -> str:
+@cache
+def _names(source: str) -> dict[str, Any]:
+    """The names every rendering of ``source`` sees besides its values (Jinja's
+    globals: ``range``, ``dict``…), as one dict: Jinja merges them from a ChainMap
+    on every render, the larger part of a short template's cost."""
+    return dict(compiled(source).globals)
+
+
+def render(source: str, context: dict[str, Any]) -> str:
+    """``source`` rendered with ``context``: what ``Template.render`` does, with the
+    names merged in once (``_names``)."""
+    template = compiled(source)
     try:
-        return compiled(source).render(context)
+        values = template.new_context({**_names(source), **context}, shared=True)
+        return "".join(template.root_render_func(values))
     except Exception as error:  # any template failure fails that recipient, with the error
         raise RenderError(f"template error: {type(error).__name__}: {error}") from None
