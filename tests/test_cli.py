@@ -346,3 +346,19 @@ def test_demo_rate_must_be_above_zero_and_nothing_is_made(
     code, _, err = msgrun(capsys, "demo", "--rate", "0", "--folder", str(folder), "--no-console")
     assert code == 2 and "must be more than 0" in err
     assert not folder.exists()
+
+
+def test_a_sqlite_library_too_old_for_msgrun_is_said_before_anything_is_done(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older Linux's Python may carry SQLite 3.31: without RETURNING and UPDATE … FROM
+    a run would fail half-way; msgrun says so at once, and creates nothing."""
+    import sqlite3
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    target = tmp_path / "new.db"
+    code, _, err = msgrun(capsys, "import", write(tmp_path, MINIMAL), "--db", f"sqlite:///{target}")
+    assert code == 1
+    assert "SQLite library is 3.31.1; msgrun needs 3.35.0 or newer" in err
+    assert "Traceback" not in err
+    assert not target.exists()

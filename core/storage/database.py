@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -227,6 +228,22 @@ class NotAMsgrunDatabase(DatabaseUrlError):
 NOT_A_DATABASE = "file is not a database"
 
 
+# UPDATE … RETURNING (3.35) reserves recipients; UPDATE … FROM (3.33) records results.
+LEAST_SQLITE = (3, 35, 0)
+
+
+def check_sqlite_library(version: tuple[int, int, int] | None = None) -> None:
+    """DatabaseUnavailable when the SQLite library Python was built with is too old for
+    msgrun (an older Linux's Python can be), said before anything is done."""
+    version = version or sqlite3.sqlite_version_info
+    if version < LEAST_SQLITE:
+        raise DatabaseUnavailable(
+            f"this Python's SQLite library is {'.'.join(map(str, version))}; msgrun needs "
+            f"{'.'.join(map(str, LEAST_SQLITE))} or newer (a newer Python has it, or use "
+            "PostgreSQL: --db postgresql+psycopg://USER@HOST/DB)"
+        )
+
+
 def open_database(
     raw_url: str | None = None, *, migrate: bool = True, create: bool = True
 ) -> Database:
@@ -240,6 +257,7 @@ def open_database(
     url = normalise_url(resolve_url(raw_url))
     read_only = False
     if url.drivername == "sqlite":
+        check_sqlite_library()
         path = sqlite_path(url)
         if path.is_dir():
             raise NotAMsgrunDatabase(f"{path} is a folder, not a msgrun database")
