@@ -152,6 +152,35 @@ async def test_g_and_G_land_on_the_first_and_last_recipient(tmp_path: Path) -> N
         assert isinstance(app.screen, MessageScreen) and app.screen.position == 25
 
 
+async def test_g_and_G_land_on_the_first_and_last_row_of_every_list(sample_db: Database) -> None:
+    """The runs, the SMTP profiles and the routines move as a run's recipients do."""
+    from textual.widgets import DataTable
+
+    from tui.console.profiles_screen import ProfilesScreen
+    from tui.console.routines_screen import RoutinesScreen
+
+    app = console(sample_db)
+    async with app.run_test(size=NARROW) as pilot:
+        await settle(pilot)
+        tables = {"#runs": 0}
+        for make, selector in (
+            (None, "#runs"),
+            (ProfilesScreen, "#profiles"),
+            (RoutinesScreen, "#routines"),
+        ):
+            if make is not None:
+                await on(make)(pilot)
+            table = app.screen.query_one(selector, DataTable)
+            tables[selector] = table.row_count
+            await pilot.press("G")
+            await settle(pilot)
+            assert table.cursor_row == table.row_count - 1
+            await pilot.press("g")
+            await settle(pilot)
+            assert table.cursor_row == 0
+        assert tables["#runs"] >= 3, tables  # several runs: the moves were seen to move
+
+
 async def test_a_customer_is_picked_from_the_matches_with_the_keyboard(
     sample_db: Database,
 ) -> None:

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Static
 from core.bounces.queries import OutcomeRow, ReportView
 from core.views.bounces import BouncesOverview, bounces_overview, report_detail, what
 from tui.console.formatting import Column, clip, clip_id, fit_columns, place_columns, plural
-from tui.console.live import LiveScreen, TableScreen
+from tui.console.live import LiveScreen, TableScreen, first_and_last
 
 # What an operator reads a report by stays at 80 columns: when, what, the status
 # and the address; the run, the customer and how it was matched give way (the line
@@ -68,6 +68,7 @@ class BouncesScreen(TableScreen[OutcomeRow]):
         Binding("f", "filter", "All/unmatched", id="bounces.filter"),
         Binding("j", "cursor_down", "Down", show=False, id="bounces.down"),
         Binding("k", "cursor_up", "Up", show=False, id="bounces.up"),
+        *first_and_last("bounces"),
     ]
 
     def __init__(self) -> None:

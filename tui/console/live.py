@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable
 
@@ -38,6 +39,14 @@ class LiveScreen(Screen[None]):
         self.console.refresh_screen()
 
 
+def first_and_last(screen: str) -> list[Binding]:
+    """``g`` and ``G``: the cursor on the table's first and last row (as on a run's)."""
+    return [
+        Binding("g", "first_row", "First row", show=False, id=f"{screen}.top"),
+        Binding("G", "last_row", "Last row", show=False, id=f"{screen}.bottom"),
+    ]
+
+
 class TableScreen(LiveScreen, Generic[Item]):
     """A live screen around one table of items: vim-style moves and the selected item.
 
@@ -61,3 +70,10 @@ class TableScreen(LiveScreen, Generic[Item]):
 
     def action_cursor_up(self) -> None:
         self.query_one(self.TABLE, DataTable).action_cursor_up()
+
+    def action_first_row(self) -> None:
+        self.query_one(self.TABLE, DataTable).move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        table = self.query_one(self.TABLE, DataTable)
+        table.move_cursor(row=max(0, table.row_count - 1))

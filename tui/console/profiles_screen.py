@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.smtp_profiles import ProfileSummary, list_profiles
 from tui.console.formatting import Column, add_columns, clip, last_test
-from tui.console.live import TableScreen
+from tui.console.live import TableScreen, first_and_last
 
 # At 80 columns the user gives way (the profile's form shows it).
 COLUMNS: list[Column] = [
@@ -35,6 +35,7 @@ class ProfilesScreen(TableScreen[ProfileSummary]):
         Binding("escape", "back", "Back", id="profiles.back"),
         Binding("j", "cursor_down", "Down", show=False, id="profiles.down"),
         Binding("k", "cursor_up", "Up", show=False, id="profiles.up"),
+        *first_and_last("profiles"),
     ]
 
     def compose(self) -> ComposeResult:

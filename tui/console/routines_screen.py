@@ -15,7 +15,7 @@ from core.delivery.runs import who
 from core.triggers.routines import RoutineView, list_routines, run_now, set_enabled
 from tui.console.confirm import Confirm
 from tui.console.formatting import Column, add_columns, clip, styled
-from tui.console.live import TableScreen
+from tui.console.live import TableScreen, first_and_last
 
 OUTCOME_STYLE = {"started": "green", "late": "yellow", "blocked": "red", "failed": "red"}
 
@@ -56,6 +56,7 @@ class RoutinesScreen(TableScreen[RoutineView]):
         Binding("d", "toggle_enabled", "Disable/enable", id="routines.toggle"),
         Binding("j", "cursor_down", "Down", show=False, id="routines.down"),
         Binding("k", "cursor_up", "Up", show=False, id="routines.up"),
+        *first_and_last("routines"),
     ]
 
     def compose(self) -> ComposeResult:

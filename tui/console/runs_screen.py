@@ -20,7 +20,7 @@ from tui.console.formatting import (
     plural,
     styled,
 )
-from tui.console.live import TableScreen
+from tui.console.live import TableScreen, first_and_last
 
 # What an operator decides by stays in view at 80 columns: the run, its state,
 # progress, sent, failed and unknown. The others give way in this order (the
@@ -68,6 +68,7 @@ class RunsScreen(TableScreen[RunProgress]):
         Binding("b", "bounces", "Bounces", show=False, id="runs.bounces"),
         Binding("j", "cursor_down", "Down", show=False, id="runs.down"),
         Binding("k", "cursor_up", "Up", show=False, id="runs.up"),
+        *first_and_last("runs"),
     ]
 
     def __init__(self) -> None:
