@@ -99,11 +99,10 @@ def run_many(connection: Connection, statement: str, rows: list[tuple[Any, ...]]
     return int(connection.exec_driver_sql(statement, rows).rowcount)
 
 
-# On SQLite a batch goes in statements of many rows each: the sqlite3 module
-# releases and takes back the GIL around every row of an executemany, and a
-# delivering process's event loop holds the GIL most of the time, so a batch of
-# hundreds of rows waited for it hundreds of times. One statement per chunk waits
-# once. (psycopg sends an executemany as one pipeline: PostgreSQL keeps it.)
+# On SQLite a batch goes in statements of many rows each: an executemany binds and
+# steps every row from Python, giving the GIL away and taking it back around each
+# step (behind a delivering process's busy event loop); one statement per chunk
+# does that once. (psycopg sends an executemany as one pipeline: PostgreSQL keeps it.)
 ROWS_PER_STATEMENT = 1000  # 1000 x 10 columns: within SQLite's 32,766 parameters
 
 
