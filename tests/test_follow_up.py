@@ -170,8 +170,10 @@ def test_unknown_is_taken_only_when_named_and_restart_then_skips_it(
         # run show says so: the recipient is marked handed on, no hint offers it.
         with sqlite_db.connect() as connection:
             assert transitions.resend_unknown(connection, run_id, SystemClock().now()) == 0
-        assert cli.main(["run", "show", str(run_id), "--state", "unknown", "--db",
-                         url_of(sqlite_db)]) == 0
+        assert (
+            cli.main(["run", "show", str(run_id), "--state", "unknown", "--db", url_of(sqlite_db)])
+            == 0
+        )
         shown, _ = capsys.readouterr()
         assert f"unknown  → run {run_id + 1}" in shown
         assert "--resend-unknown sends them again" not in shown
@@ -249,7 +251,15 @@ def test_run_list_says_what_each_run_follows_and_counts_the_excluded_apart(
     assert cli.main(["run", "list", "--db", url_of(sqlite_db)]) == 0
     header, newest, oldest = capsys.readouterr().out.splitlines()
     assert header.split() == [
-        "RUN", "DEFINITION", "STATE", "CREATED", "SENT", "TO", "SEND", "FAILED", "UNKNOWN",
+        "RUN",
+        "DEFINITION",
+        "STATE",
+        "CREATED",
+        "SENT",
+        "TO",
+        "SEND",
+        "FAILED",
+        "UNKNOWN",
         "EXCLUDED",
     ]
     assert f"inv (follows {run_id})" in newest
@@ -297,3 +307,50 @@ def test_a_follow_up_at_a_past_instant_is_refused_and_creates_nothing(
     with db.connect() as connection:
         runs = connection.execute(select(table_of(Recipient).c.run_id).distinct()).scalars()
         assert list(runs) == [first]
+
+
+def test_two_follow_ups_made_at_the_same_moment_never_both_take_a_recipient(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process follows the run up, whole, after this one has planned and
+    before it writes (each planned seeing no other follow-up): this one finds the
+    marks changed, plans again, sees the other, and leaves it the recipient —
+    whatever the definition's dedup. (Without the check both would send p1.)"""
+    import threading
+
+    from core.delivery import follow_up as module
+    from core.delivery.export import Selection
+
+    faults = Faults(rcpt={"p1@example.org": [REFUSED]})
+    with SmtpServer(faults=faults) as server:
+        first, _ = first_run(db, server, count=2, dedup="none")
+    planning = module.plan_again
+    other: list[int] = []
+    calls: list[int] = []
+
+    def plan_while_another_follows_up(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        planned = planning(*args, **kwargs)
+        if len(calls) == 1:  # this process has planned: the other one goes now, whole
+            thread = threading.Thread(
+                target=lambda: other.append(
+                    module.start_follow_up(
+                        db, first, Selection(), SystemClock().now(), SystemClock()
+                    )
+                )
+            )
+            thread.start()
+            thread.join(60)
+            assert other, "the other follow-up did not finish"
+        return planned
+
+    monkeypatch.setattr(module, "plan_again", plan_while_another_follows_up)
+    mine = module.start_follow_up(db, first, Selection(), SystemClock().now(), SystemClock())
+    theirs = other[0]
+    assert states(db, theirs) == {"p1@example.org": "pending"}
+    taken = recipients(db, mine)["p1@example.org"]
+    assert taken.state == "excluded"
+    assert [r["code"] for r in taken.reasons] == ["in_another_run"]
+    assert recipients(db, first)["p1@example.org"].handed_on_to in (mine, theirs)
+    assert_counts_match_rows(db, mine)
+    assert len(calls) == 3  # mine, the other's, and mine again once it found the marks changed

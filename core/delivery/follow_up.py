@@ -313,8 +313,41 @@ def start_follow_up(
     *,
     started_by: str | None = None,
 ) -> int:
-    """Create the follow-up run (in one transaction) and return its id."""
+    """Create the follow-up run (in one transaction) and return its id.
+
+    Two follow-ups of one run made at the same moment (two terminals, two
+    machines) must not both take a recipient: each plans from what it read, so
+    the marks it read are checked as it writes its own (``_hand_on``). When
+    another follow-up marked one of them meanwhile, the transaction is undone
+    and planned again, now seeing the other — which then keeps the recipient.
+    """
     selection = check_selection(chosen_by)
+    for _ in range(MARK_ATTEMPTS):
+        try:
+            return _start(database, run_id, selection, at, clock, started_by)
+        except _MarkedMeanwhile:
+            continue
+    raise FollowUpRefused(
+        f"run {run_id} is being followed up by another process at this moment; "
+        "nothing was started: try again"
+    )
+
+
+MARK_ATTEMPTS = 5
+
+
+class _MarkedMeanwhile(Exception):
+    """Another follow-up marked some of the chosen since they were read."""
+
+
+def _start(
+    database: Database,
+    run_id: int,
+    selection: Selection,
+    at: datetime,
+    clock: Clock,
+    started_by: str | None,
+) -> int:
     with database.connect() as connection:
         run = read_run(connection, run_id)
         if run.state in ("running", STOPPING):
@@ -327,6 +360,8 @@ def start_follow_up(
             raise NothingChosen(
                 f"no recipient of run {run_id} is {_describe(selection)}: nothing to follow up"
             )
+        ids = [c.id for c in chosen]
+        marks = _marks(connection, ids)
         candidates = plan_again(connection, run_id, chosen, at)
         definition = load_definition(connection, run.definition_id)
         new_id = snapshot_plan(
@@ -338,15 +373,44 @@ def start_follow_up(
             started_by=started_by,
             follow_up_of=run_id,
         )
-        recipient = table_of(Recipient)
-        ids = [c.id for c in chosen]
-        for start in range(0, len(ids), 500):
-            connection.execute(
-                update(recipient)
-                .where(and_(recipient.c.id.in_(ids[start : start + 500])))
-                .values(handed_on_to=new_id)
-            )
+        _hand_on(connection, marks, new_id)
         return new_id
+
+
+def _marks(connection: Connection, ids: Sequence[int]) -> dict[int, int | None]:
+    """Recipient → the follow-up it was handed on to (None: none yet)."""
+    recipient = table_of(Recipient)
+    marks: dict[int, int | None] = {}
+    for start in range(0, len(ids), 500):
+        for rid, mark in connection.execute(
+            select(recipient.c.id, recipient.c.handed_on_to).where(
+                recipient.c.id.in_(ids[start : start + 500])
+            )
+        ):
+            marks[rid] = mark
+    return marks
+
+
+def _hand_on(connection: Connection, marks: dict[int, int | None], new_id: int) -> None:
+    """Mark the chosen handed on to ``new_id``, each only if its mark is still the one
+    read (``marks``); _MarkedMeanwhile (undoing the transaction) when one was not."""
+    recipient = table_of(Recipient)
+    by_mark: dict[int | None, list[int]] = {}
+    for rid, mark in marks.items():
+        by_mark.setdefault(mark, []).append(rid)
+    marked = 0
+    for mark, ids in by_mark.items():
+        same = (
+            recipient.c.handed_on_to.is_(None) if mark is None else recipient.c.handed_on_to == mark
+        )
+        for start in range(0, len(ids), 500):
+            marked += connection.execute(
+                update(recipient)
+                .where(and_(recipient.c.id.in_(ids[start : start + 500]), same))
+                .values(handed_on_to=new_id)
+            ).rowcount
+    if marked != len(marks):
+        raise _MarkedMeanwhile()
 
 
 def _describe(selection: Selection) -> str:
