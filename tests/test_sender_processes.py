@@ -67,6 +67,77 @@ def test_when_sender_processes_are_used(
     )
 
 
+@pytest.mark.parametrize(
+    ("cores", "here", "processes"),
+    [
+        (2, 1, 2),  # alone on two cores: one sender process a core
+        (2, 2, 0),  # two deliveries on two cores: a core each, each its own sender
+        (2, 4, 0),
+        (8, 2, 4),  # eight cores shared by two: four each
+        (8, 3, 2),
+        (16, 1, 4),  # never more than the connections
+    ],
+)
+def test_the_cores_are_shared_by_the_deliveries_on_the_machine(
+    cores: int, here: int, processes: int
+) -> None:
+    assert (
+        sender_processes(
+            None,
+            cores=cores,
+            max_connections=4,
+            rate_per_second=None,
+            to_send=100_000,
+            deliveries_here=here,
+        )
+        == processes
+    )
+    # MSGRUN_SENDER_PROCESSES still decides when it is set.
+    assert (
+        sender_processes(
+            2, cores=cores, max_connections=4, rate_per_second=None, to_send=1, deliveries_here=here
+        )
+        == 2
+    )
+
+
+def test_the_deliveries_on_this_machine_are_the_live_ones_taking_part_in_a_run(
+    db: Database,
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.delivery import registry
+    from core.storage.models import Worker, table_of
+
+    with SmtpServer() as server:
+        first = new_run(db, document(2, server.port))
+        second = new_run(db, document(2, server.port))
+    with db.connect() as c:
+        for name in ("a", "b", "c", "idle"):
+            registry.register(c, f"worker:{name}", 60)
+        registry.join(c, first, "worker:a", "main")
+        registry.join(c, second, "worker:a", "main")  # one process, two runs: one delivery
+        registry.join(c, first, "worker:b", "main")
+        registry.join(c, second, "worker:c", "main")
+    with db.connect() as c:
+        assert registry.deliveries_here(c) == 3  # a, b and c; not the idle one
+        lapsed = registry.database_now(c) - timedelta(seconds=1)
+        c.execute(
+            update(table_of(Worker))
+            .where(table_of(Worker).c.id == "worker:c")
+            .values(expires_at=lapsed)
+        )
+        c.execute(
+            update(table_of(Worker))
+            .where(table_of(Worker).c.id == "worker:b")
+            .values(host="another-machine")
+        )
+    with db.connect() as c:
+        assert registry.deliveries_here(c) == 1  # c's lease lapsed, b is elsewhere
+
+
 def test_the_setting_is_a_number_or_unset() -> None:
     assert sender_processes_setting({}) is None
     assert sender_processes_setting({"MSGRUN_SENDER_PROCESSES": " "}) is None

@@ -377,6 +377,7 @@ class Deliverer:
             max_connections=profile.max_connections,
             rate_per_second=profile.rate_per_second,
             to_send=counts[PENDING] + counts[HELD] + counts[RETRYING],
+            deliveries_here=await self.db(registry.deliveries_here),
         )
         if not count:
             return None

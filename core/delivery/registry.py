@@ -305,6 +305,19 @@ def sharers(connection: Connection, profile_id: str) -> int:
     )
 
 
+def deliveries_here(connection: Connection) -> int:
+    """How many live processes on this machine deliver a run now (workers and ``run
+    start``s, the asking one included once it has joined its run)."""
+    now = database_now(connection)
+    return int(
+        connection.execute(
+            select(func.count(func.distinct(SHARE.c.worker_id)))
+            .select_from(SHARE.join(WORKER, WORKER.c.id == SHARE.c.worker_id))
+            .where(WORKER.c.host == socket.gethostname(), WORKER.c.expires_at >= now)
+        ).scalar_one()
+    )
+
+
 def runs_sharing(connection: Connection, profile_id: str) -> int:
     """How many runs live workers deliver through this profile now (they take turns)."""
     now = database_now(connection)

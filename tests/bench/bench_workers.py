@@ -39,7 +39,9 @@ def cpu_total() -> tuple[float, float]:
 
 
 def cpu_of(names: tuple[str, ...]) -> float:
-    """CPU seconds used so far by every process whose command line starts with one of ``names``."""
+    """CPU seconds used so far by every process whose command line holds one of ``names``,
+    with its children that have ended (a worker's sender processes, PostgreSQL's
+    backends: gone by the end of a case, their time is their parent's then)."""
     total = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -50,12 +52,12 @@ def cpu_of(names: tuple[str, ...]) -> float:
         except OSError:
             continue
         if any(name in command for name in names):
-            total += (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
+            total += sum(int(x) for x in stat[11:15]) / CLOCK_TICKS
     return total
 
 
 GROUPS = {
-    "workers": ("msgrun worker",),
+    "workers": ("msgrun worker", "child_main"),  # with their sender processes
     "postgresql": ("postgres",),
     "smtp-sink": ("smtp-sink",),
 }
