@@ -9,8 +9,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select, text
 
-from core.storage.ledger import history_fingerprint, history_row, send_key
+from core.storage import Database
+from core.storage.ledger import history_fingerprint, history_row, send_key, write_sends
+from core.storage.models import History, table_of
+from core.storage.sql import driver_instants, remembered
+from tests.delivery_support import document, new_run
 
 texts = st.text(max_size=40)  # any text: quotes, backslashes, controls, accents, astral
 
@@ -78,3 +83,36 @@ def test_a_runs_send_is_keyed_by_its_run_and_recipient() -> None:
     target = history_row(**sent)
     assert target["fingerprint"] == stored_fingerprint(target)
     assert len(target["fingerprint"]) == 64 and " " not in target["fingerprint"]
+
+
+def test_a_runs_sends_are_written_as_history_row_makes_them(db: Database) -> None:
+    """``write_sends`` (the hot path, no dict a row) and ``history_row`` agree."""
+    run_id = new_run(db, document(1, 2525))
+    at = datetime(2026, 11, 2, 9, 30, 15, 123456, tzinfo=UTC)
+    with db.connect() as c:
+        r = c.execute(
+            text("SELECT id, customer_id, address, document_id, offset_days FROM recipient")
+        ).one()
+        definition = c.execute(text("SELECT definition_id FROM message_run")).scalar_one()
+        write_sends(
+            c,
+            definition,
+            run_id,
+            [(r.id, r.customer_id, r.address.upper(), r.document_id, r.offset_days, at)],
+            remembered(driver_instants(c)),
+        )
+    expected = history_row(
+        definition_id=definition,
+        customer_id=r.customer_id,
+        address=r.address.upper(),
+        document_id=r.document_id,
+        offset_days=r.offset_days,
+        at=at,
+        run_id=run_id,
+        recipient_id=r.id,
+    )
+    table = table_of(History)
+    with db.connect() as c:
+        stored = c.execute(select(table).where(table.c.run_id == run_id)).one()._asdict()
+    for column, value in expected.items():
+        assert stored[column] == value, column

@@ -75,3 +75,16 @@ def test_nothing_to_write_is_no_statement(db: Database) -> None:
     with db.engine.begin() as c:
         assert update_rows(c, "suppression", (("address", "{}"),), "address_lower", []) == 0
         insert_rows(c, "suppression", ("address_lower",), [])
+
+
+def test_rows_are_cut_into_chunks_of_a_power_of_two_and_in_lists_padded() -> None:
+    from core.storage.sql import _chunks, padded
+
+    for count in (1, 7, 1000, 1024, 1400, 3000):
+        sizes = [len(chunk) for chunk in _chunks([(i,) for i in range(count)])]
+        assert sum(sizes) == count
+        assert all(size & (size - 1) == 0 and size <= ROWS_PER_STATEMENT for size in sizes)
+        assert sizes == sorted(sizes, reverse=True)
+    assert padded([3, 5, 9]) == [3, 5, 9, 9]
+    assert padded([4]) == [4] and padded([]) == []
+    assert len(padded(list(range(1025)))) == 2048

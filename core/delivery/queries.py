@@ -31,6 +31,7 @@ from core.storage.models import (
     SendClaim,
     table_of,
 )
+from core.storage.sql import padded
 
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
@@ -127,7 +128,7 @@ def reserve_due(
         rows = connection.execute(
             update(RECIPIENT)
             .where(
-                RECIPIENT.c.id.in_(ids),
+                RECIPIENT.c.id.in_(padded(ids)),
                 RECIPIENT.c.state == state,
                 RECIPIENT.c.claimed_by.is_(None),
             )

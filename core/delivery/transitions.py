@@ -60,7 +60,7 @@ from core.delivery.states import (
     RecipientState,
     RunState,
 )
-from core.storage.ledger import history_row, write_history
+from core.storage.ledger import history_row, write_history, write_sends
 from core.storage.models import (
     MessageRun,
     Recipient,
@@ -73,6 +73,7 @@ from core.storage.sql import (
     dialect_insert,
     driver_instants,
     insert_ignoring,
+    padded,
     remembered,
     update_rows,
 )
@@ -276,7 +277,7 @@ def mark_sending(
     deltas: Counter[str] = Counter()
     for state, ids in by_state.items():
         check_recipient_move(state, SENDING)
-        condition = and_(RECIPIENT.c.id.in_(ids), RECIPIENT.c.state == state)
+        condition = and_(RECIPIENT.c.id.in_(padded(ids)), RECIPIENT.c.state == state)
         if worker_id is not None:  # only what this worker reserved in its batch
             condition = and_(condition, RECIPIENT.c.claimed_by == worker_id)
         result = connection.execute(
@@ -428,22 +429,15 @@ def record_results(
     bump(connection, run_id, deltas, shard)
 
     if ledger:
-        write_history(
+        write_sends(
             connection,
-            [
-                history_row(
-                    definition_id=definition_id,
-                    customer_id=r.customer_id,
-                    address=r.address,
-                    document_id=r.document_id,
-                    offset_days=r.offset_days,
-                    at=r.sent_at or now,
-                    run_id=run_id,
-                    recipient_id=r.id,
-                )
+            definition_id,
+            run_id,
+            (
+                (r.id, r.customer_id, r.address, r.document_id, r.offset_days, r.sent_at or now)
                 for r in results
                 if r.state == SENT
-            ],
+            ),
             at,
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -139,6 +139,39 @@ def write_history(
                 row["fingerprint"],
             )
             for row in rows
+        ],
+        conflict="ON CONFLICT (fingerprint) DO NOTHING",
+    )
+
+
+def write_sends(
+    connection: Connection,
+    definition_id: str,
+    run_id: int,
+    sends: Iterable[tuple[int, str, str | None, str | None, int | None, datetime]],
+    instant: Callable[[datetime | None], Any],
+) -> None:
+    """The ledger entries of a run's sends — (recipient id, customer, address,
+    document, offset days, sent at) each — as ``history_row`` and ``write_history``
+    make them (keyed by ``send_key``), without a dict a row: a run writes one per
+    message sent."""
+    insert_rows(
+        connection,
+        "history",
+        COLUMNS,
+        [
+            (
+                definition_id,
+                customer_id,
+                address,
+                fold(address) if address is not None else None,
+                document_id,
+                offset_days,
+                instant(at),
+                run_id,
+                send_key(run_id, recipient_id),
+            )
+            for recipient_id, customer_id, address, document_id, offset_days, at in sends
         ],
         conflict="ON CONFLICT (fingerprint) DO NOTHING",
     )
