@@ -301,6 +301,27 @@ async def test_the_footer_offers_what_the_runs_state_allows_and_every_key_still_
         assert not {"stop", "resend_unknown"} & offered
 
 
+async def test_the_footer_follows_a_run_that_ends_while_it_is_open(tmp_path: Path) -> None:
+    from tests.delivery_support import fabricate_run_state
+
+    def drawn(app: Any) -> set[str]:  # the keys the footer shows, as drawn
+        return {key.action for key in app.screen.query("FooterKey")}
+
+    database = open_database(f"sqlite:///{tmp_path / 'ends.db'}")
+    run_id = new_run(database, document(3, 2525))
+    with database.connect() as c:
+        fabricate_run_state(c, run_id, "running")
+    app = console(database)
+    async with app.run_test(size=NARROW) as pilot:
+        await on(lambda: RunScreen(run_id))(pilot)
+        assert "stop" in drawn(app) and "follow_up" not in drawn(app)
+        with database.connect() as c:
+            fabricate_run_state(c, run_id, "stopped")
+        app.refresh_screen()
+        await settle(pilot)
+        assert "stop" not in drawn(app) and "follow_up" in drawn(app)
+
+
 async def test_a_notice_raised_during_a_question_shows_once_it_is_answered(
     sample_db: Database,
 ) -> None:

@@ -299,10 +299,10 @@ class RunScreen(LiveScreen):
             self.want_last = False
             self.window_start = window.offset
         self.painted_offset = window.offset
-        self.rows, self.matching, self.run_state = window.rows, window.matching, run.state
         was = self.offered() if self.run is not None else None
+        self.rows, self.matching, self.run_state = window.rows, window.matching, run.state
         self.run = run
-        if self.offered() != was:
+        if self.offered() != was:  # the footer follows the run's state
             self.refresh_bindings()
         summary = (
             f"{escape(run.definition_id)} · {styled(run.state)} · planned "
