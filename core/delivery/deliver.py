@@ -270,9 +270,7 @@ class Deliverer:
             shard=self.shard,
             profile=profile,
             templates=templates,
-            composer=composer,
             guard=await self.db(lambda c: guards.guard_of(c, self.run_id)),
-            alongside_others=self.alongside_others,
             lane=self.lane,
         )
         m.contended, m.fair_share = await self.db(lambda c: self._reap(c, profile))

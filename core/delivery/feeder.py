@@ -23,7 +23,7 @@ from core.delivery.compose import draft_of, message_contexts
 from core.delivery.pipeline import Delivering, InMemory, Outgoing, timed
 from core.storage.database import retry_transient
 
-# Recipients reserved (and their messages built) at once, at most.
+# Recipients reserved (with what their messages are built from) at once, at most.
 PREFETCH_MOST = 2000
 # With nothing due, the feeder looks again this often (sooner when woken).
 LOOK_AGAIN_SECONDS = 0.5

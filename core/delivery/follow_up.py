@@ -63,6 +63,7 @@ class Chosen:
     customer: str
     address: str | None
     document: str | None
+    handed_on_to: int | None = None  # the follow-up it was handed on to, if one
 
 
 def check_selection(chosen: Selection) -> Selection:
@@ -88,6 +89,7 @@ def choose(connection: Connection, run_id: int, chosen: Selection) -> list[Chose
             recipient.c.address,
             recipient.c.document_id,
             recipient.c.state,
+            recipient.c.handed_on_to,
         )
         .where(recipient.c.run_id == run_id, recipient.c.state.in_(SETTLED_STATES))
         .order_by(recipient.c.position)
@@ -105,7 +107,7 @@ def choose(connection: Connection, run_id: int, chosen: Selection) -> list[Chose
         if r.state == UNKNOWN and UNKNOWN not in chosen.states:
             by_outcome = False
         if by_state or by_outcome:
-            taken.append(Chosen(r.id, r.customer_id, r.address, r.document_id))
+            taken.append(Chosen(r.id, r.customer_id, r.address, r.document_id, r.handed_on_to))
     return taken
 
 
@@ -137,10 +139,11 @@ def family(connection: Connection, run_id: int) -> set[int]:
 
 
 def _earlier_follow_ups(
-    connection: Connection, run_id: int, customers: Sequence[str]
+    connection: Connection, others: set[int], customers: Sequence[str]
 ) -> dict[tuple[str, str | None, str | None], tuple[int, str, datetime | None]]:
-    """(customer, document, address) → (run, state, sent_at) in the other runs of the
-    run's follow-up family (``family``): what an earlier follow-up sent or holds."""
+    """(customer, document, address) → (run, state, sent_at) in ``others``, the other
+    runs of the run's follow-up family (``family``): what an earlier follow-up sent or
+    holds."""
     recipient, run = table_of(Recipient), table_of(MessageRun)
     rows = connection.execute(
         select(
@@ -153,7 +156,7 @@ def _earlier_follow_ups(
         )
         .select_from(recipient.join(run, run.c.id == recipient.c.run_id))
         .where(
-            run.c.id.in_(family(connection, run_id) - {run_id}),
+            run.c.id.in_(others),
             recipient.c.customer_id.in_(list(customers)),
             recipient.c.state.in_((SENT, *UNSETTLED)),
         )
@@ -251,7 +254,7 @@ def plan_again(
     for candidate in plan.candidates:
         if (candidate.customer, candidate.document) in pairs:
             by_pair.setdefault((candidate.customer, candidate.document), []).append(candidate)
-    earlier = _earlier_follow_ups(connection, run_id, customers)
+    earlier = _earlier_follow_ups(connection, own_runs - {run_id}, customers)
     taken: list[Candidate] = []
     seen: set[tuple[str, str | None, str | None]] = set()
     for c in chosen:
@@ -360,8 +363,6 @@ def _start(
             raise NothingChosen(
                 f"no recipient of run {run_id} is {_describe(selection)}: nothing to follow up"
             )
-        ids = [c.id for c in chosen]
-        marks = _marks(connection, ids)
         candidates = plan_again(connection, run_id, chosen, at)
         definition = load_definition(connection, run.definition_id)
         new_id = snapshot_plan(
@@ -373,27 +374,13 @@ def _start(
             started_by=started_by,
             follow_up_of=run_id,
         )
-        _hand_on(connection, marks, new_id)
+        _hand_on(connection, {c.id: c.handed_on_to for c in chosen}, new_id)
         return new_id
-
-
-def _marks(connection: Connection, ids: Sequence[int]) -> dict[int, int | None]:
-    """Recipient → the follow-up it was handed on to (None: none yet)."""
-    recipient = table_of(Recipient)
-    marks: dict[int, int | None] = {}
-    for start in range(0, len(ids), 500):
-        for rid, mark in connection.execute(
-            select(recipient.c.id, recipient.c.handed_on_to).where(
-                recipient.c.id.in_(ids[start : start + 500])
-            )
-        ):
-            marks[rid] = mark
-    return marks
 
 
 def _hand_on(connection: Connection, marks: dict[int, int | None], new_id: int) -> None:
     """Mark the chosen handed on to ``new_id``, each only if its mark is still the one
-    read (``marks``); _MarkedMeanwhile (undoing the transaction) when one was not."""
+    read with them (``marks``); _MarkedMeanwhile (undoing the transaction) when one was not."""
     recipient = table_of(Recipient)
     by_mark: dict[int | None, list[int]] = {}
     for rid, mark in marks.items():

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from core.clock import Clock
-from core.delivery.compose import Composer, Draft, Templates
+from core.delivery.compose import Draft, Templates
 from core.delivery.guards import Guard
 from core.delivery.queries import Due
 from core.delivery.smtp import ProfileSettings
@@ -93,11 +93,7 @@ class Delivering:
     shard: int  # this process's own counter rows (see RunCount)
     profile: ProfileSettings
     templates: Templates
-    composer: Composer  # builds the messages, in whichever process sends them
     guard: Guard  # dedup and quiet hours, checked when recipients are marked `sending`
-    # Several workers deliver the run together (PostgreSQL): marking may wait on
-    # their locks, so it is done off the event loop.
-    alongside_others: bool
     lane: DatabaseLane
 
     async def db(self, work: Callable[[Connection], T]) -> T:

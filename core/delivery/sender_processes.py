@@ -452,9 +452,6 @@ class SenderProcesses:
         self.lines += 1
         return RemoteLine(self, self.lines)
 
-    def lost(self) -> SenderProcessLost | None:
-        return next((c.lost for c in self.children if c.lost is not None), None)
-
     async def stop(self) -> None:
         await asyncio.gather(*(child.stop() for child in self.children))
 

@@ -27,6 +27,10 @@ from core.delivery.pipeline import Delivering, InMemory, Outgoing
 from core.delivery.smtp import AuthGate, ConnectionFault, RateLimit, Reply, RunFault
 from core.delivery.states import FAILED, SENT
 
+# Windows under way on one line: two, so that a line in another process is never left
+# waiting for the next.
+WINDOWS_UNDER_WAY = 2
+
 # A sender gives its connection slot back after this long without a message,
 # and, while other runs want the profile, after holding it this long.
 SLOT_IDLE_SECONDS = 1.0
@@ -64,11 +68,6 @@ class Senders:
         m = self.memory
         group = policy.mark_group(m.replies.per_second(), self.delivering.profile.max_connections)
         return max(1, group // (4 * max(1, m.active)))
-
-    def depth(self) -> int:
-        """Windows under way on one line: two, so that a line in another process is never
-        left waiting for the next."""
-        return 2
 
     def pacing(self) -> Pacing:
         """Under the profile's rate: the window's first message at its turn of this
@@ -229,7 +228,7 @@ class Sender:
                     return
                 continue
             if self.windows and (
-                len(self.windows) >= senders.depth() or not m.ready or m.ready.closed
+                len(self.windows) >= WINDOWS_UNDER_WAY or not m.ready or m.ready.closed
             ):
                 await self.settle()  # one window done
                 await m.notify()
