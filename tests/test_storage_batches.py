@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from core.storage import Database
-from core.storage.sql import ROWS_PER_STATEMENT, driver_instant, insert_rows, update_rows
+from core.storage.sql import ROWS_PER_STATEMENT, driver_instants, insert_rows, update_rows
 
 
 def make_suppressions(db: Database, count: int) -> None:
@@ -49,7 +49,7 @@ def test_update_rows_guards_each_row_and_counts_what_changed(db: Database) -> No
     count = ROWS_PER_STATEMENT + 3
     make_suppressions(db, count)
     with db.engine.begin() as c:
-        at = driver_instant(c, datetime(2026, 11, 2, 8, tzinfo=UTC))
+        at = driver_instants(c)(datetime(2026, 11, 2, 8, tzinfo=UTC))
         changed = update_rows(
             c,
             "suppression",
@@ -88,3 +88,10 @@ def test_rows_are_cut_into_chunks_of_a_power_of_two_and_in_lists_padded() -> Non
     assert padded([3, 5, 9]) == [3, 5, 9, 9]
     assert padded([4]) == [4] and padded([]) == []
     assert len(padded(list(range(1025)))) == 2048
+
+
+def test_an_instant_without_a_timezone_is_refused_as_the_orm_refuses_it(db: Database) -> None:
+    import pytest
+
+    with db.engine.connect() as c, pytest.raises(ValueError, match="timezone-aware"):
+        driver_instants(c)(datetime(2026, 11, 2, 8))

@@ -60,7 +60,7 @@ from core.delivery.states import (
     RecipientState,
     RunState,
 )
-from core.storage.ledger import history_row, write_history, write_sends
+from core.storage.ledger import write_sends
 from core.storage.models import (
     MessageRun,
     Recipient,
@@ -600,20 +600,21 @@ def report_proves_sent(
     run = connection.execute(
         select(RUN.c.definition_id, RUN.c.state).where(RUN.c.id == row.run_id)
     ).one()
-    write_history(
+    write_sends(
         connection,
+        run.definition_id,
+        row.run_id,
         [
-            history_row(
-                definition_id=run.definition_id,
-                customer_id=row.customer_id,
-                address=row.address,
-                document_id=row.document_id,
-                offset_days=row.offset_days,
-                at=reported_at,
-                run_id=row.run_id,
-                recipient_id=recipient_id,
+            (
+                recipient_id,
+                row.customer_id,
+                row.address,
+                row.document_id,
+                row.offset_days,
+                reported_at,
             )
         ],
+        driver_instants(connection),
     )
     if run.state == COMPLETED_WITH_FAILURES:
         counts = dict.fromkeys(RECIPIENT_STATES, 0)

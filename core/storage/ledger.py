@@ -12,7 +12,6 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import Connection
@@ -22,36 +21,20 @@ from core.storage.sql import driver_instants, insert_rows
 
 
 def history_fingerprint(row: dict[str, Any]) -> str:
-    """One key per distinct send, so the same entry imported twice is stored once.
-
-    The SHA-256 of the JSON list of the entry's fields, exactly as ``json.dumps``
-    writes it, spelled out here (runs make one per message sent): stored
-    fingerprints stay what they were.
-    """
+    """One key per distinct send, so the same entry imported twice is stored once."""
     at = row["at"]
-    key = ", ".join(
-        (
-            _json(row["definition_id"]),
-            _json(row["customer_id"]),
-            _json(row["address_lower"]),
-            _json(row["document_id"]),
-            _json(row["offset_days"]),
-            _json(at.astimezone(UTC).isoformat() if at is not None else None),
-            _json(row.get("run_id")),
-        )
+    key = json.dumps(
+        [
+            row["definition_id"],
+            row["customer_id"],
+            row["address_lower"],
+            row["document_id"],
+            row["offset_days"],
+            at.astimezone(UTC).isoformat() if at is not None else None,
+            row.get("run_id"),
+        ]
     )
-    return hashlib.sha256(f"[{key}]".encode()).hexdigest()
-
-
-def _json(value: str | int | None) -> str:
-    """A field as ``json.dumps`` writes it (ASCII-escaped text, a whole number, null)."""
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return encode_basestring_ascii(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        return json.dumps(value)
-    return int.__repr__(value)
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def history_row(
@@ -63,17 +46,9 @@ def history_row(
     offset_days: int | None,
     at: datetime,
     run_id: int | None,
-    recipient_id: int | None = None,
 ) -> dict[str, Any]:
-    """One ledger entry, with its folded address and its fingerprint.
-
-    A run's send of one recipient (``recipient_id``) is one entry whatever its
-    fields, keyed by the run and the recipient (``send_key``): a recipient is
-    sent once, a report proving the send afterwards adds nothing, and the keys
-    of a run's sends lie side by side in the index (a SHA-256 lands anywhere, so
-    every batch touched pages all over it). Other entries — imported, targets of
-    a ``per_trigger`` run — are keyed by their fields (``history_fingerprint``).
-    """
+    """One ledger entry, with its folded address and its fingerprint (imported
+    entries, the targets of a ``per_trigger`` run; a run's sends: ``write_sends``)."""
     row: dict[str, Any] = {
         "definition_id": definition_id,
         "customer_id": customer_id,
@@ -84,16 +59,18 @@ def history_row(
         "at": at,
         "run_id": run_id,
     }
-    if recipient_id is not None and run_id is not None:
-        row["fingerprint"] = send_key(run_id, recipient_id)
-    else:
-        row["fingerprint"] = history_fingerprint(row)
+    row["fingerprint"] = history_fingerprint(row)
     return row
 
 
 def send_key(run_id: int, recipient_id: int) -> str:
     """The fingerprint of a run's send to one of its recipients (never a SHA-256's
-    64 hex digits: the two kinds of key cannot meet)."""
+    64 hex digits: the two kinds of key cannot meet).
+
+    A run's send is one entry whatever its fields: a recipient is sent once, a
+    report proving the send afterwards adds nothing, and the keys of a run's sends
+    lie side by side in the unique index (a SHA-256 lands anywhere, so every batch
+    touched pages all over it)."""
     return f"run {run_id} recipient {recipient_id}"
 
 
@@ -152,9 +129,8 @@ def write_sends(
     instant: Callable[[datetime | None], Any],
 ) -> None:
     """The ledger entries of a run's sends — (recipient id, customer, address,
-    document, offset days, sent at) each — as ``history_row`` and ``write_history``
-    make them (keyed by ``send_key``), without a dict a row: a run writes one per
-    message sent."""
+    document, offset days, sent at) each — keyed by ``send_key``, without a dict a
+    row: a run writes one per message sent, and a report proving a send one more."""
     insert_rows(
         connection,
         "history",

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from core.storage.types import UTCDateTime
+
 T = TypeVar("T")
 
 
@@ -51,15 +53,11 @@ def placeholder(connection: Connection) -> str:
     return "%s" if connection.dialect.name == "postgresql" else "?"
 
 
-def driver_instant(connection: Connection, value: datetime | None) -> Any:
-    """An instant as the driver takes it for a ``UTCDateTime`` column: naive UTC, as
-    text on SQLite in the form SQLAlchemy stores (``2026-11-23 10:00:00.000000``)."""
-    return driver_instants(connection)(value)
-
-
 def driver_instants(connection: Connection) -> Callable[[datetime | None], Any]:
-    """``driver_instant`` for this connection's driver, as one function (batches make
-    several a row)."""
+    """An instant as this connection's driver takes it for a ``UTCDateTime`` column:
+    naive UTC (``UTCDateTime``'s own conversion), as text on SQLite in the form
+    SQLAlchemy stores (``2026-11-23 10:00:00.000000``). One function: batches make
+    several a row."""
     if connection.dialect.name == "postgresql":
         return _naive_utc
     return _sqlite_instant
@@ -80,17 +78,16 @@ def remembered(convert: Callable[[datetime | None], Any]) -> Callable[[datetime 
     return instant
 
 
+_UTC_INSTANT = UTCDateTime()
+
+
 def _naive_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+    return _UTC_INSTANT.process_bind_param(value, None)  # type: ignore[arg-type]
 
 
 def _sqlite_instant(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+    naive = _naive_utc(value)
+    return None if naive is None else naive.isoformat(" ", "microseconds")
 
 
 def run_many(connection: Connection, statement: str, rows: list[tuple[Any, ...]]) -> int:
