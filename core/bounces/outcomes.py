@@ -79,19 +79,26 @@ def of_recipients(
     return found
 
 
-def run_counts(connection: Connection, run_id: int) -> dict[str, int]:
-    """How many of the run's recipients have each outcome (each counted once, its most serious)."""
+def of_run(connection: Connection, run_id: int) -> Sequence[Any]:
+    """The outcomes of the run's recipients: (recipient_id, position, type, bounce_class).
+
+    From the outcomes (few) to their recipients by key. SQLite, which keeps no
+    statistics here, would walk every recipient of the run the other way round
+    (10 ms for 100,000, at every repaint of the run's screen): the run is compared
+    there as an expression it has no index for.
+    """
     recipient, outcome = table_of(Recipient), table_of(RecipientOutcome)
-    # From the outcomes (few) to their recipients by key. SQLite, which keeps no
-    # statistics here, would walk every recipient of the run the other way round
-    # (10 ms for 100,000, at every repaint of the run's screen): the run is compared
-    # there as an expression it has no index for.
     run = recipient.c.run_id + 0 if connection.dialect.name == "sqlite" else recipient.c.run_id
-    rows = connection.execute(
-        select(outcome.c.recipient_id, outcome.c.type, outcome.c.bounce_class)
+    return connection.execute(
+        select(outcome.c.recipient_id, recipient.c.position, outcome.c.type, outcome.c.bounce_class)
         .select_from(outcome.join(recipient, recipient.c.id == outcome.c.recipient_id))
         .where(run == run_id)
     ).all()
+
+
+def run_counts(connection: Connection, run_id: int) -> dict[str, int]:
+    """How many of the run's recipients have each outcome (each counted once, its most serious)."""
+    rows = of_run(connection, run_id)
     best: dict[int, str] = {}
     for row in rows:
         name = outcome_name(row.type, row.bounce_class)

@@ -28,7 +28,7 @@ from core.delivery.states import (
     UNKNOWN,
 )
 from core.storage.database import Database
-from core.storage.models import Definition, Document, Recipient, RecipientOutcome, table_of
+from core.storage.models import Definition, Document, Recipient, table_of
 
 # A recipient is done once it has an outcome: sent, failed, or unknown (maybe sent).
 DONE_STATES = (SENT, FAILED, UNKNOWN)
@@ -135,17 +135,12 @@ def _best_outcomes(connection: Connection, run_id: int) -> dict[int, tuple[int, 
 
     Reports are few next to a run's recipients: this reads only those.
     """
-    recipient, outcome = table_of(Recipient), table_of(RecipientOutcome)
     best: dict[int, tuple[int, str]] = {}
-    for row in connection.execute(
-        select(recipient.c.id, recipient.c.position, outcome.c.type, outcome.c.bounce_class)
-        .select_from(outcome.join(recipient, recipient.c.id == outcome.c.recipient_id))
-        .where(recipient.c.run_id == run_id)
-    ):
+    for row in report_outcomes.of_run(connection, run_id):
         name = report_outcomes.outcome_name(row.type, row.bounce_class)
-        seen = best.get(row.id)
+        seen = best.get(row.recipient_id)
         if seen is None or report_outcomes.RANK[name] < report_outcomes.RANK[seen[1]]:
-            best[row.id] = (row.position, name)
+            best[row.recipient_id] = (row.position, name)
     return best
 
 
