@@ -148,7 +148,7 @@ def row_line(cells: list[str], widths: list[int]) -> Text:
     """Table cells (console markup) as one line of text: each cropped to its width
     (with ``…``) and padded, a space either side, as a DataTable draws a row.
 
-    A table whose rows are such lines (one column, no cell padding: ``place_lines``)
+    A table whose rows are such lines (``WindowTable``: one line a row, no cells)
     looks the same and draws many times faster: Rich lays out one cell a row, not
     one per column (a run's window is repainted at every key).
     """

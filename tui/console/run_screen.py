@@ -376,7 +376,9 @@ class RunScreen(LiveScreen):
         rows, start = self.rows, self.painted_offset
         table = self.query_one("#recipients", WindowTable)
         row = table.cursor_row
-        table.clear()
+        columns = [name for name, _, _ in COLUMNS if name in self.widths]
+        widths = [self.widths[name] for name in columns]
+        lines = []
         for view in rows:
             cells = {
                 "#": str(view.position + 1),
@@ -389,18 +391,14 @@ class RunScreen(LiveScreen):
                 "Time": hhmmss(view.updated_at),
                 "Reply": self._reply(view),
             }
-            shown = [name for name, _, _ in COLUMNS if name in self.widths]
-            table.add_row(
-                row_line([cells[n] for n in shown], [self.widths[n] for n in shown]),
-                key=str(view.position),
-            )
+            lines.append(row_line([cells[name] for name in columns], widths))
         if rows:
             # g and G land on the true first and last recipient, once their window is here.
             if self.cursor_target == "first" and start == 0:
                 row, self.cursor_target = 0, None
             elif self.cursor_target == "last" and loaded_last:
                 row, self.cursor_target = len(rows) - 1, None
-            table.move_cursor(row=min(row, len(rows) - 1))
+        table.set_rows(lines, row)
         shown = FILTERS[self.filter_index] or "all states"
         search = f" · search {self.search_text!r}" if self.search_text else ""
         empty = self.query_one("#no-recipients", Static)

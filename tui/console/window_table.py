@@ -88,10 +88,9 @@ class WindowTable(Widget, can_focus=True):
         self.zebra_stripes = zebra_stripes
         self.header = Text()
         self.rows: list[Text] = []
-        self.keys: list[str] = []
         self.cursor_row = 0
         self.top = 0  # the first row shown
-        self._strips: dict[tuple[int, bool, int], Strip] = {}
+        self._strips: dict[tuple[int, bool, bool, int], Strip] = {}
 
     # -- what it holds ---------------------------------------------------------------
 
@@ -103,14 +102,12 @@ class WindowTable(Widget, can_focus=True):
         self.header = header
         self._changed()
 
-    def clear(self) -> None:
-        self.rows, self.keys = [], []
-        self.top = 0
-        self._changed()
-
-    def add_row(self, line: Text, key: str = "") -> None:
-        self.rows.append(line)
-        self.keys.append(key)
+    def set_rows(self, lines: list[Text], cursor_row: int = 0) -> None:
+        """The rows to show (a window: they replace the last), the cursor on
+        ``cursor_row``; drawn once."""
+        self.rows, self.top = lines, 0
+        self.cursor_row = max(0, min(cursor_row, len(lines) - 1)) if lines else 0
+        self._scroll_to_cursor()
         self._changed()
 
     def get_row_at(self, index: int) -> list[Text]:
@@ -118,9 +115,11 @@ class WindowTable(Widget, can_focus=True):
         return [self.rows[index]]
 
     def move_cursor(self, *, row: int) -> None:
+        """The cursor on ``row``: the lines drawn stay (they are kept by whether the
+        cursor is on them), only what moved is drawn again."""
         self.cursor_row = max(0, min(row, len(self.rows) - 1)) if self.rows else 0
         self._scroll_to_cursor()
-        self._changed()
+        self.refresh()
 
     def _changed(self) -> None:
         self._strips.clear()
@@ -177,7 +176,7 @@ class WindowTable(Widget, can_focus=True):
             return Strip.blank(width, base)
         # The cursor row is drawn with or without the focus (dimmed without it).
         cursor = index == self.cursor_row
-        key = (index, cursor, width)
+        key = (index, cursor, cursor and self.has_focus, width)
         strip = self._strips.get(key)
         if strip is None:
             style = base
