@@ -185,7 +185,8 @@ class LocalLine:
         pacing: Pacing = UNPACED,
     ) -> None:
         async with self.turn:
-            if self.smtp is None:  # the window before closed the line
+            if self.smtp is None or not self.smtp.is_connected:
+                # The window before closed the line, or the server did: none is tried.
                 for attempt in attempts_after_fault(items, 0):
                     on_attempt(attempt)
             elif not await send_window(

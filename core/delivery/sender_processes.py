@@ -38,21 +38,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
-
 from core.delivery.compose import Composer, Draft
 from core.delivery.lines import (
     UNPACED,
     Attempt,
     Item,
+    LocalLine,
     OnAttempt,
-    Pace,
     Pacing,
-    attempts_after_fault,
-    quit_quietly,
-    send_window,
 )
-from core.delivery.smtp import ConnectionFault, Reply, RunFault, open_connection
+from core.delivery.smtp import ConnectionFault, Reply, RunFault
 
 HEADER = struct.Struct("!I")
 # How long a child may take to close its lines and end once asked, before it is killed.
@@ -159,29 +154,21 @@ async def _commands(
     outbox: Outbox,
     attempted: OnAttempt,
 ) -> None:
-    smtp: aiosmtplib.SMTP | None = None
-    pace = Pace()
+    line = LocalLine(composer, password)  # the same line as a delivery's own, here
     while True:
         command = await commands.get()
         if command[0] == "open":
             try:
-                smtp = await open_connection(composer.profile, password)
+                await line.open()
                 outbox.post(("opened", number, None))
             except (RunFault, ConnectionFault) as error:
                 outbox.post(("opened", number, _fault_of(error)))
         elif command[0] == "send":
-            now: datetime = command[2]
-            pacing = Pacing(*command[3])
             items = [draft_of_wire(wire) for wire in command[4]]
-            if smtp is None or not smtp.is_connected:
-                # The connection dropped on an earlier window: none of these is tried.
-                for attempt in attempts_after_fault(items, 0):
-                    attempted(attempt)
-            elif not await send_window(smtp, composer, items, now, attempted, pace, pacing):
-                smtp = None
+            await line.send(items, command[2], attempted, Pacing(*command[3]))
             outbox.post(("done", number))
         elif command[0] == "close":
-            await quit_quietly(smtp)
+            await line.close()
             outbox.post(("closed", number))
             return
 
