@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, or_, select
 
 from core.bounces import outcomes
-from core.clock import Clock, format_instant
-from core.delivery import queries, registry, transitions
+from core.clock import Clock, SystemClock, format_instant
+from core.delivery import holding, queries, registry, transitions
 from core.delivery.states import (
     ENDED,
     EXCLUDED,
@@ -403,12 +403,19 @@ def run_json(
     *,
     with_recipients: bool = True,
     states: Sequence[str] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    run = get_run(database, run_id)
+    """``run show --json``; ``now``: the clock leases are measured on (default this one)."""
+    with database.connect() as connection:
+        run = read_run(connection, run_id)
+        held = holding.holding(connection, run, now or SystemClock().now())
     result: dict[str, Any] = {
         "id": str(run.id),
         "definition": run.definition_id,
         "state": run.state,
+        # Nobody delivers it any more: domain.md, "An interrupted delivery shows".
+        "interrupted": held.interrupted,
+        "held_by": [holder.as_json() for holder in held.held_by],
         "counts": run.counts,
         "planned_at": format_instant(run.planned_at),
         "created_at": format_instant(run.created_at),
