@@ -26,9 +26,9 @@ from core.clock import SystemClock
 from core.delivery import processes, registry
 from core.delivery.deliver import DeliveryBroken, deliver
 from core.delivery.restart import mark_for_workers
-from core.delivery.runs import run_json
+from core.delivery.runs import request_stop, run_json
 from core.storage import Database
-from core.storage.models import MessageRun, RunShare, Worker, table_of
+from core.storage.models import MessageRun, RunShare, SmtpProfile, Worker, table_of
 from core.storage.sql import database_now
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.conftest import load_ok, url_of
@@ -37,6 +37,7 @@ from tests.test_run_commands import sender_processes_of
 
 pytestmark = pytest.mark.timeout(120)
 RUN = table_of(MessageRun)
+PROFILE = table_of(SmtpProfile)
 ELSEWHERE = "mail-7.elsewhere.example"
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -215,6 +216,29 @@ def test_a_sender_process_that_dies_leaves_the_run_interrupted_at_once(db: Datab
     shown = shown_at(db, run_id)
     assert (shown["state"], shown["interrupted"]) == ("running", True)
     assert shown["held_by"] == [{"host": socket.gethostname(), "pid": os.getpid()}]
+    assert "sender process" in shown["error"], "the run says why"
+    # Taken up again: the run no longer says so.
+    with SmtpServer() as server:
+        with db.connect() as connection:
+            connection.execute(update(PROFILE).values(port=server.port))
+        deliver_now(db, run_id, environ={"MSGRUN_SENDER_PROCESSES": "0"})
+    again = shown_at(db, run_id)
+    assert (again["state"], again["interrupted"], again["error"]) == (
+        "completed_with_failures",
+        False,
+        None,
+    )
+
+
+def test_stopping_a_run_whose_process_here_is_gone_stops_it_at_once(
+    db: Database, run_id: int, gone_pid: int
+) -> None:
+    """No waiting for the lease of a process that cannot honour the request."""
+    now = datetime.now(UTC)
+    lease(db, run_id, f"{socket.gethostname()}:{gone_pid}:abcd1234", now + timedelta(seconds=15))
+    outcome = request_stop(db, run_id, SystemClock())
+    assert outcome.run.state == "stopped"
+    assert shown_at(db, run_id)["interrupted"] is False
 
 
 MSGRUN = str(Path(sys.executable).with_name("msgrun"))

@@ -342,7 +342,12 @@ class Deliverer:
             await self.db(
                 lambda c: transitions.make_unknown(c, self.worker_id, self.clock.now(), self.run_id)
             )
-            raise DeliveryBroken(self.run_id, error) from error
+            broken = DeliveryBroken(self.run_id, error)
+            # Whoever looks at the run (the console, run show) sees why it is interrupted;
+            # the database may be what went away, and then this cannot be said.
+            with contextlib.suppress(Exception):
+                await self.db(lambda c: transitions.note_interruption(c, self.run_id, str(broken)))
+            raise broken from error
         if outcome not in (Ending.STOP, Ending.FAULT):
             return await self._end(outcome, None)
         if m.fault is not None:

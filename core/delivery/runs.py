@@ -340,9 +340,15 @@ def request_stop(
         if run.state in ENDED:
             return StopOutcome(run, recorded=False)
         now = clock.now()
-        live = run.lease_live(now) or bool(registry.run_sharers(connection, run_id))
+        # A process of this machine that is gone (kill -9) is not waited for.
+        interrupted = holding.holding(connection, run, now).interrupted
+        live = not interrupted and (
+            run.lease_live(now) or bool(registry.run_sharers(connection, run_id))
+        )
         # Nobody delivers it (detached, waiting, or its process died): stopping
         # it is only a state change. Otherwise the process sees the request.
+        if interrupted:
+            registry.lapse_dead_here(connection, run_id, now)
         transitions.request_stop(connection, run_id, now, by or who(), delivered=live)
         if not live:
             registry.recover_run(connection, run_id, now)
