@@ -304,3 +304,43 @@ def test_kill_9_of_a_delivering_process_shows_interrupted_at_once(
     assert f"next: msgrun run restart {run_id} delivers what was not sent" in text
     assert "being delivered by" not in text
     assert "running (interrupted)" in listed
+
+
+def test_a_worker_leaving_a_run_never_takes_the_place_of_a_live_lease(
+    db: Database, run_id: int
+) -> None:
+    now = datetime.now(UTC)
+    lease(db, run_id, f"{ELSEWHERE}:4242:abcd1234", now + timedelta(seconds=12))
+    with db.connect() as connection:
+        registry.left_unfinished(connection, run_id, f"worker:{ELSEWHERE}:7:cafe0001", now)
+    shown = shown_at(db, run_id, now)
+    assert (shown["interrupted"], shown["held_by"]) == (False, [{"host": ELSEWHERE, "pid": 4242}])
+    # Once nobody holds it, the worker that left it is named.
+    lease(db, run_id, None, None)
+    with db.connect() as connection:
+        registry.left_unfinished(connection, run_id, f"worker:{ELSEWHERE}:7:cafe0001", now)
+    shown = shown_at(db, run_id, now)
+    assert (shown["interrupted"], shown["held_by"]) == (True, [{"host": ELSEWHERE, "pid": 7}])
+
+
+def test_a_worker_that_shuts_down_leaves_its_runs_interrupted_until_one_takes_them_up(
+    db: Database,
+) -> None:
+    """A worker shutting down (SIGTERM) leaves its runs `running` for the next worker:
+    until one comes, nobody delivers them, and they say so."""
+    with SmtpServer() as server:
+        run_id = new_run(db, document(5, server.port))
+
+        async def shut_down_at_once() -> str:
+            stop = asyncio.Event()
+            stop.set()
+            delivery = await deliver(
+                db, run_id, SystemClock(), environ={}, stop=stop, keep_running_on_stop=True
+            )
+            return delivery.state
+
+        assert asyncio.run(shut_down_at_once()) == "running"
+        shown = shown_at(db, run_id)
+        assert (shown["state"], shown["interrupted"]) == ("running", True)
+        deliver_now(db, run_id, resume_only=True)
+    assert shown_at(db, run_id)["interrupted"] is False
