@@ -24,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import threading
 import time
-import uuid
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +36,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from core.clock import Clock
-from core.delivery import guards, policy, queries, registry, transitions
+from core.delivery import guards, policy, processes, queries, registry, transitions
 from core.delivery.compose import Composer, Templates, run_settings
 from core.delivery.feeder import Feeder
 from core.delivery.lines import local_lines
@@ -75,8 +73,8 @@ LINGER_SECONDS = 15.0
 
 
 def process_owner() -> str:
-    """Who holds a lease: host, pid and a nonce (pids are reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Who holds a lease: host, pid and a nonce (pids are reused: ``processes``)."""
+    return processes.process_id()
 
 
 class DeliveryBroken(Exception):
@@ -220,11 +218,15 @@ class Deliverer:
 
     def _leave(self, connection: Connection) -> None:
         registry.leave(connection, self.run_id, self.worker_id)
+        now = self.clock.now()
         if self.alongside_others:
             # The last process out of a stopping run marks it stopped.
-            registry.finish_stopping(connection, self.clock.now(), self.run_id)
+            registry.finish_stopping(connection, now, self.run_id)
+            registry.left_unfinished(connection, self.run_id, self.worker_id, now)
         else:
-            registry.release_lease(connection, self.run_id, self.owner)
+            # A run it leaves unfinished (an error, a worker shutting down) shows
+            # as interrupted until a process takes it up again.
+            registry.release_lease(connection, self.run_id, self.owner, now)
         if self.own_worker:
             registry.retire(connection, self.worker_id)
 
@@ -340,7 +342,12 @@ class Deliverer:
             await self.db(
                 lambda c: transitions.make_unknown(c, self.worker_id, self.clock.now(), self.run_id)
             )
-            raise DeliveryBroken(self.run_id, error) from error
+            broken = DeliveryBroken(self.run_id, error)
+            # Whoever looks at the run (the console, run show) sees why it is interrupted;
+            # the database may be what went away, and then this cannot be said.
+            with contextlib.suppress(Exception):
+                await self.db(lambda c: transitions.note_interruption(c, self.run_id, str(broken)))
+            raise broken from error
         if outcome not in (Ending.STOP, Ending.FAULT):
             return await self._end(outcome, None)
         if m.fault is not None:

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, or_, select
 
 from core.bounces import outcomes
-from core.clock import Clock, format_instant
-from core.delivery import queries, registry, transitions
+from core.clock import Clock, SystemClock, format_instant
+from core.delivery import holding, queries, registry, transitions
 from core.delivery.states import (
     ENDED,
     EXCLUDED,
@@ -340,9 +340,15 @@ def request_stop(
         if run.state in ENDED:
             return StopOutcome(run, recorded=False)
         now = clock.now()
-        live = run.lease_live(now) or bool(registry.run_sharers(connection, run_id))
+        # A process of this machine that is gone (kill -9) is not waited for.
+        interrupted = holding.holding(connection, run, now).interrupted
+        live = not interrupted and (
+            run.lease_live(now) or bool(registry.run_sharers(connection, run_id))
+        )
         # Nobody delivers it (detached, waiting, or its process died): stopping
         # it is only a state change. Otherwise the process sees the request.
+        if interrupted:
+            registry.lapse_dead_here(connection, run_id, now)
         transitions.request_stop(connection, run_id, now, by or who(), delivered=live)
         if not live:
             registry.recover_run(connection, run_id, now)
@@ -403,12 +409,19 @@ def run_json(
     *,
     with_recipients: bool = True,
     states: Sequence[str] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    run = get_run(database, run_id)
+    """``run show --json``; ``now``: the clock leases are measured on (default this one)."""
+    with database.connect() as connection:
+        run = read_run(connection, run_id)
+        held = holding.holding(connection, run, now or SystemClock().now())
     result: dict[str, Any] = {
         "id": str(run.id),
         "definition": run.definition_id,
         "state": run.state,
+        # Nobody delivers it any more: domain.md, "An interrupted delivery shows".
+        "interrupted": held.interrupted,
+        "held_by": [holder.as_json() for holder in held.held_by],
         "counts": run.counts,
         "planned_at": format_instant(run.planned_at),
         "created_at": format_instant(run.created_at),

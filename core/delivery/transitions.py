@@ -523,7 +523,8 @@ def restart(connection: Connection, run_id: int) -> bool:
 
 
 def resume(connection: Connection, run_id: int) -> bool:
-    """A worker takes up a run: `running` again if it is running or waiting and not stopped."""
+    """A worker takes up a run: `running` again if it is running or waiting and not stopped
+    (what interrupted an earlier delivery is cleared: ``note_interruption``)."""
     sources, target = RUN_TRANSITIONS["resume"]
     result = connection.execute(
         update(RUN)
@@ -532,7 +533,21 @@ def resume(connection: Connection, run_id: int) -> bool:
             RUN.c.state.in_(sorted(sources)),
             RUN.c.stop_requested_at.is_(None),
         )
-        .values(state=target, ended_at=None)
+        .values(state=target, ended_at=None, error=None)
+    )
+    if result.rowcount == 1:
+        run_changed(connection, run_id)
+    return result.rowcount == 1
+
+
+def note_interruption(connection: Connection, run_id: int, error: str) -> bool:
+    """A delivery ended on an error and left the run unfinished (`running` or
+    `stopping`): the run keeps why, for whoever looks at it, until it is taken up again
+    (``restart`` and ``resume`` clear it)."""
+    result = connection.execute(
+        update(RUN)
+        .where(RUN.c.id == run_id, RUN.c.state.in_([RunState.RUNNING, RunState.STOPPING]))
+        .values(error=error)
     )
     if result.rowcount == 1:
         run_changed(connection, run_id)

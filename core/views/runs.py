@@ -12,7 +12,15 @@ from sqlalchemy.types import Integer
 
 from core.bounces import outcomes as report_outcomes
 from core.delivery.export import OUTCOME_FILTERS
-from core.delivery.runs import RecipientView, RunInfo, get_run, list_runs, recipient_page
+from core.delivery.holding import NOBODY, Holding, holding, holdings
+from core.delivery.runs import (
+    RecipientView,
+    RunInfo,
+    get_run,
+    list_runs,
+    read_run,
+    recipient_page,
+)
 from core.delivery.states import (
     COMPLETED,
     ENDED,
@@ -68,11 +76,22 @@ def restart_check(run_id: int, state: str) -> RestartCheck:
 
 @dataclass(frozen=True)
 class RunProgress:
-    """A run with its progress: the counts an operator decides by."""
+    """A run with its progress: the counts an operator decides by, and who delivers it."""
 
     run: RunInfo
     to_send: int
     done: int
+    holding: Holding = NOBODY
+
+    @property
+    def interrupted(self) -> bool:
+        """`running` or `stopping`, and no process delivers it any more."""
+        return self.holding.interrupted
+
+    @property
+    def delivered_now(self) -> bool:
+        """A live process delivers it (a restart would have to wait for it)."""
+        return bool(self.holding.live)
 
     @property
     def id(self) -> int:
@@ -90,8 +109,8 @@ class RunProgress:
         return restart_check(self.run.id, self.run.state)
 
 
-def progress_of(run: RunInfo) -> RunProgress:
-    return RunProgress(run, to_send(run.counts), done(run.counts))
+def progress_of(run: RunInfo, held: Holding = NOBODY) -> RunProgress:
+    return RunProgress(run, to_send(run.counts), done(run.counts), held)
 
 
 @dataclass(frozen=True)
@@ -103,15 +122,23 @@ class RunsOverview:
 
     @property
     def running(self) -> int:
-        return sum(r.state == RUNNING for r in self.runs)
+        return sum(r.state == RUNNING and not r.interrupted for r in self.runs)
+
+    @property
+    def interrupted(self) -> int:
+        return sum(r.interrupted for r in self.runs)
 
 
-def runs_overview(database: Database, limit: int = 100) -> RunsOverview:
-    runs = [progress_of(run) for run in list_runs(database, limit)]
+def runs_overview(
+    database: Database, limit: int = 100, now: datetime | None = None
+) -> RunsOverview:
+    """``now``: the clock the runs' leases are measured on (default this machine's)."""
+    listed = list_runs(database, limit)
     definition = table_of(Definition)
     with database.connect() as connection:
         definitions = connection.execute(select(func.count()).select_from(definition)).scalar_one()
-    return RunsOverview(runs, int(definitions))
+        held = holdings(connection, listed, now or datetime.now(UTC))
+    return RunsOverview([progress_of(run, held[run.id]) for run in listed], int(definitions))
 
 
 @dataclass(frozen=True)
@@ -226,16 +253,19 @@ def run_window(
     matching: int | None = None,
     last: bool = False,
     outcome: str | None = None,
+    now: datetime | None = None,
 ) -> RunWindow:
     """A window of ``limit`` recipients from ``offset``, or the last window with ``last``.
 
     Without a search, how many match is read from the run's counters (instant
     however large the run); with one, it is counted unless ``matching`` says.
     ``outcome`` (one of ``OUTCOME_FILTERS``) shows only recipients with that outcome.
+    ``now``: the clock the run's lease is measured on (default this machine's).
     """
-    run = get_run(database, run_id)
     with database.connect() as connection:
+        run = read_run(connection, run_id)
         outcome_counts = report_outcomes.run_counts(connection, run_id)
+        held = holding(connection, run, now or datetime.now(UTC))
     if outcome is not None:
         if outcome not in OUTCOME_FILTERS:
             raise ValueError(f"unknown outcome {outcome!r} (one of: {', '.join(OUTCOME_FILTERS)})")
@@ -243,7 +273,9 @@ def run_window(
             database, run_id, outcome, search, offset, limit, last
         )
         marks, handed = _marks(database, run_id, rows)
-        return RunWindow(progress_of(run), rows, offset, counted, marks, handed, outcome_counts)
+        return RunWindow(
+            progress_of(run, held), rows, offset, counted, marks, handed, outcome_counts
+        )
     if not search:
         matching = run.total if not states else sum(run.counts.get(s, 0) for s in states)
     if last and matching is None:
@@ -264,7 +296,7 @@ def run_window(
         matching=matching,
     )
     marks, handed = _marks(database, run_id, rows)
-    return RunWindow(progress_of(run), rows, offset, counted, marks, handed, outcome_counts)
+    return RunWindow(progress_of(run, held), rows, offset, counted, marks, handed, outcome_counts)
 
 
 # -- pictures -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from core.bounces.store import ReadSummary
 from core.clock import SystemClock, format_instant
 from core.delivery.deliver import Delivery, DeliveryBroken, LeaseHeld, deliver
+from core.delivery.holding import Holding, holdings
 from core.delivery.runs import (
     AT_TOLERANCE_SECONDS,
     RunInfo,
@@ -362,14 +363,37 @@ def lapse_dead_here_now(db: Database, run_id: int, clock: SystemClock) -> bool:
         return lapse_dead_here(connection, run_id, clock.now())
 
 
+def holding_of(db: Database, runs: list[RunInfo]) -> dict[int, Holding]:
+    """Who delivers each run now, and which are interrupted (``core.delivery.holding``)."""
+    with db.connect() as connection:
+        return holdings(connection, runs, SystemClock().now())
+
+
+def shown_state(run: RunInfo, held: Holding) -> str:
+    """``running``, or ``running (interrupted)`` when nobody delivers it any more."""
+    return f"{run.state} (interrupted)" if held.interrupted else run.state
+
+
+def interrupted_lines(run: RunInfo, held: Holding) -> list[str]:
+    """What an interrupted run's ``run show`` says: that, who left it, and what to do."""
+    who = ", ".join(holder.words() for holder in held.held_by)
+    left = f" (it was delivered by {who}, which no longer does)" if who else ""
+    return [
+        f"interrupted: no process delivers this run any more{left}",
+        f"next: msgrun run restart {run.id} delivers what was not sent (a msgrun worker "
+        f"takes it up too); msgrun run stop {run.id} ends it stopped",
+    ]
+
+
 def run_show(args: argparse.Namespace) -> int:
     db = database(args.db)
     run = existing_run(db, args.run)
     if args.json:
         write_out(dumps(run_json(db, run.id, states=args.state)))
         return 0
+    held = holding_of(db, [run])[run.id]
     lines = [
-        f"run {run.id} · {run.definition_id} · {run.state}",
+        f"run {run.id} · {run.definition_id} · {shown_state(run, held)}",
         f"planned for {format_instant(run.planned_at)} · created {format_instant(run.created_at)} "
         f"by {run.started_by}",
     ]
@@ -379,8 +403,10 @@ def run_show(args: argparse.Namespace) -> int:
         lines.append(f"ended {format_instant(run.ended_at)}")
     if run.stop_requested_by:
         lines.append(f"stop requested by {run.stop_requested_by}")
-    if run.lease_live(SystemClock().now()):
-        lines.append(f"being delivered by {run.lease_owner}")
+    if held.live:
+        lines.append(f"being delivered by {', '.join(h.words() for h in held.live)}")
+    if held.interrupted:
+        lines.append(interrupted_lines(run, held)[0])
     if run.error:
         lines.append(f"error: {run.error}")
     lines.append("")
@@ -401,7 +427,9 @@ def run_show(args: argparse.Namespace) -> int:
             )
     handed_on = unknown_handed_on(db, run.id) if run.counts[UNKNOWN] else 0
     steps = next_steps(run, handed_on=handed_on)
-    if steps and run.state not in (RUNNING, STOPPING):
+    if held.interrupted:
+        steps = [interrupted_lines(run, held)[1], *steps]
+    if steps and (held.interrupted or run.state not in (RUNNING, STOPPING)):
         lines += ["", *steps]
     write_out("\n".join(lines))
     return 0
@@ -426,13 +454,14 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     header = ("RUN", "DEFINITION", "STATE", "CREATED", "SENT", "TO SEND", "FAILED", "UNKNOWN")
     rows = [(*header, "EXCLUDED")]
+    held = holding_of(db, runs)
     for r in runs:
         rows.append(
             (
                 str(r.id),
                 r.definition_id
                 + (f" (follows {r.follow_up_of})" if r.follow_up_of is not None else ""),
-                r.state,
+                shown_state(r, held[r.id]),
                 format_instant(r.created_at),
                 str(r.counts["sent"]),
                 str(to_send(r.counts)),
