@@ -91,4 +91,3 @@ def test_a_folder_swapped_for_a_link_out_is_not_followed(
 def test_a_missing_documents_folder_is_a_fault_of_its_own(tmp_path: Path) -> None:
     with pytest.raises(FolderMissing):
         check(str(tmp_path / "nowhere"), "a.pdf")
-

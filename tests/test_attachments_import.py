@@ -3,12 +3,14 @@ attachments, a profile's size limit; no path may leave the folder."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from core.interchange import import_text
 from core.storage import Database
 from core.storage.models import Definition, Document, Organisation, SmtpProfile, table_of
 from tests.attachment_support import with_files
@@ -128,12 +130,21 @@ def test_a_file_name_with_a_slash_or_a_bidi_override_is_refused(
     ]
 
 
-def test_a_documents_folder_must_be_absolute_and_a_limit_a_number(
+def test_a_relative_documents_folder_is_taken_from_the_imported_files_folder(
     db: Database, tmp_path: Path
 ) -> None:
+    document = with_files(tmp_path / "out")
+    document["organisation"]["documents_folder"] = "out"
+    outcome = import_text(db, json.dumps(document), base=str(tmp_path))
+    assert outcome.ok, outcome.problems
+    with db.connect() as connection:
+        folder = connection.execute(select(table_of(Organisation).c.documents_folder)).scalar()
+    assert folder == str(tmp_path / "out")
+
+
+def test_a_size_limit_must_be_a_whole_number(db: Database, tmp_path: Path) -> None:
     document = with_files(tmp_path)
-    document["organisation"]["documents_folder"] = "relative/out"
     document["smtp_profiles"][0]["max_message_bytes"] = "10 MB"
-    problems = problems_of(db, document)
-    assert "organisation.documents_folder: 'relative/out' is not an absolute path" in problems
-    assert "smtp_profiles[0].max_message_bytes: expected a whole number, got a string" in problems
+    assert problems_of(db, document) == [
+        "smtp_profiles[0].max_message_bytes: expected a whole number, got a string"
+    ]

@@ -19,6 +19,23 @@ from core.vocabulary import DOCUMENT_KIND_OF
 MAX_PATH = 1000
 
 
+def anchor_folder(document: Any, base: str) -> None:
+    """A relative ``documents_folder`` made absolute against ``base`` (the imported
+    file's folder, or the current one), in place, before the file is read."""
+    organisation = document.get("organisation") if isinstance(document, dict) else None
+    if not isinstance(organisation, dict):
+        return
+    folder = organisation.get("documents_folder")
+    if (
+        isinstance(folder, str)
+        and folder.strip()
+        and not os.path.isabs(folder)
+        and control_character(folder) is None
+        and "\x00" not in folder
+    ):
+        organisation["documents_folder"] = os.path.normpath(os.path.join(base, folder))
+
+
 def documents_folder(r: Reader) -> str | None:
     folder = r.text("documents_folder", max_length=4000)
     if folder is not None and not os.path.isabs(folder):
