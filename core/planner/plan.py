@@ -299,11 +299,13 @@ def iter_candidates(
                         found = rule(ctx, customer, address, document)
                         if found is not None:
                             reasons = (*reasons, found)
-                    for rule in file_rules:
-                        found = rule(ctx, customer, address, document)
-                        if found is not None:
-                            reasons = (*reasons, found)
-                    if count_without_files and document is not None and not document.files:
+                    listed = document is not None and bool(document.files)
+                    if file_rules and (listed or definition.attachment_files):
+                        for rule in file_rules:
+                            found = rule(ctx, customer, address, document)
+                            if found is not None:
+                                reasons = (*reasons, found)
+                    if count_without_files and not listed:
                         ctx.without_files += 1
                     offset = (
                         billing_offset(ctx, document)
