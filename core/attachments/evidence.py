@@ -24,13 +24,18 @@ def export_text(attachments: Sequence[dict[str, Any]] | None) -> str | None:
 
 
 def sent_lines(
-    attachments: Sequence[dict[str, Any]] | None, state: str, sent_at: datetime | None
+    attachments: Sequence[dict[str, Any]] | None,
+    state: str,
+    sent_at: datetime | None,
+    *,
+    with_sha256: bool = True,
 ) -> list[str]:
-    """``sent 2026-0042.pdf, 47 KiB, 2026-12-05 09:00`` for each attachment, with its
-    SHA-256 (``carried`` when the message was not accepted)."""
+    """``sent 2026-0042.pdf, 47 KiB, 2026-12-05 09:00`` for each attachment (``carried``
+    when the message was not accepted), with its SHA-256 unless told not to."""
     verb = "sent" if state == "sent" else "carried"
     when = f", {sent_at:%Y-%m-%d %H:%M}" if state == "sent" and sent_at is not None else ""
     return [
-        f"{verb} {a['name']}, {size_text(int(a['bytes']))}{when} · sha256 {a['sha256']}"
+        f"{verb} {a['name']}, {size_text(int(a['bytes']))}{when}"
+        + (f" · sha256 {a['sha256']}" if with_sha256 else "")
         for a in attachments or ()
     ]
