@@ -61,6 +61,10 @@ class CheckReport:
     profile: str
     steps: list[Step] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
+    # The SIZE the server's (last) EHLO announced (attachments.md): None when it
+    # announced none, or 0, or no number; ``ehlo_seen`` False when no EHLO was answered.
+    server_size: int | None = None
+    ehlo_seen: bool = False
 
     @property
     def ok(self) -> bool:
@@ -156,6 +160,12 @@ class Dialogue:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _learn_size(report: CheckReport, extensions: dict[str, str]) -> None:
+    value = extensions.get("SIZE", "").strip()
+    report.ehlo_seen = True
+    report.server_size = int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _extensions(reply: Reply) -> dict[str, str]:
@@ -321,6 +331,7 @@ async def check_profile(
         if reply.code != 250:
             raise StepFailed(str(reply), "the server refused EHLO")
         state["extensions"] = _extensions(reply)
+        _learn_size(report, state["extensions"])  # type: ignore[arg-type]
         return _describe_extensions(state["extensions"])  # type: ignore[arg-type]
 
     async def starttls() -> str:
@@ -342,6 +353,7 @@ async def check_profile(
         if again.code != 250:
             raise StepFailed(str(again), "the server refused EHLO after STARTTLS")
         state["extensions"] = _extensions(again)
+        _learn_size(report, state["extensions"])  # type: ignore[arg-type]
         return f"{summary}; {_describe_extensions(state['extensions'])}"  # type: ignore[arg-type]
 
     async def auth() -> str:
@@ -517,11 +529,20 @@ class UnknownProfile(LookupError):
     """No SMTP profile has that id (bad usage: exit 2)."""
 
 
-def record_result(database: Database, profile_id: str, ok: bool, at: datetime) -> None:
-    """Remember the last test of a profile (the plan warns about one never tested)."""
+def record_result(
+    database: Database,
+    profile_id: str,
+    ok: bool,
+    at: datetime,
+    report: CheckReport | None = None,
+) -> None:
+    """Remember the last test of a profile (the plan warns about one never tested), and
+    the size limit its server announced (rule 20), when the test got that far."""
     table = table_of(SmtpProfile)
     values: dict[str, object] = {"last_test_at": at, "last_test_ok": ok}
     if ok:
         values["last_test_ok_at"] = at
+    if report is not None and report.ehlo_seen:
+        values["server_size"] = report.server_size
     with database.connect() as connection:
         connection.execute(update(table).where(table.c.id == profile_id).values(**values))

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from core.interchange import ImportOutcome, import_text
+from core.interchange.files import anchor_folder
 from core.storage import Database, open_database
 from core.storage.models import Base
 from tests.pg_databases import create_database, drop_database
@@ -105,7 +106,10 @@ def load_ok(database: Database, document: dict[str, Any]) -> ImportOutcome:
 
 
 def sample(path: Path = BLUE_LAGOON) -> dict[str, Any]:
+    """A sample file as JSON, its documents folder made absolute as an import of the file
+    would (relative to the file's folder)."""
     data: dict[str, Any] = json.loads(path.read_text())
+    anchor_folder(data, str(path.parent))
     return data
 
 

@@ -577,6 +577,8 @@ def test_warnings(db: Database, minimal: Doc) -> None:
         "SMTP profile main: the environment variable SMTP_PASS that holds its password is not "
         "set here",
         "SMTP profile main has never passed an SMTP test (msgrun smtp test main)",
+        "1 candidate(s) of this definition have a document that lists no files: they are sent "
+        "without attachments (template.attachments.document_files)",
     ]
     assert not any(
         "SMTP_PASS" in w for w in plan_of(db, minimal, environ={"SMTP_PASS": "x"}).warnings

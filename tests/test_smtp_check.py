@@ -248,3 +248,30 @@ def test_the_command_line_records_the_result(tmp_path: Path, db: Database) -> No
         [exe, "--db", url, "smtp", "test", "main", "--to", "x@@y"], capture_output=True, text=True
     )
     assert bad_to.returncode == 2 and "--to: 'x@@y' is not a valid email address" in bad_to.stderr
+
+
+def test_the_size_the_server_announces_is_learnt_and_planning_holds_to_it(
+    tmp_path: Path, db: Database
+) -> None:
+    url = db.describe() if db.dialect == "sqlite" else db.url.render_as_string(hide_password=False)
+    with SmtpServer() as server:  # aiosmtpd announces SIZE 33554432
+        doc = document(1, server.port)
+        doc["organisation"]["documents_folder"] = str(tmp_path)
+        doc["documents"][0]["files"] = [{"path": "big.pdf"}]
+        (tmp_path / "big.pdf").write_bytes(b"%PDF-1.4 " + bytes(40 * 1024 * 1024))
+        load_ok(db, doc)
+        assert make_plan(db, "inv", parse_instant(AT), environ={}).candidates[0].codes() == []
+        exe = str(Path(sys.executable).with_name("msgrun"))
+        result = subprocess.run(
+            [exe, "--db", url, "smtp", "test", "main"],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    assert result.returncode == 0, result.stderr
+    assert "main: size limit 33,554,432 bytes (the SIZE the server announced)" in result.stdout
+    [candidate] = make_plan(db, "inv", parse_instant(AT), environ={}).candidates
+    assert candidate.codes() == ["message_too_large"]
+    assert "over the limit of 33,554,432 bytes (the SIZE the server announced)" in (
+        candidate.reasons[0].detail
+    )

@@ -20,7 +20,10 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from core.attachments.mime import Attacher
+from core.attachments.specs import FileSpec, definition_specs, file_specs
 from core.bounces.verp import verp_address, verp_token
+from core.delivery.attaching import attach
 from core.delivery.message import Envelope, build_message
 from core.delivery.queries import Due, run_row
 from core.delivery.smtp import ProfileSettings
@@ -46,6 +49,8 @@ class Templates:
     organisation: dict[str, Any]
     # per_trigger definitions record their targets when the run is made, not each send.
     ledger: bool = True
+    # The files its messages attach (attachments.md); None: none.
+    attacher: Attacher | None = None
 
 
 Contexts = dict[str, dict[str, Any]]
@@ -71,8 +76,18 @@ def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, 
         html=definition.template_html,
         organisation={"name": organisation.name, "timezone": organisation.timezone},
         ledger=definition.dedup != "per_trigger",
+        attacher=_attacher(organisation, definition),
     )
     return profile, templates
+
+
+def _attacher(organisation: Any, definition: Any) -> Attacher | None:
+    attacher = Attacher(
+        organisation.documents_folder,
+        bool(definition.attach_document_files),
+        definition_specs(definition.attachment_files),
+    )
+    return attacher if attacher.attaching else None
 
 
 def message_contexts(connection: Connection, due: Sequence[Due]) -> Contexts:
@@ -100,8 +115,14 @@ def message_contexts(connection: Connection, due: Sequence[Due]) -> Contexts:
             connection, "SELECT id, name FROM contact", {d.contact_id for d in due if d.contact_id}
         )
     }
-    documents = {
-        row[0]: {
+    documents: dict[str, dict[str, Any]] = {}
+    files: dict[str, tuple[FileSpec, ...]] = {}  # a document's files, when it lists any
+    for row in rows_by_ids(
+        connection,
+        "SELECT id, kind, number, status, due_date, amount, currency, files FROM document",
+        {d.document_id for d in due if d.document_id},
+    ):
+        documents[row[0]] = {
             "id": row[0],
             "kind": row[1],
             "number": row[2],
@@ -111,13 +132,9 @@ def message_contexts(connection: Connection, due: Sequence[Due]) -> Contexts:
             "amount": row[5],
             "currency": row[6],
         }
-        for row in rows_by_ids(
-            connection,
-            "SELECT id, kind, number, status, due_date, amount, currency FROM document",
-            {d.document_id for d in due if d.document_id},
-        )
-    }
-    return {"customers": customers, "contacts": contacts, "documents": documents}
+        if row[7] is not None:
+            files[row[0]] = file_specs(json_value(row[7]))
+    return {"customers": customers, "contacts": contacts, "documents": documents, "files": files}
 
 
 def envelope_sender(profile: ProfileSettings, run_id: int, position: int) -> str | None:
@@ -138,6 +155,7 @@ class Draft:
     address: str
     to_name: str | None
     values: dict[str, Any]  # the templates' variables
+    files: tuple[FileSpec, ...] = ()  # its document's files (attachments.md)
 
 
 def draft_of(due: Due, templates: Templates, context: Contexts) -> Draft:
@@ -150,7 +168,8 @@ def draft_of(due: Due, templates: Templates, context: Contexts) -> Draft:
         "address": due.address,
         "document": context["documents"].get(due.document_id or "") if due.document_id else None,
     }
-    return Draft(due.position, due.message_id, due.address, contact.get("name"), values)
+    files = context.get("files", {}).get(due.document_id or "", ())
+    return Draft(due.position, due.message_id, due.address, contact.get("name"), values, files)
 
 
 @dataclass(frozen=True)
@@ -164,9 +183,9 @@ class Composer:
 
     def build(self, draft: Draft, now: datetime) -> Envelope:
         """RenderError when a template fails for this recipient, ValueError when an
-        address cannot be used."""
+        address cannot be used, FileProblem when a file it attaches cannot be."""
         profile, templates, values = self.profile, self.templates, draft.values
-        return build_message(
+        envelope = build_message(
             from_address=profile.from_address,
             from_name=profile.from_name,
             to_address=draft.address,
@@ -178,6 +197,7 @@ class Composer:
             date=now,
             envelope_sender=envelope_sender(profile, self.run_id, draft.position),
         )
+        return attach(envelope, templates.attacher, draft.files)
 
 
 def compose_message(

@@ -18,13 +18,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 
+from core.attachments.folder import FileProblem, FolderMissing
+from core.attachments.reckon import limit_source, size_limit
 from core.delivery.compose import Composer, Draft
+from core.delivery.message import Envelope
 from core.delivery.smtp import (
     ConnectionFault,
+    ProfileSettings,
     Reply,
     RunFault,
     open_connection,
@@ -50,6 +54,11 @@ class Attempt:
     run_fault: str | None = None
     broken: str | None = None
     tried: bool = True
+    # A broken message's reason code, when it has one (document_file_missing,
+    # message_too_large: attachments.md); its detail is ``broken``.
+    reason: str | None = None
+    # What the message carried: {"name", "bytes", "sha256"} each.
+    attachments: tuple[dict[str, Any], ...] = ()
 
 
 # One message for a line: the recipient's id and its draft.
@@ -144,6 +153,24 @@ async def send_window(
         except (RenderError, ValueError) as error:
             on_attempt(Attempt(rid, broken=str(error)))
             continue
+        except FileProblem as problem:  # never sent without the file
+            on_attempt(Attempt(rid, broken=str(problem), reason="document_file_missing"))
+            continue
+        except FolderMissing as missing:  # a fault of the definition: nothing can be sent
+            on_attempt(Attempt(rid, run_fault=str(missing)))
+            for attempt in attempts_after_fault(items, i + 1):
+                on_attempt(attempt)
+            return False
+        if (too_large := over_limit(envelope, composer.profile, smtp)) is not None:
+            on_attempt(
+                Attempt(
+                    rid,
+                    broken=too_large,
+                    reason="message_too_large",
+                    attachments=envelope.attachments,
+                )
+            )
+            continue
         try:
             reply = await send(smtp, envelope)
         except RunFault as fault:
@@ -152,12 +179,32 @@ async def send_window(
                 on_attempt(attempt)
             return False
         except ConnectionFault as fault:
-            on_attempt(Attempt(rid, fault=str(fault)))
+            on_attempt(Attempt(rid, fault=str(fault), attachments=envelope.attachments))
             for attempt in attempts_after_fault(items, i + 1):
                 on_attempt(attempt)
             return False
-        on_attempt(Attempt(rid, reply=reply))
+        on_attempt(Attempt(rid, reply=reply, attachments=envelope.attachments))
     return True
+
+
+def server_size(smtp: aiosmtplib.SMTP) -> int | None:
+    """The SIZE the server's EHLO announced (None: none, 0 or without a number)."""
+    value = smtp.esmtp_extensions.get("size", "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else None
+
+
+def over_limit(envelope: Envelope, profile: ProfileSettings, smtp: aiosmtplib.SMTP) -> str | None:
+    """Why a message with attachments is too large to send (both sizes), or None."""
+    if not envelope.attachments:
+        return None
+    announced = server_size(smtp)
+    limit = size_limit(profile.max_message_bytes, announced)
+    if limit is None or len(envelope.data) <= limit:
+        return None
+    return (
+        f"the message with its attachments is {len(envelope.data):,} bytes, over the limit "
+        f"of {limit:,} bytes ({limit_source(profile.max_message_bytes, announced)}): not sent"
+    )
 
 
 class LocalLine:

@@ -20,6 +20,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from typing import Any
 
 CRLF = "\r\n"
 # Characters that oblige a display name to be quoted (RFC 5322 "specials").
@@ -47,6 +48,8 @@ class Envelope:
     recipient: str
     data: bytes
     smtputf8: bool
+    # What the message carries ({"name", "bytes", "sha256"} each; attachments.md).
+    attachments: tuple[dict[str, Any], ...] = ()
 
 
 def folded(name: str, value: str) -> str:

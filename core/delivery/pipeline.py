@@ -192,6 +192,7 @@ class InMemory:
         self.in_flight: set[int] = set()  # marked `sending`, reply not yet in
         self.unsent: list[int] = []  # marked `sending`, never handed to a connection
         self.fault: str | None = None  # a fault of the profile ends the run
+        self.missing_in_row = 0  # recipients failed in a row for a missing file
         self.sent = 0
         self.replies = RateMeter()  # replies a second: the marked group follows it
 

@@ -398,6 +398,7 @@ def recipient_rows(
             "reasons": r.reasons,
             "outcome": found[r.id].as_json() if r.id in found else None,
             "handed_on_to": r.handed_on_to,
+            "attachments": list(r.attachments or []),
         }
         for r in rows
     ]

@@ -63,7 +63,7 @@ class SenderProcessLost(Exception):
 
 def draft_wire(item: Item) -> tuple[Any, ...]:
     rid, d = item
-    return (rid, d.position, d.message_id, d.address, d.to_name, d.values)
+    return (rid, d.position, d.message_id, d.address, d.to_name, d.values, d.files)
 
 
 def draft_of_wire(wire: tuple[Any, ...]) -> Item:
@@ -72,13 +72,13 @@ def draft_of_wire(wire: tuple[Any, ...]) -> Item:
 
 def attempt_wire(a: Attempt) -> tuple[Any, ...]:
     code, text = (a.reply.code, a.reply.text) if a.reply is not None else (None, None)
-    return (a.id, code, text, a.fault, a.run_fault, a.broken, a.tried)
+    return (a.id, code, text, a.fault, a.run_fault, a.broken, a.tried, a.reason, a.attachments)
 
 
 def attempt_of_wire(wire: tuple[Any, ...]) -> Attempt:
-    rid, code, text, fault, run_fault, broken, tried = wire
+    rid, code, text, fault, run_fault, broken, tried, reason, attachments = wire
     reply = Reply(code, text) if code is not None else None
-    return Attempt(rid, reply, fault, run_fault, broken, tried)
+    return Attempt(rid, reply, fault, run_fault, broken, tried, reason, attachments)
 
 
 def frame(message: Any) -> bytes:

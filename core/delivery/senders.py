@@ -27,6 +27,9 @@ from core.delivery.pipeline import Delivering, InMemory, Outgoing
 from core.delivery.smtp import AuthGate, ConnectionFault, RateLimit, Reply, RunFault
 from core.delivery.states import FAILED, SENT
 
+# Recipients failed in a row for a missing file that end the run (attachments.md).
+MISSING_IN_A_ROW = 20
+
 # Windows under way on one line: two, so that a line in another process is never left
 # waiting for the next.
 WINDOWS_UNDER_WAY = 2
@@ -118,12 +121,15 @@ class Senders:
             elif not attempt.tried:
                 untried.append(outgoing)
             elif attempt.broken is not None:  # its message could not be built: failed
-                self._result(outgoing, broken=attempt.broken)
+                self._result(outgoing, broken=attempt.broken, attempt=attempt)
+                self._count_missing(attempt)
             elif attempt.fault is not None:
-                self._result(outgoing, fault=attempt.fault)
+                self._result(outgoing, fault=attempt.fault, attempt=attempt)
+                m.missing_in_row = 0
             else:
                 assert attempt.reply is not None
-                self._result(outgoing, reply=attempt.reply)
+                self._result(outgoing, reply=attempt.reply, attempt=attempt)
+                m.missing_in_row = 0
 
         items = [(o.due.id, o.draft) for o in batch]
         await line.send(items, self.delivering.clock.now(), attempted, pacing)
@@ -132,6 +138,20 @@ class Senders:
                 self._unsent(untried)
             else:  # the line dropped before them: another connection sends them
                 m.ready.put_back(untried)
+
+    def _count_missing(self, attempt: Attempt) -> None:
+        """Twenty files missing in a row end the run: a fault of the definition."""
+        m = self.memory
+        if attempt.reason != "document_file_missing":
+            m.missing_in_row = 0
+            return
+        m.missing_in_row += 1
+        if m.missing_in_row >= MISSING_IN_A_ROW:
+            m.fault = m.fault or (
+                f"{MISSING_IN_A_ROW} recipients in a row had a file missing (the last: "
+                f"{attempt.broken}): the documents' files are not where the definition "
+                "says; the rest stay pending"
+            )
 
     def _unsent(self, batch: list[Outgoing]) -> None:
         """Marked `sending`, never handed to a connection: they go back to `pending`."""
@@ -154,14 +174,29 @@ class Senders:
         reply: Reply | None = None,
         fault: str | None = None,
         broken: str | None = None,
+        attempt: Attempt | None = None,
     ) -> None:
         d, m = self.delivering, self.memory
         due = outgoing.due
         now = d.clock.now()
         first_attempt_at = due.first_attempt_at or now
+        # What the message carried, recorded with every attempt of a run that attaches.
+        carried = (
+            list(attempt.attachments if attempt is not None else ())
+            if d.templates.attacher is not None
+            else None
+        )
         if broken is not None:
+            reason = attempt.reason if attempt is not None else None
             m.results.append(
-                transitions.Result(due.id, FAILED, error=broken, customer_id=due.customer_id)
+                transitions.Result(
+                    due.id,
+                    FAILED,
+                    error=broken,
+                    customer_id=due.customer_id,
+                    reasons=[{"code": reason, "detail": broken}] if reason else None,
+                    attachments=carried,
+                )
             )
             m.in_flight.discard(due.id)
             return
@@ -189,6 +224,7 @@ class Senders:
             offset_days=due.offset_days,
             hard_bounce=outcome.hard_bounce,
             first_attempt_at=first_attempt_at,
+            attachments=carried,
         )
         if outcome.state == SENT:
             m.sent += 1

@@ -47,6 +47,8 @@ class ProfileSettings:
     retry_after_seconds: tuple[float, ...] | None = None
     retry_for_seconds: float | None = None
     bounce_address: str | None = None
+    # The largest message the profile's server takes (attachments.md); None: no limit set.
+    max_message_bytes: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> ProfileSettings:
@@ -72,6 +74,7 @@ class ProfileSettings:
             ),
             retry_for_seconds=row.retry_for_seconds,
             bounce_address=row.bounce_address,
+            max_message_bytes=getattr(row, "max_message_bytes", None),
         )
 
 

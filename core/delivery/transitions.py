@@ -33,6 +33,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
+    bindparam,
     case,
     func,
     select,
@@ -345,6 +346,10 @@ class Result:
     hard_bounce: bool = False
     # Kept from the first attempt on (retries end retry_for_seconds after it).
     first_attempt_at: datetime | None = None
+    # Why it failed, as reasons (a file missing at sending: attachments.md), and what
+    # its message carried (None: the run attaches nothing; not written).
+    reasons: list[dict[str, str]] | None = None
+    attachments: list[dict[str, Any]] | None = None
 
 
 # What recording a result writes: a column and its value's expression.
@@ -427,6 +432,7 @@ def record_results(
     deltas = Counter(r.state for r in results)
     deltas[SENDING] -= len(results)
     bump(connection, run_id, deltas, shard)
+    record_evidence(connection, results)
 
     if ledger:
         write_sends(
@@ -456,6 +462,29 @@ def record_results(
                 }
                 for lower, address in sorted(bounces.items())
             ],
+        )
+
+
+def record_evidence(connection: Connection, results: Sequence[Result]) -> None:
+    """What each message carried, and the reason a message was not built (attachments.md):
+    written only for runs that attach files, so the others' recording is as before."""
+    carried = [
+        {"rid": r.id, "attachments": r.attachments} for r in results if r.attachments is not None
+    ]
+    if carried:
+        connection.execute(
+            update(RECIPIENT)
+            .where(RECIPIENT.c.id == bindparam("rid"))
+            .values(attachments=bindparam("attachments")),
+            carried,
+        )
+    reasons = [{"rid": r.id, "reasons": r.reasons} for r in results if r.reasons]
+    if reasons:
+        connection.execute(
+            update(RECIPIENT)
+            .where(RECIPIENT.c.id == bindparam("rid"))
+            .values(reasons=bindparam("reasons")),
+            reasons,
         )
 
 

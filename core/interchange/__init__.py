@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from core.interchange.files import anchor_folder
 from core.interchange.parse import ORGANISATION_ID, ParsedFile, Progress, decode, parse_document
 from core.interchange.reader import Problem
 from core.interchange.references import check_references
@@ -50,12 +52,14 @@ def import_text(
     *,
     dry_run: bool = False,
     replace_organisation: bool = False,
+    base: str | None = None,
 ) -> ImportOutcome:
     """Check a whole file and store it in one transaction, or store nothing.
 
     With ``dry_run`` every check is made (stored references included) and
     nothing is written. A database holds one organisation: a file of another
-    one is refused unless ``replace_organisation``.
+    one is refused unless ``replace_organisation``. A relative ``documents_folder``
+    is taken relative to ``base`` (the file's folder), else to the current folder.
     """
     document, problems = decode(text)
     if problems:
@@ -66,6 +70,7 @@ def import_text(
         progress,
         dry_run=dry_run,
         replace_organisation=replace_organisation,
+        base=base,
     )
 
 
@@ -76,8 +81,10 @@ def import_document(
     *,
     dry_run: bool = False,
     replace_organisation: bool = False,
+    base: str | None = None,
 ) -> ImportOutcome:
     """``import_text`` for a document already decoded from JSON."""
+    anchor_folder(document, base if base is not None else os.getcwd())
     parsed, problems = parse_document(document, progress)
     with database.connect() as connection:
         problems = problems + check_references(connection, parsed)

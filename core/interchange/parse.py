@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.addresses import address_problem, fold
+from core.interchange import files
 from core.interchange.reader import MISSING, Problem, Reader, object_pairs, type_name
 from core.storage.ledger import history_fingerprint
 from core.templating import template_problem
@@ -161,6 +162,11 @@ def parse_document(
     _section(top, "definitions", _definition, parsed.definitions, ids["definition"])
     _section(top, "history", _history, parsed.history)
     top.finish()
+    problems += files.check_folder(
+        (parsed.organisation or {}).get("documents_folder"),
+        [(row.path, row.values.get("files")) for row in parsed.documents],
+        [(row.path, row.values.get("attachment_files")) for row in parsed.definitions],
+    )
     return parsed, problems
 
 
@@ -195,6 +201,7 @@ def _organisation(r: Reader) -> dict[str, Any]:
         "auto_send_confirmations": outbound.get("auto_send_confirmations", True),
         "default_address_preferences": r.flags("default_address_preferences", ADDRESS_PREFERENCES),
         "default_contact_preferences": r.flags("default_contact_preferences", CONTACT_PREFERENCES),
+        "documents_folder": files.documents_folder(r),
     }
     r.finish()
     return row
@@ -238,6 +245,7 @@ def _smtp_profile(r: Reader) -> dict[str, Any]:
         "retry_after_seconds": _delays(r, "retry_after_seconds"),
         "retry_for_seconds": r.number("retry_for_seconds", positive=True),
         "bounce_address": bounce_address,
+        "max_message_bytes": r.integer("max_message_bytes", low=1024, high=2**40),
     }
     r.finish()
     return row
@@ -401,6 +409,7 @@ def _document(r: Reader) -> dict[str, Any]:
         "due_date": r.day("due_date"),
         "amount": amount,
         "currency": currency,
+        "files": files.document_files(r),
     }
     r.finish()
     return row
@@ -449,6 +458,8 @@ def _definition(r: Reader) -> dict[str, Any]:
         "template_subject": None,
         "template_text": None,
         "template_html": None,
+        "attach_document_files": False,
+        "attachment_files": None,
     }
     trigger = r.sub("trigger", required=True)
     if trigger is not None:
@@ -499,6 +510,9 @@ def _definition(r: Reader) -> dict[str, Any]:
             if source is not None and (problem := template_problem(source)) is not None:
                 template.problem(key, problem)
             row[f"template_{key}"] = source
+        row["attach_document_files"], row["attachment_files"] = files.template_attachments(
+            template, row["kind"]
+        )
         template.finish()
     r.finish()
     return row

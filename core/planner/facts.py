@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from core.attachments.specs import FileSpec
 from core.planner.quiet_hours import QuietHours
 
 
@@ -22,6 +23,8 @@ class OrganisationFacts:
     toggles: dict[str, bool]
     default_address_preferences: dict[str, bool]
     default_contact_preferences: dict[str, bool]
+    # The folder documents' files are read from (attachments.md), if any.
+    documents_folder: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,6 +45,9 @@ class DefinitionFacts:
     quiet_hours: QuietHours | None
     dedup: str
     use_billing_rules: bool
+    # template.attachments: the document's files attached, and the definition's own.
+    attach_document_files: bool = False
+    attachment_files: tuple[FileSpec, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -49,6 +55,8 @@ class ProfileFacts:
     id: str
     password_env: str | None
     last_test_ok_at: datetime | None
+    max_message_bytes: int | None = None
+    server_size: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -136,3 +144,4 @@ class DocumentFacts:
     service_id: str | None
     billing_method_id: str | None
     due_date: date | None
+    files: tuple[FileSpec, ...] = ()

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, literal, null, select
 
 from core.addresses import fold
+from core.attachments.specs import definition_specs, file_specs
 from core.delivery.states import ENDED, HELD, PENDING, RETRYING, SENDING, UNKNOWN
 from core.planner.facts import (
     AddressFacts,
@@ -74,6 +75,7 @@ def load_organisation(connection: Connection) -> OrganisationFacts:
         },
         default_address_preferences=dict(row.default_address_preferences or {}),
         default_contact_preferences=dict(row.default_contact_preferences or {}),
+        documents_folder=row.documents_folder,
     )
 
 
@@ -100,6 +102,8 @@ def definition_facts(row: Any) -> DefinitionFacts:
         quiet_hours=quiet,
         dedup=row.dedup,
         use_billing_rules=row.use_billing_rules,
+        attach_document_files=bool(row.attach_document_files),
+        attachment_files=definition_specs(row.attachment_files),
     )
 
 
@@ -122,13 +126,15 @@ def load_definitions(connection: Connection) -> list[DefinitionFacts]:
 def load_profile(connection: Connection, profile_id: str) -> ProfileFacts:
     profiles = table_of(SmtpProfile)
     row = connection.execute(
-        select(profiles.c.id, profiles.c.password_env, profiles.c.last_test_ok_at).where(
-            profiles.c.id == profile_id
-        )
+        select(
+            profiles.c.id,
+            profiles.c.password_env,
+            profiles.c.last_test_ok_at,
+            profiles.c.max_message_bytes,
+            profiles.c.server_size,
+        ).where(profiles.c.id == profile_id)
     ).one()
-    return ProfileFacts(
-        id=row.id, password_env=row.password_env, last_test_ok_at=row.last_test_ok_at
-    )
+    return ProfileFacts(*row)
 
 
 def load_methods(connection: Connection) -> dict[str, MethodFacts]:
@@ -351,13 +357,14 @@ def _documents(
         document.c.service_id,
         document.c.billing_method_id,
         document.c.due_date,
+        document.c.files if definition.attach_document_files else null().label("files"),
     ).where(
         document.c.customer_id.between(low, high),
         document.c.kind == definition.document_kind,
     )
     found: dict[str, list[DocumentFacts]] = {}
     for row in connection.execute(query).all():
-        facts = DocumentFacts(*row)
+        facts = DocumentFacts(*row[:-1], file_specs(row[-1]))
         found.setdefault(facts.customer_id, []).append(facts)
     return found
 

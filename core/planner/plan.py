@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from core.attachments.look import FileLook
+from core.attachments.reckon import limit_source, size_limit
 from core.passwords import find_password, keyring_configured
 from core.planner.facts import (
     AddressFacts,
@@ -45,6 +47,7 @@ from core.planner.rules import (
     ADDRESS_RULES,
     CUSTOMER_RULES,
     DOCUMENT_RULES,
+    FILE_RULES,
     HISTORY_RULES,
     PLAN_RULES,
     Context,
@@ -255,6 +258,9 @@ def iter_candidates(
     at = ctx.at
     history_rules = HISTORY_RULES if definition.dedup != "none" else ()
     with_documents = definition.document_kind is not None
+    attaching = definition.attach_document_files or bool(definition.attachment_files)
+    file_rules = FILE_RULES if attaching and ctx.files is not None else ()
+    count_without_files = with_documents and definition.attach_document_files
 
     for page in iter_pages(connection, definition, customers):
         ctx.services = page.services
@@ -293,6 +299,14 @@ def iter_candidates(
                         found = rule(ctx, customer, address, document)
                         if found is not None:
                             reasons = (*reasons, found)
+                    listed = document is not None and bool(document.files)
+                    if file_rules and (listed or definition.attachment_files):
+                        for rule in file_rules:
+                            found = rule(ctx, customer, address, document)
+                            if found is not None:
+                                reasons = (*reasons, found)
+                    if count_without_files and not listed:
+                        ctx.without_files += 1
                     offset = (
                         billing_offset(ctx, document)
                         if document is not None and definition.use_billing_rules
@@ -365,6 +379,9 @@ def plan_definition(
 ) -> Plan:
     profile = load_profile(connection, definition.smtp_profile_id)
     ctx = build_context(connection, organisation, definition, at, customers, replan)
+    ctx.files = FileLook(organisation.documents_folder)
+    ctx.size_limit = size_limit(profile.max_message_bytes, profile.server_size)
+    ctx.limit_source = limit_source(profile.max_message_bytes, profile.server_size)
     summary = Summary()
     candidates = []
     with gc_paused():
@@ -372,4 +389,9 @@ def plan_definition(
             summary.add(candidate)
             candidates.append(candidate)
     warnings = plan_warnings(definition, profile, os.environ if environ is None else environ)
+    if ctx.without_files:
+        warnings.append(
+            f"{ctx.without_files} candidate(s) of this definition have a document that lists "
+            "no files: they are sent without attachments (template.attachments.document_files)"
+        )
     return Plan(definition, organisation, at, candidates, summary, warnings)

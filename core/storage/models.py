@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     Float,
@@ -66,6 +67,8 @@ class Organisation(Base):
     # Only the defaults that were given: {"invoices": false, ...}.
     default_address_preferences: Mapped[dict[str, bool]] = mapped_column(JsonValue)
     default_contact_preferences: Mapped[dict[str, bool]] = mapped_column(JsonValue)
+    # The folder documents' files are relative to (attachments.md); None: no files.
+    documents_folder: Mapped[str | None] = mapped_column(Text)
 
 
 class SmtpProfile(Base):
@@ -97,6 +100,10 @@ class SmtpProfile(Base):
     last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
     last_test_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The largest message the server takes, as configured, and as its EHLO's SIZE
+    # last announced it (``smtp test``); the smaller is the limit (attachments.md).
+    max_message_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    server_size: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class BillingMethod(Base):
@@ -188,6 +195,8 @@ class Document(Base):
     due_date: Mapped[date | None] = mapped_column(Date)
     amount: Mapped[str | None] = mapped_column(String(40))
     currency: Mapped[str | None] = mapped_column(String(8))
+    # [{"path", "name", "content_type"}] relative to the documents folder; None: none.
+    files: Mapped[list[dict[str, str]] | None] = mapped_column(JsonValue)
 
 
 class Suppression(Base):
@@ -230,6 +239,9 @@ class Definition(Base):
     template_subject: Mapped[str] = mapped_column(Text)
     template_text: Mapped[str] = mapped_column(Text)
     template_html: Mapped[str | None] = mapped_column(Text)
+    # template.attachments: attach the document's files, and these paths to every message.
+    attach_document_files: Mapped[bool] = mapped_column(Boolean, default=False)
+    attachment_files: Mapped[list[str] | None] = mapped_column(JsonValue)
 
 
 class History(Base):
@@ -343,6 +355,8 @@ class Recipient(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     # The follow-up run this recipient was handed on to: this run never sends it again.
     handed_on_to: Mapped[int | None] = mapped_column(Integer)
+    # What its message carried: [{"name", "bytes", "sha256"}] (None: nothing yet).
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonValue)
 
 
 class Worker(Base):

@@ -431,6 +431,8 @@ class RecipientDetail:
     next_attempt_at: datetime | None
     sent_at: datetime | None
     updated_at: datetime | None
+    # What its message carried: [{"name", "bytes", "sha256"}] (attachments.md).
+    attachments: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
@@ -487,4 +489,5 @@ def recipient_detail(database: Database, run_id: int, position: int) -> Recipien
         next_attempt_at=row.next_attempt_at,
         sent_at=row.sent_at,
         updated_at=row.updated_at,
+        attachments=list(row.attachments or []),
     )

@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Static
 
+from core.attachments.evidence import sent_lines
 from core.clock import format_instant
 from core.planner.load import PlanningError
 from core.views.customers import (
@@ -55,6 +56,9 @@ def recorded_lines(recorded: RecordedRecipient) -> list[str]:
         lines.append(f"{INDENT}delivery  {d.state} · {plural(d.attempts, 'attempt')}{when}")
         if d.outcome:
             lines.append(f"{INDENT}{'':10}{d.outcome}")
+        # The SHA-256 of each is in the recipient's view (m) and run show --json.
+        carried = sent_lines(d.attachments, d.state, d.sent_at, with_sha256=False)
+        lines += [f"{INDENT}{'':10}{line}" for line in carried]
     if o is None:
         lines.append(f"{INDENT}outcome   none reported")
     else:

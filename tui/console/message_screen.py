@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
+from core.attachments.evidence import sent_lines
 from core.delivery.preview import recipient_message
 from core.views.runs import RecipientDetail, recipient_detail
 from tui.console.formatting import plural, styled
@@ -51,6 +52,7 @@ def delivery_lines(detail: RecipientDetail) -> list[str]:
         lines.append(f"error: {escape(detail.error)}")
     elif detail.state in ("pending", "held", "sending"):
         lines.append("no reply yet")
+    lines += [escape(line) for line in sent_lines(detail.attachments, detail.state, detail.sent_at)]
     return lines
 
 

@@ -273,7 +273,9 @@ class ProfileScreen(LiveScreen):
             self.verdict = f"[b red]Failed at {report.steps[-1].step}.[/]"
         if record:
             at = console.clock.now()
-            await asyncio.to_thread(record_result, self.database, settings.id, report.ok, at)
+            await asyncio.to_thread(
+                record_result, self.database, settings.id, report.ok, at, report
+            )
             self.summary = await asyncio.to_thread(
                 lambda: read_stored(self.database, self.profile_id).summary
             )
