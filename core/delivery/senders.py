@@ -161,7 +161,14 @@ class Senders:
         first_attempt_at = due.first_attempt_at or now
         if broken is not None:
             m.results.append(
-                transitions.Result(due.id, FAILED, error=broken, customer_id=due.customer_id)
+                transitions.Result(
+                    due.id,
+                    FAILED,
+                    error=broken,
+                    customer_id=due.customer_id,
+                    attempted_at=now,
+                    fault=broken,
+                )
             )
             m.in_flight.discard(due.id)
             return
@@ -189,6 +196,8 @@ class Senders:
             offset_days=due.offset_days,
             hard_bounce=outcome.hard_bounce,
             first_attempt_at=first_attempt_at,
+            attempted_at=now,
+            fault=fault,
         )
         if outcome.state == SENT:
             m.sent += 1
