@@ -24,6 +24,7 @@ And a run: ``run_transition`` with a name of ``RUN_TRANSITIONS`` (``restart``,
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -375,14 +376,23 @@ RESULT_ASSIGNMENTS = (
 )
 # What recording a result keeps of its attempt (``recipient_attempt``).
 ATTEMPT_COLUMNS = ("recipient_id", "at", "smtp_code", "reply", "settled")
+CLOSING_REPLY = re.compile(r"(421) (.*)", re.DOTALL)
 
 
 def attempt_row(result: Result, stamp: Any, at: Any) -> tuple[Any, ...]:
     """The attempt a result records: its instant, the reply (or the fault), and whether
-    it settled the recipient (anything but a retry does)."""
-    reply = result.smtp_reply if result.smtp_code is not None else result.fault or result.error
+    it settled the recipient (anything but a retry does).
+
+    A ``421`` closes the connection, so it comes as a fault (``421 4.7.0 …``): the
+    attempt keeps it as the reply it is, code and words."""
+    code, reply = result.smtp_code, result.smtp_reply
+    if code is None:
+        reply = result.fault or result.error
+        said = CLOSING_REPLY.match(reply or "")
+        if said is not None:
+            code, reply = int(said[1]), said[2]
     when = stamp if result.attempted_at is None else at(result.attempted_at)
-    return (result.id, when, result.smtp_code, reply, result.state != RETRYING)
+    return (result.id, when, code, reply, result.state != RETRYING)
 
 
 def record_results(
