@@ -20,12 +20,13 @@ import pytest
 from sqlalchemy import select
 
 from core.clock import FixedClock, parse_instant
+from core.delivery import transitions
 from core.delivery.export import Selection
 from core.delivery.follow_up import start_follow_up
 from core.storage import Database
 from core.storage.models import Recipient, table_of
-from fixtures.smtp_servers import Faults, SmtpServer
-from tests.bounce_support import arf_abuse, postfix_dsn
+from fixtures.smtp_servers import Faults, SmtpServer, free_port
+from tests.bounce_support import arf_abuse, postfix_dsn, sent_run
 from tests.conftest import url_of
 from tests.delivery_support import AT, assert_counts_match_rows, deliver_now, document, new_run
 from tests.test_after_sending import read
@@ -283,3 +284,33 @@ def test_run_list_counts_what_is_left_to_send_not_what_was_planned(
     columns = header.split()  # "TO SEND" is two words here, one number below
     [row] = [r.split() for r in rows if r.split()[0] == str(scenario.run_id)]
     assert (row[columns.index("SENT")], row[columns.index("TO")]) == ("3", "1")  # C00004, held
+
+
+def test_a_recipient_held_for_a_scheduled_run_says_it_waits_for_the_run_s_instant(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = FixedClock(T0 - timedelta(hours=2))  # `run start --at` two hours ahead
+    run_id = new_run(db, document(1, free_port()), clock=clock)
+    capsys.readouterr()
+    assert cli.main(["why", "C00000", "--json", "--db", url_of(db)]) == 0
+    [held] = json.loads(capsys.readouterr().out)["deliveries"]
+    assert (held["run"], held["state"]) == (run_id, "held")
+    assert (held["held_until"], held["held_because"]) == (AT, "scheduled")
+
+
+def test_an_unknown_recipient_says_it_may_have_been_delivered_and_since_when(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id, rows = sent_run(db, 1, state="sending")
+    lost = rows[0].updated_at + timedelta(minutes=5)
+    with db.connect() as connection:
+        transitions.make_unknown(connection, None, lost, run_id)
+    capsys.readouterr()
+    assert cli.main(["why", "C00000", "--json", "--db", url_of(db)]) == 0
+    [doubt] = json.loads(capsys.readouterr().out)["deliveries"]
+    assert (doubt["state"], doubt["unknown_since"]) == ("unknown", lost.isoformat())
+    assert doubt["attempt_log"][0]["reply"] == transitions.LOST_ATTEMPT
+    assert cli.main(["run", "show", str(run_id), "--state", "unknown", "--db", url_of(db)]) == 0
+    assert f"unknown since {lost.isoformat()} · it may have been delivered" in (
+        capsys.readouterr().out
+    )
