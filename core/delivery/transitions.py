@@ -376,6 +376,7 @@ RESULT_ASSIGNMENTS = (
 )
 # What recording a result keeps of its attempt (``recipient_attempt``).
 ATTEMPT_COLUMNS = ("recipient_id", "at", "smtp_code", "reply", "settled")
+ATTEMPT_TYPES = ("integer", "timestamp", "integer", "text", "boolean")
 CLOSING_REPLY = re.compile(r"(421) (.*)", re.DOTALL)
 
 
@@ -463,6 +464,7 @@ def record_results(
         "recipient_attempt",
         ATTEMPT_COLUMNS,
         [attempt_row(r, stamp, at) for r in results],
+        types=ATTEMPT_TYPES,
     )
     deltas = Counter(r.state for r in results)
     deltas[SENDING] -= len(results)
