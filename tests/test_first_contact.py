@@ -498,7 +498,8 @@ def test_run_show_lists_failed_and_unknown_with_their_replies(
     code, out, _ = msgrun(capsys, "run", "show", "1", "--state", "failed,unknown", "--db", url)
     assert code == 0
     assert "1 failed or unknown:" in out
-    assert "C00001  p1@example.org  D00001  failed  550 5.1.1 no such user" in out
+    assert "C00001  p1@example.org  D00001  failed · 550 5.1.1 at the first attempt" in out
+    assert "  550 5.1.1 no such user (settled it)" in out  # the attempt, below it
     assert "p0@example.org" not in out
 
     code, out, _ = msgrun(

@@ -9,6 +9,7 @@ from core.clock import format_instant
 from core.planner.explain import CustomerReport
 from core.planner.plan import DECISIONS, Candidate, Plan
 from core.planner.reasons import CODES, fix_for
+from tui.delivery_text import deliveries_section
 
 INDENT = "  "
 
@@ -170,6 +171,7 @@ def why_text(report: CustomerReport) -> str:
         lines.append(INDENT + " · ".join(bits))
     if not c["history"]:
         lines.append(f"{INDENT}(none)")
+    lines += ["", *deliveries_section(report.deliveries)]
     lines += ["", f"Decisions at {format_instant(report.at)}:"]
     for plan in report.plans:
         lines += [

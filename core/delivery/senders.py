@@ -196,6 +196,8 @@ class Senders:
                     customer_id=due.customer_id,
                     reasons=[{"code": reason, "detail": broken}] if reason else None,
                     attachments=carried,
+                    attempted_at=now,
+                    fault=broken,
                 )
             )
             m.in_flight.discard(due.id)
@@ -225,6 +227,8 @@ class Senders:
             hard_bounce=outcome.hard_bounce,
             first_attempt_at=first_attempt_at,
             attachments=carried,
+            attempted_at=now,
+            fault=fault,
         )
         if outcome.state == SENT:
             m.sent += 1

@@ -16,12 +16,15 @@ Where does a recipient become …
   ``policy.reply_outcome`` reads it);
 - `unknown`: ``make_unknown`` (its sending process died: ``registry.reap``);
 - `sent` after `unknown`: ``report_proves_sent`` (a bounce or complaint report).
+Every attempt is kept (``recipient_attempt``): ``record_results`` and
+``make_unknown`` write it in the same statement batch as the state it led to.
 And a run: ``run_transition`` with a name of ``RUN_TRANSITIONS`` (``restart``,
 ``resume``, ``settle``, ``request_stop``, ``finish_stopping`` …).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +39,10 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
+    literal,
+    null,
     select,
+    true,
     update,
 )
 
@@ -52,6 +58,7 @@ from core.delivery.states import (
     PENDING,
     RECIPIENT_STATES,
     RECIPIENT_TRANSITIONS,
+    RETRYING,
     RUN_TRANSITIONS,
     SENDING,
     SENT,
@@ -65,6 +72,7 @@ from core.storage.ledger import write_sends
 from core.storage.models import (
     MessageRun,
     Recipient,
+    RecipientAttempt,
     RunCount,
     Suppression,
     table_of,
@@ -74,6 +82,7 @@ from core.storage.sql import (
     dialect_insert,
     driver_instants,
     insert_ignoring,
+    insert_rows,
     padded,
     remembered,
     update_rows,
@@ -82,7 +91,9 @@ from core.storage.sql import (
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
 COUNT = table_of(RunCount)
+ATTEMPT = table_of(RecipientAttempt)
 
+LOST_ATTEMPT = "no reply known: the process sending it stopped while it was being sent"
 ORPHAN_NOTE = (
     "the process delivering this message stopped while it was being sent: it may or "
     "may not have reached the server, so it is not sent again unless asked "
@@ -350,6 +361,10 @@ class Result:
     # its message carried (None: the run attaches nothing; not written).
     reasons: list[dict[str, str]] | None = None
     attachments: list[dict[str, Any]] | None = None
+    # This attempt: when it was made (else when it is recorded), and, without a
+    # reply, the connection's fault or why the message could not be built.
+    attempted_at: datetime | None = None
+    fault: str | None = None
 
 
 # What recording a result writes: a column and its value's expression.
@@ -364,6 +379,26 @@ RESULT_ASSIGNMENTS = (
     ("updated_at", "{}"),
     ("claimed_by", "NULL"),
 )
+# What recording a result keeps of its attempt (``recipient_attempt``).
+ATTEMPT_COLUMNS = ("recipient_id", "at", "smtp_code", "reply", "settled")
+ATTEMPT_TYPES = ("integer", "timestamp", "integer", "text", "boolean")
+CLOSING_REPLY = re.compile(r"(421) (.*)", re.DOTALL)
+
+
+def attempt_row(result: Result, stamp: Any, at: Any) -> tuple[Any, ...]:
+    """The attempt a result records: its instant, the reply (or the fault), and whether
+    it settled the recipient (anything but a retry does).
+
+    A ``421`` closes the connection, so it comes as a fault (``421 4.7.0 …``): the
+    attempt keeps it as the reply it is, code and words."""
+    code, reply = result.smtp_code, result.smtp_reply
+    if code is None:
+        reply = result.fault or result.error
+        said = CLOSING_REPLY.match(reply or "")
+        if said is not None:
+            code, reply = int(said[1]), said[2]
+    when = stamp if result.attempted_at is None else at(result.attempted_at)
+    return (result.id, when, code, reply, result.state != RETRYING)
 
 
 def record_results(
@@ -376,7 +411,7 @@ def record_results(
     ledger: bool = True,
     shard: int = 0,
 ) -> None:
-    """Write a batch of results: states, replies, the ledger, and new suppressions.
+    """Write a batch of results: states, replies, attempts, the ledger, and new suppressions.
 
     Only recipients still `sending` are written (the UPDATE is guarded by it,
     row by row): one whose sender was presumed dead (its lease lapsed) has been
@@ -429,6 +464,13 @@ def record_results(
         results = [r for r in results if r.id in moved]
     if not results:
         return
+    insert_rows(
+        connection,
+        "recipient_attempt",
+        ATTEMPT_COLUMNS,
+        [attempt_row(r, stamp, at) for r in results],
+        types=ATTEMPT_TYPES,
+    )
     deltas = Counter(r.state for r in results)
     deltas[SENDING] -= len(results)
     bump(connection, run_id, deltas, shard)
@@ -507,6 +549,19 @@ def make_unknown(
         claimer = RECIPIENT.c.claimed_by == worker_id
     if run_id is not None:
         claimer = and_(claimer, RECIPIENT.c.run_id == run_id)
+    # Its attempt, at the instant it was marked `sending`: no reply is known.
+    connection.execute(
+        ATTEMPT.insert().from_select(
+            ["recipient_id", "at", "smtp_code", "reply", "settled"],
+            select(
+                RECIPIENT.c.id,
+                RECIPIENT.c.updated_at,
+                null(),
+                literal(LOST_ATTEMPT),
+                true(),
+            ).where(claimer, RECIPIENT.c.state == SENDING, RECIPIENT.c.updated_at.is_not(None)),
+        )
+    )
     moved = connection.execute(
         update(RECIPIENT)
         .where(claimer, RECIPIENT.c.state == SENDING)

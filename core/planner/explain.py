@@ -5,7 +5,7 @@ deferred or excluded."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +42,9 @@ class CustomerReport:
     customer: dict[str, Any]
     at: datetime
     plans: list[Plan]
+    # What became of every message to the customer, newest run first: read models
+    # with ``as_json`` (``core.views.deliveries.Delivery``), filled in by the views.
+    deliveries: list[Any] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class CustomerReport:
                 }
                 for plan in self.plans
             ],
+            "deliveries": [delivery.as_json() for delivery in self.deliveries],
         }
 
 

@@ -12,6 +12,8 @@ class Reason:
 
     code: str
     detail: str
+    # The run that holds the ledger entry (already_sent, already_targeted), if one does.
+    run: int | None = None
 
     def as_json(self) -> dict[str, str]:
         return {"code": self.code, "detail": self.detail}

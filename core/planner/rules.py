@@ -400,6 +400,7 @@ def already_sent(
     return Reason(
         "already_sent",
         f"this definition sent {what}{to}{at_offset} on {format_instant(match.at)}{run}",
+        run=match.run_id,
     )
 
 
@@ -421,6 +422,7 @@ def already_targeted(
         "already_targeted",
         f"this definition already targeted customer {customer.id} on "
         f"{format_instant(latest.at)}{run}{more}",
+        run=latest.run_id,
     )
 
 

@@ -359,6 +359,23 @@ class Recipient(Base):
     attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonValue)
 
 
+class RecipientAttempt(Base):
+    """One delivery attempt of a recipient: when, the server's reply (or the connection
+    fault, ``smtp_code`` NULL), and whether it settled the recipient (sent, failed, unknown)."""
+
+    __tablename__ = "recipient_attempt"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("recipient.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    # The reply's text after its code, or the fault's description.
+    reply: Mapped[str | None] = mapped_column(Text)
+    settled: Mapped[bool] = mapped_column(Boolean)
+
+
 class Worker(Base):
     """A live delivering process: a ``msgrun worker`` or a ``run start``/``restart``.
 

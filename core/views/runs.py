@@ -11,6 +11,7 @@ from sqlalchemy import Connection, cast, func, or_, select
 from sqlalchemy.types import Integer
 
 from core.bounces import outcomes as report_outcomes
+from core.clock import format_instant
 from core.delivery.export import OUTCOME_FILTERS
 from core.delivery.holding import NOBODY, Holding, holding, holdings
 from core.delivery.runs import (
@@ -20,6 +21,7 @@ from core.delivery.runs import (
     list_runs,
     read_run,
     recipient_page,
+    run_json,
 )
 from core.delivery.states import (
     COMPLETED,
@@ -37,6 +39,7 @@ from core.delivery.states import (
 )
 from core.storage.database import Database
 from core.storage.models import Definition, Document, Recipient, table_of
+from core.views.deliveries import Delivery, recipient_delivery, run_deliveries
 
 # A recipient is done once it has an outcome: sent, failed, or unknown (maybe sent).
 DONE_STATES = (SENT, FAILED, UNKNOWN)
@@ -433,6 +436,8 @@ class RecipientDetail:
     updated_at: datetime | None
     # What its message carried: [{"name", "bytes", "sha256"}] (attachments.md).
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    # Everything known of what became of its message (attempts, reports, hand-on).
+    delivery: Delivery | None = None
 
     @property
     def outcome(self) -> str:
@@ -467,6 +472,7 @@ def recipient_detail(database: Database, run_id: int, position: int) -> Recipien
         row = connection.execute(
             select(recipient).where(recipient.c.run_id == run_id, recipient.c.position == position)
         ).first()
+        delivery = recipient_delivery(connection, run_id, position) if row is not None else None
     if row is None:
         raise UnknownRecipient(f"run {run_id} has no recipient {position + 1}")
     return RecipientDetail(
@@ -490,4 +496,62 @@ def recipient_detail(database: Database, run_id: int, position: int) -> Recipien
         sent_at=row.sent_at,
         updated_at=row.updated_at,
         attachments=list(row.attachments or []),
+        delivery=delivery,
     )
+
+
+# -- run show: every recipient as the JSON and the text say it -------------------------
+
+
+def recipient_json(delivery: Delivery) -> dict[str, Any]:
+    """One recipient of ``run show --json``: its delivery, attempts, outcome and hand-on."""
+    d = delivery
+    best = d.outcome
+    return {
+        "customer": d.customer_id,
+        "address": d.address,
+        "document": d.document_id,
+        "label": d.label,
+        "state": d.state,
+        "smtp_code": d.smtp_code,
+        "smtp_reply": d.smtp_reply,
+        "error": d.error,
+        "message_id": d.message_id,
+        **d.detail_json(),
+        "send_after": format_instant(d.send_after) if d.send_after else None,
+        "sent_at": format_instant(d.sent_at) if d.sent_at else None,
+        "reasons": d.reasons,
+        "outcome": best.as_json() if best is not None else None,
+        "handed_on_to": d.handed_on_to,
+        "attachments": d.attachments,
+    }
+
+
+def show_deliveries(
+    database: Database,
+    run_id: int,
+    states: Sequence[str] | None = None,
+    outcomes: Sequence[str] | None = None,
+) -> list[Delivery]:
+    """The run's recipients for ``run show``: those in ``states`` or with ``outcomes``."""
+    with database.connect() as connection:
+        return list(run_deliveries(connection, run_id, states, outcomes))
+
+
+def run_show_json(
+    database: Database,
+    run_id: int,
+    states: Sequence[str] | None = None,
+    outcomes: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """``run show --json``: the run, and its recipients (those the filters name)."""
+    result = run_json(database, run_id, with_recipients=False)
+    result["recipients"] = [
+        recipient_json(d) for d in show_deliveries(database, run_id, states, outcomes)
+    ]
+    return result
+
+
+def left_to_send(counts: Mapping[str, int]) -> int:
+    """What is left to send: pending, held and retrying (not what was planned)."""
+    return sum(counts.get(state, 0) for state in (PENDING, HELD, RETRYING))

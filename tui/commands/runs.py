@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from core.bounces.store import ReadSummary
 from core.clock import SystemClock, format_instant
 from core.delivery.deliver import Delivery, DeliveryBroken, LeaseHeld, deliver
+from core.delivery.export import OUTCOME_FILTERS, BadFilter, parse_list
 from core.delivery.holding import Holding, holdings
 from core.delivery.runs import (
     AT_TOLERANCE_SECONDS,
@@ -24,9 +25,7 @@ from core.delivery.runs import (
     get_run,
     list_runs,
     next_due_at,
-    recipient_rows,
     request_stop,
-    run_json,
     unknown_handed_on,
 )
 from core.delivery.states import (
@@ -48,11 +47,12 @@ from core.planner.load import PlanningError
 from core.planner.report import dumps
 from core.storage import Database
 from core.storage.database import error_words
-from core.views.runs import restart_check, to_send
+from core.views.runs import left_to_send, restart_check, run_show_json, show_deliveries
 from core.worker import WorkerRefused, work
 from tui import event_loop
 from tui.commands import export_cmd, follow_up_cmd
 from tui.commands.common import check_delivery_settings, database, instant
+from tui.delivery_text import recipient_line
 from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
 from tui.run_progress import RunProgress
@@ -103,6 +103,13 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         metavar="STATE[,STATE…]",
         help="list the recipients in these states with their SMTP replies "
         "(with --json: only those recipients); e.g. failed,unknown",
+    )
+    show.add_argument(
+        "--outcome",
+        type=recipient_outcomes,
+        metavar="OUTCOME[,OUTCOME…]",
+        help="list the recipients with these outcomes of reports, as the export chooses "
+        f"({', '.join(OUTCOME_FILTERS)}); with --state, those in either",
     )
     show.set_defaults(handler=run_show)
 
@@ -260,6 +267,14 @@ def recipient_states(text: str) -> list[str]:
     return states
 
 
+def recipient_outcomes(text: str) -> list[str]:
+    """argparse type: a comma-separated list of outcomes (``bounce``, ``complaint`` …)."""
+    try:
+        return list(parse_list(text, OUTCOME_FILTERS, "outcome"))
+    except BadFilter as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def summary(run: RunInfo) -> str:
     return (
         ", ".join(f"{run.counts[s]} {s}" for s in RECIPIENT_STATES if run.counts[s])
@@ -389,7 +404,7 @@ def run_show(args: argparse.Namespace) -> int:
     db = database(args.db)
     run = existing_run(db, args.run)
     if args.json:
-        write_out(dumps(run_json(db, run.id, states=args.state)))
+        write_out(dumps(run_show_json(db, run.id, args.state, args.outcome)))
         return 0
     held = holding_of(db, [run])[run.id]
     lines = [
@@ -413,18 +428,12 @@ def run_show(args: argparse.Namespace) -> int:
     width = max(len(s) for s in RECIPIENT_STATES)
     lines += [f"  {s:<{width}}  {run.counts[s]:>8}" for s in RECIPIENT_STATES]
     lines.append(f"  {'total':<{width}}  {run.total:>8}")
-    if args.state:
-        rows = recipient_rows(db, run.id, args.state)
-        lines += ["", f"{len(rows)} {' or '.join(args.state)}:"]
-        for row in rows:
-            reply = " ".join(
-                str(part) for part in (row["smtp_code"], row["smtp_reply"] or row["error"]) if part
-            )
-            handed = f"  → run {row['handed_on_to']}" if row["handed_on_to"] is not None else ""
-            lines.append(
-                f"  {row['customer']}  {row['address'] or '-'}  {row['document'] or '-'}  "
-                f"{row['state']}{handed}  {reply or '(no reply)'}"
-            )
+    if args.state or args.outcome:
+        chosen = show_deliveries(db, run.id, args.state, args.outcome)
+        named = [*(args.state or ()), *(args.outcome or ())]
+        lines += ["", f"{len(chosen)} {' or '.join(named)}:"]
+        for delivery in chosen:
+            lines += recipient_line(delivery)
     handed_on = unknown_handed_on(db, run.id) if run.counts[UNKNOWN] else 0
     steps = next_steps(run, handed_on=handed_on)
     if held.interrupted:
@@ -464,7 +473,7 @@ def run_list(args: argparse.Namespace) -> int:
                 shown_state(r, held[r.id]),
                 format_instant(r.created_at),
                 str(r.counts["sent"]),
-                str(to_send(r.counts)),
+                str(left_to_send(r.counts)),
                 str(r.counts["failed"]),
                 str(r.counts["unknown"]),
                 str(r.counts["excluded"]),

@@ -2,7 +2,7 @@
 attachments, a profile's size limits, and what each recipient's message carried
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0013"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -22,34 +22,30 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("organisation", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("documents_folder", sa.Text(), nullable=True))
-    with op.batch_alter_table("smtp_profile", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("max_message_bytes", sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column("server_size", sa.BigInteger(), nullable=True))
-    with op.batch_alter_table("document", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("files", JSON, nullable=True))
-    with op.batch_alter_table("definition", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "attach_document_files", sa.Boolean(), nullable=False, server_default=sa.false()
-            )
-        )
-        batch_op.add_column(sa.Column("attachment_files", JSON, nullable=True))
-    with op.batch_alter_table("recipient", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("attachments", JSON, nullable=True))
+    # Plain ADD COLUMN, never a batch copy: on SQLite a copy drops and recreates the
+    # table, which fails once other tables' rows point at it (a database in use).
+    op.add_column("organisation", sa.Column("documents_folder", sa.Text(), nullable=True))
+    op.add_column("smtp_profile", sa.Column("max_message_bytes", sa.BigInteger(), nullable=True))
+    op.add_column("smtp_profile", sa.Column("server_size", sa.BigInteger(), nullable=True))
+    op.add_column("document", sa.Column("files", JSON, nullable=True))
+    op.add_column(
+        "definition",
+        sa.Column("attach_document_files", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column("definition", sa.Column("attachment_files", JSON, nullable=True))
+    op.add_column("recipient", sa.Column("attachments", JSON, nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("recipient", schema=None) as batch_op:
-        batch_op.drop_column("attachments")
-    with op.batch_alter_table("definition", schema=None) as batch_op:
-        batch_op.drop_column("attachment_files")
-        batch_op.drop_column("attach_document_files")
-    with op.batch_alter_table("document", schema=None) as batch_op:
-        batch_op.drop_column("files")
-    with op.batch_alter_table("smtp_profile", schema=None) as batch_op:
-        batch_op.drop_column("server_size")
-        batch_op.drop_column("max_message_bytes")
-    with op.batch_alter_table("organisation", schema=None) as batch_op:
-        batch_op.drop_column("documents_folder")
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+, which msgrun requires): a batch
+    # copy would drop and recreate `definition`, which other tables' keys point at.
+    for table, column in (
+        ("recipient", "attachments"),
+        ("definition", "attachment_files"),
+        ("definition", "attach_document_files"),
+        ("document", "files"),
+        ("smtp_profile", "server_size"),
+        ("smtp_profile", "max_message_bytes"),
+        ("organisation", "documents_folder"),
+    ):
+        op.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
