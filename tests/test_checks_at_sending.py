@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from core.clock import FixedClock, parse_instant
 from core.delivery.runs import create_run, run_json
 from core.storage import Database
-from core.storage.models import Suppression, table_of
+from core.storage.models import SmtpProfile, Suppression, table_of
 from fixtures.smtp_servers import SmtpServer
 from tests.conftest import load_ok
 from tests.delivery_support import assert_counts_match_rows, deliver_now, document, states
@@ -84,4 +84,43 @@ def test_an_address_suppressed_during_a_pending_run_is_not_sent(db: Database) ->
         assert deliver_now(db, run_id).state == "completed"
     assert set(server.recipients()) == {"p1@example.org", "p2@example.org"}
     assert states(db, run_id)["p0@example.org"] == "excluded"
+    assert_counts_match_rows(db, run_id)
+
+
+def test_quiet_hours_that_begin_while_messages_wait_their_turn_hold_them(db: Database) -> None:
+    # One message every 30 s; quiet hours begin 15 s after the delivery starts (its
+    # clock stands still: the line counts the time from the moment it was handed the
+    # message). The first goes at once; the next two, handed to the connection before
+    # 21:00, would go on the wire after it: they are held, not sent.
+    start = parse_instant("2026-11-23T20:59:45+00:00")
+    with SmtpServer() as server:
+        doc = document(3, server.port, max_connections=1, rate_per_second=1 / 30)
+        doc["definitions"][0]["quiet_hours"] = {"start": "21:00", "end": "09:00"}
+        load_ok(db, doc)
+        run_id = create_run(
+            db, "inv", parse_instant("2026-11-23T15:00:00+00:00"), FixedClock(start)
+        )
+        clock = FixedClock(start)
+        assert deliver_now(db, run_id, clock).state == "waiting"
+        assert server.recipients() == {"p0@example.org": 1}
+        shown = {r["address"]: r for r in run_json(db, run_id)["recipients"]}
+        assert {a: r["state"] for a, r in shown.items()} == {
+            "p0@example.org": "sent",
+            "p1@example.org": "held",
+            "p2@example.org": "held",
+        }
+        for address in ("p1@example.org", "p2@example.org"):
+            # Moving back to `held` is not an attempt.
+            assert shown[address]["attempts"] == 0
+            assert shown[address]["send_after"] == "2026-11-24T09:00:00+00:00"
+        assert_counts_match_rows(db, run_id)
+        # When they end, the held are sent, their messages built then.
+        with db.connect() as connection:
+            connection.execute(update(table_of(SmtpProfile)).values(rate_per_second=None))
+        clock.set(parse_instant("2026-11-24T09:00:00+00:00"))
+        assert deliver_now(db, run_id, clock).state == "completed"
+        later = [m for m in server.messages() if m.recipient == "p1@example.org"]
+    assert server.recipients() == {f"p{i}@example.org": 1 for i in range(3)}
+    assert [str(m.message["Date"]) for m in later] == ["Tue, 24 Nov 2026 09:00:00 +0000"]
+    assert states(db, run_id)["p1@example.org"] == "sent"
     assert_counts_match_rows(db, run_id)

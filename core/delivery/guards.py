@@ -50,7 +50,7 @@ from core.storage.models import (
     Suppression,
     table_of,
 )
-from core.storage.sql import insert_ignoring
+from core.storage.sql import insert_ignoring, padded
 
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
@@ -307,7 +307,7 @@ def _suppressed_now(connection: Connection, due: Sequence[Due]) -> dict[int, tup
             detail=row.detail,
         )
         for row in connection.execute(
-            select(SUPPRESSION).where(SUPPRESSION.c.address_lower.in_(sorted(lowers)))
+            select(SUPPRESSION).where(SUPPRESSION.c.address_lower.in_(padded(sorted(lowers))))
         )
     }
     if not entries:
