@@ -291,7 +291,9 @@ def _taken_keys(
     return refused
 
 
-def _suppressed_now(connection: Connection, due: Sequence[Due]) -> dict[int, tuple[str, str]]:
+def _suppressed_now(
+    connection: Connection, guard: Guard, due: Sequence[Due]
+) -> dict[int, tuple[str, str]]:
     """Recipients whose address is on the suppression list now (it was not when the run
     was planned, or the plan would have excluded it): id → (``suppressed``, detail)."""
     if not due:
@@ -329,16 +331,18 @@ def _suppressed_now(connection: Connection, due: Sequence[Due]) -> dict[int, tup
 # What excludes a recipient by its address at the moment of sending, in this order (the
 # first that refuses it names the reason): each returns id → (reason code, detail) for
 # the recipients it refuses. An unsubscribe recorded since planning (inbox.md) is a
-# check of the same shape, added here.
-AddressCheck = Callable[[Connection, Sequence[Due]], dict[int, tuple[str, str]]]
+# check of the same shape, added here (the guard says which definition sends).
+AddressCheck = Callable[[Connection, Guard, Sequence[Due]], dict[int, tuple[str, str]]]
 ADDRESS_CHECKS: tuple[AddressCheck, ...] = (_suppressed_now,)
 
 
-def _refused_by_address(connection: Connection, due: Sequence[Due]) -> dict[int, tuple[str, str]]:
+def _refused_by_address(
+    connection: Connection, guard: Guard, due: Sequence[Due]
+) -> dict[int, tuple[str, str]]:
     refused: dict[int, tuple[str, str]] = {}
     for check in ADDRESS_CHECKS:
         remaining = [d for d in due if d.id not in refused] if refused else due
-        refused.update(check(connection, remaining))
+        refused.update(check(connection, guard, remaining))
     return refused
 
 
@@ -350,7 +354,7 @@ def set_asides(
 
     An address refused (``ADDRESS_CHECKS``: suppressed since planning) is excluded
     whatever else holds; of the rest, quiet hours hold, then other runs exclude."""
-    refused = _refused_by_address(connection, due)
+    refused = _refused_by_address(connection, guard, due)
     if refused:
         due = [d for d in due if d.id not in refused]
     held = _quiet_now(connection, guard, due, now)

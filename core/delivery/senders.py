@@ -244,9 +244,21 @@ class Sender:
         self.windows: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Send until the senders are told to end."""
+        """Send until the senders are told to end.
+
+        Cancelled (another process took the run over), it leaves the windows under
+        way at once rather than waiting for their replies (up to
+        ``policy.FINAL_REPLY_SECONDS`` each): what they had in flight is the new
+        holder's to decide (`unknown`).
+        """
         try:
             await self._run()
+        except asyncio.CancelledError:
+            for task in self.windows:
+                task.cancel()
+            await asyncio.gather(*self.windows, return_exceptions=True)
+            self.windows.clear()
+            raise
         finally:
             with contextlib.suppress(Exception):
                 await self.give_back()
