@@ -27,6 +27,7 @@ from core.delivery.attaching import attach
 from core.delivery.message import Envelope, build_message
 from core.delivery.queries import Due, run_row
 from core.delivery.smtp import ProfileSettings
+from core.planner.quiet_hours import QuietHours, zone
 from core.storage.models import (
     Definition,
     Organisation,
@@ -51,6 +52,8 @@ class Templates:
     ledger: bool = True
     # The files its messages attach (attachments.md); None: none.
     attacher: Attacher | None = None
+    # The definition's quiet hours, checked again as each message goes on the wire.
+    quiet_hours: QuietHours | None = None
 
 
 Contexts = dict[str, dict[str, Any]]
@@ -77,6 +80,11 @@ def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, 
         organisation={"name": organisation.name, "timezone": organisation.timezone},
         ledger=definition.dedup != "per_trigger",
         attacher=_attacher(organisation, definition),
+        quiet_hours=(
+            QuietHours.parse(definition.quiet_start, definition.quiet_end)
+            if definition.quiet_start is not None and definition.quiet_end is not None
+            else None
+        ),
     )
     return profile, templates
 
@@ -96,6 +104,11 @@ def message_contexts(connection: Connection, due: Sequence[Due]) -> Contexts:
     A batch is up to a few thousand recipients, read ahead of sending: the rows
     come straight from the driver (``storage.sql.rows_by_ids``).
     """
+    rows = rows_by_ids(
+        connection,
+        "SELECT id, name, cluster, attributes, timezone FROM customer",
+        {d.customer_id for d in due},
+    )
     customers = {
         row[0]: {
             "id": row[0],
@@ -103,12 +116,10 @@ def message_contexts(connection: Connection, due: Sequence[Due]) -> Contexts:
             "cluster": row[2],
             "attributes": json_value(row[3]) or {},
         }
-        for row in rows_by_ids(
-            connection,
-            "SELECT id, name, cluster, attributes FROM customer",
-            {d.customer_id for d in due},
-        )
+        for row in rows
     }
+    # A customer's own timezone (for quiet hours), not a template's variable.
+    zones = {row[0]: row[4] for row in rows if row[4]}
     contacts = {
         row[0]: {"id": row[0], "name": row[1]}
         for row in rows_by_ids(
@@ -134,7 +145,13 @@ def message_contexts(connection: Connection, due: Sequence[Due]) -> Contexts:
         }
         if row[7] is not None:
             files[row[0]] = file_specs(json_value(row[7]))
-    return {"customers": customers, "contacts": contacts, "documents": documents, "files": files}
+    return {
+        "customers": customers,
+        "contacts": contacts,
+        "documents": documents,
+        "zones": zones,
+        "files": files,
+    }
 
 
 def envelope_sender(profile: ProfileSettings, run_id: int, position: int) -> str | None:
@@ -156,6 +173,7 @@ class Draft:
     to_name: str | None
     values: dict[str, Any]  # the templates' variables
     files: tuple[FileSpec, ...] = ()  # its document's files (attachments.md)
+    zone: str | None = None  # the customer's timezone (None: the organisation's)
 
 
 def draft_of(due: Due, templates: Templates, context: Contexts) -> Draft:
@@ -169,7 +187,15 @@ def draft_of(due: Due, templates: Templates, context: Contexts) -> Draft:
         "document": context["documents"].get(due.document_id or "") if due.document_id else None,
     }
     files = context.get("files", {}).get(due.document_id or "", ())
-    return Draft(due.position, due.message_id, due.address, contact.get("name"), values, files)
+    return Draft(
+        due.position,
+        due.message_id,
+        due.address,
+        contact.get("name"),
+        values,
+        files,
+        context.get("zones", {}).get(due.customer_id),
+    )
 
 
 @dataclass(frozen=True)
@@ -180,6 +206,14 @@ class Composer:
     run_id: int
     profile: ProfileSettings
     templates: Templates
+
+    def quiet_until(self, draft: Draft, at: datetime) -> datetime | None:
+        """When the recipient's quiet hours in force at ``at`` end; None when they are
+        not (or the definition has none)."""
+        quiet = self.templates.quiet_hours
+        if quiet is None:
+            return None
+        return quiet.send_after(at, zone(draft.zone or self.templates.organisation["timezone"]))
 
     def build(self, draft: Draft, now: datetime) -> Envelope:
         """RenderError when a template fails for this recipient, ValueError when an

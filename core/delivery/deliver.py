@@ -489,25 +489,30 @@ class Deliverer:
     async def _flush(self, templates: Templates) -> None:
         m = self.memory
         results, m.results = m.results, []
-        if not results:
+        held, m.held = m.held, []
+        if not results and not held:
             return
 
         def record(c: Connection) -> None:
+            now = self.clock.now()
             transitions.record_results(
                 c,
                 self.run_id,
                 templates.definition_id,
                 results,
-                self.clock.now(),
+                now,
                 ledger=templates.ledger,
                 shard=self.shard,
             )
+            if held:
+                transitions.hold_at_the_wire(c, self.run_id, held, now, self.shard)
 
         try:
             await self.db(timed(m.timings, "recording", record))
         except Exception:
             # Kept for the next flush: what was sent is not forgotten.
             m.results[:0] = results
+            m.held[:0] = held
             raise
         if self.on_progress is not None:
             self.on_progress(await self._counts())

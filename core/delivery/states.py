@@ -78,6 +78,8 @@ RECIPIENT_TRANSITIONS: Final[Mapping[tuple[RecipientState, RecipientState], str]
     (R.RETRYING, R.EXCLUDED): "exclude_taken_elsewhere",
     # Marked, but never handed to a connection (a stop, a fault of the profile).
     (R.SENDING, R.PENDING): "give_back_unsent",
+    # Handed to a connection, but its quiet hours began before it went on the wire.
+    (R.SENDING, R.HELD): "hold_at_the_wire",
     # The server's reply, recorded.
     (R.SENDING, R.SENT): "record_sent",
     (R.SENDING, R.RETRYING): "record_retrying",

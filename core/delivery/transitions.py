@@ -10,11 +10,14 @@ transaction, so the counts another process reads are always the rows' own.
 Where does a recipient become …
 - `sending`: ``mark_sending`` (just before its message goes to a connection),
   or `held`/`excluded` there instead (quiet hours, another run: ``guards.py``);
+- `held` from `sending`: ``hold_at_the_wire`` (its quiet hours began before its
+  turn on the wire came);
 - `pending` again: ``give_back_unsent`` (never handed to a connection),
   ``resend_unknown`` (the operator's choice);
 - `sent`, `retrying`, `failed`: ``record_results`` (the server's reply, as
   ``policy.reply_outcome`` reads it);
-- `unknown`: ``make_unknown`` (its sending process died: ``registry.reap``);
+- `unknown`: ``make_unknown`` (its sending process died: ``registry.reap``), or
+  ``record_results`` (its connection was lost after the data, before the reply);
 - `sent` after `unknown`: ``report_proves_sent`` (a bounce or complaint report).
 Every attempt is kept (``recipient_attempt``): ``record_results`` and
 ``make_unknown`` write it in the same statement batch as the state it led to.
@@ -335,6 +338,33 @@ def give_back_unsent(
     )
 
 
+def hold_at_the_wire(
+    connection: Connection,
+    run_id: int,
+    held: Sequence[tuple[int, datetime]],
+    now: datetime,
+    shard: int = 0,
+) -> None:
+    """Recipients handed to a connection whose quiet hours began before their turn on the
+    wire came go back to `held` until they end: not sent, so not an attempt."""
+    by_until: dict[datetime, list[int]] = {}
+    for rid, until in held:
+        by_until.setdefault(until, []).append(rid)
+    for until, ids in sorted(by_until.items()):
+        move(
+            connection,
+            run_id,
+            sorted(ids),
+            SENDING,
+            HELD,
+            now,
+            shard=shard,
+            attempts=RECIPIENT.c.attempts - 1,
+            claimed_by=None,
+            send_after=until,
+        )
+
+
 # -- recording results -------------------------------------------------------------
 
 
@@ -343,7 +373,7 @@ class Result:
     """What became of one recipient marked `sending`."""
 
     id: int
-    state: str  # sent, retrying or failed
+    state: str  # sent, retrying or failed; unknown when lost after the data
     smtp_code: int | None = None
     smtp_reply: str | None = None
     error: str | None = None

@@ -74,8 +74,11 @@ def run_demo(args: argparse.Namespace) -> int:
     database = open_database(url)
     clock = SystemClock()
     faults = Faults(
-        rcpt={"ana.souza@example.org": ["451 4.3.0 greylisted, try again later"]},
-        data={"rosa.martins@example.org": ["disconnect"]},
+        rcpt={
+            "ana.souza@example.org": ["451 4.3.0 greylisted, try again later"],
+            # A line dropped before the data: tried again on another connection.
+            "rosa.martins@example.org": ["disconnect"],
+        },
     )
     server = SmtpServer(faults=faults, mail_folder=folder / "mail").start()
     try:
