@@ -247,15 +247,23 @@ class RunScreen(LiveScreen):
         yield Footer(compact=narrow, show_command_palette=not narrow)
 
     def _fit_page(self) -> None:
-        """The window is as tall as the table (less its header); read again if it grew."""
+        """The window is as tall as the table (less its header); read again if that changed
+        what it holds."""
         table = self.query_one("#recipients", WindowTable)
         if not table.display or table.size.height <= 1:
             return
         page = max(LEAST_PAGE, table.size.height - 1)
-        if page != self.page:
+        # A window read before the table had its height may hold more rows than fit:
+        # read it again at the height (the last window stays the last), so the count
+        # under the table says what is shown.
+        over = len(self.rows) > page
+        if page != self.page or over:
             grew = page > len(self.rows)
             self.page = page
-            if grew:
+            end = self.painted_offset + len(self.rows)
+            if over and self.painted_offset > 0 and end >= self.matching:
+                self.want_last = True
+            if grew or over:
                 self.console.refresh_screen()
 
     def on_resize(self) -> None:
