@@ -173,7 +173,7 @@ class Composer:
             to_name=draft.to_name,
             subject=render(templates.subject, values),
             text=render(templates.text, values),
-            html=render(templates.html, values) if templates.html else None,
+            html=render(templates.html, values, html=True) if templates.html else None,
             message_id=draft.message_id,
             date=now,
             envelope_sender=envelope_sender(profile, self.run_id, draft.position),
