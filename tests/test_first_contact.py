@@ -261,6 +261,46 @@ def test_a_template_body_may_hold_newlines_and_tabs_and_joiners(db: Database) ->
     assert problems == ["definitions[0].template.text: control character U+202E not allowed"]
 
 
+@pytest.mark.parametrize(
+    ("char", "shown"),
+    [
+        ("\u202e", "U+202E"),
+        ("\x00", "U+0000"),
+        ("\r", "U+000D"),
+        ("\x1b", "U+001B"),
+        ("\u2028", "U+2028"),
+        ("\x85", "U+0085"),
+    ],
+)
+def test_control_characters_in_an_attribute_value_are_refused_at_import_like_names(
+    db: Database, char: str, shown: str
+) -> None:
+    document = minimal()
+    document["customers"][0]["attributes"] = {
+        "greeting": f"Hello{char}",
+        "address": {"lines": ["Main St 1", f"x{char}"]},
+        f"note{char}": "fine",
+    }
+    before = snapshot(db)
+    problems = [str(p) for p in load(db, document).problems]
+    assert problems == [
+        f"customers[0].attributes.greeting: control character {shown} not allowed",
+        f"customers[0].attributes.address.lines[1]: control character {shown} not allowed",
+        f"customers[0].attributes.note{char}: control character {shown} not allowed in a name",
+    ]
+    assert snapshot(db) == before
+
+
+def test_an_attribute_value_may_hold_tabs_and_line_feeds(db: Database) -> None:
+    document = minimal()
+    attributes = {"address": "Main St 1\n1011 AB\tAmsterdam", "n": 3, "tags": ["a\tb", None]}
+    document["customers"][0]["attributes"] = attributes
+    load_ok(db, document)
+    with db.connect() as connection:
+        stored = connection.execute(text("SELECT attributes FROM customer")).scalar_one()
+    assert (json.loads(stored) if isinstance(stored, str) else stored) == attributes
+
+
 # -- 6. the database a user points at ---------------------------------------------------
 
 

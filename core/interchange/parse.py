@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.addresses import address_problem, fold
-from core.interchange.reader import MISSING, Problem, Reader, object_pairs, type_name
+from core.interchange.reader import (
+    ATTRIBUTE_ALLOWED,
+    MISSING,
+    Problem,
+    Reader,
+    control_character,
+    join,
+    object_pairs,
+    type_name,
+)
 from core.storage.ledger import history_fingerprint
 from core.templating import template_problem
 from core.vocabulary import (
@@ -307,12 +316,34 @@ def _billing_method(r: Reader) -> dict[str, Any]:
     return row
 
 
+def _check_attribute_text(problems: list[Problem], path: str, value: Any) -> None:
+    """Every text in a customer's attributes, at any depth, without the characters that
+    names refuse (a tab and a line feed allowed in values): a template may put any of
+    them in a Subject or a message."""
+    if isinstance(value, str):
+        if (char := control_character(value, allowed=ATTRIBUTE_ALLOWED)) is not None:
+            problems.append(Problem(path, f"control character {char} not allowed"))
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if (char := control_character(name)) is not None:
+                problems.append(
+                    Problem(join(path, name), f"control character {char} not allowed in a name")
+                )
+            else:
+                _check_attribute_text(problems, join(path, name), item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_attribute_text(problems, join(path, index), item)
+
+
 def _customer(r: Reader, parsed: ParsedFile, ids: dict[str, IdRegistry]) -> None:
     customer_id = r.ident("id")
     attributes = r.raw("attributes", required=False)
     if attributes is not None and attributes is not MISSING and not isinstance(attributes, dict):
         r.problem("attributes", "expected an object")
         attributes = None
+    elif isinstance(attributes, dict):
+        _check_attribute_text(r.problems, r.at("attributes"), attributes)
     row = {
         "id": customer_id,
         "name": r.text("name", required=True, max_length=300),
