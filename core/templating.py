@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -29,6 +29,12 @@ def template_problem(source: str) -> str | None:
     except TemplateSyntaxError as error:
         return f"template error at line {error.lineno}: {error.message}"
     return None
+
+
+def names_used(source: str) -> frozenset[str]:
+    """The values a valid template reads from those it is given (``customer``,
+    ``document``…): every name it uses without setting it itself."""
+    return frozenset(meta.find_undeclared_variables(environment().parse(source)))
 
 
 class RenderError(Exception):

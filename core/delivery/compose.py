@@ -60,11 +60,16 @@ def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, 
             select(profile_table).where(profile_table.c.id == run.smtp_profile_id)
         ).one()
     )
+    return profile, templates_of(connection, run.definition_id)
+
+
+def templates_of(connection: Connection, definition_id: str) -> Templates:
+    """A definition's templates, as its runs render them (a plan checks them too)."""
     definition = connection.execute(
-        select(table_of(Definition)).where(table_of(Definition).c.id == run.definition_id)
+        select(table_of(Definition)).where(table_of(Definition).c.id == definition_id)
     ).one()
     organisation = connection.execute(select(table_of(Organisation))).one()
-    templates = Templates(
+    return Templates(
         definition_id=definition.id,
         subject=definition.template_subject,
         text=definition.template_text,
@@ -72,7 +77,6 @@ def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, 
         organisation={"name": organisation.name, "timezone": organisation.timezone},
         ledger=definition.dedup != "per_trigger",
     )
-    return profile, templates
 
 
 def message_contexts(connection: Connection, due: Sequence[Due]) -> Contexts:

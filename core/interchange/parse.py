@@ -27,12 +27,13 @@ from core.interchange.reader import (
     type_name,
 )
 from core.storage.ledger import history_fingerprint
-from core.templating import template_problem
+from core.templating import names_used, template_problem
 from core.vocabulary import (
     ADDRESS_PREFERENCES,
     CONTACT_PREFERENCES,
     DEDUP_POLICIES,
     DEFINITION_KINDS,
+    DOCUMENT_KIND_OF,
     DOCUMENT_KINDS,
     DOCUMENT_STATUSES,
     FORMAT,
@@ -527,12 +528,25 @@ def _definition(r: Reader) -> dict[str, Any]:
             source = template.text(
                 key, required=key != "html", max_length=1_000_000, multiline=key != "subject"
             )
-            if source is not None and (problem := template_problem(source)) is not None:
+            if source is not None and (problem := _template_problem(row["kind"], source)):
                 template.problem(key, problem)
             row[f"template_{key}"] = source
         template.finish()
     r.finish()
     return row
+
+
+def _template_problem(kind: str | None, source: str) -> str | None:
+    """Why ``source`` cannot be a template of a definition of ``kind``: not valid
+    Jinja, or it reads ``document`` where that kind plans over addresses alone
+    (``reasons.md``), so that it would fail for every recipient."""
+    if (problem := template_problem(source)) is not None:
+        return problem
+    if kind is None or DOCUMENT_KIND_OF.get(kind, "") is not None:
+        return None
+    if "document" not in names_used(source):
+        return None
+    return f"uses `document`, but a {kind} definition has none: it plans over addresses alone"
 
 
 def _is_scalar(value: Any) -> bool:

@@ -41,6 +41,7 @@ from core.planner.load import (
 )
 from core.planner.quiet_hours import zone
 from core.planner.reasons import CODES, Reason
+from core.planner.render_check import RenderCheck, check_rendering
 from core.planner.rules import (
     ADDRESS_RULES,
     CUSTOMER_RULES,
@@ -139,6 +140,8 @@ class Plan:
     candidates: list[Candidate]
     summary: Summary
     warnings: list[str]
+    # The templates rendered for the first included candidates (render_check.py).
+    render_check: RenderCheck = field(default_factory=lambda: RenderCheck(0, ()))
 
 
 @contextmanager
@@ -372,4 +375,8 @@ def plan_definition(
             summary.add(candidate)
             candidates.append(candidate)
     warnings = plan_warnings(definition, profile, os.environ if environ is None else environ)
-    return Plan(definition, organisation, at, candidates, summary, warnings)
+    rendering = check_rendering(
+        connection, definition.id, (c for c in candidates if c.decision == INCLUDED)
+    )
+    warnings += rendering.warnings()
+    return Plan(definition, organisation, at, candidates, summary, warnings, rendering)

@@ -15,6 +15,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from core.delivery.preview import recipient_message
+from core.templating import RenderError
 from core.views.runs import RecipientDetail, recipient_detail
 from tui.console.formatting import plural, styled
 from tui.console.live import LiveScreen
@@ -105,6 +106,9 @@ class MessageScreen(LiveScreen):
             )
         except (LookupError, ValueError) as error:
             return detail, "no message", str(error).encode()
+        except RenderError as error:  # the recipient's reason, not a fault of the console
+            why = f"No message: its template fails to render for this recipient ({error})."
+            return detail, "no message", why.encode()
 
     def show(self, data: Any) -> None:
         if data is None:
