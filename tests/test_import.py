@@ -340,6 +340,16 @@ def test_a_template_that_uses_document_on_a_kind_with_documents_imports(
     load_ok(db, minimal)
 
 
+@pytest.mark.parametrize("number", [42, 4.2, True])
+def test_a_customer_id_that_is_not_text_is_said_once_and_no_service_belongs_to_none(
+    db: Database, minimal: dict[str, Any], number: Any
+) -> None:
+    minimal["customers"][0]["id"] = number
+    problems = problems_of(db, minimal)
+    assert problems[0].startswith("customers[0].id: expected a string")
+    assert not [p for p in problems if "None" in p], problems
+
+
 def test_audience_clauses_need_one_test(db: Database, minimal: dict[str, Any]) -> None:
     minimal["definitions"][0]["audience"] = [
         {"attribute": "a"},
