@@ -25,6 +25,7 @@ from core.storage import Database, open_database
 from core.storage.models import Address, table_of
 from tests.conftest import BLUE_LAGOON, MINIMAL, STORY_AT, SUNNY_SIDE, load, load_ok
 from tests.db_snapshot import snapshot
+from tests.nobody import msgrun_nobody_can_run
 from tests.terminal import Terminal
 from tui import cli
 from tui.commands.runs import next_steps
@@ -408,14 +409,24 @@ def read_only_folder() -> Iterator[Path]:
         shutil.rmtree(folder)
 
 
-def test_reading_commands_work_on_a_read_only_folder(read_only_folder: Path) -> None:
-    """As a user who may not write the folder (nobody, via setpriv), not as root."""
+@pytest.fixture(scope="module")
+def msgrun_for_nobody() -> Iterator[Path]:
+    with msgrun_nobody_can_run() as command:
+        yield command
+
+
+def test_reading_commands_work_on_a_read_only_folder(
+    read_only_folder: Path, msgrun_for_nobody: Path
+) -> None:
+    """As a user who may not write the folder (nobody, via setpriv), not as root; the
+    msgrun nobody can run wherever the checkout is (tests/nobody.py)."""
     ids = _nobody()
     if ids is None:
         pytest.skip("needs root and setpriv to run msgrun as a user who cannot write")
     path = read_only_folder / "shared.db"
     url = f"sqlite:///{path}"
     base = [MSGRUN, "--db", url]
+    theirs = [str(msgrun_for_nobody), "--db", url]
     subprocess.run([*base, "import", str(BLUE_LAGOON)], check=True, capture_output=True)
     subprocess.run(
         [*base, "run", "start", "service-reminder", "--detach"],
@@ -434,12 +445,12 @@ def test_reading_commands_work_on_a_read_only_folder(read_only_folder: Path) -> 
         ["why", "C003", "--at", STORY_AT],
     ):
         result = subprocess.run(
-            [*as_nobody, *base, *args], capture_output=True, text=True, timeout=120, env=env
+            [*as_nobody, *theirs, *args], capture_output=True, text=True, timeout=120, env=env
         )
         assert result.returncode == 0, (args, result.stderr)
         assert result.stdout
     written = subprocess.run(
-        [*as_nobody, *base, "run", "stop", "1"],
+        [*as_nobody, *theirs, "run", "stop", "1"],
         capture_output=True,
         text=True,
         timeout=120,
