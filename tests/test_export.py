@@ -285,6 +285,11 @@ def test_a_link_counts_as_the_file_it_points_at(
         code, _, err = _export(capsys, sqlite_db, str(run_id), "--out", str(name))
         assert code == 2 and f"--out {name}: the file exists" in err
     assert real.read_text() == "old" and not (tmp_path / "nowhere.csv").exists()
+    device = tmp_path / "device.csv"
+    device.symlink_to("/dev/null")
+    code, _, err = _export(capsys, sqlite_db, str(run_id), "--out", str(device))
+    assert code == 0, err
+    assert device.is_symlink() and Path("/dev/null").is_char_device()
     loop = tmp_path / "loop.csv"
     loop.symlink_to(loop)
     code, _, err = _export(capsys, sqlite_db, str(run_id), "--out", str(loop), "--force")

@@ -102,9 +102,10 @@ def check_target(path: str, what: str = "--out", replace: bool = False) -> Path:
 
 
 def is_existing_file(target: Path) -> bool:
-    """Whether writing ``target`` would replace a file: a regular file, or a link (to
-    one, or to nothing yet). A device, a FIFO is written into, never replaced."""
-    return target.is_symlink() or target.is_file()
+    """Whether writing ``target`` would replace a file: a regular file, or a link to
+    one (or to nothing yet). A device, a FIFO (or a link to one) is written into,
+    never replaced."""
+    return target.is_file() or (target.is_symlink() and not target.exists())
 
 
 def _written(target: Path) -> Path:
