@@ -68,11 +68,16 @@ def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, 
             select(profile_table).where(profile_table.c.id == run.smtp_profile_id)
         ).one()
     )
+    return profile, templates_of(connection, run.definition_id)
+
+
+def templates_of(connection: Connection, definition_id: str) -> Templates:
+    """A definition's templates, as its runs render them (a plan checks them too)."""
     definition = connection.execute(
-        select(table_of(Definition)).where(table_of(Definition).c.id == run.definition_id)
+        select(table_of(Definition)).where(table_of(Definition).c.id == definition_id)
     ).one()
     organisation = connection.execute(select(table_of(Organisation))).one()
-    templates = Templates(
+    return Templates(
         definition_id=definition.id,
         subject=definition.template_subject,
         text=definition.template_text,
@@ -86,7 +91,6 @@ def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, 
             else None
         ),
     )
-    return profile, templates
 
 
 def _attacher(organisation: Any, definition: Any) -> Attacher | None:
@@ -226,7 +230,7 @@ class Composer:
             to_name=draft.to_name,
             subject=render(templates.subject, values),
             text=render(templates.text, values),
-            html=render(templates.html, values) if templates.html else None,
+            html=render(templates.html, values, html=True) if templates.html else None,
             message_id=draft.message_id,
             date=now,
             envelope_sender=envelope_sender(profile, self.run_id, draft.position),

@@ -50,6 +50,11 @@ class UnknownRun(LookupError):
     """No run has that id (bad usage: exit 2)."""
 
 
+class TemplateFailsForEveryone(PlanningError):
+    """The definition's templates fail for every candidate the plan sampled: a run
+    would fail all its recipients one by one (bad input: exit 2, nothing created)."""
+
+
 def who() -> str:
     """user@host of this process, for started_by and stop_requested_by."""
     try:
@@ -95,6 +100,7 @@ def create_run(
             started_by=started_by,
             environ=environ,
             token=token,
+            refuse_failing_templates=True,
         )
 
 
@@ -108,18 +114,29 @@ def create_run_on(
     environ: Mapping[str, str] | None = None,
     token: str | None = None,
     customers: Sequence[str] | None = None,
+    refuse_failing_templates: bool = False,
 ) -> int:
     """``create_run`` inside the caller's transaction (a trigger records its fire with it).
 
     ``customers``: plan only these (an event names them). A definition with
     ``per_trigger`` dedup records every customer it targets in the ledger now,
     so a second trigger before this run is delivered does not target them again.
+    ``refuse_failing_templates``: raise ``TemplateFailsForEveryone``, creating
+    nothing, when the templates fail for every candidate the plan sampled.
     """
     organisation = load_organisation(connection)
     definition = load_definition(connection, definition_id)
     plan = plan_definition(
         connection, organisation, definition, at, customers=customers, environ=environ or {}
     )
+    if refuse_failing_templates and plan.render_check.fails_for_everyone:
+        check = plan.render_check
+        raise TemplateFailsForEveryone(
+            f"{definition_id}: the template fails to render for every one of the "
+            f"{check.sampled} included recipients tried, so the run would fail them all; "
+            f"nothing was created ({'; '.join(check.errors())}). msgrun plan "
+            f"{definition_id} lists them"
+        )
     return snapshot_plan(
         connection, definition, at, plan.candidates, clock, started_by=started_by, token=token
     )
@@ -439,7 +456,15 @@ def run_json(
     return result
 
 
-__all__ = ["PlanningError", "UnknownRun", "create_run", "get_run", "list_runs", "request_stop"]
+__all__ = [
+    "PlanningError",
+    "TemplateFailsForEveryone",
+    "UnknownRun",
+    "create_run",
+    "get_run",
+    "list_runs",
+    "request_stop",
+]
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,24 @@ from typing import Any
 
 from core.addresses import address_problem, fold
 from core.interchange import files
-from core.interchange.reader import MISSING, Problem, Reader, object_pairs, type_name
+from core.interchange.reader import (
+    ATTRIBUTE_ALLOWED,
+    MISSING,
+    Problem,
+    Reader,
+    control_character,
+    join,
+    object_pairs,
+    type_name,
+)
 from core.storage.ledger import history_fingerprint
-from core.templating import template_problem
+from core.templating import names_used, template_problem
 from core.vocabulary import (
     ADDRESS_PREFERENCES,
     CONTACT_PREFERENCES,
     DEDUP_POLICIES,
     DEFINITION_KINDS,
+    DOCUMENT_KIND_OF,
     DOCUMENT_KINDS,
     DOCUMENT_STATUSES,
     FORMAT,
@@ -315,12 +325,34 @@ def _billing_method(r: Reader) -> dict[str, Any]:
     return row
 
 
+def _check_attribute_text(problems: list[Problem], path: str, value: Any) -> None:
+    """Every text in a customer's attributes, at any depth, without the characters that
+    names refuse (a tab and a line feed allowed in values): a template may put any of
+    them in a Subject or a message."""
+    if isinstance(value, str):
+        if (char := control_character(value, allowed=ATTRIBUTE_ALLOWED)) is not None:
+            problems.append(Problem(path, f"control character {char} not allowed"))
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if (char := control_character(name)) is not None:
+                problems.append(
+                    Problem(join(path, name), f"control character {char} not allowed in a name")
+                )
+            else:
+                _check_attribute_text(problems, join(path, name), item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_attribute_text(problems, join(path, index), item)
+
+
 def _customer(r: Reader, parsed: ParsedFile, ids: dict[str, IdRegistry]) -> None:
     customer_id = r.ident("id")
     attributes = r.raw("attributes", required=False)
     if attributes is not None and attributes is not MISSING and not isinstance(attributes, dict):
         r.problem("attributes", "expected an object")
         attributes = None
+    elif isinstance(attributes, dict):
+        _check_attribute_text(r.problems, r.at("attributes"), attributes)
     row = {
         "id": customer_id,
         "name": r.text("name", required=True, max_length=300),
@@ -507,7 +539,7 @@ def _definition(r: Reader) -> dict[str, Any]:
             source = template.text(
                 key, required=key != "html", max_length=1_000_000, multiline=key != "subject"
             )
-            if source is not None and (problem := template_problem(source)) is not None:
+            if source is not None and (problem := _template_problem(row["kind"], source)):
                 template.problem(key, problem)
             row[f"template_{key}"] = source
         row["attach_document_files"], row["attachment_files"] = files.template_attachments(
@@ -516,6 +548,19 @@ def _definition(r: Reader) -> dict[str, Any]:
         template.finish()
     r.finish()
     return row
+
+
+def _template_problem(kind: str | None, source: str) -> str | None:
+    """Why ``source`` cannot be a template of a definition of ``kind``: not valid
+    Jinja, or it reads ``document`` where that kind plans over addresses alone
+    (``reasons.md``), so that it would fail for every recipient."""
+    if (problem := template_problem(source)) is not None:
+        return problem
+    if kind is None or DOCUMENT_KIND_OF.get(kind, "") is not None:
+        return None
+    if "document" not in names_used(source):
+        return None
+    return f"uses `document`, but a {kind} definition has none: it plans over addresses alone"
 
 
 def _is_scalar(value: Any) -> bool:

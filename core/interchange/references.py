@@ -162,9 +162,12 @@ def _check_services(
                     f"refers to service {service!r}, which is neither in the file nor stored",
                 )
             )
-        elif (customer := row.values.get("customer_id")) is not None and final_owner[
-            service
-        ] != customer:
+        elif (
+            (customer := row.values.get("customer_id")) is not None
+            # None: the service's customer has no usable id, a problem said at its path.
+            and final_owner[service] is not None
+            and final_owner[service] != customer
+        ):
             problems.append(
                 Problem(
                     join(row.path, "service"),

@@ -43,6 +43,7 @@ from core.planner.load import (
 )
 from core.planner.quiet_hours import zone
 from core.planner.reasons import CODES, Reason
+from core.planner.render_check import RenderCheck, check_rendering
 from core.planner.rules import (
     ADDRESS_RULES,
     CUSTOMER_RULES,
@@ -142,6 +143,8 @@ class Plan:
     candidates: list[Candidate]
     summary: Summary
     warnings: list[str]
+    # The templates rendered for the first included candidates (render_check.py).
+    render_check: RenderCheck = field(default_factory=lambda: RenderCheck(0, ()))
 
 
 @contextmanager
@@ -394,4 +397,8 @@ def plan_definition(
             f"{ctx.without_files} candidate(s) of this definition have a document that lists "
             "no files: they are sent without attachments (template.attachments.document_files)"
         )
-    return Plan(definition, organisation, at, candidates, summary, warnings)
+    rendering = check_rendering(
+        connection, definition.id, (c for c in candidates if c.decision == INCLUDED)
+    )
+    warnings += rendering.warnings()
+    return Plan(definition, organisation, at, candidates, summary, warnings, rendering)

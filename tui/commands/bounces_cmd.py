@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from core.addresses import address_problem
 from core.bounces.queries import (
     NotSuppressed,
     UnknownReport,
@@ -89,6 +90,8 @@ def bounces_read(args: argparse.Namespace) -> int:
     problems: list[str] = []
     if args.sources.count("-") > 1:
         problems.append("- (standard input) may be given once")
+    if args.envelope_to is not None and (wrong := address_problem(args.envelope_to)):
+        problems.append(f"--envelope-to {args.envelope_to!r} is not an email address: {wrong}")
     for spec in dict.fromkeys(args.sources):
         try:
             sources.append(check_source(spec))

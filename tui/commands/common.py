@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.clock import BadInstant, SystemClock, parse_instant
-from core.delivery.states import sender_processes_setting
+from core.delivery.states import lease_seconds, sender_processes_setting
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
 from core.storage.database import normalise_url, resolve_url, sqlite_path
 from tui.errors import OperationFailed, UsageError
@@ -50,5 +50,6 @@ def check_delivery_settings() -> None:
     """Refuse (exit 2, nothing done) an environment a delivery could not use as meant."""
     try:
         sender_processes_setting(os.environ)
+        lease_seconds(os.environ)
     except ValueError as error:
         raise UsageError(str(error)) from None

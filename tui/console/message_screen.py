@@ -16,6 +16,7 @@ from textual.widgets import Footer, Static
 
 from core.attachments.evidence import sent_lines
 from core.delivery.preview import recipient_message
+from core.templating import RenderError
 from core.views.deliveries import Delivery
 from core.views.runs import RecipientDetail, recipient_detail
 from tui.console.formatting import plural, styled
@@ -128,6 +129,9 @@ class MessageScreen(LiveScreen):
             )
         except (LookupError, ValueError) as error:
             return detail, "no message", str(error).encode()
+        except RenderError as error:  # the recipient's reason, not a fault of the console
+            why = f"No message: its template fails to render for this recipient ({error})."
+            return detail, "no message", why.encode()
 
     def show(self, data: Any) -> None:
         if data is None:
