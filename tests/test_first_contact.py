@@ -28,7 +28,7 @@ from tests.db_snapshot import snapshot
 from tests.nobody import msgrun_nobody_can_run
 from tests.terminal import Terminal
 from tui import cli
-from tui.commands.runs import next_steps
+from tui.commands.foreground import next_steps
 
 pytestmark = pytest.mark.timeout(180)
 MSGRUN = str(Path(sys.executable).with_name("msgrun"))

@@ -20,7 +20,7 @@ from core.bounces.sources import Source, SourceError, SourceUnavailable, check_s
 from core.bounces.store import ReadSummary, StoreFailed, read_source
 from core.clock import SystemClock
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
-from tui.commands.common import database
+from tui.commands.common import database, existing_run
 from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
 
@@ -136,7 +136,6 @@ def bounces_list(args: argparse.Namespace) -> int:
     db = database(args.db)
     run_id: int | None = None
     if args.run is not None:
-        from tui.commands.runs import existing_run
 
         run_id = existing_run(db, args.run).id  # an unknown run: exit 2, saying so
     rows = list_outcomes(db, run_id=run_id, unmatched=args.unmatched)

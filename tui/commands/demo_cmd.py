@@ -18,6 +18,7 @@ from core.interchange import import_document
 from core.smtp_check import check_profile, load_profile, record_result
 from core.storage import open_database
 from tui.commands.common import check_delivery_settings
+from tui.commands.foreground import foreground
 from tui.errors import OperationFailed, UsageError
 
 DEMO_RUN = "service-reminder"
@@ -100,7 +101,6 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         print(f"demo: run {run_id} of {DEMO_RUN} started", file=sys.stderr)
         if args.no_console:
-            from tui.commands.runs import foreground
 
             return foreground(database, run_id)
         from tui.console.app import MsgrunConsole

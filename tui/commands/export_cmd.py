@@ -11,6 +11,7 @@ from typing import Any
 
 from core.delivery import export
 from core.views.exports import BadTarget, TargetExists, check_target, csv_lines, write_lines
+from tui.commands.common import existing_run
 from tui.errors import OperationFailed, UsageError
 from tui.progress import progress_bar
 
@@ -62,7 +63,6 @@ def _counted(rows: Iterable[dict[str, Any]], total: int, report: Any) -> Iterato
 
 def run_export(args: argparse.Namespace) -> int:
     from tui.commands.common import database
-    from tui.commands.runs import existing_run
 
     try:
         chosen = export.selection(args.state, args.outcome)
