@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
 
@@ -26,7 +26,9 @@ from sqlalchemy import select, update
 from core.delivery.message import build_message
 from core.delivery.smtp import (
     ProfileSettings,
+    RunFault,
     auth_mechanism,
+    dkim_signer,
     hello_name,
     no_auth_hint,
     tls_context,
@@ -413,6 +415,13 @@ async def check_profile(
 
     async def data() -> str:
         assert to is not None
+        try:
+            # Signed the way a run signs (inbox.md); a key a run could not use fails here too.
+            signer = dkim_signer(profile, environ)
+        except RunFault as fault:
+            raise StepFailed(
+                str(fault), "a run on this profile would fail: fix its DKIM key (dkim below)"
+            ) from None
         reply = await dialogue.command("DATA")
         if reply.code != 354:
             raise StepFailed(str(reply), "the server refused to take a message")
@@ -430,7 +439,10 @@ async def check_profile(
             html=None,
             message_id=make_msgid(domain=profile.from_address.rpartition("@")[2]),
             date=moment,
+            reply_to=profile.reply_to,
         )
+        if signer is not None:
+            envelope = replace(envelope, data=signer.sign(envelope.data, moment))
         assert dialogue.writer is not None
         body = envelope.data.replace(b"\r\n.", b"\r\n..")
         dialogue.writer.write(body + b".\r\n")

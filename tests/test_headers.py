@@ -193,3 +193,58 @@ def test_any_subject_decodes_to_the_rendered_text_by_perl_and_python(subjects: l
     assert perl_decode([raw_header(d, "Subject") for d in datas]) == [
         header_text(c["subject"]) for c in given_cases
     ]
+
+
+def kind_message(kind: str, definition_reply_to: str | None) -> bytes:
+    from datetime import UTC, datetime
+
+    from core.delivery.compose import Composer, Draft, Templates
+    from core.delivery.smtp import ProfileSettings
+
+    profile = ProfileSettings(
+        id="main",
+        host="127.0.0.1",
+        port=25,
+        security="none",
+        username=None,
+        password_env=None,
+        from_address="billing@pools.example.com",
+        from_name="Pools",
+        max_connections=1,
+        rate_per_second=None,
+        tls_verify=True,
+        ca_file=None,
+        timeout_seconds=5,
+        reply_to="office@pools.example.com",
+    )
+    templates = Templates(
+        definition_id="d",
+        subject="s",
+        text="t",
+        html=None,
+        organisation={"name": "Pools", "timezone": "UTC"},
+        kind=kind,
+        reply_to=definition_reply_to,
+    )
+    draft = Draft(1, "<m@pools.example.com>", "ana@example.org", "Ana", {})
+    data = Composer(1, profile, templates).build(draft, datetime(2026, 12, 4, tzinfo=UTC)).data
+    return data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["invoice", "payment_receipt", "job_sheet", "invoice_reminder", "broadcast", "confirmation"],
+)
+def test_headers_by_kind_of_message(kind: str) -> None:
+    head = kind_message(kind, None)
+    assert b"\r\nAuto-Submitted: auto-generated\r\n" in head
+    assert b"\r\nReply-To: office@pools.example.com\r\n" in head
+    assert (b"\r\nPrecedence: bulk\r\n" in head) == (kind == "broadcast")
+    if kind in ("invoice", "payment_receipt", "job_sheet"):
+        assert b"List-Unsubscribe" not in head and b"Precedence" not in head
+
+
+def test_the_definitions_reply_to_wins_over_the_profiles() -> None:
+    head = kind_message("invoice", "accounts@pools.example.com")
+    assert head.count(b"Reply-To:") == 1
+    assert b"\r\nReply-To: accounts@pools.example.com\r\n" in head

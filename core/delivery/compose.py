@@ -14,13 +14,14 @@ report delivered to it names its recipient. ``compose_message`` does both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from core.bounces.verp import verp_address, verp_token
+from core.delivery.dkim_sign import DkimSigner
 from core.delivery.message import Envelope, build_message
 from core.delivery.queries import Due, run_row
 from core.delivery.smtp import ProfileSettings
@@ -46,6 +47,8 @@ class Templates:
     organisation: dict[str, Any]
     # per_trigger definitions record their targets when the run is made, not each send.
     ledger: bool = True
+    kind: str = ""
+    reply_to: str | None = None  # the definition's, which wins over the profile's
 
 
 Contexts = dict[str, dict[str, Any]]
@@ -71,6 +74,8 @@ def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, 
         html=definition.template_html,
         organisation={"name": organisation.name, "timezone": organisation.timezone},
         ledger=definition.dedup != "per_trigger",
+        kind=definition.kind,
+        reply_to=definition.reply_to,
     )
     return profile, templates
 
@@ -161,12 +166,14 @@ class Composer:
     run_id: int
     profile: ProfileSettings
     templates: Templates
+    # The profile's DKIM signer (``smtp.dkim_signer``), when it signs.
+    signer: DkimSigner | None = None
 
     def build(self, draft: Draft, now: datetime) -> Envelope:
         """RenderError when a template fails for this recipient, ValueError when an
         address cannot be used."""
         profile, templates, values = self.profile, self.templates, draft.values
-        return build_message(
+        envelope = build_message(
             from_address=profile.from_address,
             from_name=profile.from_name,
             to_address=draft.address,
@@ -177,7 +184,18 @@ class Composer:
             message_id=draft.message_id,
             date=now,
             envelope_sender=envelope_sender(profile, self.run_id, draft.position),
+            reply_to=templates.reply_to or profile.reply_to,
+            extra_headers=kind_headers(templates.kind),
         )
+        if self.signer is None:
+            return envelope
+        return replace(envelope, data=self.signer.sign(envelope.data, now))
+
+
+def kind_headers(kind: str) -> tuple[tuple[str, str], ...]:
+    """Headers a kind of message carries besides every message's (inbox.md): a broadcast
+    is bulk mail; transactional kinds never say so."""
+    return (("Precedence", "bulk"),) if kind == "broadcast" else ()
 
 
 def compose_message(

@@ -22,8 +22,10 @@ from typing import Any
 import aiosmtplib
 from aiosmtplib.email import quote_address
 
+from core.delivery.dkim_sign import DkimSigner
 from core.delivery.message import Envelope
 from core.delivery.policy import is_hard_bounce
+from core.dkim_keys import DkimKeyError, DkimSettings, read_pem
 from core.passwords import find_password, how_to_provide, missing
 
 
@@ -47,6 +49,9 @@ class ProfileSettings:
     retry_after_seconds: tuple[float, ...] | None = None
     retry_for_seconds: float | None = None
     bounce_address: str | None = None
+    reply_to: str | None = None
+    dkim: DkimSettings | None = None
+    server_signs_dkim: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> ProfileSettings:
@@ -72,6 +77,9 @@ class ProfileSettings:
             ),
             retry_for_seconds=row.retry_for_seconds,
             bounce_address=row.bounce_address,
+            reply_to=row.reply_to,
+            dkim=DkimSettings.from_json(row.dkim),
+            server_signs_dkim=bool(row.server_signs_dkim),
         )
 
 
@@ -105,6 +113,18 @@ def password_for(profile: ProfileSettings, environ: Mapping[str, str]) -> str | 
             f"({how_to_provide(profile.password_env, profile.id)})"
         )
     return password
+
+
+def dkim_signer(profile: ProfileSettings, environ: Mapping[str, str]) -> DkimSigner | None:
+    """The profile's signer, its key read now (when a delivery starts); None when the
+    profile does not sign. RunFault, a fault of the profile, when the key cannot be used:
+    no unsigned message goes out instead."""
+    if profile.dkim is None:
+        return None
+    try:
+        return DkimSigner(profile.dkim, read_pem(profile.dkim, environ))
+    except DkimKeyError as error:
+        raise RunFault(f"SMTP profile {profile.id}: {error}") from None
 
 
 def tls_context(profile: ProfileSettings) -> ssl.SSLContext:

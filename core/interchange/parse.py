@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.addresses import address_problem, fold
+from core.dkim_keys import ALGORITHMS, DkimSettings
 from core.interchange.reader import MISSING, Problem, Reader, object_pairs, type_name
+from core.sender_domains import aligned, domain_of, is_public_suffix
 from core.storage.ledger import history_fingerprint
 from core.templating import template_problem
 from core.vocabulary import (
@@ -238,9 +240,70 @@ def _smtp_profile(r: Reader) -> dict[str, Any]:
         "retry_after_seconds": _delays(r, "retry_after_seconds"),
         "retry_for_seconds": r.number("retry_for_seconds", positive=True),
         "bounce_address": bounce_address,
+        "reply_to": _reply_to(r),
+        "dkim": _dkim(r, from_address),
+        "server_signs_dkim": r.boolean("server_signs_dkim", default=False),
     }
     r.finish()
     return row
+
+
+def _reply_to(r: Reader) -> str | None:
+    """An optional Reply-To address, checked like from_address (inbox.md)."""
+    reply_to = r.text("reply_to", max_length=320)
+    if reply_to is not None and (problem := address_problem(reply_to)) is not None:
+        r.problem("reply_to", f"{reply_to!r} is not a valid email address: {problem}")
+        return None
+    return reply_to
+
+
+def _dkim(r: Reader, from_address: str | None) -> dict[str, Any] | None:
+    """A profile's DKIM settings (inbox.md): where the key is, never the key."""
+    dkim = r.sub("dkim", required=False)
+    if dkim is None:
+        return None
+    domain = dkim.text("domain", required=True, max_length=253)
+    selector = dkim.text("selector", required=True, max_length=63)
+    key_file = dkim.text("private_key_file")
+    key_env = dkim.text("private_key_env", max_length=200)
+    algorithm = dkim.choice("algorithm", ALGORITHMS) or "rsa-sha256"
+    for key in ("private_key", "private_key_pem", "key"):
+        if key in dkim.obj:
+            dkim.read.add(key)
+            dkim.problem(
+                key,
+                "a private key is never in the interchange file: name a PEM file "
+                "(private_key_file) or an environment variable (private_key_env)",
+            )
+    if (key_file is None) == (key_env is None) and dkim.ok:
+        dkim.problem("", "needs exactly one of private_key_file or private_key_env")
+    if selector is not None and (problem := hostname_problem(selector)) is not None:
+        dkim.problem("selector", f"{selector!r} is not a DNS label: {problem}")
+    if domain is not None:
+        if (problem := hostname_problem(domain)) is not None or domain.startswith("["):
+            dkim.problem("domain", f"{domain!r} is not a domain: {problem or 'an address'}")
+            domain = None
+        elif is_public_suffix(domain):
+            dkim.problem("domain", f"{domain!r} is a public suffix, not a domain of one's own")
+            domain = None
+        elif from_address is not None and not aligned(domain, domain_of(from_address)):
+            dkim.problem(
+                "domain",
+                f"{domain!r} does not align with the from_address domain "
+                f"{domain_of(from_address)!r} (DMARC relaxed alignment: the same "
+                "organisational domain)",
+            )
+            domain = None
+    dkim.finish()
+    if domain is None or selector is None:
+        return None
+    return DkimSettings(
+        domain=domain.lower().rstrip("."),
+        selector=selector,
+        private_key_file=key_file,
+        private_key_env=key_env,
+        algorithm=algorithm,
+    ).to_json()
 
 
 HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -449,6 +512,7 @@ def _definition(r: Reader) -> dict[str, Any]:
         "template_subject": None,
         "template_text": None,
         "template_html": None,
+        "reply_to": _reply_to(r),
     }
     trigger = r.sub("trigger", required=True)
     if trigger is not None:

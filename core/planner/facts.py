@@ -49,6 +49,10 @@ class ProfileFacts:
     id: str
     password_env: str | None
     last_test_ok_at: datetime | None
+    # The environment variable that holds the DKIM key, when the profile signs with one.
+    dkim_key_env: str | None = None
+    # The last smtp test's dmarc step, when it failed: (when, its detail).
+    failed_dmarc: tuple[datetime, str] | None = None
 
 
 @dataclass(slots=True, frozen=True)

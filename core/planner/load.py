@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, literal, null, select
@@ -122,13 +123,31 @@ def load_definitions(connection: Connection) -> list[DefinitionFacts]:
 def load_profile(connection: Connection, profile_id: str) -> ProfileFacts:
     profiles = table_of(SmtpProfile)
     row = connection.execute(
-        select(profiles.c.id, profiles.c.password_env, profiles.c.last_test_ok_at).where(
-            profiles.c.id == profile_id
-        )
+        select(
+            profiles.c.id,
+            profiles.c.password_env,
+            profiles.c.last_test_ok_at,
+            profiles.c.dkim,
+            profiles.c.last_sender_auth,
+        ).where(profiles.c.id == profile_id)
     ).one()
     return ProfileFacts(
-        id=row.id, password_env=row.password_env, last_test_ok_at=row.last_test_ok_at
+        id=row.id,
+        password_env=row.password_env,
+        last_test_ok_at=row.last_test_ok_at,
+        dkim_key_env=(row.dkim or {}).get("private_key_env"),
+        failed_dmarc=failed_dmarc(row.last_sender_auth),
     )
+
+
+def failed_dmarc(last: dict[str, Any] | None) -> tuple[datetime, str] | None:
+    """When the profile's last smtp test failed its dmarc step, and what it said."""
+    if not last:
+        return None
+    for step in last.get("steps", []):
+        if step.get("name") == "dmarc" and not step.get("ok"):
+            return datetime.fromisoformat(last["at"]), str(step.get("detail", ""))
+    return None
 
 
 def load_methods(connection: Connection) -> dict[str, MethodFacts]:

@@ -175,6 +175,17 @@ def plan_warnings(
             "holds its password is not set here"
             + (" and the OS keyring has none for it" if keyring_configured(environ) else "")
         )
+    if profile.dkim_key_env is not None and not environ.get(profile.dkim_key_env, "").strip():
+        warnings.append(
+            f"SMTP profile {profile.id}: the environment variable {profile.dkim_key_env} that "
+            "holds its DKIM key is not set here (the run would fail before sending)"
+        )
+    if profile.failed_dmarc is not None:
+        at, detail = profile.failed_dmarc
+        warnings.append(
+            "messages of this definition will fail DMARC at receivers that apply it "
+            f"(smtp test of {at.date().isoformat()}): {detail}"
+        )
     if profile.last_test_ok_at is None:
         warnings.append(
             f"SMTP profile {profile.id} has never passed an SMTP test "

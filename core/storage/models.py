@@ -93,6 +93,13 @@ class SmtpProfile(Base):
     retry_for_seconds: Mapped[float | None] = mapped_column(Float)
     # Where reports should come back (after-sending.md); stored only, for now.
     bounce_address: Mapped[str | None] = mapped_column(String(320))
+    # DKIM signing (inbox.md): where the key is (a file or an environment variable),
+    # never the key.
+    dkim: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
+    server_signs_dkim: Mapped[bool] = mapped_column(Boolean, default=False)
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    # The last smtp test's sender authentication steps: {"at", "sender_auth_ok", "steps"}.
+    last_sender_auth: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
     # Written by ``msgrun smtp test``; the plan warns about a profile never tested.
     last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
@@ -230,6 +237,8 @@ class Definition(Base):
     template_subject: Mapped[str] = mapped_column(Text)
     template_text: Mapped[str] = mapped_column(Text)
     template_html: Mapped[str | None] = mapped_column(Text)
+    # Wins over the profile's reply_to (inbox.md).
+    reply_to: Mapped[str | None] = mapped_column(String(320))
 
 
 class History(Base):
