@@ -14,6 +14,8 @@ from publicsuffixlist import PublicSuffixList
 
 # Reserved for testing and local use (RFC 2606, 6761, 6762): never looked up in DNS.
 RESERVED_SUFFIXES = ("test", "example", "invalid", "localhost", "local")
+# RFC 2606's second-level names for documentation, reserved the same way.
+RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
 
 
 @lru_cache(maxsize=1)
@@ -53,5 +55,7 @@ def aligned(one: str, other: str, *, strict: bool = False) -> bool:
 
 def is_reserved(domain: str) -> bool:
     """A domain for testing or local use (``.test``, ``.example`` …): not looked up."""
-    last = normal(domain).rpartition(".")[2]
-    return last in RESERVED_SUFFIXES
+    name = normal(domain)
+    if name.rpartition(".")[2] in RESERVED_SUFFIXES:
+        return True
+    return any(name == d or name.endswith("." + d) for d in RESERVED_DOMAINS)

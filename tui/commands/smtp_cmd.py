@@ -64,6 +64,8 @@ def show_step(step: Step) -> None:
     print(f"  {mark} {step.step:<9} {step.ms:8.1f} ms  {step.detail}", flush=True)
     if step.hint:
         print(f"       {'':<9} {'':>8}     → {step.hint}", flush=True)
+    if step.warning:
+        print(f"       {'':<9} {'':>8}     ! {step.warning}", flush=True)
 
 
 def run_test(args: argparse.Namespace) -> int:
@@ -85,12 +87,13 @@ def run_test(args: argparse.Namespace) -> int:
     report: CheckReport = event_loop.run(
         check_profile(profile, os.environ, to=args.to, on_step=None if args.json else show_step)
     )
-    record_result(db, profile.id, report.ok, SystemClock().now())
+    record_result(db, profile.id, report.ok, SystemClock().now(), report)
     if args.json:
         write_out(dumps(report.as_json()))
     else:
-        verdict = "every step passed" if report.ok else f"failed at {report.steps[-1].step}"
+        verdict = "every step passed" if report.ok else f"failed at {report.failed_step}"
         print(f"{profile.id}: {verdict}")
+        print(f"{profile.id}: {report.sender_auth_verdict}")
         if args.transcript:
             print("\nTranscript:")
             for line in report.transcript:
