@@ -33,6 +33,8 @@ from core.storage.models import (
 )
 from core.storage.sql import date_text, json_value, rows_by_ids
 from core.templating import render
+from core.unsubscribe.records import offers_unsubscribe
+from core.unsubscribe.tokens import database_secret, make_token
 from core.vocabulary import document_label
 
 
@@ -49,6 +51,42 @@ class Templates:
     ledger: bool = True
     kind: str = ""
     reply_to: str | None = None  # the definition's, which wins over the profile's
+    # Where unsubscribe requests go, when the definition offers unsubscribe.
+    unsubscribe: UnsubscribeForms | None = None
+
+
+@dataclass(frozen=True)
+class UnsubscribeForms:
+    """The organisation's unsubscribe URL and address, and the database's token secret
+    (in memory only, for the sender processes)."""
+
+    url: str | None
+    address: str | None
+    secret: str
+
+    def headers(self, token: str) -> tuple[tuple[str, str], ...]:
+        """List-Unsubscribe (mailto, then https), and List-Unsubscribe-Post with the URL."""
+        forms = []
+        if self.address:
+            local, _, domain = self.address.rpartition("@")
+            forms.append(f"<mailto:{local}+{token}@{domain}>")
+        if self.url:
+            forms.append(f"<{self.url}{token}>")
+        if not forms:
+            return ()
+        found = [("List-Unsubscribe", ", ".join(forms))]
+        if self.url:
+            found.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        return tuple(found)
+
+    def link(self, token: str) -> str | None:
+        """The template's ``unsubscribe_url``: the URL form, else the mailto form."""
+        if self.url:
+            return f"{self.url}{token}"
+        if self.address:
+            local, _, domain = self.address.rpartition("@")
+            return f"mailto:{local}+{token}@{domain}"
+        return None
 
 
 Contexts = dict[str, dict[str, Any]]
@@ -67,6 +105,12 @@ def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, 
         select(table_of(Definition)).where(table_of(Definition).c.id == run.definition_id)
     ).one()
     organisation = connection.execute(select(table_of(Organisation))).one()
+    forms = organisation.unsubscribe or {}
+    unsubscribe = (
+        UnsubscribeForms(forms.get("url"), forms.get("address"), database_secret(connection))
+        if offers_unsubscribe(definition.kind, definition.unsubscribe)
+        else None
+    )
     templates = Templates(
         definition_id=definition.id,
         subject=definition.template_subject,
@@ -76,6 +120,7 @@ def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, 
         ledger=definition.dedup != "per_trigger",
         kind=definition.kind,
         reply_to=definition.reply_to,
+        unsubscribe=unsubscribe,
     )
     return profile, templates
 
@@ -173,6 +218,11 @@ class Composer:
         """RenderError when a template fails for this recipient, ValueError when an
         address cannot be used."""
         profile, templates, values = self.profile, self.templates, draft.values
+        extra = kind_headers(templates.kind)
+        if templates.unsubscribe is not None:
+            token = make_token(templates.unsubscribe.secret, self.run_id, draft.position)
+            values = {**values, "unsubscribe_url": templates.unsubscribe.link(token)}
+            extra += templates.unsubscribe.headers(token)
         envelope = build_message(
             from_address=profile.from_address,
             from_name=profile.from_name,
@@ -185,7 +235,7 @@ class Composer:
             date=now,
             envelope_sender=envelope_sender(profile, self.run_id, draft.position),
             reply_to=templates.reply_to or profile.reply_to,
-            extra_headers=kind_headers(templates.kind),
+            extra_headers=extra,
         )
         if self.signer is None:
             return envelope

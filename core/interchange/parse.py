@@ -21,6 +21,8 @@ from core.interchange.reader import MISSING, Problem, Reader, object_pairs, type
 from core.sender_domains import aligned, domain_of, is_public_suffix
 from core.storage.ledger import history_fingerprint
 from core.templating import template_problem
+from core.unsubscribe.records import ALWAYS as UNSUBSCRIBE_ALWAYS
+from core.unsubscribe.records import NEVER as UNSUBSCRIBE_NEVER
 from core.vocabulary import (
     ADDRESS_PREFERENCES,
     CONTACT_PREFERENCES,
@@ -197,9 +199,35 @@ def _organisation(r: Reader) -> dict[str, Any]:
         "auto_send_confirmations": outbound.get("auto_send_confirmations", True),
         "default_address_preferences": r.flags("default_address_preferences", ADDRESS_PREFERENCES),
         "default_contact_preferences": r.flags("default_contact_preferences", CONTACT_PREFERENCES),
+        "unsubscribe": _unsubscribe_settings(r),
     }
     r.finish()
     return row
+
+
+def _unsubscribe_settings(r: Reader) -> dict[str, str] | None:
+    """Where unsubscribe requests go (inbox.md): an https URL and/or an address."""
+    settings = r.sub("unsubscribe", required=False)
+    if settings is None:
+        return None
+    url = settings.text("url", max_length=400)
+    address = settings.text("address", max_length=320)
+    if url is not None and (not url.startswith("https://") or any(c.isspace() for c in url)):
+        settings.problem("url", f"{url!r} is not an https URL")
+        url = None
+    if address is not None:
+        if (problem := address_problem(address)) is not None:
+            settings.problem("address", f"{address!r} is not a valid email address: {problem}")
+            address = None
+        elif len(address.rpartition("@")[0]) > 23:
+            settings.problem(
+                "address",
+                f"the local part of {address!r} is over 23 characters (with +TOKEN it must fit 64)",
+            )
+            address = None
+    settings.finish()
+    value = {k: v for k, v in (("url", url), ("address", address)) if v is not None}
+    return value or None
 
 
 def _smtp_profile(r: Reader) -> dict[str, Any]:
@@ -513,7 +541,15 @@ def _definition(r: Reader) -> dict[str, Any]:
         "template_text": None,
         "template_html": None,
         "reply_to": _reply_to(r),
+        "unsubscribe": r.boolean("unsubscribe"),
     }
+    if row["kind"] in UNSUBSCRIBE_ALWAYS and row["unsubscribe"] is False:
+        r.problem("unsubscribe", f"a {row['kind']} always offers unsubscribe (inbox.md)")
+    if row["kind"] in UNSUBSCRIBE_NEVER and row["unsubscribe"] is True:
+        r.problem(
+            "unsubscribe",
+            f"a customer cannot opt out of a {row['kind']}: it never offers unsubscribe",
+        )
     trigger = r.sub("trigger", required=True)
     if trigger is not None:
         kind = trigger.choice("type", TRIGGER_TYPES, required=True)

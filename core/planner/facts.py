@@ -122,6 +122,9 @@ class AddressFacts:
     address_lower: str
     problem: str | None
     address_preference: bool | None
+    # The kind's preference turned off by an unsubscribe msgrun recorded (inbox.md): the
+    # reason's detail, whatever the imported value says.
+    unsubscribed: str | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -9,7 +9,7 @@ their contacts), its documents of the kind and its services.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -44,8 +44,11 @@ from core.storage.models import (
     Service,
     SmtpProfile,
     Suppression,
+    Unsubscribe,
     table_of,
 )
+from core.unsubscribe.records import PREFERENCE_OF
+from core.unsubscribe.records import detail as unsubscribe_detail
 from core.vocabulary import ADDRESS_PREFERENCE_OF, CONTACT_PREFERENCE_OF, DOCUMENT_KIND_OF
 
 PAGE = 2000
@@ -349,10 +352,38 @@ def _addresses(
         .where(address.c.customer_id.between(low, high))
         .where(address.c.key == definition.address_key)
     )
+    unsubscribed = _unsubscribed(connection, definition, low, high)
     found: dict[str, list[AddressFacts]] = {}
     for row in connection.execute(query).all():
         facts = AddressFacts(*row)
+        if unsubscribed:
+            said = unsubscribed.get((facts.contact_id, facts.address_lower)) or unsubscribed.get(
+                (facts.contact_id, "")
+            )
+            if said is not None:
+                facts = replace(facts, unsubscribed=said)
         found.setdefault(facts.customer_id, []).append(facts)
+    return found
+
+
+def _unsubscribed(
+    connection: Connection, definition: DefinitionFacts, low: str, high: str
+) -> dict[tuple[str, str], str]:
+    """The unsubscribes of the kind's preference among these customers: (contact, address
+    lower) for an address preference, (contact, "") for a contact's → the detail."""
+    if definition.kind not in PREFERENCE_OF:
+        return {}
+    whose, preference = PREFERENCE_OF[definition.kind]
+    table = table_of(Unsubscribe)
+    rows = connection.execute(
+        select(table.c.contact_id, table.c.address_lower, table.c.at, table.c.how, table.c.run_id)
+        .where(table.c.customer_id.between(low, high), table.c.preference == preference)
+        .order_by(table.c.at)
+    ).all()
+    found: dict[tuple[str, str], str] = {}
+    for row in rows:
+        key = (row.contact_id, row.address_lower if whose == "address" else "")
+        found.setdefault(key, unsubscribe_detail(preference, row.at, row.how, row.run_id))
     return found
 
 

@@ -66,6 +66,8 @@ class Organisation(Base):
     # Only the defaults that were given: {"invoices": false, ...}.
     default_address_preferences: Mapped[dict[str, bool]] = mapped_column(JsonValue)
     default_contact_preferences: Mapped[dict[str, bool]] = mapped_column(JsonValue)
+    # Where unsubscribe requests go (inbox.md): {"url": ..., "address": ...}.
+    unsubscribe: Mapped[dict[str, str] | None] = mapped_column(JsonValue)
 
 
 class SmtpProfile(Base):
@@ -239,6 +241,8 @@ class Definition(Base):
     template_html: Mapped[str | None] = mapped_column(Text)
     # Wins over the profile's reply_to (inbox.md).
     reply_to: Mapped[str | None] = mapped_column(String(320))
+    # Whether its messages offer unsubscribe (None: the kind's default, inbox.md).
+    unsubscribe: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class History(Base):
@@ -495,3 +499,33 @@ class RecipientOutcome(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
     matched_by: Mapped[str | None] = mapped_column(String(16))  # message_id, verp, address
+
+
+class MsgrunSecret(Base):
+    """Secrets of the database itself, made by the migrations (the unsubscribe tokens'
+    HMAC key): never imported, exported or printed."""
+
+    __tablename__ = "msgrun_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+
+
+class Unsubscribe(Base):
+    """An unsubscribe msgrun recorded (inbox.md): the preference it turned off, applied
+    on top of the imported preferences, so that an import does not subscribe again."""
+
+    __tablename__ = "unsubscribe"
+    __table_args__ = (UniqueConstraint("contact_id", "address_lower", "preference"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(400))
+    address_lower: Mapped[str] = mapped_column(String(400))
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    contact_id: Mapped[str] = mapped_column(String(200))
+    preference: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    how: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)

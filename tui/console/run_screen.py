@@ -282,9 +282,7 @@ class RunScreen(LiveScreen):
         ended = window.progress.run.state in ENDED
         # Read once more when the run is seen ended (it may have ended within the
         # seconds since the last read), then never again.
-        if not self.rate_final and (
-            ended or time.monotonic() - self.rate_read_at >= RATE_SECONDS
-        ):
+        if not self.rate_final and (ended or time.monotonic() - self.rate_read_at >= RATE_SECONDS):
             rate = send_rate(self.console.database, self.run_id)
             self.rate_read_at = time.monotonic()
             self.rate_final = ended

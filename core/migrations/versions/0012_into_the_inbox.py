@@ -1,4 +1,4 @@
-"""into the inbox: DKIM per profile, Reply-To, sender authentication results
+"""into the inbox: DKIM per profile, Reply-To, sender authentication results, unsubscribe
 
 Revision ID: 0012
 Revises: 0009
@@ -6,6 +6,7 @@ Revises: 0009
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,10 +37,52 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("last_sender_auth", json_type(), nullable=True))
     with op.batch_alter_table("definition", schema=None) as batch_op:
         batch_op.add_column(sa.Column("reply_to", sa.String(length=320), nullable=True))
+        # Whether the definition offers unsubscribe (NULL: its kind's default).
+        batch_op.add_column(sa.Column("unsubscribe", sa.Boolean(), nullable=True))
+    with op.batch_alter_table("organisation", schema=None) as batch_op:
+        # {"url", "address"}: where unsubscribe requests go (inbox.md).
+        batch_op.add_column(sa.Column("unsubscribe", json_type(), nullable=True))
+    # Secrets of the database itself, made once, here, in the migration's transaction:
+    # the unsubscribe tokens' HMAC key. An import never touches it.
+    secret = op.create_table(
+        "msgrun_secret",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.String(length=128), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_msgrun_secret")),
+    )
+    op.bulk_insert(secret, [{"name": "unsubscribe", "value": secrets.token_hex(32)}])
+    op.create_table(
+        "unsubscribe",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("address", sa.String(length=400), nullable=False),
+        sa.Column("address_lower", sa.String(length=400), nullable=False),
+        sa.Column("customer_id", sa.String(length=200), nullable=False),
+        sa.Column("contact_id", sa.String(length=200), nullable=False),
+        sa.Column("preference", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("how", sa.String(length=16), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_unsubscribe")),
+        sa.UniqueConstraint(
+            "contact_id",
+            "address_lower",
+            "preference",
+            name=op.f("uq_unsubscribe_contact_id_address_lower_preference"),
+        ),
+    )
+    op.create_index(op.f("ix_unsubscribe_customer_id"), "unsubscribe", ["customer_id"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_unsubscribe_customer_id"), table_name="unsubscribe")
+    op.drop_table("unsubscribe")
+    op.drop_table("msgrun_secret")
+    with op.batch_alter_table("organisation", schema=None) as batch_op:
+        batch_op.drop_column("unsubscribe")
     with op.batch_alter_table("definition", schema=None) as batch_op:
+        batch_op.drop_column("unsubscribe")
         batch_op.drop_column("reply_to")
     with op.batch_alter_table("smtp_profile", schema=None) as batch_op:
         batch_op.drop_column("last_sender_auth")
