@@ -334,3 +334,83 @@ def test_an_unsubscribe_turns_off_that_kinds_preference_only_even_after_an_impor
         timeout=60,
     )
     assert again.returncode == 2
+
+
+def test_the_plan_warns_when_an_unsubscribe_has_nowhere_to_go_or_no_link(db: Database) -> None:
+    doc = broadcast_document()
+    load_ok(db, doc)
+    assert not [
+        w
+        for w in make_plan(db, "news", parse_instant(AT), environ={}).warnings
+        if "unsubscribe" in w
+    ]
+    doc["definitions"][1]["template"]["text"] = "News without a link."
+    load_ok(db, doc)
+    (warning,) = [
+        w
+        for w in make_plan(db, "news", parse_instant(AT), environ={}).warnings
+        if "unsubscribe" in w
+    ]
+    assert warning.startswith("the templates do not use unsubscribe_url")
+    del doc["organisation"]["unsubscribe"]
+    load_ok(db, doc)
+    (warning,) = [
+        w
+        for w in make_plan(db, "news", parse_instant(AT), environ={}).warnings
+        if "unsubscribe" in w
+    ]
+    assert warning.startswith("broadcasts without an unsubscribe: Gmail and Yahoo require")
+    assert not [
+        w
+        for w in make_plan(db, "inv", parse_instant(AT), environ={}).warnings
+        if "unsubscribe" in w
+    ]
+
+
+def test_the_endpoint_answers_503_when_its_database_fails_and_records_nothing(
+    sqlite_db: Database,
+) -> None:
+    from sqlalchemy import text
+
+    _, messages = sent_broadcast(sqlite_db, 1)
+    server = Served(sqlite_db)
+    try:
+        with sqlite_db.connect() as connection:  # the records' table gone from under it
+            connection.execute(text("ALTER TABLE unsubscribe RENAME TO unsubscribe_away"))
+        status, page = server.request(
+            "POST",
+            f"/u/{token_of(messages[0])}",
+            b"List-Unsubscribe=One-Click",
+            "application/x-www-form-urlencoded",
+        )
+        assert status == 503 and "p0@example.org" not in page
+        with sqlite_db.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM unsubscribe_away")).scalar() == 0
+            connection.execute(text("ALTER TABLE unsubscribe_away RENAME TO unsubscribe"))
+        assert server.request("GET", f"/u/{token_of(messages[0])}")[0] == 200  # still serving
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0
+    assert records(sqlite_db) == []
+
+
+def test_replacing_the_organisation_forgets_its_unsubscribes_and_keeps_the_secret(
+    db: Database,
+) -> None:
+    from core.interchange import import_text
+    from core.unsubscribe.records import record, target_of
+
+    _, messages = sent_broadcast(db, 1)
+    with db.connect() as connection:
+        secret = database_secret(connection)
+        target = target_of(connection, token_of(messages[0]))
+        assert target is not None
+        assert record(connection, target, "one_click", parse_instant(AT))
+        assert record(connection, target, "one_click", parse_instant(AT))  # twice: one record
+    assert len(records(db)) == 1
+    other = broadcast_document()
+    other["organisation"]["name"] = "Another Pools"
+    assert import_text(db, json.dumps(other), replace_organisation=True).ok
+    assert records(db) == []
+    with db.connect() as connection:
+        assert database_secret(connection) == secret

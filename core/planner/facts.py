@@ -22,6 +22,8 @@ class OrganisationFacts:
     toggles: dict[str, bool]
     default_address_preferences: dict[str, bool]
     default_contact_preferences: dict[str, bool]
+    # Whether the organisation configures an unsubscribe URL or address (inbox.md).
+    unsubscribe_configured: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,6 +44,9 @@ class DefinitionFacts:
     quiet_hours: QuietHours | None
     dedup: str
     use_billing_rules: bool
+    # Whether its messages offer unsubscribe, and whether its templates use unsubscribe_url.
+    offers_unsubscribe: bool = False
+    uses_unsubscribe_url: bool = False
 
 
 @dataclass(slots=True, frozen=True)

@@ -47,7 +47,7 @@ from core.storage.models import (
     Unsubscribe,
     table_of,
 )
-from core.unsubscribe.records import PREFERENCE_OF
+from core.unsubscribe.records import PREFERENCE_OF, offers_unsubscribe
 from core.unsubscribe.records import detail as unsubscribe_detail
 from core.vocabulary import ADDRESS_PREFERENCE_OF, CONTACT_PREFERENCE_OF, DOCUMENT_KIND_OF
 
@@ -78,6 +78,7 @@ def load_organisation(connection: Connection) -> OrganisationFacts:
         },
         default_address_preferences=dict(row.default_address_preferences or {}),
         default_contact_preferences=dict(row.default_contact_preferences or {}),
+        unsubscribe_configured=bool(row.unsubscribe),
     )
 
 
@@ -104,6 +105,11 @@ def definition_facts(row: Any) -> DefinitionFacts:
         quiet_hours=quiet,
         dedup=row.dedup,
         use_billing_rules=row.use_billing_rules,
+        offers_unsubscribe=offers_unsubscribe(row.kind, row.unsubscribe),
+        uses_unsubscribe_url=any(
+            "unsubscribe_url" in (source or "")
+            for source in (row.template_subject, row.template_text, row.template_html)
+        ),
     )
 
 

@@ -194,6 +194,24 @@ def plan_warnings(
     return warnings
 
 
+def unsubscribe_warnings(definition: DefinitionFacts, organisation: OrganisationFacts) -> list[str]:
+    """A definition that offers unsubscribe with nowhere for requests to go, or whose
+    templates give the reader no link (inbox.md)."""
+    if not definition.offers_unsubscribe:
+        return []
+    if not organisation.unsubscribe_configured:
+        return [
+            "broadcasts without an unsubscribe: Gmail and Yahoo require one-click unsubscribe "
+            "of bulk senders (configure organisation.unsubscribe: url and/or address)"
+        ]
+    if not definition.uses_unsubscribe_url:
+        return [
+            "the templates do not use unsubscribe_url: a message that offers unsubscribe "
+            "should carry a visible unsubscribe link"
+        ]
+    return []
+
+
 @dataclass(frozen=True)
 class Replan:
     """How a follow-up plans again what a run did not deliver (``after-sending.md``).
@@ -383,4 +401,5 @@ def plan_definition(
             summary.add(candidate)
             candidates.append(candidate)
     warnings = plan_warnings(definition, profile, os.environ if environ is None else environ)
+    warnings += unsubscribe_warnings(definition, organisation)
     return Plan(definition, organisation, at, candidates, summary, warnings)
