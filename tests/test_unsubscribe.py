@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from core.clock import SystemClock, parse_instant
 from core.delivery.runs import create_run
 from core.planner.plan import make_plan
 from core.storage import Database
+from core.storage.models import Recipient, table_of
 from core.unsubscribe.tokens import database_secret, make_token, read_token
 from fixtures.smtp_servers import SmtpServer, free_port
 from tests.conftest import load, load_ok, url_of
@@ -414,3 +416,90 @@ def test_replacing_the_organisation_forgets_its_unsubscribes_and_keeps_the_secre
     assert records(db) == []
     with db.connect() as connection:
         assert database_secret(connection) == secret
+
+
+# -- bounces read: a request mailed to the unsubscribe address, and ARF opt-out ------------
+
+
+def mailed_request(to: str, number: int) -> bytes:
+    return (
+        f"From: Ana <p0@example.org>\r\nTo: {to}\r\nSubject: unsubscribe\r\n"
+        f"Message-ID: <req-{number}@example.org>\r\nDate: Mon, 23 Nov 2026 11:00:00 +0000\r\n\r\n"
+        "unsubscribe\r\n"
+    ).encode()
+
+
+def opt_out_report(message_id: str) -> bytes:
+    from tests.bounce_support import arf_abuse
+
+    return (
+        arf_abuse(message_id, "p0@example.org")
+        .replace(b"Feedback-Type: abuse", b"Feedback-Type: opt-out")
+        .replace(b"feedback-type=abuse", b"feedback-type=opt-out")
+    )
+
+
+def read_mail(db: Database, raw: bytes, *extra: str) -> dict[str, Any]:
+    exe = str(Path(sys.executable).with_name("msgrun"))
+    done = subprocess.run(
+        [exe, "--db", url_of(db), "bounces", "read", "-", "--json", *extra],
+        input=raw,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_a_request_mailed_to_the_unsubscribe_address_unsubscribes_once(db: Database) -> None:
+    run_id, messages = sent_broadcast(db)
+    token = token_of(messages[0])
+    domain = "mail.bluelagoonpools.example.com"
+    forged = token[:-1] + ("a" if token[-1] != "a" else "b")
+    refused = read_mail(db, mailed_request(f"unsubscribe+{forged}@{domain}", 1))
+    assert refused["not_reports"] == 1 and refused["unsubscribed"] == 0 and records(db) == []
+    found = read_mail(
+        db,
+        mailed_request("someone@example.org", 2),
+        "--envelope-to",
+        f"unsubscribe+{token}@{domain}",
+    )
+    assert found["unsubscribed"] == 1
+    assert [r["kind"] for r in found["reports"]] == ["unsubscribe"]
+    again = read_mail(
+        db,
+        mailed_request("someone@example.org", 2),
+        "--envelope-to",
+        f"unsubscribe+{token}@{domain}",
+    )
+    assert again["already_read"] == 1
+    (entry,) = records(db)
+    assert (
+        entry["how"] == "mailto" and entry["run"] == run_id and entry["address"] == "p0@example.org"
+    )
+
+
+def test_an_opt_out_feedback_report_unsubscribes_and_one_about_an_invoice_is_ignored(
+    db: Database,
+) -> None:
+    sent_broadcast(db)
+    with db.connect() as connection:
+        table = table_of(Recipient)
+        ids = dict(connection.execute(select(table.c.address, table.c.message_id)).all())
+    report = read_mail(db, opt_out_report(ids["p0@example.org"]))
+    assert report["unsubscribed"] == 1 and report["reports"][0]["kind"] == "unsubscribe"
+    (entry,) = records(db)
+    assert entry["how"] == "feedback_report" and entry["preference"] == "exclude_from_broadcasts"
+    with SmtpServer() as server:
+        load_ok(db, broadcast_document(server.port))
+        invoice_run = create_run(db, "inv", parse_instant(AT), SystemClock())
+        deliver_now(db, invoice_run)
+    with db.connect() as connection:
+        invoice_id = connection.execute(
+            select(table.c.message_id).where(table.c.run_id == invoice_run).limit(1)
+        ).scalar_one()
+    second = opt_out_report(invoice_id).replace(b"<fbl-20261128-0001@", b"<fbl-20261128-0002@")
+    ignored = read_mail(db, second)
+    assert ignored["ignored"] == 1 and ignored["unsubscribed"] == 0
+    assert len(records(db)) == 1
