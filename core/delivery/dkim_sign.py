@@ -19,15 +19,12 @@ import re
 from datetime import datetime
 from typing import Any
 
-import dkim
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from dkim.canonicalization import CanonicalizationPolicy
 
 from core.dkim_keys import DkimSettings, private_key
 
-RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 # Signed when the message has them, in this order (inbox.md: at least From, To, Subject,
 # Date, Message-ID, MIME-Version, Content-Type, and Reply-To, List-Unsubscribe,
 # List-Unsubscribe-Post and Auto-Submitted where present). From is named twice, so that
@@ -59,6 +56,12 @@ class DkimSigner:
         self.settings = settings
         self.pem = pem
         self._key: rsa.RSAPrivateKey = private_key(pem, settings)
+        # dkimpy is imported by a signer, not by every msgrun command that starts.
+        import dkim
+        from dkim.canonicalization import CanonicalizationPolicy
+
+        self._dkim = dkim
+        self._relaxed = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
         self._domain = settings.domain.encode("ascii")
         self._selector = settings.selector.encode("ascii")
 
@@ -78,7 +81,8 @@ class DkimSigner:
         present = {name.lower() for name, _ in headers}
         signed = [name for name in SIGNED_HEADERS if name in present]
         signed.insert(0, b"from")
-        body_hash = base64.b64encode(hashlib.sha256(RELAXED.canonicalize_body(body)).digest())
+        dkim, relaxed = self._dkim, self._relaxed
+        body_hash = base64.b64encode(hashlib.sha256(relaxed.canonicalize_body(body)).digest())
         fields = [
             (b"v", b"1"),
             (b"a", b"rsa-sha256"),
@@ -94,8 +98,8 @@ class DkimSigner:
         digest = hashlib.sha256()
         dkim.hash_headers(
             digest,
-            RELAXED,
-            RELAXED.canonicalize_headers(headers),
+            relaxed,
+            relaxed.canonicalize_headers(headers),
             signed,
             (b"DKIM-Signature", b" " + value),
             None,

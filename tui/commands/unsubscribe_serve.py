@@ -8,12 +8,10 @@ import argparse
 import socket
 from urllib.parse import urlsplit
 
-from aiohttp import web
 from sqlalchemy import select
 
 from core.clock import SystemClock
 from core.storage.models import Organisation, table_of
-from core.unsubscribe.endpoint import application
 from tui.commands.common import database
 from tui.errors import UsageError
 
@@ -43,6 +41,11 @@ def listen_address(text: str) -> tuple[str, int]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    # aiohttp is imported here, not when any msgrun command starts (a third of a second).
+    from aiohttp import web
+
+    from core.unsubscribe.endpoint import application
+
     host, port = listen_address(args.listen)
     db = database(args.db)
     with db.connect() as connection:
