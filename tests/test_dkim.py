@@ -292,8 +292,8 @@ def test_smtp_test_signs_its_test_message_the_same_way() -> None:
         broken = asyncio.run(check_profile(sending, {}, to="ana@example.org"))
     assert perl_verify([message.data], {RECORD: rsa_key()}) == ["pass d=pools.example.com pass"]
     assert b"\r\nReply-To: accounts@pools.example.com\r\n" in message.data
-    assert not broken.ok and broken.steps[-1].step == "data"
-    assert "DKIM_PEM (the DKIM key) is not set" in broken.steps[-1].detail
+    assert not broken.ok and broken.failed_step == "data"
+    assert "DKIM_PEM (the DKIM key) is not set" in broken.smtp_steps[-1].detail
     assert len(server.messages()) == 1  # nothing unsigned went out
 
 
