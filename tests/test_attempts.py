@@ -89,8 +89,9 @@ def test_every_attempt_is_kept_with_its_instant_reply_and_whether_it_settled_the
 
 
 def test_a_connection_fault_is_kept_as_an_attempt_without_a_code(db: Database) -> None:
+    """A line dropped before the data (at RCPT): retried, its attempt kept with the fault."""
     clock = FixedClock(parse_instant(AT))
-    with SmtpServer(faults=Faults(data={"p0@example.org": ["disconnect"]})) as server:
+    with SmtpServer(faults=Faults(rcpt={"p0@example.org": ["disconnect"]})) as server:
         run_id = new_run(db, document(1, server.port, retry_after_seconds=[600]), clock=clock)
         assert deliver_now(db, run_id, clock).state == "waiting"
     [(at, code, reply, settled)] = attempts_by_address(db, run_id)["p0@example.org"]

@@ -130,12 +130,15 @@ def test_feedback_type_is_reported() -> None:
     assert read("arf_auth_failure.eml").feedback_type == "auth-failure"
 
 
-def test_fraud_is_a_complaint_and_opt_out_is_not() -> None:
+def test_fraud_is_a_complaint_and_opt_out_an_unsubscribe() -> None:
     raw = (SAMPLES / "arf_abuse.eml").read_bytes()
     fraud = classify(raw.replace(b"Feedback-Type: abuse", b"Feedback-Type: fraud"))
     assert fraud.kind is ReportKind.COMPLAINT
     assert [o.type for o in fraud.outcomes] == [COMPLAINT]
-    for other in (b"opt-out", b"virus", b"not-spam", b"other"):
+    opt_out = classify(raw.replace(b"Feedback-Type: abuse", b"Feedback-Type: opt-out"))
+    assert opt_out.kind is ReportKind.UNSUBSCRIBE  # inbox.md: recorded like a one-click
+    assert [o.type.value for o in opt_out.outcomes] == ["unsubscribe"]
+    for other in (b"virus", b"not-spam", b"other"):
         report = classify(raw.replace(b"Feedback-Type: abuse", b"Feedback-Type: " + other))
         assert report.kind is ReportKind.IGNORED and report.outcomes == ()
 

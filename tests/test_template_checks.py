@@ -86,7 +86,7 @@ def test_a_template_that_works_adds_no_warning(db: Database) -> None:
     load_ok(db, titled(3, set()))
     plan = make_plan(db, "inv", parse_instant(AT), environ={})
     assert plan.render_check.sampled == 3 and plan.render_check.failures == ()
-    assert not [w for w in plan.warnings if "template" in w]
+    assert not [w for w in plan.warnings if "fails to render" in w]
 
 
 def test_run_start_refuses_a_template_that_fails_for_every_sampled_candidate(
@@ -177,7 +177,8 @@ async def test_m_on_a_recipient_failed_by_its_template_shows_the_error_as_its_re
         run_id = create_run(sqlite_db, "inv", parse_instant(AT), SystemClock())
         await asyncio.to_thread(deliver_now, sqlite_db, run_id)
     delivery, message, notices = await _message_view(sqlite_db, 1)
-    assert "state failed" in delivery and f"error: {ATTRIBUTE_ERROR}" in delivery
+    # Its reason is the render error: how it settled (the first attempt), never a notice.
+    assert "state failed" in delivery and f"settled: {ATTRIBUTE_ERROR}" in delivery
     assert message.startswith("No message: its template fails to render for this recipient")
     assert notices == []
 

@@ -133,6 +133,11 @@ def why_text(report: CustomerReport) -> str:
             if a["suppression"]:
                 s = a["suppression"]
                 notes.append(f"SUPPRESSED: {s['reason']} since {s['since']}")
+            for u in a.get("unsubscribes", []):
+                notes.append(
+                    f"UNSUBSCRIBED: {u['preference']} ({u['kind']}, "
+                    f"{u['how'].replace('_', '-')} {u['at'][:10]}, run {u['run']})"
+                )
             note = f" · {' · '.join(notes)}" if notes else ""
             lines.append(
                 f"{INDENT * 2}{a['key']:<10} {a['address']}{_preferences(a['preferences'])}{note}"

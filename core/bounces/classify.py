@@ -98,6 +98,15 @@ def classify(
     feedback = arf.feedback_report(msg)
     if feedback is not None:
         original = message.original_message_id(msg)
+        if feedback.feedback_type == "opt-out":  # inbox.md: an unsubscribe
+            detail = "feedback report: opt-out" + (
+                f" ({feedback.reporter})" if feedback.reporter else ""
+            )
+            outcomes = tuple(
+                Outcome(OutcomeType.UNSUBSCRIBE, None, None, addr, detail)
+                for addr in (feedback.recipients or (None,))
+            )
+            return report(ReportKind.UNSUBSCRIBE, detail, outcomes, original, "opt-out")
         if feedback.feedback_type in arf.COMPLAINT_TYPES:
             detail = f"feedback report: {feedback.feedback_type}"
             if feedback.reporter:

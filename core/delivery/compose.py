@@ -14,7 +14,7 @@ report delivered to it names its recipient. ``compose_message`` does both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from core.attachments.mime import Attacher
 from core.attachments.specs import FileSpec, definition_specs, file_specs
 from core.bounces.verp import verp_address, verp_token
 from core.delivery.attaching import attach
+from core.delivery.dkim_sign import DkimSigner
 from core.delivery.message import Envelope, build_message
 from core.delivery.queries import Due, run_row
 from core.delivery.smtp import ProfileSettings
@@ -36,6 +37,8 @@ from core.storage.models import (
 )
 from core.storage.sql import date_text, json_value, rows_by_ids
 from core.templating import render
+from core.unsubscribe.records import offers_unsubscribe
+from core.unsubscribe.tokens import database_secret, make_token
 from core.vocabulary import document_label
 
 
@@ -54,6 +57,44 @@ class Templates:
     attacher: Attacher | None = None
     # The definition's quiet hours, checked again as each message goes on the wire.
     quiet_hours: QuietHours | None = None
+    kind: str = ""
+    reply_to: str | None = None  # the definition's, which wins over the profile's
+    # Where unsubscribe requests go, when the definition offers unsubscribe.
+    unsubscribe: UnsubscribeForms | None = None
+
+
+@dataclass(frozen=True)
+class UnsubscribeForms:
+    """The organisation's unsubscribe URL and address, and the database's token secret
+    (in memory only, for the sender processes)."""
+
+    url: str | None
+    address: str | None
+    secret: str
+
+    def headers(self, token: str) -> tuple[tuple[str, str], ...]:
+        """List-Unsubscribe (mailto, then https), and List-Unsubscribe-Post with the URL."""
+        forms = []
+        if self.address:
+            local, _, domain = self.address.rpartition("@")
+            forms.append(f"<mailto:{local}+{token}@{domain}>")
+        if self.url:
+            forms.append(f"<{self.url}{token}>")
+        if not forms:
+            return ()
+        found = [("List-Unsubscribe", ", ".join(forms))]
+        if self.url:
+            found.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        return tuple(found)
+
+    def link(self, token: str) -> str | None:
+        """The template's ``unsubscribe_url``: the URL form, else the mailto form."""
+        if self.url:
+            return f"{self.url}{token}"
+        if self.address:
+            local, _, domain = self.address.rpartition("@")
+            return f"mailto:{local}+{token}@{domain}"
+        return None
 
 
 Contexts = dict[str, dict[str, Any]]
@@ -77,6 +118,12 @@ def templates_of(connection: Connection, definition_id: str) -> Templates:
         select(table_of(Definition)).where(table_of(Definition).c.id == definition_id)
     ).one()
     organisation = connection.execute(select(table_of(Organisation))).one()
+    forms = organisation.unsubscribe or {}
+    unsubscribe = (
+        UnsubscribeForms(forms.get("url"), forms.get("address"), database_secret(connection))
+        if offers_unsubscribe(definition.kind, definition.unsubscribe)
+        else None
+    )
     return Templates(
         definition_id=definition.id,
         subject=definition.template_subject,
@@ -90,6 +137,9 @@ def templates_of(connection: Connection, definition_id: str) -> Templates:
             if definition.quiet_start is not None and definition.quiet_end is not None
             else None
         ),
+        kind=definition.kind,
+        reply_to=definition.reply_to,
+        unsubscribe=unsubscribe,
     )
 
 
@@ -210,6 +260,8 @@ class Composer:
     run_id: int
     profile: ProfileSettings
     templates: Templates
+    # The profile's DKIM signer (``smtp.dkim_signer``), when it signs.
+    signer: DkimSigner | None = None
 
     def quiet_until(self, draft: Draft, at: datetime) -> datetime | None:
         """When the recipient's quiet hours in force at ``at`` end; None when they are
@@ -223,6 +275,8 @@ class Composer:
         """RenderError when a template fails for this recipient, ValueError when an
         address cannot be used, FileProblem when a file it attaches cannot be."""
         profile, templates, values = self.profile, self.templates, draft.values
+        values, unsubscribe = with_unsubscribe(templates, values, self.run_id, draft.position)
+        extra = kind_headers(templates.kind) + unsubscribe
         envelope = build_message(
             from_address=profile.from_address,
             from_name=profile.from_name,
@@ -234,8 +288,31 @@ class Composer:
             message_id=draft.message_id,
             date=now,
             envelope_sender=envelope_sender(profile, self.run_id, draft.position),
+            reply_to=templates.reply_to or profile.reply_to,
+            extra_headers=extra,
         )
-        return attach(envelope, templates.attacher, draft.files)
+        envelope = attach(envelope, templates.attacher, draft.files)
+        if self.signer is None:
+            return envelope
+        return replace(envelope, data=self.signer.sign(envelope.data, now))
+
+
+def with_unsubscribe(
+    templates: Templates, values: dict[str, Any], run_id: int, position: int
+) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
+    """The values a message renders with, ``unsubscribe_url`` among them when its
+    definition offers unsubscribe, and the List-Unsubscribe headers that go with it."""
+    if templates.unsubscribe is None:
+        return values, ()
+    token = make_token(templates.unsubscribe.secret, run_id, position)
+    link = templates.unsubscribe.link(token)
+    return {**values, "unsubscribe_url": link}, templates.unsubscribe.headers(token)
+
+
+def kind_headers(kind: str) -> tuple[tuple[str, str], ...]:
+    """Headers a kind of message carries besides every message's (inbox.md): a broadcast
+    is bulk mail; transactional kinds never say so."""
+    return (("Precedence", "bulk"),) if kind == "broadcast" else ()
 
 
 def compose_message(

@@ -44,7 +44,7 @@ from core.delivery.pipeline import DatabaseLane, Delivering, InMemory, timed
 from core.delivery.runs import read_counts
 from core.delivery.sender_processes import SenderProcesses
 from core.delivery.senders import Senders
-from core.delivery.smtp import ProfileSettings, RunFault, password_for
+from core.delivery.smtp import ProfileSettings, RunFault, dkim_signer, password_for
 from core.delivery.states import (
     COMPLETED,
     HELD,
@@ -260,10 +260,11 @@ class Deliverer:
     async def _deliver(self, profile: ProfileSettings, templates: Templates) -> Delivery:
         try:
             password = password_for(profile, self.environ)
+            signer = dkim_signer(profile, self.environ)
         except RunFault as fault:
             return await self._end(RUN_FAILED, str(fault))
         m = self.memory
-        composer = Composer(self.run_id, profile, templates)
+        composer = Composer(self.run_id, profile, templates, signer)
         delivering = Delivering(
             database=self.database,
             clock=self.clock,

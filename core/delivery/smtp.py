@@ -25,8 +25,10 @@ from typing import Any
 import aiosmtplib
 from aiosmtplib.email import quote_address
 
+from core.delivery.dkim_sign import DkimSigner
 from core.delivery.message import Envelope
 from core.delivery.policy import final_reply_seconds, is_hard_bounce
+from core.dkim_keys import DkimKeyError, DkimSettings, read_pem
 from core.passwords import find_password, how_to_provide, missing
 
 
@@ -52,6 +54,9 @@ class ProfileSettings:
     bounce_address: str | None = None
     # The largest message the profile's server takes (attachments.md); None: no limit set.
     max_message_bytes: int | None = None
+    reply_to: str | None = None
+    dkim: DkimSettings | None = None
+    server_signs_dkim: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> ProfileSettings:
@@ -78,6 +83,9 @@ class ProfileSettings:
             retry_for_seconds=row.retry_for_seconds,
             bounce_address=row.bounce_address,
             max_message_bytes=getattr(row, "max_message_bytes", None),
+            reply_to=row.reply_to,
+            dkim=DkimSettings.from_json(row.dkim),
+            server_signs_dkim=bool(row.server_signs_dkim),
         )
 
 
@@ -118,6 +126,18 @@ def password_for(profile: ProfileSettings, environ: Mapping[str, str]) -> str | 
             f"({how_to_provide(profile.password_env, profile.id)})"
         )
     return password
+
+
+def dkim_signer(profile: ProfileSettings, environ: Mapping[str, str]) -> DkimSigner | None:
+    """The profile's signer, its key read now (when a delivery starts); None when the
+    profile does not sign. RunFault, a fault of the profile, when the key cannot be used:
+    no unsigned message goes out instead."""
+    if profile.dkim is None:
+        return None
+    try:
+        return DkimSigner(profile.dkim, read_pem(profile.dkim, environ))
+    except DkimKeyError as error:
+        raise RunFault(f"SMTP profile {profile.id}: {error}") from None
 
 
 def tls_context(profile: ProfileSettings) -> ssl.SSLContext:

@@ -16,6 +16,7 @@ from core.interchange.references import check_references
 from core.interchange.write import write
 from core.storage.database import Database
 from core.storage.models import Organisation, table_of
+from core.unsubscribe.records import forget_all
 
 
 @dataclass
@@ -88,13 +89,18 @@ def import_document(
     parsed, problems = parse_document(document, progress)
     with database.connect() as connection:
         problems = problems + check_references(connection, parsed)
+        other = another_organisation(connection, parsed)
         if not replace_organisation:
-            problems += another_organisation(connection, parsed)
+            problems += other
         if problems or dry_run:
             connection.rollback()
             return ImportOutcome(
                 problems=sorted_problems(problems), counts={} if problems else parsed.counts()
             )
+        if other:
+            # Another organisation's unsubscribes name nobody of this one (inbox.md); the
+            # database's own secret stays.
+            forget_all(connection)
         write(connection, parsed, progress)
     return ImportOutcome(counts=parsed.counts())
 

@@ -25,6 +25,8 @@ class OrganisationFacts:
     default_contact_preferences: dict[str, bool]
     # The folder documents' files are read from (attachments.md), if any.
     documents_folder: str | None = None
+    # Whether the organisation configures an unsubscribe URL or address (inbox.md).
+    unsubscribe_configured: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,6 +50,9 @@ class DefinitionFacts:
     # template.attachments: the document's files attached, and the definition's own.
     attach_document_files: bool = False
     attachment_files: tuple[FileSpec, ...] = ()
+    # Whether its messages offer unsubscribe, and whether its templates use unsubscribe_url.
+    offers_unsubscribe: bool = False
+    uses_unsubscribe_url: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,6 +62,10 @@ class ProfileFacts:
     last_test_ok_at: datetime | None
     max_message_bytes: int | None = None
     server_size: int | None = None
+    # The environment variable that holds the DKIM key, when the profile signs with one.
+    dkim_key_env: str | None = None
+    # The last smtp test's dmarc step, when it failed: (when, its detail).
+    failed_dmarc: tuple[datetime, str] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -126,6 +135,9 @@ class AddressFacts:
     address_lower: str
     problem: str | None
     address_preference: bool | None
+    # The kind's preference turned off by an unsubscribe msgrun recorded (inbox.md): the
+    # reason's detail, whatever the imported value says.
+    unsubscribed: str | None = None
 
 
 @dataclass(slots=True, frozen=True)

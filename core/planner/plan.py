@@ -181,12 +181,41 @@ def plan_warnings(
             "holds its password is not set here"
             + (" and the OS keyring has none for it" if keyring_configured(environ) else "")
         )
+    if profile.dkim_key_env is not None and not environ.get(profile.dkim_key_env, "").strip():
+        warnings.append(
+            f"SMTP profile {profile.id}: the environment variable {profile.dkim_key_env} that "
+            "holds its DKIM key is not set here (the run would fail before sending)"
+        )
+    if profile.failed_dmarc is not None:
+        at, detail = profile.failed_dmarc
+        warnings.append(
+            "messages of this definition will fail DMARC at receivers that apply it "
+            f"(smtp test of {at.date().isoformat()}): {detail}"
+        )
     if profile.last_test_ok_at is None:
         warnings.append(
             f"SMTP profile {profile.id} has never passed an SMTP test "
             f"(msgrun smtp test {profile.id})"
         )
     return warnings
+
+
+def unsubscribe_warnings(definition: DefinitionFacts, organisation: OrganisationFacts) -> list[str]:
+    """A definition that offers unsubscribe with nowhere for requests to go, or whose
+    templates give the reader no link (inbox.md)."""
+    if not definition.offers_unsubscribe:
+        return []
+    if not organisation.unsubscribe_configured:
+        return [
+            "broadcasts without an unsubscribe: Gmail and Yahoo require one-click unsubscribe "
+            "of bulk senders (configure organisation.unsubscribe: url and/or address)"
+        ]
+    if not definition.uses_unsubscribe_url:
+        return [
+            "the templates do not use unsubscribe_url: a message that offers unsubscribe "
+            "should carry a visible unsubscribe link"
+        ]
+    return []
 
 
 @dataclass(frozen=True)
@@ -401,4 +430,5 @@ def plan_definition(
         connection, definition.id, (c for c in candidates if c.decision == INCLUDED)
     )
     warnings += rendering.warnings()
+    warnings += unsubscribe_warnings(definition, organisation)
     return Plan(definition, organisation, at, candidates, summary, warnings, rendering)

@@ -17,7 +17,13 @@ from typing import Protocol
 
 from sqlalchemy import Connection
 
-from core.delivery.compose import Templates, draft_of, message_contexts, templates_of
+from core.delivery.compose import (
+    Templates,
+    draft_of,
+    message_contexts,
+    templates_of,
+    with_unsubscribe,
+)
 from core.delivery.queries import Due
 from core.templating import RenderError, render
 
@@ -105,7 +111,11 @@ def check_rendering(
     contexts = message_contexts(connection, due)
     failures = []
     for candidate, one in zip(sample, due, strict=True):
-        found = first_failure(templates, draft_of(one, templates, contexts).values)
+        # As a message renders them: with its unsubscribe link, when it has one.
+        values, _ = with_unsubscribe(
+            templates, draft_of(one, templates, contexts).values, 0, one.position
+        )
+        found = first_failure(templates, values)
         if found is not None:
             failures.append(RenderFailure(candidate.customer, *found))
     return RenderCheck(len(sample), tuple(failures))

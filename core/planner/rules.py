@@ -165,6 +165,12 @@ def contact_email_not_allowed(ctx: Context, address: AddressFacts) -> Reason | N
 
 def address_preference_off(ctx: Context, address: AddressFacts) -> Reason | None:
     preference = ADDRESS_PREFERENCE_OF.get(ctx.definition.kind)
+    if (
+        preference is not None
+        and address.unsubscribed
+        and address.unsubscribed.startswith(preference + ":")
+    ):
+        return Reason("address_preference_off", address.unsubscribed)
     if preference is None:
         return None
     if address.address_preference is True:
@@ -185,6 +191,12 @@ def address_preference_off(ctx: Context, address: AddressFacts) -> Reason | None
 
 def contact_preference_off(ctx: Context, address: AddressFacts) -> Reason | None:
     preference = CONTACT_PREFERENCE_OF.get(ctx.definition.kind)
+    if (
+        preference is not None
+        and address.unsubscribed
+        and address.unsubscribed.startswith(preference + ":")
+    ):
+        return Reason("contact_preference_off", address.unsubscribed)
     if preference is None:
         return None
     permissive = CONTACT_PREFERENCE_PERMISSIVE[preference]

@@ -69,6 +69,8 @@ class Organisation(Base):
     default_contact_preferences: Mapped[dict[str, bool]] = mapped_column(JsonValue)
     # The folder documents' files are relative to (attachments.md); None: no files.
     documents_folder: Mapped[str | None] = mapped_column(Text)
+    # Where unsubscribe requests go (inbox.md): {"url": ..., "address": ...}.
+    unsubscribe: Mapped[dict[str, str] | None] = mapped_column(JsonValue)
 
 
 class SmtpProfile(Base):
@@ -96,6 +98,13 @@ class SmtpProfile(Base):
     retry_for_seconds: Mapped[float | None] = mapped_column(Float)
     # Where reports should come back (after-sending.md); stored only, for now.
     bounce_address: Mapped[str | None] = mapped_column(String(320))
+    # DKIM signing (inbox.md): where the key is (a file or an environment variable),
+    # never the key.
+    dkim: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
+    server_signs_dkim: Mapped[bool] = mapped_column(Boolean, default=False)
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    # The last smtp test's sender authentication steps: {"at", "sender_auth_ok", "steps"}.
+    last_sender_auth: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
     # Written by ``msgrun smtp test``; the plan warns about a profile never tested.
     last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
@@ -242,6 +251,10 @@ class Definition(Base):
     # template.attachments: attach the document's files, and these paths to every message.
     attach_document_files: Mapped[bool] = mapped_column(Boolean, default=False)
     attachment_files: Mapped[list[str] | None] = mapped_column(JsonValue)
+    # Wins over the profile's reply_to (inbox.md).
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    # Whether its messages offer unsubscribe (None: the kind's default, inbox.md).
+    unsubscribe: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class History(Base):
@@ -517,3 +530,33 @@ class RecipientOutcome(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
     matched_by: Mapped[str | None] = mapped_column(String(16))  # message_id, verp, address
+
+
+class MsgrunSecret(Base):
+    """Secrets of the database itself, made by the migrations (the unsubscribe tokens'
+    HMAC key): never imported, exported or printed."""
+
+    __tablename__ = "msgrun_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+
+
+class Unsubscribe(Base):
+    """An unsubscribe msgrun recorded (inbox.md): the preference it turned off, applied
+    on top of the imported preferences, so that an import does not subscribe again."""
+
+    __tablename__ = "unsubscribe"
+    __table_args__ = (UniqueConstraint("contact_id", "address_lower", "preference"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(400))
+    address_lower: Mapped[str] = mapped_column(String(400))
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    contact_id: Mapped[str] = mapped_column(String(200))
+    preference: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    how: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)

@@ -211,12 +211,31 @@ def with_pdfs(doc: dict[str, object], folder: Path) -> dict[str, object]:
     return doc
 
 
+def dkim_pem() -> str:
+    """A fresh RSA-2048 key (PEM) for the signed runs."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+
+
 def command_rate(
-    port: int, connections: int, messages: int, processes: str | None, pdfs: bool = False
+    port: int,
+    connections: int,
+    messages: int,
+    processes: str | None,
+    pdfs: bool = False,
+    pem: str | None = None,
 ) -> float:
     """``msgrun run start`` as a user runs it: from its run-id line to its exit
     (``processes``: MSGRUN_SENDER_PROCESSES, None: msgrun decides; ``pdfs``: each
-    message carries its document's 100 KiB PDF)."""
+    message carries its document's 100 KiB PDF; ``pem``: the profile signs every
+    message with this DKIM key, given in an environment variable)."""
     from core.storage import open_database
     from tests.conftest import load_ok
     from tests.delivery_support import document
@@ -225,12 +244,20 @@ def command_rate(
         url = f"sqlite:///{folder}/bench.db"
         database = open_database(url)
         doc = document(messages, port, max_connections=connections)
+        if pem is not None:
+            doc["smtp_profiles"][0]["dkim"] = {
+                "domain": "testpools.example.com",
+                "selector": "msgrun",
+                "private_key_env": "MSGRUN_BENCH_DKIM",
+            }
         load_ok(database, with_pdfs(doc, Path(folder)) if pdfs else doc)
         database.dispose()
         msgrun = str(Path(sys.executable).with_name("msgrun"))
         env = {k: v for k, v in os.environ.items() if k != "MSGRUN_SENDER_PROCESSES"}
         if processes is not None:
             env["MSGRUN_SENDER_PROCESSES"] = processes
+        if pem is not None:
+            env["MSGRUN_BENCH_DKIM"] = pem
         process = subprocess.Popen(
             [msgrun, "--db", url, "run", "start", "inv"],
             env=env,
@@ -307,6 +334,34 @@ def run_case(port: int, connections: int, messages: int) -> None:
     )
 
 
+def signing_round(port: int, messages: int, pem: str) -> dict[str, float]:
+    """The command at 4 connections unsigned, then with every message DKIM-signed."""
+    return {
+        "unsigned": command_rate(port, 4, messages, None),
+        "signed": command_rate(port, 4, messages, None, pem=pem),
+    }
+
+
+def print_signing(rounds: list[dict[str, float]], messages: int) -> None:
+    unsigned = statistics.median(r["unsigned"] for r in rounds)
+    signed = statistics.median(r["signed"] for r in rounds)
+    ratio = statistics.median(r["signed"] / r["unsigned"] for r in rounds)
+    print()
+    print(
+        f"  DKIM signing (rsa-sha256, 2048 bits), msgrun run start at 4 connections, "
+        f"{messages:,} messages, median of {len(rounds)} rounds:"
+    )
+    print(f"    unsigned {unsigned:8,.0f} msg/s   signed {signed:8,.0f} msg/s   = {ratio:.0%}")
+    print(
+        "    per round (signed / unsigned): "
+        + ", ".join(
+            f"{r['signed']:,.0f} / {r['unsigned']:,.0f} = {r['signed'] / r['unsigned']:.0%}"
+            for r in rounds
+        )
+    )
+    print("    goal: a signed run reaches >= 50 % of the unsigned rate")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=20_000)
@@ -318,6 +373,11 @@ def main() -> None:
         choices=["attachments"],
         help="attachments: only a run of messages carrying a 100 KiB PDF each, against "
         "the bare pipeline sending messages of the same size",
+    )
+    parser.add_argument(
+        "--signing",
+        action="store_true",
+        help="only the command unsigned and DKIM-signed, side by side (a quick check)",
     )
     args = parser.parse_args()
     if args.case:
@@ -334,6 +394,7 @@ def main() -> None:
     ensure_postfix_tools()
     port = free_port()
     sink = start_sink(port)
+    pem = dkim_pem()
     if args.only == "attachments":
         try:
             attachment_rounds = [attachment_round(port, args.messages) for _ in range(args.rounds)]
@@ -342,10 +403,19 @@ def main() -> None:
             sink.wait()
         print_attachments(attachment_rounds, args.messages)
         return
+    if args.signing:
+        try:
+            signing = [signing_round(port, args.messages, pem) for _ in range(args.rounds)]
+        finally:
+            sink.terminate()
+            sink.wait()
+        print_signing(signing, args.messages)
+        return
     baseline = max(args.messages, 20_000)
     rounds: list[dict[str, float]] = []
     profiles: list[dict[str, float]] = []  # in-process at 4 connections, one a round
     attachment_rounds: list[dict[str, float]] = []
+    signing: list[dict[str, float]] = []  # the command unsigned and signed, one a round
     try:
         ceiling = {s: source_rate(port, s, baseline) for s in (1, 4, 16)}
         plain = plain_loop_rate(port, min(args.messages, 5000))
@@ -360,6 +430,7 @@ def main() -> None:
             )
             profiles.append(msgrun_case(port, 4, args.messages))
             attachment_rounds.append(attachment_round(port, args.messages))
+            signing.append(signing_round(port, args.messages, pem))
         ours = {c: msgrun_case(port, c, args.messages) for c in (1, 16)}
     finally:
         sink.terminate()
@@ -430,6 +501,7 @@ def main() -> None:
         f"{four['child_cpu']:.1f} s, for {four['seconds']:.1f} s of wall time; "
         "the sender processes build and send the messages)"
     )
+    print_signing(signing, args.messages)
     print()
     print(
         "  goals: >= 50 % of the bare pipeline (2 processes) at 4 connections for the command "

@@ -65,6 +65,8 @@ def show_step(step: Step) -> None:
     print(f"  {mark} {step.step:<9} {step.ms:8.1f} ms  {step.detail}", flush=True)
     if step.hint:
         print(f"       {'':<9} {'':>8}     → {step.hint}", flush=True)
+    if step.warning:
+        print(f"       {'':<9} {'':>8}     ! {step.warning}", flush=True)
 
 
 def size_limit_text(max_message_bytes: int | None, server_size: int | None) -> str:
@@ -98,10 +100,11 @@ def run_test(args: argparse.Namespace) -> int:
     if args.json:
         write_out(dumps(report.as_json()))
     else:
-        verdict = "every step passed" if report.ok else f"failed at {report.steps[-1].step}"
+        verdict = "every step passed" if report.ok else f"failed at {report.failed_step}"
         print(f"{profile.id}: {verdict}")
         if report.ehlo_seen:
             print(f"{profile.id}: {size_limit_text(profile.max_message_bytes, report.server_size)}")
+        print(f"{profile.id}: {report.sender_auth_verdict}")
         if args.transcript:
             print("\nTranscript:")
             for line in report.transcript:

@@ -40,8 +40,7 @@ def recorded_lines(recorded: RecordedRecipient) -> list[str]:
     d, o = recorded.detail, recorded.outcome
     label = "  ".join(x for x in (d.address or "(no address)", d.document_id, d.label) if x)
     lines = [
-        f"Run {d.run_id} · {d.definition_id} · recipient {d.position + 1}, as the run "
-        "recorded it",
+        f"Run {d.run_id} · {d.definition_id} · recipient {d.position + 1}, as the run recorded it",
         f"{INDENT}{label}",
         f"{INDENT}decision  {d.decision}",
     ]
@@ -94,8 +93,7 @@ def drill_down_text(loaded: DrillDown) -> str:
     if loaded.recorded is not None:
         heading = f"Decisions at {format_instant(loaded.report.at)}:"
         lines = [
-            f"What a plan would decide now ({format_instant(loaded.report.at)}), with "
-            "today's data:"
+            f"What a plan would decide now ({format_instant(loaded.report.at)}), with today's data:"
             if line == heading
             else line
             for line in lines
