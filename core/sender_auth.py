@@ -39,6 +39,31 @@ class AuthStep:
     warning: str | None = None
 
 
+def dns_server_setting(environ: Mapping[str, str]) -> tuple[str, int] | None:
+    """``MSGRUN_DNS_SERVER`` as (IP address, port), None when unset; ValueError naming
+    what is wrong when it is not ``IP``, ``IP:PORT`` or ``[IPv6]:PORT``."""
+    text = environ.get("MSGRUN_DNS_SERVER", "").strip()
+    if not text:
+        return None
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = rest.removeprefix(":") if rest.startswith(":") else "?"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    usage = "give a DNS server's IP address, optionally with :PORT (e.g. 127.0.0.1:5353)"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"MSGRUN_DNS_SERVER={text!r}: {host!r} is not an IP address; {usage}"
+        ) from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"MSGRUN_DNS_SERVER={text!r}: {port!r} is not a port (1-65535); {usage}")
+    return host, int(port)
+
+
 class LookupFailed(Exception):
     """The DNS server did not answer (timeout, refused, SERVFAIL): no answer at all."""
 
@@ -47,16 +72,15 @@ class Dns:
     """TXT look-ups within one deadline, through MSGRUN_DNS_SERVER when it is set."""
 
     def __init__(self, environ: Mapping[str, str], seconds: float) -> None:
-        server = environ.get("MSGRUN_DNS_SERVER", "").strip()
-        if server:
-            host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+        server = dns_server_setting(environ)
+        if server is not None:
             self.resolver = dns.asyncresolver.Resolver(configure=False)
-            self.resolver.nameservers = [host or server]
-            self.resolver.port = int(port) if port.isdigit() else 53
+            self.resolver.nameservers = [server[0]]
+            self.resolver.port = server[1]
         else:
             self.resolver = dns.asyncresolver.Resolver()
         self.deadline = time.monotonic() + seconds
-        self.server = server or "the system's resolver"
+        self.server = environ.get("MSGRUN_DNS_SERVER", "").strip() or "the system's resolver"
 
     async def txt(self, name: str) -> list[str]:
         """The TXT records at ``name``, each record's strings joined; [] for NXDOMAIN or

@@ -18,7 +18,7 @@ from core.clock import parse_instant
 from core.delivery.smtp import ProfileSettings
 from core.dkim_keys import DkimSettings, public_record
 from core.planner.plan import make_plan
-from core.sender_auth import NO_DMARC, AuthStep, sender_auth_steps
+from core.sender_auth import NO_DMARC, AuthStep, dns_server_setting, sender_auth_steps
 from core.storage import Database
 from fixtures.smtp_servers import SmtpServer, free_port
 from tests.conftest import load_ok
@@ -230,3 +230,25 @@ def test_smtp_test_reports_the_steps_without_changing_its_exit_code_and_the_plan
     assert len(warning) == 1 and warning[0].startswith(
         "messages of this definition will fail DMARC at receivers that apply it (smtp test of "
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", None),
+        ("127.0.0.1", ("127.0.0.1", 53)),
+        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+        ("::1", ("::1", 53)),
+        ("[::1]:5353", ("::1", 5353)),
+    ],
+)
+def test_the_dns_server_setting_reads_an_address_and_a_port(
+    value: str, expected: tuple[str, int] | None
+) -> None:
+    assert dns_server_setting({"MSGRUN_DNS_SERVER": value}) == expected
+
+
+@pytest.mark.parametrize("value", ["nonsense", "dns.example:53", "127.0.0.1:0", "127.0.0.1:x"])
+def test_a_dns_server_setting_that_is_not_an_address_and_port_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="MSGRUN_DNS_SERVER"):
+        dns_server_setting({"MSGRUN_DNS_SERVER": value})

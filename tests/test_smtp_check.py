@@ -248,6 +248,15 @@ def test_the_command_line_records_the_result(tmp_path: Path, db: Database) -> No
         [exe, "--db", url, "smtp", "test", "main", "--to", "x@@y"], capture_output=True, text=True
     )
     assert bad_to.returncode == 2 and "--to: 'x@@y' is not a valid email address" in bad_to.stderr
+    for server, wrong in (("nonsense", "is not an IP address"), ("127.0.0.1:99999", "not a port")):
+        bad_dns = subprocess.run(
+            [exe, "--db", url, "smtp", "test", "main"],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "MSGRUN_DNS_SERVER": server},
+        )
+        assert bad_dns.returncode == 2 and f"MSGRUN_DNS_SERVER={server!r}" in bad_dns.stderr
+        assert wrong in bad_dns.stderr and "Traceback" not in bad_dns.stderr
 
 
 def test_the_size_the_server_announces_is_learnt_and_planning_holds_to_it(

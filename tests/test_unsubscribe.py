@@ -87,7 +87,7 @@ def test_a_token_names_its_run_and_recipient_in_at_most_40_lowercase_letters_and
 @pytest.mark.parametrize(
     ("change", "path", "message"),
     [
-        (("news", "unsubscribe", False), "definitions[1].unsubscribe", "always offers"),
+        (("news", "unsubscribe", False), "definitions[1].unsubscribe", "always offer"),
         (("inv", "unsubscribe", True), "definitions[0].unsubscribe", "cannot opt out"),
     ],
 )
@@ -361,7 +361,7 @@ def test_the_plan_warns_when_an_unsubscribe_has_nowhere_to_go_or_no_link(db: Dat
         for w in make_plan(db, "news", parse_instant(AT), environ={}).warnings
         if "unsubscribe" in w
     ]
-    assert warning.startswith("broadcasts without an unsubscribe: Gmail and Yahoo require")
+    assert warning.startswith("broadcast messages without an unsubscribe: Gmail and Yahoo")
     assert not [
         w
         for w in make_plan(db, "inv", parse_instant(AT), environ={}).warnings

@@ -587,11 +587,11 @@ def _definition(r: Reader) -> dict[str, Any]:
         "unsubscribe": r.boolean("unsubscribe"),
     }
     if row["kind"] in UNSUBSCRIBE_ALWAYS and row["unsubscribe"] is False:
-        r.problem("unsubscribe", f"a {row['kind']} always offers unsubscribe (inbox.md)")
+        r.problem("unsubscribe", f"{row['kind']} messages always offer unsubscribe")
     if row["kind"] in UNSUBSCRIBE_NEVER and row["unsubscribe"] is True:
         r.problem(
             "unsubscribe",
-            f"a customer cannot opt out of a {row['kind']}: it never offers unsubscribe",
+            f"a customer cannot opt out of {row['kind']} messages: they never offer unsubscribe",
         )
     trigger = r.sub("trigger", required=True)
     if trigger is not None:

@@ -207,8 +207,9 @@ def unsubscribe_warnings(definition: DefinitionFacts, organisation: Organisation
         return []
     if not organisation.unsubscribe_configured:
         return [
-            "broadcasts without an unsubscribe: Gmail and Yahoo require one-click unsubscribe "
-            "of bulk senders (configure organisation.unsubscribe: url and/or address)"
+            f"{definition.kind} messages without an unsubscribe: Gmail and Yahoo require "
+            "one-click unsubscribe of bulk senders (configure organisation.unsubscribe: url "
+            "and/or address)"
         ]
     if not definition.uses_unsubscribe_url:
         return [

@@ -13,6 +13,7 @@ from core.attachments.reckon import limit_source, size_limit
 from core.clock import SystemClock
 from core.passwords import KEYRING_ENV, SERVICE, KeyringUnavailable, store_password
 from core.planner.report import dumps
+from core.sender_auth import dns_server_setting
 from core.smtp_check import (
     CheckReport,
     Step,
@@ -80,6 +81,10 @@ def size_limit_text(max_message_bytes: int | None, server_size: int | None) -> s
 def run_test(args: argparse.Namespace) -> int:
     if args.to is not None and (problem := address_problem(args.to)) is not None:
         raise UsageError(f"--to: {args.to!r} is not a valid email address: {problem}")
+    try:
+        dns_server_setting(os.environ)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     db = database(args.db)
     try:
         profile = load_profile(db, args.profile)
