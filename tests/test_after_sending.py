@@ -151,9 +151,7 @@ def test_a_follow_up_sends_again_to_a_bounced_recipient_and_a_second_one_does_no
     with SmtpServer() as server:
         port = server.port
         with db.connect() as connection:
-            connection.execute(
-                table_of(SmtpProfile).update().values(port=port)
-            )
+            connection.execute(table_of(SmtpProfile).update().values(port=port))
         assert cli.main(["run", "follow-up", str(run_id), "--db", url_of(db)]) == 0
         first = int(capsys.readouterr().out.splitlines()[0])
         shown = run_json(db, first)

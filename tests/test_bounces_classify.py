@@ -23,40 +23,85 @@ def read(name: str, envelope_to: str | None = None):  # type: ignore[no-untyped-
 
 
 # name → (kind, original Message-ID, outcomes (type, class, status, address))
-EXPECTED: dict[str, tuple[ReportKind, str | None, list[tuple[OutcomeType, str | None,
-                                                             str | None, str | None]]]] = {
-    "postfix_dsn.eml": (ReportKind.DSN, "<run7.r28.a1b2c3@msgrun.example.com>",
-                        [(BOUNCE, "hard", "5.1.1", "ana@example.org")]),
-    "gmail_dsn.eml": (ReportKind.DSN, "<run9.r10.aa11@msgrun.example.com>",
-                      [(BOUNCE, "hard", "5.1.1", "dora.nobody@gmail.example")]),
-    "exchange_ndr.eml": (ReportKind.DSN, "<run8.r3.778899@msgrun.example.com>",
-                         [(BOUNCE, "hard", "5.1.10", "carla.old@corp.example.net")]),
-    "dsn_two_recipients.eml": (ReportKind.DSN, "<run15.r1.abab@msgrun.example.com>",
-                               [(BOUNCE, "hard", "5.1.1", "paulo@example.org"),
-                                (BOUNCE, "soft", "4.2.2", "rita@example.org")]),
+EXPECTED: dict[
+    str, tuple[ReportKind, str | None, list[tuple[OutcomeType, str | None, str | None, str | None]]]
+] = {
+    "postfix_dsn.eml": (
+        ReportKind.DSN,
+        "<run7.r28.a1b2c3@msgrun.example.com>",
+        [(BOUNCE, "hard", "5.1.1", "ana@example.org")],
+    ),
+    "gmail_dsn.eml": (
+        ReportKind.DSN,
+        "<run9.r10.aa11@msgrun.example.com>",
+        [(BOUNCE, "hard", "5.1.1", "dora.nobody@gmail.example")],
+    ),
+    "exchange_ndr.eml": (
+        ReportKind.DSN,
+        "<run8.r3.778899@msgrun.example.com>",
+        [(BOUNCE, "hard", "5.1.10", "carla.old@corp.example.net")],
+    ),
+    "dsn_two_recipients.eml": (
+        ReportKind.DSN,
+        "<run15.r1.abab@msgrun.example.com>",
+        [
+            (BOUNCE, "hard", "5.1.1", "paulo@example.org"),
+            (BOUNCE, "soft", "4.2.2", "rita@example.org"),
+        ],
+    ),
     "dsn_delayed.eml": (ReportKind.DSN, None, [(DELAY, None, "4.4.1", "sara@slow.example")]),
     "dsn_expired.eml": (ReportKind.DSN, None, [(BOUNCE, "soft", None, "uma@far.example")]),
     "dsn_delivered.eml": (ReportKind.IGNORED, "<run16.r1.cdcd@msgrun.example.com>", []),
-    "exim_failed.eml": (ReportKind.NONSTANDARD, "<run7.r29.d4e5f6@msgrun.example.com>",
-                        [(BOUNCE, "hard", "5.2.1", "bruno@example.net")]),
-    "qmail.eml": (ReportKind.NONSTANDARD, "<run11.r4.bb22@msgrun.example.com>",
-                  [(BOUNCE, "hard", "5.1.1", "eva@isp.example")]),
-    "qmail_mailbox_full.eml": (ReportKind.NONSTANDARD, "<run11.r5.cc33@msgrun.example.com>",
-                               [(BOUNCE, "soft", "4.2.2", "filipa@isp.example")]),
-    "domino.eml": (ReportKind.NONSTANDARD, "<run12.r1.dd44@msgrun.example.com>",
-                   [(BOUNCE, "hard", None, "gil@legacy.example")]),
-    "mail2000.eml": (ReportKind.NONSTANDARD, None,
-                     [(BOUNCE, "hard", None, "hana@carrier.example")]),
-    "workmail_text_dsn.eml": (ReportKind.NONSTANDARD, "<run13.r2.ee55@msgrun.example.com>",
-                              [(BOUNCE, "hard", "5.2.2", "ines@hosted.example")]),
-    "ses_bounce.eml": (ReportKind.NONSTANDARD, None,
-                       [(BOUNCE, "hard", "5.1.1", "vera@ses-target.example")]),
-    "arf_abuse.eml": (ReportKind.COMPLAINT, "<run7.r30.ff66@msgrun.example.com>",
-                      [(COMPLAINT, None, None, "joao@isp.example")]),
-    "jmrp_complaint.eml": (ReportKind.COMPLAINT, "<run14.r9.1234@msgrun.example.com>",
-                           [(COMPLAINT, None, None, "kai@hotmail.example")]),
-    "ses_complaint.eml": (ReportKind.COMPLAINT, None,
-                          [(COMPLAINT, None, None, "wes@ses-target.example")]),
+    "exim_failed.eml": (
+        ReportKind.NONSTANDARD,
+        "<run7.r29.d4e5f6@msgrun.example.com>",
+        [(BOUNCE, "hard", "5.2.1", "bruno@example.net")],
+    ),
+    "qmail.eml": (
+        ReportKind.NONSTANDARD,
+        "<run11.r4.bb22@msgrun.example.com>",
+        [(BOUNCE, "hard", "5.1.1", "eva@isp.example")],
+    ),
+    "qmail_mailbox_full.eml": (
+        ReportKind.NONSTANDARD,
+        "<run11.r5.cc33@msgrun.example.com>",
+        [(BOUNCE, "soft", "4.2.2", "filipa@isp.example")],
+    ),
+    "domino.eml": (
+        ReportKind.NONSTANDARD,
+        "<run12.r1.dd44@msgrun.example.com>",
+        [(BOUNCE, "hard", None, "gil@legacy.example")],
+    ),
+    "mail2000.eml": (
+        ReportKind.NONSTANDARD,
+        None,
+        [(BOUNCE, "hard", None, "hana@carrier.example")],
+    ),
+    "workmail_text_dsn.eml": (
+        ReportKind.NONSTANDARD,
+        "<run13.r2.ee55@msgrun.example.com>",
+        [(BOUNCE, "hard", "5.2.2", "ines@hosted.example")],
+    ),
+    "ses_bounce.eml": (
+        ReportKind.NONSTANDARD,
+        None,
+        [(BOUNCE, "hard", "5.1.1", "vera@ses-target.example")],
+    ),
+    "arf_abuse.eml": (
+        ReportKind.COMPLAINT,
+        "<run7.r30.ff66@msgrun.example.com>",
+        [(COMPLAINT, None, None, "joao@isp.example")],
+    ),
+    "jmrp_complaint.eml": (
+        ReportKind.COMPLAINT,
+        "<run14.r9.1234@msgrun.example.com>",
+        [(COMPLAINT, None, None, "kai@hotmail.example")],
+    ),
+    "ses_complaint.eml": (
+        ReportKind.COMPLAINT,
+        None,
+        [(COMPLAINT, None, None, "wes@ses-target.example")],
+    ),
     "arf_auth_failure.eml": (ReportKind.IGNORED, "<run7.r30.ff66@msgrun.example.com>", []),
     "ses_delivery.eml": (ReportKind.IGNORED, None, []),
     "ooo_en.eml": (ReportKind.AUTO_REPLY, None, []),
@@ -85,17 +130,18 @@ def test_sample_is_classified_exactly(name: str) -> None:
 def test_the_servers_words_are_kept() -> None:
     [postfix] = read("postfix_dsn.eml").outcomes
     assert postfix.diagnostic == (
-        "550 5.1.1 <ana@example.org>: Recipient address rejected: User unknown")
+        "550 5.1.1 <ana@example.org>: Recipient address rejected: User unknown"
+    )
     [exim] = read("exim_failed.eml").outcomes
     assert exim.diagnostic == "550 5.2.1 The email account that you tried to reach is disabled"
     [domino] = read("domino.eml").outcomes
     assert domino.diagnostic == "User gil (gil@legacy.example) not listed in Domino Directory"
     [delay] = read("dsn_delayed.eml").outcomes
-    assert delay.diagnostic == (
-        "connect to mx.slow.example[203.0.113.9]:25: Connection timed out")
+    assert delay.diagnostic == ("connect to mx.slow.example[203.0.113.9]:25: Connection timed out")
     [complaint] = read("arf_abuse.eml").outcomes
-    assert complaint == Outcome(COMPLAINT, None, None, "joao@isp.example",
-                                "feedback report: abuse (ExampleFBL/1.0)")
+    assert complaint == Outcome(
+        COMPLAINT, None, None, "joao@isp.example", "feedback report: abuse (ExampleFBL/1.0)"
+    )
 
 
 def test_original_message_id_never_the_reports_own_or_in_reply_to() -> None:
@@ -112,9 +158,11 @@ def test_original_message_id_never_the_reports_own_or_in_reply_to() -> None:
 
 def test_delivered_to_candidates_and_envelope_to() -> None:
     report = read("arf_abuse.eml", envelope_to="bounces+zz@mail.example.com")
-    assert report.delivered_to == ("bounces+r7-2t-0000@mail.example.com",
-                                   "fbl-reports@mail.example.com",
-                                   "bounces+zz@mail.example.com")
+    assert report.delivered_to == (
+        "bounces+r7-2t-0000@mail.example.com",
+        "fbl-reports@mail.example.com",
+        "bounces+zz@mail.example.com",
+    )
     assert read("exim_failed.eml").delivered_to == ("bounces@mail.example.com",)
 
 
@@ -164,11 +212,17 @@ def test_auto_submitted_bounce_from_mailer_daemon_is_a_bounce() -> None:
 
 
 def test_auto_reply_markers() -> None:
-    base = (b"Return-Path: <pat@customer.example>\nFrom: Pat <pat@customer.example>\n"
-            b"To: bounces@mail.example.com\nSubject: Re: Invoice\n")
+    base = (
+        b"Return-Path: <pat@customer.example>\nFrom: Pat <pat@customer.example>\n"
+        b"To: bounces@mail.example.com\nSubject: Re: Invoice\n"
+    )
     body = b"\nThanks, I will be back on Monday.\n"
-    for marker in (b"Auto-Submitted: auto-generated\n", b"X-Autorespond: yes\n",
-                   b"X-Autoreply: yes\n", b"Precedence: auto_reply\n"):
+    for marker in (
+        b"Auto-Submitted: auto-generated\n",
+        b"X-Autorespond: yes\n",
+        b"X-Autoreply: yes\n",
+        b"Precedence: auto_reply\n",
+    ):
         assert classify(base + marker + body).kind is ReportKind.AUTO_REPLY, marker
     assert classify(base + b"Auto-Submitted: no\n" + body).kind is ReportKind.NOT_REPORT
     assert classify(base + body).kind is ReportKind.NOT_REPORT
@@ -176,6 +230,7 @@ def test_auto_reply_markers() -> None:
 
 def test_library_alone_misses_what_msgrun_adds() -> None:
     """Each addition is needed: flufl.bounce alone gets these wrong."""
+
     def alone(name: str):  # type: ignore[no-untyped-def]
         return classify((SAMPLES / name).read_bytes(), detector=detect_library_only)
 
@@ -216,10 +271,12 @@ def _postfix(**replaced: str) -> bytes:
 
 @pytest.mark.parametrize("status", ["9.9.9", "failed", "6.1.1"])
 def test_a_status_that_is_no_rfc_3463_code_is_not_a_hard_bounce(status: str) -> None:
-    raw = _postfix(**{
-        "Status: 5.1.1": f"Status: {status}",
-        "Diagnostic-Code: smtp; 550 5.1.1": "Diagnostic-Code: smtp; 550",
-    })
+    raw = _postfix(
+        **{
+            "Status: 5.1.1": f"Status: {status}",
+            "Diagnostic-Code: smtp; 550 5.1.1": "Diagnostic-Code: smtp; 550",
+        }
+    )
     (outcome,) = classify(raw).outcomes
     assert (outcome.type, outcome.bounce_class, outcome.status) == (BOUNCE, "soft", None)
 
@@ -230,23 +287,31 @@ def test_an_unreadable_status_yields_to_a_code_in_the_diagnostic() -> None:
 
 
 def test_a_dsn_without_a_status_still_fails_for_good() -> None:
-    raw = _postfix(**{
-        "Status: 5.1.1\n": "",
-        "Diagnostic-Code: smtp; 550 5.1.1": "Diagnostic-Code: smtp; gone",
-    })
+    raw = _postfix(
+        **{
+            "Status: 5.1.1\n": "",
+            "Diagnostic-Code: smtp; 550 5.1.1": "Diagnostic-Code: smtp; gone",
+        }
+    )
     (outcome,) = classify(raw).outcomes
     assert outcome.bounce_class == "hard"
 
 
 def test_huge_fields_of_a_report_are_bounded() -> None:
     huge = "x" * 200_000
-    raw = _postfix(**{
-        "Final-Recipient: rfc822; ana@example.org": f"Final-Recipient: rfc822; {huge}@example.org",
-        "Original-Recipient: rfc822;ana@example.org": f"Original-Recipient: rfc822;{huge}@a.org",
-        "Diagnostic-Code: smtp; 550 5.1.1": f"Diagnostic-Code: smtp; 550 5.1.1 {huge}",
-        "Message-ID: <run7.r28.a1b2c3@msgrun.example.com>": f"Message-ID: <{huge}@x>",
-        "Message-Id: <20261128091240.4F1A2C0021@mx.example.com>": f"Message-Id: <{huge}@y>",
-    })
+    raw = _postfix(
+        **{
+            "Final-Recipient: rfc822; ana@example.org": (
+                f"Final-Recipient: rfc822; {huge}@example.org"
+            ),
+            "Original-Recipient: rfc822;ana@example.org": (
+                f"Original-Recipient: rfc822;{huge}@a.org"
+            ),
+            "Diagnostic-Code: smtp; 550 5.1.1": f"Diagnostic-Code: smtp; 550 5.1.1 {huge}",
+            "Message-ID: <run7.r28.a1b2c3@msgrun.example.com>": f"Message-ID: <{huge}@x>",
+            "Message-Id: <20261128091240.4F1A2C0021@mx.example.com>": f"Message-Id: <{huge}@y>",
+        }
+    )
     report = classify(raw)
     (outcome,) = report.outcomes
     assert outcome.address is None  # no address is 200 KB long

@@ -38,27 +38,37 @@ def maildir(root: Path, messages: dict[str, bytes]) -> Path:
 
 
 def test_read_a_maildir_then_list_show_and_suppressions(
-        capsys: pytest.CaptureFixture[str], sqlite_db: Database, url: str,
-        tmp_path: Path) -> None:
+    capsys: pytest.CaptureFixture[str], sqlite_db: Database, url: str, tmp_path: Path
+) -> None:
     run_id, rows = sent_run(sqlite_db)
     a, b, _ = rows
-    box = maildir(tmp_path / "box", {
-        "1.a": postfix_dsn(a.message_id, a.address or ""),
-        "2.b": arf_abuse(b.message_id, "x@isp.example"),
-        "3.c": (SAMPLES / "ooo_en.eml").read_bytes(),
-        "4.d": (SAMPLES / "person_reply.eml").read_bytes(),
-        "5.e": postfix_dsn(None, "stranger@example.net", own_id="<other@mx>"),
-    })
+    box = maildir(
+        tmp_path / "box",
+        {
+            "1.a": postfix_dsn(a.message_id, a.address or ""),
+            "2.b": arf_abuse(b.message_id, "x@isp.example"),
+            "3.c": (SAMPLES / "ooo_en.eml").read_bytes(),
+            "4.d": (SAMPLES / "person_reply.eml").read_bytes(),
+            "5.e": postfix_dsn(None, "stranger@example.net", own_id="<other@mx>"),
+        },
+    )
     code, out, err = msgrun(capsys, "bounces", "read", str(box), "--db", url)
     assert (code, err) == (0, "")
-    assert out == ("5 read: 1 bounce (1 hard, 0 soft), 1 complaint, 0 delays, 1 auto-reply, "
-                   "1 unmatched, 1 not a report, 0 already read\n")
+    assert out == (
+        "5 read: 1 bounce (1 hard, 0 soft), 1 complaint, 0 delays, 1 auto-reply, "
+        "1 unmatched, 1 not a report, 0 already read\n"
+    )
     assert sorted(p.name for p in (box / "new").iterdir()) == ["4.d"]
 
     code, out, _ = msgrun(capsys, "bounces", "read", str(box), "--json", "--db", url)
     again = json.loads(out)
-    assert (code, again["read"], again["already_read"], again["not_reports"],
-            again["reports"]) == (0, 5, 4, 1, [])
+    assert (code, again["read"], again["already_read"], again["not_reports"], again["reports"]) == (
+        0,
+        5,
+        4,
+        1,
+        [],
+    )
 
     code, out, _ = msgrun(capsys, "bounces", "list", "--json", "--db", url)
     listed = json.loads(out)
@@ -97,12 +107,20 @@ def test_read_a_maildir_then_list_show_and_suppressions(
 
 
 def test_every_source_is_checked_before_any_is_read(
-        capsys: pytest.CaptureFixture[str], sqlite_db: Database, url: str,
-        tmp_path: Path) -> None:
+    capsys: pytest.CaptureFixture[str], sqlite_db: Database, url: str, tmp_path: Path
+) -> None:
     box = maildir(tmp_path / "box", {"1.a": (SAMPLES / "qmail.eml").read_bytes()})
     (tmp_path / "plain").mkdir()
-    code, out, err = msgrun(capsys, "bounces", "read", str(box), str(tmp_path / "nope.eml"),
-                            str(tmp_path / "plain"), "--db", url)
+    code, out, err = msgrun(
+        capsys,
+        "bounces",
+        "read",
+        str(box),
+        str(tmp_path / "nope.eml"),
+        str(tmp_path / "plain"),
+        "--db",
+        url,
+    )
     assert (code, out) == (2, "")
     assert f"{tmp_path / 'nope.eml'}: no such file or folder" in err
     assert f"{tmp_path / 'plain'}: a folder but not a Maildir" in err
@@ -111,8 +129,11 @@ def test_every_source_is_checked_before_any_is_read(
 
 
 def test_standard_input_with_envelope_to(
-        capsys: pytest.CaptureFixture[str], sqlite_db: Database, url: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    capsys: pytest.CaptureFixture[str],
+    sqlite_db: Database,
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from core.bounces import verp_address, verp_token
 
     run_id, rows = sent_run(sqlite_db)
@@ -120,16 +141,21 @@ def test_standard_input_with_envelope_to(
     raw = postfix_dsn(None, "someone-else@example.net", delivered_to="bounces@mail.example.com")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
     verp = verp_address("bounces@mail.example.com", verp_token(run_id, target.position))
-    code, out, _ = msgrun(capsys, "bounces", "read", "-", "--envelope-to", verp, "--json",
-                          "--db", url)
+    code, out, _ = msgrun(
+        capsys, "bounces", "read", "-", "--envelope-to", verp, "--json", "--db", url
+    )
     [entry] = json.loads(out)["reports"]
     assert (code, entry["source"], entry["matched_by"], entry["customer"]) == (
-        0, "-", "verp", target.customer_id)
+        0,
+        "-",
+        "verp",
+        target.customer_id,
+    )
 
 
 def test_an_envelope_to_that_is_no_address_is_refused_exit_2_reading_nothing(
-        capsys: pytest.CaptureFixture[str], db: Database,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    capsys: pytest.CaptureFixture[str], db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.conftest import url_of
     from tests.db_snapshot import snapshot
 
@@ -138,8 +164,9 @@ def test_an_envelope_to_that_is_no_address_is_refused_exit_2_reading_nothing(
     raw = postfix_dsn(None, "someone@example.net")
     for bad in ("not an address", "", "bounces@"):
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
-        code, out, err = msgrun(capsys, "bounces", "read", "-", "--envelope-to", bad,
-                                "--db", url_of(db))
+        code, out, err = msgrun(
+            capsys, "bounces", "read", "-", "--envelope-to", bad, "--db", url_of(db)
+        )
         assert (code, out) == (2, "")
         assert f"--envelope-to {bad!r} is not an email address" in err
         assert "Traceback" not in err
@@ -147,7 +174,8 @@ def test_an_envelope_to_that_is_no_address_is_refused_exit_2_reading_nothing(
 
 
 def test_a_report_with_a_200_kb_field_is_stored_and_printed_bounded(
-        capsys: pytest.CaptureFixture[str], db: Database, tmp_path: Path) -> None:
+    capsys: pytest.CaptureFixture[str], db: Database, tmp_path: Path
+) -> None:
     from tests.conftest import url_of
 
     _, rows = sent_run(db)
@@ -168,8 +196,12 @@ def test_a_report_with_a_200_kb_field_is_stored_and_printed_bounded(
     assert code == 0 and huge not in out
 
 
-def test_database_failures_exit_75(capsys: pytest.CaptureFixture[str], sqlite_db: Database,
-                                   url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_failures_exit_75(
+    capsys: pytest.CaptureFixture[str],
+    sqlite_db: Database,
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     sample = str(SAMPLES / "postfix_dsn.eml")
     closed = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
     code, _, err = msgrun(capsys, "bounces", "read", sample, "--db", closed)
@@ -185,11 +217,16 @@ def test_database_failures_exit_75(capsys: pytest.CaptureFixture[str], sqlite_db
     assert err.strip().endswith("disk I/O error") and "[SQL" not in err
 
 
-def test_imap_unreachable_exits_1(capsys: pytest.CaptureFixture[str], sqlite_db: Database,
-                                  url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imap_unreachable_exits_1(
+    capsys: pytest.CaptureFixture[str],
+    sqlite_db: Database,
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("MSGRUN_IMAP_PASSWORD", "x")
-    code, out, err = msgrun(capsys, "bounces", "read",
-                            f"imap://ops@127.0.0.1:{free_port()}/INBOX", "--db", url)
+    code, out, err = msgrun(
+        capsys, "bounces", "read", f"imap://ops@127.0.0.1:{free_port()}/INBOX", "--db", url
+    )
     assert code == 1 and "cannot reach the IMAP server" in err
     assert out.startswith("0 read:")
     monkeypatch.delenv("MSGRUN_IMAP_PASSWORD")

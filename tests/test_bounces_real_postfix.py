@@ -76,8 +76,11 @@ def mta(msgrun_for_nobody: Path) -> Iterator[object]:
         if os.environ.get("CI"):
             pytest.fail(f"{reason} (required in CI)")
         pytest.skip(reason)
-    with real_mta.RealMta(mailboxes=("alice", "bob", "bounces"), main_extra=PIPE_MAIN,
-                          master_extra=pipe_service(CLOSED)) as server:
+    with real_mta.RealMta(
+        mailboxes=("alice", "bob", "bounces"),
+        main_extra=PIPE_MAIN,
+        master_extra=pipe_service(CLOSED),
+    ) as server:
         server.msgrun = msgrun_for_nobody  # wherever the checkout is (tests/nobody.py)
         yield server
 
@@ -95,25 +98,38 @@ def submit(mta: object, sender: str, recipient: str, message_id: str | None) -> 
 
 
 def test_postfix_dsns_become_hard_bounces_of_exactly_the_right_recipients(
-        mta: object, sqlite_db: Database, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    addresses = ["alice@mail.example", "ghost1@local.example", "bob@mail.example",
-                 "ghost2@local.example"]
+    mta: object, sqlite_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    addresses = [
+        "alice@mail.example",
+        "ghost1@local.example",
+        "bob@mail.example",
+        "ghost2@local.example",
+    ]
     doc = document(len(addresses), port=2525)
     for customer, address in zip(doc["customers"], addresses, strict=True):
         customer["contacts"][0]["addresses"][0]["address"] = address
     run_id = new_run(sqlite_db, doc)
     with sqlite_db.session() as session:
-        session.execute(update(Recipient).where(Recipient.run_id == run_id)
-                        .values(state="sent", sent_at=NOW, updated_at=NOW))
-        rows = list(session.scalars(select(Recipient).where(Recipient.run_id == run_id)
-                                    .order_by(Recipient.position)))
+        session.execute(
+            update(Recipient)
+            .where(Recipient.run_id == run_id)
+            .values(state="sent", sent_at=NOW, updated_at=NOW)
+        )
+        rows = list(
+            session.scalars(
+                select(Recipient).where(Recipient.run_id == run_id).order_by(Recipient.position)
+            )
+        )
     by_address = {r.address: r for r in rows}
     for row in rows:
         sender = verp_address(BOUNCES, verp_token(run_id, row.position))
         # ghost2's message carries a Message-ID msgrun does not know: only VERP names it.
-        message_id = row.message_id if row.address != "ghost2@local.example" else (
-            "<foreign-1@elsewhere.example>")
+        message_id = (
+            row.message_id
+            if row.address != "ghost2@local.example"
+            else ("<foreign-1@elsewhere.example>")
+        )
         submit(mta, sender, row.address or "", message_id)
 
     box = mta.mailbox(BOUNCES)  # type: ignore[attr-defined]
@@ -126,13 +142,17 @@ def test_postfix_dsns_become_hard_bounces_of_exactly_the_right_recipients(
     summary = json.loads(out)
     assert code == 0
     assert (summary["bounces"], summary["hard"], summary["unmatched"]) == (2, 2, 0)
-    got = sorted((r["address"], r["status"], r["matched_by"], r["customer"])
-                 for r in summary["reports"])
+    got = sorted(
+        (r["address"], r["status"], r["matched_by"], r["customer"]) for r in summary["reports"]
+    )
     assert got == [
-        ("ghost1@local.example", "5.1.1", "message_id",
-         by_address["ghost1@local.example"].customer_id),
-        ("ghost2@local.example", "5.1.1", "verp",
-         by_address["ghost2@local.example"].customer_id),
+        (
+            "ghost1@local.example",
+            "5.1.1",
+            "message_id",
+            by_address["ghost1@local.example"].customer_id,
+        ),
+        ("ghost2@local.example", "5.1.1", "verp", by_address["ghost2@local.example"].customer_id),
     ]
     # Read again: nothing changes; the DSNs were moved to cur/ and marked seen.
     assert cli.main(["bounces", "read", str(box), "--json", "--db", url]) == 0
@@ -170,49 +190,83 @@ def sent_to(db: Database, addresses: list[str]) -> tuple[int, dict[str, Recipien
         customer["contacts"][0]["addresses"][0]["address"] = address
     run_id = new_run(db, doc)
     with db.session() as session:
-        session.execute(update(Recipient).where(Recipient.run_id == run_id)
-                        .values(state="sent", sent_at=NOW, updated_at=NOW))
-        rows = list(session.scalars(select(Recipient).where(Recipient.run_id == run_id)
-                                    .order_by(Recipient.position)))
+        session.execute(
+            update(Recipient)
+            .where(Recipient.run_id == run_id)
+            .values(state="sent", sent_at=NOW, updated_at=NOW)
+        )
+        rows = list(
+            session.scalars(
+                select(Recipient).where(Recipient.run_id == run_id).order_by(Recipient.position)
+            )
+        )
     return run_id, {r.address or "": r for r in rows}
 
 
 def test_postfix_pipes_its_dsns_into_msgrun_and_they_become_hard_bounces(
-        mta: object, pipe_db: tuple[Database, str]) -> None:
+    mta: object, pipe_db: tuple[Database, str]
+) -> None:
     db, url = pipe_db
     mta.write_master(pipe_service(url, mta.msgrun))  # type: ignore[attr-defined]
     mark = mta.log_mark()  # type: ignore[attr-defined]
-    run_id, rows = sent_to(db, ["ghost3@local.example", "alice@mail.example",
-                                "ghost4@local.example"])
+    run_id, rows = sent_to(
+        db, ["ghost3@local.example", "alice@mail.example", "ghost4@local.example"]
+    )
     for address, row in rows.items():
         sender = verp_address(PIPED, verp_token(run_id, row.position))
         # ghost4's message carries a Message-ID msgrun does not know: only VERP names it.
-        message_id = row.message_id if address != "ghost4@local.example" else (
-            "<foreign-2@elsewhere.example>")
+        message_id = (
+            row.message_id
+            if address != "ghost4@local.example"
+            else ("<foreign-2@elsewhere.example>")
+        )
         submit(mta, sender, address, message_id)
     mta.wait_for(lambda: len(list_outcomes(db)) >= 2, "two DSNs piped into msgrun", 90)  # type: ignore[attr-defined]
-    got = sorted((o.address, o.type, o.bounce_class, o.status, o.matched_by, o.run, o.customer)
-                 for o in list_outcomes(db))
+    got = sorted(
+        (o.address, o.type, o.bounce_class, o.status, o.matched_by, o.run, o.customer)
+        for o in list_outcomes(db)
+    )
     assert got == [
-        ("ghost3@local.example", "bounce", "hard", "5.1.1", "message_id", run_id,
-         rows["ghost3@local.example"].customer_id),
-        ("ghost4@local.example", "bounce", "hard", "5.1.1", "verp", run_id,
-         rows["ghost4@local.example"].customer_id),
+        (
+            "ghost3@local.example",
+            "bounce",
+            "hard",
+            "5.1.1",
+            "message_id",
+            run_id,
+            rows["ghost3@local.example"].customer_id,
+        ),
+        (
+            "ghost4@local.example",
+            "bounce",
+            "hard",
+            "5.1.1",
+            "verp",
+            run_id,
+            rows["ghost4@local.example"].customer_id,
+        ),
     ]
     assert sorted((s.address, s.reason) for s in list_suppressions(db)) == [
-        ("ghost3@local.example", "hard_bounce"), ("ghost4@local.example", "hard_bounce")]
+        ("ghost3@local.example", "hard_bounce"),
+        ("ghost4@local.example", "hard_bounce"),
+    ]
+
     # Postfix logs each DSN delivered through the pipe once msgrun has exited 0, with
     # msgrun's summary line.
     def piped() -> list[str]:
-        return [line for line in mta.log_lines("relay=msgrun", since=mark)  # type: ignore[attr-defined]
-                if "status=sent (delivered via msgrun service" in line]
+        return [
+            line
+            for line in mta.log_lines("relay=msgrun", since=mark)  # type: ignore[attr-defined]
+            if "status=sent (delivered via msgrun service" in line
+        ]
 
     mta.wait_for(lambda: len(piped()) == 2, "two DSNs delivered via msgrun", 90)  # type: ignore[attr-defined]
     assert all("(1 read: 1 bounce (1 hard, 0 soft)" in line for line in piped()), piped()
 
 
 def test_a_database_failure_exits_75_and_postfix_tries_again(
-        mta: object, pipe_db: tuple[Database, str]) -> None:
+    mta: object, pipe_db: tuple[Database, str]
+) -> None:
     """SQLite: a database the pipe's user may not write (root's); PostgreSQL: a server that
     does not answer. msgrun exits 75, Postfix keeps the DSN; once the database is right,
     Postfix's next try delivers it and it is read."""
@@ -231,8 +285,11 @@ def test_a_database_failure_exits_75_and_postfix_tries_again(
     submit(mta, verp, "ghost5@local.example", row.message_id)
 
     def deferred() -> list[str]:
-        return [line for line in mta.log_lines(f"to=<{verp}>", since=mark)  # type: ignore[attr-defined]
-                if "relay=msgrun" in line and "status=deferred" in line]
+        return [
+            line
+            for line in mta.log_lines(f"to=<{verp}>", since=mark)  # type: ignore[attr-defined]
+            if "relay=msgrun" in line and "status=deferred" in line
+        ]
 
     mta.wait_for(lambda: deferred(), "the DSN deferred by Postfix (msgrun exited 75)", 90)  # type: ignore[attr-defined]
     assert "temporary failure" in deferred()[0] and words in deferred()[0], deferred()
@@ -246,7 +303,11 @@ def test_a_database_failure_exits_75_and_postfix_tries_again(
     mta.wait_for(lambda: len(list_outcomes(db)) >= 1, "the kept DSN piped again", 90)  # type: ignore[attr-defined]
     [outcome] = list_outcomes(db)
     assert (outcome.address, outcome.bounce_class, outcome.status, outcome.customer) == (
-        "ghost5@local.example", "hard", "5.1.1", row.customer_id)
+        "ghost5@local.example",
+        "hard",
+        "5.1.1",
+        row.customer_id,
+    )
 
 
 def owned_by(folder: Path, uid: int) -> None:

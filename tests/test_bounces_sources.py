@@ -51,7 +51,10 @@ def test_maildir_reads_new_and_cur_and_marks_only_what_it_is_told(tmp_path: Path
         m.mark_read()
     assert sorted(p.name for p in (box / "new").iterdir()) == [".hidden", "1700000000.2.host"]
     assert sorted(p.name for p in (box / "cur").iterdir()) == [
-        "1700000000.1.host:2,S", "1700000000.3.host:2,FS", "1700000000.4.host:2,S"]
+        "1700000000.1.host:2,S",
+        "1700000000.3.host:2,FS",
+        "1700000000.4.host:2,S",
+    ]
     assert (box / "new" / "1700000000.2.host").read_bytes() == person
     assert (box / "cur" / "1700000000.1.host:2,S").read_bytes() == report
     # Marking twice (another reader got there first) is harmless.
@@ -73,12 +76,17 @@ def test_file_and_stdin(tmp_path: Path) -> None:
     assert (piped.source, piped.raw) == ("-", b"Subject: x\n\nbody\n")
 
 
-@pytest.mark.parametrize(("make", "words"), [
-    (lambda p: p / "absent", "no such file or folder"),
-    (lambda p: (p / "plain").mkdir() or p / "plain", "not a Maildir (no cur, new, tmp/"),
-    (lambda p: (p / "x.pdf").write_bytes(b"%PDF-1.7\n") and p / "x.pdf",
-     "not an email message"),
-])
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: p / "absent", "no such file or folder"),
+        (lambda p: (p / "plain").mkdir() or p / "plain", "not a Maildir (no cur, new, tmp/"),
+        (
+            lambda p: (p / "x.pdf").write_bytes(b"%PDF-1.7\n") and p / "x.pdf",
+            "not an email message",
+        ),
+    ],
+)
 def test_bad_sources_are_named(tmp_path: Path, make, words: str) -> None:  # type: ignore[no-untyped-def]
     spec = str(make(tmp_path))
     with pytest.raises(SourceError) as caught:
@@ -91,7 +99,13 @@ def test_imap_urls() -> None:
     plain = check_source("imap://bounces%40mail.example.com@127.0.0.1:1143/Reports", env)
     assert isinstance(plain, ImapSource)
     assert (plain.user, plain.host, plain.port, plain.folder, plain.secure, plain.password) == (
-        "bounces@mail.example.com", "127.0.0.1", 1143, "Reports", False, "secret")
+        "bounces@mail.example.com",
+        "127.0.0.1",
+        1143,
+        "Reports",
+        False,
+        "secret",
+    )
     secure = check_source("imaps://ops@imap.example.com/INBOX", env)
     assert isinstance(secure, ImapSource)
     assert (secure.port, secure.secure) == (993, True)

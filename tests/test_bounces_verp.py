@@ -31,14 +31,17 @@ def test_read_back_whatever_the_case_and_brackets() -> None:
     assert parse_verp_token("<" + address.upper() + ">") == VerpToken(12345, 678)
 
 
-@pytest.mark.parametrize("address", [
-    "bounces@mail.example.com",
-    "bounces+newsletter@mail.example.com",
-    "bounces+r7-s@mail.example.com",
-    "ana+r7-s-0000@example.org",  # the right shape, a wrong check
-    "not an address",
-    "",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "bounces@mail.example.com",
+        "bounces+newsletter@mail.example.com",
+        "bounces+r7-s@mail.example.com",
+        "ana+r7-s-0000@example.org",  # the right shape, a wrong check
+        "not an address",
+        "",
+    ],
+)
 def test_addresses_that_name_no_recipient(address: str) -> None:
     assert parse_verp_token(address) is None
 

@@ -47,8 +47,12 @@ SENT_AT = parse_instant("2026-11-28T08:00:00+00:00")
 def settled_run(db: Database) -> int:
     """Six recipients: p1 refused, p2 no such mailbox (failed), p3 bounced later,
     p4 complained, p0 and p5 delivered; sent over a few seconds, times fixed."""
-    faults = Faults(rcpt={"p1@example.org": ["550 5.7.1 relaying denied"],
-                          "p2@example.org": ["550 5.1.1 no such user"]})
+    faults = Faults(
+        rcpt={
+            "p1@example.org": ["550 5.7.1 relaying denied"],
+            "p2@example.org": ["550 5.1.1 no such user"],
+        }
+    )
     with SmtpServer(faults=faults) as server:
         run_id = new_run(db, document(6, server.port))
         deliver_now(db, run_id)
@@ -70,10 +74,12 @@ def settled_run(db: Database) -> int:
         )
         by_address = {r.address: r for r in rows}
     summary = ReadSummary()
-    for i, raw in enumerate((
-        postfix_dsn(by_address["p3@example.org"].message_id, "p3@example.org"),
-        arf_abuse(by_address["p4@example.org"].message_id, "p4@example.org"),
-    )):
+    for i, raw in enumerate(
+        (
+            postfix_dsn(by_address["p3@example.org"].message_id, "p3@example.org"),
+            arf_abuse(by_address["p4@example.org"].message_id, "p4@example.org"),
+        )
+    ):
         record_message(db, SourceMessage(f"m{i}", raw, lambda: None), REPORTED, summary)
     return run_id
 
@@ -132,8 +138,13 @@ def test_the_rate_outcomes_and_parts_of_a_settled_run(db: Database) -> None:
     assert window.outcome_counts == {"bounce_hard": 1, "bounce_soft": 0, "complaint": 1, "delay": 0}
     assert sorted(window.outcomes.items()) == [(3, "bounce_hard"), (4, "complaint")]
     assert settled_parts(window.progress.run, window.outcome_counts) == {
-        "delivered": 2, "bounced": 1, "complained": 1, "failed": 2, "unknown": 0,
-        "not sent": 0, "excluded": 0,
+        "delivered": 2,
+        "bounced": 1,
+        "complained": 1,
+        "failed": 2,
+        "unknown": 0,
+        "not sent": 0,
+        "excluded": 0,
     }
     bounced = run_window(db, run_id, outcome="bounce")
     assert [v.address for v in bounced.rows] == ["p3@example.org"] and bounced.matching == 1
@@ -152,7 +163,10 @@ def test_a_run_never_sent_has_no_rate(db: Database) -> None:
 
 def test_a_bar_is_split_in_proportion_and_every_part_shows() -> None:
     assert shares({"delivered": 98, "bounced": 1, "failed": 0, "excluded": 1}, 20) == {
-        "delivered": 18, "bounced": 1, "failed": 0, "excluded": 1,
+        "delivered": 18,
+        "bounced": 1,
+        "failed": 0,
+        "excluded": 1,
     }
     assert sum(shares({"a": 3, "b": 3, "c": 3}, 10).values()) == 10
 
@@ -187,7 +201,9 @@ async def test_the_split_bar_is_a_plot_with_each_part_in_its_colour() -> None:
             if span.style and span.style.color  # type: ignore[union-attr]
         ]
         assert [(n, (t.red, t.green, t.blue)) for n, t in colours if t] == [
-            (18, PART_RGB["delivered"]), (1, PART_RGB["bounced"]), (1, PART_RGB["excluded"]),
+            (18, PART_RGB["delivered"]),
+            (1, PART_RGB["bounced"]),
+            (1, PART_RGB["excluded"]),
         ]
 
 
@@ -200,7 +216,9 @@ async def test_bars_by_count_give_each_name_a_row_longest_first_and_none_vanishe
         assert bars.size.height == 3
         rows = [row.plain for row in drawn(bars)]
         assert [row.split("█")[0].rstrip() for row in rows] == [
-            "unsubscribed 1,000", "suppressed       4", "no_address       1",
+            "unsubscribed 1,000",
+            "suppressed       4",
+            "no_address       1",
         ]
         lengths = [row.count("█") for row in rows]
         assert lengths[0] == 30 - len("unsubscribed 1,000 ")
@@ -353,7 +371,12 @@ async def test_f_confirmed_creates_a_follow_up_of_those_not_reached_and_launches
         replies = [str(table.get_row_at(i)[-1]) for i in range(table.row_count)]
         # At 80 columns the mark keeps the run it went to: "→ run 2".
         assert ["→ run 2" in r for r in replies] == [
-            False, True, True, True, False, False,
+            False,
+            True,
+            True,
+            True,
+            False,
+            False,
         ]
     event.remove(own_db.engine, "before_cursor_execute", check)
     assert on_ui == []

@@ -51,10 +51,16 @@ def read_reports(db: Database) -> int:
     run_id = create_run(db, "inv", parse_instant(AT), FixedClock(NOW), token="b0c0ffee")
     when = NOW - timedelta(hours=1)
     with db.session() as session:
-        session.execute(update(Recipient).where(Recipient.run_id == run_id)
-                        .values(state="sent", sent_at=when, updated_at=when, smtp_code=250))
-        rows = list(session.scalars(select(Recipient).where(Recipient.run_id == run_id)
-                                    .order_by(Recipient.position)))
+        session.execute(
+            update(Recipient)
+            .where(Recipient.run_id == run_id)
+            .values(state="sent", sent_at=when, updated_at=when, smtp_code=250)
+        )
+        rows = list(
+            session.scalars(
+                select(Recipient).where(Recipient.run_id == run_id).order_by(Recipient.position)
+            )
+        )
     a, b, c, _ = rows
     raws = [
         postfix_dsn(a.message_id, a.address or ""),
@@ -113,8 +119,11 @@ def test_the_overview_lists_every_report_newest_first_unmatched_and_auto_replies
     detail = report_detail(db, overview.rows[-1].report)
     how = detail.how_read()
     assert how[0] == f"report {detail.id}: dsn"
-    assert any(line.startswith("  outcome     bounce hard 5.1.1 p0@example.org: run ") and
-               line.endswith("by message_id") for line in how)
+    assert any(
+        line.startswith("  outcome     bounce hard 5.1.1 p0@example.org: run ")
+        and line.endswith("by message_id")
+        for line in how
+    )
     assert "Final-Recipient" in detail.raw_text() and "\r\n" not in detail.raw_text()
 
 
@@ -164,8 +173,10 @@ async def test_b_from_runs_enter_on_a_report_and_back(bounce_db: Database) -> No
         complaint = screen.items[table.cursor_row]
         assert complaint.type == "complaint"
         line = str(screen.query_one("#bounce-line", Static).render())
-        assert line == (f"report {complaint.report} · complaint · run {complaint.run} · "
-                        f"{complaint.customer} · by message_id")
+        assert line == (
+            f"report {complaint.report} · complaint · run {complaint.run} · "
+            f"{complaint.customer} · by message_id"
+        )
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ReportScreen) and app.screen.report_id == complaint.report
@@ -283,12 +294,19 @@ def test_the_reports_about_a_customer_and_a_recipient_as_its_run_recorded_it(db:
     run_id = read_reports(db)
     [soft] = reports_about_customer(db, "C00001")
     assert (soft.outcome, soft.status, soft.run, soft.position) == (
-        "bounce_soft", "4.2.2", run_id, 1)
+        "bounce_soft",
+        "4.2.2",
+        run_id,
+        1,
+    )
     assert soft.detail is not None and soft.detail.startswith("450 4.2.2")
     assert reports_about_customer(db, "C00003") == []
     recorded = recorded_recipient(db, run_id, 0)
     assert (recorded.detail.decision, recorded.detail.state, recorded.detail.address) == (
-        "included", "sent", "p0@example.org")
+        "included",
+        "sent",
+        "p0@example.org",
+    )
     assert recorded.outcome is not None
     assert (recorded.outcome.name, recorded.outcome.status) == ("bounce_hard", "5.1.1")
     assert recorded_recipient(db, run_id, 3).outcome is None
@@ -310,9 +328,7 @@ def test_an_excluded_recipient_s_drill_down_from_its_run_at_80_by_24(
     snap_compare: Any, bounced_db: Database
 ) -> None:
     """Carla (recipient 3): excluded as suppressed, as the run recorded it; nothing sent."""
-    assert snap_compare(
-        console(bounced_db), terminal_size=NARROW, run_before=from_run_1("j", "j")
-    )
+    assert snap_compare(console(bounced_db), terminal_size=NARROW, run_before=from_run_1("j", "j"))
 
 
 async def test_from_a_recipient_the_drill_down_leads_with_the_run_s_record(
@@ -331,15 +347,17 @@ async def test_from_a_recipient_the_drill_down_leads_with_the_run_s_record(
         assert lines[4] == "            250 2.0.0 Ok: queued as M000001"
         # What the message carried: the invoice's PDF, its size and when.
         assert lines[5].startswith("            sent Invoice 2026-0042.pdf, 618 bytes, 2026-")
-        assert lines[6] == ("  outcome   bounce_hard 5.1.1 · reported 2026-11-28 09:12 UTC · "
-                            "report 1")
+        assert lines[6] == (
+            "  outcome   bounce_hard 5.1.1 · reported 2026-11-28 09:12 UTC · report 1"
+        )
         assert lines[7].startswith("            550 5.1.1 <ana.souza@example.org>")
         # Then the customer with her report, then what a plan would decide now (by the
         # console's clock, not the run's planning instant), with today's data.
         assert "Reports (bounces, complaints, delays; UTC):" in lines
         assert "  2026-11-28 09:12  bounce_hard 5.1.1  ana.souza@example.org · run 1" in lines
         assert "What a plan would decide now (2026-11-22T23:30:00+00:00), with today's data:" in (
-            lines)
+            lines
+        )
         assert not any(line.startswith("Decisions at") for line in lines)
         # Searching another customer leaves the recipient behind.
         await pilot.press("slash", *"C002", "enter")
@@ -352,8 +370,7 @@ async def test_opened_with_a_recipient_given_and_opened_without_one(bounced_db: 
     app = console(bounced_db)
     async with app.run_test(size=NARROW) as pilot:
         await settle(pilot)
-        await app.push_screen(CustomerScreen("C017", definition="invoice-email",
-                                             recipient=(1, 18)))
+        await app.push_screen(CustomerScreen("C017", definition="invoice-email", recipient=(1, 18)))
         await settle(pilot)
         text = str(app.screen.query_one("#customer-report", Static).render())
         assert text.startswith("Run 1 · invoice-email · recipient 19, as the run recorded it")
@@ -367,5 +384,6 @@ async def test_opened_with_a_recipient_given_and_opened_without_one(bounced_db: 
         text = str(app.screen.query_one("#customer-report", Static).render())
         lines = text.split("\n")
         assert lines[0].startswith("Customer C001") and lines[3] == (
-            "Reports (bounces, complaints, delays; UTC):")
+            "Reports (bounces, complaints, delays; UTC):"
+        )
         assert any(line.startswith("Decisions at ") for line in lines)

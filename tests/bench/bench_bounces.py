@@ -51,8 +51,9 @@ class Expected:
 
     @property
     def classes(self) -> set[str]:
-        return {"hard" if s[0] == "5" else "soft" for s, _r, _f in self.entries
-                if s[:1] in ("4", "5")}
+        return {
+            "hard" if s[0] == "5" else "soft" for s, _r, _f in self.entries if s[:1] in ("4", "5")
+        }
 
     @property
     def abuse(self) -> bool:
@@ -128,8 +129,9 @@ def score(samples: list[Expected], detector: Detector | None) -> Score:
                 if not sample.classes or classes == sample.classes:
                     result.class_right += 1
                 else:
-                    result.wrong.append(f"{name}: class {sorted(classes)} "
-                                        f"expected {sorted(sample.classes)}")
+                    result.wrong.append(
+                        f"{name}: class {sorted(classes)} expected {sorted(sample.classes)}"
+                    )
             else:
                 result.wrong.append(f"{name}: not recognised ({report.kind}: {report.why})")
         if sample.abuse:
@@ -147,12 +149,23 @@ def score(samples: list[Expected], detector: Detector | None) -> Score:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench bounces", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True,
-                        help="a checkout of sisimai/set-of-emails (or its maildir/bsd)")
-    parser.add_argument("--expected", type=Path, required=True,
-                        help="the t/ folder of a checkout of sisimai/p5-sisimai")
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench bounces",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        required=True,
+        help="a checkout of sisimai/set-of-emails (or its maildir/bsd)",
+    )
+    parser.add_argument(
+        "--expected",
+        type=Path,
+        required=True,
+        help="the t/ folder of a checkout of sisimai/p5-sisimai",
+    )
     parser.add_argument("--list", action="store_true", help="print every message scored wrong")
     args = parser.parse_args(argv)
     if not args.corpus.is_dir():
@@ -170,10 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for line in ours.wrong:
             print("  " + line)
-    goal = (ours.recognised >= 0.9 * ours.failures and ours.class_right >= 0.85 * ours.failures
-            and ours.complaints == ours.abuse and ours.wrongly_bounced == 0)
-    print("goal (>= 90 % recognised, >= 85 % class right, every abuse a complaint, "
-          f"no non-bounce a bounce): {'met' if goal else 'NOT met'}")
+    goal = (
+        ours.recognised >= 0.9 * ours.failures
+        and ours.class_right >= 0.85 * ours.failures
+        and ours.complaints == ours.abuse
+        and ours.wrongly_bounced == 0
+    )
+    print(
+        "goal (>= 90 % recognised, >= 85 % class right, every abuse a complaint, "
+        f"no non-bounce a bounce): {'met' if goal else 'NOT met'}"
+    )
     return 0 if goal else 1
 
 

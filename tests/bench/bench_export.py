@@ -54,9 +54,7 @@ def build(size: int) -> Path:
     database.dispose()
     raw = sqlite3.connect(partial)
     raw.execute("DELETE FROM recipient WHERE run_id = ?", (run_id,))
-    customers = (
-        (f"C{i:07d}", f'Customer {i}, "the {i}th"', None, None, "{}") for i in range(size)
-    )
+    customers = ((f"C{i:07d}", f'Customer {i}, "the {i}th"', None, None, "{}") for i in range(size))
     raw.executemany(
         "INSERT OR IGNORE INTO customer (id, name, cluster, timezone, attributes) "
         "VALUES (?, ?, ?, ?, ?)",
@@ -73,8 +71,16 @@ def build(size: int) -> Path:
                 else "[]"
             )
             yield (
-                run_id, i, f"C{i:07d}", f"C{i:07d}-1", f"p{i}@example.org", f"D{i:07d}",
-                f"2026-{i:07d}", "excluded" if excluded else "included", reasons, state,
+                run_id,
+                i,
+                f"C{i:07d}",
+                f"C{i:07d}-1",
+                f"p{i}@example.org",
+                f"D{i:07d}",
+                f"2026-{i:07d}",
+                "excluded" if excluded else "included",
+                reasons,
+                state,
                 None if excluded else (550 if state == "failed" else 250),
                 None if excluded else ("5.1.1 user unknown" if state == "failed" else "2.0.0 Ok"),
                 None if excluded else f"<msgrun.{run_id}.{i}.bench@example.com>",
@@ -101,9 +107,7 @@ def step_msgrun(db_path: str, out: str) -> dict[str, Any]:
     from tui import cli
 
     started = time.perf_counter()
-    code = cli.main(
-        ["run", "export", "1", "--out", out, "--force", "--db", f"sqlite:///{db_path}"]
-    )
+    code = cli.main(["run", "export", "1", "--out", out, "--force", "--db", f"sqlite:///{db_path}"])
     seconds = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"msgrun run export exited {code}")
@@ -136,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     out = str(CACHE / "export-out.csv")
-    print(f"{'recipients':>11}  {'msgrun s':>9}  {'rows/s':>9}  {'peak MiB':>8}  "
-          f"{'floor s':>8}  {'× floor':>7}")
+    print(
+        f"{'recipients':>11}  {'msgrun s':>9}  {'rows/s':>9}  {'peak MiB':>8}  "
+        f"{'floor s':>8}  {'× floor':>7}"
+    )
     for size in args.sizes:
         print(f"(building a run of {size:,} recipients when not cached)", file=sys.stderr)
         db_path = str(build(size))

@@ -144,7 +144,6 @@ def bounces_list(args: argparse.Namespace) -> int:
     db = database(args.db)
     run_id: int | None = None
     if args.run is not None:
-
         run_id = existing_run(db, args.run).id  # an unknown run: exit 2, saying so
     rows = list_outcomes(db, run_id=run_id, unmatched=args.unmatched)
     if args.json:

@@ -101,7 +101,6 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         print(f"demo: run {run_id} of {DEMO_RUN} started", file=sys.stderr)
         if args.no_console:
-
             return foreground(database, run_id)
         from tui.console.app import MsgrunConsole
         from tui.console.launcher import TiedLauncher
