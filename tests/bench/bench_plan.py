@@ -87,21 +87,21 @@ def step_scan(db_path: str) -> dict[str, Any]:
 
 
 def step_import(file_path: str) -> dict[str, Any]:
-    from core.interchange import import_text, read_file
+    from core.interchange import import_stream, open_file
     from core.storage import open_database
 
     with tempfile.TemporaryDirectory() as folder:
         database = open_database(f"sqlite:///{folder}/import.db")
-        content = read_file(file_path)
         started = time.perf_counter()
-        outcome = import_text(database, content)
+        with open_file(file_path) as file:  # what `msgrun import FILE` does
+            outcome = import_stream(database, file)
         seconds = time.perf_counter() - started
         assert outcome.ok, outcome.problems[:3]
         return {
             "seconds": seconds,
             "counts": outcome.counts,
             "peak_mib": peak_rss_mib(),
-            "mib": len(content) / 2**20,
+            "mib": os.path.getsize(file_path) / 2**20,
         }
 
 
