@@ -364,12 +364,42 @@ def plan_definition(
     replan: Replan | None = None,
 ) -> Plan:
     profile = load_profile(connection, definition.smtp_profile_id)
-    ctx = build_context(connection, organisation, definition, at, customers, replan)
     summary = Summary()
-    candidates = []
-    with gc_paused():
-        for candidate in iter_candidates(connection, ctx, customers):
-            summary.add(candidate)
-            candidates.append(candidate)
+    candidates = list(
+        iter_plan(
+            connection, organisation, definition, at, summary, customers=customers, replan=replan
+        )
+    )
     warnings = plan_warnings(definition, profile, os.environ if environ is None else environ)
     return Plan(definition, organisation, at, candidates, summary, warnings)
+
+
+def iter_plan(
+    connection: Connection,
+    organisation: OrganisationFacts,
+    definition: DefinitionFacts,
+    at: datetime,
+    summary: Summary,
+    *,
+    customers: Sequence[str] | None = None,
+    replan: Replan | None = None,
+) -> Iterator[Candidate]:
+    """``plan_definition``'s candidates as they are decided, each counted in ``summary``.
+
+    Nothing holds them: a million candidates are planned in the memory of a
+    page of customers (a run's snapshot and ``plan --json`` take them so).
+    """
+    ctx = build_context(connection, organisation, definition, at, customers, replan)
+    add = summary.add
+    with gc_paused():
+        for candidate in iter_candidates(connection, ctx, customers):
+            add(candidate)
+            yield candidate
+
+
+def profile_warnings(
+    connection: Connection, definition: DefinitionFacts, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """``plan_warnings`` for a definition, its SMTP profile read."""
+    profile = load_profile(connection, definition.smtp_profile_id)
+    return plan_warnings(definition, profile, os.environ if environ is None else environ)
