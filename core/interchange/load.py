@@ -189,6 +189,8 @@ class FileLoader:
         self.batch = _Batch()
         self.section = ""
         self.not_an_object: str | None = None
+        self.seen_rows = 0
+        self.analysed_at = 250
 
     # -- reading ------------------------------------------------------------
 
@@ -211,6 +213,7 @@ class FileLoader:
         if self.not_an_object is not None:
             return Loaded([Problem("", f"expected an object, got {self.not_an_object}")], {})
         self._flush()
+        scratch.analyse(self.connection)
         self._top_level()
         self._check_pending_references()
         self._check_removed_services()
@@ -401,6 +404,11 @@ class FileLoader:
                 new.append({"kind": kind, "id": ident, "path": path, "owner": owners.get(path)})
         for chunk in chunks(new):
             self.connection.execute(insert(seen), chunk)
+        self.seen_rows += len(new)
+        if self.seen_rows >= self.analysed_at * 4:
+            # PostgreSQL plans the lookups above from statistics it has only when told.
+            scratch.analyse(self.connection)
+            self.analysed_at = self.seen_rows
         return found
 
     @staticmethod
