@@ -4,8 +4,11 @@ Steps, in order, as far as they get: resolve, connect, tls (security ``tls``),
 banner, ehlo, starttls (security ``starttls``; the EHLO sent again belongs to
 it), auth (when a user name is set), and with a test address mail_from,
 rcpt_to and data. The first failing step ends the check. Every network step
-has the profile's timeout. The password is read from the environment
-variable the profile names and never appears in a step or the transcript.
+has the profile's timeout. Then, whatever became of those, the sender
+authentication steps spf, dkim and dmarc (``sender_auth``); the report's ``ok``
+covers the SMTP steps alone, ``sender_auth_ok`` the other three. The password
+is read from the environment variable the profile names and never appears in a
+step or the transcript.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
 
@@ -26,12 +29,16 @@ from sqlalchemy import select, update
 from core.delivery.message import build_message
 from core.delivery.smtp import (
     ProfileSettings,
+    RunFault,
     auth_mechanism,
+    dkim_signer,
     hello_name,
     no_auth_hint,
     tls_context,
 )
 from core.passwords import find_password, how_to_provide, missing
+from core.sender_auth import STEPS as SENDER_AUTH_STEPS
+from core.sender_auth import AuthStep, sender_auth_steps
 from core.storage.database import Database
 from core.storage.models import SmtpProfile, table_of
 
@@ -43,6 +50,7 @@ class Step:
     ms: float
     detail: str
     hint: str | None = None
+    warning: str | None = None  # a concern that does not fail the step
 
     def as_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -53,6 +61,8 @@ class Step:
         }
         if self.hint is not None:
             data["hint"] = self.hint
+        if self.warning is not None:
+            data["warning"] = self.warning
         return data
 
 
@@ -61,15 +71,48 @@ class CheckReport:
     profile: str
     steps: list[Step] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
+    # The SIZE the server's (last) EHLO announced (attachments.md): None when it
+    # announced none, or 0, or no number; ``ehlo_seen`` False when no EHLO was answered.
+    server_size: int | None = None
+    ehlo_seen: bool = False
+
+    @property
+    def smtp_steps(self) -> list[Step]:
+        return [step for step in self.steps if step.step not in SENDER_AUTH_STEPS]
 
     @property
     def ok(self) -> bool:
-        return bool(self.steps) and all(step.ok for step in self.steps)
+        """Every SMTP step passed (the sender authentication steps do not count)."""
+        smtp = self.smtp_steps
+        return bool(smtp) and all(step.ok for step in smtp)
+
+    @property
+    def failed_step(self) -> str | None:
+        """The SMTP step that failed, if one did."""
+        return next((step.step for step in self.smtp_steps if not step.ok), None)
+
+    @property
+    def sender_auth(self) -> list[Step]:
+        return [step for step in self.steps if step.step in SENDER_AUTH_STEPS]
+
+    @property
+    def sender_auth_ok(self) -> bool:
+        auth = self.sender_auth
+        return len(auth) == len(SENDER_AUTH_STEPS) and all(step.ok for step in auth)
+
+    @property
+    def sender_auth_verdict(self) -> str:
+        """ "sender authentication: fails DMARC" and the like, or that it passes."""
+        failed = [step.step.upper() for step in self.sender_auth if not step.ok]
+        if not failed:
+            return "sender authentication: passes SPF, DKIM and DMARC checks"
+        return "sender authentication: fails " + " and ".join(failed)
 
     def as_json(self) -> dict[str, object]:
         return {
             "profile": self.profile,
             "ok": self.ok,
+            "sender_auth_ok": self.sender_auth_ok,
             "steps": [step.as_json() for step in self.steps],
         }
 
@@ -156,6 +199,12 @@ class Dialogue:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _learn_size(report: CheckReport, extensions: dict[str, str]) -> None:
+    value = extensions.get("SIZE", "").strip()
+    report.ehlo_seen = True
+    report.server_size = int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _extensions(reply: Reply) -> dict[str, str]:
@@ -321,6 +370,7 @@ async def check_profile(
         if reply.code != 250:
             raise StepFailed(str(reply), "the server refused EHLO")
         state["extensions"] = _extensions(reply)
+        _learn_size(report, state["extensions"])  # type: ignore[arg-type]
         return _describe_extensions(state["extensions"])  # type: ignore[arg-type]
 
     async def starttls() -> str:
@@ -342,6 +392,7 @@ async def check_profile(
         if again.code != 250:
             raise StepFailed(str(again), "the server refused EHLO after STARTTLS")
         state["extensions"] = _extensions(again)
+        _learn_size(report, state["extensions"])  # type: ignore[arg-type]
         return f"{summary}; {_describe_extensions(state['extensions'])}"  # type: ignore[arg-type]
 
     async def auth() -> str:
@@ -413,6 +464,13 @@ async def check_profile(
 
     async def data() -> str:
         assert to is not None
+        try:
+            # Signed the way a run signs (inbox.md); a key a run could not use fails here too.
+            signer = dkim_signer(profile, environ)
+        except RunFault as fault:
+            raise StepFailed(
+                str(fault), "a run on this profile would fail: fix its DKIM key (dkim below)"
+            ) from None
         reply = await dialogue.command("DATA")
         if reply.code != 354:
             raise StepFailed(str(reply), "the server refused to take a message")
@@ -430,7 +488,10 @@ async def check_profile(
             html=None,
             message_id=make_msgid(domain=profile.from_address.rpartition("@")[2]),
             date=moment,
+            reply_to=profile.reply_to,
         )
+        if signer is not None:
+            envelope = replace(envelope, data=signer.sign(envelope.data, moment))
         assert dialogue.writer is not None
         body = envelope.data.replace(b"\r\n.", b"\r\n..")
         dialogue.writer.write(body + b".\r\n")
@@ -460,6 +521,14 @@ async def check_profile(
                 await asyncio.wait_for(dialogue.command("QUIT"), timeout)
     finally:
         dialogue.close()
+
+    def auth_step(found: AuthStep, ms: float) -> None:
+        record = Step(found.step, found.ok, ms, found.detail, found.hint, found.warning)
+        report.steps.append(record)
+        if on_step is not None:
+            on_step(record)
+
+    await sender_auth_steps(profile, environ, on_step=auth_step, timer=timer)
     return report
 
 
@@ -517,11 +586,27 @@ class UnknownProfile(LookupError):
     """No SMTP profile has that id (bad usage: exit 2)."""
 
 
-def record_result(database: Database, profile_id: str, ok: bool, at: datetime) -> None:
-    """Remember the last test of a profile (the plan warns about one never tested)."""
+def record_result(
+    database: Database,
+    profile_id: str,
+    ok: bool,
+    at: datetime,
+    report: CheckReport | None = None,
+) -> None:
+    """Remember the last test of a profile (the plan warns about one never tested, and
+    about one whose dmarc step failed), and the size limit its server announced (rule
+    20), when the test got that far."""
     table = table_of(SmtpProfile)
     values: dict[str, object] = {"last_test_at": at, "last_test_ok": ok}
     if ok:
         values["last_test_ok_at"] = at
+    if report is not None and report.ehlo_seen:
+        values["server_size"] = report.server_size
+    if report is not None and report.sender_auth:
+        values["last_sender_auth"] = {
+            "at": at.isoformat(),
+            "sender_auth_ok": report.sender_auth_ok,
+            "steps": [{"name": s.step, "ok": s.ok, "detail": s.detail} for s in report.sender_auth],
+        }
     with database.connect() as connection:
         connection.execute(update(table).where(table.c.id == profile_id).values(**values))

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from core.interchange import ImportOutcome, import_text
+from core.interchange.files import anchor_folder
 from core.storage import Database, open_database
 from core.storage.models import Base
 from tests.pg_databases import create_database, drop_database
@@ -60,12 +61,14 @@ def pg_url() -> Iterator[str]:
 
 
 def empty_all_tables(database: Database) -> None:
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    """Every table emptied but the database's own secrets (made by its migration)."""
+    tables = [t for t in Base.metadata.sorted_tables if t.name != "msgrun_secret"]
+    names = ", ".join(f'"{t.name}"' for t in tables)
     with database.connect() as connection:
         if database.dialect == "postgresql":
             connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
-            for table in reversed(Base.metadata.sorted_tables):
+            for table in reversed(tables):
                 connection.execute(table.delete())
 
 
@@ -105,7 +108,10 @@ def load_ok(database: Database, document: dict[str, Any]) -> ImportOutcome:
 
 
 def sample(path: Path = BLUE_LAGOON) -> dict[str, Any]:
+    """A sample file as JSON, its documents folder made absolute as an import of the file
+    would (relative to the file's folder)."""
     data: dict[str, Any] = json.loads(path.read_text())
+    anchor_folder(data, str(path.parent))
     return data
 
 

@@ -130,12 +130,15 @@ def test_feedback_type_is_reported() -> None:
     assert read("arf_auth_failure.eml").feedback_type == "auth-failure"
 
 
-def test_fraud_is_a_complaint_and_opt_out_is_not() -> None:
+def test_fraud_is_a_complaint_and_opt_out_an_unsubscribe() -> None:
     raw = (SAMPLES / "arf_abuse.eml").read_bytes()
     fraud = classify(raw.replace(b"Feedback-Type: abuse", b"Feedback-Type: fraud"))
     assert fraud.kind is ReportKind.COMPLAINT
     assert [o.type for o in fraud.outcomes] == [COMPLAINT]
-    for other in (b"opt-out", b"virus", b"not-spam", b"other"):
+    opt_out = classify(raw.replace(b"Feedback-Type: abuse", b"Feedback-Type: opt-out"))
+    assert opt_out.kind is ReportKind.UNSUBSCRIBE  # inbox.md: recorded like a one-click
+    assert [o.type.value for o in opt_out.outcomes] == ["unsubscribe"]
+    for other in (b"virus", b"not-spam", b"other"):
         report = classify(raw.replace(b"Feedback-Type: abuse", b"Feedback-Type: " + other))
         assert report.kind is ReportKind.IGNORED and report.outcomes == ()
 
@@ -200,3 +203,55 @@ def test_damaged_samples_are_classified_without_error(name: str, cut: int, junk:
     raw = (SAMPLES / name).read_bytes()
     position = cut % (len(raw) + 1)
     assert isinstance(classify(raw[:position] + junk + raw[position:]).kind, ReportKind)
+
+
+def _postfix(**replaced: str) -> bytes:
+    """The Postfix DSN sample with some of its fields' lines replaced."""
+    raw = (SAMPLES / "postfix_dsn.eml").read_text()
+    for old, new in replaced.items():
+        assert old in raw
+        raw = raw.replace(old, new)
+    return raw.encode()
+
+
+@pytest.mark.parametrize("status", ["9.9.9", "failed", "6.1.1"])
+def test_a_status_that_is_no_rfc_3463_code_is_not_a_hard_bounce(status: str) -> None:
+    raw = _postfix(**{
+        "Status: 5.1.1": f"Status: {status}",
+        "Diagnostic-Code: smtp; 550 5.1.1": "Diagnostic-Code: smtp; 550",
+    })
+    (outcome,) = classify(raw).outcomes
+    assert (outcome.type, outcome.bounce_class, outcome.status) == (BOUNCE, "soft", None)
+
+
+def test_an_unreadable_status_yields_to_a_code_in_the_diagnostic() -> None:
+    (outcome,) = classify(_postfix(**{"Status: 5.1.1": "Status: 9.9.9"})).outcomes
+    assert (outcome.bounce_class, outcome.status) == ("hard", "5.1.1")
+
+
+def test_a_dsn_without_a_status_still_fails_for_good() -> None:
+    raw = _postfix(**{
+        "Status: 5.1.1\n": "",
+        "Diagnostic-Code: smtp; 550 5.1.1": "Diagnostic-Code: smtp; gone",
+    })
+    (outcome,) = classify(raw).outcomes
+    assert outcome.bounce_class == "hard"
+
+
+def test_huge_fields_of_a_report_are_bounded() -> None:
+    huge = "x" * 200_000
+    raw = _postfix(**{
+        "Final-Recipient: rfc822; ana@example.org": f"Final-Recipient: rfc822; {huge}@example.org",
+        "Original-Recipient: rfc822;ana@example.org": f"Original-Recipient: rfc822;{huge}@a.org",
+        "Diagnostic-Code: smtp; 550 5.1.1": f"Diagnostic-Code: smtp; 550 5.1.1 {huge}",
+        "Message-ID: <run7.r28.a1b2c3@msgrun.example.com>": f"Message-ID: <{huge}@x>",
+        "Message-Id: <20261128091240.4F1A2C0021@mx.example.com>": f"Message-Id: <{huge}@y>",
+    })
+    report = classify(raw)
+    (outcome,) = report.outcomes
+    assert outcome.address is None  # no address is 200 KB long
+    assert outcome.diagnostic is not None and len(outcome.diagnostic) == 1000
+    assert outcome.diagnostic.startswith("550 5.1.1 xxx") and outcome.diagnostic.endswith("…")
+    assert report.original_message_id is None and report.message_id is None
+    junk = classify(_postfix(**{"Action: failed": f"Action: {huge}"}))
+    assert len(junk.why) <= 300

@@ -127,6 +127,47 @@ def test_standard_input_with_envelope_to(
         0, "-", "verp", target.customer_id)
 
 
+def test_an_envelope_to_that_is_no_address_is_refused_exit_2_reading_nothing(
+        capsys: pytest.CaptureFixture[str], db: Database,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import url_of
+    from tests.db_snapshot import snapshot
+
+    sent_run(db)
+    before = snapshot(db)
+    raw = postfix_dsn(None, "someone@example.net")
+    for bad in ("not an address", "", "bounces@"):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+        code, out, err = msgrun(capsys, "bounces", "read", "-", "--envelope-to", bad,
+                                "--db", url_of(db))
+        assert (code, out) == (2, "")
+        assert f"--envelope-to {bad!r} is not an email address" in err
+        assert "Traceback" not in err
+        assert snapshot(db) == before
+
+
+def test_a_report_with_a_200_kb_field_is_stored_and_printed_bounded(
+        capsys: pytest.CaptureFixture[str], db: Database, tmp_path: Path) -> None:
+    from tests.conftest import url_of
+
+    _, rows = sent_run(db)
+    huge = "x" * 200_000
+    raw = postfix_dsn(rows[0].message_id, rows[0].address or "").decode()
+    raw = raw.replace("Final-Recipient: rfc822; ", f"Final-Recipient: rfc822; {huge}")
+    raw = raw.replace("smtp; 550 5.1.1", f"smtp; 550 5.1.1 {huge}")
+    source = tmp_path / "huge.eml"
+    source.write_text(raw)
+    code, out, err = msgrun(capsys, "bounces", "read", str(source), "--json", "--db", url_of(db))
+    assert code == 0, err
+    [entry] = json.loads(out)["reports"]
+    assert (entry["kind"], entry["class"], entry["matched_by"]) == ("bounce", "hard", "message_id")
+    assert len(out) < 5_000
+    code, out, _ = msgrun(capsys, "bounces", "list", "--json", "--db", url_of(db))
+    assert code == 0 and huge not in out and len(out) < 5_000
+    code, out, _ = msgrun(capsys, "bounces", "list", "--db", url_of(db))
+    assert code == 0 and huge not in out
+
+
 def test_database_failures_exit_75(capsys: pytest.CaptureFixture[str], sqlite_db: Database,
                                    url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     sample = str(SAMPLES / "postfix_dsn.eml")

@@ -20,7 +20,6 @@ import os
 import shutil
 import smtplib
 import ssl
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from core.storage.models import Recipient
 from fixtures.smtp_servers import free_port
 from tests.bounce_support import NOW
 from tests.delivery_support import document, new_run
+from tests.nobody import msgrun_nobody_can_run
 from tui import cli
 
 real_mta = pytest.importorskip("fixtures.real_mta")
@@ -63,47 +63,14 @@ def pipe_service(url: str, msgrun: Path = MSGRUN) -> str:
     )
 
 
-def runs_as_nobody(command: Path) -> bool:
-    probe = subprocess.run([str(command), "--help"], user=NOBODY, capture_output=True,
-                           timeout=60, check=False) if os.access(command, os.X_OK) else None
-    return probe is not None and probe.returncode == 0
-
-
-def msgrun_for_nobody(folder: Path) -> Path:
-    """A ``msgrun`` that pipe(8)'s user (nobody: it never runs commands as root) can run.
-
-    This environment's own when nobody may run it; else (its Python lives under
-    root's home, say) a virtual environment in ``folder`` on the system's Python of
-    the same version that reads this one's packages, as an installed msgrun would.
-    """
-    try:
-        if runs_as_nobody(MSGRUN):
-            return MSGRUN
-    except PermissionError:
-        pass
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    system = Path("/usr/bin") / version
-    if not system.exists():
-        pytest.fail(f"{MSGRUN} cannot be run by the user nobody and there is no {system} to "
-                    "run it with (pipe(8) never runs a command as root)")
-    shim = folder / "venv"
-    subprocess.run([str(system), "-m", "venv", "--without-pip", str(shim)], check=True,
-                   capture_output=True, timeout=120)
-    ours = next(p for p in map(Path, sys.path) if p.name == "site-packages"
-                and p.is_relative_to(Path(sys.prefix)))
-    [theirs] = list((shim / "lib").glob("python3*/site-packages"))
-    (theirs / "msgrun-environment.pth").write_text(f"import site; site.addsitedir({str(ours)!r})\n")
-    command = shim / "bin" / "msgrun"
-    command.write_text(f"#!{shim / 'bin' / 'python'}\nimport sys\nfrom tui.cli import main\n"
-                       "sys.exit(main())\n")
-    command.chmod(0o755)
-    if not runs_as_nobody(command):
-        pytest.fail(f"neither {MSGRUN} nor {command} can be run by the user nobody")
-    return command
+@pytest.fixture(scope="module")
+def msgrun_for_nobody() -> Iterator[Path]:
+    with msgrun_nobody_can_run() as command:
+        yield command
 
 
 @pytest.fixture(scope="module")
-def mta() -> Iterator[object]:
+def mta(msgrun_for_nobody: Path) -> Iterator[object]:
     reason = real_mta.unavailable_reason()
     if reason is not None:
         if os.environ.get("CI"):
@@ -111,7 +78,7 @@ def mta() -> Iterator[object]:
         pytest.skip(reason)
     with real_mta.RealMta(mailboxes=("alice", "bob", "bounces"), main_extra=PIPE_MAIN,
                           master_extra=pipe_service(CLOSED)) as server:
-        server.msgrun = msgrun_for_nobody(server.root)
+        server.msgrun = msgrun_for_nobody  # wherever the checkout is (tests/nobody.py)
         yield server
 
 

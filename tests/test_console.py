@@ -353,3 +353,47 @@ def test_the_console_leaves_cleanly_when_the_terminal_goes_away(tmp_path: Path, 
             process.kill()
         os.close(primary)
     assert code == 0
+
+
+def test_a_customer_drill_down_shows_unsubscribes_beside_suppressions(
+    snap_compare: Any, sample_db: Database
+) -> None:
+    from sqlalchemy import select
+
+    from core.clock import parse_instant
+    from core.storage.models import Address, Unsubscribe, table_of
+    from tests.conftest import STORY_AT
+
+    address = table_of(Address)
+    with sample_db.connect() as connection:
+        row = connection.execute(
+            select(address.c.contact_id, address.c.address)
+            .where(address.c.customer_id == "C003")
+            .order_by(address.c.contact_id, address.c.position)
+            .limit(1)
+        ).one()
+        connection.execute(
+            table_of(Unsubscribe)
+            .insert()
+            .values(
+                address=row.address,
+                address_lower=row.address.lower(),
+                customer_id="C003",
+                contact_id=row.contact_id,
+                preference="exclude_from_broadcasts",
+                kind="broadcast",
+                at=parse_instant("2026-12-05T14:02:00+00:00"),
+                how="one_click",
+                run_id=7,
+                position=3,
+            )
+        )
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.app.push_screen(
+            CustomerScreen("C003", definition="heater-offer", at=parse_instant(STORY_AT))
+        )
+        await settle(pilot)
+
+    assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=run)

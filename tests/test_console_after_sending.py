@@ -224,6 +224,15 @@ def test_the_export_dialog(snap_compare: Any, after_db: Database, size: tuple[in
     assert snap_compare(console(after_db), terminal_size=size, run_before=on_run(1, *pressed))
 
 
+def test_the_export_dialog_asks_before_replacing_a_file(
+    snap_compare: Any, after_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run-1-failed.csv").write_text("x" * 12_345)
+    pressed = ["f"] * FILTERS.index("failed") + ["e", "enter"]
+    assert snap_compare(console(after_db), terminal_size=NARROW, run_before=on_run(1, *pressed))
+
+
 @pytest.mark.parametrize("size", [NARROW, WIDE], ids=["80x24", "wide"])
 def test_the_follow_up_confirmation(
     snap_compare: Any, after_db: Database, size: tuple[int, int]
@@ -284,6 +293,35 @@ async def test_e_writes_the_filters_rows_to_a_file(
         ("p3@example.org", "sent", "bounce_hard")
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run-1-bounce.csv", "run-1-failed.csv"]
+
+
+async def test_e_replaces_a_file_only_once_confirmed(
+    after_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    existing = tmp_path / "run-1-failed.csv"
+    existing.write_text("300 rows of last week\n")
+    app = console(after_db)
+    async with app.run_test(size=NARROW) as pilot:
+        await on_run(1, *["f"] * FILTERS.index("failed"), "e", "enter")(pilot)
+        assert isinstance(app.screen, Confirm)
+        question = str(app.screen.query_one("#confirm-question", Static).render())
+        assert question == "Replace run-1-failed.csv?"
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportDialog)
+        error = str(app.screen.query_one("#export-error", Static).render())
+        assert "run-1-failed.csv exists and was not replaced" in error
+        assert existing.read_text() == "300 rows of last week\n"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, Confirm)
+        await pilot.press("y")
+        await settle(pilot)
+        assert isinstance(app.screen, RunScreen)
+    with open(existing, newline="", encoding="utf-8") as f:
+        assert [r["address"] for r in csv.DictReader(f)] == ["p1@example.org", "p2@example.org"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-1-failed.csv"]
 
 
 async def test_f_confirmed_creates_a_follow_up_of_those_not_reached_and_launches_it(

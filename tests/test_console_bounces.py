@@ -329,9 +329,11 @@ async def test_from_a_recipient_the_drill_down_leads_with_the_run_s_record(
         assert lines[2] == "  decision  included"
         assert lines[3].startswith("  delivery  sent · 1 attempt · sent ")
         assert lines[4] == "            250 2.0.0 Ok: queued as M000001"
-        assert lines[5] == ("  outcome   bounce_hard 5.1.1 · reported 2026-11-28 09:12 UTC · "
+        # What the message carried: the invoice's PDF, its size and when.
+        assert lines[5].startswith("            sent Invoice 2026-0042.pdf, 618 bytes, 2026-")
+        assert lines[6] == ("  outcome   bounce_hard 5.1.1 · reported 2026-11-28 09:12 UTC · "
                             "report 1")
-        assert lines[6].startswith("            550 5.1.1 <ana.souza@example.org>")
+        assert lines[7].startswith("            550 5.1.1 <ana.souza@example.org>")
         # Then the customer with her report, then what a plan would decide now (by the
         # console's clock, not the run's planning instant), with today's data.
         assert "Reports (bounces, complaints, delays; UTC):" in lines

@@ -152,6 +152,31 @@ async def test_g_and_G_land_on_the_first_and_last_recipient(tmp_path: Path) -> N
         assert isinstance(app.screen, MessageScreen) and app.screen.position == 25
 
 
+async def test_a_window_read_taller_than_the_table_is_read_again_at_its_height(
+    tmp_path: Path,
+) -> None:
+    """A window read before the table had its height (a load that finished before the
+    layout) holds more rows than fit: it is read again, and the count says what is shown
+    — at the top, and for the last window, which keeps the last recipient."""
+    database = open_database(f"sqlite:///{tmp_path / 'tall.db'}")
+    run_id = new_run(database, document(60, 2525))
+    app = console(database)
+    async with app.run_test(size=NARROW) as pilot:
+        await on(lambda: RunScreen(run_id))(pilot)
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        fits = screen.page
+        assert fits == recipients(app).size.height - 1
+        window = screen.query_one("#window", Static)
+        for last in (False, True):
+            screen.page, screen.want_last = 40, last  # a guess taller than the table
+            screen.console.refresh_screen()
+            await settle(pilot)
+            assert screen.page == fits and len(screen.rows) == fits
+            shown = f"{60 - fits + 1}-60" if last else f"1-{fits}"
+            assert f"{shown} of 60" in str(window.render())
+
+
 async def test_g_and_G_land_on_the_first_and_last_row_of_every_list(sample_db: Database) -> None:
     """The runs, the SMTP profiles and the routines move as a run's recipients do."""
     from textual.widgets import DataTable

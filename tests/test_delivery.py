@@ -120,16 +120,17 @@ def test_replies_and_faults_end_in_the_right_state(db: Database) -> None:
             "p2@example.org": ["550 5.1.1 no such user"],
             "p3@example.org": ["451 4.3.0 try later"] * 1000,
             "p4@example.org": ["554 5.7.1 relay denied"],
+            "p9@example.org": ["disconnect"],  # dropped before the data: tried again
         },
         data={
-            "p5@example.org": ["disconnect"],
+            "p5@example.org": ["disconnect"],  # dropped after the data: in doubt
             "p6@example.org": ["421 4.3.2 closing down"],
             "p7@example.org": ["452 4.3.1 out of storage"],
         },
     )
     with SmtpServer(faults=faults) as server:
         # Retried 0.05 s apart for 1 s after the first attempt, then given up.
-        run_id = new_run(db, document(9, server.port, retry_for_seconds=1.0))
+        run_id = new_run(db, document(10, server.port, retry_for_seconds=1.0))
         delivery = deliver_now(db, run_id)
     assert delivery.state == "completed_with_failures"
     recipients = {r["address"]: r for r in run_json(db, run_id)["recipients"]}
@@ -142,13 +143,15 @@ def test_replies_and_faults_end_in_the_right_state(db: Database) -> None:
         "p1@example.org": ("sent", 2),
         "p2@example.org": ("failed", 1),
         "p4@example.org": ("failed", 1),
-        "p5@example.org": ("sent", 2),
+        "p5@example.org": ("unknown", 1),
         "p6@example.org": ("sent", 2),
         "p7@example.org": ("sent", 2),
         "p8@example.org": ("sent", 1),
+        "p9@example.org": ("sent", 2),
     }
     assert {a: (r["state"], r["attempts"]) for a, r in recipients.items()} == expect
     assert recipients["p2@example.org"]["smtp_code"] == 550
+    assert "after the message's data" in recipients["p5@example.org"]["error"]
     # Reconnecting after 421 or a dropped connection neither loses nor doubles the message.
     assert server.recipients() == {a: 1 for a, (s, _) in expect.items() if s == "sent"}
     # The mailbox that does not exist is suppressed from now on.
@@ -159,7 +162,9 @@ def test_replies_and_faults_end_in_the_right_state(db: Database) -> None:
 
 
 def test_retries_keep_the_message_id(db: Database) -> None:
-    faults = Faults(data={"p0@example.org": ["451 4.3.0 later", "disconnect"]})
+    faults = Faults(
+        rcpt={"p0@example.org": ["disconnect"]}, data={"p0@example.org": ["451 4.3.0 later"]}
+    )
     with SmtpServer(faults=faults) as server:
         run_id = new_run(db, document(1, server.port))
         deliver_now(db, run_id)
@@ -167,6 +172,102 @@ def test_retries_keep_the_message_id(db: Database) -> None:
     (recipient,) = run_json(db, run_id)["recipients"]
     assert recipient["attempts"] == 3
     assert message.message_id == recipient["message_id"]
+
+
+def test_a_line_lost_after_the_data_leaves_the_recipient_unknown_never_sent_twice_unasked(
+    db: Database,
+) -> None:
+    # The server takes p2's message (its mailbox has it) and dies before it replies.
+    faults = Faults(data={"p2@example.org": ["keep-and-disconnect"]})
+    with SmtpServer(faults=faults) as server:
+        run_id = new_run(db, document(8, server.port, max_connections=1))
+        assert deliver_now(db, run_id).state == "completed_with_failures"
+        shown = {r["address"]: r for r in run_json(db, run_id)["recipients"]}
+        p2 = shown.pop("p2@example.org")
+        assert (p2["state"], p2["attempts"]) == ("unknown", 1)
+        assert "may have been delivered" in p2["error"] and "--resend-unknown" in p2["error"]
+        # The others on that line, before it dropped and after, are sent once each.
+        assert {r["state"] for r in shown.values()} == {"sent"}
+        assert server.recipients() == {f"p{i}@example.org": 1 for i in range(8)}
+        (kept,) = [m for m in server.messages() if m.recipient == "p2@example.org"]
+        assert kept.message_id == p2["message_id"]
+        # Never tried again automatically, by a restart either.
+        assert deliver_now(db, run_id).state == "completed_with_failures"
+        assert server.count("p2@example.org") == 1
+        assert states(db, run_id)["p2@example.org"] == "unknown"
+        # Only the operator's explicit choice sends it again, with the same Message-ID.
+        assert deliver_now(db, run_id, resend_unknown=True).state == "completed"
+        copies = [m for m in server.messages() if m.recipient == "p2@example.org"]
+    assert [m.message_id for m in copies] == [p2["message_id"]] * 2
+    assert len(server.messages()) == 9
+    assert_counts_match_rows(db, run_id)
+
+
+def test_the_reply_to_the_data_is_awaited_beyond_the_profiles_timeout(db: Database) -> None:
+    # The server takes longer to answer the end of the data than the profile's
+    # timeout: a content filter at work. RFC 5321 asks for 10 minutes.
+    with SmtpServer(faults=Faults(data_delay=2.5)) as server:
+        run_id = new_run(db, document(1, server.port, timeout_seconds=1.0, retry_for_seconds=2.0))
+        assert deliver_now(db, run_id).state == "completed"
+    (recipient,) = run_json(db, run_id)["recipients"]
+    assert (recipient["state"], recipient["attempts"]) == ("sent", 1)
+    assert server.recipients() == {"p0@example.org": 1}
+
+
+def test_a_server_that_refuses_everyone_fails_the_run_after_twenty_and_leaves_the_rest(
+    db: Database,
+) -> None:
+    # Every RCPT answered "550 5.7.1 Relaying denied" (each with its address). At
+    # 100 msg/s on 2 connections, at most a few more than the 20 are in flight
+    # (policy.most_in_doubt) when the run fails: the rest are never tried.
+    total = 80
+    faults = Faults(
+        rcpt={
+            f"p{i}@example.org": [f"550 5.7.1 <p{i}@example.org>: Relaying denied"]
+            for i in range(total)
+        }
+    )
+    with SmtpServer(faults=faults) as server:
+        doc = document(total, server.port, max_connections=2, rate_per_second=100)
+        run_id = new_run(db, doc)
+        delivery = deliver_now(db, run_id)
+        tried = {address for (kind, address) in server.attempts if kind == "rcpt"}
+    assert delivery.state == "failed"
+    run = get_run(db, run_id)
+    assert run.state == "failed"
+    assert "20 recipients in a row" in (run.error or "")
+    assert "550 5.7.1" in (run.error or "") and "Relaying denied" in (run.error or "")
+    counts = assert_counts_match_rows(db, run_id)
+    assert 20 <= counts["failed"] < total
+    assert counts["pending"] == total - counts["failed"]
+    shown = run_json(db, run_id)["recipients"]
+    failed = {r["address"] for r in shown if r["state"] == "failed"}
+    assert failed == tried  # the failed are exactly those the server refused
+    assert all(r["attempts"] == 0 for r in shown if r["state"] == "pending")
+    assert server.messages() == []
+
+
+def test_a_template_that_fails_for_everyone_fails_the_run_after_twenty(db: Database) -> None:
+    """The template breaks after the run was made (`run start` refuses one that fails
+    for everyone): the delivery ends the run at the twentieth failure in a row."""
+    total = 80
+    with SmtpServer() as server:
+        doc = document(total, server.port, max_connections=2, rate_per_second=100)
+        run_id = new_run(db, doc)
+        definition = table_of(Definition)
+        with db.connect() as connection:
+            connection.execute(
+                update(definition).values(template_text="{{ document.no_such_field.x }}")
+            )
+        delivery = deliver_now(db, run_id)
+    assert delivery.state == "failed"
+    error = get_run(db, run_id).error or ""
+    assert "template failed for 20 recipients in a row" in error
+    assert "fault of the definition" in error
+    counts = assert_counts_match_rows(db, run_id)
+    assert 20 <= counts["failed"] < total
+    assert counts["pending"] == total - counts["failed"]
+    assert server.messages() == []
 
 
 def test_refused_credentials_fail_the_run_not_each_recipient(db: Database) -> None:

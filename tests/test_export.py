@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,7 @@ def _delivered_run(db: Database) -> int:
     # program may hold one all the same, and the export must carry it whole.
     customer = table_of(Customer)
     with db.connect() as connection:
-        connection.execute(
-            update(customer).where(customer.c.id == "C00000").values(name=TRICKY)
-        )
+        connection.execute(update(customer).where(customer.c.id == "C00000").values(name=TRICKY))
     return run_id
 
 
@@ -165,13 +164,13 @@ def test_out_writes_into_what_is_not_a_regular_file_and_keeps_what_it_replaces(
     db: Database, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     run_id = _delivered_run(db)
-    # A symbolic link: the file it points at is written, the link stays, and so do
-    # the file's permissions.
+    # A symbolic link, replaced with --force: the file it points at is written, the
+    # link stays, and so do the file's permissions.
     real, link = tmp_path / "real.csv", tmp_path / "link.csv"
     real.write_text("old")
     real.chmod(0o600)
     link.symlink_to(real)
-    code, _, err = _export(capsys, db, str(run_id), "--out", str(link))
+    code, _, err = _export(capsys, db, str(run_id), "--out", str(link), "--force")
     assert code == 0, err
     assert link.is_symlink() and real.read_text().startswith("customer,customer_name")
     assert real.stat().st_mode & 0o777 == 0o600
@@ -184,9 +183,7 @@ def test_out_writes_into_what_is_not_a_regular_file_and_keeps_what_it_replaces(
         assert Path("/dev/full").is_char_device()
 
 
-def test_a_standard_output_that_takes_nothing_is_said_exit_1(
-    db: Database, tmp_path: Path
-) -> None:
+def test_a_standard_output_that_takes_nothing_is_said_exit_1(db: Database, tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -204,3 +201,133 @@ def test_a_standard_output_that_takes_nothing_is_said_exit_1(
     assert result.returncode == 1
     assert "cannot write to standard output: No space left on device" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+FORMULA = '=HYPERLINK("http://evil.example/x","Click for refund")'
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        (FORMULA, "'" + FORMULA),
+        ("+31 20 555 0100", "'+31 20 555 0100"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+        ("\t=1+1", "'\t=1+1"),
+        ("\r=1+1", "'\r=1+1"),
+        ("Ana = Souza", "Ana = Souza"),
+        ("a-b@example.org", "a-b@example.org"),
+        (None, ""),
+        (550, 550),
+    ],
+)
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_gets_a_leading_quote(
+    value: object, cell: object
+) -> None:
+    from core.views.exports import csv_cell
+
+    assert csv_cell(value) == cell
+
+
+def test_a_formula_in_a_customer_s_name_is_quoted_in_csv_and_kept_as_it_is_in_json(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = _delivered_run(db)
+    customer = table_of(Customer)
+    with db.connect() as connection:
+        connection.execute(update(customer).where(customer.c.id == "C00003").values(name=FORMULA))
+        connection.execute(
+            update(customer).where(customer.c.id == "C00004").values(name="@SUM(A1:A9)")
+        )
+    code, out, _ = _export(capsys, db, str(run_id))
+    assert code == 0
+    names = {
+        r["customer"]: r["customer_name"] for r in csv.DictReader(io.StringIO(out, newline=""))
+    }
+    assert names["C00003"] == "'" + FORMULA
+    assert names["C00004"] == "'@SUM(A1:A9)"
+    assert names["C00000"] == TRICKY
+    code, out, _ = _export(capsys, db, str(run_id), "--format", "json")
+    names = {r["customer"]: r["customer_name"] for r in json.loads(out)}
+    assert (names["C00003"], names["C00004"]) == (FORMULA, "@SUM(A1:A9)")
+
+
+def test_out_refuses_an_existing_file_without_force_and_replaces_it_with_force(
+    db: Database, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run_id = _delivered_run(db)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    target = folder / "run1.csv"
+    target.write_text("300 rows of last week\n")
+    for form in ("csv", "json"):
+        code, out, err = _export(capsys, db, str(run_id), "--format", form, "--out", str(target))
+        assert (code, out) == (2, "")
+        assert f"--out {target}: the file exists" in err and "--force" in err
+        assert "Traceback" not in err
+        assert target.read_text() == "300 rows of last week\n"
+        assert sorted(p.name for p in folder.iterdir()) == ["run1.csv"]
+    code, _, err = _export(capsys, db, str(run_id), "--out", str(target), "--force")
+    assert code == 0, err
+    assert target.read_text(encoding="utf-8").startswith("customer,customer_name")
+    assert sorted(p.name for p in folder.iterdir()) == ["run1.csv"]
+
+
+def test_a_link_counts_as_the_file_it_points_at(
+    sqlite_db: Database, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run_id = _delivered_run(sqlite_db)
+    real, link, dangling = tmp_path / "real.csv", tmp_path / "link.csv", tmp_path / "d.csv"
+    real.write_text("old")
+    link.symlink_to(real)
+    dangling.symlink_to(tmp_path / "nowhere.csv")
+    for name in (link, dangling):
+        code, _, err = _export(capsys, sqlite_db, str(run_id), "--out", str(name))
+        assert code == 2 and f"--out {name}: the file exists" in err
+    assert real.read_text() == "old" and not (tmp_path / "nowhere.csv").exists()
+    device = tmp_path / "device.csv"
+    device.symlink_to("/dev/null")
+    code, _, err = _export(capsys, sqlite_db, str(run_id), "--out", str(device))
+    assert code == 0, err
+    assert device.is_symlink() and Path("/dev/null").is_char_device()
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    code, _, err = _export(capsys, sqlite_db, str(run_id), "--out", str(loop), "--force")
+    assert code == 2 and "a loop of links" in err and "Traceback" not in err
+
+
+def test_out_writes_into_a_fifo_without_force(
+    sqlite_db: Database, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import os
+    import threading
+
+    run_id = _delivered_run(sqlite_db)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    code, _, err = _export(capsys, sqlite_db, str(run_id), "--out", str(fifo))
+    reader.join(timeout=30)
+    assert code == 0, err
+    assert received and received[0].startswith(b"customer,customer_name")
+    assert fifo.is_fifo()
+
+
+def test_a_file_made_while_the_export_runs_is_not_replaced(tmp_path: Path) -> None:
+    from core.views.exports import TargetExists, write_lines
+
+    target = tmp_path / "run.csv"
+
+    def lines() -> Iterator[str]:
+        yield "header\r\n"
+        target.write_text("someone else's")  # appears between the check and the end
+        yield "row\r\n"
+
+    with pytest.raises(TargetExists, match="the file exists"):
+        write_lines(target, lines())
+    assert target.read_text() == "someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.csv"]
+    assert write_lines(target, lines(), replace=True) == 2
+    assert target.read_bytes() == b"header\r\nrow\r\n"

@@ -25,9 +25,10 @@ from core.storage import Database, open_database
 from core.storage.models import Address, table_of
 from tests.conftest import BLUE_LAGOON, MINIMAL, STORY_AT, SUNNY_SIDE, load, load_ok
 from tests.db_snapshot import snapshot
+from tests.nobody import msgrun_nobody_can_run
 from tests.terminal import Terminal
 from tui import cli
-from tui.commands.runs import next_steps
+from tui.commands.foreground import next_steps
 
 pytestmark = pytest.mark.timeout(180)
 MSGRUN = str(Path(sys.executable).with_name("msgrun"))
@@ -261,6 +262,46 @@ def test_a_template_body_may_hold_newlines_and_tabs_and_joiners(db: Database) ->
     assert problems == ["definitions[0].template.text: control character U+202E not allowed"]
 
 
+@pytest.mark.parametrize(
+    ("char", "shown"),
+    [
+        ("\u202e", "U+202E"),
+        ("\x00", "U+0000"),
+        ("\r", "U+000D"),
+        ("\x1b", "U+001B"),
+        ("\u2028", "U+2028"),
+        ("\x85", "U+0085"),
+    ],
+)
+def test_control_characters_in_an_attribute_value_are_refused_at_import_like_names(
+    db: Database, char: str, shown: str
+) -> None:
+    document = minimal()
+    document["customers"][0]["attributes"] = {
+        "greeting": f"Hello{char}",
+        "address": {"lines": ["Main St 1", f"x{char}"]},
+        f"note{char}": "fine",
+    }
+    before = snapshot(db)
+    problems = [str(p) for p in load(db, document).problems]
+    assert problems == [
+        f"customers[0].attributes.greeting: control character {shown} not allowed",
+        f"customers[0].attributes.address.lines[1]: control character {shown} not allowed",
+        f"customers[0].attributes.note{char}: control character {shown} not allowed in a name",
+    ]
+    assert snapshot(db) == before
+
+
+def test_an_attribute_value_may_hold_tabs_and_line_feeds(db: Database) -> None:
+    document = minimal()
+    attributes = {"address": "Main St 1\n1011 AB\tAmsterdam", "n": 3, "tags": ["a\tb", None]}
+    document["customers"][0]["attributes"] = attributes
+    load_ok(db, document)
+    with db.connect() as connection:
+        stored = connection.execute(text("SELECT attributes FROM customer")).scalar_one()
+    assert (json.loads(stored) if isinstance(stored, str) else stored) == attributes
+
+
 # -- 6. the database a user points at ---------------------------------------------------
 
 
@@ -368,14 +409,24 @@ def read_only_folder() -> Iterator[Path]:
         shutil.rmtree(folder)
 
 
-def test_reading_commands_work_on_a_read_only_folder(read_only_folder: Path) -> None:
-    """As a user who may not write the folder (nobody, via setpriv), not as root."""
+@pytest.fixture(scope="module")
+def msgrun_for_nobody() -> Iterator[Path]:
+    with msgrun_nobody_can_run() as command:
+        yield command
+
+
+def test_reading_commands_work_on_a_read_only_folder(
+    read_only_folder: Path, msgrun_for_nobody: Path
+) -> None:
+    """As a user who may not write the folder (nobody, via setpriv), not as root; the
+    msgrun nobody can run wherever the checkout is (tests/nobody.py)."""
     ids = _nobody()
     if ids is None:
         pytest.skip("needs root and setpriv to run msgrun as a user who cannot write")
     path = read_only_folder / "shared.db"
     url = f"sqlite:///{path}"
     base = [MSGRUN, "--db", url]
+    theirs = [str(msgrun_for_nobody), "--db", url]
     subprocess.run([*base, "import", str(BLUE_LAGOON)], check=True, capture_output=True)
     subprocess.run(
         [*base, "run", "start", "service-reminder", "--detach"],
@@ -394,12 +445,12 @@ def test_reading_commands_work_on_a_read_only_folder(read_only_folder: Path) -> 
         ["why", "C003", "--at", STORY_AT],
     ):
         result = subprocess.run(
-            [*as_nobody, *base, *args], capture_output=True, text=True, timeout=120, env=env
+            [*as_nobody, *theirs, *args], capture_output=True, text=True, timeout=120, env=env
         )
         assert result.returncode == 0, (args, result.stderr)
         assert result.stdout
     written = subprocess.run(
-        [*as_nobody, *base, "run", "stop", "1"],
+        [*as_nobody, *theirs, "run", "stop", "1"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -498,7 +549,8 @@ def test_run_show_lists_failed_and_unknown_with_their_replies(
     code, out, _ = msgrun(capsys, "run", "show", "1", "--state", "failed,unknown", "--db", url)
     assert code == 0
     assert "1 failed or unknown:" in out
-    assert "C00001  p1@example.org  D00001  failed  550 5.1.1 no such user" in out
+    assert "C00001  p1@example.org  D00001  failed · 550 5.1.1 at the first attempt" in out
+    assert "  550 5.1.1 no such user (settled it)" in out  # the attempt, below it
     assert "p0@example.org" not in out
 
     code, out, _ = msgrun(

@@ -175,7 +175,7 @@ def test_unknown_is_taken_only_when_named_and_restart_then_skips_it(
             == 0
         )
         shown, _ = capsys.readouterr()
-        assert f"unknown  → run {run_id + 1}" in shown
+        assert f"it may have been delivered · → run {run_id + 1}" in shown
         assert "--resend-unknown sends them again" not in shown
 
 

@@ -311,6 +311,45 @@ def test_template_syntax_is_checked(db: Database, minimal: dict[str, Any]) -> No
     assert problem.startswith("definitions[0].template.subject: template error at line 1")
 
 
+@pytest.mark.parametrize("kind", ["broadcast", "status_update", "service_reminder"])
+def test_a_template_that_uses_document_on_a_kind_without_documents_is_refused(
+    db: Database, minimal: dict[str, Any], kind: str
+) -> None:
+    minimal["definitions"][0]["kind"] = kind
+    minimal["definitions"][0]["template"] = {
+        "subject": "News",
+        "text": "Dear {{ customer.name }}, you owe {{ document.amount }}",
+        "html": "{% if document %}<p>{{ document.label }}</p>{% endif %}",
+    }
+    because = f"uses `document`, but a {kind} definition has none: it plans over addresses alone"
+    assert problems_of(db, minimal) == [
+        f"definitions[0].template.text: {because}",
+        f"definitions[0].template.html: {because}",
+    ]
+
+
+def test_a_template_that_uses_document_on_a_kind_with_documents_imports(
+    db: Database, minimal: dict[str, Any]
+) -> None:
+    minimal["definitions"][0]["template"]["text"] = "{{ document.amount }}"
+    load_ok(db, minimal)
+    broadcast = copy.deepcopy(minimal["definitions"][0])
+    broadcast.update(id="news", kind="broadcast")
+    broadcast["template"] = {"subject": "News", "text": "{% set document = 1 %}{{ document }}"}
+    minimal["definitions"].append(broadcast)
+    load_ok(db, minimal)
+
+
+@pytest.mark.parametrize("number", [42, 4.2, True])
+def test_a_customer_id_that_is_not_text_is_said_once_and_no_service_belongs_to_none(
+    db: Database, minimal: dict[str, Any], number: Any
+) -> None:
+    minimal["customers"][0]["id"] = number
+    problems = problems_of(db, minimal)
+    assert problems[0].startswith("customers[0].id: expected a string")
+    assert not [p for p in problems if "None" in p], problems
+
+
 def test_audience_clauses_need_one_test(db: Database, minimal: dict[str, Any]) -> None:
     minimal["definitions"][0]["audience"] = [
         {"attribute": "a"},

@@ -152,3 +152,15 @@ def test_a_key_given_twice_inside_a_record_is_named(
     assert '"name": "Ana", "name"' in text
     problems = [str(p) for p in import_text(db, text).problems]
     assert len(problems) == 1 and problems[0].endswith(".name: given more than once")
+
+
+def test_a_service_of_a_customer_whose_id_is_not_text_is_not_said_to_be_missing(
+    db: Database, minimal: dict[str, Any]
+) -> None:
+    minimal["customers"][0]["id"] = 42
+    outcome = import_text(db, json.dumps(minimal))
+    # The service S1 is in the file: only the id and the document's customer are wrong.
+    assert [str(p) for p in outcome.problems] == [
+        "customers[0].id: expected a string, got a number",
+        "documents[0].customer: refers to customer 'C1', which is neither in the file nor stored",
+    ]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +41,15 @@ STATUSES = ["concept", "approved", "sent", "paid", "overdue", "void"]
 SERVICE_STATUSES = ["active", "suspended", "inactive", "cancelled"]
 
 maybe_bool = st.one_of(st.none(), st.booleans())
+
+# A documents folder for every generated organisation: two files present, one small
+# and one over the 12,000-byte limit a profile may have; "gone.pdf" is never there.
+FOLDER = Path(tempfile.mkdtemp(prefix="msgrun-plan-files-"))
+atexit.register(shutil.rmtree, FOLDER, True)
+(FOLDER / "small.pdf").write_bytes(b"%PDF-1.4 small")
+(FOLDER / "big.pdf").write_bytes(b"%PDF-1.4 " + b"x" * 4000)
+FILE_PATHS = ["small.pdf", "big.pdf", "gone.pdf"]
+file_lists = st.lists(st.sampled_from(FILE_PATHS), max_size=2, unique=True)
 
 
 def optional_flags(names: list[str]) -> st.SearchStrategy[dict[str, bool]]:
@@ -120,6 +133,7 @@ def organisations(draw: st.DrawFn) -> dict[str, Any]:
                     "due_date": draw(
                         st.sampled_from([None, "2026-11-20", "2026-11-23", "2026-11-26"])
                     ),
+                    "files": [{"path": path} for path in draw(file_lists)] or None,
                 }
             )
     kind = draw(st.sampled_from(DEFINITION_KINDS))
@@ -153,7 +167,11 @@ def organisations(draw: st.DrawFn) -> dict[str, Any]:
                 [None, {"start": "21:00", "end": "09:00"}, {"start": "08:00", "end": "08:00"}]
             )
         ),
-        "template": {"subject": "s", "text": "t"},
+        "template": {
+            "subject": "s",
+            "text": "t",
+            "attachments": {"files": draw(file_lists)},
+        },
     }
     history = [
         {
@@ -181,6 +199,7 @@ def organisations(draw: st.DrawFn) -> dict[str, Any]:
             "default_contact_preferences": draw(
                 optional_flags(["send_invoice_reminders", "exclude_from_broadcasts"])
             ),
+            "documents_folder": str(FOLDER),
         },
         "smtp_profiles": [
             {
@@ -189,6 +208,7 @@ def organisations(draw: st.DrawFn) -> dict[str, Any]:
                 "port": 25,
                 "security": "none",
                 "from_address": "from@example.org",
+                "max_message_bytes": draw(st.sampled_from([None, 12000])),
             }
         ],
         "billing_methods": [
@@ -252,6 +272,15 @@ def check_plan(plan: Plan, document: dict[str, Any]) -> None:
             }
         has_documents = DOCUMENT_KIND_OF[plan.definition.kind] is not None
         assert (c.document is not None) == has_documents
+        # Rules 19 and 20 follow the files the message attaches, as they are.
+        attached = list(plan.definition.attachment_files)
+        if c.document is not None and plan.definition.attach_document_files:
+            own = next(d for d in document["documents"] if d["id"] == c.document)
+            attached += [f["path"] for f in own.get("files") or ()]
+        paths = {spec if isinstance(spec, str) else spec.path for spec in attached}
+        assert ("document_file_missing" in codes) == ("gone.pdf" in paths)
+        limited = document["smtp_profiles"][0]["max_message_bytes"] is not None
+        assert ("message_too_large" in codes) == (limited and "big.pdf" in paths)
     summary = plan.summary.as_json()
     assert summary["candidates"] == len(plan.candidates)
     assert summary["included"] + summary["deferred"] + summary["excluded"] == len(plan.candidates)

@@ -195,7 +195,7 @@ def test_security_none_on_an_encrypt_only_port(
     assert delivery.state == "failed"
     assert "530 Must issue a STARTTLS command first" in (delivery.error or "")
     assert assert_counts_match_rows(db, run_id)["pending"] == 3
-    step = report.steps[-1]
+    step = report.smtp_steps[-1]
     assert (step.step, step.ok) == ("mail_from", False)
     assert step.hint is not None and "use security starttls" in step.hint
     assert "sender allowed" not in step.hint
@@ -209,7 +209,7 @@ def test_no_auth_before_starttls_suggests_it(
         report = asyncio.run(check_profile(profile, {"PW": "pw"}))
         run_id = new_run(db, document(2, server.port, username="billing", password_env="PW"))
         delivery = deliver_now(db, run_id, environ={"PW": "pw"})
-    step = report.steps[-1]
+    step = report.smtp_steps[-1]
     assert (step.step, step.ok, step.detail) == ("auth", False, "the server offers no AUTH")
     assert step.hint is not None and "use security starttls" in step.hint
     assert delivery.state == "failed" and "use security starttls" in (delivery.error or "")

@@ -10,10 +10,14 @@ when Postfix and Dovecot cannot be had.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import Iterator
 from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +28,7 @@ from core.smtp_check import CheckReport, check_profile, load_profile
 from core.storage import Database
 from core.storage.models import Suppression, table_of
 from fixtures.real_mta import RealMta, unavailable_reason
+from tests.attachment_support import pdf_bytes
 from tests.delivery_support import assert_counts_match_rows, deliver_now, document, new_run
 
 pytestmark = [pytest.mark.real_mta, pytest.mark.timeout(120)]
@@ -214,3 +219,44 @@ def test_postponed_by_a_rate_limit_all_end_sent_once(mta: RealMta, sqlite_db: Da
     mta.wait_for(lambda: len(mta.delivered("erin@mail.example")) == 6, "6 messages for erin")
     ids = [message_from_bytes(m)["Message-ID"] for m in mta.delivered("erin@mail.example")]
     assert sorted(ids) == sorted(r["message_id"] for r in recipients)
+
+
+def test_each_customers_invoice_arrives_byte_for_byte_in_their_own_mailbox(
+    mta: RealMta, db: Database, tmp_path: Path
+) -> None:
+    """The attachment decoded from the Maildir Postfix delivered into is the customer's
+    own file, byte for byte; nobody gets another customer's invoice (SQLite and PostgreSQL)."""
+    users = ["carol@mail.example", "dave@mail.example", "erin@mail.example"]
+    before = {user: len(mta.delivered(user)) for user in users}
+    doc = mta_document(mta, "submission", users)
+    doc["organisation"]["documents_folder"] = str(tmp_path)
+    own = {}
+    for i, (user, item) in enumerate(zip(users, doc["documents"], strict=True)):
+        # Binary bytes of every value, and sizes that end base64 lines differently.
+        data = pdf_bytes(f"invoice for {user}", 3000 + i) + bytes(range(256)) * (i + 1)
+        (tmp_path / f"{item['number']}.pdf").write_bytes(data)
+        item["files"] = [{"path": f"{item['number']}.pdf", "name": f"Rechnung für {user}.pdf"}]
+        own[user] = data
+    run_id = new_run(db, doc)
+    delivery = deliver_now(db, run_id, environ={PASSWORD_ENV: mta.password})
+    assert delivery.state == "completed", delivery.error
+    for user in users:
+        mta.wait_for(lambda u=user: len(mta.delivered(u)) == before[u] + 1, f"a message for {user}")
+    recorded = {r["address"]: r["attachments"] for r in run_json(db, run_id)["recipients"]}
+    for user in users:
+        raw = mta.delivered(user)[-1]
+        message = message_from_bytes(raw, policy=default_policy)
+        assert isinstance(message, EmailMessage)
+        [attachment] = list(message.iter_attachments())
+        assert attachment.get_filename() == f"Rechnung für {user}.pdf"
+        assert attachment.get_payload(decode=True) == own[user]
+        assert recorded[user] == [
+            {
+                "name": f"Rechnung für {user}.pdf",
+                "bytes": len(own[user]),
+                "sha256": hashlib.sha256(own[user]).hexdigest(),
+            }
+        ]
+        payload = attachment.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        assert all(f"invoice for {other}".encode() not in payload for other in own if other != user)

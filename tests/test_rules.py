@@ -182,6 +182,7 @@ def test_7_each_kind_needs_its_own_preference(db: Database, minimal: Doc) -> Non
 def test_7_status_updates_plan_over_addresses(db: Database, minimal: Doc) -> None:
     address(minimal)["preferences"] = {"status_updates": False}
     definition(minimal)["kind"] = "status_update"
+    definition(minimal)["template"]["subject"] = "News"  # no document to name
     candidate = only(plan_of(db, minimal))
     assert (candidate.document, candidate.label) == (None, None)
     assert codes(candidate) == ["address_preference_off"]
@@ -200,6 +201,7 @@ def test_8_contact_preference_off(db: Database, minimal: Doc) -> None:
 def test_8_broadcast_exclusion_is_the_inverted_preference(db: Database, minimal: Doc) -> None:
     contact(minimal)["preferences"] = {"exclude_from_broadcasts": True}
     definition(minimal)["kind"] = "broadcast"
+    definition(minimal)["template"]["subject"] = "News"  # no document to name
     candidate = only(plan_of(db, minimal))
     assert codes(candidate) == ["contact_preference_off"]
     assert (
@@ -212,6 +214,7 @@ def test_8_unset_contact_preference_falls_back_to_the_default_then_permissive(
     db: Database, minimal: Doc
 ) -> None:
     definition(minimal)["kind"] = "service_reminder"
+    definition(minimal)["template"]["subject"] = "News"  # no document to name
     minimal["organisation"]["default_contact_preferences"] = {"send_service_reminders": False}
     candidate = only(plan_of(db, minimal))
     assert codes(candidate) == ["contact_preference_off"]
@@ -558,6 +561,7 @@ def test_customers_without_documents_of_the_kind_yield_no_candidates(
 
 def test_kinds_without_documents_yield_one_per_address(db: Database, minimal: Doc) -> None:
     definition(minimal)["kind"] = "broadcast"
+    definition(minimal)["template"]["subject"] = "News"  # no document to name
     contact(minimal)["addresses"].append({"address": "ana2@example.org", "key": "billing"})
     minimal["customers"].append({"id": "C0", "name": "No addresses"})
     plan = plan_of(db, minimal)
@@ -577,6 +581,8 @@ def test_warnings(db: Database, minimal: Doc) -> None:
         "SMTP profile main: the environment variable SMTP_PASS that holds its password is not "
         "set here",
         "SMTP profile main has never passed an SMTP test (msgrun smtp test main)",
+        "1 candidate(s) of this definition have a document that lists no files: they are sent "
+        "without attachments (template.attachments.document_files)",
     ]
     assert not any(
         "SMTP_PASS" in w for w in plan_of(db, minimal, environ={"SMTP_PASS": "x"}).warnings

@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from core.delivery.deliver import STOP_POLL_SECONDS
 from core.delivery.policy import most_in_doubt
 from core.storage import open_database
 from core.storage.models import Recipient, table_of
@@ -114,20 +116,22 @@ def test_bad_usage_exits_2(msgrun: Msgrun, args: list[str], message: str) -> Non
 
 
 def test_stop_restart_and_show_from_other_processes(msgrun: Msgrun) -> None:
-    with SmtpServer(faults=Faults(data_delay=0.05)) as server:
+    # The server holds every DATA until the delivering process has had time to see the
+    # stop: the run cannot finish before it is stopped, however slow the other commands.
+    gate, held = threading.Event(), threading.Event()
+    with SmtpServer(faults=Faults(data_gate=gate, data_held=held)) as server:
         msgrun.load(document(300, server.port))
         process = msgrun.start("run", "start", "inv")
         assert process.stdout is not None
         run_id = int(process.stdout.readline())
-        deadline = time.monotonic() + 30
-        while len(server.messages()) < 10:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        assert held.wait(60)
         # A restart while the process holds the lease is refused.
         busy = msgrun("run", "restart", str(run_id))
         assert busy.returncode == 1 and "is being delivered by" in busy.stderr
         stop = msgrun("run", "stop", str(run_id))
         assert stop.returncode == 0 and "stop recorded" in stop.stdout
+        time.sleep(3 * STOP_POLL_SECONDS)  # the delivery looks for a stop this often
+        gate.set()
         assert process.wait(30) == 1
         stopped = msgrun.show(run_id)
         assert stopped["state"] == "stopped"

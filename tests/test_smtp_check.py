@@ -52,7 +52,7 @@ def check(
 
 
 def steps(report: CheckReport) -> list[tuple[str, bool]]:
-    return [(s.step, s.ok) for s in report.steps]
+    return [(s.step, s.ok) for s in report.smtp_steps]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_a_plain_server_passes_every_step() -> None:
     assert report.steps[1].detail == f"connected to 127.0.0.1:{server.port}"
     assert report.steps[2].detail.startswith("220 ")
     assert "8BITMIME" in report.steps[3].detail
-    assert list(report.as_json()) == ["profile", "ok", "steps"]
+    assert list(report.as_json()) == ["profile", "ok", "sender_auth_ok", "steps"]
     assert list(report.as_json()["steps"][0]) == ["step", "ok", "ms", "detail"]  # type: ignore[index]
 
 
@@ -102,8 +102,8 @@ def test_starttls_with_a_trusted_ca_passes(server_context: ssl.SSLContext, ca_fi
         report = check(profile(server.port, security="starttls", ca_file=ca_file))
     assert report.ok, report.steps
     assert steps(report)[-1] == ("starttls", True)
-    assert "certificate verified" in report.steps[-1].detail
-    assert "STARTTLS" not in report.steps[-1].detail.split(";")[-1]  # the EHLO after TLS
+    assert "certificate verified" in report.smtp_steps[-1].detail
+    assert "STARTTLS" not in report.smtp_steps[-1].detail.split(";")[-1]  # the EHLO after TLS
 
 
 def test_starttls_with_an_untrusted_certificate_fails_with_the_reason(
@@ -112,7 +112,7 @@ def test_starttls_with_an_untrusted_certificate_fails_with_the_reason(
     with SmtpServer(security="starttls", certificate_context=server_context) as server:
         report = check(profile(server.port, security="starttls"))
     assert not report.ok
-    failed = report.steps[-1]
+    failed = report.smtp_steps[-1]
     assert (failed.step, failed.ok) == ("starttls", False)
     assert failed.detail.startswith("certificate verify failed")
     assert failed.hint is not None and "issuer" in failed.hint and "expires" in failed.hint
@@ -137,7 +137,7 @@ def test_a_self_signed_server_with_verification_off_is_flagged(
     with SmtpServer(security="starttls", certificate_context=server_context) as server:
         report = check(profile(server.port, security="starttls", tls_verify=False))
     assert report.ok
-    assert "NOT VERIFIED" in report.steps[-1].detail
+    assert "NOT VERIFIED" in report.smtp_steps[-1].detail
 
 
 def test_the_wrong_security_mode_says_so() -> None:
@@ -145,9 +145,9 @@ def test_the_wrong_security_mode_says_so() -> None:
         tls_on_plain = check(profile(server.port, security="tls"))
         starttls_missing = check(profile(server.port, security="starttls"))
     assert steps(tls_on_plain)[-1] == ("tls", False)
-    assert "does not start TLS on this port" in (tls_on_plain.steps[-1].hint or "")
+    assert "does not start TLS on this port" in (tls_on_plain.smtp_steps[-1].hint or "")
     assert steps(starttls_missing)[-1] == ("starttls", False)
-    assert starttls_missing.steps[-1].detail == "the server does not offer STARTTLS"
+    assert starttls_missing.smtp_steps[-1].detail == "the server does not offer STARTTLS"
 
 
 def test_auth_with_the_right_and_the_wrong_password() -> None:
@@ -158,10 +158,10 @@ def test_auth_with_the_right_and_the_wrong_password() -> None:
         unset = check(replace(settings, port=server.port), environ={})
     assert good.ok and steps(good)[-1] == ("auth", True)
     assert steps(bad)[-1] == ("auth", False)
-    assert bad.steps[-1].detail.startswith("535")
-    assert bad.steps[-1].hint == "the server refused the user name or password"
+    assert bad.smtp_steps[-1].detail.startswith("535")
+    assert bad.smtp_steps[-1].hint == "the server refused the user name or password"
     assert steps(unset)[-1] == ("auth", False)
-    assert "PW is not set" in unset.steps[-1].detail
+    assert "PW is not set" in unset.smtp_steps[-1].detail
     for report in (good, bad, unset):
         shown = json.dumps(report.as_json()) + "\n".join(report.transcript)
         assert SECRET not in shown
@@ -173,7 +173,7 @@ def test_relay_denied_at_rcpt() -> None:
     with SmtpServer(faults=faults) as server:
         report = check(profile(server.port), to="ana@example.org")
     assert steps(report)[-1] == ("rcpt_to", False)
-    assert "will not relay" in (report.steps[-1].hint or "")
+    assert "will not relay" in (report.smtp_steps[-1].hint or "")
 
 
 def test_a_message_refused_at_data() -> None:
@@ -181,21 +181,21 @@ def test_a_message_refused_at_data() -> None:
     with SmtpServer(faults=faults) as server:
         report = check(profile(server.port), to="ana@example.org")
     assert steps(report)[-1] == ("data", False)
-    assert report.steps[-1].detail == "552 5.3.4 message too big"
+    assert report.smtp_steps[-1].detail == "552 5.3.4 message too big"
 
 
 def test_a_closed_port() -> None:
     report = check(profile(free_port()))
     assert steps(report) == [("resolve", True), ("connect", False)]
-    assert "nothing listens" in (report.steps[-1].hint or "")
+    assert "nothing listens" in (report.smtp_steps[-1].hint or "")
 
 
 def test_a_server_that_never_answers_is_bounded_by_the_timeout() -> None:
     with SmtpServer(faults=Faults(banner_delay=30)) as server:
         report = check(profile(server.port, timeout_seconds=0.5))
     assert steps(report)[-1] == ("banner", False)
-    assert report.steps[-1].detail == "no answer within 0.5 s"
-    assert report.steps[-1].ms < 5000
+    assert report.smtp_steps[-1].detail == "no answer within 0.5 s"
+    assert report.smtp_steps[-1].ms < 5000
 
 
 def test_an_unknown_host_fails_to_resolve() -> None:
@@ -248,3 +248,30 @@ def test_the_command_line_records_the_result(tmp_path: Path, db: Database) -> No
         [exe, "--db", url, "smtp", "test", "main", "--to", "x@@y"], capture_output=True, text=True
     )
     assert bad_to.returncode == 2 and "--to: 'x@@y' is not a valid email address" in bad_to.stderr
+
+
+def test_the_size_the_server_announces_is_learnt_and_planning_holds_to_it(
+    tmp_path: Path, db: Database
+) -> None:
+    url = db.describe() if db.dialect == "sqlite" else db.url.render_as_string(hide_password=False)
+    with SmtpServer() as server:  # aiosmtpd announces SIZE 33554432
+        doc = document(1, server.port)
+        doc["organisation"]["documents_folder"] = str(tmp_path)
+        doc["documents"][0]["files"] = [{"path": "big.pdf"}]
+        (tmp_path / "big.pdf").write_bytes(b"%PDF-1.4 " + bytes(40 * 1024 * 1024))
+        load_ok(db, doc)
+        assert make_plan(db, "inv", parse_instant(AT), environ={}).candidates[0].codes() == []
+        exe = str(Path(sys.executable).with_name("msgrun"))
+        result = subprocess.run(
+            [exe, "--db", url, "smtp", "test", "main"],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    assert result.returncode == 0, result.stderr
+    assert "main: size limit 33,554,432 bytes (the SIZE the server announced)" in result.stdout
+    [candidate] = make_plan(db, "inv", parse_instant(AT), environ={}).candidates
+    assert candidate.codes() == ["message_too_large"]
+    assert "over the limit of 33,554,432 bytes (the SIZE the server announced)" in (
+        candidate.reasons[0].detail
+    )

@@ -27,6 +27,7 @@ from tui.commands import (
     runs,
     smtp_cmd,
     triggers_cmd,
+    unsubscribes_cmd,
 )
 from tui.errors import OperationFailed, UsageError
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     database_cmd.add_parser(commands, common)
     triggers_cmd.add_parsers(commands, common)
     bounces_cmd.add_parsers(commands, common)
+    unsubscribes_cmd.add_parsers(commands, common)
     return parser
 
 

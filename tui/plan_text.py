@@ -9,6 +9,7 @@ from core.clock import format_instant
 from core.planner.explain import CustomerReport
 from core.planner.plan import DECISIONS, Candidate, Plan
 from core.planner.reasons import CODES, fix_for
+from tui.delivery_text import deliveries_section
 
 INDENT = "  "
 
@@ -132,6 +133,11 @@ def why_text(report: CustomerReport) -> str:
             if a["suppression"]:
                 s = a["suppression"]
                 notes.append(f"SUPPRESSED: {s['reason']} since {s['since']}")
+            for u in a.get("unsubscribes", []):
+                notes.append(
+                    f"UNSUBSCRIBED: {u['preference']} ({u['kind']}, "
+                    f"{u['how'].replace('_', '-')} {u['at'][:10]}, run {u['run']})"
+                )
             note = f" · {' · '.join(notes)}" if notes else ""
             lines.append(
                 f"{INDENT * 2}{a['key']:<10} {a['address']}{_preferences(a['preferences'])}{note}"
@@ -170,6 +176,7 @@ def why_text(report: CustomerReport) -> str:
         lines.append(INDENT + " · ".join(bits))
     if not c["history"]:
         lines.append(f"{INDENT}(none)")
+    lines += ["", *deliveries_section(report.deliveries)]
     lines += ["", f"Decisions at {format_instant(report.at)}:"]
     for plan in report.plans:
         lines += [

@@ -4,6 +4,7 @@ not a report (after-sending.md, "Each message is classified")."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from email.message import Message
 
 from core.bounces import arf, autoreply, dsn, message, nonstandard, ses
@@ -12,6 +13,50 @@ from core.bounces.model import Outcome, OutcomeType, Report, ReportKind
 Detector = Callable[[Message, str], list[nonstandard.Failure]]
 
 _UNCHANGING_ACTIONS = ("delivered", "relayed", "expanded", "deliverable")
+
+# What a report may make msgrun store and print of its fields: a report is written
+# by anyone, and a 200 KB Final-Recipient is no address. An address longer than
+# SMTP allows (RFC 5321: 64 + 1 + 255) is none; words are cut.
+MAX_ADDRESS = 320
+MAX_MESSAGE_ID = 998  # a header line (RFC 5322)
+MAX_DIAGNOSTIC = 1000
+MAX_WORDS = 300  # why it was read so, a feedback type, a status
+
+
+def clipped(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters (an ellipsis saying so)."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def _fits(address: str | None) -> str | None:
+    return address if address is None or len(address) <= MAX_ADDRESS else None
+
+
+def bounded(report: Report) -> Report:
+    """``report`` with every field it got from the message within its bound."""
+    outcomes = tuple(
+        replace(
+            o,
+            status=o.status if o.status is None or len(o.status) <= MAX_WORDS else None,
+            address=_fits(o.address),
+            diagnostic=clipped(o.diagnostic, MAX_DIAGNOSTIC),
+        )
+        for o in report.outcomes
+    )
+    original = report.original_message_id
+    own = report.message_id
+    return replace(
+        report,
+        outcomes=outcomes,
+        original_message_id=original if original and len(original) <= MAX_MESSAGE_ID else None,
+        message_id=own if own and len(own) <= MAX_MESSAGE_ID else None,
+        delivered_to=tuple(a for a in report.delivered_to if _fits(a)),
+        feedback_type=clipped(report.feedback_type, MAX_WORDS),
+        why=clipped(report.why, MAX_WORDS) or "",
+        extra={k: clipped(v, MAX_DIAGNOSTIC) or "" for k, v in report.extra.items()},
+    )
 
 
 def classify(
@@ -36,21 +81,32 @@ def classify(
         original: str | None = None,
         feedback_type: str | None = None,
     ) -> Report:
-        return Report(
-            kind=kind,
-            outcomes=outcomes,
-            original_message_id=original,
-            delivered_to=targets,
-            date=date,
-            message_id=own_id,
-            feedback_type=feedback_type,
-            why=why,
+        return bounded(
+            Report(
+                kind=kind,
+                outcomes=outcomes,
+                original_message_id=original,
+                delivered_to=targets,
+                date=date,
+                message_id=own_id,
+                feedback_type=feedback_type,
+                why=why,
+            )
         )
 
     # 1. A feedback report: abuse or fraud is a complaint; other types change nothing.
     feedback = arf.feedback_report(msg)
     if feedback is not None:
         original = message.original_message_id(msg)
+        if feedback.feedback_type == "opt-out":  # inbox.md: an unsubscribe
+            detail = "feedback report: opt-out" + (
+                f" ({feedback.reporter})" if feedback.reporter else ""
+            )
+            outcomes = tuple(
+                Outcome(OutcomeType.UNSUBSCRIBE, None, None, addr, detail)
+                for addr in (feedback.recipients or (None,))
+            )
+            return report(ReportKind.UNSUBSCRIBE, detail, outcomes, original, "opt-out")
         if feedback.feedback_type in arf.COMPLAINT_TYPES:
             detail = f"feedback report: {feedback.feedback_type}"
             if feedback.reporter:

@@ -21,6 +21,9 @@ class RecipientBlock:
     final_recipient: str | None
     original_recipient: str | None
     diagnostic: str | None
+    # A Status field that gives no RFC 3463 code (9.9.9, "failed"): says nothing
+    # of permanence, so the failure is not taken as a hard bounce.
+    status_unreadable: bool = False
 
     @property
     def address(self) -> str | None:
@@ -72,7 +75,9 @@ def block_from_fields(block: Message) -> RecipientBlock | None:
     diagnostic = decode(block.get("Diagnostic-Code", ""))
     if ";" in diagnostic[:12]:
         diagnostic = diagnostic.split(";", 1)[1].strip()
-    status = find_status(decode(block.get("Status", ""))) or None
+    given = decode(block.get("Status", ""))
+    status = find_status(given) or None
+    unreadable = bool(given) and status is None
     if status is None and diagnostic:
         status = find_status(diagnostic)
     if not action and status:
@@ -83,6 +88,7 @@ def block_from_fields(block: Message) -> RecipientBlock | None:
         final_recipient=address_of(final) if final else None,
         original_recipient=address_of(original) if original else None,
         diagnostic=diagnostic or None,
+        status_unreadable=unreadable,
     )
 
 
@@ -123,13 +129,18 @@ def text_blocks(text: str) -> list[RecipientBlock]:
 
 def failure_class(block: RecipientBlock) -> str:
     """hard for a 5.x.x failure, soft for a 4.x.x one; the diagnostic's reply code
-    when the status says neither; hard when nothing says (failed is final)."""
+    when the status says neither; hard when nothing says (failed is final). A
+    Status given that is no RFC 3463 code (``9.9.9``), with none in the diagnostic
+    either, is soft: a report that cannot say what it means never suppresses an
+    address."""
     for source in (block.status, block.diagnostic):
         if not source:
             continue
         status = find_status(source)
         if status and status[0] in "45":
             return "hard" if status[0] == "5" else "soft"
+    if block.status_unreadable:
+        return "soft"
     if block.diagnostic:
         first = reply_class(block.diagnostic)
         if first in ("4", "5"):

@@ -13,6 +13,8 @@ class ReportKind(enum.StrEnum):
     AUTO_REPLY = "auto_reply"  # an out-of-office or other automatic reply: changes nothing
     NONSTANDARD = "nonstandard_bounce"  # a bounce in a format of its own
     IGNORED = "ignored"  # a report that changes nothing (delivered DSN, other feedback)
+    # A request mailed to the unsubscribe address, or a feedback report of type opt-out.
+    UNSUBSCRIBE = "unsubscribe"
     NOT_REPORT = "not_report"  # anything else: left exactly where it was
 
     @property
@@ -24,6 +26,7 @@ class OutcomeType(enum.StrEnum):
     BOUNCE = "bounce"
     DELAY = "delay"
     COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
 
 
 @dataclass(frozen=True)

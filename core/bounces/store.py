@@ -15,7 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,17 @@ from core.delivery.states import SENT, UNKNOWN
 from core.delivery.transitions import report_proves_sent
 from core.storage import Database
 from core.storage.database import error_words
-from core.storage.models import BounceReport, Recipient, RecipientOutcome, Suppression
+from core.storage.models import (
+    BounceReport,
+    Definition,
+    MessageRun,
+    Organisation,
+    Recipient,
+    RecipientOutcome,
+    Suppression,
+)
+from core.unsubscribe.records import Target, target_of
+from core.unsubscribe.records import record as record_unsubscribe
 
 ADDRESS_MATCH_DAYS = 30
 
@@ -55,6 +65,7 @@ class ReadSummary:
     ignored: int = 0
     not_reports: int = 0
     already_read: int = 0
+    unsubscribed: int = 0
     reports: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -70,6 +81,7 @@ class ReadSummary:
             "ignored": self.ignored,
             "not_reports": self.not_reports,
             "already_read": self.already_read,
+            "unsubscribed": self.unsubscribed,
             "reports": self.reports,
         }
 
@@ -83,7 +95,8 @@ class ReadSummary:
             f"{n(self.complaints, 'complaint', 'complaints')}, "
             f"{n(self.delays, 'delay', 'delays')}, "
             f"{n(self.auto_replies, 'auto-reply', 'auto-replies')}, "
-            f"{self.unmatched} unmatched, "
+            + (f"{self.unsubscribed} unsubscribed, " if self.unsubscribed else "")
+            + f"{self.unmatched} unmatched, "
             f"{n(self.not_reports, 'not a report', 'not reports')}, "
             f"{self.already_read} already read"
         )
@@ -142,6 +155,8 @@ def record_message(
 ) -> None:
     """Classify one message, store it (once) with its outcomes, then mark it read."""
     report = classify(message.raw, envelope_to)
+    if report.kind is ReportKind.NOT_REPORT:
+        report = mailto_request(db, report) or report
     summary.read += 1
     if not report.kind.is_report and not keep_everything:
         summary.not_reports += 1
@@ -167,10 +182,66 @@ def record_message(
         message.mark_read()
 
 
+def mailto_request(db: Database, report: Report) -> Report | None:
+    """A request mailed to the organisation's unsubscribe address, LOCAL+TOKEN@DOMAIN
+    (inbox.md), whose token verifies: an unsubscribe report. None otherwise (a token that
+    does not verify changes nothing)."""
+    try:
+        with db.connect() as connection:
+            forms = connection.execute(select(Organisation.unsubscribe)).scalar() or {}
+            unsubscribe = str(forms.get("address") or "")
+            if not unsubscribe:
+                return None
+            local, _, domain = unsubscribe.lower().rpartition("@")
+            for address in report.delivered_to:
+                their_local, _, their_domain = address.strip("<>").lower().rpartition("@")
+                if their_domain != domain or not their_local.startswith(local + "+"):
+                    continue
+                target = target_of(connection, their_local[len(local) + 1 :])
+                if target is None:
+                    continue
+                outcome = Outcome(
+                    OutcomeType.UNSUBSCRIBE, None, None, target.address, "mailto request"
+                )
+                return replace(
+                    report,
+                    kind=ReportKind.UNSUBSCRIBE,
+                    outcomes=(outcome,),
+                    why=f"an unsubscribe request mailed to {address}",
+                    extra={"run": str(target.run_id), "position": str(target.position)},
+                )
+    except SQLAlchemyError as error:
+        raise StoreFailed(f"cannot read the unsubscribe settings: {error_words(error)}") from error
+    return None
+
+
+def _unsubscribe(session: Session, recipient: Recipient, how: str, at: datetime) -> bool:
+    """Record the unsubscribe a report asks for; False for a kind that offers none."""
+    kind = session.scalar(
+        select(Definition.kind)
+        .join(MessageRun, MessageRun.definition_id == Definition.id)
+        .where(MessageRun.id == recipient.run_id)
+    )
+    if recipient.address is None or recipient.contact_id is None or kind is None:
+        return False
+    target = Target(
+        recipient.run_id,
+        recipient.position,
+        recipient.address,
+        recipient.customer_id,
+        recipient.contact_id,
+        kind,
+        "",
+    )
+    return record_unsubscribe(session.connection(), target, how, at)
+
+
 @dataclass(frozen=True)
 class _Stored:
     report_id: int
     rows: list[tuple[Outcome, Match | None]]
+    # Per row: whether an unsubscribe it asked for was recorded.
+    unsubscribed: list[bool] = field(default_factory=list)
 
 
 def _store(
@@ -196,8 +267,14 @@ def _store(
     session.add(row)
     session.flush()
     rows: list[tuple[Outcome, Match | None]] = []
+    unsubscribed: list[bool] = []
     for outcome in report.outcomes:
         match = find_recipient(session, report, outcome, now)
+        recorded = False
+        if match is not None and outcome.type is OutcomeType.UNSUBSCRIBE:
+            how = "mailto" if "run" in report.extra else "feedback_report"
+            recorded = _unsubscribe(session, match.recipient, how, now)
+        unsubscribed.append(recorded)
         stored = RecipientOutcome(
             report_id=row.id,
             recipient_id=match.recipient.id if match else None,
@@ -218,7 +295,7 @@ def _store(
             if on_matched is not None:
                 on_matched(session, match.recipient, stored)
         rows.append((outcome, match))
-    return _Stored(row.id, rows)
+    return _Stored(row.id, rows, unsubscribed)
 
 
 def find_recipient(
@@ -226,6 +303,15 @@ def find_recipient(
 ) -> Match | None:
     """The recipient an outcome is about: by the original's Message-ID, then the
     VERP token of the address the report was delivered to, then the address."""
+    if "run" in report.extra and "position" in report.extra:  # a mailto unsubscribe's token
+        found = session.scalars(
+            select(Recipient).where(
+                Recipient.run_id == int(report.extra["run"]),
+                Recipient.position == int(report.extra["position"]),
+            )
+        ).first()
+        if found is not None:
+            return Match(found, "token")
     if report.original_message_id:
         found = session.scalars(
             select(Recipient)
@@ -306,7 +392,12 @@ def _count(summary: ReadSummary, report: Report, stored: _Stored, source: str) -
     if not stored.rows:
         summary.ignored += 1
         return
-    for outcome, match in stored.rows:
+    for index, (outcome, match) in enumerate(stored.rows):
+        if outcome.type is OutcomeType.UNSUBSCRIBE and match is not None:
+            if not stored.unsubscribed[index]:
+                summary.ignored += 1  # an opt-out about a kind nobody can opt out of
+                continue
+            summary.unsubscribed += 1
         entry = _entry(
             source,
             stored.report_id,
@@ -327,7 +418,7 @@ def _count(summary: ReadSummary, report: Report, stored: _Stored, source: str) -
                 summary.soft += 1
         elif outcome.type is OutcomeType.COMPLAINT:
             summary.complaints += 1
-        else:
+        elif outcome.type is OutcomeType.DELAY:
             summary.delays += 1
 
 

@@ -24,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import threading
 import time
-import uuid
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +36,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from core.clock import Clock
-from core.delivery import guards, policy, queries, registry, transitions
+from core.delivery import guards, policy, processes, queries, registry, transitions
 from core.delivery.compose import Composer, Templates, run_settings
 from core.delivery.feeder import Feeder
 from core.delivery.lines import local_lines
@@ -46,7 +44,7 @@ from core.delivery.pipeline import DatabaseLane, Delivering, InMemory, timed
 from core.delivery.runs import read_counts
 from core.delivery.sender_processes import SenderProcesses
 from core.delivery.senders import Senders
-from core.delivery.smtp import ProfileSettings, RunFault, password_for
+from core.delivery.smtp import ProfileSettings, RunFault, dkim_signer, password_for
 from core.delivery.states import (
     COMPLETED,
     HELD,
@@ -75,8 +73,8 @@ LINGER_SECONDS = 15.0
 
 
 def process_owner() -> str:
-    """Who holds a lease: host, pid and a nonce (pids are reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Who holds a lease: host, pid and a nonce (pids are reused: ``processes``)."""
+    return processes.process_id()
 
 
 class DeliveryBroken(Exception):
@@ -220,11 +218,15 @@ class Deliverer:
 
     def _leave(self, connection: Connection) -> None:
         registry.leave(connection, self.run_id, self.worker_id)
+        now = self.clock.now()
         if self.alongside_others:
             # The last process out of a stopping run marks it stopped.
-            registry.finish_stopping(connection, self.clock.now(), self.run_id)
+            registry.finish_stopping(connection, now, self.run_id)
+            registry.left_unfinished(connection, self.run_id, self.worker_id, now)
         else:
-            registry.release_lease(connection, self.run_id, self.owner)
+            # A run it leaves unfinished (an error, a worker shutting down) shows
+            # as interrupted until a process takes it up again.
+            registry.release_lease(connection, self.run_id, self.owner, now)
         if self.own_worker:
             registry.retire(connection, self.worker_id)
 
@@ -258,10 +260,11 @@ class Deliverer:
     async def _deliver(self, profile: ProfileSettings, templates: Templates) -> Delivery:
         try:
             password = password_for(profile, self.environ)
+            signer = dkim_signer(profile, self.environ)
         except RunFault as fault:
             return await self._end(RUN_FAILED, str(fault))
         m = self.memory
-        composer = Composer(self.run_id, profile, templates)
+        composer = Composer(self.run_id, profile, templates, signer)
         delivering = Delivering(
             database=self.database,
             clock=self.clock,
@@ -340,7 +343,12 @@ class Deliverer:
             await self.db(
                 lambda c: transitions.make_unknown(c, self.worker_id, self.clock.now(), self.run_id)
             )
-            raise DeliveryBroken(self.run_id, error) from error
+            broken = DeliveryBroken(self.run_id, error)
+            # Whoever looks at the run (the console, run show) sees why it is interrupted;
+            # the database may be what went away, and then this cannot be said.
+            with contextlib.suppress(Exception):
+                await self.db(lambda c: transitions.note_interruption(c, self.run_id, str(broken)))
+            raise broken from error
         if outcome not in (Ending.STOP, Ending.FAULT):
             return await self._end(outcome, None)
         if m.fault is not None:
@@ -482,25 +490,30 @@ class Deliverer:
     async def _flush(self, templates: Templates) -> None:
         m = self.memory
         results, m.results = m.results, []
-        if not results:
+        held, m.held = m.held, []
+        if not results and not held:
             return
 
         def record(c: Connection) -> None:
+            now = self.clock.now()
             transitions.record_results(
                 c,
                 self.run_id,
                 templates.definition_id,
                 results,
-                self.clock.now(),
+                now,
                 ledger=templates.ledger,
                 shard=self.shard,
             )
+            if held:
+                transitions.hold_at_the_wire(c, self.run_id, held, now, self.shard)
 
         try:
             await self.db(timed(m.timings, "recording", record))
         except Exception:
             # Kept for the next flush: what was sent is not forgotten.
             m.results[:0] = results
+            m.held[:0] = held
             raise
         if self.on_progress is not None:
             self.on_progress(await self._counts())

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from core.attachments.evidence import export_text
 from core.bounces import outcomes
 from core.clock import format_instant
 from core.delivery.states import RECIPIENT_STATES
@@ -36,6 +37,7 @@ COLUMNS: tuple[str, ...] = (
     "attempts",
     "last_attempt_at",
     "message_id",
+    "attachments",
 )
 
 # What a recipient's outcome may be, as a filter names it: ``bounce`` is either class.
@@ -120,6 +122,7 @@ def _row(r: Any, outcome: tuple[str | None, str | None]) -> dict[str, Any]:
         "attempts": r.attempts,
         "last_attempt_at": _last_attempt(r),
         "message_id": r.message_id,
+        "attachments": export_text(r.attachments),
     }
 
 

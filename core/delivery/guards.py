@@ -1,6 +1,9 @@
 """The checks at the moment of sending, in the transaction that marks recipients `sending`.
 
-Quiet hours in force now hold a recipient; for ``per_document`` and
+An address suppressed since the run was planned (a hard bounce read back, a
+complaint, a manual entry) excludes its recipient (``suppressed``, the
+suppression's reason in the detail: ``ADDRESS_CHECKS``); quiet hours in
+force now hold a recipient; for ``per_document`` and
 ``per_trigger`` definitions, a document and address (or a customer) another
 run has sent, or is sending, excludes it (``in_another_run``), and the ledger
 of this definition too (``already_sent``). ``set_asides`` says which; the
@@ -10,7 +13,7 @@ transition that moves them is ``transitions.mark_sending``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +36,7 @@ from core.delivery.states import (
     UNKNOWN,
     RecipientState,
 )
+from core.planner.facts import SuppressionFacts
 from core.planner.quiet_hours import QuietHours, zone
 from core.storage.models import (
     Customer,
@@ -43,14 +47,16 @@ from core.storage.models import (
     Recipient,
     RunCount,
     SendClaim,
+    Suppression,
     table_of,
 )
-from core.storage.sql import insert_ignoring
+from core.storage.sql import insert_ignoring, padded
 
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
 COUNT = table_of(RunCount)
 SEND_CLAIM = table_of(SendClaim)
+SUPPRESSION = table_of(Suppression)
 
 
 # -- the guards at the moment of sending ---------------------------------------------
@@ -285,14 +291,75 @@ def _taken_keys(
     return refused
 
 
+def _suppressed_now(
+    connection: Connection, guard: Guard, due: Sequence[Due]
+) -> dict[int, tuple[str, str]]:
+    """Recipients whose address is on the suppression list now (it was not when the run
+    was planned, or the plan would have excluded it): id → (``suppressed``, detail)."""
+    if not due:
+        return {}
+    lowers = {fold(d.address) for d in due}
+    entries = {
+        row.address_lower: SuppressionFacts(
+            address=row.address,
+            reason=row.reason,
+            since=row.since,
+            report_id=row.report_id,
+            run_id=row.run_id,
+            detail=row.detail,
+        )
+        for row in connection.execute(
+            select(SUPPRESSION).where(SUPPRESSION.c.address_lower.in_(padded(sorted(lowers))))
+        )
+    }
+    if not entries:
+        return {}
+    refused: dict[int, tuple[str, str]] = {}
+    for item in due:
+        entry = entries.get(fold(item.address))
+        if entry is None:
+            continue
+        listed = "" if entry.address == item.address else f" (listed as {entry.address})"
+        refused[item.id] = (
+            "suppressed",
+            f"{item.address} is on the suppression list{listed}: {entry.describe()} "
+            "(suppressed after the run was planned; not sent)",
+        )
+    return refused
+
+
+# What excludes a recipient by its address at the moment of sending, in this order (the
+# first that refuses it names the reason): each returns id → (reason code, detail) for
+# the recipients it refuses. An unsubscribe recorded since planning (inbox.md) is a
+# check of the same shape, added here (the guard says which definition sends).
+AddressCheck = Callable[[Connection, Guard, Sequence[Due]], dict[int, tuple[str, str]]]
+ADDRESS_CHECKS: tuple[AddressCheck, ...] = (_suppressed_now,)
+
+
+def _refused_by_address(
+    connection: Connection, guard: Guard, due: Sequence[Due]
+) -> dict[int, tuple[str, str]]:
+    refused: dict[int, tuple[str, str]] = {}
+    for check in ADDRESS_CHECKS:
+        remaining = [d for d in due if d.id not in refused] if refused else due
+        refused.update(check(connection, guard, remaining))
+    return refused
+
+
 def set_asides(
     connection: Connection, guard: Guard, run_id: int, due: Sequence[Due], now: datetime
 ) -> tuple[dict[int, datetime], dict[int, tuple[str, str]]]:
     """What of ``due`` may not be sent now: held (id → when its quiet hours end), and
-    refused (id → (reason code, detail)). Takes the dedup keys of the rest for this run."""
+    refused (id → (reason code, detail)). Takes the dedup keys of the rest for this run.
+
+    An address refused (``ADDRESS_CHECKS``: suppressed since planning) is excluded
+    whatever else holds; of the rest, quiet hours hold, then other runs exclude."""
+    refused = _refused_by_address(connection, guard, due)
+    if refused:
+        due = [d for d in due if d.id not in refused]
     held = _quiet_now(connection, guard, due, now)
     sendable = [d for d in due if d.id not in held]
-    refused = _taken_keys(connection, guard, run_id, sendable)
+    refused.update(_taken_keys(connection, guard, run_id, sendable))
     for rid, entry in _history_hits(connection, guard, run_id, sendable).items():
         if rid in refused:
             continue

@@ -15,6 +15,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -191,7 +192,10 @@ class InMemory:
         self.results: list[Result] = []  # not yet recorded
         self.in_flight: set[int] = set()  # marked `sending`, reply not yet in
         self.unsent: list[int] = []  # marked `sending`, never handed to a connection
+        # Marked `sending`, held on the wire by quiet hours (id, until when): not yet recorded.
+        self.held: list[tuple[int, datetime]] = []
         self.fault: str | None = None  # a fault of the profile ends the run
+        self.missing_in_row = 0  # recipients failed in a row for a missing file
         self.sent = 0
         self.replies = RateMeter()  # replies a second: the marked group follows it
 

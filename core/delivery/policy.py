@@ -6,7 +6,9 @@
 - ``fair_share``: how many of a profile's connections one delivery may hold;
 - ``mark_group``, ``most_in_doubt``: how many recipients are marked `sending` at
   once, and how many one delivering process may hold in doubt (domain.md, Crash);
-- ``sender_processes``: how many child processes send for one delivery.
+- ``sender_processes``: how many child processes send for one delivery;
+- ``final_reply_seconds``: how long the reply to the end of a message's data is
+  waited for.
 
 The retry schedule itself (backoff with jitter) is ``retry_policy.py``.
 """
@@ -89,6 +91,17 @@ def reply_outcome(
             + (f": {fault}" if fault else ""),
         )
     return ReplyOutcome(FAILED, hard_bounce=code is not None and is_hard_bounce(code, text))
+
+
+# RFC 5321 §4.5.3.2.6: the reply to the final "." of the data is waited for at least
+# 10 minutes (content filters are slow; giving up early sends the message twice).
+FINAL_REPLY_SECONDS = 600.0
+
+
+def final_reply_seconds(timeout_seconds: float) -> float:
+    """How long the reply to the end of a message's data is waited for: at least
+    ``FINAL_REPLY_SECONDS``, or the profile's ``timeout_seconds`` when larger."""
+    return max(FINAL_REPLY_SECONDS, timeout_seconds)
 
 
 def settled_state(counts: Mapping[str, int]) -> RunState | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import select
 
 from core.delivery import queries
@@ -35,6 +37,9 @@ def recipient_message(database: Database, run_id: int, position: int) -> bytes:
             attempts=row.attempts,
         )
         profile, templates = run_settings(connection, run_id)
+        # The files are not read again for a preview: what was attached is the
+        # recipient's recorded evidence (the view lists it), not the files as they are now.
+        templates = replace(templates, attacher=None)
         context = message_contexts(connection, [due])
         moment = row.sent_at or row.updated_at
         assert moment is not None

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -38,8 +37,8 @@ from sqlalchemy import (
     update,
 )
 
-from core.delivery import transitions
-from core.delivery.states import LEASE_SECONDS, SENDING, STOPPING
+from core.delivery import processes, transitions
+from core.delivery.states import LEASE_SECONDS, RUNNING, SENDING, STOPPING
 from core.storage.database import Database
 from core.storage.models import (
     MessageRun,
@@ -59,8 +58,9 @@ RUN = table_of(MessageRun)
 
 
 def new_worker_id(role: str) -> str:
-    """``worker:host:pid:nonce`` or ``run:host:pid:nonce`` (pids are reused; the nonce is not)."""
-    return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """``worker:host:pid:nonce`` or ``run:host:pid:nonce`` (pids are reused; the nonce is
+    not, and carries the process's start time: ``processes``)."""
+    return processes.process_id(role)
 
 
 def register(connection: Connection, worker_id: str, seconds: float) -> datetime:
@@ -138,7 +138,7 @@ def other_live_workers(connection: Connection, worker_id: str) -> list[str]:
     ).all()
     live = []
     for row in rows:
-        if row.host == socket.gethostname() and not _process_exists(row.pid):
+        if row.host == socket.gethostname() and _gone(row.id, row.pid):
             connection.execute(
                 update(WORKER)
                 .where(WORKER.c.id == row.id)
@@ -151,12 +151,8 @@ def other_live_workers(connection: Connection, worker_id: str) -> list[str]:
 
 def owner_process(owner: str) -> tuple[str, int] | None:
     """The (host, pid) a lease owner or worker id names: ``[role:]host:pid:nonce``."""
-    parts = owner.split(":")
-    if parts and parts[0] in ("worker", "run"):
-        parts = parts[1:]
-    if len(parts) != 3 or not parts[1].isdigit():
-        return None
-    return parts[0], int(parts[1])
+    process = processes.named(owner)
+    return (process.host, process.pid) if process is not None else None
 
 
 def lapse_dead_here(connection: Connection, run_id: int, now: datetime) -> bool:
@@ -173,7 +169,7 @@ def lapse_dead_here(connection: Connection, run_id: int, now: datetime) -> bool:
             WORKER.c.host == here, WORKER.c.expires_at >= db_now
         )
     ).all():
-        if not _process_exists(row.pid):
+        if _gone(row.id, row.pid):
             connection.execute(
                 update(WORKER)
                 .where(WORKER.c.id == row.id)
@@ -184,8 +180,8 @@ def lapse_dead_here(connection: Connection, run_id: int, now: datetime) -> bool:
             RUN.c.id == run_id, RUN.c.lease_owner.is_not(None), RUN.c.lease_expires_at >= now
         )
     ).scalar()
-    process = owner_process(owner) if owner else None
-    if process is None or process[0] != here or _process_exists(process[1]):
+    process = processes.named(owner) if owner else None
+    if process is None or not process.gone():
         return False
     connection.execute(
         update(RUN)
@@ -195,14 +191,10 @@ def lapse_dead_here(connection: Connection, run_id: int, now: datetime) -> bool:
     return True
 
 
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _gone(worker_id: str, pid: int) -> bool:
+    """The worker of this machine ``worker_id`` (process ``pid``) is gone."""
+    process = processes.named(worker_id)
+    return processes.process_gone(pid, process.started if process is not None else None)
 
 
 def retire(connection: Connection, worker_id: str) -> None:
@@ -247,6 +239,12 @@ def reap(connection: Connection) -> dict[int, int]:
         ).scalars()
     )
     made_unknown: Counter[int] = Counter()
+    for worker_id in dead:
+        # The runs it delivered are left unfinished, and say so (``left_unfinished``).
+        for run_id in connection.execute(
+            select(SHARE.c.run_id).where(SHARE.c.worker_id == worker_id)
+        ).scalars():
+            left_unfinished(connection, run_id, worker_id, now)
     for worker_id in [*dead, *(s for s in strays if s is not None)]:
         for run_id, n in transitions.make_unknown(connection, worker_id, now).items():
             made_unknown[run_id] += n
@@ -450,10 +448,50 @@ def renew_lease(
     return result.rowcount == 1
 
 
-def release_lease(connection: Connection, run_id: int, owner: str) -> None:
+# A run left `running` or `stopping` by the process that delivered it keeps that
+# process's name on its lease, lapsed this long ago: nothing waits on it, and it
+# says that the run was delivered and nobody delivers it now (interrupted:
+# ``core.views.holding``). A lease lapsed half as long ago is such a mark too,
+# whatever the clocks of the machines that wrote it.
+LEFT_AGO = timedelta(hours=1)
+UNFINISHED = (RUNNING, STOPPING)
+
+
+def release_lease(connection: Connection, run_id: int, owner: str, now: datetime) -> None:
+    """Give the run's lease back at once; a run left unfinished keeps ``owner``'s name on
+    a lease lapsed long ago (``LEFT_AGO``)."""
+    held = and_(RUN.c.id == run_id, RUN.c.lease_owner == owner)
+    connection.execute(
+        update(RUN).where(held, RUN.c.state.in_(UNFINISHED)).values(lease_expires_at=now - LEFT_AGO)
+    )
     connection.execute(
         update(RUN)
-        .where(RUN.c.id == run_id, RUN.c.lease_owner == owner)
+        .where(held, RUN.c.state.notin_(UNFINISHED))
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+def left_unfinished(connection: Connection, run_id: int, process: str, now: datetime) -> None:
+    """``process`` delivered the run without its lease (a worker sharing it) and no longer
+    does: a run left unfinished says so on its lease, as ``release_lease`` leaves it,
+    unless a process holds (or has just held) the lease."""
+    connection.execute(
+        update(RUN)
+        .where(
+            RUN.c.id == run_id,
+            RUN.c.state.in_(UNFINISHED),
+            or_(RUN.c.lease_owner.is_(None), RUN.c.lease_expires_at < now - LEFT_AGO / 2),
+        )
+        .values(lease_owner=process, lease_expires_at=now - LEFT_AGO)
+    )
+
+
+def queued_for_workers(connection: Connection, run_id: int, now: datetime) -> None:
+    """The run waits for a worker (``run restart --detach``): no mark of an earlier
+    delivery is left on it (a lapsed lease is given back)."""
+    connection.execute(
+        update(RUN)
+        .where(RUN.c.id == run_id, RUN.c.lease_expires_at < now)
         .values(lease_owner=None, lease_expires_at=None)
     )
 

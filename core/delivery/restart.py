@@ -17,3 +17,4 @@ def mark_for_workers(
         if resend_unknown:
             transitions.resend_unknown(connection, run_id, now)
         transitions.restart(connection, run_id)
+        registry.queued_for_workers(connection, run_id, now)

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, or_, select
 
 from core.bounces import outcomes
-from core.clock import Clock, format_instant
-from core.delivery import queries, registry, transitions
+from core.clock import Clock, SystemClock, format_instant
+from core.delivery import holding, queries, registry, transitions
 from core.delivery.states import (
     ENDED,
     EXCLUDED,
@@ -26,7 +26,8 @@ from core.delivery.states import (
 )
 from core.planner.facts import DefinitionFacts
 from core.planner.load import PlanningError, load_definition, load_organisation
-from core.planner.plan import DEFERRED, INCLUDED, Candidate, Summary, iter_plan
+from core.planner.plan import DEFERRED, INCLUDED, Candidate, Gathered, Summary, iter_plan
+from core.planner.render_check import check_rendering
 from core.storage.database import Database
 from core.storage.ledger import history_row, write_history
 from core.storage.models import (
@@ -48,6 +49,11 @@ AT_TOLERANCE_SECONDS = 5.0
 
 class UnknownRun(LookupError):
     """No run has that id (bad usage: exit 2)."""
+
+
+class TemplateFailsForEveryone(PlanningError):
+    """The definition's templates fail for every candidate the plan sampled: a run
+    would fail all its recipients one by one (bad input: exit 2, nothing created)."""
 
 
 def who() -> str:
@@ -95,6 +101,7 @@ def create_run(
             started_by=started_by,
             environ=environ,
             token=token,
+            refuse_failing_templates=True,
         )
 
 
@@ -108,20 +115,38 @@ def create_run_on(
     environ: Mapping[str, str] | None = None,
     token: str | None = None,
     customers: Sequence[str] | None = None,
+    refuse_failing_templates: bool = False,
 ) -> int:
     """``create_run`` inside the caller's transaction (a trigger records its fire with it).
 
     ``customers``: plan only these (an event names them). A definition with
     ``per_trigger`` dedup records every customer it targets in the ledger now,
     so a second trigger before this run is delivered does not target them again.
+    ``refuse_failing_templates``: raise ``TemplateFailsForEveryone``, creating
+    nothing, when the templates fail for every candidate the plan sampled.
     """
     organisation = load_organisation(connection)
     definition = load_definition(connection, definition_id)
     # Each candidate goes into the run as it is decided: a plan of a million is never held.
-    candidates = iter_plan(connection, organisation, definition, at, Summary(), customers=customers)
-    return snapshot_plan(
+    gathered = Gathered()
+    candidates = iter_plan(
+        connection, organisation, definition, at, Summary(), customers=customers, gathered=gathered
+    )
+    run_id = snapshot_plan(
         connection, definition, at, candidates, clock, started_by=started_by, token=token
     )
+    if refuse_failing_templates:
+        # The sample is the plan's first included candidates, known once they are stored;
+        # raising rolls the caller's transaction back, the run with it.
+        check = check_rendering(connection, definition.id, gathered.sample)
+        if check.fails_for_everyone:
+            raise TemplateFailsForEveryone(
+                f"{definition_id}: the template fails to render for every one of the "
+                f"{check.sampled} included recipients tried, so the run would fail them all; "
+                f"nothing was created ({'; '.join(check.errors())}). msgrun plan "
+                f"{definition_id} lists them"
+            )
+    return run_id
 
 
 def snapshot_plan(
@@ -348,9 +373,15 @@ def request_stop(
         if run.state in ENDED:
             return StopOutcome(run, recorded=False)
         now = clock.now()
-        live = run.lease_live(now) or bool(registry.run_sharers(connection, run_id))
+        # A process of this machine that is gone (kill -9) is not waited for.
+        interrupted = holding.holding(connection, run, now).interrupted
+        live = not interrupted and (
+            run.lease_live(now) or bool(registry.run_sharers(connection, run_id))
+        )
         # Nobody delivers it (detached, waiting, or its process died): stopping
         # it is only a state change. Otherwise the process sees the request.
+        if interrupted:
+            registry.lapse_dead_here(connection, run_id, now)
         transitions.request_stop(connection, run_id, now, by or who(), delivered=live)
         if not live:
             registry.recover_run(connection, run_id, now)
@@ -400,6 +431,7 @@ def recipient_rows(
             "reasons": r.reasons,
             "outcome": found[r.id].as_json() if r.id in found else None,
             "handed_on_to": r.handed_on_to,
+            "attachments": list(r.attachments or []),
         }
         for r in rows
     ]
@@ -411,12 +443,19 @@ def run_json(
     *,
     with_recipients: bool = True,
     states: Sequence[str] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    run = get_run(database, run_id)
+    """``run show --json``; ``now``: the clock leases are measured on (default this one)."""
+    with database.connect() as connection:
+        run = read_run(connection, run_id)
+        held = holding.holding(connection, run, now or SystemClock().now())
     result: dict[str, Any] = {
         "id": str(run.id),
         "definition": run.definition_id,
         "state": run.state,
+        # Nobody delivers it any more: domain.md, "An interrupted delivery shows".
+        "interrupted": held.interrupted,
+        "held_by": [holder.as_json() for holder in held.held_by],
         "counts": run.counts,
         "planned_at": format_instant(run.planned_at),
         "created_at": format_instant(run.created_at),
@@ -433,7 +472,15 @@ def run_json(
     return result
 
 
-__all__ = ["PlanningError", "UnknownRun", "create_run", "get_run", "list_runs", "request_stop"]
+__all__ = [
+    "PlanningError",
+    "TemplateFailsForEveryone",
+    "UnknownRun",
+    "create_run",
+    "get_run",
+    "list_runs",
+    "request_stop",
+]
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class SenderProcessLost(Exception):
 
 def draft_wire(item: Item) -> tuple[Any, ...]:
     rid, d = item
-    return (rid, d.position, d.message_id, d.address, d.to_name, d.values)
+    return (rid, d.position, d.message_id, d.address, d.to_name, d.values, d.files, d.zone)
 
 
 def draft_of_wire(wire: tuple[Any, ...]) -> Item:
@@ -72,13 +72,25 @@ def draft_of_wire(wire: tuple[Any, ...]) -> Item:
 
 def attempt_wire(a: Attempt) -> tuple[Any, ...]:
     code, text = (a.reply.code, a.reply.text) if a.reply is not None else (None, None)
-    return (a.id, code, text, a.fault, a.run_fault, a.broken, a.tried)
+    return (
+        a.id,
+        code,
+        text,
+        a.fault,
+        a.run_fault,
+        a.broken,
+        a.tried,
+        a.reason,
+        a.attachments,
+        a.lost,
+        a.held_until,
+    )
 
 
 def attempt_of_wire(wire: tuple[Any, ...]) -> Attempt:
-    rid, code, text, fault, run_fault, broken, tried = wire
+    rid, code, text, fault, run_fault, broken, tried, reason, attachments, lost, held = wire
     reply = Reply(code, text) if code is not None else None
-    return Attempt(rid, reply, fault, run_fault, broken, tried)
+    return Attempt(rid, reply, fault, run_fault, broken, tried, reason, attachments, lost, held)
 
 
 def frame(message: Any) -> bytes:
@@ -364,7 +376,11 @@ class RemoteLine:
 
         def attempted(attempt: Attempt) -> None:
             nonlocal dropped
-            dropped = dropped or attempt.fault is not None or attempt.run_fault is not None
+            dropped = dropped or (
+                attempt.fault is not None
+                or attempt.run_fault is not None
+                or attempt.lost is not None
+            )
             on_attempt(attempt)
 
         for rid, _ in items:

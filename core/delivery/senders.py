@@ -11,7 +11,9 @@ group the feeder marked, so that a line in another process never waits for
 this one — or, under a rate limit, one message at a time, each after its turn
 of the profile's rate. What a reply makes of the recipient is
 ``policy.reply_outcome``; results wait in memory for the controller to record
-them. The first line logs in alone; after a refused login no other tries.
+them. The first line logs in alone; after a refused login no other tries. The
+same refusal (or template failure) for 20 recipients in a row, in the order
+their results are recorded, is a fault of the run (``streaks.py``).
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import contextlib
 import random
 import time
 
-from core.delivery import policy, registry, transitions
+from core.delivery import policy, registry, streaks, transitions
 from core.delivery.lines import UNPACED, Attempt, Line, LineFactory, Pacing
 from core.delivery.pipeline import Delivering, InMemory, Outgoing
 from core.delivery.smtp import AuthGate, ConnectionFault, RateLimit, Reply, RunFault
-from core.delivery.states import FAILED, SENT
+from core.delivery.states import FAILED, SENT, UNKNOWN
+
+# Recipients failed in a row for a missing file that end the run (attachments.md).
+MISSING_IN_A_ROW = 20
 
 # Windows under way on one line: two, so that a line in another process is never left
 # waiting for the next.
@@ -51,6 +56,9 @@ class Senders:
         self.auth_gate = AuthGate()
         self.limit = RateLimit(delivering.profile.rate_per_second)
         self.limit.share(0.0)
+        # The same refusal, and the same template failure, in a row (streaks.py).
+        self.refusals = streaks.NONE
+        self.render_failures = streaks.NONE
 
     def start(self) -> list[asyncio.Task[None]]:
         return [
@@ -118,12 +126,20 @@ class Senders:
             elif not attempt.tried:
                 untried.append(outgoing)
             elif attempt.broken is not None:  # its message could not be built: failed
-                self._result(outgoing, broken=attempt.broken)
+                self._result(outgoing, broken=attempt.broken, attempt=attempt)
+                self._count_missing(attempt)
             elif attempt.fault is not None:
-                self._result(outgoing, fault=attempt.fault)
+                self._result(outgoing, fault=attempt.fault, attempt=attempt)
+                m.missing_in_row = 0
+            elif attempt.lost is not None:  # lost after its data: it may have arrived
+                self._result(outgoing, lost=attempt.lost, attempt=attempt)
+            elif attempt.held_until is not None:  # its quiet hours began: not an attempt
+                m.held.append((outgoing.due.id, attempt.held_until))
+                m.in_flight.discard(outgoing.due.id)
             else:
                 assert attempt.reply is not None
-                self._result(outgoing, reply=attempt.reply)
+                self._result(outgoing, reply=attempt.reply, attempt=attempt)
+                m.missing_in_row = 0
 
         items = [(o.due.id, o.draft) for o in batch]
         await line.send(items, self.delivering.clock.now(), attempted, pacing)
@@ -132,6 +148,20 @@ class Senders:
                 self._unsent(untried)
             else:  # the line dropped before them: another connection sends them
                 m.ready.put_back(untried)
+
+    def _count_missing(self, attempt: Attempt) -> None:
+        """Twenty files missing in a row end the run: a fault of the definition."""
+        m = self.memory
+        if attempt.reason != "document_file_missing":
+            m.missing_in_row = 0
+            return
+        m.missing_in_row += 1
+        if m.missing_in_row >= MISSING_IN_A_ROW:
+            m.fault = m.fault or (
+                f"{MISSING_IN_A_ROW} recipients in a row had a file missing (the last: "
+                f"{attempt.broken}): the documents' files are not where the definition "
+                "says; the rest stay pending"
+            )
 
     def _unsent(self, batch: list[Outgoing]) -> None:
         """Marked `sending`, never handed to a connection: they go back to `pending`."""
@@ -154,14 +184,49 @@ class Senders:
         reply: Reply | None = None,
         fault: str | None = None,
         broken: str | None = None,
+        attempt: Attempt | None = None,
+        lost: str | None = None,
     ) -> None:
         d, m = self.delivering, self.memory
         due = outgoing.due
         now = d.clock.now()
         first_attempt_at = due.first_attempt_at or now
+        # What the message carried, recorded with every attempt of a run that attaches.
+        carried = (
+            list(attempt.attachments if attempt is not None else ())
+            if d.templates.attacher is not None
+            else None
+        )
         if broken is not None:
+            reason = attempt.reason if attempt is not None else None
             m.results.append(
-                transitions.Result(due.id, FAILED, error=broken, customer_id=due.customer_id)
+                transitions.Result(
+                    due.id,
+                    FAILED,
+                    error=broken,
+                    customer_id=due.customer_id,
+                    reasons=[{"code": reason, "detail": broken}] if reason else None,
+                    attachments=carried,
+                    attempted_at=now,
+                    fault=broken,
+                )
+            )
+            m.in_flight.discard(due.id)
+            self.render_failures = streaks.after_render_failure(self.render_failures, broken)
+            self._fault(streaks.render_fault(self.render_failures))
+            return
+        if lost is not None:  # in doubt, as after a crash: never tried again unasked
+            m.results.append(
+                transitions.Result(
+                    due.id,
+                    UNKNOWN,
+                    error=lost,
+                    customer_id=due.customer_id,
+                    first_attempt_at=first_attempt_at,
+                    attachments=carried,
+                    attempted_at=now,
+                    fault=lost,
+                )
             )
             m.in_flight.discard(due.id)
             return
@@ -189,12 +254,24 @@ class Senders:
             offset_days=due.offset_days,
             hard_bounce=outcome.hard_bounce,
             first_attempt_at=first_attempt_at,
+            attachments=carried,
+            attempted_at=now,
+            fault=fault,
         )
         if outcome.state == SENT:
             m.sent += 1
         m.results.append(result)
         m.replies.add()
         m.in_flight.discard(due.id)
+        if reply is not None:
+            self.render_failures = streaks.NONE
+            self.refusals = streaks.after_reply(self.refusals, reply.code, reply.text)
+            self._fault(streaks.refusals_fault(self.refusals))
+
+    def _fault(self, fault: str | None) -> None:
+        """A fault of the run (the first one found is its reason): nothing more is sent."""
+        if fault is not None and self.memory.fault is None:
+            self.memory.fault = fault
 
 
 class Sender:
@@ -210,9 +287,21 @@ class Sender:
         self.windows: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Send until the senders are told to end."""
+        """Send until the senders are told to end.
+
+        Cancelled (another process took the run over), it leaves the windows under
+        way at once rather than waiting for their replies (up to
+        ``policy.FINAL_REPLY_SECONDS`` each): what they had in flight is the new
+        holder's to decide (`unknown`).
+        """
         try:
             await self._run()
+        except asyncio.CancelledError:
+            for task in self.windows:
+                task.cancel()
+            await asyncio.gather(*self.windows, return_exceptions=True)
+            self.windows.clear()
+            raise
         finally:
             with contextlib.suppress(Exception):
                 await self.give_back()

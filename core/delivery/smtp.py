@@ -1,10 +1,13 @@
 """The SMTP side of delivery: connections, sending one message, sorting replies.
 
-Every network call has the profile's timeout. Replies are sorted into what
-the run does with them: sent (2xx), try again later (4xx, a dropped or
-refused connection), failed (5xx), or a fault of the whole run (credentials
-refused, TLS failure, no password): one reason for the run instead of one
-failure per recipient.
+Every network call has the profile's timeout, except the wait for the reply to
+the end of a message's data: at least ``policy.FINAL_REPLY_SECONDS`` (RFC 5321
+§4.5.3.2.6). Replies are sorted into what the run does with them: sent (2xx),
+try again later (4xx, a connection dropped or refused before the data was
+complete), failed (5xx), in doubt (the connection lost after the data was
+complete and before the reply: ``LostAfterData``), or a fault of the whole run
+(credentials refused, TLS failure, no password): one reason for the run instead
+of one failure per recipient.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from typing import Any
 import aiosmtplib
 from aiosmtplib.email import quote_address
 
+from core.delivery.dkim_sign import DkimSigner
 from core.delivery.message import Envelope
-from core.delivery.policy import is_hard_bounce
+from core.delivery.policy import final_reply_seconds, is_hard_bounce
+from core.dkim_keys import DkimKeyError, DkimSettings, read_pem
 from core.passwords import find_password, how_to_provide, missing
 
 
@@ -47,6 +52,11 @@ class ProfileSettings:
     retry_after_seconds: tuple[float, ...] | None = None
     retry_for_seconds: float | None = None
     bounce_address: str | None = None
+    # The largest message the profile's server takes (attachments.md); None: no limit set.
+    max_message_bytes: int | None = None
+    reply_to: str | None = None
+    dkim: DkimSettings | None = None
+    server_signs_dkim: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> ProfileSettings:
@@ -72,6 +82,10 @@ class ProfileSettings:
             ),
             retry_for_seconds=row.retry_for_seconds,
             bounce_address=row.bounce_address,
+            max_message_bytes=getattr(row, "max_message_bytes", None),
+            reply_to=row.reply_to,
+            dkim=DkimSettings.from_json(row.dkim),
+            server_signs_dkim=bool(row.server_signs_dkim),
         )
 
 
@@ -80,7 +94,14 @@ class RunFault(Exception):
 
 
 class ConnectionFault(Exception):
-    """The connection failed or dropped; the message may be tried again."""
+    """The connection failed or dropped before the message's data was complete; the
+    message may be tried again."""
+
+
+class LostAfterData(Exception):
+    """The connection failed after the end of the message's data (the final ``.``) and
+    before the server's reply: the message may have been delivered (domain.md, Lost
+    after the data), so it is in doubt, never tried again unasked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +126,18 @@ def password_for(profile: ProfileSettings, environ: Mapping[str, str]) -> str | 
             f"({how_to_provide(profile.password_env, profile.id)})"
         )
     return password
+
+
+def dkim_signer(profile: ProfileSettings, environ: Mapping[str, str]) -> DkimSigner | None:
+    """The profile's signer, its key read now (when a delivery starts); None when the
+    profile does not sign. RunFault, a fault of the profile, when the key cannot be used:
+    no unsigned message goes out instead."""
+    if profile.dkim is None:
+        return None
+    try:
+        return DkimSigner(profile.dkim, read_pem(profile.dkim, environ))
+    except DkimKeyError as error:
+        raise RunFault(f"SMTP profile {profile.id}: {error}") from None
 
 
 def tls_context(profile: ProfileSettings) -> ssl.SSLContext:
@@ -295,11 +328,56 @@ def angle_address(address: str, encoding: str) -> bytes:
     return quote_address(address).encode(encoding)
 
 
+# The end of a message's data (RFC 5321 §4.5.2: line endings CRLF, a leading dot doubled).
+LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
+LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def data_payload(data: bytes) -> bytes:
+    """A message's data as it goes on the wire after DATA, the final ``.`` included."""
+    data = LINE_ENDINGS.sub(b"\r\n", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return LEADING_DOT.sub(b"..", data) + b".\r\n"
+
+
+async def send_data(smtp: aiosmtplib.SMTP, data: bytes) -> Reply:
+    """DATA, the message, the final ``.``, and the server's reply to it.
+
+    Up to the final ``.`` a fault is aiosmtplib's (SMTPServerDisconnected, a
+    timeout: the message did not reach the server, ConnectionFault for the
+    caller). Once it is written, the wait for the reply is at least
+    ``policy.FINAL_REPLY_SECONDS`` (not the profile's timeout, which aiosmtplib's
+    own ``data`` applies: content filters are slow), and a connection lost then
+    raises ``LostAfterData``. A refusal of the data raises SMTPDataError.
+    """
+    response = await smtp.execute_command(b"DATA")
+    if response.code != 354:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    protocol = smtp.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    protocol.write(data_payload(data))
+    try:
+        response = await protocol.read_response(timeout=final_reply_seconds(smtp.timeout or 0.0))
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
+        smtp.close()
+        raise LostAfterData(
+            "the connection was lost after the message's data and before the server's "
+            f"reply ({describe(error)}): it may have been delivered, so it is not sent "
+            "again unless asked (msgrun run restart RUN --resend-unknown)"
+        ) from None
+    if response.code != 250:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    return Reply(response.code, response.message)
+
+
 async def send(smtp: aiosmtplib.SMTP, envelope: Envelope) -> Reply:
     """MAIL FROM, RCPT TO, DATA on an open connection.
 
     A refusal (4xx/5xx) is returned as a Reply and the connection is reset
-    for the next message; a dropped connection raises ConnectionFault; a
+    for the next message; a connection dropped before the end of the data
+    raises ConnectionFault, one lost after it LostAfterData (``send_data``); a
     refusal of the profile rather than the recipient (``profile_refusal``)
     raises RunFault.
     """
@@ -325,8 +403,7 @@ async def send(smtp: aiosmtplib.SMTP, envelope: Envelope) -> Reply:
                 response.code, response.message, envelope.recipient
             )
         stage = "DATA"
-        response = await smtp.data(envelope.data)
-        return Reply(response.code, response.message)
+        return await send_data(smtp, envelope.data)
     except aiosmtplib.SMTPServerDisconnected as error:
         raise ConnectionFault(f"the server closed the connection: {describe(error)}") from None
     except aiosmtplib.SMTPResponseException as error:

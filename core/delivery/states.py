@@ -78,6 +78,8 @@ RECIPIENT_TRANSITIONS: Final[Mapping[tuple[RecipientState, RecipientState], str]
     (R.RETRYING, R.EXCLUDED): "exclude_taken_elsewhere",
     # Marked, but never handed to a connection (a stop, a fault of the profile).
     (R.SENDING, R.PENDING): "give_back_unsent",
+    # Handed to a connection, but its quiet hours began before it went on the wire.
+    (R.SENDING, R.HELD): "hold_at_the_wire",
     # The server's reply, recorded.
     (R.SENDING, R.SENT): "record_sent",
     (R.SENDING, R.RETRYING): "record_retrying",
@@ -137,16 +139,30 @@ LEASE_RENEW_SECONDS: Final = 3.0
 LEASE_ENV: Final = "MSGRUN_LEASE_SECONDS"
 
 
+LEASE_RANGE: Final = (1.0, 15.0)
+
+
 def lease_seconds(environ: Mapping[str, str]) -> float:
-    """The lease length: MSGRUN_LEASE_SECONDS (1 to 15) or 12 s. Renewals come 4 times a lease."""
-    raw = environ.get(LEASE_ENV)
+    """The lease length: MSGRUN_LEASE_SECONDS (1 to 15) or 12 s. Renewals come 4 times a lease.
+
+    ValueError names what is wrong with a value that is not a number of seconds
+    from 1 to 15 (a longer lease would leave a dead delivery unseen for longer
+    than msgrun promises).
+    """
+    raw = environ.get(LEASE_ENV, "").strip()
     if not raw:
         return LEASE_SECONDS
+    low, high = LEASE_RANGE
     try:
         value = float(raw)
     except ValueError:
-        return LEASE_SECONDS
-    return min(15.0, max(1.0, value))
+        value = float("nan")
+    if not low <= value <= high:  # NaN too
+        raise ValueError(
+            f"{LEASE_ENV}={raw!r} is not a number of seconds from {low:g} to {high:g} "
+            f"(unset: {LEASE_SECONDS:g})"
+        )
+    return value
 
 
 SENDER_PROCESSES_ENV: Final = "MSGRUN_SENDER_PROCESSES"

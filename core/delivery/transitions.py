@@ -10,18 +10,24 @@ transaction, so the counts another process reads are always the rows' own.
 Where does a recipient become …
 - `sending`: ``mark_sending`` (just before its message goes to a connection),
   or `held`/`excluded` there instead (quiet hours, another run: ``guards.py``);
+- `held` from `sending`: ``hold_at_the_wire`` (its quiet hours began before its
+  turn on the wire came);
 - `pending` again: ``give_back_unsent`` (never handed to a connection),
   ``resend_unknown`` (the operator's choice);
 - `sent`, `retrying`, `failed`: ``record_results`` (the server's reply, as
   ``policy.reply_outcome`` reads it);
-- `unknown`: ``make_unknown`` (its sending process died: ``registry.reap``);
+- `unknown`: ``make_unknown`` (its sending process died: ``registry.reap``), or
+  ``record_results`` (its connection was lost after the data, before the reply);
 - `sent` after `unknown`: ``report_proves_sent`` (a bounce or complaint report).
+Every attempt is kept (``recipient_attempt``): ``record_results`` and
+``make_unknown`` write it in the same statement batch as the state it led to.
 And a run: ``run_transition`` with a name of ``RUN_TRANSITIONS`` (``restart``,
 ``resume``, ``settle``, ``request_stop``, ``finish_stopping`` …).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,9 +39,13 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
+    bindparam,
     case,
     func,
+    literal,
+    null,
     select,
+    true,
     update,
 )
 
@@ -51,6 +61,7 @@ from core.delivery.states import (
     PENDING,
     RECIPIENT_STATES,
     RECIPIENT_TRANSITIONS,
+    RETRYING,
     RUN_TRANSITIONS,
     SENDING,
     SENT,
@@ -64,6 +75,7 @@ from core.storage.ledger import write_sends
 from core.storage.models import (
     MessageRun,
     Recipient,
+    RecipientAttempt,
     RunCount,
     Suppression,
     table_of,
@@ -73,6 +85,7 @@ from core.storage.sql import (
     dialect_insert,
     driver_instants,
     insert_ignoring,
+    insert_rows,
     padded,
     remembered,
     update_rows,
@@ -81,7 +94,9 @@ from core.storage.sql import (
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
 COUNT = table_of(RunCount)
+ATTEMPT = table_of(RecipientAttempt)
 
+LOST_ATTEMPT = "no reply known: the process sending it stopped while it was being sent"
 ORPHAN_NOTE = (
     "the process delivering this message stopped while it was being sent: it may or "
     "may not have reached the server, so it is not sent again unless asked "
@@ -323,6 +338,33 @@ def give_back_unsent(
     )
 
 
+def hold_at_the_wire(
+    connection: Connection,
+    run_id: int,
+    held: Sequence[tuple[int, datetime]],
+    now: datetime,
+    shard: int = 0,
+) -> None:
+    """Recipients handed to a connection whose quiet hours began before their turn on the
+    wire came go back to `held` until they end: not sent, so not an attempt."""
+    by_until: dict[datetime, list[int]] = {}
+    for rid, until in held:
+        by_until.setdefault(until, []).append(rid)
+    for until, ids in sorted(by_until.items()):
+        move(
+            connection,
+            run_id,
+            sorted(ids),
+            SENDING,
+            HELD,
+            now,
+            shard=shard,
+            attempts=RECIPIENT.c.attempts - 1,
+            claimed_by=None,
+            send_after=until,
+        )
+
+
 # -- recording results -------------------------------------------------------------
 
 
@@ -331,7 +373,7 @@ class Result:
     """What became of one recipient marked `sending`."""
 
     id: int
-    state: str  # sent, retrying or failed
+    state: str  # sent, retrying or failed; unknown when lost after the data
     smtp_code: int | None = None
     smtp_reply: str | None = None
     error: str | None = None
@@ -345,6 +387,14 @@ class Result:
     hard_bounce: bool = False
     # Kept from the first attempt on (retries end retry_for_seconds after it).
     first_attempt_at: datetime | None = None
+    # Why it failed, as reasons (a file missing at sending: attachments.md), and what
+    # its message carried (None: the run attaches nothing; not written).
+    reasons: list[dict[str, str]] | None = None
+    attachments: list[dict[str, Any]] | None = None
+    # This attempt: when it was made (else when it is recorded), and, without a
+    # reply, the connection's fault or why the message could not be built.
+    attempted_at: datetime | None = None
+    fault: str | None = None
 
 
 # What recording a result writes: a column and its value's expression.
@@ -359,6 +409,26 @@ RESULT_ASSIGNMENTS = (
     ("updated_at", "{}"),
     ("claimed_by", "NULL"),
 )
+# What recording a result keeps of its attempt (``recipient_attempt``).
+ATTEMPT_COLUMNS = ("recipient_id", "at", "smtp_code", "reply", "settled")
+ATTEMPT_TYPES = ("integer", "timestamp", "integer", "text", "boolean")
+CLOSING_REPLY = re.compile(r"(421) (.*)", re.DOTALL)
+
+
+def attempt_row(result: Result, stamp: Any, at: Any) -> tuple[Any, ...]:
+    """The attempt a result records: its instant, the reply (or the fault), and whether
+    it settled the recipient (anything but a retry does).
+
+    A ``421`` closes the connection, so it comes as a fault (``421 4.7.0 …``): the
+    attempt keeps it as the reply it is, code and words."""
+    code, reply = result.smtp_code, result.smtp_reply
+    if code is None:
+        reply = result.fault or result.error
+        said = CLOSING_REPLY.match(reply or "")
+        if said is not None:
+            code, reply = int(said[1]), said[2]
+    when = stamp if result.attempted_at is None else at(result.attempted_at)
+    return (result.id, when, code, reply, result.state != RETRYING)
 
 
 def record_results(
@@ -371,7 +441,7 @@ def record_results(
     ledger: bool = True,
     shard: int = 0,
 ) -> None:
-    """Write a batch of results: states, replies, the ledger, and new suppressions.
+    """Write a batch of results: states, replies, attempts, the ledger, and new suppressions.
 
     Only recipients still `sending` are written (the UPDATE is guarded by it,
     row by row): one whose sender was presumed dead (its lease lapsed) has been
@@ -424,9 +494,17 @@ def record_results(
         results = [r for r in results if r.id in moved]
     if not results:
         return
+    insert_rows(
+        connection,
+        "recipient_attempt",
+        ATTEMPT_COLUMNS,
+        [attempt_row(r, stamp, at) for r in results],
+        types=ATTEMPT_TYPES,
+    )
     deltas = Counter(r.state for r in results)
     deltas[SENDING] -= len(results)
     bump(connection, run_id, deltas, shard)
+    record_evidence(connection, results)
 
     if ledger:
         write_sends(
@@ -459,6 +537,29 @@ def record_results(
         )
 
 
+def record_evidence(connection: Connection, results: Sequence[Result]) -> None:
+    """What each message carried, and the reason a message was not built (attachments.md):
+    written only for runs that attach files, so the others' recording is as before."""
+    carried = [
+        {"rid": r.id, "attachments": r.attachments} for r in results if r.attachments is not None
+    ]
+    if carried:
+        connection.execute(
+            update(RECIPIENT)
+            .where(RECIPIENT.c.id == bindparam("rid"))
+            .values(attachments=bindparam("attachments")),
+            carried,
+        )
+    reasons = [{"rid": r.id, "reasons": r.reasons} for r in results if r.reasons]
+    if reasons:
+        connection.execute(
+            update(RECIPIENT)
+            .where(RECIPIENT.c.id == bindparam("rid"))
+            .values(reasons=bindparam("reasons")),
+            reasons,
+        )
+
+
 def make_unknown(
     connection: Connection, worker_id: str | None, now: datetime, run_id: int | None = None
 ) -> dict[int, int]:
@@ -478,6 +579,19 @@ def make_unknown(
         claimer = RECIPIENT.c.claimed_by == worker_id
     if run_id is not None:
         claimer = and_(claimer, RECIPIENT.c.run_id == run_id)
+    # Its attempt, at the instant it was marked `sending`: no reply is known.
+    connection.execute(
+        ATTEMPT.insert().from_select(
+            ["recipient_id", "at", "smtp_code", "reply", "settled"],
+            select(
+                RECIPIENT.c.id,
+                RECIPIENT.c.updated_at,
+                null(),
+                literal(LOST_ATTEMPT),
+                true(),
+            ).where(claimer, RECIPIENT.c.state == SENDING, RECIPIENT.c.updated_at.is_not(None)),
+        )
+    )
     moved = connection.execute(
         update(RECIPIENT)
         .where(claimer, RECIPIENT.c.state == SENDING)
@@ -523,7 +637,8 @@ def restart(connection: Connection, run_id: int) -> bool:
 
 
 def resume(connection: Connection, run_id: int) -> bool:
-    """A worker takes up a run: `running` again if it is running or waiting and not stopped."""
+    """A worker takes up a run: `running` again if it is running or waiting and not stopped
+    (what interrupted an earlier delivery is cleared: ``note_interruption``)."""
     sources, target = RUN_TRANSITIONS["resume"]
     result = connection.execute(
         update(RUN)
@@ -532,7 +647,21 @@ def resume(connection: Connection, run_id: int) -> bool:
             RUN.c.state.in_(sorted(sources)),
             RUN.c.stop_requested_at.is_(None),
         )
-        .values(state=target, ended_at=None)
+        .values(state=target, ended_at=None, error=None)
+    )
+    if result.rowcount == 1:
+        run_changed(connection, run_id)
+    return result.rowcount == 1
+
+
+def note_interruption(connection: Connection, run_id: int, error: str) -> bool:
+    """A delivery ended on an error and left the run unfinished (`running` or
+    `stopping`): the run keeps why, for whoever looks at it, until it is taken up again
+    (``restart`` and ``resume`` clear it)."""
+    result = connection.execute(
+        update(RUN)
+        .where(RUN.c.id == run_id, RUN.c.state.in_([RunState.RUNNING, RunState.STOPPING]))
+        .values(error=error)
     )
     if result.rowcount == 1:
         run_changed(connection, run_id)

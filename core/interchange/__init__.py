@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -70,12 +71,14 @@ def import_text(
     *,
     dry_run: bool = False,
     replace_organisation: bool = False,
+    base: str | None = None,
 ) -> ImportOutcome:
     """Check a whole file and store it in one transaction, or store nothing.
 
     With ``dry_run`` every check is made (stored references included) and
     nothing is written. A database holds one organisation: a file of another
-    one is refused unless ``replace_organisation``.
+    one is refused unless ``replace_organisation``. A relative ``documents_folder``
+    is taken relative to ``base`` (the file's folder), else to the current folder.
     """
     content = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     return import_stream(
@@ -84,6 +87,7 @@ def import_text(
         progress,
         dry_run=dry_run,
         replace_organisation=replace_organisation,
+        base=base,
     )
 
 
@@ -94,6 +98,7 @@ def import_document(
     *,
     dry_run: bool = False,
     replace_organisation: bool = False,
+    base: str | None = None,
 ) -> ImportOutcome:
     """``import_text`` for a document already decoded from JSON."""
     return import_text(
@@ -102,6 +107,7 @@ def import_document(
         progress,
         dry_run=dry_run,
         replace_organisation=replace_organisation,
+        base=base,
     )
 
 
@@ -112,6 +118,7 @@ def import_stream(
     *,
     dry_run: bool = False,
     replace_organisation: bool = False,
+    base: str | None = None,
 ) -> ImportOutcome:
     """``import_text`` for a seekable binary file, read a record at a time.
 
@@ -123,7 +130,12 @@ def import_stream(
         file.seek(0)
     try:
         with database.connect() as connection:
-            loader = FileLoader(connection, progress, replace_organisation=replace_organisation)
+            loader = FileLoader(
+                connection,
+                progress,
+                replace_organisation=replace_organisation,
+                base=base if base is not None else os.getcwd(),
+            )
             loaded = loader.load(file)
             if loaded.problems or dry_run:
                 connection.rollback()

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Table, and_, exists, insert, select
 
-from core.interchange import scratch
+from core.interchange import files, scratch
 from core.interchange.parse import (
     ORGANISATION_ID,
     IdRegistry,
@@ -57,6 +57,7 @@ from core.storage.models import (
     SmtpProfile,
     table_of,
 )
+from core.unsubscribe.records import forget_all
 from core.vocabulary import FORMAT
 
 SECTIONS = (
@@ -164,10 +165,12 @@ class FileLoader:
         progress: Progress | None = None,
         *,
         replace_organisation: bool = False,
+        base: str = ".",
     ) -> None:
         self.connection = connection
         self.progress = progress
         self.replace_organisation = replace_organisation
+        self.base = base
         self.top_head: list[Problem] = []
         self.top_tail: list[Problem] = []
         self.section_problems: dict[str, list[Problem]] = {
@@ -179,6 +182,9 @@ class FileLoader:
         self.reference_problems[SERVICE_GROUP] = []
         self.removed_problems: list[Problem] = []
         self.organisation_problems: list[Problem] = []
+        # The documents' and definitions' files (attachments.md): checked against the
+        # organisation's documents_folder once it is read; those listed before it wait.
+        self.files = _ListedFiles()
         self.registries = {
             name: IdRegistry(self.section_problems[section], noun)
             for name, (noun, section) in KINDS.items()
@@ -215,6 +221,7 @@ class FileLoader:
         self._flush()
         scratch.analyse(self.connection)
         self._top_level()
+        self.files.finish()
         self._check_pending_references()
         self._check_removed_services()
         problems = self.problems()
@@ -227,6 +234,7 @@ class FileLoader:
         for name in ("organisation", *SECTIONS):
             ordered += self.section_problems[name]
         ordered += self.top_tail
+        ordered += self.files.problems()
         for group in self.reference_problems.values():
             ordered += [problem for _, problem in sorted(group, key=lambda item: item[0])]
         return ordered + self.removed_problems + self.organisation_problems
@@ -240,6 +248,7 @@ class FileLoader:
             or any(self.reference_problems.values())
             or self.removed_problems
             or self.organisation_problems
+            or self.files.found_any
         )
 
     def _top_key(self, name: str) -> None:
@@ -292,11 +301,19 @@ class FileLoader:
             self._flush()
 
     def _organisation(self, value: Any) -> None:
+        # A relative documents_folder is the imported file's neighbour.
+        files.anchor_folder({"organisation": value}, self.base)
         organisation = _organisation(
             Reader(self.section_problems["organisation"], "organisation", value)
         )
+        self.files.folder_known(organisation.get("documents_folder"))
+        other = self._another_organisation(organisation)
         if not self.replace_organisation:
-            self.organisation_problems += self._another_organisation(organisation)
+            self.organisation_problems += other
+        elif other:
+            # Another organisation's unsubscribes name nobody of this one (inbox.md); the
+            # database's own secret stays.
+            forget_all(self.connection)
         if self.clean:
             write_organisation(self.connection, organisation)
 
@@ -366,6 +383,12 @@ class FileLoader:
                 self.progress("writing customers", done, done)
             return
         rows = getattr(parsed, section)
+        if section == "documents":
+            self.files.add_documents([(row.path, row.values.get("files")) for row in rows])
+        elif section == "definitions":
+            self.files.add_definitions(
+                [(row.path, row.values.get("attachment_files")) for row in rows]
+            )
         self._check_references(section, rows, batch.first_index)
         if section == "documents":
             self._check_document_services(rows, batch.first_index)
@@ -510,7 +533,12 @@ class FileLoader:
             position = first_index + offset
             if service in owner:
                 self._service_problem(
-                    position, row.path, service, owner[service], row.values.get("customer_id")
+                    position,
+                    row.path,
+                    service,
+                    row.values.get("customer_id"),
+                    found=True,
+                    owner=owner[service],
                 )
             else:
                 pending.append(
@@ -526,10 +554,19 @@ class FileLoader:
             self.connection.execute(insert(scratch.reference), batch)
 
     def _service_problem(
-        self, position: int, path: str, service: str, owner: str | None, customer: str | None
+        self,
+        position: int,
+        path: str,
+        service: str,
+        customer: str | None,
+        *,
+        found: bool,
+        owner: str | None,
     ) -> None:
+        """``found``: the service exists once the file is in; ``owner``: its customer, None
+        when that customer has no usable id (a problem said at the id's own path)."""
         problems = self.reference_problems[SERVICE_GROUP]
-        if owner is None:
+        if not found:
             problems.append(
                 (
                     position,
@@ -539,7 +576,7 @@ class FileLoader:
                     ),
                 )
             )
-        elif customer is not None and owner != customer:
+        elif customer is not None and owner is not None and owner != customer:
             problems.append(
                 (
                     position,
@@ -594,14 +631,17 @@ class FileLoader:
             .order_by(reference.c.seq)
         )
         for row in self.connection.execute(query):
-            owner = row.customer_id if row.customer_id is not None and not row.removed else None
+            found = row.customer_id is not None and not row.removed
+            owner = row.customer_id if found else None
             # A service listed further on in the file has its owner in import_seen.
             listed = self.connection.execute(
                 select(seen.c.owner).where(seen.c.kind == "service", seen.c.id == row.target)
             ).first()
             if listed is not None:
-                owner = listed.owner
-            self._service_problem(row.position, row.path, row.target, owner, row.customer)
+                found, owner = True, listed.owner
+            self._service_problem(
+                row.position, row.path, row.target, row.customer, found=found, owner=owner
+            )
 
     def _removed_services(self) -> dict[str, str]:
         """Stored services of customers in the file that it no longer lists → their customer."""
@@ -654,6 +694,76 @@ class FileLoader:
                 write_rows(self.connection, section, rows)
         if self.removed:
             delete_services(self.connection, list(self.removed))
+
+
+class _ListedFiles:
+    """``files.check_folder`` over a file read a batch at a time.
+
+    Only records that list files are kept, and only until the organisation (its
+    ``documents_folder``) is read; after it each batch is checked as it comes.
+    Problems come as ``check_folder`` gives them: the documents', then the definitions'.
+    """
+
+    def __init__(self) -> None:
+        self.known = False
+        self.folder: str | None = None
+        self.waiting_documents: list[tuple[str, list[dict[str, str]] | None]] = []
+        self.waiting_definitions: list[tuple[str, list[str] | None]] = []
+        self.first_document: str | None = None
+        self.first_definition: str | None = None
+        self.document_problems: list[Problem] = []
+        self.definition_problems: list[Problem] = []
+        self.missing_folder: list[Problem] = []
+
+    @property
+    def found_any(self) -> bool:
+        return bool(self.document_problems or self.definition_problems or self.missing_folder)
+
+    def problems(self) -> list[Problem]:
+        if self.missing_folder:
+            return list(self.missing_folder)
+        return self.document_problems + self.definition_problems
+
+    def folder_known(self, folder: str | None) -> None:
+        if self.known:
+            return  # a second organisation key: only the first is read
+        self.known, self.folder = True, folder
+        waiting_documents, self.waiting_documents = self.waiting_documents, []
+        waiting_definitions, self.waiting_definitions = self.waiting_definitions, []
+        self.add_documents(waiting_documents)
+        self.add_definitions(waiting_definitions)
+
+    def add_documents(self, listed: list[tuple[str, list[dict[str, str]] | None]]) -> None:
+        listed = [(path, specs) for path, specs in listed if specs]
+        if not listed:
+            return
+        if self.first_document is None:
+            self.first_document = join(join(join(listed[0][0], "files"), 0), "path")
+        if not self.known:
+            self.waiting_documents += listed
+        elif self.folder is not None:
+            self.document_problems += files.check_folder(self.folder, listed, [])
+
+    def add_definitions(self, listed: list[tuple[str, list[str] | None]]) -> None:
+        listed = [(path, specs) for path, specs in listed if specs]
+        if not listed:
+            return
+        if self.first_definition is None:
+            self.first_definition = join(
+                join(join(join(listed[0][0], "template"), "attachments"), "files"), 0
+            )
+        if not self.known:
+            self.waiting_definitions += listed
+        elif self.folder is not None:
+            self.definition_problems += files.check_folder(self.folder, [], listed)
+
+    def finish(self) -> None:
+        """At the end of the file: a file listed needs a folder (with or without an
+        organisation read)."""
+        self.folder_known(None)
+        first = self.first_document or self.first_definition
+        if self.folder is None and first is not None:
+            self.missing_folder = [files.folder_required(first)]
 
 
 ProgressCallback = Callable[[str, int, int], None]

@@ -18,14 +18,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.addresses import address_problem, fold
-from core.interchange.reader import MISSING, Problem, Reader, object_pairs, type_name
+from core.dkim_keys import ALGORITHMS, DkimSettings
+from core.interchange import files
+from core.interchange.reader import (
+    ATTRIBUTE_ALLOWED,
+    MISSING,
+    Problem,
+    Reader,
+    control_character,
+    join,
+    object_pairs,
+    type_name,
+)
+from core.sender_domains import aligned, domain_of, is_public_suffix
 from core.storage.ledger import history_fingerprint
-from core.templating import template_problem
+from core.templating import names_used, template_problem
+from core.unsubscribe.records import ALWAYS as UNSUBSCRIBE_ALWAYS
+from core.unsubscribe.records import NEVER as UNSUBSCRIBE_NEVER
 from core.vocabulary import (
     ADDRESS_PREFERENCES,
     CONTACT_PREFERENCES,
     DEDUP_POLICIES,
     DEFINITION_KINDS,
+    DOCUMENT_KIND_OF,
     DOCUMENT_KINDS,
     DOCUMENT_STATUSES,
     SECURITY_MODES,
@@ -136,9 +151,36 @@ def _organisation(r: Reader) -> dict[str, Any]:
         "auto_send_confirmations": outbound.get("auto_send_confirmations", True),
         "default_address_preferences": r.flags("default_address_preferences", ADDRESS_PREFERENCES),
         "default_contact_preferences": r.flags("default_contact_preferences", CONTACT_PREFERENCES),
+        "documents_folder": files.documents_folder(r),
+        "unsubscribe": _unsubscribe_settings(r),
     }
     r.finish()
     return row
+
+
+def _unsubscribe_settings(r: Reader) -> dict[str, str] | None:
+    """Where unsubscribe requests go (inbox.md): an https URL and/or an address."""
+    settings = r.sub("unsubscribe", required=False)
+    if settings is None:
+        return None
+    url = settings.text("url", max_length=400)
+    address = settings.text("address", max_length=320)
+    if url is not None and (not url.startswith("https://") or any(c.isspace() for c in url)):
+        settings.problem("url", f"{url!r} is not an https URL")
+        url = None
+    if address is not None:
+        if (problem := address_problem(address)) is not None:
+            settings.problem("address", f"{address!r} is not a valid email address: {problem}")
+            address = None
+        elif len(address.rpartition("@")[0]) > 23:
+            settings.problem(
+                "address",
+                f"the local part of {address!r} is over 23 characters (with +TOKEN it must fit 64)",
+            )
+            address = None
+    settings.finish()
+    value = {k: v for k, v in (("url", url), ("address", address)) if v is not None}
+    return value or None
 
 
 def _smtp_profile(r: Reader) -> dict[str, Any]:
@@ -179,9 +221,71 @@ def _smtp_profile(r: Reader) -> dict[str, Any]:
         "retry_after_seconds": _delays(r, "retry_after_seconds"),
         "retry_for_seconds": r.number("retry_for_seconds", positive=True),
         "bounce_address": bounce_address,
+        "max_message_bytes": r.integer("max_message_bytes", low=1024, high=2**40),
+        "reply_to": _reply_to(r),
+        "dkim": _dkim(r, from_address),
+        "server_signs_dkim": r.boolean("server_signs_dkim", default=False),
     }
     r.finish()
     return row
+
+
+def _reply_to(r: Reader) -> str | None:
+    """An optional Reply-To address, checked like from_address (inbox.md)."""
+    reply_to = r.text("reply_to", max_length=320)
+    if reply_to is not None and (problem := address_problem(reply_to)) is not None:
+        r.problem("reply_to", f"{reply_to!r} is not a valid email address: {problem}")
+        return None
+    return reply_to
+
+
+def _dkim(r: Reader, from_address: str | None) -> dict[str, Any] | None:
+    """A profile's DKIM settings (inbox.md): where the key is, never the key."""
+    dkim = r.sub("dkim", required=False)
+    if dkim is None:
+        return None
+    domain = dkim.text("domain", required=True, max_length=253)
+    selector = dkim.text("selector", required=True, max_length=63)
+    key_file = dkim.text("private_key_file")
+    key_env = dkim.text("private_key_env", max_length=200)
+    algorithm = dkim.choice("algorithm", ALGORITHMS) or "rsa-sha256"
+    for key in ("private_key", "private_key_pem", "key"):
+        if key in dkim.obj:
+            dkim.read.add(key)
+            dkim.problem(
+                key,
+                "a private key is never in the interchange file: name a PEM file "
+                "(private_key_file) or an environment variable (private_key_env)",
+            )
+    if (key_file is None) == (key_env is None) and dkim.ok:
+        dkim.problem("", "needs exactly one of private_key_file or private_key_env")
+    if selector is not None and (problem := hostname_problem(selector)) is not None:
+        dkim.problem("selector", f"{selector!r} is not a DNS label: {problem}")
+    if domain is not None:
+        if (problem := hostname_problem(domain)) is not None or domain.startswith("["):
+            dkim.problem("domain", f"{domain!r} is not a domain: {problem or 'an address'}")
+            domain = None
+        elif is_public_suffix(domain):
+            dkim.problem("domain", f"{domain!r} is a public suffix, not a domain of one's own")
+            domain = None
+        elif from_address is not None and not aligned(domain, domain_of(from_address)):
+            dkim.problem(
+                "domain",
+                f"{domain!r} does not align with the from_address domain "
+                f"{domain_of(from_address)!r} (DMARC relaxed alignment: the same "
+                "organisational domain)",
+            )
+            domain = None
+    dkim.finish()
+    if domain is None or selector is None:
+        return None
+    return DkimSettings(
+        domain=domain.lower().rstrip("."),
+        selector=selector,
+        private_key_file=key_file,
+        private_key_env=key_env,
+        algorithm=algorithm,
+    ).to_json()
 
 
 HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -248,12 +352,34 @@ def _billing_method(r: Reader) -> dict[str, Any]:
     return row
 
 
+def _check_attribute_text(problems: list[Problem], path: str, value: Any) -> None:
+    """Every text in a customer's attributes, at any depth, without the characters that
+    names refuse (a tab and a line feed allowed in values): a template may put any of
+    them in a Subject or a message."""
+    if isinstance(value, str):
+        if (char := control_character(value, allowed=ATTRIBUTE_ALLOWED)) is not None:
+            problems.append(Problem(path, f"control character {char} not allowed"))
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if (char := control_character(name)) is not None:
+                problems.append(
+                    Problem(join(path, name), f"control character {char} not allowed in a name")
+                )
+            else:
+                _check_attribute_text(problems, join(path, name), item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_attribute_text(problems, join(path, index), item)
+
+
 def _customer(r: Reader, parsed: ParsedFile, ids: dict[str, IdRegistry]) -> None:
     customer_id = r.ident("id")
     attributes = r.raw("attributes", required=False)
     if attributes is not None and attributes is not MISSING and not isinstance(attributes, dict):
         r.problem("attributes", "expected an object")
         attributes = None
+    elif isinstance(attributes, dict):
+        _check_attribute_text(r.problems, r.at("attributes"), attributes)
     row = {
         "id": customer_id,
         "name": r.text("name", required=True, max_length=300),
@@ -342,6 +468,7 @@ def _document(r: Reader) -> dict[str, Any]:
         "due_date": r.day("due_date"),
         "amount": amount,
         "currency": currency,
+        "files": files.document_files(r),
     }
     r.finish()
     return row
@@ -390,7 +517,18 @@ def _definition(r: Reader) -> dict[str, Any]:
         "template_subject": None,
         "template_text": None,
         "template_html": None,
+        "attach_document_files": False,
+        "attachment_files": None,
+        "reply_to": _reply_to(r),
+        "unsubscribe": r.boolean("unsubscribe"),
     }
+    if row["kind"] in UNSUBSCRIBE_ALWAYS and row["unsubscribe"] is False:
+        r.problem("unsubscribe", f"a {row['kind']} always offers unsubscribe (inbox.md)")
+    if row["kind"] in UNSUBSCRIBE_NEVER and row["unsubscribe"] is True:
+        r.problem(
+            "unsubscribe",
+            f"a customer cannot opt out of a {row['kind']}: it never offers unsubscribe",
+        )
     trigger = r.sub("trigger", required=True)
     if trigger is not None:
         kind = trigger.choice("type", TRIGGER_TYPES, required=True)
@@ -437,12 +575,28 @@ def _definition(r: Reader) -> dict[str, Any]:
             source = template.text(
                 key, required=key != "html", max_length=1_000_000, multiline=key != "subject"
             )
-            if source is not None and (problem := template_problem(source)) is not None:
+            if source is not None and (problem := _template_problem(row["kind"], source)):
                 template.problem(key, problem)
             row[f"template_{key}"] = source
+        row["attach_document_files"], row["attachment_files"] = files.template_attachments(
+            template, row["kind"]
+        )
         template.finish()
     r.finish()
     return row
+
+
+def _template_problem(kind: str | None, source: str) -> str | None:
+    """Why ``source`` cannot be a template of a definition of ``kind``: not valid
+    Jinja, or it reads ``document`` where that kind plans over addresses alone
+    (``reasons.md``), so that it would fail for every recipient."""
+    if (problem := template_problem(source)) is not None:
+        return problem
+    if kind is None or DOCUMENT_KIND_OF.get(kind, "") is not None:
+        return None
+    if "document" not in names_used(source):
+        return None
+    return f"uses `document`, but a {kind} definition has none: it plans over addresses alone"
 
 
 def _is_scalar(value: Any) -> bool:

@@ -29,19 +29,27 @@ MAX_ID_LENGTH = 200
 JOINERS = {"\u200c", "\u200d"}
 # Line and paragraph separators break a line like a newline does.
 SEPARATORS = {"Cc", "Cf", "Zl", "Zp"}
-MULTILINE_ALLOWED = {"\n", "\r", "\t"}
+MULTILINE_ALLOWED = frozenset({"\n", "\r", "\t"})
+# A customer attribute's value may hold a tab and a line feed (an address block, a
+# note), never a carriage return or another control or format character.
+ATTRIBUTE_ALLOWED = frozenset({"\n", "\t"})
 
 
-def control_character(value: str, *, multiline: bool = False) -> str | None:
+def control_character(
+    value: str, *, multiline: bool = False, allowed: frozenset[str] = frozenset()
+) -> str | None:
     """The first control character in ``value`` as ``U+XXXX``, or None.
 
     Newlines, tabs, bidirectional overrides (U+202E) and other format or
     control characters break the console's lines and can make one name look
     like another, so displayed text may not hold them. ``multiline`` text
-    (a template's body) may hold newlines and tabs.
+    (a template's body) may hold newlines and tabs; ``allowed`` names other
+    characters a value may hold.
     """
+    if multiline:
+        allowed = allowed | MULTILINE_ALLOWED
     for char in value:
-        if char in JOINERS or (multiline and char in MULTILINE_ALLOWED):
+        if char in JOINERS or char in allowed:
             continue
         if unicodedata.category(char) in SEPARATORS:
             return f"U+{ord(char):04X}"

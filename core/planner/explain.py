@@ -5,7 +5,7 @@ deferred or excluded."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from core.storage.models import (
     History,
     Service,
     Suppression,
+    Unsubscribe,
     table_of,
 )
 from core.vocabulary import ADDRESS_PREFERENCES, CONTACT_PREFERENCES, document_label
@@ -42,6 +43,9 @@ class CustomerReport:
     customer: dict[str, Any]
     at: datetime
     plans: list[Plan]
+    # What became of every message to the customer, newest run first: read models
+    # with ``as_json`` (``core.views.deliveries.Delivery``), filled in by the views.
+    deliveries: list[Any] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +63,7 @@ class CustomerReport:
                 }
                 for plan in self.plans
             ],
+            "deliveries": [delivery.as_json() for delivery in self.deliveries],
         }
 
 
@@ -119,6 +124,22 @@ def customer_record(connection: Connection, customer_id: str) -> dict[str, Any]:
             select(suppression).where(suppression.c.address_lower.in_(lowers))
         ).mappings()
     }
+    unsubscribe = table_of(Unsubscribe)
+    unsubscribes: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for u in connection.execute(
+        select(unsubscribe)
+        .where(unsubscribe.c.customer_id == customer_id)
+        .order_by(unsubscribe.c.at, unsubscribe.c.id)
+    ).mappings():
+        unsubscribes.setdefault((u["contact_id"], u["address_lower"]), []).append(
+            {
+                "preference": u["preference"],
+                "kind": u["kind"],
+                "at": u["at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "how": u["how"],
+                "run": u["run_id"],
+            }
+        )
     contact_records = []
     for c in contacts:
         contact_records.append(
@@ -142,6 +163,12 @@ def customer_record(connection: Connection, customer_id: str) -> dict[str, Any]:
                             }
                             if a["address_lower"] in suppressions
                             else None
+                        ),
+                        # Unsubscribes msgrun recorded (inbox.md), only when there are any.
+                        **(
+                            {"unsubscribes": unsubscribes[(c["id"], a["address_lower"])]}
+                            if (c["id"], a["address_lower"]) in unsubscribes
+                            else {}
                         ),
                     }
                     for a in addresses

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from core.attachments.specs import FileSpec
 from core.planner.quiet_hours import QuietHours
 
 
@@ -22,6 +23,10 @@ class OrganisationFacts:
     toggles: dict[str, bool]
     default_address_preferences: dict[str, bool]
     default_contact_preferences: dict[str, bool]
+    # The folder documents' files are read from (attachments.md), if any.
+    documents_folder: str | None = None
+    # Whether the organisation configures an unsubscribe URL or address (inbox.md).
+    unsubscribe_configured: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,6 +47,12 @@ class DefinitionFacts:
     quiet_hours: QuietHours | None
     dedup: str
     use_billing_rules: bool
+    # template.attachments: the document's files attached, and the definition's own.
+    attach_document_files: bool = False
+    attachment_files: tuple[FileSpec, ...] = ()
+    # Whether its messages offer unsubscribe, and whether its templates use unsubscribe_url.
+    offers_unsubscribe: bool = False
+    uses_unsubscribe_url: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -49,6 +60,12 @@ class ProfileFacts:
     id: str
     password_env: str | None
     last_test_ok_at: datetime | None
+    max_message_bytes: int | None = None
+    server_size: int | None = None
+    # The environment variable that holds the DKIM key, when the profile signs with one.
+    dkim_key_env: str | None = None
+    # The last smtp test's dmarc step, when it failed: (when, its detail).
+    failed_dmarc: tuple[datetime, str] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -118,6 +135,9 @@ class AddressFacts:
     address_lower: str
     problem: str | None
     address_preference: bool | None
+    # The kind's preference turned off by an unsubscribe msgrun recorded (inbox.md): the
+    # reason's detail, whatever the imported value says.
+    unsubscribed: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -136,3 +156,4 @@ class DocumentFacts:
     service_id: str | None
     billing_method_id: str | None
     due_date: date | None
+    files: tuple[FileSpec, ...] = ()

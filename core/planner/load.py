@@ -9,12 +9,14 @@ their contacts), its documents of the kind and its services.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, literal, null, select
 
 from core.addresses import fold
+from core.attachments.specs import definition_specs, file_specs
 from core.delivery.states import ENDED, HELD, PENDING, RETRYING, SENDING, UNKNOWN
 from core.planner.facts import (
     AddressFacts,
@@ -43,8 +45,11 @@ from core.storage.models import (
     Service,
     SmtpProfile,
     Suppression,
+    Unsubscribe,
     table_of,
 )
+from core.unsubscribe.records import PREFERENCE_OF, offers_unsubscribe
+from core.unsubscribe.records import detail as unsubscribe_detail
 from core.vocabulary import ADDRESS_PREFERENCE_OF, CONTACT_PREFERENCE_OF, DOCUMENT_KIND_OF
 
 PAGE = 2000
@@ -74,6 +79,8 @@ def load_organisation(connection: Connection) -> OrganisationFacts:
         },
         default_address_preferences=dict(row.default_address_preferences or {}),
         default_contact_preferences=dict(row.default_contact_preferences or {}),
+        documents_folder=row.documents_folder,
+        unsubscribe_configured=bool(row.unsubscribe),
     )
 
 
@@ -100,6 +107,13 @@ def definition_facts(row: Any) -> DefinitionFacts:
         quiet_hours=quiet,
         dedup=row.dedup,
         use_billing_rules=row.use_billing_rules,
+        attach_document_files=bool(row.attach_document_files),
+        attachment_files=definition_specs(row.attachment_files),
+        offers_unsubscribe=offers_unsubscribe(row.kind, row.unsubscribe),
+        uses_unsubscribe_url=any(
+            "unsubscribe_url" in (source or "")
+            for source in (row.template_subject, row.template_text, row.template_html)
+        ),
     )
 
 
@@ -122,13 +136,35 @@ def load_definitions(connection: Connection) -> list[DefinitionFacts]:
 def load_profile(connection: Connection, profile_id: str) -> ProfileFacts:
     profiles = table_of(SmtpProfile)
     row = connection.execute(
-        select(profiles.c.id, profiles.c.password_env, profiles.c.last_test_ok_at).where(
-            profiles.c.id == profile_id
-        )
+        select(
+            profiles.c.id,
+            profiles.c.password_env,
+            profiles.c.last_test_ok_at,
+            profiles.c.max_message_bytes,
+            profiles.c.server_size,
+            profiles.c.dkim,
+            profiles.c.last_sender_auth,
+        ).where(profiles.c.id == profile_id)
     ).one()
     return ProfileFacts(
-        id=row.id, password_env=row.password_env, last_test_ok_at=row.last_test_ok_at
+        id=row.id,
+        password_env=row.password_env,
+        last_test_ok_at=row.last_test_ok_at,
+        max_message_bytes=row.max_message_bytes,
+        server_size=row.server_size,
+        dkim_key_env=(row.dkim or {}).get("private_key_env"),
+        failed_dmarc=failed_dmarc(row.last_sender_auth),
     )
+
+
+def failed_dmarc(last: dict[str, Any] | None) -> tuple[datetime, str] | None:
+    """When the profile's last smtp test failed its dmarc step, and what it said."""
+    if not last:
+        return None
+    for step in last.get("steps", []):
+        if step.get("name") == "dmarc" and not step.get("ok"):
+            return datetime.fromisoformat(last["at"]), str(step.get("detail", ""))
+    return None
 
 
 def load_methods(connection: Connection) -> dict[str, MethodFacts]:
@@ -330,10 +366,38 @@ def _addresses(
         .where(address.c.customer_id.between(low, high))
         .where(address.c.key == definition.address_key)
     )
+    unsubscribed = _unsubscribed(connection, definition, low, high)
     found: dict[str, list[AddressFacts]] = {}
     for row in connection.execute(query).all():
         facts = AddressFacts(*row)
+        if unsubscribed:
+            said = unsubscribed.get((facts.contact_id, facts.address_lower)) or unsubscribed.get(
+                (facts.contact_id, "")
+            )
+            if said is not None:
+                facts = replace(facts, unsubscribed=said)
         found.setdefault(facts.customer_id, []).append(facts)
+    return found
+
+
+def _unsubscribed(
+    connection: Connection, definition: DefinitionFacts, low: str, high: str
+) -> dict[tuple[str, str], str]:
+    """The unsubscribes of the kind's preference among these customers: (contact, address
+    lower) for an address preference, (contact, "") for a contact's → the detail."""
+    if definition.kind not in PREFERENCE_OF:
+        return {}
+    whose, preference = PREFERENCE_OF[definition.kind]
+    table = table_of(Unsubscribe)
+    rows = connection.execute(
+        select(table.c.contact_id, table.c.address_lower, table.c.at, table.c.how, table.c.run_id)
+        .where(table.c.customer_id.between(low, high), table.c.preference == preference)
+        .order_by(table.c.at)
+    ).all()
+    found: dict[tuple[str, str], str] = {}
+    for row in rows:
+        key = (row.contact_id, row.address_lower if whose == "address" else "")
+        found.setdefault(key, unsubscribe_detail(preference, row.at, row.how, row.run_id))
     return found
 
 
@@ -351,13 +415,14 @@ def _documents(
         document.c.service_id,
         document.c.billing_method_id,
         document.c.due_date,
+        document.c.files if definition.attach_document_files else null().label("files"),
     ).where(
         document.c.customer_id.between(low, high),
         document.c.kind == definition.document_kind,
     )
     found: dict[str, list[DocumentFacts]] = {}
     for row in connection.execute(query).all():
-        facts = DocumentFacts(*row)
+        facts = DocumentFacts(*row[:-1], file_specs(row[-1]))
         found.setdefault(facts.customer_id, []).append(facts)
     return found
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from core.attachments.look import FileLook
+from core.attachments.reckon import limit_source, size_limit
 from core.passwords import find_password, keyring_configured
 from core.planner.facts import (
     AddressFacts,
@@ -41,10 +43,12 @@ from core.planner.load import (
 )
 from core.planner.quiet_hours import zone
 from core.planner.reasons import CODES, Reason
+from core.planner.render_check import SAMPLE, RenderCheck, check_rendering
 from core.planner.rules import (
     ADDRESS_RULES,
     CUSTOMER_RULES,
     DOCUMENT_RULES,
+    FILE_RULES,
     HISTORY_RULES,
     PLAN_RULES,
     Context,
@@ -139,6 +143,8 @@ class Plan:
     candidates: list[Candidate]
     summary: Summary
     warnings: list[str]
+    # The templates rendered for the first included candidates (render_check.py).
+    render_check: RenderCheck = field(default_factory=lambda: RenderCheck(0, ()))
 
 
 @contextmanager
@@ -175,12 +181,41 @@ def plan_warnings(
             "holds its password is not set here"
             + (" and the OS keyring has none for it" if keyring_configured(environ) else "")
         )
+    if profile.dkim_key_env is not None and not environ.get(profile.dkim_key_env, "").strip():
+        warnings.append(
+            f"SMTP profile {profile.id}: the environment variable {profile.dkim_key_env} that "
+            "holds its DKIM key is not set here (the run would fail before sending)"
+        )
+    if profile.failed_dmarc is not None:
+        at, detail = profile.failed_dmarc
+        warnings.append(
+            "messages of this definition will fail DMARC at receivers that apply it "
+            f"(smtp test of {at.date().isoformat()}): {detail}"
+        )
     if profile.last_test_ok_at is None:
         warnings.append(
             f"SMTP profile {profile.id} has never passed an SMTP test "
             f"(msgrun smtp test {profile.id})"
         )
     return warnings
+
+
+def unsubscribe_warnings(definition: DefinitionFacts, organisation: OrganisationFacts) -> list[str]:
+    """A definition that offers unsubscribe with nowhere for requests to go, or whose
+    templates give the reader no link (inbox.md)."""
+    if not definition.offers_unsubscribe:
+        return []
+    if not organisation.unsubscribe_configured:
+        return [
+            "broadcasts without an unsubscribe: Gmail and Yahoo require one-click unsubscribe "
+            "of bulk senders (configure organisation.unsubscribe: url and/or address)"
+        ]
+    if not definition.uses_unsubscribe_url:
+        return [
+            "the templates do not use unsubscribe_url: a message that offers unsubscribe "
+            "should carry a visible unsubscribe link"
+        ]
+    return []
 
 
 @dataclass(frozen=True)
@@ -255,6 +290,9 @@ def iter_candidates(
     at = ctx.at
     history_rules = HISTORY_RULES if definition.dedup != "none" else ()
     with_documents = definition.document_kind is not None
+    attaching = definition.attach_document_files or bool(definition.attachment_files)
+    file_rules = FILE_RULES if attaching and ctx.files is not None else ()
+    count_without_files = with_documents and definition.attach_document_files
 
     for page in iter_pages(connection, definition, customers):
         ctx.services = page.services
@@ -293,6 +331,14 @@ def iter_candidates(
                         found = rule(ctx, customer, address, document)
                         if found is not None:
                             reasons = (*reasons, found)
+                    listed = document is not None and bool(document.files)
+                    if file_rules and (listed or definition.attachment_files):
+                        for rule in file_rules:
+                            found = rule(ctx, customer, address, document)
+                            if found is not None:
+                                reasons = (*reasons, found)
+                    if count_without_files and not listed:
+                        ctx.without_files += 1
                     offset = (
                         billing_offset(ctx, document)
                         if document is not None and definition.use_billing_rules
@@ -365,13 +411,33 @@ def plan_definition(
 ) -> Plan:
     profile = load_profile(connection, definition.smtp_profile_id)
     summary = Summary()
+    gathered = Gathered()
     candidates = list(
         iter_plan(
-            connection, organisation, definition, at, summary, customers=customers, replan=replan
+            connection,
+            organisation,
+            definition,
+            at,
+            summary,
+            customers=customers,
+            replan=replan,
+            gathered=gathered,
         )
     )
     warnings = plan_warnings(definition, profile, os.environ if environ is None else environ)
-    return Plan(definition, organisation, at, candidates, summary, warnings)
+    more, rendering = gathered_warnings(connection, organisation, definition, gathered)
+    return Plan(definition, organisation, at, candidates, summary, warnings + more, rendering)
+
+
+class Gathered:
+    """What ``iter_plan`` notes beside the candidates it gives: how many have a document
+    that lists no files, and the first included ones the render check samples."""
+
+    __slots__ = ("sample", "without_files")
+
+    def __init__(self) -> None:
+        self.without_files = 0
+        self.sample: list[Candidate] = []
 
 
 def iter_plan(
@@ -383,18 +449,55 @@ def iter_plan(
     *,
     customers: Sequence[str] | None = None,
     replan: Replan | None = None,
+    gathered: Gathered | None = None,
 ) -> Iterator[Candidate]:
     """``plan_definition``'s candidates as they are decided, each counted in ``summary``.
 
     Nothing holds them: a million candidates are planned in the memory of a
     page of customers (a run's snapshot and ``plan --json`` take them so).
+    ``gathered`` receives what the plan's later warnings need (``gathered_warnings``).
     """
+    profile = load_profile(connection, definition.smtp_profile_id)
     ctx = build_context(connection, organisation, definition, at, customers, replan)
+    ctx.files = FileLook(organisation.documents_folder)
+    ctx.size_limit = size_limit(profile.max_message_bytes, profile.server_size)
+    ctx.limit_source = limit_source(profile.max_message_bytes, profile.server_size)
     add = summary.add
+    sample = gathered.sample if gathered is not None else None
     with gc_paused():
         for candidate in iter_candidates(connection, ctx, customers):
             add(candidate)
+            if (
+                sample is not None
+                and len(sample) < SAMPLE
+                and candidate.decision == INCLUDED
+                and candidate.address is not None
+            ):
+                sample.append(candidate)
             yield candidate
+    if gathered is not None:
+        gathered.without_files = ctx.without_files
+
+
+def gathered_warnings(
+    connection: Connection,
+    organisation: OrganisationFacts,
+    definition: DefinitionFacts,
+    gathered: Gathered,
+) -> tuple[list[str], RenderCheck]:
+    """The warnings known once every candidate is planned (after ``plan_warnings``): files
+    without documents, templates that fail for the sampled candidates, unsubscribe."""
+    warnings = []
+    if gathered.without_files:
+        warnings.append(
+            f"{gathered.without_files} candidate(s) of this definition have a document that "
+            "lists no files: they are sent without attachments "
+            "(template.attachments.document_files)"
+        )
+    rendering = check_rendering(connection, definition.id, gathered.sample)
+    warnings += rendering.warnings()
+    warnings += unsubscribe_warnings(definition, organisation)
+    return warnings, rendering
 
 
 def profile_warnings(

@@ -12,6 +12,8 @@ class Reason:
 
     code: str
     detail: str
+    # The run that holds the ledger entry (already_sent, already_targeted), if one does.
+    run: int | None = None
 
     def as_json(self) -> dict[str, str]:
         return {"code": self.code, "detail": self.detail}
@@ -70,6 +72,8 @@ REASON_CODES: Final = (
         "Use a different definition, or re-send explicitly.",
     ),
     ReasonCode(18, "in_another_run", "Wait for that run to end, or stop it."),
+    ReasonCode(19, "document_file_missing", "Generate the document's PDF, or correct its path."),
+    ReasonCode(20, "message_too_large", "Send a link instead, or a smaller file."),
 )
 CODES: Final = tuple(entry.code for entry in REASON_CODES)
 ORDER: Final = {entry.code: entry.number for entry in REASON_CODES}

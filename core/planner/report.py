@@ -11,7 +11,15 @@ from typing import IO, Any
 
 from core.clock import format_instant
 from core.planner.load import load_definition, load_organisation
-from core.planner.plan import Candidate, Plan, Summary, iter_plan, profile_warnings
+from core.planner.plan import (
+    Candidate,
+    Gathered,
+    Plan,
+    Summary,
+    gathered_warnings,
+    iter_plan,
+    profile_warnings,
+)
 from core.planner.reasons import fix_for
 from core.storage.database import Database
 
@@ -157,9 +165,12 @@ def stream_plan_json(
             organisation = load_organisation(connection)
             definition = load_definition(connection, definition_id)
             warnings = profile_warnings(connection, definition, environ)
-            summary = Summary()
-            candidates = iter_plan(connection, organisation, definition, at, summary)
+            summary, gathered = Summary(), Gathered()
+            candidates = iter_plan(
+                connection, organisation, definition, at, summary, gathered=gathered
+            )
             spool.writelines(_candidates(candidates))
+            warnings += gathered_warnings(connection, organisation, definition, gathered)[0]
     except BaseException:
         spool.close()
         raise

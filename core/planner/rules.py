@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from core.attachments.folder import Checked
+from core.attachments.look import FileLook, Missing
+from core.attachments.reckon import reckoned_size
+from core.attachments.specs import FileSpec, message_specs
 from core.clock import format_instant
 from core.planner.facts import (
     AddressFacts,
@@ -67,6 +71,13 @@ class Context:
     services: dict[str, ServiceFacts] = field(default_factory=dict)
     # Keys a customer has addresses under, for customers with none under the key.
     other_keys: dict[str, list[str]] = field(default_factory=dict)
+    # Rules 19 and 20: the documents folder's files as they are now, and the
+    # profile's size limit (None: none known) with whose limit it is.
+    files: FileLook | None = None
+    size_limit: int | None = None
+    limit_source: str = ""
+    # Candidates whose document lists no files while the definition attaches them.
+    without_files: int = 0
 
 
 def _list(values: Any) -> str:
@@ -154,6 +165,12 @@ def contact_email_not_allowed(ctx: Context, address: AddressFacts) -> Reason | N
 
 def address_preference_off(ctx: Context, address: AddressFacts) -> Reason | None:
     preference = ADDRESS_PREFERENCE_OF.get(ctx.definition.kind)
+    if (
+        preference is not None
+        and address.unsubscribed
+        and address.unsubscribed.startswith(preference + ":")
+    ):
+        return Reason("address_preference_off", address.unsubscribed)
     if preference is None:
         return None
     if address.address_preference is True:
@@ -174,6 +191,12 @@ def address_preference_off(ctx: Context, address: AddressFacts) -> Reason | None
 
 def contact_preference_off(ctx: Context, address: AddressFacts) -> Reason | None:
     preference = CONTACT_PREFERENCE_OF.get(ctx.definition.kind)
+    if (
+        preference is not None
+        and address.unsubscribed
+        and address.unsubscribed.startswith(preference + ":")
+    ):
+        return Reason("contact_preference_off", address.unsubscribed)
     if preference is None:
         return None
     permissive = CONTACT_PREFERENCE_PERMISSIVE[preference]
@@ -389,6 +412,7 @@ def already_sent(
     return Reason(
         "already_sent",
         f"this definition sent {what}{to}{at_offset} on {format_instant(match.at)}{run}",
+        run=match.run_id,
     )
 
 
@@ -410,6 +434,7 @@ def already_targeted(
         "already_targeted",
         f"this definition already targeted customer {customer.id} on "
         f"{format_instant(latest.at)}{run}{more}",
+        run=latest.run_id,
     )
 
 
@@ -446,6 +471,70 @@ def in_another_run(
     )
 
 
+# -- 19, 20: the files the message attaches -------------------------------------
+
+
+def attached_files(ctx: Context, document: DocumentFacts | None) -> tuple[FileSpec, ...]:
+    """What the candidate's message attaches: its document's files, then the definition's."""
+    definition = ctx.definition
+    return message_specs(
+        document.files if document is not None else (),
+        definition.attach_document_files,
+        definition.attachment_files,
+    )
+
+
+def _whose(spec: FileSpec, document: DocumentFacts | None) -> str:
+    if document is not None and spec in document.files:
+        return f"document {document.id}'s file"
+    return "the definition's file"
+
+
+def document_file_missing(
+    ctx: Context,
+    customer: CustomerFacts,
+    address: AddressFacts | None,
+    document: DocumentFacts | None,
+) -> Reason | None:
+    if ctx.files is None:
+        return None
+    missing = []
+    for spec in attached_files(ctx, document):
+        found = ctx.files.look(spec.path)
+        if isinstance(found, Missing):
+            missing.append(f"{_whose(spec, document)} {found.why}")
+    if not missing:
+        return None
+    where = f" (documents folder {ctx.files.folder})" if ctx.files.folder else ""
+    return Reason("document_file_missing", "; ".join(missing) + where)
+
+
+def message_too_large(
+    ctx: Context,
+    customer: CustomerFacts,
+    address: AddressFacts | None,
+    document: DocumentFacts | None,
+) -> Reason | None:
+    if ctx.files is None or ctx.size_limit is None:
+        return None
+    sizes = [
+        found.size
+        for spec in attached_files(ctx, document)
+        if isinstance(found := ctx.files.look(spec.path), Checked)
+    ]
+    if not sizes:
+        return None
+    size = reckoned_size(sizes)
+    if size <= ctx.size_limit:
+        return None
+    count = f"{len(sizes)} attachment" + ("s" if len(sizes) > 1 else "")
+    return Reason(
+        "message_too_large",
+        f"the message with its {count} ({sum(sizes):,} bytes of files) is reckoned at "
+        f"{size:,} bytes, over the limit of {ctx.size_limit:,} bytes ({ctx.limit_source})",
+    )
+
+
 # -- the table ---------------------------------------------------------------
 
 PlanRule = Callable[[Context], Reason | None]
@@ -478,8 +567,10 @@ RULES: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("already_sent", "history", already_sent),
     ("already_targeted", "history", already_targeted),
     ("in_another_run", "history", in_another_run),
+    ("document_file_missing", "files", document_file_missing),
+    ("message_too_large", "files", message_too_large),
 )
-SCOPES = ("plan", "address", "customer", "document", "history")
+SCOPES = ("plan", "address", "customer", "document", "history", "files")
 
 assert tuple(code for code, _, _ in RULES) == CODES, "RULES must follow reasons.md"
 assert [scope for _, scope, _ in RULES] == sorted(
@@ -493,3 +584,5 @@ ADDRESS_RULES: tuple[AddressRule, ...] = tuple(
 CUSTOMER_RULES: tuple[CustomerRule, ...] = tuple(f for _, s, f in RULES if s == "customer")
 DOCUMENT_RULES: tuple[DocumentRule, ...] = tuple(f for _, s, f in RULES if s == "document")
 HISTORY_RULES: tuple[HistoryRule, ...] = tuple(f for _, s, f in RULES if s == "history")
+# Same signature as the history rules: they look at the candidate's document.
+FILE_RULES: tuple[HistoryRule, ...] = tuple(f for _, s, f in RULES if s == "files")

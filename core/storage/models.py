@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     Float,
@@ -66,6 +67,10 @@ class Organisation(Base):
     # Only the defaults that were given: {"invoices": false, ...}.
     default_address_preferences: Mapped[dict[str, bool]] = mapped_column(JsonValue)
     default_contact_preferences: Mapped[dict[str, bool]] = mapped_column(JsonValue)
+    # The folder documents' files are relative to (attachments.md); None: no files.
+    documents_folder: Mapped[str | None] = mapped_column(Text)
+    # Where unsubscribe requests go (inbox.md): {"url": ..., "address": ...}.
+    unsubscribe: Mapped[dict[str, str] | None] = mapped_column(JsonValue)
 
 
 class SmtpProfile(Base):
@@ -93,10 +98,21 @@ class SmtpProfile(Base):
     retry_for_seconds: Mapped[float | None] = mapped_column(Float)
     # Where reports should come back (after-sending.md); stored only, for now.
     bounce_address: Mapped[str | None] = mapped_column(String(320))
+    # DKIM signing (inbox.md): where the key is (a file or an environment variable),
+    # never the key.
+    dkim: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
+    server_signs_dkim: Mapped[bool] = mapped_column(Boolean, default=False)
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    # The last smtp test's sender authentication steps: {"at", "sender_auth_ok", "steps"}.
+    last_sender_auth: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
     # Written by ``msgrun smtp test``; the plan warns about a profile never tested.
     last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
     last_test_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The largest message the server takes, as configured, and as its EHLO's SIZE
+    # last announced it (``smtp test``); the smaller is the limit (attachments.md).
+    max_message_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    server_size: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class BillingMethod(Base):
@@ -188,6 +204,8 @@ class Document(Base):
     due_date: Mapped[date | None] = mapped_column(Date)
     amount: Mapped[str | None] = mapped_column(String(40))
     currency: Mapped[str | None] = mapped_column(String(8))
+    # [{"path", "name", "content_type"}] relative to the documents folder; None: none.
+    files: Mapped[list[dict[str, str]] | None] = mapped_column(JsonValue)
 
 
 class Suppression(Base):
@@ -230,6 +248,13 @@ class Definition(Base):
     template_subject: Mapped[str] = mapped_column(Text)
     template_text: Mapped[str] = mapped_column(Text)
     template_html: Mapped[str | None] = mapped_column(Text)
+    # template.attachments: attach the document's files, and these paths to every message.
+    attach_document_files: Mapped[bool] = mapped_column(Boolean, default=False)
+    attachment_files: Mapped[list[str] | None] = mapped_column(JsonValue)
+    # Wins over the profile's reply_to (inbox.md).
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    # Whether its messages offer unsubscribe (None: the kind's default, inbox.md).
+    unsubscribe: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class History(Base):
@@ -343,6 +368,25 @@ class Recipient(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     # The follow-up run this recipient was handed on to: this run never sends it again.
     handed_on_to: Mapped[int | None] = mapped_column(Integer)
+    # What its message carried: [{"name", "bytes", "sha256"}] (None: nothing yet).
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonValue)
+
+
+class RecipientAttempt(Base):
+    """One delivery attempt of a recipient: when, the server's reply (or the connection
+    fault, ``smtp_code`` NULL), and whether it settled the recipient (sent, failed, unknown)."""
+
+    __tablename__ = "recipient_attempt"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("recipient.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    # The reply's text after its code, or the fault's description.
+    reply: Mapped[str | None] = mapped_column(Text)
+    settled: Mapped[bool] = mapped_column(Boolean)
 
 
 class Worker(Base):
@@ -486,3 +530,33 @@ class RecipientOutcome(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
     matched_by: Mapped[str | None] = mapped_column(String(16))  # message_id, verp, address
+
+
+class MsgrunSecret(Base):
+    """Secrets of the database itself, made by the migrations (the unsubscribe tokens'
+    HMAC key): never imported, exported or printed."""
+
+    __tablename__ = "msgrun_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+
+
+class Unsubscribe(Base):
+    """An unsubscribe msgrun recorded (inbox.md): the preference it turned off, applied
+    on top of the imported preferences, so that an import does not subscribe again."""
+
+    __tablename__ = "unsubscribe"
+    __table_args__ = (UniqueConstraint("contact_id", "address_lower", "preference"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(400))
+    address_lower: Mapped[str] = mapped_column(String(400))
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    contact_id: Mapped[str] = mapped_column(String(200))
+    preference: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    how: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)

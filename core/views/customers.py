@@ -13,9 +13,11 @@ from core.bounces.outcomes import RecipientOutcomeView, of_recipients, outcome_n
 from core.planner.explain import CustomerReport, explain_customer
 from core.storage.database import Database
 from core.storage.models import Address, Customer, Recipient, RecipientOutcome, table_of
+from core.views.deliveries import customer_deliveries, with_reach
 from core.views.runs import RecipientDetail, recipient_detail
 
 SHOWN = 100  # matches listed; the count is of them all
+LEDGER_CODES = ("already_sent", "already_targeted")
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,24 @@ def customer_report(
     definition_id: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> CustomerReport:
-    """Everything stored about one customer and every decision about it (the drill-down)."""
-    return explain_customer(database, customer_id, at, definition_id=definition_id, environ=environ)
+    """Everything stored about one customer, what became of every message to it (its
+    deliveries, newest run first), and every decision about it (the drill-down).
+
+    A decision ``already_sent`` or ``already_targeted`` says whether the run holding
+    the ledger entry reached the customer, and what sends to them when it did not.
+    """
+    report = explain_customer(
+        database, customer_id, at, definition_id=definition_id, environ=environ
+    )
+    with database.connect() as connection:
+        report.deliveries = customer_deliveries(connection, customer_id)
+    for plan in report.plans:
+        for candidate in plan.candidates:
+            if any(r.code in LEDGER_CODES and r.run is not None for r in candidate.reasons):
+                candidate.reasons = tuple(
+                    with_reach(r, candidate.document, report.deliveries) for r in candidate.reasons
+                )
+    return report
 
 
 @dataclass(frozen=True)

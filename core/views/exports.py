@@ -1,8 +1,12 @@
 """A run's recipients written to a file: the one CSV writer of the CLI and the console.
 
 The rows are ``core.delivery.export.rows`` (streamed, in plan order); this
-turns them into RFC 4180 lines and writes a file whole or not at all (or into a
-device or a FIFO as it is).
+turns them into RFC 4180 lines — a cell that a spreadsheet would run as a
+formula written with a leading ``'`` (``domain.md``) — and writes a file whole
+or not at all (or into a device or a FIFO as it is). A file that exists (or a
+link to one) is replaced only when asked (``--force``, the console's
+confirmation); else it is created exclusively, so that nothing is replaced
+even by a file that appears while the export runs.
 """
 
 from __future__ import annotations
@@ -22,14 +26,38 @@ class BadTarget(ValueError):
     """The file cannot be written there: a folder, a missing folder, no permission."""
 
 
+class TargetExists(BadTarget):
+    """The file exists, and replacing it was not asked for."""
+
+    def __init__(self, message: str, target: Path) -> None:
+        super().__init__(message)
+        self.target = target
+
+
+# What a spreadsheet reads as the start of a formula (or, after a tab or a
+# carriage return it drops, of one): such a cell is written with a leading "'".
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as its CSV cell: empty for None, a leading ``'`` before what a
+    spreadsheet would run as a formula, anything else as it is."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
-    """RFC 4180 text (CRLF line ends, quotes doubled), a header row first."""
+    """RFC 4180 text (CRLF line ends, quotes doubled), a header row first; no cell
+    runs as a formula in a spreadsheet (``csv_cell``)."""
     buffer = _Line()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(export.COLUMNS)
     yield buffer.take()
     for row in rows:
-        writer.writerow(["" if row[c] is None else row[c] for c in export.COLUMNS])
+        writer.writerow([csv_cell(row[c]) for c in export.COLUMNS])
         yield buffer.take()
 
 
@@ -55,18 +83,39 @@ def default_name(run_id: int, chosen: export.Selection) -> str:
     return f"run-{run_id}-{slug}.csv" if slug else f"run-{run_id}.csv"
 
 
-def check_target(path: str, what: str = "--out") -> Path:
-    """The file to write, checked before anything is read: its folder must exist."""
+def check_target(path: str, what: str = "--out", replace: bool = False) -> Path:
+    """The file to write, checked before anything is read: its folder must exist, and
+    a file already there (or a link) is refused (``TargetExists``) unless ``replace``."""
     if not path.strip():
         raise BadTarget(f"{what}: give a file name")
     target = Path(path).expanduser()
     if target.is_dir():
         raise BadTarget(f"{what} {path}: is a folder; name a file in it")
-    if not target.parent.is_dir():
-        raise BadTarget(f"{what} {path}: the folder {target.parent} does not exist")
-    if not os.access(target.parent, os.W_OK):
-        raise BadTarget(f"{what} {path}: the folder {target.parent} cannot be written")
+    if not replace and is_existing_file(target):
+        raise TargetExists(f"{what} {path}: the file exists", target)
+    folder = _written(target).parent
+    if not folder.is_dir():
+        raise BadTarget(f"{what} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise BadTarget(f"{what} {path}: the folder {folder} cannot be written")
     return target
+
+
+def is_existing_file(target: Path) -> bool:
+    """Whether writing ``target`` would replace a file: a regular file, or a link to
+    one (or to nothing yet). A device, a FIFO (or a link to one) is written into,
+    never replaced."""
+    return target.is_file() or (target.is_symlink() and not target.exists())
+
+
+def _written(target: Path) -> Path:
+    """The path whose file is written: a link's target (the link stays)."""
+    if not target.is_symlink():
+        return target
+    try:
+        return target.resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        raise BadTarget(f"{target}: a link that leads nowhere (a loop of links)") from None
 
 
 def _umask() -> int:
@@ -80,16 +129,19 @@ def _umask() -> int:
     return 0o022
 
 
-def write_lines(target: Path, lines: Iterable[str]) -> int:
+def write_lines(target: Path, lines: Iterable[str], replace: bool = False) -> int:
     """Write the lines to ``target``; how many were written.
 
-    A regular file (new, or replaced) is written whole or not at all: a
-    temporary file beside it, renamed over it, keeping the permissions of the
-    file it replaces. A symbolic link is followed (the file it points at is
-    written, the link stays). Anything else that is not a regular file — a
-    FIFO, a device such as ``/dev/null`` — is written into as it is.
+    A regular file is written whole or not at all: a temporary file beside
+    it, then put in its place — created exclusively (``TargetExists`` when a
+    file is there by then), or with ``replace`` renamed over it, keeping the
+    permissions of the file it replaces. A symbolic link is followed (the file
+    it points at is written, the link stays). Anything else that is not a
+    regular file — a FIFO, a device such as ``/dev/null`` — is written into as
+    it is.
     """
-    target = target.resolve() if target.is_symlink() else target
+    named = target
+    target = _written(target)
     if target.exists() and not target.is_file():
         return _write_into(target, lines)
     try:
@@ -107,7 +159,10 @@ def write_lines(target: Path, lines: Iterable[str]) -> int:
             for line in lines:
                 out.write(line)
                 written += 1
-        os.replace(temporary, target)
+        if replace:
+            os.replace(temporary, target)
+        else:
+            _create(Path(temporary), target, named)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
         raise BadTarget(f"cannot write {target}: {error.strerror or error}") from None
@@ -115,6 +170,33 @@ def write_lines(target: Path, lines: Iterable[str]) -> int:
         Path(temporary).unlink(missing_ok=True)
         raise
     return written
+
+
+def _create(temporary: Path, target: Path, named: Path) -> None:
+    """The written temporary file put at ``target``, which must not exist: a hard
+    link, which fails when anything is there; where the file system has none, the
+    name taken exclusively first and then replaced."""
+    try:
+        try:
+            os.link(temporary, target)
+        except FileExistsError:
+            raise TargetExists(
+                f"{named}: the file exists (made while the export ran)", named
+            ) from None
+        except OSError:  # no hard links here (some network and FAT file systems)
+            try:
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                raise TargetExists(
+                    f"{named}: the file exists (made while the export ran)", named
+                ) from None
+            try:
+                os.replace(temporary, target)
+            except OSError:
+                target.unlink(missing_ok=True)  # the empty file this made, no other
+                raise
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _write_into(target: Path, lines: Iterable[str]) -> int:
@@ -135,9 +217,10 @@ def export_csv(
     chosen: export.Selection,
     target: Path,
     wrap: Callable[[Iterable[dict[str, Any]]], Iterable[dict[str, Any]]] | None = None,
+    replace: bool = False,
 ) -> int:
     """The chosen recipients of the run as a CSV file; how many recipients it holds."""
     rows: Iterable[dict[str, Any]] = export.rows(database, run_id, chosen)
     if wrap is not None:
         rows = wrap(rows)
-    return write_lines(target, csv_lines(rows)) - 1  # less the header
+    return write_lines(target, csv_lines(rows), replace) - 1  # less the header

@@ -11,8 +11,18 @@ from sqlalchemy import Connection, cast, func, or_, select
 from sqlalchemy.types import Integer
 
 from core.bounces import outcomes as report_outcomes
+from core.clock import format_instant
 from core.delivery.export import OUTCOME_FILTERS
-from core.delivery.runs import RecipientView, RunInfo, get_run, list_runs, recipient_page
+from core.delivery.holding import NOBODY, Holding, holding, holdings
+from core.delivery.runs import (
+    RecipientView,
+    RunInfo,
+    get_run,
+    list_runs,
+    read_run,
+    recipient_page,
+    run_json,
+)
 from core.delivery.states import (
     COMPLETED,
     ENDED,
@@ -29,6 +39,7 @@ from core.delivery.states import (
 )
 from core.storage.database import Database
 from core.storage.models import Definition, Document, Recipient, table_of
+from core.views.deliveries import Delivery, recipient_delivery, run_deliveries
 
 # A recipient is done once it has an outcome: sent, failed, or unknown (maybe sent).
 DONE_STATES = (SENT, FAILED, UNKNOWN)
@@ -68,11 +79,22 @@ def restart_check(run_id: int, state: str) -> RestartCheck:
 
 @dataclass(frozen=True)
 class RunProgress:
-    """A run with its progress: the counts an operator decides by."""
+    """A run with its progress: the counts an operator decides by, and who delivers it."""
 
     run: RunInfo
     to_send: int
     done: int
+    holding: Holding = NOBODY
+
+    @property
+    def interrupted(self) -> bool:
+        """`running` or `stopping`, and no process delivers it any more."""
+        return self.holding.interrupted
+
+    @property
+    def delivered_now(self) -> bool:
+        """A live process delivers it (a restart would have to wait for it)."""
+        return bool(self.holding.live)
 
     @property
     def id(self) -> int:
@@ -90,8 +112,8 @@ class RunProgress:
         return restart_check(self.run.id, self.run.state)
 
 
-def progress_of(run: RunInfo) -> RunProgress:
-    return RunProgress(run, to_send(run.counts), done(run.counts))
+def progress_of(run: RunInfo, held: Holding = NOBODY) -> RunProgress:
+    return RunProgress(run, to_send(run.counts), done(run.counts), held)
 
 
 @dataclass(frozen=True)
@@ -103,15 +125,23 @@ class RunsOverview:
 
     @property
     def running(self) -> int:
-        return sum(r.state == RUNNING for r in self.runs)
+        return sum(r.state == RUNNING and not r.interrupted for r in self.runs)
+
+    @property
+    def interrupted(self) -> int:
+        return sum(r.interrupted for r in self.runs)
 
 
-def runs_overview(database: Database, limit: int = 100) -> RunsOverview:
-    runs = [progress_of(run) for run in list_runs(database, limit)]
+def runs_overview(
+    database: Database, limit: int = 100, now: datetime | None = None
+) -> RunsOverview:
+    """``now``: the clock the runs' leases are measured on (default this machine's)."""
+    listed = list_runs(database, limit)
     definition = table_of(Definition)
     with database.connect() as connection:
         definitions = connection.execute(select(func.count()).select_from(definition)).scalar_one()
-    return RunsOverview(runs, int(definitions))
+        held = holdings(connection, listed, now or datetime.now(UTC))
+    return RunsOverview([progress_of(run, held[run.id]) for run in listed], int(definitions))
 
 
 @dataclass(frozen=True)
@@ -226,16 +256,19 @@ def run_window(
     matching: int | None = None,
     last: bool = False,
     outcome: str | None = None,
+    now: datetime | None = None,
 ) -> RunWindow:
     """A window of ``limit`` recipients from ``offset``, or the last window with ``last``.
 
     Without a search, how many match is read from the run's counters (instant
     however large the run); with one, it is counted unless ``matching`` says.
     ``outcome`` (one of ``OUTCOME_FILTERS``) shows only recipients with that outcome.
+    ``now``: the clock the run's lease is measured on (default this machine's).
     """
-    run = get_run(database, run_id)
     with database.connect() as connection:
+        run = read_run(connection, run_id)
         outcome_counts = report_outcomes.run_counts(connection, run_id)
+        held = holding(connection, run, now or datetime.now(UTC))
     if outcome is not None:
         if outcome not in OUTCOME_FILTERS:
             raise ValueError(f"unknown outcome {outcome!r} (one of: {', '.join(OUTCOME_FILTERS)})")
@@ -243,7 +276,9 @@ def run_window(
             database, run_id, outcome, search, offset, limit, last
         )
         marks, handed = _marks(database, run_id, rows)
-        return RunWindow(progress_of(run), rows, offset, counted, marks, handed, outcome_counts)
+        return RunWindow(
+            progress_of(run, held), rows, offset, counted, marks, handed, outcome_counts
+        )
     if not search:
         matching = run.total if not states else sum(run.counts.get(s, 0) for s in states)
     if last and matching is None:
@@ -264,7 +299,7 @@ def run_window(
         matching=matching,
     )
     marks, handed = _marks(database, run_id, rows)
-    return RunWindow(progress_of(run), rows, offset, counted, marks, handed, outcome_counts)
+    return RunWindow(progress_of(run, held), rows, offset, counted, marks, handed, outcome_counts)
 
 
 # -- pictures -------------------------------------------------------------------------
@@ -399,6 +434,10 @@ class RecipientDetail:
     next_attempt_at: datetime | None
     sent_at: datetime | None
     updated_at: datetime | None
+    # What its message carried: [{"name", "bytes", "sha256"}] (attachments.md).
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    # Everything known of what became of its message (attempts, reports, hand-on).
+    delivery: Delivery | None = None
 
     @property
     def outcome(self) -> str:
@@ -433,6 +472,7 @@ def recipient_detail(database: Database, run_id: int, position: int) -> Recipien
         row = connection.execute(
             select(recipient).where(recipient.c.run_id == run_id, recipient.c.position == position)
         ).first()
+        delivery = recipient_delivery(connection, run_id, position) if row is not None else None
     if row is None:
         raise UnknownRecipient(f"run {run_id} has no recipient {position + 1}")
     return RecipientDetail(
@@ -455,4 +495,63 @@ def recipient_detail(database: Database, run_id: int, position: int) -> Recipien
         next_attempt_at=row.next_attempt_at,
         sent_at=row.sent_at,
         updated_at=row.updated_at,
+        attachments=list(row.attachments or []),
+        delivery=delivery,
     )
+
+
+# -- run show: every recipient as the JSON and the text say it -------------------------
+
+
+def recipient_json(delivery: Delivery) -> dict[str, Any]:
+    """One recipient of ``run show --json``: its delivery, attempts, outcome and hand-on."""
+    d = delivery
+    best = d.outcome
+    return {
+        "customer": d.customer_id,
+        "address": d.address,
+        "document": d.document_id,
+        "label": d.label,
+        "state": d.state,
+        "smtp_code": d.smtp_code,
+        "smtp_reply": d.smtp_reply,
+        "error": d.error,
+        "message_id": d.message_id,
+        **d.detail_json(),
+        "send_after": format_instant(d.send_after) if d.send_after else None,
+        "sent_at": format_instant(d.sent_at) if d.sent_at else None,
+        "reasons": d.reasons,
+        "outcome": best.as_json() if best is not None else None,
+        "handed_on_to": d.handed_on_to,
+        "attachments": d.attachments,
+    }
+
+
+def show_deliveries(
+    database: Database,
+    run_id: int,
+    states: Sequence[str] | None = None,
+    outcomes: Sequence[str] | None = None,
+) -> list[Delivery]:
+    """The run's recipients for ``run show``: those in ``states`` or with ``outcomes``."""
+    with database.connect() as connection:
+        return list(run_deliveries(connection, run_id, states, outcomes))
+
+
+def run_show_json(
+    database: Database,
+    run_id: int,
+    states: Sequence[str] | None = None,
+    outcomes: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """``run show --json``: the run, and its recipients (those the filters name)."""
+    result = run_json(database, run_id, with_recipients=False)
+    result["recipients"] = [
+        recipient_json(d) for d in show_deliveries(database, run_id, states, outcomes)
+    ]
+    return result
+
+
+def left_to_send(counts: Mapping[str, int]) -> int:
+    """What is left to send: pending, held and retrying (not what was planned)."""
+    return sum(counts.get(state, 0) for state in (PENDING, HELD, RETRYING))

@@ -101,7 +101,9 @@ def step_msgrun(db_path: str, out: str) -> dict[str, Any]:
     from tui import cli
 
     started = time.perf_counter()
-    code = cli.main(["run", "export", "1", "--out", out, "--db", f"sqlite:///{db_path}"])
+    code = cli.main(
+        ["run", "export", "1", "--out", out, "--force", "--db", f"sqlite:///{db_path}"]
+    )
     seconds = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"msgrun run export exited {code}")

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from core.addresses import address_problem
 from core.bounces.queries import (
     NotSuppressed,
     UnknownReport,
@@ -19,7 +20,7 @@ from core.bounces.sources import Source, SourceError, SourceUnavailable, check_s
 from core.bounces.store import ReadSummary, StoreFailed, read_source
 from core.clock import SystemClock
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
-from tui.commands.common import database
+from tui.commands.common import database, existing_run
 from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
 
@@ -45,31 +46,38 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         "marked read in their source; anything else is left exactly where it was.",
     )
     read.add_argument("sources", nargs="+", metavar="SOURCE")
-    read.add_argument("--envelope-to", metavar="ADDR",
-                      help="the address a message on standard input was delivered to")
+    read.add_argument(
+        "--envelope-to",
+        metavar="ADDR",
+        help="the address a message on standard input was delivered to",
+    )
     read.add_argument("--json", action="store_true", help="print one JSON object")
     read.set_defaults(handler=bounces_read)
 
     listing = actions.add_parser("list", parents=[common], help="reports read, newest first")
     listing.add_argument("--run", metavar="RUN", help="only outcomes about this run's recipients")
-    listing.add_argument("--unmatched", action="store_true",
-                         help="only outcomes tied to no recipient")
+    listing.add_argument(
+        "--unmatched", action="store_true", help="only outcomes tied to no recipient"
+    )
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(handler=bounces_list)
 
-    show = actions.add_parser("show", parents=[common],
-                              help="a report: how msgrun read it, and the raw message")
+    show = actions.add_parser(
+        "show", parents=[common], help="a report: how msgrun read it, and the raw message"
+    )
     show.add_argument("report", metavar="REPORT")
     show.set_defaults(handler=bounces_show)
 
     suppressions = commands.add_parser("suppressions", help="addresses that are not mailed")
-    sactions = suppressions.add_subparsers(dest="suppressions_command", metavar="ACTION",
-                                           required=True)
+    sactions = suppressions.add_subparsers(
+        dest="suppressions_command", metavar="ACTION", required=True
+    )
     slist = sactions.add_parser("list", parents=[common], help="every suppressed address")
     slist.add_argument("--json", action="store_true", help="print a JSON array")
     slist.set_defaults(handler=suppressions_list)
-    lift = sactions.add_parser("lift", parents=[common],
-                               help="lift an address's suppression (mail it again)")
+    lift = sactions.add_parser(
+        "lift", parents=[common], help="lift an address's suppression (mail it again)"
+    )
     lift.add_argument("address", metavar="ADDRESS")
     lift.set_defaults(handler=suppressions_lift)
 
@@ -89,6 +97,8 @@ def bounces_read(args: argparse.Namespace) -> int:
     problems: list[str] = []
     if args.sources.count("-") > 1:
         problems.append("- (standard input) may be given once")
+    if args.envelope_to is not None and (wrong := address_problem(args.envelope_to)):
+        problems.append(f"--envelope-to {args.envelope_to!r} is not an email address: {wrong}")
     for spec in dict.fromkeys(args.sources):
         try:
             sources.append(check_source(spec))
@@ -124,8 +134,9 @@ def _print_summary(summary: ReadSummary, as_json: bool) -> None:
 
 def _report_id(text: str) -> int:
     if not text.isdigit():
-        raise UsageError(f"unknown report {text!r} (report ids are numbers; see msgrun "
-                         "bounces list)")
+        raise UsageError(
+            f"unknown report {text!r} (report ids are numbers; see msgrun bounces list)"
+        )
     return int(text)
 
 
@@ -133,7 +144,6 @@ def bounces_list(args: argparse.Namespace) -> int:
     db = database(args.db)
     run_id: int | None = None
     if args.run is not None:
-        from tui.commands.runs import existing_run
 
         run_id = existing_run(db, args.run).id  # an unknown run: exit 2, saying so
     rows = list_outcomes(db, run_id=run_id, unmatched=args.unmatched)
@@ -148,11 +158,15 @@ def bounces_list(args: argparse.Namespace) -> int:
         what = r.type or r.kind
         if r.bounce_class:
             what += f" {r.bounce_class}"
-        tied = (f"run {r.run} {r.customer} ({r.matched_by})" if r.run is not None
-                else ("unmatched" if r.type else "-"))
+        tied = (
+            f"run {r.run} {r.customer} ({r.matched_by})"
+            if r.run is not None
+            else ("unmatched" if r.type else "-")
+        )
         lines.append(
             f"{r.report:>6}  {stamp(r.reported_at)}  {what:<12} {r.status or '-':<8} "
-            f"{r.address or '-':<32} {tied}\n")
+            f"{r.address or '-':<32} {tied}\n"
+        )
     write_out(lines)
     return 0
 

@@ -1,5 +1,5 @@
-"""What several commands share: opening the database, reading ``--at``, checking the
-settings that delivering reads from the environment."""
+"""What several commands share: opening the database, reading ``--at``, finding a run,
+checking the settings that delivering reads from the environment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 from core.clock import BadInstant, SystemClock, parse_instant
-from core.delivery.states import sender_processes_setting
+from core.delivery.runs import RunInfo, UnknownRun, get_run
+from core.delivery.states import lease_seconds, sender_processes_setting
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
 from core.storage.database import normalise_url, resolve_url, sqlite_path
 from tui.errors import OperationFailed, UsageError
@@ -50,5 +51,19 @@ def check_delivery_settings() -> None:
     """Refuse (exit 2, nothing done) an environment a delivery could not use as meant."""
     try:
         sender_processes_setting(os.environ)
+        lease_seconds(os.environ)
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def run_id_of(text: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"unknown run {text!r} (run ids are numbers; see msgrun run list)")
+    return int(text)
+
+
+def existing_run(db: Database, text: str) -> RunInfo:
+    try:
+        return get_run(db, run_id_of(text))
+    except UnknownRun as error:
+        raise UsageError(f"{error} (see msgrun run list)") from None

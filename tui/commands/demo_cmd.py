@@ -18,6 +18,7 @@ from core.interchange import import_document
 from core.smtp_check import check_profile, load_profile, record_result
 from core.storage import open_database
 from tui.commands.common import check_delivery_settings
+from tui.commands.foreground import foreground
 from tui.errors import OperationFailed, UsageError
 
 DEMO_RUN = "service-reminder"
@@ -74,8 +75,11 @@ def run_demo(args: argparse.Namespace) -> int:
     database = open_database(url)
     clock = SystemClock()
     faults = Faults(
-        rcpt={"ana.souza@example.org": ["451 4.3.0 greylisted, try again later"]},
-        data={"rosa.martins@example.org": ["disconnect"]},
+        rcpt={
+            "ana.souza@example.org": ["451 4.3.0 greylisted, try again later"],
+            # A line dropped before the data: tried again on another connection.
+            "rosa.martins@example.org": ["disconnect"],
+        },
     )
     server = SmtpServer(faults=faults, mail_folder=folder / "mail").start()
     try:
@@ -97,7 +101,6 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         print(f"demo: run {run_id} of {DEMO_RUN} started", file=sys.stderr)
         if args.no_console:
-            from tui.commands.runs import foreground
 
             return foreground(database, run_id)
         from tui.console.app import MsgrunConsole

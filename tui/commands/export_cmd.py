@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from core.delivery import export
-from core.views.exports import BadTarget, check_target, csv_lines, write_lines
+from core.views.exports import BadTarget, TargetExists, check_target, csv_lines, write_lines
+from tui.commands.common import existing_run
 from tui.errors import OperationFailed, UsageError
 from tui.progress import progress_bar
 
@@ -31,7 +32,14 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
     outcomes = ", ".join(export.OUTCOME_FILTERS)
     parser.add_argument("--outcome", help=f"only these outcomes, comma-separated ({outcomes})")
     parser.add_argument("--format", choices=("csv", "json"), default="csv", help="default csv")
-    parser.add_argument("--out", help="write to this file instead of standard output")
+    parser.add_argument(
+        "--out",
+        help="write to this file instead of standard output (a new file: one that exists "
+        "is refused unless --force)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace the --out file when it exists"
+    )
     parser.set_defaults(handler=run_export)
 
 
@@ -55,13 +63,12 @@ def _counted(rows: Iterable[dict[str, Any]], total: int, report: Any) -> Iterato
 
 def run_export(args: argparse.Namespace) -> int:
     from tui.commands.common import database
-    from tui.commands.runs import existing_run
 
     try:
         chosen = export.selection(args.state, args.outcome)
     except export.BadFilter as error:
         raise UsageError(str(error)) from None
-    target = _target(args.out)
+    target = _target(args.out, args.force)
     db = database(args.db)
     run = existing_run(db, args.run)
     rows = export.rows(db, run.id, chosen)
@@ -74,18 +81,23 @@ def run_export(args: argparse.Namespace) -> int:
     with progress_bar() as report:
         total = export.count(db, run.id) if report is not None else 0
         try:
-            write_lines(target, lines(_counted(rows, total, report)))
+            write_lines(target, lines(_counted(rows, total, report)), args.force)
+        except TargetExists as error:  # made while the export ran: still not replaced
+            raise UsageError(f"--out {error}; nothing was written (--force replaces it)") from None
         except BadTarget as error:
             raise OperationFailed(str(error)) from None
     print(f"run {run.id}: exported to {target}", file=sys.stderr)
     return 0
 
 
-def _target(path: str | None) -> Path | None:
-    """The file to write, checked before anything is read: its folder must exist."""
+def _target(path: str | None, force: bool) -> Path | None:
+    """The file to write, checked before anything is read: its folder must exist, and
+    a file already there is replaced only with ``--force``."""
     if path is None or path == "-":
         return None
     try:
-        return check_target(path)
+        return check_target(path, replace=force)
+    except TargetExists as error:
+        raise UsageError(f"{error}; nothing was written (--force replaces it)") from None
     except BadTarget as error:
         raise UsageError(str(error)) from None

@@ -15,6 +15,8 @@ from core.delivery.follow_up import (
     start_follow_up,
 )
 from core.planner.load import PlanningError
+from tui.commands.common import existing_run
+from tui.commands.foreground import foreground, sending_instant, summary
 from tui.errors import OperationFailed, UsageError
 
 
@@ -40,7 +42,6 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
 
 def run_follow_up(args: argparse.Namespace) -> int:
     from tui.commands.common import check_delivery_settings, database
-    from tui.commands.runs import existing_run, foreground, sending_instant, summary
 
     check_delivery_settings()
 

@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 report,
                 dry_run=args.check,
                 replace_organisation=args.replace_organisation,
+                # A relative documents_folder is the file's neighbour (stdin: here).
+                base=None if args.file == "-" else os.path.dirname(os.path.abspath(args.file)),
             )
     problems, counts = outcome.problems, outcome.counts
     if created is not None and (problems or args.check):

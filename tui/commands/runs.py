@@ -4,57 +4,49 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
-
-from sqlalchemy.exc import DBAPIError
 
 from core.bounces.store import ReadSummary
 from core.clock import SystemClock, format_instant
-from core.delivery.deliver import Delivery, DeliveryBroken, LeaseHeld, deliver
+from core.delivery.deliver import Delivery
+from core.delivery.export import OUTCOME_FILTERS, BadFilter, parse_list
+from core.delivery.holding import Holding, holdings
 from core.delivery.runs import (
-    AT_TOLERANCE_SECONDS,
     RunInfo,
-    UnknownRun,
     create_run,
     get_run,
     list_runs,
-    next_due_at,
-    recipient_rows,
     request_stop,
-    run_json,
     unknown_handed_on,
 )
 from core.delivery.states import (
     COMPLETED,
-    FAILED,
     HELD,
     PENDING,
     RECIPIENT_STATES,
-    RETRYING,
-    RUN_FAILED,
     RUNNING,
-    SENDING,
-    STOPPED,
     STOPPING,
     UNKNOWN,
-    WAITING,
 )
 from core.planner.load import PlanningError
 from core.planner.report import dumps
 from core.storage import Database
 from core.storage.database import error_words
-from core.views.runs import restart_check, to_send
+from core.views.runs import left_to_send, restart_check, run_show_json, show_deliveries
 from core.worker import WorkerRefused, work
 from tui import event_loop
 from tui.commands import export_cmd, follow_up_cmd
-from tui.commands.common import check_delivery_settings, database, instant
+from tui.commands.common import check_delivery_settings, database, existing_run
+from tui.commands.foreground import (
+    foreground,
+    graceful_stop,
+    next_steps,
+    sending_instant,
+    summary,
+)
+from tui.delivery_text import recipient_line
 from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
-from tui.run_progress import RunProgress
 
 
 def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -103,6 +95,13 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         help="list the recipients in these states with their SMTP replies "
         "(with --json: only those recipients); e.g. failed,unknown",
     )
+    show.add_argument(
+        "--outcome",
+        type=recipient_outcomes,
+        metavar="OUTCOME[,OUTCOME…]",
+        help="list the recipients with these outcomes of reports, as the export chooses "
+        f"({', '.join(OUTCOME_FILTERS)}); with --state, those in either",
+    )
     show.set_defaults(handler=run_show)
 
     export_cmd.add_parser(actions, common)
@@ -120,133 +119,6 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     worker.set_defaults(handler=run_worker)
 
 
-def run_id_of(text: str) -> int:
-    if not text.isdigit():
-        raise UsageError(f"unknown run {text!r} (run ids are numbers; see msgrun run list)")
-    return int(text)
-
-
-def existing_run(db: Database, text: str) -> RunInfo:
-    try:
-        return get_run(db, run_id_of(text))
-    except UnknownRun as error:
-        raise UsageError(f"{error} (see msgrun run list)") from None
-
-
-@contextmanager
-def graceful_stop(
-    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, say: Callable[[str], None]
-) -> Iterator[None]:
-    """Ctrl-C and SIGTERM stop gracefully: nothing new starts, what is in flight finishes."""
-
-    def handler() -> None:
-        if not stop.is_set():
-            say("stopping: letting the messages in flight finish…")
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, handler)
-    try:
-        yield
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-
-def exit_code(delivery: Delivery) -> int:
-    return 0 if delivery.state in (COMPLETED, WAITING) else 1
-
-
-def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> int:
-    """Deliver in this process with a progress bar on stderr; the exit code of run start."""
-    clock = SystemClock()
-    total = get_run(db, run_id).total
-
-    async def main() -> Delivery:
-        stop = asyncio.Event()
-        with (
-            RunProgress(run_id, total) as progress,
-            graceful_stop(asyncio.get_running_loop(), stop, progress.say),
-        ):
-            return await deliver(
-                db,
-                run_id,
-                clock,
-                stop=stop,
-                on_progress=progress.update,
-                resend_unknown=resend_unknown,
-            )
-
-    try:
-        delivery = event_loop.run(main())
-    except LeaseHeld as held:
-        until = format_instant(held.until) if held.until else "unknown"
-        raise OperationFailed(
-            f"run {run_id} is being delivered by {held.owner} (its lease runs until {until}); "
-            "stop it with msgrun run stop, or wait for that process"
-        ) from None
-    except (DeliveryBroken, DBAPIError) as error:
-        raise OperationFailed(
-            f"run {run_id}: {error_words(error)}; what was not sent stays to send: "
-            f"msgrun run restart {run_id} takes it up again"
-        ) from None
-    run = get_run(db, run_id)
-    print(f"run {run_id} {run.state}: {summary(run)}", file=sys.stderr)
-    if run.error:
-        print(f"  {run.error}", file=sys.stderr)
-    due = next_due_at(db, run_id) if run.state == WAITING else None
-    handed = unknown_handed_on(db, run_id) if run.counts[UNKNOWN] else 0
-    for step in next_steps(run, next_due=due, handed_on=handed):
-        print(f"  {step}", file=sys.stderr)
-    return exit_code(delivery)
-
-
-def next_steps(
-    run: RunInfo,
-    *,
-    detached: bool = False,
-    next_due: datetime | None = None,
-    handed_on: int = 0,
-) -> list[str]:
-    """What to do next with a run that ended short of ``completed`` (nothing when it is).
-
-    ``next_due``: when the next held or retrying recipient is due, if known;
-    ``handed_on``: how many of its `unknown` recipients a follow-up took (which
-    ``--resend-unknown`` leaves to it).
-    """
-    counts, steps = run.counts, []
-    if run.state in (STOPPED, RUN_FAILED) and (
-        counts[PENDING] + counts[HELD] + counts[RETRYING] + counts[SENDING]
-    ):
-        steps.append(f"next: msgrun run restart {run.id} sends what was not sent")
-    elif counts[RETRYING] + counts[HELD] and not detached:
-        when = (
-            f"; the next is due at {format_instant(next_due)}"
-            if next_due is not None
-            else " when they are due"
-        )
-        steps.append(
-            f"next: msgrun worker (or msgrun run restart {run.id}) delivers the "
-            f"{counts[RETRYING] + counts[HELD]} still to send{when}"
-        )
-    if counts[UNKNOWN] > handed_on:
-        left = counts[UNKNOWN] - handed_on
-        taken = (
-            f" ({handed_on} more handed on to a follow-up, which sends them)" if handed_on else ""
-        )
-        steps.append(
-            f"next: {left} unknown may or may not have reached the server{taken}; "
-            f"msgrun run restart {run.id} --resend-unknown sends them again "
-            f"(msgrun run show {run.id} --state unknown lists them)"
-        )
-    if counts[FAILED]:
-        steps.append(
-            f"next: msgrun run show {run.id} --state failed lists the {counts[FAILED]} failed "
-            "with the server's replies"
-        )
-    return steps
-
-
 def recipient_states(text: str) -> list[str]:
     """argparse type: a comma-separated list of recipient states."""
     states = [part.strip() for part in text.split(",") if part.strip()]
@@ -259,24 +131,12 @@ def recipient_states(text: str) -> list[str]:
     return states
 
 
-def summary(run: RunInfo) -> str:
-    return (
-        ", ".join(f"{run.counts[s]} {s}" for s in RECIPIENT_STATES if run.counts[s])
-        or "no recipients"
-    )
-
-
-def sending_instant(text: str | None, hint: str) -> datetime:
-    """``--at`` of a run that sends: now, or a later instant; one in the past is refused
-    (a run cannot send then), with ``hint`` saying how to see what would have been."""
-    at = instant(text)
-    now = SystemClock().now()
-    if text is not None and (now - at).total_seconds() > AT_TOLERANCE_SECONDS:
-        raise UsageError(
-            f"--at {text} is in the past (now {format_instant(now)}): a run cannot send "
-            f"then. {hint}"
-        )
-    return at
+def recipient_outcomes(text: str) -> list[str]:
+    """argparse type: a comma-separated list of outcomes (``bounce``, ``complaint`` …)."""
+    try:
+        return list(parse_list(text, OUTCOME_FILTERS, "outcome"))
+    except BadFilter as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run_start(args: argparse.Namespace) -> int:
@@ -362,14 +222,37 @@ def lapse_dead_here_now(db: Database, run_id: int, clock: SystemClock) -> bool:
         return lapse_dead_here(connection, run_id, clock.now())
 
 
+def holding_of(db: Database, runs: list[RunInfo]) -> dict[int, Holding]:
+    """Who delivers each run now, and which are interrupted (``core.delivery.holding``)."""
+    with db.connect() as connection:
+        return holdings(connection, runs, SystemClock().now())
+
+
+def shown_state(run: RunInfo, held: Holding) -> str:
+    """``running``, or ``running (interrupted)`` when nobody delivers it any more."""
+    return f"{run.state} (interrupted)" if held.interrupted else run.state
+
+
+def interrupted_lines(run: RunInfo, held: Holding) -> list[str]:
+    """What an interrupted run's ``run show`` says: that, who left it, and what to do."""
+    who = ", ".join(holder.words() for holder in held.held_by)
+    left = f" (it was delivered by {who}, which no longer does)" if who else ""
+    return [
+        f"interrupted: no process delivers this run any more{left}",
+        f"next: msgrun run restart {run.id} delivers what was not sent (a msgrun worker "
+        f"takes it up too); msgrun run stop {run.id} ends it stopped",
+    ]
+
+
 def run_show(args: argparse.Namespace) -> int:
     db = database(args.db)
     run = existing_run(db, args.run)
     if args.json:
-        write_out(dumps(run_json(db, run.id, states=args.state)))
+        write_out(dumps(run_show_json(db, run.id, args.state, args.outcome)))
         return 0
+    held = holding_of(db, [run])[run.id]
     lines = [
-        f"run {run.id} · {run.definition_id} · {run.state}",
+        f"run {run.id} · {run.definition_id} · {shown_state(run, held)}",
         f"planned for {format_instant(run.planned_at)} · created {format_instant(run.created_at)} "
         f"by {run.started_by}",
     ]
@@ -379,29 +262,27 @@ def run_show(args: argparse.Namespace) -> int:
         lines.append(f"ended {format_instant(run.ended_at)}")
     if run.stop_requested_by:
         lines.append(f"stop requested by {run.stop_requested_by}")
-    if run.lease_live(SystemClock().now()):
-        lines.append(f"being delivered by {run.lease_owner}")
+    if held.live:
+        lines.append(f"being delivered by {', '.join(h.words() for h in held.live)}")
+    if held.interrupted:
+        lines.append(interrupted_lines(run, held)[0])
     if run.error:
         lines.append(f"error: {run.error}")
     lines.append("")
     width = max(len(s) for s in RECIPIENT_STATES)
     lines += [f"  {s:<{width}}  {run.counts[s]:>8}" for s in RECIPIENT_STATES]
     lines.append(f"  {'total':<{width}}  {run.total:>8}")
-    if args.state:
-        rows = recipient_rows(db, run.id, args.state)
-        lines += ["", f"{len(rows)} {' or '.join(args.state)}:"]
-        for row in rows:
-            reply = " ".join(
-                str(part) for part in (row["smtp_code"], row["smtp_reply"] or row["error"]) if part
-            )
-            handed = f"  → run {row['handed_on_to']}" if row["handed_on_to"] is not None else ""
-            lines.append(
-                f"  {row['customer']}  {row['address'] or '-'}  {row['document'] or '-'}  "
-                f"{row['state']}{handed}  {reply or '(no reply)'}"
-            )
+    if args.state or args.outcome:
+        chosen = show_deliveries(db, run.id, args.state, args.outcome)
+        named = [*(args.state or ()), *(args.outcome or ())]
+        lines += ["", f"{len(chosen)} {' or '.join(named)}:"]
+        for delivery in chosen:
+            lines += recipient_line(delivery)
     handed_on = unknown_handed_on(db, run.id) if run.counts[UNKNOWN] else 0
     steps = next_steps(run, handed_on=handed_on)
-    if steps and run.state not in (RUNNING, STOPPING):
+    if held.interrupted:
+        steps = [interrupted_lines(run, held)[1], *steps]
+    if steps and (held.interrupted or run.state not in (RUNNING, STOPPING)):
         lines += ["", *steps]
     write_out("\n".join(lines))
     return 0
@@ -426,16 +307,17 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     header = ("RUN", "DEFINITION", "STATE", "CREATED", "SENT", "TO SEND", "FAILED", "UNKNOWN")
     rows = [(*header, "EXCLUDED")]
+    held = holding_of(db, runs)
     for r in runs:
         rows.append(
             (
                 str(r.id),
                 r.definition_id
                 + (f" (follows {r.follow_up_of})" if r.follow_up_of is not None else ""),
-                r.state,
+                shown_state(r, held[r.id]),
                 format_instant(r.created_at),
                 str(r.counts["sent"]),
-                str(to_send(r.counts)),
+                str(left_to_send(r.counts)),
                 str(r.counts["failed"]),
                 str(r.counts["unknown"]),
                 str(r.counts["excluded"]),

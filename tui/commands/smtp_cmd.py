@@ -9,6 +9,7 @@ import os
 import sys
 
 from core.addresses import address_problem
+from core.attachments.reckon import limit_source, size_limit
 from core.clock import SystemClock
 from core.passwords import KEYRING_ENV, SERVICE, KeyringUnavailable, store_password
 from core.planner.report import dumps
@@ -64,6 +65,16 @@ def show_step(step: Step) -> None:
     print(f"  {mark} {step.step:<9} {step.ms:8.1f} ms  {step.detail}", flush=True)
     if step.hint:
         print(f"       {'':<9} {'':>8}     → {step.hint}", flush=True)
+    if step.warning:
+        print(f"       {'':<9} {'':>8}     ! {step.warning}", flush=True)
+
+
+def size_limit_text(max_message_bytes: int | None, server_size: int | None) -> str:
+    """``size limit 10,240,000 bytes (the SIZE the server announced)``, or that there is none."""
+    limit = size_limit(max_message_bytes, server_size)
+    if limit is None:
+        return "no size limit (the server announces no SIZE and max_message_bytes is not set)"
+    return f"size limit {limit:,} bytes ({limit_source(max_message_bytes, server_size)})"
 
 
 def run_test(args: argparse.Namespace) -> int:
@@ -85,12 +96,15 @@ def run_test(args: argparse.Namespace) -> int:
     report: CheckReport = event_loop.run(
         check_profile(profile, os.environ, to=args.to, on_step=None if args.json else show_step)
     )
-    record_result(db, profile.id, report.ok, SystemClock().now())
+    record_result(db, profile.id, report.ok, SystemClock().now(), report)
     if args.json:
         write_out(dumps(report.as_json()))
     else:
-        verdict = "every step passed" if report.ok else f"failed at {report.steps[-1].step}"
+        verdict = "every step passed" if report.ok else f"failed at {report.failed_step}"
         print(f"{profile.id}: {verdict}")
+        if report.ehlo_seen:
+            print(f"{profile.id}: {size_limit_text(profile.max_message_bytes, report.server_size)}")
+        print(f"{profile.id}: {report.sender_auth_verdict}")
         if args.transcript:
             print("\nTranscript:")
             for line in report.transcript:

@@ -69,6 +69,9 @@ class MsgrunConsole(App[None]):
         self.run_changes: RunChanges | None = None
         # Notices raised while a confirmation is asked: shown once it is answered.
         self._held: list[Callable[[], None]] = []
+        # The failure of the last load, once notified: the same failure again (every
+        # poll, every key) is not stacked notice upon notice.
+        self._load_failure: str | None = None
 
     def on_mount(self) -> None:
         from tui.console.runs_screen import RunsScreen
@@ -119,21 +122,25 @@ class MsgrunConsole(App[None]):
     def _done(self, screen: LiveScreen, data: Any, error: Exception | None) -> None:
         self._polling = False
         if error is not None:
-            self.notify(
-                error_line(error),
-                title="Could not read the database",
-                severity="error",
-                timeout=10,
-            )
+            self._load_failed(error)
         elif screen.is_attached and not screen.is_mounted:
             # Read before its widgets were there (a busy machine): read again shortly.
             self.set_timer(0.05, self.refresh_screen)
         elif screen.is_attached:
+            self._load_failure = None
             with self.batch_update():
                 screen.show(data)
         if self._again:
             self._again = False
             self.refresh_screen()
+
+    def _load_failed(self, error: Exception) -> None:
+        """A notice of a failed load; the same failure again is not another notice."""
+        line = error_line(error)
+        if line == self._load_failure:
+            return
+        self._load_failure = line
+        self.notify(line, title="Could not read the database", severity="error", timeout=10)
 
     # -- confirmed writes, off the UI thread ---------------------------------------
 

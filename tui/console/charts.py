@@ -118,7 +118,8 @@ class SplitBar(Chart):
                 [""],
                 [[n] for _, n in cells],
                 orientation="horizontal",
-                color=[PART_RGB.get(name, OTHER_RGB) for name, _ in cells],
+                # One colour a part: Plotext takes a list, which its type hints leave out.
+                color=[PART_RGB.get(name, OTHER_RGB) for name, _ in cells],  # type: ignore[arg-type]
                 width=1,
             )
             plt.xlim(0, sum(n for _, n in cells))

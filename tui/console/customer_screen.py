@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Static
 
+from core.attachments.evidence import sent_lines
 from core.clock import format_instant
 from core.planner.load import PlanningError
 from core.views.customers import (
@@ -39,8 +40,7 @@ def recorded_lines(recorded: RecordedRecipient) -> list[str]:
     d, o = recorded.detail, recorded.outcome
     label = "  ".join(x for x in (d.address or "(no address)", d.document_id, d.label) if x)
     lines = [
-        f"Run {d.run_id} · {d.definition_id} · recipient {d.position + 1}, as the run "
-        "recorded it",
+        f"Run {d.run_id} · {d.definition_id} · recipient {d.position + 1}, as the run recorded it",
         f"{INDENT}{label}",
         f"{INDENT}decision  {d.decision}",
     ]
@@ -55,6 +55,9 @@ def recorded_lines(recorded: RecordedRecipient) -> list[str]:
         lines.append(f"{INDENT}delivery  {d.state} · {plural(d.attempts, 'attempt')}{when}")
         if d.outcome:
             lines.append(f"{INDENT}{'':10}{d.outcome}")
+        # The SHA-256 of each is in the recipient's view (m) and run show --json.
+        carried = sent_lines(d.attachments, d.state, d.sent_at, with_sha256=False)
+        lines += [f"{INDENT}{'':10}{line}" for line in carried]
     if o is None:
         lines.append(f"{INDENT}outcome   none reported")
     else:
@@ -90,8 +93,7 @@ def drill_down_text(loaded: DrillDown) -> str:
     if loaded.recorded is not None:
         heading = f"Decisions at {format_instant(loaded.report.at)}:"
         lines = [
-            f"What a plan would decide now ({format_instant(loaded.report.at)}), with "
-            "today's data:"
+            f"What a plan would decide now ({format_instant(loaded.report.at)}), with today's data:"
             if line == heading
             else line
             for line in lines

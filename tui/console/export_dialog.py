@@ -1,9 +1,13 @@
-"""``e`` on a run: the recipients the filter shows, written to a CSV file off the UI thread."""
+"""``e`` on a run: the recipients the filter shows, written to a CSV file off the UI thread.
+
+A file that exists is replaced only once a confirmation says so.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rich.filesize import decimal
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,7 +17,8 @@ from textual.widgets import Input, Static
 
 from core.delivery.export import Selection
 from core.storage import Database
-from core.views.exports import BadTarget, check_target, default_name, export_csv
+from core.views.exports import BadTarget, TargetExists, check_target, default_name, export_csv
+from tui.console.confirm import Confirm
 from tui.console.widgets import FieldInput
 
 
@@ -49,22 +54,48 @@ class ExportDialog(ModalScreen[tuple[Path, int] | None]):
         event.stop()
         if self.writing:
             return
+        self._start(event.value, replace=False)
+
+    def _start(self, path: str, replace: bool) -> None:
         self.writing = True
         self.query_one("#export-error", Static).update("writing…")
-        path = event.value
-        self.run_worker(lambda: self._write(path), thread=True, group="export")
+        self.run_worker(lambda: self._write(path, replace), thread=True, group="export")
 
-    def _write(self, path: str) -> None:
-        """In a worker thread: check the path, then write the file whole."""
+    def _write(self, path: str, replace: bool) -> None:
+        """In a worker thread: check the path, then write the file whole (a file that
+        exists: only once ``replace`` is confirmed)."""
         try:
-            target = check_target(path, "file")
-            written = export_csv(self.database, self.run_id, self.chosen, target)
+            target = check_target(path, "file", replace)
+            written = export_csv(self.database, self.run_id, self.chosen, target, replace=replace)
+        except TargetExists as error:
+            self.app.call_from_thread(self._ask_to_replace, path, error.target)
         except BadTarget as error:
             self.app.call_from_thread(self._failed, str(error))
         except Exception as error:  # shown in the dialog; never a traceback
             self.app.call_from_thread(self._failed, f"{type(error).__name__}: {error}")
         else:
             self.app.call_from_thread(self.dismiss, (target.resolve(), written))
+
+    def _ask_to_replace(self, path: str, target: Path) -> None:
+        try:
+            size = f"It holds {decimal(target.stat().st_size)}, which would be lost."
+        except OSError:
+            size = "What it holds would be lost."
+        link = " (a link: the file it points at is replaced)" if target.is_symlink() else ""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start(path, replace=True)
+            else:
+                self._failed(f"{path} exists and was not replaced: name another file")
+
+        self.app.push_screen(
+            Confirm(
+                f"Replace {escape(path)}?",
+                f"The file exists{escape(link)}. {size} The export is written in its place.",
+            ),
+            answered,
+        )
 
     def _failed(self, why: str) -> None:
         self.writing = False

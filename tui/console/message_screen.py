@@ -14,10 +14,14 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
+from core.attachments.evidence import sent_lines
 from core.delivery.preview import recipient_message
+from core.templating import RenderError
+from core.views.deliveries import Delivery
 from core.views.runs import RecipientDetail, recipient_detail
 from tui.console.formatting import plural, styled
 from tui.console.live import LiveScreen
+from tui.delivery_text import attempt_lines, outcome_lines
 
 SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 
@@ -35,9 +39,12 @@ def delivery_lines(detail: RecipientDetail) -> list[str]:
         f"state {styled(detail.state)} · {plural(detail.attempts, 'attempt')} · "
         f"last change {when(detail.updated_at)}",
     ]
+    d = detail.delivery
     if detail.sent_at is not None:
         lines.append(f"sent at {when(detail.sent_at)}")
-    if detail.send_after is not None and detail.state == "held":
+    if d is not None and d.held_until is not None:
+        lines.append(escape(f"held {d.held_words()}"))
+    elif detail.send_after is not None and detail.state == "held":
         lines.append(f"held until {when(detail.send_after)}")
     if detail.next_attempt_at is not None and detail.state == "retrying":
         lines.append(f"next attempt {when(detail.next_attempt_at)}")
@@ -45,12 +52,29 @@ def delivery_lines(detail: RecipientDetail) -> list[str]:
         lines.append(escape(detail.exclusion()))
     elif detail.by_msgrun:
         lines.append(f"msgrun's own verdict (the server said nothing): {escape(detail.outcome)}")
+    elif d is not None and d.settled is not None:
+        lines.append(f"settled: {escape(d.settled)}")
     elif detail.smtp_code:
         lines.append(f"the server replied: {escape(detail.outcome)}")
     elif detail.error:
         lines.append(f"error: {escape(detail.error)}")
     elif detail.state in ("pending", "held", "sending"):
         lines.append("no reply yet")
+    lines += [escape(line) for line in sent_lines(detail.attachments, detail.state, detail.sent_at)]
+    return lines + (answer_lines(d) if d is not None else [])
+
+
+def answer_lines(d: Delivery) -> list[str]:
+    """After sending: every attempt, every report about it, and where it was handed on."""
+    lines = []
+    if d.attempt_log:
+        lines.append("[b]Attempts[/b] [dim](UTC)[/]")
+        lines += [escape(line) for line in attempt_lines(d, "  ")]
+    if d.outcomes:
+        lines.append("[b]Reports[/b]")
+        lines += [escape(line) for line in outcome_lines(d, "  ")]
+    if d.handed_on_to is not None:
+        lines.append(f"handed on to follow-up run {d.handed_on_to}: this run sends it no more")
     return lines
 
 
@@ -105,6 +129,9 @@ class MessageScreen(LiveScreen):
             )
         except (LookupError, ValueError) as error:
             return detail, "no message", str(error).encode()
+        except RenderError as error:  # the recipient's reason, not a fault of the console
+            why = f"No message: its template fails to render for this recipient ({error})."
+            return detail, "no message", why.encode()
 
     def show(self, data: Any) -> None:
         if data is None:

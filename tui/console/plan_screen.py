@@ -191,7 +191,9 @@ class PlanScreen(LiveScreen):
             if rest:
                 more = " · ".join(f"{code} {n}" for code, n in rest)
                 notes.append(escape(clip(f"and {len(rest)} more: {more}", self.app.size.width - 2)))
-        notes += [f"[yellow]! {escape(w)}[/]" for w in plan.warnings]
+        # A warning may name a hundred customers: two lines of it, the rest in `msgrun plan`.
+        room = 2 * (self.app.size.width - 4)
+        notes += [f"[yellow]! {escape(clip(w, room))}[/]" for w in plan.warnings]
         self.query_one("#plan-summary", Static).update("\n".join(lines))
         self.query_one("#plan-reasons", CountBars).show_counts(dict(shown))
         notes_box = self.query_one("#plan-notes", Static)

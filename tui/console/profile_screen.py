@@ -38,6 +38,8 @@ def step_lines(step: Step) -> str:
     line = f"{mark} [b]{step.step:<9}[/b] {step.ms:7.1f} ms  {escape(step.detail)}"
     if step.hint:
         line += f"\n  [yellow]→ {escape(step.hint)}[/]"
+    if step.warning:
+        line += f"\n  [yellow]! {escape(step.warning)}[/]"
     return line
 
 
@@ -270,10 +272,16 @@ class ProfileScreen(LiveScreen):
             sent = f": a test message went to {escape(to)}" if to else ""
             self.verdict = f"[b green]Every step passed{sent}.[/]"
         else:
-            self.verdict = f"[b red]Failed at {report.steps[-1].step}.[/]"
+            self.verdict = f"[b red]Failed at {report.failed_step}.[/]"
+        auth = report.sender_auth_verdict
+        self.verdict += (
+            f"\n[green]{auth}.[/]" if report.sender_auth_ok else f"\n[b yellow]{auth}.[/]"
+        )
         if record:
             at = console.clock.now()
-            await asyncio.to_thread(record_result, self.database, settings.id, report.ok, at)
+            await asyncio.to_thread(
+                record_result, self.database, settings.id, report.ok, at, report
+            )
             self.summary = await asyncio.to_thread(
                 lambda: read_stored(self.database, self.profile_id).summary
             )

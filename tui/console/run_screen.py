@@ -129,6 +129,36 @@ WIDE = 100  # columns from which the footer has room to spare
 STATE_ACTIONS = frozenset({"stop", "restart", "resend_unknown", "follow_up"})
 
 
+def launch_restart(screen: LiveScreen, run_id: int, resend_unknown: bool = False) -> None:
+    """Deliver the run again from a process of its own (``run restart``)."""
+    console = screen.console
+    console.perform(
+        lambda: console.launch(console.db_url, run_id, resend_unknown=resend_unknown),
+        lambda _: screen.notify(f"run {run_id} restarted"),
+        failure=f"Could not restart run {run_id}",
+    )
+
+
+def confirm_restart(screen: LiveScreen, run_id: int) -> None:
+    """Ask, then restart the run (the run screen's R, and the runs list's for an
+    interrupted run)."""
+    screen.app.push_screen(
+        Confirm(
+            f"Restart run {run_id}?",
+            "Sends what was not sent: pending, due retries, due held. Never a sent "
+            "recipient; `unknown` ones only with U.",
+        ),
+        lambda yes: launch_restart(screen, run_id) if yes else None,
+    )
+
+
+def interrupted_words(progress: RunProgress) -> str:
+    """Why an interrupted run sends nothing, and what to do."""
+    who = ", ".join(holder.words() for holder in progress.holding.held_by)
+    left = f" ({who} delivered it, and no longer does)" if who else ""
+    return f"interrupted: no process delivers this run any more{left} · R restarts it"
+
+
 class RunScreen(LiveScreen):
     AUTO_FOCUS = "#recipients"
     PURPOSE = (
@@ -182,6 +212,7 @@ class RunScreen(LiveScreen):
         self.rows: list[RecipientView] = []
         self.run_state = ""
         self.run: RunInfo | None = None  # as the last poll read it
+        self.progress: RunProgress | None = None  # with who delivers it
         self.widths: dict[str, int] = {}
         self.rate: SendRate | None = None  # the sending rate as last read
         self.rate_read_at = -RATE_SECONDS  # monotonic time it was read
@@ -216,15 +247,23 @@ class RunScreen(LiveScreen):
         yield Footer(compact=narrow, show_command_palette=not narrow)
 
     def _fit_page(self) -> None:
-        """The window is as tall as the table (less its header); read again if it grew."""
+        """The window is as tall as the table (less its header); read again if that changed
+        what it holds."""
         table = self.query_one("#recipients", WindowTable)
         if not table.display or table.size.height <= 1:
             return
         page = max(LEAST_PAGE, table.size.height - 1)
-        if page != self.page:
+        # A window read before the table had its height may hold more rows than fit:
+        # read it again at the height (the last window stays the last), so the count
+        # under the table says what is shown.
+        over = len(self.rows) > page
+        if page != self.page or over:
             grew = page > len(self.rows)
             self.page = page
-            if grew:
+            end = self.painted_offset + len(self.rows)
+            if over and self.painted_offset > 0 and end >= self.matching:
+                self.want_last = True
+            if grew or over:
                 self.console.refresh_screen()
 
     def on_resize(self) -> None:
@@ -273,6 +312,7 @@ class RunScreen(LiveScreen):
             matching=matching,
             last=last,
             outcome=self.outcome,
+            now=self.console.clock.now(),
         )
         if counted:
             self.search_counts[key] = (time.monotonic(), window.matching)
@@ -282,9 +322,7 @@ class RunScreen(LiveScreen):
         ended = window.progress.run.state in ENDED
         # Read once more when the run is seen ended (it may have ended within the
         # seconds since the last read), then never again.
-        if not self.rate_final and (
-            ended or time.monotonic() - self.rate_read_at >= RATE_SECONDS
-        ):
+        if not self.rate_final and (ended or time.monotonic() - self.rate_read_at >= RATE_SECONDS):
             rate = send_rate(self.console.database, self.run_id)
             self.rate_read_at = time.monotonic()
             self.rate_final = ended
@@ -301,13 +339,16 @@ class RunScreen(LiveScreen):
         self.painted_offset = window.offset
         was = self.offered() if self.run is not None else None
         self.rows, self.matching, self.run_state = window.rows, window.matching, run.state
-        self.run = run
+        self.run, self.progress = run, progress
         if self.offered() != was:  # the footer follows the run's state
             self.refresh_bindings()
+        interrupted = " [b red](interrupted)[/]" if progress.interrupted else ""
         summary = (
-            f"{escape(run.definition_id)} · {styled(run.state)} · planned "
+            f"{escape(run.definition_id)} · {styled(run.state)}{interrupted} · planned "
             f"{run.planned_at:%Y-%m-%d %H:%M} UTC · by {escape(run.started_by)}"
         )
+        if progress.interrupted:
+            summary += f"\n[b red]{escape(interrupted_words(progress))}[/]"
         if run.error:
             summary += f"\n[red]{escape(run.error)}[/]"
         show_text(self.query_one("#run-summary", Static), summary)
@@ -345,10 +386,14 @@ class RunScreen(LiveScreen):
             rate = SendRate([], 1, None, None)
         line = self.query_one("#rate-line", Sparkline)
         line.data = rate.per_second or [0.0]
-        # Nothing sent yet: no line at all (an empty one would draw as a full bar).
-        line.display = bool(rate.per_second)
+        # Nothing sent yet: no line at all (an empty one would draw as a full bar); an
+        # interrupted run sends nothing, whatever it sent before.
+        interrupted = window.progress.interrupted
+        line.display = bool(rate.per_second) and not interrupted
         every = f" ({rate.bucket_seconds}s)" if rate.bucket_seconds > 1 else ""
         peak = f"peak {rate.peak:.1f}/s{every}" if rate.per_second else " nothing sent yet"
+        if interrupted:
+            peak = " none: interrupted, nothing is being sent"
         show_text(self.query_one("#rate-peak", Static), peak)
         parts = settled_parts(window.progress.run, window.outcome_counts)
         box = self.query_one("#run-parts", Horizontal)
@@ -487,8 +532,11 @@ class RunScreen(LiveScreen):
         unsent = sum(counts.get(state, 0) for state in ("pending", "held", "retrying", "sending"))
         can = {
             "stop": self.run_state not in ENDED,
-            # Restart is offered when it has something to send (R still asks, and says).
-            "restart": unsent > 0 and restart_check(self.run_id, self.run_state).allowed,
+            # Restart is offered when it has something to send and no live process
+            # delivers it (an interrupted run above all); R still asks, and says.
+            "restart": unsent > 0
+            and restart_check(self.run_id, self.run_state).allowed
+            and not (self.progress is not None and self.progress.delivered_now),
             "resend_unknown": counts.get("unknown", 0) > 0,
             "follow_up": self.run_state not in ("running", "stopping"),
         }
@@ -527,27 +575,12 @@ class RunScreen(LiveScreen):
             answered,
         )
 
-    def _restart(self, resend_unknown: bool) -> None:
-        console, run_id = self.console, self.run_id
-        console.perform(
-            lambda: console.launch(console.db_url, run_id, resend_unknown=resend_unknown),
-            lambda _: self.notify(f"run {run_id} restarted"),
-            failure=f"Could not restart run {run_id}",
-        )
-
     def action_restart(self) -> None:
         check = restart_check(self.run_id, self.run_state)
         if not check.allowed:
             self.notify(check.why)
             return
-        self.app.push_screen(
-            Confirm(
-                f"Restart run {self.run_id}?",
-                "Sends what was not sent: pending, due retries, due held. Never a sent "
-                "recipient; `unknown` ones only with U.",
-            ),
-            lambda yes: self._restart(False) if yes else None,
-        )
+        confirm_restart(self, self.run_id)
 
     def action_resend_unknown(self) -> None:
         unknown = self.run.counts["unknown"] if self.run is not None else 0
@@ -561,7 +594,7 @@ class RunScreen(LiveScreen):
                 "the message. Each keeps its Message-ID, so a receiving system can spot "
                 "a duplicate.",
             ),
-            lambda yes: self._restart(True) if yes else None,
+            lambda yes: launch_restart(self, self.run_id, resend_unknown=True) if yes else None,
         )
 
     def action_export(self) -> None:

@@ -38,11 +38,19 @@ COLUMNS: list[Column] = [
     ("ETA", 7, 7),
 ]
 GIVE_WAY = ["ETA", "Rate", "Held", "Definition"]
+NARROW_BELOW = 100  # columns under which the footer has no room to spare
 
 
 def column_widths(width: int) -> dict[str, int]:
     """Columns sized to the terminal (less the scrollbar and the table's edge)."""
     return fit_columns(width - 3, COLUMNS, GIVE_WAY)
+
+
+def state_cell(run: RunProgress) -> str:
+    """The run's state; ``running (interrupted)`` when no process delivers it any more."""
+    if run.interrupted:
+        return f"{styled(run.state)} [b red](interrupted)[/]"
+    return styled(run.state)
 
 
 def run_cell(run: RunProgress) -> str:
@@ -64,6 +72,8 @@ class RunsScreen(TableScreen[RunProgress]):
         Binding("c", "customer", "Customer", id="runs.customer"),
         Binding("p", "profiles", "SMTP profiles", id="runs.profiles"),
         Binding("t", "routines", "Routines", id="runs.routines"),
+        # Offered while the highlighted run is interrupted (check_action).
+        Binding("R", "restart", "Restart", key_display="R", id="runs.restart"),
         # Not in the footer: at 80 columns it would push `? Help` out; help and palette list it.
         Binding("b", "bounces", "Bounces", show=False, id="runs.bounces"),
         Binding("j", "cursor_down", "Down", show=False, id="runs.down"),
@@ -99,7 +109,7 @@ class RunsScreen(TableScreen[RunProgress]):
             self._paint()
 
     def load(self) -> Any:
-        return runs_overview(self.console.database)
+        return runs_overview(self.console.database, now=self.console.clock.now())
 
     def show(self, data: Any) -> None:
         overview: RunsOverview = data
@@ -113,8 +123,11 @@ class RunsScreen(TableScreen[RunProgress]):
             self.previous[run.id] = (now, run.done)
         self._paint()
         runs, definitions = overview.runs, overview.definitions
+        interrupted = (
+            f"[b red]{overview.interrupted} interrupted[/] · " if overview.interrupted else ""
+        )
         summary = (
-            f"{plural(len(runs), 'run')} · {overview.running} running · "
+            f"{plural(len(runs), 'run')} · {overview.running} running · {interrupted}"
             f"{plural(definitions, 'definition')}"
             if runs
             else f"No runs yet. {plural(definitions, 'definition')}: press [b]n[/b] to plan "
@@ -123,7 +136,8 @@ class RunsScreen(TableScreen[RunProgress]):
         self.query_one("#runs-summary", Static).update(summary)
 
     def _rate_and_eta(self, run: RunProgress) -> tuple[str, str]:
-        rate = self.rates.get(run.id) if run.state == "running" else None
+        # An interrupted run sends nothing: no rate, no ETA.
+        rate = self.rates.get(run.id) if run.state == "running" and not run.interrupted else None
         eta = (run.to_send - run.done) / rate if rate else None
         return (f"{rate:.1f}/s" if rate else "-"), (duration(eta) if eta else "-")
 
@@ -136,7 +150,7 @@ class RunsScreen(TableScreen[RunProgress]):
             cells = {
                 "Run": run_cell(run),
                 "Definition": clip(run.run.definition_id, self.widths.get("Definition", 0)),
-                "State": styled(run.state),
+                "State": state_cell(run),
                 "Progress": f"{run.done}/{run.to_send}",
                 "Sent": str(run.count("sent")),
                 "Failed": str(run.count("failed")),
@@ -155,11 +169,26 @@ class RunsScreen(TableScreen[RunProgress]):
     def on_data_table_row_highlighted(self) -> None:
         self._run_line()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "restart":
+            run = self.selected()
+            return run is not None and run.interrupted
+        return True
+
+    def action_restart(self) -> None:
+        run = self.selected()
+        if run is not None and run.interrupted:
+            from tui.console.run_screen import confirm_restart
+
+            confirm_restart(self, run.id)
+
     def _run_line(self) -> None:
         """The highlighted run in one line, with what the columns that gave way would show."""
         run = self.selected()
         text = ""
-        if run is not None:
+        if run is not None and run.interrupted:
+            text = f"run {run.id} is interrupted: no process delivers it any more · R restarts it"
+        elif run is not None:
             rate, eta = self._rate_and_eta(run)
             of = run.run.follow_up_of
             follows = f" (follows up run {of})" if of is not None else ""
@@ -168,6 +197,17 @@ class RunsScreen(TableScreen[RunProgress]):
                 f"{rate} · ETA {eta} · by {run.run.started_by}"
             )
         self.query_one("#run-line", Static).update(escape(clip(text, self.app.size.width - 2)))
+        self._footer()
+
+    def _footer(self) -> None:
+        """Restart is offered while the highlighted run is interrupted; below 100 columns
+        the footer then closes up and leaves the palette's key to the help (?), so that
+        every key still fits."""
+        run = self.selected()
+        squeezed = run is not None and run.interrupted and self.app.size.width < NARROW_BELOW
+        footer = self.query_one(Footer)
+        footer.compact, footer.show_command_palette = squeezed, not squeezed
+        self.refresh_bindings()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a row (the table takes the key itself)."""

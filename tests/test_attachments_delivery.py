@@ -1,0 +1,226 @@
+"""Sending with attachments: each customer's own file, never a message without it,
+the evidence of what each message carried, and a follow-up once the file is back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import threading
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.clock import SystemClock, parse_instant
+from core.delivery import export
+from core.delivery.export import Selection
+from core.delivery.follow_up import start_follow_up
+from core.delivery.runs import get_run, recipient_rows
+from core.storage import Database
+from core.views.runs import recipient_detail
+from fixtures.smtp_servers import Faults, SmtpServer
+from tests.attachment_support import pdf_bytes, sha256
+from tests.delivery_support import AT, assert_counts_match_rows, deliver_now, document, new_run
+from tests.test_delivery import _deliver_in_thread
+
+pytestmark = pytest.mark.usefixtures("sending_ways")
+
+
+def invoices(folder: Path, count: int, port: int, **profile: Any) -> dict[str, Any]:
+    """``count`` customers, each with their own invoice PDF in ``folder``."""
+    doc = document(count, port, **profile)
+    doc["organisation"]["documents_folder"] = str(folder)
+    (folder / "2026").mkdir(parents=True, exist_ok=True)
+    for i, item in enumerate(doc["documents"]):
+        (folder / "2026" / f"{item['number']}.pdf").write_bytes(pdf_bytes(f"invoice {i}", i))
+        item["files"] = [{"path": f"2026/{item['number']}.pdf"}]
+    return doc
+
+
+def attachments_of(message: EmailMessage) -> list[tuple[str | None, bytes]]:
+    return [
+        (part.get_filename(), part.get_payload(decode=True))  # type: ignore[misc]
+        for part in message.iter_attachments()
+    ]
+
+
+def test_each_customer_gets_their_own_invoice_and_the_evidence_says_which(
+    db: Database, tmp_path: Path
+) -> None:
+    with SmtpServer() as server:
+        run_id = new_run(db, invoices(tmp_path, 5, server.port))
+        assert deliver_now(db, run_id).state == "completed"
+        received = {m.recipient: m.message for m in server.messages()}
+    rows = recipient_rows(db, run_id)
+    assert len(received) == 5
+    for i, row in enumerate(rows):
+        own = (tmp_path / "2026" / f"2026-{i:05d}.pdf").read_bytes()
+        message = received[f"p{i}@example.org"]
+        assert isinstance(message, EmailMessage)
+        assert message.get_content_type() == "multipart/mixed"
+        assert attachments_of(message) == [(f"2026-{i:05d}.pdf", own)]  # theirs, nobody else's
+        assert row["attachments"] == [
+            {"name": f"2026-{i:05d}.pdf", "bytes": len(own), "sha256": sha256(own)}
+        ]
+    assert assert_counts_match_rows(db, run_id)["sent"] == 5
+
+
+def test_the_definitions_own_file_goes_with_every_message_after_the_documents(
+    db: Database, tmp_path: Path
+) -> None:
+    terms = pdf_bytes("Terms and conditions")
+    with SmtpServer() as server:
+        doc = invoices(tmp_path, 3, server.port)
+        (tmp_path / "terms").mkdir()
+        (tmp_path / "terms" / "Allgemeine Geschäftsbedingungen.pdf").write_bytes(terms)
+        doc["definitions"][0]["template"]["attachments"] = {
+            "files": ["terms/Allgemeine Geschäftsbedingungen.pdf"]
+        }
+        run_id = new_run(db, doc)
+        assert deliver_now(db, run_id).state == "completed"
+        messages = [m.message for m in server.messages()]
+    for message in messages:
+        assert isinstance(message, EmailMessage)
+        names = [name for name, _ in attachments_of(message)]
+        assert names[1] == "Allgemeine Geschäftsbedingungen.pdf"
+        assert attachments_of(message)[1][1] == terms
+
+
+def test_a_file_gone_at_sending_fails_that_recipient_and_a_follow_up_sends_it_once_back(
+    db: Database, tmp_path: Path
+) -> None:
+    # One connection: the second message is built only once the first is answered.
+    gate, held = threading.Event(), threading.Event()
+    with SmtpServer(faults=Faults(data_gate=gate, data_held=held)) as server:
+        run_id = new_run(db, invoices(tmp_path, 3, server.port, max_connections=1))
+        second = tmp_path / "2026" / "2026-00001.pdf"
+        kept = second.read_bytes()
+        thread, outcome = _deliver_in_thread(db, run_id)
+        assert held.wait(30), "the first message never reached DATA"
+        second.unlink()  # deleted while the first message is at the server
+        gate.set()
+        thread.join(60)
+        assert outcome[0].state == "completed_with_failures"  # type: ignore[attr-defined]
+        assert server.recipients() == {"p0@example.org": 1, "p2@example.org": 1}
+        failed = recipient_rows(db, run_id)[1]
+        assert failed["state"] == "failed"
+        assert failed["reasons"] == [
+            {
+                "code": "document_file_missing",
+                "detail": "2026/2026-00001.pdf: no such file",
+            }
+        ]
+        assert failed["attachments"] == []
+        rows = {row["address"]: row for row in export.rows(db, run_id, Selection())}
+        assert rows["p1@example.org"]["reasons"] == "document_file_missing"
+        assert rows["p1@example.org"]["attachments"] is None
+        assert (
+            rows["p0@example.org"]["attachments"]
+            == "2026-00000.pdf ("
+            + str((tmp_path / "2026" / "2026-00000.pdf").stat().st_size)
+            + " bytes)"
+        )
+
+        second.write_bytes(kept)  # the billing system made it again
+        follow_up = start_follow_up(
+            db, run_id, Selection(), parse_instant(AT), SystemClock(), started_by="test"
+        )
+        assert deliver_now(db, follow_up).state == "completed"
+        again = [m for m in server.messages() if m.recipient == "p1@example.org"]
+    [message] = [m.message for m in again]
+    assert isinstance(message, EmailMessage)
+    assert attachments_of(message) == [("2026-00001.pdf", kept)]
+    [row] = recipient_rows(db, follow_up)
+    assert row["attachments"][0]["sha256"] == sha256(kept)
+
+
+def test_a_link_swapped_in_after_planning_is_never_read(db: Database, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.pdf"
+    secret.write_bytes(b"%PDF someone else's")
+    folder = tmp_path / "docs"
+    with SmtpServer() as server:
+        run_id = new_run(db, invoices(folder, 2, server.port))
+        first = folder / "2026" / "2026-00000.pdf"
+        first.unlink()
+        os.symlink(secret, first)
+        deliver_now(db, run_id)
+        assert server.recipients() == {"p1@example.org": 1}
+        assert all(b"someone else" not in m.data for m in server.messages())
+    [failed, _] = recipient_rows(db, run_id)
+    assert failed["state"] == "failed"
+    assert failed["reasons"][0]["code"] == "document_file_missing"
+    assert "leads outside the documents folder" in failed["reasons"][0]["detail"]
+
+
+def test_twenty_files_missing_in_a_row_end_the_run_with_the_rest_pending(
+    db: Database, tmp_path: Path
+) -> None:
+    with SmtpServer() as server:
+        run_id = new_run(db, invoices(tmp_path, 30, server.port, max_connections=1))
+        for pdf in (tmp_path / "2026").iterdir():
+            pdf.unlink()
+        delivery = deliver_now(db, run_id)
+        assert server.messages() == []
+    assert delivery.state == "failed"
+    assert "20 recipients in a row had a file missing" in (delivery.error or "")
+    counts = assert_counts_match_rows(db, run_id)
+    assert counts["sent"] == 0 and counts["failed"] >= 20 and counts["pending"] > 0
+
+
+def test_a_documents_folder_gone_ends_the_run_with_everything_pending(
+    db: Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    with SmtpServer() as server:
+        run_id = new_run(db, invoices(folder, 3, server.port))
+        folder.rename(tmp_path / "moved")
+        delivery = deliver_now(db, run_id)
+        assert server.messages() == []
+    assert delivery.state == "failed"
+    assert "documents folder" in (delivery.error or "")
+    assert assert_counts_match_rows(db, run_id)["pending"] == 3
+
+
+def test_a_message_over_the_servers_size_is_never_sent(db: Database, tmp_path: Path) -> None:
+    with SmtpServer() as server:
+        doc = invoices(tmp_path, 1, server.port, max_message_bytes=12_000)
+        run_id = new_run(db, doc)  # planned while it was small enough: a bigger file now
+        (tmp_path / "2026" / "2026-00000.pdf").write_bytes(pdf_bytes("big", 20_000))
+        deliver_now(db, run_id)
+        assert server.messages() == []
+    [row] = recipient_rows(db, run_id)
+    assert row["state"] == "failed"
+    assert row["reasons"][0]["code"] == "message_too_large"
+    assert (
+        "over the limit of 12,000 bytes (the profile's max_message_bytes)"
+        in (row["reasons"][0]["detail"])
+    )
+
+
+def test_the_recipient_view_and_the_export_show_what_was_attached(
+    db: Database, tmp_path: Path
+) -> None:
+    with SmtpServer() as server:
+        run_id = new_run(db, invoices(tmp_path, 1, server.port))
+        deliver_now(db, run_id)
+    own = (tmp_path / "2026" / "2026-00000.pdf").read_bytes()
+    detail = recipient_detail(db, run_id, 0)
+    from core.attachments.evidence import sent_lines
+
+    [line] = sent_lines(detail.attachments, detail.state, detail.sent_at)
+    assert line.startswith(f"sent 2026-00000.pdf, {len(own)} bytes, ")
+    assert line.endswith(f"· sha256 {sha256(own)}")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=export.COLUMNS)
+    writer.writeheader()
+    writer.writerows(export.rows(db, run_id, Selection()))
+    [row] = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    assert list(row)[-2:] == ["message_id", "attachments"]
+    assert row["attachments"] == f"2026-00000.pdf ({len(own)} bytes)"
+    assert json.loads(json.dumps(recipient_rows(db, run_id)))[0]["attachments"][0]["bytes"] == len(
+        own
+    )
+    assert get_run(db, run_id).state == "completed"
