@@ -54,6 +54,8 @@ def test_a_broadcast_attaches_no_document_files_and_may_not_ask_to(
     db: Database, tmp_path: Path, minimal: dict[str, Any]
 ) -> None:
     minimal["definitions"][0]["kind"] = "broadcast"
+    # A broadcast's template may not use `document` either (that is said on its own).
+    minimal["definitions"][0]["template"]["subject"] = "News"
     minimal["definitions"][0]["template"]["attachments"] = {"document_files": True}
     assert problems_of(db, minimal) == [
         "definitions[0].template.attachments.document_files: a definition of kind broadcast "
