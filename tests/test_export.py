@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -331,3 +332,67 @@ def test_a_file_made_while_the_export_runs_is_not_replaced(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.csv"]
     assert write_lines(target, lines(), replace=True) == 2
     assert target.read_bytes() == b"header\r\nrow\r\n"
+
+
+def _export_process(db: Database, run_id: int, out: str, stdout: Any) -> Any:
+    """``msgrun run export RUN --out OUT`` as a process of its own, its stdout ``stdout``."""
+    import subprocess
+    import sys
+
+    msgrun = str(Path(sys.executable).with_name("msgrun"))
+    return subprocess.Popen(
+        [msgrun, "run", "export", str(run_id), "--out", out, "--db", url_of(db)],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.parametrize("out", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_out_writes_into_a_standard_output_that_is_a_pipe_without_force(
+    sqlite_db: Database, out: str
+) -> None:
+    import subprocess
+
+    run_id = _delivered_run(sqlite_db)
+    process = _export_process(sqlite_db, run_id, out, subprocess.PIPE)
+    received, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert received.startswith(b"customer,customer_name") and received.count(b"\r\n") >= 6
+    assert f"exported to {out}".encode() in err and b"Traceback" not in err
+
+
+def test_out_writes_into_a_standard_output_that_is_a_socket(sqlite_db: Database) -> None:
+    import socket
+    import threading
+
+    run_id = _delivered_run(sqlite_db)
+    ours, theirs = socket.socketpair()
+    received = bytearray()
+
+    def read() -> None:
+        while chunk := ours.recv(65536):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    with theirs:
+        process = _export_process(sqlite_db, run_id, "/dev/stdout", theirs)
+    _, err = process.communicate(timeout=120)
+    reader.join(timeout=30)
+    ours.close()
+    assert process.returncode == 0, err
+    assert bytes(received).startswith(b"customer,customer_name")
+    assert bytes(received).count(b"\r\n") >= 6
+
+
+def test_a_standard_output_that_is_a_regular_file_is_still_not_replaced_without_force(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    run_id = _delivered_run(sqlite_db)
+    target = tmp_path / "kept.csv"
+    with open(target, "w") as stdout:
+        process = _export_process(sqlite_db, run_id, "/dev/stdout", stdout)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert b"--out /dev/stdout: the file exists" in err and b"Traceback" not in err
+    assert target.read_text() == ""

@@ -8,10 +8,10 @@ from core.delivery.runs import get_run
 from core.storage import Database
 from core.storage.models import Recipient, table_of
 from core.views.customers import find_customers
+from core.views.deliveries import reply_words
 from core.views.runs import (
     done,
     recipient_detail,
-    reply_words,
     restart_check,
     run_window,
     runs_overview,
@@ -83,7 +83,7 @@ def test_the_last_window_of_a_run_and_a_recipient_in_full(db: Database) -> None:
     assert [r.position for r in failed.rows] == [119]
     detail = recipient_detail(db, run_id, 119)
     assert detail.by_msgrun and detail.attempts == 1
-    assert detail.outcome == "msgrun: the address needs SMTPUTF8, which the server does not offer"
+    assert detail.reply == "msgrun: the address needs SMTPUTF8, which the server does not offer"
     assert get_run(db, run_id).counts["failed"] == 0  # counters untouched by this test's update
 
 

@@ -2,7 +2,9 @@
 
 An address suppressed since the run was planned (a hard bounce read back, a
 complaint, a manual entry) excludes its recipient (``suppressed``, the
-suppression's reason in the detail: ``ADDRESS_CHECKS``); quiet hours in
+suppression's reason in the detail), and so does an unsubscribe recorded since
+that turned off the preference the run's kind needs (``contact_preference_off``
+or ``address_preference_off``, the planner's detail: ``ADDRESS_CHECKS``); quiet hours in
 force now hold a recipient; for ``per_document`` and
 ``per_trigger`` definitions, a document and address (or a customer) another
 run has sent, or is sending, excludes it (``in_another_run``), and the ledger
@@ -48,15 +50,18 @@ from core.storage.models import (
     RunCount,
     SendClaim,
     Suppression,
+    Unsubscribe,
     table_of,
 )
 from core.storage.sql import insert_ignoring, padded
+from core.unsubscribe import records
 
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
 COUNT = table_of(RunCount)
 SEND_CLAIM = table_of(SendClaim)
 SUPPRESSION = table_of(Suppression)
+UNSUBSCRIBE = table_of(Unsubscribe)
 
 
 # -- the guards at the moment of sending ---------------------------------------------
@@ -84,6 +89,8 @@ class Guard:
     # The run this one follows up: its hold on the recipients handed on to this run,
     # and its own ledger entries, do not count (after-sending.md, Follow-up).
     follow_up_of: int | None = None
+    # The definition's kind: which preference an unsubscribe turns off for it.
+    kind: str = ""
 
 
 def guard_of(connection: Connection, run_id: int) -> Guard:
@@ -92,6 +99,7 @@ def guard_of(connection: Connection, run_id: int) -> Guard:
     row = connection.execute(
         select(
             definition.c.id,
+            definition.c.kind,
             definition.c.dedup,
             definition.c.use_billing_rules,
             definition.c.quiet_start,
@@ -112,6 +120,7 @@ def guard_of(connection: Connection, run_id: int) -> Guard:
         quiet,
         organisation_zone,
         row.follow_up_of,
+        row.kind,
     )
 
 
@@ -328,12 +337,62 @@ def _suppressed_now(
     return refused
 
 
+def _unsubscribed_now(
+    connection: Connection, guard: Guard, due: Sequence[Due]
+) -> dict[int, tuple[str, str]]:
+    """Recipients whose preference for the run's kind an unsubscribe msgrun recorded has
+    turned off (inbox.md): a contact's (any of its addresses) or an address's (that
+    address of that contact): id → (``contact_preference_off`` or
+    ``address_preference_off``, the planner's detail for it).
+
+    Every record counts, whenever it was made: one made before the run was planned
+    has excluded its recipient in the plan already (rules 7 and 8), so a recipient
+    still due here was planned before its record. No instant is compared: the run's
+    ``planned_at`` is the instant the plan is *for* (a scheduled run's ``--at``, after
+    the unsubscribes recorded while it waits), and the clock of the process that
+    recorded it may not agree with this one's."""
+    if guard.kind not in records.PREFERENCE_OF or not due:
+        return {}
+    whose, preference = records.PREFERENCE_OF[guard.kind]
+    contacts = {d.contact_id for d in due if d.contact_id is not None}
+    if not contacts:
+        return {}
+    query = select(
+        UNSUBSCRIBE.c.contact_id,
+        UNSUBSCRIBE.c.address_lower,
+        UNSUBSCRIBE.c.at,
+        UNSUBSCRIBE.c.how,
+        UNSUBSCRIBE.c.run_id,
+    ).where(
+        UNSUBSCRIBE.c.preference == preference,
+        UNSUBSCRIBE.c.contact_id.in_(padded(sorted(contacts))),
+    )
+    if whose == "address":
+        lowers = sorted({fold(d.address) for d in due if d.contact_id is not None})
+        query = query.where(UNSUBSCRIBE.c.address_lower.in_(padded(lowers)))
+    found: dict[tuple[str, str], str] = {}
+    for row in connection.execute(query.order_by(UNSUBSCRIBE.c.at, UNSUBSCRIBE.c.id)):
+        key = (row.contact_id, row.address_lower if whose == "address" else "")
+        # The first record names it, as in the plan (core/planner/load.py).
+        found.setdefault(key, records.detail(preference, row.at, row.how, row.run_id))
+    if not found:
+        return {}
+    code = f"{whose}_preference_off"
+    refused: dict[int, tuple[str, str]] = {}
+    for item in due:
+        if item.contact_id is None:
+            continue
+        said = found.get((item.contact_id, fold(item.address) if whose == "address" else ""))
+        if said is not None:
+            refused[item.id] = (code, said)
+    return refused
+
+
 # What excludes a recipient by its address at the moment of sending, in this order (the
 # first that refuses it names the reason): each returns id → (reason code, detail) for
-# the recipients it refuses. An unsubscribe recorded since planning (inbox.md) is a
-# check of the same shape, added here (the guard says which definition sends).
+# the recipients it refuses: suppressed since planning, then unsubscribed since (inbox.md).
 AddressCheck = Callable[[Connection, Guard, Sequence[Due]], dict[int, tuple[str, str]]]
-ADDRESS_CHECKS: tuple[AddressCheck, ...] = (_suppressed_now,)
+ADDRESS_CHECKS: tuple[AddressCheck, ...] = (_suppressed_now, _unsubscribed_now)
 
 
 def _refused_by_address(
@@ -352,7 +411,8 @@ def set_asides(
     """What of ``due`` may not be sent now: held (id → when its quiet hours end), and
     refused (id → (reason code, detail)). Takes the dedup keys of the rest for this run.
 
-    An address refused (``ADDRESS_CHECKS``: suppressed since planning) is excluded
+    An address refused (``ADDRESS_CHECKS``: suppressed or unsubscribed since planning)
+    is excluded
     whatever else holds; of the rest, quiet hours hold, then other runs exclude."""
     refused = _refused_by_address(connection, guard, due)
     if refused:

@@ -13,8 +13,8 @@ from core.bounces.outcomes import RecipientOutcomeView, of_recipients, outcome_n
 from core.planner.explain import CustomerReport, explain_customer
 from core.storage.database import Database
 from core.storage.models import Address, Customer, Recipient, RecipientOutcome, table_of
-from core.views.deliveries import customer_deliveries, with_reach
-from core.views.runs import RecipientDetail, recipient_detail
+from core.views.deliveries import Delivery, customer_deliveries, with_reach
+from core.views.runs import recipient_detail
 
 SHOWN = 100  # matches listed; the count is of them all
 LEDGER_CODES = ("already_sent", "already_targeted")
@@ -173,7 +173,7 @@ def reports_about(connection: Connection, customer_id: str) -> list[ReportAbout]
 class RecordedRecipient:
     """A run's recipient as the run recorded it: its decision, its delivery and its outcome."""
 
-    detail: RecipientDetail
+    detail: Delivery
     outcome: RecipientOutcomeView | None
 
 

@@ -107,6 +107,20 @@ def outcome_words(outcome: RecipientOutcomeView) -> str:
     return f"delayed{status} on {day}"
 
 
+# A reply msgrun wrote itself (the server said nothing): shown as msgrun's, never the server's.
+OWN_VERDICT = "msgrun: "
+
+
+def reply_words(code: int | None, reply: str | None, error: str | None = None) -> str:
+    """The reply as shown: the server's code and words, msgrun's own verdict as it is
+    (never read as if the server had said them), else the error."""
+    if reply and reply.startswith(OWN_VERDICT):
+        return reply
+    if code:
+        return f"{code} {reply or ''}".rstrip()
+    return error or ""
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One recipient of one run, and everything known of what became of its message."""
@@ -141,6 +155,28 @@ class Delivery:
     handed_on_to: int | None
     # What its message carried: [{"name", "bytes", "sha256"}] (attachments.md).
     attachments: list[dict[str, Any]]
+
+    @property
+    def reply(self) -> str:
+        """Its last reply in words (``reply_words``)."""
+        return reply_words(self.smtp_code, self.smtp_reply, self.error)
+
+    @property
+    def by_msgrun(self) -> bool:
+        """True when its reply is msgrun's own verdict, not the server's words."""
+        return bool(self.smtp_reply and self.smtp_reply.startswith(OWN_VERDICT))
+
+    @property
+    def has_message(self) -> bool:
+        """An excluded recipient has no message: nothing was built for it."""
+        return self.state != EXCLUDED and self.address is not None and self.message_id is not None
+
+    def exclusion(self) -> str:
+        """Why the plan excluded this recipient, reason by reason."""
+        reasons = "; ".join(
+            f"{r.get('code', '?')}: {r.get('detail', '')}".rstrip(": ") for r in self.reasons
+        )
+        return f"excluded by the plan — {reasons}" if reasons else "excluded by the plan"
 
     @property
     def held_until(self) -> datetime | None:

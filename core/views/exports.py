@@ -3,7 +3,7 @@
 The rows are ``core.delivery.export.rows`` (streamed, in plan order); this
 turns them into RFC 4180 lines — a cell that a spreadsheet would run as a
 formula written with a leading ``'`` (``domain.md``) — and writes a file whole
-or not at all (or into a device or a FIFO as it is). A file that exists (or a
+or not at all (or into a device, a FIFO, a pipe or a socket as it is). A file that exists (or a
 link to one) is replaced only when asked (``--force``, the console's
 confirmation); else it is created exclusively, so that nothing is replaced
 even by a file that appears while the export runs.
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from core.delivery import export
 from core.storage import Database
@@ -93,6 +94,8 @@ def check_target(path: str, what: str = "--out", replace: bool = False) -> Path:
         raise BadTarget(f"{what} {path}: is a folder; name a file in it")
     if not replace and is_existing_file(target):
         raise TargetExists(f"{what} {path}: the file exists", target)
+    if _written_into(target):
+        return target  # a device, a FIFO, a pipe or a socket: no file is made beside it
     folder = _written(target).parent
     if not folder.is_dir():
         raise BadTarget(f"{what} {path}: the folder {folder} does not exist")
@@ -106,6 +109,38 @@ def is_existing_file(target: Path) -> bool:
     one (or to nothing yet). A device, a FIFO (or a link to one) is written into,
     never replaced."""
     return target.is_file() or (target.is_symlink() and not target.exists())
+
+
+def _written_into(target: Path) -> bool:
+    """Whether ``target`` (its links followed by the system, ``/proc``'s own too) is
+    something written into as it is: neither a regular file nor nothing at all. An
+    anonymous pipe or socket (``/dev/stdout`` → ``/proc/self/fd/1`` → ``pipe:[…]``) is
+    one; resolving its links by name would lead to no file at all."""
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _own_descriptor(target: Path) -> int | None:
+    """The descriptor of this process ``target`` names through its links
+    (``/dev/stdout``, ``/dev/fd/1``, ``/proc/self/fd/1``), or None. A socket (and
+    anything else opened by this process) is written through it: opening
+    ``/proc/self/fd/N`` anew works for a pipe but not for a socket."""
+    own = os.path.realpath(f"/proc/{os.getpid()}/fd")
+    path = os.path.abspath(target)
+    for _ in range(40):  # as many links as the system follows
+        parent, name = os.path.split(path)
+        parent = os.path.realpath(parent)
+        if parent == own and name.isdigit():
+            return int(name)
+        try:
+            link = os.readlink(path)
+        except OSError:
+            return None
+        path = os.path.normpath(os.path.join(parent, link))
+    return None
 
 
 def _written(target: Path) -> Path:
@@ -137,10 +172,12 @@ def write_lines(target: Path, lines: Iterable[str], replace: bool = False) -> in
     file is there by then), or with ``replace`` renamed over it, keeping the
     permissions of the file it replaces. A symbolic link is followed (the file
     it points at is written, the link stays). Anything else that is not a
-    regular file — a FIFO, a device such as ``/dev/null`` — is written into as
-    it is.
+    regular file — a FIFO, a device such as ``/dev/null``, a pipe or a socket
+    (``/dev/stdout`` under ``| wc``) — is written into as it is.
     """
     named = target
+    if _written_into(named):
+        return _write_into(named, lines)
     target = _written(target)
     if target.exists() and not target.is_file():
         return _write_into(target, lines)
@@ -200,15 +237,25 @@ def _create(temporary: Path, target: Path, named: Path) -> None:
 
 
 def _write_into(target: Path, lines: Iterable[str]) -> int:
+    """Write into what is there as it is: through this process's own descriptor when
+    the path names one (a pipe or socket that is standard output), else opened by
+    its name (links followed by the system)."""
     written = 0
     try:
-        with open(target, "w", encoding="utf-8", newline="") as out:
+        with _opened_into(target) as out:
             for line in lines:
                 out.write(line)
                 written += 1
     except OSError as error:
         raise BadTarget(f"cannot write {target}: {error.strerror or error}") from None
     return written
+
+
+def _opened_into(target: Path) -> TextIO:
+    descriptor = _own_descriptor(target)
+    if descriptor is not None:
+        return os.fdopen(os.dup(descriptor), "w", encoding="utf-8", newline="")
+    return open(target, "w", encoding="utf-8", newline="")
 
 
 def export_csv(

@@ -17,7 +17,6 @@ from core.delivery.holding import NOBODY, Holding, holding, holdings
 from core.delivery.runs import (
     RecipientView,
     RunInfo,
-    get_run,
     list_runs,
     read_run,
     recipient_page,
@@ -44,7 +43,6 @@ from core.views.deliveries import Delivery, recipient_delivery, run_deliveries
 # A recipient is done once it has an outcome: sent, failed, or unknown (maybe sent).
 DONE_STATES = (SENT, FAILED, UNKNOWN)
 # How msgrun marks a verdict it made itself (not a server's reply) in ``smtp_reply``.
-OWN_VERDICT = "msgrun: "
 
 
 def to_send(counts: Mapping[str, int]) -> int:
@@ -398,106 +396,17 @@ def settled_parts(run: RunInfo, outcome_counts: Mapping[str, int]) -> dict[str, 
     }
 
 
-def reply_words(code: int | None, reply: str | None, error: str | None = None) -> str:
-    """A recipient's outcome in words: the server's reply with its code, or msgrun's own verdict.
-
-    msgrun's own verdicts (``msgrun: …``) are shown without the code, so they
-    never read as if the server had said them.
-    """
-    if reply and reply.startswith(OWN_VERDICT):
-        return reply
-    if code:
-        return f"{code} {reply or ''}".rstrip()
-    return error or ""
-
-
-@dataclass(frozen=True)
-class RecipientDetail:
-    """One recipient's delivery in full: the reply, the attempts and the times."""
-
-    run_id: int
-    definition_id: str
-    position: int
-    customer_id: str
-    address: str | None
-    document_id: str | None
-    label: str | None
-    decision: str
-    reasons: list[dict[str, str]]
-    state: str
-    smtp_code: int | None
-    smtp_reply: str | None
-    error: str | None
-    message_id: str | None
-    attempts: int
-    send_after: datetime | None
-    next_attempt_at: datetime | None
-    sent_at: datetime | None
-    updated_at: datetime | None
-    # What its message carried: [{"name", "bytes", "sha256"}] (attachments.md).
-    attachments: list[dict[str, Any]] = field(default_factory=list)
-    # Everything known of what became of its message (attempts, reports, hand-on).
-    delivery: Delivery | None = None
-
-    @property
-    def outcome(self) -> str:
-        return reply_words(self.smtp_code, self.smtp_reply, self.error)
-
-    @property
-    def by_msgrun(self) -> bool:
-        """True when the outcome is msgrun's own verdict, not the server's words."""
-        return bool(self.smtp_reply and self.smtp_reply.startswith(OWN_VERDICT))
-
-    @property
-    def has_message(self) -> bool:
-        """An excluded recipient has no message: nothing was built for it."""
-        return self.state != EXCLUDED and self.address is not None and self.message_id is not None
-
-    def exclusion(self) -> str:
-        """Why the plan excluded this recipient, reason by reason."""
-        reasons = "; ".join(
-            f"{r.get('code', '?')}: {r.get('detail', '')}".rstrip(": ") for r in self.reasons
-        )
-        return f"excluded by the plan — {reasons}" if reasons else "excluded by the plan"
-
-
 class UnknownRecipient(LookupError):
     pass
 
 
-def recipient_detail(database: Database, run_id: int, position: int) -> RecipientDetail:
-    run = get_run(database, run_id)
-    recipient = table_of(Recipient)
+def recipient_detail(database: Database, run_id: int, position: int) -> Delivery:
+    """One recipient in full, as the console's recipient view shows it."""
     with database.connect() as connection:
-        row = connection.execute(
-            select(recipient).where(recipient.c.run_id == run_id, recipient.c.position == position)
-        ).first()
-        delivery = recipient_delivery(connection, run_id, position) if row is not None else None
-    if row is None:
+        delivery = recipient_delivery(connection, run_id, position)
+    if delivery is None:
         raise UnknownRecipient(f"run {run_id} has no recipient {position + 1}")
-    return RecipientDetail(
-        run_id=run_id,
-        definition_id=run.definition_id,
-        position=row.position,
-        customer_id=row.customer_id,
-        address=row.address,
-        document_id=row.document_id,
-        label=row.label,
-        decision=row.decision,
-        reasons=list(row.reasons or []),
-        state=row.state,
-        smtp_code=row.smtp_code,
-        smtp_reply=row.smtp_reply,
-        error=row.error,
-        message_id=row.message_id,
-        attempts=row.attempts,
-        send_after=row.send_after,
-        next_attempt_at=row.next_attempt_at,
-        sent_at=row.sent_at,
-        updated_at=row.updated_at,
-        attachments=list(row.attachments or []),
-        delivery=delivery,
-    )
+    return delivery
 
 
 # -- run show: every recipient as the JSON and the text say it -------------------------

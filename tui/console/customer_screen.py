@@ -53,8 +53,8 @@ def recorded_lines(recorded: RecordedRecipient) -> list[str]:
     else:
         when = f" · sent {utc(d.sent_at)}" if d.sent_at is not None else ""
         lines.append(f"{INDENT}delivery  {d.state} · {plural(d.attempts, 'attempt')}{when}")
-        if d.outcome:
-            lines.append(f"{INDENT}{'':10}{d.outcome}")
+        if d.reply:
+            lines.append(f"{INDENT}{'':10}{d.reply}")
         # The SHA-256 of each is in the recipient's view (m) and run show --json.
         carried = sent_lines(d.attachments, d.state, d.sent_at, with_sha256=False)
         lines += [f"{INDENT}{'':10}{line}" for line in carried]

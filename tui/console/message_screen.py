@@ -18,7 +18,7 @@ from core.attachments.evidence import sent_lines
 from core.delivery.preview import recipient_message
 from core.templating import RenderError
 from core.views.deliveries import Delivery
-from core.views.runs import RecipientDetail, recipient_detail
+from core.views.runs import recipient_detail
 from tui.console.formatting import plural, styled
 from tui.console.live import LiveScreen
 from tui.delivery_text import attempt_lines, outcome_lines
@@ -30,7 +30,7 @@ def when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment is not None else "-"
 
 
-def delivery_lines(detail: RecipientDetail) -> list[str]:
+def delivery_lines(detail: Delivery) -> list[str]:
     """A recipient's delivery in full: the whole reply (whose words), attempts and times."""
     document = f" · {detail.document_id} {detail.label or ''}" if detail.document_id else ""
     lines = [
@@ -39,10 +39,10 @@ def delivery_lines(detail: RecipientDetail) -> list[str]:
         f"state {styled(detail.state)} · {plural(detail.attempts, 'attempt')} · "
         f"last change {when(detail.updated_at)}",
     ]
-    d = detail.delivery
+    d = detail
     if detail.sent_at is not None:
         lines.append(f"sent at {when(detail.sent_at)}")
-    if d is not None and d.held_until is not None:
+    if d.held_until is not None:
         lines.append(escape(f"held {d.held_words()}"))
     elif detail.send_after is not None and detail.state == "held":
         lines.append(f"held until {when(detail.send_after)}")
@@ -51,17 +51,17 @@ def delivery_lines(detail: RecipientDetail) -> list[str]:
     if detail.state == "excluded":
         lines.append(escape(detail.exclusion()))
     elif detail.by_msgrun:
-        lines.append(f"msgrun's own verdict (the server said nothing): {escape(detail.outcome)}")
-    elif d is not None and d.settled is not None:
+        lines.append(f"msgrun's own verdict (the server said nothing): {escape(detail.reply)}")
+    elif d.settled is not None:
         lines.append(f"settled: {escape(d.settled)}")
     elif detail.smtp_code:
-        lines.append(f"the server replied: {escape(detail.outcome)}")
+        lines.append(f"the server replied: {escape(detail.reply)}")
     elif detail.error:
         lines.append(f"error: {escape(detail.error)}")
     elif detail.state in ("pending", "held", "sending"):
         lines.append("no reply yet")
     lines += [escape(line) for line in sent_lines(detail.attachments, detail.state, detail.sent_at)]
-    return lines + (answer_lines(d) if d is not None else [])
+    return lines + answer_lines(d)
 
 
 def answer_lines(d: Delivery) -> list[str]:
