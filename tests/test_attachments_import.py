@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from core.interchange import import_text
@@ -53,6 +54,8 @@ def test_a_broadcast_attaches_no_document_files_and_may_not_ask_to(
     db: Database, tmp_path: Path, minimal: dict[str, Any]
 ) -> None:
     minimal["definitions"][0]["kind"] = "broadcast"
+    # A broadcast's template may not use `document` either (that is said on its own).
+    minimal["definitions"][0]["template"]["subject"] = "News"
     minimal["definitions"][0]["template"]["attachments"] = {"document_files": True}
     assert problems_of(db, minimal) == [
         "definitions[0].template.attachments.document_files: a definition of kind broadcast "
@@ -148,3 +151,62 @@ def test_a_size_limit_must_be_a_whole_number(db: Database, tmp_path: Path) -> No
     assert problems_of(db, document) == [
         "smtp_profiles[0].max_message_bytes: expected a whole number, got a string"
     ]
+
+
+def organisation_last(document: dict[str, Any]) -> dict[str, Any]:
+    """The same file with the organisation written after every record."""
+    reordered = {key: value for key, value in document.items() if key != "organisation"}
+    reordered["organisation"] = document["organisation"]
+    return reordered
+
+
+def test_a_documents_file_read_before_the_organisation_is_checked_against_its_folder(
+    db: Database, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.pdf"
+    outside.write_bytes(b"%PDF-1.4 not yours")
+    folder = tmp_path / "docs"
+    document = with_files(folder, {"path": "2026/link.pdf"})
+    os.symlink(outside, folder / "2026" / "link.pdf")
+    os.symlink(tmp_path, folder / "terms")
+    document["definitions"][0]["template"]["attachments"] = {"files": ["terms/outside.pdf"]}
+    assert problems_of(db, organisation_last(document)) == [
+        "documents[0].files[0].path: '2026/link.pdf' leads outside the documents folder "
+        "(a symbolic link points out)",
+        "definitions[0].template.attachments.files[0]: 'terms/outside.pdf' leads outside the "
+        "documents folder (a symbolic link points out)",
+    ]
+
+
+def test_a_file_listed_before_an_organisation_without_a_folder_is_refused_once(
+    db: Database, tmp_path: Path
+) -> None:
+    document = with_files(tmp_path)
+    del document["organisation"]["documents_folder"]
+    document["definitions"][0]["template"]["attachments"] = {"files": ["terms/terms.pdf"]}
+    [problem] = problems_of(db, organisation_last(document))
+    assert problem.startswith("organisation.documents_folder: required when a file is listed")
+    assert "(the first at documents[0].files[0].path)" in problem
+
+
+def test_msgrun_import_takes_a_relative_documents_folder_from_the_files_folder_not_the_current(
+    db: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.conftest import url_of
+    from tui import cli
+
+    (tmp_path / "elsewhere").mkdir()
+    document = with_files(tmp_path / "export" / "out")
+    document["organisation"]["documents_folder"] = "out"
+    path = tmp_path / "export" / "in.json"
+    path.write_text(json.dumps(document))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code = cli.main(["import", os.path.join("..", "export", "in.json"), "--db", url_of(db)])
+    _, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    with db.connect() as connection:
+        folder = connection.execute(select(table_of(Organisation).c.documents_folder)).scalar()
+    assert folder == str(tmp_path / "export" / "out")

@@ -12,6 +12,7 @@ from sqlalchemy import update
 from core.attachments.reckon import encoded_size, reckoned_size
 from core.clock import parse_instant
 from core.planner.plan import Plan, make_plan
+from core.planner.report import plan_json, stream_plan_json
 from core.storage import Database
 from core.storage.models import SmtpProfile, table_of
 from tests.attachment_support import with_files
@@ -95,6 +96,15 @@ def test_a_document_without_files_is_a_warning_not_a_reason(
         "1 candidate(s) of this definition have a document that lists no files: they are sent "
         "without attachments (template.attachments.document_files)"
     )
+
+
+def test_plan_json_streamed_gives_the_warning_of_a_document_without_files_too(
+    db: Database, minimal: dict[str, object]
+) -> None:
+    plan = plan_of(db, minimal)
+    streamed = json.loads("".join(stream_plan_json(db, "inv", plan.at, environ={})))
+    assert streamed == plan_json(plan)
+    assert any("lists no files" in warning for warning in streamed["warnings"])
 
 
 def test_the_reckoned_size_is_base64_with_line_breaks_plus_headers() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from core.clock import parse_instant
 from core.interchange import import_document
 from core.planner.plan import make_plan
@@ -37,3 +40,14 @@ def test_a_generated_file_imports(sqlite_db: Database) -> None:
     outcome = import_document(sqlite_db, document)
     assert outcome.ok, outcome.problems[:3]
     assert outcome.counts["customers"] == 500
+
+
+def test_a_file_written_a_batch_at_a_time_is_the_whole_document(tmp_path: Path) -> None:
+    from fixtures.generate import iter_batches, write_document
+
+    # More customers than a batch, so that the file is written in several.
+    customers = 5000 + 30
+    assert len(list(iter_batches(customers=customers, seed=4))) == 2
+    out = tmp_path / "generated.json"
+    write_document(customers, out, seed=4)
+    assert out.read_text() == json.dumps(generate_document(customers, seed=4))

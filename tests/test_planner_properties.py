@@ -17,7 +17,13 @@ from core.clock import format_instant, parse_instant
 from core.planner.explain import explain_customer
 from core.planner.plan import Plan, make_plan
 from core.planner.reasons import CODES, ORDER
-from core.planner.report import candidate_json, dumps, iter_plan_json, plan_json
+from core.planner.report import (
+    candidate_json,
+    dumps,
+    iter_plan_json,
+    plan_json,
+    stream_plan_json,
+)
 from core.storage import Database
 from core.vocabulary import DEFINITION_KINDS, DOCUMENT_KIND_OF
 from tests.conftest import empty_all_tables, load_ok
@@ -297,6 +303,8 @@ def run_property(db: Database, document: dict[str, Any], at: str) -> None:
     assert plan_json(plan)["at"] == format_instant(instant)
     # The streamed JSON of `msgrun plan --json` is those same bytes.
     assert "".join(iter_plan_json(plan)) == dumps(plan_json(plan))
+    # And so is the plan streamed without being held (each candidate written as decided).
+    assert "".join(stream_plan_json(db, "def", instant, environ={})) == dumps(plan_json(plan))
     # The drill-down agrees with the plan, customer by customer.
     for customer in document["customers"]:
         report = explain_customer(db, customer["id"], instant, definition_id="def", environ={})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import secrets
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,8 @@ from core.delivery.states import (
 )
 from core.planner.facts import DefinitionFacts
 from core.planner.load import PlanningError, load_definition, load_organisation
-from core.planner.plan import DEFERRED, INCLUDED, Candidate, plan_definition
+from core.planner.plan import DEFERRED, INCLUDED, Candidate, Gathered, Summary, iter_plan
+from core.planner.render_check import check_rendering
 from core.storage.database import Database
 from core.storage.ledger import history_row, write_history
 from core.storage.models import (
@@ -126,34 +127,43 @@ def create_run_on(
     """
     organisation = load_organisation(connection)
     definition = load_definition(connection, definition_id)
-    plan = plan_definition(
-        connection, organisation, definition, at, customers=customers, environ=environ or {}
+    # Each candidate goes into the run as it is decided: a plan of a million is never held.
+    gathered = Gathered()
+    candidates = iter_plan(
+        connection, organisation, definition, at, Summary(), customers=customers, gathered=gathered
     )
-    if refuse_failing_templates and plan.render_check.fails_for_everyone:
-        check = plan.render_check
-        raise TemplateFailsForEveryone(
-            f"{definition_id}: the template fails to render for every one of the "
-            f"{check.sampled} included recipients tried, so the run would fail them all; "
-            f"nothing was created ({'; '.join(check.errors())}). msgrun plan "
-            f"{definition_id} lists them"
-        )
-    return snapshot_plan(
-        connection, definition, at, plan.candidates, clock, started_by=started_by, token=token
+    run_id = snapshot_plan(
+        connection, definition, at, candidates, clock, started_by=started_by, token=token
     )
+    if refuse_failing_templates:
+        # The sample is the plan's first included candidates, known once they are stored;
+        # raising rolls the caller's transaction back, the run with it.
+        check = check_rendering(connection, definition.id, gathered.sample)
+        if check.fails_for_everyone:
+            raise TemplateFailsForEveryone(
+                f"{definition_id}: the template fails to render for every one of the "
+                f"{check.sampled} included recipients tried, so the run would fail them all; "
+                f"nothing was created ({'; '.join(check.errors())}). msgrun plan "
+                f"{definition_id} lists them"
+            )
+    return run_id
 
 
 def snapshot_plan(
     connection: Connection,
     definition: DefinitionFacts,
     at: datetime,
-    candidates: Sequence[Candidate],
+    candidates: Iterable[Candidate],
     clock: Clock,
     *,
     started_by: str | None = None,
     token: str | None = None,
     follow_up_of: int | None = None,
 ) -> int:
-    """A new run whose recipients are ``candidates``, in their order: its id."""
+    """A new run whose recipients are ``candidates``, in their order: its id.
+
+    ``candidates`` is read once, as it comes (``iter_plan``'s generator).
+    """
     profile = connection.execute(
         select(table_of(SmtpProfile)).where(
             table_of(SmtpProfile).c.id == definition.smtp_profile_id
@@ -183,7 +193,13 @@ def snapshot_plan(
     counts = dict.fromkeys(RECIPIENT_STATES, 0)
     rows: list[dict[str, Any]] = []
     recipient = table_of(Recipient)
+    targeted: set[str] = set()  # per_trigger: the customers this run targets
+    per_trigger = definition.dedup == "per_trigger"
+    total = 0
     for position, candidate in enumerate(candidates):
+        total += 1
+        if per_trigger and candidate.decision != "excluded":
+            targeted.add(candidate.customer)
         state = _initial_state(candidate)
         send_after = candidate.send_after
         if scheduled is not None and state != EXCLUDED:
@@ -219,18 +235,18 @@ def snapshot_plan(
         insert(table_of(RunCount)),
         [{"run_id": run_id, "state": state, "shard": 0, "n": n} for state, n in counts.items()],
     )
-    if definition.dedup == "per_trigger":
-        _record_targets(connection, definition.id, run_id, candidates, now)
-    if counts[EXCLUDED] == len(candidates):
+    if per_trigger:
+        _record_targets(connection, definition.id, run_id, targeted, now)
+    if counts[EXCLUDED] == total:
         transitions.complete_empty(connection, run_id, now)
     return run_id
 
 
 def _record_targets(
-    connection: Connection, definition_id: str, run_id: int, candidates: Any, now: datetime
+    connection: Connection, definition_id: str, run_id: int, customers: set[str], now: datetime
 ) -> None:
     """One ledger entry per customer this run targets (rule 17, ``already_targeted``)."""
-    targeted = sorted({c.customer for c in candidates if c.decision != "excluded"})
+    targeted = sorted(customers)
     write_history(
         connection,
         [

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, select
-
-from core.interchange.files import anchor_folder
-from core.interchange.parse import ORGANISATION_ID, ParsedFile, Progress, decode, parse_document
+from core.interchange import scratch
+from core.interchange.load import FileLoader
+from core.interchange.parse import Progress, decode
 from core.interchange.reader import Problem
-from core.interchange.references import check_references
-from core.interchange.write import write
+from core.interchange.stream import JsonSyntaxError
 from core.storage.database import Database
-from core.storage.models import Organisation, table_of
-from core.unsubscribe.records import forget_all
+
+BOM = b"\xef\xbb\xbf"
+# A file that is not JSON is read whole once more for the json module's words
+# (line and column) up to this size.
+WHOLE_READ_LIMIT = 64 * 2**20
+NESTED_TOO_DEEPLY = "not a msgrun file: JSON nested too deeply to read"
 
 
 @dataclass
@@ -46,6 +50,20 @@ def read_file(path: str | Path) -> bytes:
         raise UnreadableFile(f"{path}: cannot be read ({error.strerror})") from None
 
 
+def open_file(path: str | Path) -> BinaryIO:
+    """The file opened for reading, or ``UnreadableFile`` saying why not."""
+    try:
+        if Path(path).is_dir():
+            raise IsADirectoryError
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise UnreadableFile(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UnreadableFile(f"{path}: is a folder, not a file") from None
+    except OSError as error:
+        raise UnreadableFile(f"{path}: cannot be read ({error.strerror})") from None
+
+
 def import_text(
     database: Database,
     text: str | bytes,
@@ -62,12 +80,10 @@ def import_text(
     one is refused unless ``replace_organisation``. A relative ``documents_folder``
     is taken relative to ``base`` (the file's folder), else to the current folder.
     """
-    document, problems = decode(text)
-    if problems:
-        return ImportOutcome(problems=problems)
-    return import_document(
+    content = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return import_stream(
         database,
-        document,
+        io.BytesIO(content),
         progress,
         dry_run=dry_run,
         replace_organisation=replace_organisation,
@@ -85,44 +101,64 @@ def import_document(
     base: str | None = None,
 ) -> ImportOutcome:
     """``import_text`` for a document already decoded from JSON."""
-    anchor_folder(document, base if base is not None else os.getcwd())
-    parsed, problems = parse_document(document, progress)
-    with database.connect() as connection:
-        problems = problems + check_references(connection, parsed)
-        other = another_organisation(connection, parsed)
-        if not replace_organisation:
-            problems += other
-        if problems or dry_run:
-            connection.rollback()
-            return ImportOutcome(
-                problems=sorted_problems(problems), counts={} if problems else parsed.counts()
+    return import_text(
+        database,
+        json.dumps(document, ensure_ascii=False, default=str),
+        progress,
+        dry_run=dry_run,
+        replace_organisation=replace_organisation,
+        base=base,
+    )
+
+
+def import_stream(
+    database: Database,
+    file: BinaryIO,
+    progress: Progress | None = None,
+    *,
+    dry_run: bool = False,
+    replace_organisation: bool = False,
+    base: str | None = None,
+) -> ImportOutcome:
+    """``import_text`` for a seekable binary file, read a record at a time.
+
+    Each record is checked and written as it is read, in one transaction that
+    is rolled back if the file shows any problem (or for a ``dry_run``); the
+    memory it takes does not grow with the file.
+    """
+    if file.read(3) != BOM:
+        file.seek(0)
+    try:
+        with database.connect() as connection:
+            loader = FileLoader(
+                connection,
+                progress,
+                replace_organisation=replace_organisation,
+                base=base if base is not None else os.getcwd(),
             )
-        if other:
-            # Another organisation's unsubscribes name nobody of this one (inbox.md); the
-            # database's own secret stays.
-            forget_all(connection)
-        write(connection, parsed, progress)
-    return ImportOutcome(counts=parsed.counts())
+            loaded = loader.load(file)
+            if loaded.problems or dry_run:
+                connection.rollback()
+                problems = sorted_problems(loaded.problems)
+                return ImportOutcome(problems=problems, counts={} if problems else loaded.counts)
+            scratch.drop(connection)
+        return ImportOutcome(counts=loaded.counts)
+    except JsonSyntaxError as error:
+        return ImportOutcome(problems=syntax_problems(file, str(error)))
+    except RecursionError:
+        return ImportOutcome(problems=[Problem("", NESTED_TOO_DEEPLY)])
 
 
-def another_organisation(connection: Connection, parsed: ParsedFile) -> list[Problem]:
-    """The file's organisation is not the one stored: a database holds one."""
-    if parsed.organisation is None or parsed.organisation.get("name") is None:
-        return []
-    organisation = table_of(Organisation)
-    stored = connection.execute(
-        select(organisation.c.name).where(organisation.c.id == ORGANISATION_ID)
-    ).scalar()
-    name = parsed.organisation["name"]
-    if stored is None or stored == name:
-        return []
-    return [
-        Problem(
-            "organisation.name",
-            f"{name!r} is not this database's organisation {stored!r}: a database holds "
-            "one organisation (--replace-organisation replaces it)",
-        )
-    ]
+def syntax_problems(file: BinaryIO, message: str) -> list[Problem]:
+    """What is wrong with a file that is not JSON, in the words of Python's json module
+    (line and column) when the file is small enough to read whole, else in ijson's."""
+    file.seek(0, io.SEEK_END)
+    if file.tell() <= WHOLE_READ_LIMIT:
+        file.seek(0)
+        _, problems = decode(file.read())
+        if problems:
+            return problems
+    return [Problem("", f"not JSON: {message}")]
 
 
 def sorted_problems(problems: list[Problem]) -> list[Problem]:
@@ -141,6 +177,8 @@ __all__ = [
     "Problem",
     "UnreadableFile",
     "import_document",
+    "import_stream",
     "import_text",
+    "open_file",
     "read_file",
 ]

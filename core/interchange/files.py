@@ -1,9 +1,10 @@
 """The documents' files in an interchange file (``attachments.md``).
 
-``document_files`` and ``template_attachments`` read the fields; after the
-whole file is read, ``check_folder`` makes sure a folder is given when a file
-is listed and that no path leaves it (``..``, absolute, or a link that points
-out), each problem at its JSON path.
+``document_files`` and ``template_attachments`` read the fields; as the file
+is read (``load.py``: a batch at a time once the organisation's folder is known,
+those listed before it then), ``check_folder`` makes sure a folder is given when
+a file is listed and that no path leaves it (``..``, absolute, or a link that
+points out), each problem at its JSON path.
 """
 
 from __future__ import annotations
@@ -125,6 +126,15 @@ def template_attachments(template: Reader, kind: str | None) -> tuple[bool, list
     return bool(attach), paths or None
 
 
+def folder_required(first: str) -> Problem:
+    """Files are listed (the first at JSON path ``first``) and no folder is given."""
+    return Problem(
+        "organisation.documents_folder",
+        f"required when a file is listed (the first at {first}): the folder "
+        "files' paths are relative to",
+    )
+
+
 def check_folder(
     folder: str | None,
     documents: list[tuple[str, list[dict[str, str]] | None]],
@@ -147,14 +157,7 @@ def check_folder(
     if not listed:
         return problems
     if folder is None:
-        first = listed[0][0]
-        return [
-            Problem(
-                "organisation.documents_folder",
-                f"required when a file is listed (the first at {first}): the folder "
-                "files' paths are relative to",
-            )
-        ]
+        return [folder_required(listed[0][0])]
     for at, path in listed:
         if (why := leaves_folder(folder, path)) is not None:
             problems.append(Problem(at, f"{path!r} {why}"))

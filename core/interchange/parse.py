@@ -1,14 +1,16 @@
-"""From the text of a ``msgrun/1`` file to rows ready to store, or every problem in it.
+"""From the records of a ``msgrun/1`` file to rows ready to store, or every problem in them.
 
-``parse_document`` checks what the file alone can tell: JSON syntax, the
-format, unknown keys, required fields, types, enums, dates, timestamps,
-timezones, times of day, cron expressions, template syntax and duplicate ids.
-References to stored data are checked by ``references.py``.
+One function per kind of record checks what the record alone can tell:
+unknown keys, required fields, types, enums, dates, timestamps, timezones,
+times of day, cron expressions and template syntax. ``core/interchange/load.py``
+reads the file a record at a time and calls them; duplicate ids and references
+are checked there, against what the file gave before and what is stored.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -41,7 +43,6 @@ from core.vocabulary import (
     DOCUMENT_KIND_OF,
     DOCUMENT_KINDS,
     DOCUMENT_STATUSES,
-    FORMAT,
     SECURITY_MODES,
     SERVICE_STATUSES,
     SUPPRESSION_REASONS,
@@ -90,22 +91,28 @@ class ParsedFile:
         }
 
 
+_ORDER = itertools.count()
+
+
 class IdRegistry:
-    """Reports an id given twice in the file, naming where it was first."""
+    """The ids of one kind read since the last check, each with its path.
+
+    Whether an id was given twice in the file is decided when the batch is
+    checked against the ids read before it (``core/interchange/ids.py``); the
+    problem is then placed where it was noticed among the others
+    (``position``: how many problems there were when the id was read).
+    """
 
     def __init__(self, problems: list[Problem], noun: str) -> None:
         self.problems = problems
         self.noun = noun
-        self.first: dict[str, str] = {}
+        # (id, path, position, order): order keeps problems noticed at one position in turn.
+        self.pending: list[tuple[str, str, int, int]] = []
 
     def add(self, ident: str | None, path: str) -> None:
         if ident is None:
             return
-        earlier = self.first.setdefault(ident, path)
-        if earlier != path:
-            self.problems.append(
-                Problem(path, f"duplicate {self.noun} id {ident!r} (also at {earlier})")
-            )
+        self.pending.append((ident, path, len(self.problems), next(_ORDER)))
 
 
 def decode(text: str | bytes) -> tuple[Any, list[Problem]]:
@@ -127,77 +134,6 @@ def decode(text: str | bytes) -> tuple[Any, list[Problem]]:
         ]
     except RecursionError:
         return None, [Problem("", "not a msgrun file: JSON nested too deeply to read")]
-
-
-def parse_document(
-    document: Any, progress: Progress | None = None
-) -> tuple[ParsedFile, list[Problem]]:
-    problems: list[Problem] = []
-    parsed = ParsedFile()
-    top = Reader(problems, "", document)
-    if not top.ok:
-        return parsed, problems
-    fmt = top.raw("format", required=True)
-    if fmt is not MISSING and fmt != FORMAT:
-        top.problem("format", f"{fmt!r} is not a format msgrun reads; expected {FORMAT!r}")
-
-    organisation = top.sub("organisation", required=True)
-    if organisation is not None:
-        parsed.organisation = _organisation(organisation)
-
-    ids = {
-        name: IdRegistry(problems, noun)
-        for name, noun in (
-            ("smtp", "SMTP profile"),
-            ("billing", "billing method"),
-            ("customer", "customer"),
-            ("contact", "contact"),
-            ("service", "service"),
-            ("document", "document"),
-            ("definition", "definition"),
-            ("suppression", "suppression address"),
-        )
-    }
-    _section(top, "smtp_profiles", _smtp_profile, parsed.smtp_profiles, ids["smtp"])
-    _section(top, "billing_methods", _billing_method, parsed.billing_methods, ids["billing"])
-
-    customers = top.items("customers")
-    for done, (path, value) in enumerate(customers, start=1):
-        _customer(Reader(problems, path, value), parsed, ids)
-        if progress is not None and done % 2000 == 0:
-            progress("checking customers", done, len(customers))
-    if progress is not None and customers:
-        progress("checking customers", len(customers), len(customers))
-
-    _section(top, "documents", _document, parsed.documents, ids["document"])
-    _section(
-        top, "suppressions", _suppression, parsed.suppressions, ids["suppression"], "address_lower"
-    )
-    _section(top, "definitions", _definition, parsed.definitions, ids["definition"])
-    _section(top, "history", _history, parsed.history)
-    top.finish()
-    problems += files.check_folder(
-        (parsed.organisation or {}).get("documents_folder"),
-        [(row.path, row.values.get("files")) for row in parsed.documents],
-        [(row.path, row.values.get("attachment_files")) for row in parsed.definitions],
-    )
-    return parsed, problems
-
-
-def _section(
-    top: Reader,
-    key: str,
-    read: Callable[[Reader], dict[str, Any]],
-    rows: list[Row],
-    registry: IdRegistry | None = None,
-    id_column: str = "id",
-) -> None:
-    """Read every element of a top-level list into ``rows``, noting duplicate ids."""
-    for path, value in top.items(key):
-        row = read(Reader(top.problems, path, value))
-        if registry is not None:
-            registry.add(row.get(id_column), path)
-        rows.append(Row(path, row))
 
 
 def _organisation(r: Reader) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Writing a checked import file: one transaction of set-based upserts.
+"""Writing the checked records of an import file: set-based upserts, a batch at a time.
 
 What an entity in the file means:
 - organisation, SMTP profiles, billing methods, customers, documents,
@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, delete
 
-from core.interchange.parse import ParsedFile, Row
+from core.interchange.parse import Row
 from core.interchange.references import chunks, stored_children
 from core.storage.models import (
     Address,
@@ -83,51 +83,56 @@ def values(rows: list[Row]) -> list[dict[str, Any]]:
     return [row.values for row in rows]
 
 
-def write(connection: Connection, parsed: ParsedFile, progress: Progress | None = None) -> None:
-    if parsed.organisation is not None:
-        upsert(connection, table_of(Organisation), [parsed.organisation], ("id",))
-    upsert(connection, table_of(SmtpProfile), values(parsed.smtp_profiles), ("id",))
-    upsert(connection, table_of(BillingMethod), values(parsed.billing_methods), ("id",))
-    upsert(connection, table_of(Customer), values(parsed.customers), ("id",), progress, "customers")
-    _replace_contacts(connection, parsed, progress)
-
-    services = values(parsed.services)
-    upsert(connection, table_of(Service), services, ("id",), progress, "services")
-    upsert(connection, table_of(Document), values(parsed.documents), ("id",), progress, "documents")
-    # Services a customer in the file no longer lists go, now that no document uses them.
-    customer_ids = [row.values["id"] for row in parsed.customers]
-    keep = {row["id"] for row in services}
-    stale = [
-        s for s in stored_children(connection, table_of(Service), customer_ids) if s not in keep
-    ]
-    service = table_of(Service)
-    for batch in chunks(stale):
-        connection.execute(delete(service).where(service.c.id.in_(batch)))
-
-    upsert(connection, table_of(Suppression), values(parsed.suppressions), ("address_lower",))
-    upsert(connection, table_of(Definition), values(parsed.definitions), ("id",))
-    insert_new(connection, table_of(History), values(parsed.history), "fingerprint")
-
-
-def _replace_contacts(
-    connection: Connection, parsed: ParsedFile, progress: Progress | None
+def write_customers(
+    connection: Connection,
+    customers: list[dict[str, Any]],
+    contacts: list[dict[str, Any]],
+    addresses: list[dict[str, Any]],
+    services: list[dict[str, Any]],
 ) -> None:
+    """Customers as written: their contacts and addresses replace the stored ones.
+
+    Services a customer no longer lists are removed at the end of the import
+    (``delete_services``), once no document of the file uses them.
+    """
+    upsert(connection, table_of(Customer), customers, ("id",))
     contact, address = table_of(Contact), table_of(Address)
-    customer_ids = [row.values["id"] for row in parsed.customers]
-    stored = stored_children(connection, contact, customer_ids)
-    incoming = {row.values["id"] for row in parsed.contacts}
+    stored = stored_children(connection, contact, [row["id"] for row in customers])
+    incoming = {row["id"] for row in contacts}
     # Every address of these contacts is rewritten from the file; contacts the
     # file's customers no longer list go (their addresses with them).
     for batch in chunks(sorted(stored.keys() | incoming)):
         connection.execute(delete(address).where(address.c.contact_id.in_(batch)))
     for batch in chunks(sorted(stored.keys() - incoming)):
         connection.execute(delete(contact).where(contact.c.id.in_(batch)))
-    upsert(connection, contact, values(parsed.contacts), ("id",), progress, "contacts")
-    upsert(
-        connection,
-        address,
-        values(parsed.addresses),
-        ("contact_id", "position"),
-        progress,
-        "addresses",
-    )
+    upsert(connection, contact, contacts, ("id",))
+    upsert(connection, address, addresses, ("contact_id", "position"))
+    upsert(connection, table_of(Service), services, ("id",))
+
+
+def write_rows(connection: Connection, section: str, rows: list[dict[str, Any]]) -> None:
+    """Rows of a top-level section other than customers, upserted (history: added once)."""
+    if section == "history":
+        insert_new(connection, table_of(History), rows, "fingerprint")
+    elif section == "suppressions":
+        upsert(connection, table_of(Suppression), rows, ("address_lower",))
+    else:
+        upsert(connection, TABLE_OF_SECTION[section], rows, ("id",))
+
+
+def write_organisation(connection: Connection, organisation: dict[str, Any]) -> None:
+    upsert(connection, table_of(Organisation), [organisation], ("id",))
+
+
+def delete_services(connection: Connection, ids: list[str]) -> None:
+    service = table_of(Service)
+    for batch in chunks(sorted(ids)):
+        connection.execute(delete(service).where(service.c.id.in_(batch)))
+
+
+TABLE_OF_SECTION = {
+    "smtp_profiles": table_of(SmtpProfile),
+    "billing_methods": table_of(BillingMethod),
+    "documents": table_of(Document),
+    "definitions": table_of(Definition),
+}

@@ -43,7 +43,7 @@ from core.planner.load import (
 )
 from core.planner.quiet_hours import zone
 from core.planner.reasons import CODES, Reason
-from core.planner.render_check import RenderCheck, check_rendering
+from core.planner.render_check import SAMPLE, RenderCheck, check_rendering
 from core.planner.rules import (
     ADDRESS_RULES,
     CUSTOMER_RULES,
@@ -411,25 +411,99 @@ def plan_definition(
     replan: Replan | None = None,
 ) -> Plan:
     profile = load_profile(connection, definition.smtp_profile_id)
+    summary = Summary()
+    gathered = Gathered()
+    candidates = list(
+        iter_plan(
+            connection,
+            organisation,
+            definition,
+            at,
+            summary,
+            customers=customers,
+            replan=replan,
+            gathered=gathered,
+        )
+    )
+    warnings = plan_warnings(definition, profile, os.environ if environ is None else environ)
+    more, rendering = gathered_warnings(connection, organisation, definition, gathered)
+    return Plan(definition, organisation, at, candidates, summary, warnings + more, rendering)
+
+
+class Gathered:
+    """What ``iter_plan`` notes beside the candidates it gives: how many have a document
+    that lists no files, and the first included ones the render check samples."""
+
+    __slots__ = ("sample", "without_files")
+
+    def __init__(self) -> None:
+        self.without_files = 0
+        self.sample: list[Candidate] = []
+
+
+def iter_plan(
+    connection: Connection,
+    organisation: OrganisationFacts,
+    definition: DefinitionFacts,
+    at: datetime,
+    summary: Summary,
+    *,
+    customers: Sequence[str] | None = None,
+    replan: Replan | None = None,
+    gathered: Gathered | None = None,
+) -> Iterator[Candidate]:
+    """``plan_definition``'s candidates as they are decided, each counted in ``summary``.
+
+    Nothing holds them: a million candidates are planned in the memory of a
+    page of customers (a run's snapshot and ``plan --json`` take them so).
+    ``gathered`` receives what the plan's later warnings need (``gathered_warnings``).
+    """
+    profile = load_profile(connection, definition.smtp_profile_id)
     ctx = build_context(connection, organisation, definition, at, customers, replan)
     ctx.files = FileLook(organisation.documents_folder)
     ctx.size_limit = size_limit(profile.max_message_bytes, profile.server_size)
     ctx.limit_source = limit_source(profile.max_message_bytes, profile.server_size)
-    summary = Summary()
-    candidates = []
+    add = summary.add
+    sample = gathered.sample if gathered is not None else None
     with gc_paused():
         for candidate in iter_candidates(connection, ctx, customers):
-            summary.add(candidate)
-            candidates.append(candidate)
-    warnings = plan_warnings(definition, profile, os.environ if environ is None else environ)
-    if ctx.without_files:
+            add(candidate)
+            if (
+                sample is not None
+                and len(sample) < SAMPLE
+                and candidate.decision == INCLUDED
+                and candidate.address is not None
+            ):
+                sample.append(candidate)
+            yield candidate
+    if gathered is not None:
+        gathered.without_files = ctx.without_files
+
+
+def gathered_warnings(
+    connection: Connection,
+    organisation: OrganisationFacts,
+    definition: DefinitionFacts,
+    gathered: Gathered,
+) -> tuple[list[str], RenderCheck]:
+    """The warnings known once every candidate is planned (after ``plan_warnings``): files
+    without documents, templates that fail for the sampled candidates, unsubscribe."""
+    warnings = []
+    if gathered.without_files:
         warnings.append(
-            f"{ctx.without_files} candidate(s) of this definition have a document that lists "
-            "no files: they are sent without attachments (template.attachments.document_files)"
+            f"{gathered.without_files} candidate(s) of this definition have a document that "
+            "lists no files: they are sent without attachments "
+            "(template.attachments.document_files)"
         )
-    rendering = check_rendering(
-        connection, definition.id, (c for c in candidates if c.decision == INCLUDED)
-    )
+    rendering = check_rendering(connection, definition.id, gathered.sample)
     warnings += rendering.warnings()
     warnings += unsubscribe_warnings(definition, organisation)
-    return Plan(definition, organisation, at, candidates, summary, warnings, rendering)
+    return warnings, rendering
+
+
+def profile_warnings(
+    connection: Connection, definition: DefinitionFacts, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """``plan_warnings`` for a definition, its SMTP profile read."""
+    profile = load_profile(connection, definition.smtp_profile_id)
+    return plan_warnings(definition, profile, os.environ if environ is None else environ)

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from json.encoder import encode_basestring
+from typing import IO, Any
 
 from core.clock import format_instant
-from core.planner.plan import Candidate, Plan
+from core.planner.load import load_definition, load_organisation
+from core.planner.plan import (
+    Candidate,
+    Gathered,
+    Plan,
+    Summary,
+    gathered_warnings,
+    iter_plan,
+    profile_warnings,
+)
 from core.planner.reasons import fix_for
+from core.storage.database import Database
+
+SPOOL_CHUNK = 1 << 20
 
 
 def candidate_json(candidate: Candidate, *, with_fix: bool = False) -> dict[str, Any]:
@@ -51,23 +66,131 @@ def _nested(value: Any, depth: int) -> str:
     return dumps(value).replace("\n", "\n" + "  " * depth)
 
 
+def _text(value: str | None) -> str:
+    return "null" if value is None else str(encode_basestring(value))
+
+
+def candidate_text(candidate: Candidate) -> str:
+    """``_nested(candidate_json(candidate), 2)``, the same bytes, written out.
+
+    json's indented encoder is its pure-Python one; this is the one place a
+    plan's JSON spends time a candidate, so the form is spelled here (a test
+    holds it to ``json.dumps`` for every candidate of the samples' plans).
+    """
+    if candidate.reasons:
+        reasons = (
+            "["
+            + ",".join(
+                [
+                    '\n        {\n          "code": '
+                    + _text(reason.code)
+                    + ',\n          "detail": '
+                    + _text(reason.detail)
+                    + "\n        }"
+                    for reason in candidate.reasons
+                ]
+            )
+            + "\n      ]"
+        )
+    else:
+        reasons = "[]"
+    send_after = candidate.send_after
+    return (
+        '{\n      "customer": '
+        + _text(candidate.customer)
+        + ',\n      "contact": '
+        + _text(candidate.contact)
+        + ',\n      "address": '
+        + _text(candidate.address)
+        + ',\n      "document": '
+        + _text(candidate.document)
+        + ',\n      "label": '
+        + _text(candidate.label)
+        + ',\n      "decision": '
+        + _text(candidate.decision)
+        + ',\n      "reasons": '
+        + reasons
+        + ',\n      "send_after": '
+        + (_text(format_instant(send_after)) if send_after is not None else "null")
+        + "\n    }"
+    )
+
+
 def iter_plan_json(plan: Plan) -> Iterator[str]:
     """``dumps(plan_json(plan))`` in pieces, a candidate at a time.
 
     The same bytes, without holding a million dicts and one huge string.
     """
+    yield from _head(plan.definition.id, plan.at, plan.summary)
+    yield from _candidates(plan.candidates)
+    yield from _tail(plan.warnings)
+
+
+def _head(definition_id: str, at: datetime, summary: Summary) -> Iterator[str]:
     yield "{\n"
-    yield f'  "definition": {dumps(plan.definition.id)},\n'
-    yield f'  "at": {dumps(format_instant(plan.at))},\n'
-    yield f'  "summary": {_nested(plan.summary.as_json(), 1)},\n'
-    if plan.candidates:
-        yield '  "candidates": ['
-        separator = "\n    "
-        for candidate in plan.candidates:
-            yield separator + _nested(candidate_json(candidate), 2)
-            separator = ",\n    "
-        yield "\n  ],\n"
-    else:
-        yield '  "candidates": [],\n'
-    yield f'  "warnings": {_nested(list(plan.warnings), 1)}\n'
+    yield f'  "definition": {dumps(definition_id)},\n'
+    yield f'  "at": {dumps(format_instant(at))},\n'
+    yield f'  "summary": {_nested(summary.as_json(), 1)},\n'
+
+
+def _candidates(candidates: Iterable[Candidate]) -> Iterator[str]:
+    separator = '  "candidates": [\n    '
+    for candidate in candidates:
+        yield separator + candidate_text(candidate)
+        separator = ",\n    "
+    yield '  "candidates": [],\n' if separator.startswith("  ") else "\n  ],\n"
+
+
+def _tail(warnings: list[str]) -> Iterator[str]:
+    yield f'  "warnings": {_nested(list(warnings), 1)}\n'
     yield "}"
+
+
+def stream_plan_json(
+    database: Database,
+    definition_id: str,
+    at: datetime,
+    environ: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """``msgrun plan --json``: ``iter_plan_json(make_plan(...))`` without the plan in memory.
+
+    The summary comes before the candidates, and is known only once they all
+    are: each candidate's JSON is written to a temporary file as it is
+    decided, then the head, that file and the tail are given out. Planning is
+    done when this returns (a ``PlanningError`` is raised here, not later).
+    """
+    spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed by _give
+    try:
+        with database.connect() as connection:
+            organisation = load_organisation(connection)
+            definition = load_definition(connection, definition_id)
+            warnings = profile_warnings(connection, definition, environ)
+            summary, gathered = Summary(), Gathered()
+            candidates = iter_plan(
+                connection, organisation, definition, at, summary, gathered=gathered
+            )
+            spool.writelines(_candidates(candidates))
+            warnings += gathered_warnings(connection, organisation, definition, gathered)[0]
+    except BaseException:
+        spool.close()
+        raise
+    return _give(spool, list(_head(definition.id, at, summary)), warnings)
+
+
+def _give(spool: IO[str], head: list[str], warnings: list[str]) -> Iterator[str]:
+    with spool:
+        yield from head
+        spool.seek(0)
+        while chunk := spool.read(SPOOL_CHUNK):
+            yield chunk
+        yield from _tail(warnings)
+
+
+__all__ = [
+    "candidate_json",
+    "candidate_text",
+    "dumps",
+    "iter_plan_json",
+    "plan_json",
+    "stream_plan_json",
+]

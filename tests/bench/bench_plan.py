@@ -1,14 +1,19 @@
-"""Planner and import benchmark (issue 3). One command:
+"""Import, planning, run creation and export end to end (issues 3 and 29). One command:
 
-    scripts/bench plan            # 1,000,000 candidates, 100,000-customer import
-    scripts/bench plan --candidates 200000 --import-customers 20000   # quicker
+    scripts/bench plan                      # a million customers, end to end
+    scripts/bench plan --customers 200000   # quicker
 
-Prints, for planning ``invoice-email`` over a generated data set: the time,
-candidates per second, peak memory of the planning process, the time of a raw
-``sqlite3`` scan of the same rows (the floor), and the ratio. Then the time of
-importing a generated 100,000-customer file into an empty database.
-Generated sets are cached under .cache/bench/ (keyed by size, seed and the
-generator's version).
+Generates an interchange file of that many customers (cached under
+.cache/bench/, keyed by size, seed and the generator's version; written a
+batch at a time), then, each step in a fresh process on a new SQLite
+database: ``msgrun import FILE``; planning ``invoice-email`` (every candidate
+decided, none held); ``msgrun plan invoice-email --json`` to /dev/null;
+``msgrun run start invoice-email`` (the run created, its plan snapshotted);
+``msgrun run export``. Beside each, its time and peak memory, and those of its
+floor, a raw ``sqlite3`` read of the rows it reads (the import's: of the rows it
+wrote; planning's and the run's: of the customers, addresses, invoices and
+services the planner reads; the export's: of the run's recipients written with
+``csv.writer``), and the ratio.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import argparse
 import json
 import os
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,32 +41,46 @@ def child(*args: str) -> dict[str, Any]:
 
 
 def step_plan(db_path: str) -> dict[str, Any]:
+    """Planning alone: every candidate decided and counted, none held (as a run takes them)."""
     from core.clock import parse_instant
-    from core.planner.plan import make_plan
-    from core.planner.report import iter_plan_json
+    from core.planner.load import load_definition, load_organisation
+    from core.planner.plan import Summary, iter_plan
     from core.storage import open_database
 
     database = open_database(f"sqlite:///{db_path}")
     at = parse_instant(AT)
     started = time.perf_counter()
-    plan = make_plan(database, "invoice-email", at, environ={})
-    planned = time.perf_counter() - started
-    planned_peak = peak_rss_mib()
+    summary = Summary()
+    with database.connect() as connection:
+        organisation = load_organisation(connection)
+        definition = load_definition(connection, "invoice-email")
+        for _ in iter_plan(connection, organisation, definition, at, summary):
+            pass
+    return {
+        "seconds": time.perf_counter() - started,
+        "candidates": summary.candidates,
+        "summary": {k: v for k, v in summary.as_json().items() if k != "by_reason"},
+        "peak_mib": peak_rss_mib(),
+    }
+
+
+def step_plan_json(db_path: str) -> dict[str, Any]:
+    """``msgrun plan invoice-email --json > /dev/null``: planning and its JSON, end to end."""
+    from core.clock import parse_instant
+    from core.planner.report import stream_plan_json
+    from core.storage import open_database
+
+    database = open_database(f"sqlite:///{db_path}")
     started = time.perf_counter()
     size = 0
     with open(os.devnull, "w") as sink:
-        for piece in iter_plan_json(plan):  # what `msgrun plan --json` writes
+        for piece in stream_plan_json(database, "invoice-email", parse_instant(AT), environ={}):
             sink.write(piece)
             size += len(piece)
-    serialised = time.perf_counter() - started
     return {
-        "seconds": planned,
-        "json_seconds": serialised,
+        "seconds": time.perf_counter() - started,
         "json_mib": size / 2**20,
-        "candidates": plan.summary.candidates,
-        "summary": {k: v for k, v in plan.summary.as_json().items() if k != "by_reason"},
-        "peak_mib": planned_peak,
-        "peak_with_json_mib": peak_rss_mib(),
+        "peak_mib": peak_rss_mib(),
     }
 
 
@@ -86,118 +104,145 @@ def step_scan(db_path: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "rows": rows, "peak_mib": peak_rss_mib()}
 
 
-def step_import(file_path: str) -> dict[str, Any]:
-    from core.interchange import import_text, read_file
+def step_import(file_path: str, db_path: str) -> dict[str, Any]:
+    """``msgrun import FILE`` into a new database at ``db_path``."""
+    from core.interchange import import_stream, open_file
     from core.storage import open_database
 
-    with tempfile.TemporaryDirectory() as folder:
-        database = open_database(f"sqlite:///{folder}/import.db")
-        content = read_file(file_path)
-        started = time.perf_counter()
-        outcome = import_text(database, content)
-        seconds = time.perf_counter() - started
-        assert outcome.ok, outcome.problems[:3]
-        return {
-            "seconds": seconds,
-            "counts": outcome.counts,
-            "peak_mib": peak_rss_mib(),
-            "mib": len(content) / 2**20,
-        }
+    database = open_database(f"sqlite:///{db_path}")
+    started = time.perf_counter()
+    with open_file(file_path) as file:  # what `msgrun import FILE` does
+        outcome = import_stream(database, file)
+    seconds = time.perf_counter() - started
+    assert outcome.ok, outcome.problems[:3]
+    with database.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    return {
+        "seconds": seconds,
+        "counts": outcome.counts,
+        "peak_mib": peak_rss_mib(),
+        "mib": os.path.getsize(file_path) / 2**20,
+    }
+
+
+IMPORTED = ("customer", "contact", "address", "service", "document", "suppression", "history")
+
+
+def step_import_floor(db_path: str) -> dict[str, Any]:
+    """The import's floor: a raw ``sqlite3`` read of every row it wrote."""
+    connection = sqlite3.connect(db_path)
+    started = time.perf_counter()
+    rows = 0
+    for table in IMPORTED:
+        for _ in connection.execute(f"SELECT * FROM {table}"):
+            rows += 1
+    return {"seconds": time.perf_counter() - started, "rows": rows, "peak_mib": peak_rss_mib()}
+
+
+def step_run(db_path: str) -> dict[str, Any]:
+    """``msgrun run start invoice-email --detach``: the run created, its plan snapshotted."""
+    from core.clock import SystemClock, parse_instant
+    from core.delivery.runs import create_run
+    from core.storage import open_database
+
+    database = open_database(f"sqlite:///{db_path}")
+    started = time.perf_counter()
+    run_id = create_run(database, "invoice-email", parse_instant(AT), SystemClock(), environ={})
+    seconds = time.perf_counter() - started
+    with database.engine.connect() as connection:
+        recipients = connection.exec_driver_sql(
+            f"SELECT count(*) FROM recipient WHERE run_id = {run_id}"
+        ).scalar_one()
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    return {"seconds": seconds, "run": run_id, "recipients": recipients, "peak_mib": peak_rss_mib()}
+
+
+STEPS: dict[str, Any] = {
+    "plan": step_plan,
+    "plan-json": step_plan_json,
+    "scan": step_scan,
+    "import-floor": step_import_floor,
+    "run": step_run,
+}
 
 
 # -- the driver ---------------------------------------------------------------
 
 
-def dataset(candidates: int) -> Path:
-    from core.storage import open_database
-    from fixtures.generate import GENERATOR_VERSION, load_database
-
-    path = CACHE / f"plan-{candidates}-s{SEED}-v{GENERATOR_VERSION}.db"
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{partial}{suffix}").unlink(missing_ok=True)
-        print(
-            f"generating {candidates:,} candidates into {path.relative_to(ROOT)} (once)...",
-            flush=True,
-        )
-        started = time.perf_counter()
-        database = open_database(f"sqlite:///{partial}")
-        load_database(database, candidates=candidates, seed=SEED)
-        with database.engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        database.dispose()
-        partial.rename(path)
-        print(f"  generated in {time.perf_counter() - started:.0f} s", flush=True)
-    return path
-
-
 def import_file(customers: int) -> Path:
-    from fixtures.generate import GENERATOR_VERSION, generate_document
+    from fixtures.generate import GENERATOR_VERSION, write_document
 
     path = CACHE / f"import-{customers}-s{SEED}-v{GENERATOR_VERSION}.json"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         print(f"generating a {customers:,}-customer file (once)...", flush=True)
-        path.write_text(json.dumps(generate_document(customers, SEED)))
+        partial = path.with_suffix(".partial")
+        write_document(customers, partial, SEED)
+        partial.rename(path)
     return path
+
+
+def best(*args: str, runs: int) -> dict[str, Any]:
+    return min((child(*args) for _ in range(runs)), key=lambda result: float(result["seconds"]))
+
+
+def line(step: str, ours: dict[str, Any], floor: dict[str, Any], what: str) -> None:
+    print(
+        f"  {step:<14}{ours['seconds']:9.2f} s  peak {ours['peak_mib']:6.0f} MiB   "
+        f"floor {floor['seconds']:7.2f} s  peak {floor['peak_mib']:4.0f} MiB   "
+        f"{ours['seconds'] / floor['seconds']:5.1f} x   {what}",
+        flush=True,
+    )
+
+
+def end_to_end(customers: int, runs: int) -> None:
+    """Import, plan, run creation and export of a ``customers``-customer organisation."""
+    file = import_file(customers)
+    db = CACHE / f"e2e-{customers}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    print(
+        f"\nEnd to end: {customers:,} customers ({os.path.getsize(file) / 2**20:,.0f} MiB of "
+        f"JSON), SQLite; each step in a fresh process; floor = a raw read of its rows",
+        flush=True,
+    )
+    imported = child("--step", "import", str(file), str(db))
+    floor = best("--step", "import-floor", str(db), runs=runs)
+    counts = imported["counts"]
+    line(
+        "import",
+        imported,
+        floor,
+        f"{sum(counts.values()):,} records ({counts['documents']:,} documents)",
+    )
+    scan = best("--step", "scan", str(db), runs=runs)
+    plan = best("--step", "plan", str(db), runs=runs)
+    line("plan", plan, scan, f"{plan['candidates']:,} candidates  {plan['summary']}")
+    plan_json = child("--step", "plan-json", str(db))
+    line("plan --json", plan_json, scan, f"{plan_json['json_mib']:,.0f} MiB of JSON")
+    run = child("--step", "run", str(db))
+    line("run start", run, scan, f"run {run['run']}: {run['recipients']:,} recipients")
+    out = str(CACHE / "e2e-export.csv")
+    export = measure_in_child("tests.bench.bench_export", "--step", "msgrun", str(db), out)
+    export_floor = measure_in_child("tests.bench.bench_export", "--step", "floor", str(db), out)
+    line("run export", export, export_floor, f"{os.path.getsize(out) / 2**20:,.0f} MiB of CSV")
+    Path(out).unlink(missing_ok=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--candidates", type=int, default=1_000_000)
-    parser.add_argument("--import-customers", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=2, help="planning runs (the best is kept)")
-    parser.add_argument("--step", choices=["plan", "scan", "import"], help=argparse.SUPPRESS)
-    parser.add_argument("path", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--customers", type=int, default=1_000_000, help="end to end: this many")
+    parser.add_argument("--runs", type=int, default=2, help="of plan and floors (the best is kept)")
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.step:
-        step = {"plan": step_plan, "scan": step_scan, "import": step_import}[args.step]
-        print(json.dumps(step(args.path)))
+    if args.step == "import":
+        print(json.dumps(step_import(*args.paths)))
         return
-
-    db = dataset(args.candidates)
-    size = os.path.getsize(db) / 2**20
-    plans = [child("--step", "plan", str(db)) for _ in range(args.runs)]
-    scans = [child("--step", "scan", str(db)) for _ in range(args.runs)]
-    plan = min(plans, key=lambda p: p["seconds"])
-    scan = min(scans, key=lambda s: s["seconds"])
-    rate = plan["candidates"] / plan["seconds"]
-    print()
-    print(
-        f"Planning invoice-email over {plan['candidates']:,} candidates "
-        f"(SQLite, {size:.0f} MiB, best of {args.runs})"
-    )
-    print(f"  decisions         {plan['summary']}")
-    print(
-        f"  plan              {plan['seconds']:8.2f} s   {rate:12,.0f} candidates/s   goal <= 20 s"
-    )
-    print(
-        f"  peak memory       {plan['peak_mib']:8.0f} MiB (whole planning process)   "
-        f"goal <= 1024 MiB"
-    )
-    print(f"  raw sqlite3 scan  {scan['seconds']:8.2f} s   {scan['rows']:12,} rows (the floor)")
-    print(f"  ratio plan/scan   {plan['seconds'] / scan['seconds']:8.1f} x   goal <= 10 x")
-    print(
-        f"  + JSON output     {plan['json_seconds']:8.2f} s   {plan['json_mib']:.0f} MiB of text "
-        f"(msgrun plan --json); peak with it {plan['peak_with_json_mib']:.0f} MiB"
-    )
-
-    file = import_file(args.import_customers)
-    result = child("--step", "import", str(file))
-    counts = result["counts"]
-    print()
-    print(
-        f"Importing a {args.import_customers:,}-customer file ({result['mib']:.0f} MiB: "
-        f"{counts['contacts']:,} contacts, {counts['addresses']:,} addresses, "
-        f"{counts['documents']:,} documents) into an empty SQLite database"
-    )
-    print(
-        f"  import            {result['seconds']:8.2f} s   "
-        f"{args.import_customers / result['seconds']:12,.0f} customers/s   "
-        f"peak {result['peak_mib']:.0f} MiB"
-    )
+    if args.step:
+        print(json.dumps(STEPS[args.step](*args.paths)))
+        return
+    end_to_end(args.customers, args.runs)
 
 
 if __name__ == "__main__":

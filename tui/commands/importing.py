@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
+from typing import BinaryIO
 
-from core.interchange import UnreadableFile, import_text, read_file
+from core.interchange import UnreadableFile, import_stream, open_file
 from tui.commands.common import database, new_sqlite_file
 from tui.errors import UsageError
 from tui.progress import progress_bar
@@ -48,25 +51,31 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def run(args: argparse.Namespace) -> int:
     name = "stdin" if args.file == "-" else args.file
+    file: BinaryIO
     if args.file == "-":
-        content = sys.stdin.buffer.read()
+        # Kept on disk, not in memory: the import reads it a record at a time.
+        file = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+        shutil.copyfileobj(sys.stdin.buffer, file)
+        file.seek(0)
     else:
         try:
-            content = read_file(args.file)
+            file = open_file(args.file)
         except UnreadableFile as error:
             raise UsageError(str(error)) from None
-    created = new_sqlite_file(args.db)
-    db = database(args.db, create=True)
-    with progress_bar(len(content) >= LARGE_FILE) as report:
-        outcome = import_text(
-            db,
-            content,
-            report,
-            dry_run=args.check,
-            replace_organisation=args.replace_organisation,
-            # A relative documents_folder is the file's neighbour (stdin: here).
-            base=None if args.file == "-" else os.path.dirname(os.path.abspath(args.file)),
-        )
+    with file:
+        size = os.fstat(file.fileno()).st_size
+        created = new_sqlite_file(args.db)
+        db = database(args.db, create=True)
+        with progress_bar(size >= LARGE_FILE) as report:
+            outcome = import_stream(
+                db,
+                file,
+                report,
+                dry_run=args.check,
+                replace_organisation=args.replace_organisation,
+                # A relative documents_folder is the file's neighbour (stdin: here).
+                base=None if args.file == "-" else os.path.dirname(os.path.abspath(args.file)),
+            )
     problems, counts = outcome.problems, outcome.counts
     if created is not None and (problems or args.check):
         # Nothing was imported: no new, empty database is left behind either.

@@ -6,7 +6,7 @@ import argparse
 
 from core.planner.load import PlanningError
 from core.planner.plan import make_plan
-from core.planner.report import dumps, iter_plan_json
+from core.planner.report import dumps, stream_plan_json
 from core.storage.database import Database
 from core.views.customers import customer_report, find_customers
 from tui.commands.common import database, instant
@@ -51,10 +51,13 @@ def run_plan(args: argparse.Namespace) -> int:
     at = instant(args.at)
     db = database(args.db)
     try:
+        if args.json:  # planned a candidate at a time, never held
+            write_out(stream_plan_json(db, args.definition, at))
+            return 0
         plan = make_plan(db, args.definition, at)
     except PlanningError as error:
         raise UsageError(str(error)) from None
-    write_out(iter_plan_json(plan) if args.json else plan_text(plan))
+    write_out(plan_text(plan))
     return 0
 
 
