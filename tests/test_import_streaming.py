@@ -54,9 +54,7 @@ def test_references_to_records_further_on_in_the_file_resolve(db: Database) -> N
         assert session.scalar(select(func.count()).select_from(Document)) == len(
             document["documents"]
         )
-        assert session.scalar(select(func.count()).select_from(History)) == len(
-            document["history"]
-        )
+        assert session.scalar(select(func.count()).select_from(History)) == len(document["history"])
         assert session.scalar(select(func.count()).select_from(Definition)) == len(
             document["definitions"]
         )
@@ -145,9 +143,7 @@ def test_a_large_file_that_is_not_json_is_refused_in_the_parser_s_words(
     ]
 
 
-def test_a_key_given_twice_inside_a_record_is_named(
-    db: Database, minimal: dict[str, Any]
-) -> None:
+def test_a_key_given_twice_inside_a_record_is_named(db: Database, minimal: dict[str, Any]) -> None:
     text = json.dumps(minimal).replace('"name": "Ana', '"name": "Ana", "name": "Ana', 1)
     assert '"name": "Ana", "name"' in text
     problems = [str(p) for p in import_text(db, text).problems]

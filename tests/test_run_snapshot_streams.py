@@ -44,6 +44,4 @@ def test_recipients_are_written_while_the_plan_is_still_being_decided(
             .where(Recipient.run_id == run_id)
             .order_by(Recipient.position)
         ).all()
-    assert [tuple(row) for row in stored] == [
-        (c.customer, c.address, c.document) for c in expected
-    ]
+    assert [tuple(row) for row in stored] == [(c.customer, c.address, c.document) for c in expected]
