@@ -121,6 +121,10 @@ class MsgrunConsole(App[None]):
 
     def _done(self, screen: LiveScreen, data: Any, error: Exception | None) -> None:
         self._polling = False
+        if not self.is_running:
+            # The app is shutting down and taking its screens' widgets away: a load that
+            # finishes now has nothing to paint (painting it failed the worker).
+            return
         if error is not None:
             self._load_failed(error)
         elif screen.is_attached and not screen.is_mounted:
