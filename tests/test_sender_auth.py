@@ -18,7 +18,14 @@ from core.clock import parse_instant
 from core.delivery.smtp import ProfileSettings
 from core.dkim_keys import DkimSettings, public_record
 from core.planner.plan import make_plan
-from core.sender_auth import NO_DMARC, AuthStep, dns_server_setting, sender_auth_steps
+from core.sender_auth import (
+    NO_DMARC,
+    NOT_LOOKED_UP,
+    STEPS,
+    AuthStep,
+    dns_server_setting,
+    sender_auth_steps,
+)
 from core.storage import Database
 from fixtures.smtp_servers import SmtpServer, free_port
 from tests.conftest import load_ok
@@ -252,3 +259,21 @@ def test_the_dns_server_setting_reads_an_address_and_a_port(
 def test_a_dns_server_setting_that_is_not_an_address_and_port_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="MSGRUN_DNS_SERVER"):
         dns_server_setting({"MSGRUN_DNS_SERVER": value})
+
+
+def test_the_verdict_never_says_passes_for_steps_that_looked_nothing_up() -> None:
+    """A profile on domains reserved for testing passes its DNS steps unchecked: the
+    verdict says so, and claims no SPF, DKIM or DMARC check it never made."""
+    from core.smtp_check import CheckReport, Step
+
+    def report(*details: str) -> CheckReport:
+        auth = [Step(name, True, 0.0, detail) for name, detail in zip(STEPS, details, strict=True)]
+        return CheckReport("main", [Step("connect", True, 1.0, "127.0.0.1"), *auth])
+
+    unchecked = f"pools.example.com is reserved for testing or local use: {NOT_LOOKED_UP}"
+    assert report(*[unchecked] * 3).sender_auth_verdict == (
+        "sender authentication: not checked (domains reserved for testing)"
+    )
+    assert report("v=spf1 -all", "v=DKIM1", "v=DMARC1").sender_auth_verdict == (
+        "sender authentication: passes SPF, DKIM and DMARC checks"
+    )

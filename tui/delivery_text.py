@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.clock import format_instant
+from core.delivery.states import SENDING
 from core.views.deliveries import Delivery, outcome_words
 
 INDENT = "  "
@@ -45,10 +46,14 @@ def attempt_lines(d: Delivery, indent: str) -> list[str]:
     for number, attempt in enumerate(d.attempt_log, start=1):
         mark = " (settled it)" if attempt.settled else ""
         lines.append(f"{indent}{number}. {when(attempt.at)}  {attempt.words}{mark}")
-    if d.attempts > len(d.attempt_log) and d.attempt_log:
+    # A recipient being sent counts the attempt under way, which is kept once it ends.
+    under_way = 1 if d.state == SENDING else 0
+    if under_way:
+        lines.append(f"{indent}{len(d.attempt_log) + 1}. under way")
+    earlier = d.attempts - under_way - len(d.attempt_log)
+    if earlier > 0 and d.attempt_log:
         lines.append(
-            f"{indent}({d.attempts - len(d.attempt_log)} earlier attempt(s) made before "
-            "msgrun kept every attempt)"
+            f"{indent}({earlier} earlier attempt(s) made before msgrun kept every attempt)"
         )
     return lines
 
