@@ -658,6 +658,24 @@ def test_an_earlier_demos_folder_is_replaced_keeping_what_else_is_there(tmp_path
     assert (empty / MARKER).is_file()
 
 
+def test_a_folder_a_running_demo_uses_is_refused_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two demos on one folder: the second would delete the first's database under it."""
+    from tui.commands.demo_cmd import prepare_folder
+
+    folder = tmp_path / "demo"
+    with prepare_folder(folder):  # a demo running there
+        (folder / "demo.db").write_text("the running demo's database")
+        code, _, err = msgrun(capsys, "demo", "--folder", str(folder), "--no-console")
+        assert code == 2 and "a msgrun demo is running there (pid " in err
+        assert "nothing was touched" in err
+        assert (folder / "demo.db").read_text() == "the running demo's database"
+    # Once that demo has ended, its folder is a demo's folder like any other.
+    with prepare_folder(folder):
+        assert not (folder / "demo.db").exists()
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

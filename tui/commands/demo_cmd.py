@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import IO
 
 from core.clock import SystemClock
 from core.delivery.runs import create_run, list_runs, request_stop
@@ -66,11 +68,15 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def run_demo(args: argparse.Namespace) -> int:
     check_delivery_settings()
+    folder = Path(args.folder).expanduser()
+    with prepare_folder(folder):  # the folder is this demo's while it runs
+        return _demo_in(folder, args)
+
+
+def _demo_in(folder: Path, args: argparse.Namespace) -> int:
     from fixtures.demo import demo_document
     from fixtures.smtp_servers import Faults, SmtpServer
 
-    folder = Path(args.folder).expanduser()
-    prepare_folder(folder)
     url = f"sqlite:///{folder / 'demo.db'}"
     database = open_database(url)
     clock = SystemClock()
@@ -151,15 +157,19 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 MARKER = ".msgrun-demo"
+# Held (flock) by the demo using the folder, for as long as it runs.
+LOCK = ".msgrun-demo.lock"
 # What a demo makes in its folder, and so what a later demo may replace.
 DEMO_FILES = ("demo.db", "demo.db-wal", "demo.db-shm", "demo.db.migrate-lock")
 
 
-def prepare_folder(folder: Path) -> None:
-    """A new or empty folder, or an earlier demo's (marked so) with its data removed.
+def prepare_folder(folder: Path) -> IO[str]:
+    """A new or empty folder, or an earlier demo's (marked so) with its data removed;
+    returns the folder's lock, held until it is closed.
 
     Never deletes what a demo did not make: a folder with anything else in it
-    and no demo's mark is refused, untouched.
+    and no demo's mark is refused, untouched; nor what a demo still running
+    uses: a folder whose lock another demo holds is refused, untouched.
     """
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--folder {folder}: is a file, not a folder; nothing was touched")
@@ -170,6 +180,21 @@ def prepare_folder(folder: Path) -> None:
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 (held by the caller)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise UsageError(
+                f"--folder {folder}: a msgrun demo is running there ({holder}); nothing was "
+                "touched (give another --folder, or quit that demo first)"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
         for name in DEMO_FILES:
             (folder / name).unlink(missing_ok=True)
         if (folder / "mail").is_dir():
@@ -180,3 +205,4 @@ def prepare_folder(folder: Path) -> None:
         )
     except OSError as error:
         raise OperationFailed(f"--folder {folder}: {error.strerror or error}") from None
+    return lock
