@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from core.clock import Clock, SystemClock, parse_instant
 from core.delivery.deliver import Delivery, deliver
 from core.delivery.runs import create_run, get_run
+from core.delivery.smtp import ProfileSettings
 from core.storage import Database
 from core.storage.models import Recipient, RunCount, table_of
 from tests.conftest import MINIMAL, load_ok
@@ -123,3 +125,24 @@ def fabricate_run_state(connection: Any, run_id: int, state: str, **values: Any)
 
     table = table_of(MessageRun)
     connection.execute(update(table).where(table.c.id == run_id).values(state=state, **values))
+
+
+def profile_settings(**changes: Any) -> ProfileSettings:
+    """An SMTP profile's settings as a delivery or a test reads them: a plain profile on
+    127.0.0.1:25 with no login, changed by ``changes``."""
+    base = ProfileSettings(
+        id="main",
+        host="127.0.0.1",
+        port=25,
+        security="none",
+        username=None,
+        password_env=None,
+        from_address="billing@pools.example.com",
+        from_name="Pools",
+        max_connections=1,
+        rate_per_second=None,
+        tls_verify=True,
+        ca_file=None,
+        timeout_seconds=5,
+    )
+    return replace(base, **changes)

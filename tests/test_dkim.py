@@ -28,6 +28,7 @@ from tests.delivery_support import (
     deliver_now,
     document,
     new_run,
+    profile_settings,
 )
 from tests.dkim_support import pem_of, perl_verify, rsa_key
 
@@ -37,23 +38,12 @@ RECORD = "msgrun._domainkey.pools.example.com"
 
 def profile(**changes: Any) -> ProfileSettings:
     values: dict[str, Any] = dict(
-        id="main",
-        host="127.0.0.1",
-        port=25,
-        security="none",
-        username=None,
-        password_env=None,
         from_address="billing@mail.pools.example.com",
         from_name="Blue Lagoon Pools – Zürich",
-        max_connections=1,
-        rate_per_second=None,
-        tls_verify=True,
-        ca_file=None,
-        timeout_seconds=5,
         reply_to="accounts@pools.example.com",
     )
     values.update(changes)
-    return ProfileSettings(**values)
+    return profile_settings(**values)
 
 
 def signer(**changes: Any) -> DkimSigner:

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.delivery.message import header_text
+from tests.delivery_support import profile_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "header_decoders.py"
@@ -199,24 +200,8 @@ def kind_message(kind: str, definition_reply_to: str | None) -> bytes:
     from datetime import UTC, datetime
 
     from core.delivery.compose import Composer, Draft, Templates
-    from core.delivery.smtp import ProfileSettings
 
-    profile = ProfileSettings(
-        id="main",
-        host="127.0.0.1",
-        port=25,
-        security="none",
-        username=None,
-        password_env=None,
-        from_address="billing@pools.example.com",
-        from_name="Pools",
-        max_connections=1,
-        rate_per_second=None,
-        tls_verify=True,
-        ca_file=None,
-        timeout_seconds=5,
-        reply_to="office@pools.example.com",
-    )
+    profile = profile_settings(reply_to="office@pools.example.com")
     templates = Templates(
         definition_id="d",
         subject="s",

@@ -29,7 +29,7 @@ from core.sender_auth import (
 from core.storage import Database
 from fixtures.smtp_servers import SmtpServer, free_port
 from tests.conftest import load_ok
-from tests.delivery_support import AT, document
+from tests.delivery_support import AT, document, profile_settings
 from tests.dkim_support import pem_of, rsa_key
 from tests.dns_server import DnsServer
 
@@ -40,24 +40,15 @@ PEM = pem_of(rsa_key()).decode()
 
 
 def profile(**changes: Any) -> ProfileSettings:
-    base = ProfileSettings(
-        id="main",
-        host="127.0.0.1",
-        port=25,
-        security="none",
-        username=None,
-        password_env=None,
+    values: dict[str, Any] = dict(
         from_address=f"billing@{DOMAIN}",
         from_name="Blue Lagoon Pools",
-        max_connections=1,
-        rate_per_second=None,
-        tls_verify=True,
-        ca_file=None,
         timeout_seconds=3.0,
         bounce_address=f"bounces@{DOMAIN}",
         dkim=DkimSettings(DOMAIN, "msgrun", private_key_env="DKIM_PEM"),
     )
-    return replace(base, **changes)
+    values.update(changes)
+    return profile_settings(**values)
 
 
 def good_records(server: DnsServer) -> DnsServer:

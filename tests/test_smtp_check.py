@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -20,29 +21,14 @@ from core.smtp_check import CheckReport, check_profile
 from core.storage import Database
 from fixtures.smtp_servers import Faults, SmtpServer, free_port
 from tests.conftest import load_ok
-from tests.delivery_support import AT, document
+from tests.delivery_support import AT, document, profile_settings
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "s3cret-Pa55"
 
 
-def profile(port: int, **changes: object) -> ProfileSettings:
-    base = ProfileSettings(
-        id="main",
-        host="127.0.0.1",
-        port=port,
-        security="none",
-        username=None,
-        password_env=None,
-        from_address="billing@pools.example.com",
-        from_name="Pools",
-        max_connections=1,
-        rate_per_second=None,
-        tls_verify=True,
-        ca_file=None,
-        timeout_seconds=3.0,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
+def profile(port: int, **changes: Any) -> ProfileSettings:
+    return profile_settings(**{"port": port, "timeout_seconds": 3.0, **changes})
 
 
 def check(
