@@ -35,7 +35,8 @@ from typing import TypeVar
 from sqlalchemy import Connection, and_, exists, or_, select
 from sqlalchemy.exc import DBAPIError
 
-from core.bounces.store import BOUNCE_SOURCES_ENV, ReadSummary, read_configured_sources
+from core import settings
+from core.bounces.store import ReadSummary, read_configured_sources
 from core.clock import Clock
 from core.delivery import registry
 from core.delivery.deliver import Delivery, LeaseHeld, deliver
@@ -46,7 +47,6 @@ from core.delivery.states import (
     RUNNING,
     STOPPING,
     WAITING,
-    lease_seconds,
 )
 from core.storage.database import Database
 from core.storage.models import MessageRun, Recipient, table_of
@@ -118,7 +118,7 @@ async def work(
     moment of the database does not end the worker.
     """
     environ = os.environ if environ is None else environ
-    seconds = lease_seconds(environ)
+    seconds = settings.lease_seconds(environ)
     renew_every = min(LEASE_RENEW_SECONDS, seconds / 4)
     alongside_others = database.engine.dialect.name == "postgresql"
     worker_id = registry.new_worker_id("worker")
@@ -244,7 +244,7 @@ class BounceReading:
         self.clock = clock
         self.environ = environ
         self.every = every
-        self.configured = bool(environ.get(BOUNCE_SOURCES_ENV, "").split())
+        self.configured = bool(settings.bounce_sources(environ))
         self.task: asyncio.Task[ReadSummary | None] | None = None
         self.last: float | None = None
 

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from core import settings
 from core.clock import Clock
 from core.delivery import guards, policy, processes, queries, registry, transitions
 from core.delivery.compose import Composer, Templates, run_settings
@@ -56,8 +57,6 @@ from core.delivery.states import (
     STOPPED,
     STOPPING,
     WAITING,
-    lease_seconds,
-    sender_processes_setting,
 )
 from core.storage.database import Database, error_words
 
@@ -165,7 +164,7 @@ class Deliverer:
         self.local_stop = options.stop or asyncio.Event()
         self.on_progress = options.on_progress
         self.keep_running_on_stop = options.keep_running_on_stop
-        self.lease_seconds = lease_seconds(self.environ)
+        self.lease_seconds = settings.lease_seconds(self.environ)
         self.renew_seconds = min(LEASE_RENEW_SECONDS, self.lease_seconds / 4)
         self.own_worker = options.worker_id is None
         self.worker_id = options.worker_id or registry.new_worker_id("run")
@@ -373,8 +372,8 @@ class Deliverer:
         """The sender processes of this delivery (``policy.sender_processes``), started;
         None when its connections are this process's own."""
         try:
-            setting = sender_processes_setting(self.environ)
-        except ValueError:  # the command line refuses it before anything is done
+            setting = settings.sender_processes(self.environ)
+        except settings.SettingError:  # the command line refuses it before anything is done
             setting = None
         profile, counts = composer.profile, await self._counts()
         count = policy.sender_processes(
