@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-KEYRING_ENV = "MSGRUN_KEYRING"
+from core import settings
+
 SERVICE = "msgrun"
 
 
@@ -22,16 +23,12 @@ class KeyringUnavailable(Exception):
     """There is no OS keyring here, or it refused."""
 
 
-def keyring_configured(environ: Mapping[str, str]) -> bool:
-    return environ.get(KEYRING_ENV, "").strip().lower() in ("1", "yes", "true", "on")
-
-
 def find_password(password_env: str, environ: Mapping[str, str]) -> str | None:
     """The password: the environment variable, else (when configured) the keyring."""
     value = environ.get(password_env)
     if value:
         return value
-    if not keyring_configured(environ):
+    if not settings.keyring_enabled(environ):
         return None
     try:
         import keyring
@@ -52,7 +49,7 @@ def source(password_env: str, environ: Mapping[str, str]) -> str | None:
 
 def missing(password_env: str, environ: Mapping[str, str]) -> str:
     """Where the password was looked for, for a message saying it was not found."""
-    if keyring_configured(environ):
+    if settings.keyring_enabled(environ):
         return (
             f"the environment variable {password_env} is not set and the OS keyring has no "
             f"password for it"
@@ -64,7 +61,7 @@ def how_to_provide(password_env: str, profile_id: str) -> str:
     """What to do about a missing password."""
     return (
         f"set {password_env} to the account's password where msgrun runs, or store it in the "
-        f"OS keyring (msgrun smtp password {profile_id}) and set {KEYRING_ENV}=1"
+        f"OS keyring (msgrun smtp password {profile_id}) and set {settings.KEYRING}=1"
     )
 
 

@@ -21,6 +21,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
+from core import settings
 from core.delivery.smtp import ProfileSettings
 from core.dkim_keys import DkimKeyError, private_key, public_base64, public_record, read_pem
 from core.sender_domains import aligned, domain_of, is_reserved, organisational_domain
@@ -39,31 +40,6 @@ class AuthStep:
     warning: str | None = None
 
 
-def dns_server_setting(environ: Mapping[str, str]) -> tuple[str, int] | None:
-    """``MSGRUN_DNS_SERVER`` as (IP address, port), None when unset; ValueError naming
-    what is wrong when it is not ``IP``, ``IP:PORT`` or ``[IPv6]:PORT``."""
-    text = environ.get("MSGRUN_DNS_SERVER", "").strip()
-    if not text:
-        return None
-    host, port = text, "53"
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            port = rest.removeprefix(":") if rest.startswith(":") else "?"
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    usage = "give a DNS server's IP address, optionally with :PORT (e.g. 127.0.0.1:5353)"
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(
-            f"MSGRUN_DNS_SERVER={text!r}: {host!r} is not an IP address; {usage}"
-        ) from None
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"MSGRUN_DNS_SERVER={text!r}: {port!r} is not a port (1-65535); {usage}")
-    return host, int(port)
-
-
 # How a step on a domain reserved for testing ends its detail: it passes, unchecked.
 NOT_LOOKED_UP = "not looked up"
 
@@ -76,15 +52,15 @@ class Dns:
     """TXT look-ups within one deadline, through MSGRUN_DNS_SERVER when it is set."""
 
     def __init__(self, environ: Mapping[str, str], seconds: float) -> None:
-        server = dns_server_setting(environ)
+        server = settings.dns_server(environ)
         if server is not None:
             self.resolver = dns.asyncresolver.Resolver(configure=False)
-            self.resolver.nameservers = [server[0]]
-            self.resolver.port = server[1]
+            self.resolver.nameservers = [server.host]
+            self.resolver.port = server.port
         else:
             self.resolver = dns.asyncresolver.Resolver()
         self.deadline = time.monotonic() + seconds
-        self.server = environ.get("MSGRUN_DNS_SERVER", "").strip() or "the system's resolver"
+        self.server = "the system's resolver" if server is None else server.describe()
 
     async def txt(self, name: str) -> list[str]:
         """The TXT records at ``name``, each record's strings joined; [] for NXDOMAIN or
@@ -230,14 +206,14 @@ def tags(record: str) -> dict[str, str]:
 
 
 async def dkim_step(profile: ProfileSettings, dns_: Dns, environ: Mapping[str, str]) -> AuthStep:
-    settings = profile.dkim
-    if settings is None:
+    dkim = profile.dkim
+    if dkim is None:
         detail = "msgrun does not sign this profile's messages"
         if profile.server_signs_dkim:
             detail += " (the profile says the server signs them)"
         return AuthStep("dkim", True, detail)
     try:
-        key = private_key(read_pem(settings, environ), settings)
+        key = private_key(read_pem(dkim, environ), dkim)
     except DkimKeyError as error:
         return AuthStep(
             "dkim",
@@ -246,17 +222,17 @@ async def dkim_step(profile: ProfileSettings, dns_: Dns, environ: Mapping[str, s
             "runs on this profile fail until the key can be read",
         )
     expected = public_record(key)
-    publish = f'publish a TXT record at {settings.record_name}: "{expected}"'
-    records = await dns_.txt(settings.record_name)
+    publish = f'publish a TXT record at {dkim.record_name}: "{expected}"'
+    records = await dns_.txt(dkim.record_name)
     if not records:
-        return AuthStep("dkim", False, f"no DKIM record at {settings.record_name}", publish)
+        return AuthStep("dkim", False, f"no DKIM record at {dkim.record_name}", publish)
     record = records[0]
     found = tags(record)
     if found.get("v", "DKIM1") != "DKIM1" or "p" not in found or found.get("k", "rsa") != "rsa":
         return AuthStep(
             "dkim",
             False,
-            f"{settings.record_name}: {record} is not a DKIM key record",
+            f"{dkim.record_name}: {record} is not a DKIM key record",
             publish,
         )
     try:
@@ -267,11 +243,10 @@ async def dkim_step(profile: ProfileSettings, dns_: Dns, environ: Mapping[str, s
         return AuthStep(
             "dkim",
             False,
-            f"{settings.record_name}: {record} — its p= is not the public half of the "
-            "profile's key",
+            f"{dkim.record_name}: {record} — its p= is not the public half of the profile's key",
             publish.replace("publish a", "replace it with the"),
         )
-    return AuthStep("dkim", True, f"{settings.record_name}: {record}")
+    return AuthStep("dkim", True, f"{dkim.record_name}: {record}")
 
 
 # -- DMARC ------------------------------------------------------------------------------

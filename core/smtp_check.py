@@ -3,7 +3,8 @@
 Steps, in order, as far as they get: resolve, connect, tls (security ``tls``),
 banner, ehlo, starttls (security ``starttls``; the EHLO sent again belongs to
 it), auth (when a user name is set), and with a test address mail_from,
-rcpt_to and data. The first failing step ends the check. Every network step
+rcpt_to and data: ``SMTP_STEPS``, a row and a function per step (as the
+planner's ``RULES``). The first failing step ends the check. Every network step
 has the profile's timeout. Then, whatever became of those, the sender
 authentication steps spf, dkim and dmarc (``sender_auth``); the report's ``ok``
 covers the SMTP steps alone, ``sender_auth_ok`` the other three. The password
@@ -19,7 +20,7 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
@@ -272,6 +273,303 @@ async def _peer_certificate(
         return None
 
 
+@dataclass
+class Check:
+    """One check of one profile: what its steps share, and what they learn on the way."""
+
+    profile: ProfileSettings
+    environ: Mapping[str, str]
+    to: str | None
+    now: Callable[[], datetime] | None
+    report: CheckReport
+    dialogue: Dialogue
+    # The name runs greet with too (domain.md, Same conversation as the test).
+    helo: str
+    address: str | None = None  # resolve's answer
+    extensions: dict[str, str] = field(default_factory=dict)  # the last EHLO's
+
+    @property
+    def host(self) -> str:
+        return self.profile.host
+
+    @property
+    def port(self) -> int:
+        return self.profile.port
+
+    @property
+    def timeout(self) -> float:
+        return self.profile.timeout_seconds
+
+
+async def resolve(check: Check) -> str:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(check.host, check.port, type=socket.SOCK_STREAM), check.timeout
+        )
+    except socket.gaierror as error:
+        raise StepFailed(
+            f"{check.host} does not resolve: {error.strerror}",
+            "check the spelling of the host name",
+        ) from None
+    check.address = str(infos[0][4][0])
+    return check.address
+
+
+async def connect(check: Check) -> str:
+    address = str(check.address)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(address, check.port), check.timeout
+    )
+    check.dialogue.reader, check.dialogue.writer = reader, writer
+    return f"connected to {address}:{check.port}"
+
+
+def connect_silence(check: Check) -> str:
+    return (
+        f"{check.host}:{check.port} does not answer: a firewall may block the port, "
+        "or the host or port is wrong"
+    )
+
+
+async def implicit_tls(check: Check) -> str:
+    writer = check.dialogue.writer
+    assert writer is not None
+    await asyncio.wait_for(
+        writer.start_tls(tls_context(check.profile), server_hostname=check.host), check.timeout
+    )
+    return _tls_summary(writer)
+
+
+async def banner(check: Check) -> str:
+    reply = await check.dialogue.read_reply()
+    if reply.code != 220:
+        raise StepFailed(str(reply), "the server greets with a refusal")
+    return str(reply)
+
+
+def banner_silence(check: Check) -> str:
+    if check.port == 465:
+        return (
+            "the server accepted the connection but says nothing: port 465 "
+            "expects TLS from the start (security tls)"
+        )
+    return (
+        "the server accepted the connection but never greeted: is this "
+        "an SMTP port? (25, 587, or 465 with security tls)"
+    )
+
+
+async def ehlo(check: Check) -> str:
+    reply = await check.dialogue.command(f"EHLO {check.helo}")
+    if reply.code != 250:
+        raise StepFailed(str(reply), "the server refused EHLO")
+    check.extensions = _extensions(reply)
+    _learn_size(check.report, check.extensions)
+    return _describe_extensions(check.extensions)
+
+
+async def starttls(check: Check) -> str:
+    """STARTTLS, and the EHLO sent again over TLS."""
+    dialogue = check.dialogue
+    if "STARTTLS" not in check.extensions:
+        raise StepFailed(
+            "the server does not offer STARTTLS",
+            "use the port that offers STARTTLS (usually 587), or security tls on 465",
+        )
+    reply = await dialogue.command("STARTTLS")
+    if reply.code != 220:
+        raise StepFailed(str(reply), "the server refused to start TLS")
+    assert dialogue.writer is not None
+    await asyncio.wait_for(
+        dialogue.writer.start_tls(tls_context(check.profile), server_hostname=check.host),
+        check.timeout,
+    )
+    summary = _tls_summary(dialogue.writer)
+    again = await dialogue.command(f"EHLO {check.helo}")
+    if again.code != 250:
+        raise StepFailed(str(again), "the server refused EHLO after STARTTLS")
+    check.extensions = _extensions(again)
+    _learn_size(check.report, check.extensions)
+    return f"{summary}; {_describe_extensions(check.extensions)}"
+
+
+async def auth(check: Check) -> str:
+    profile, extensions, dialogue = check.profile, check.extensions, check.dialogue
+    assert profile.username is not None and profile.password_env is not None
+    password = find_password(profile.password_env, check.environ)
+    if not password:
+        raise StepFailed(
+            missing(profile.password_env, check.environ),
+            how_to_provide(profile.password_env, profile.id),
+        )
+    if "AUTH" not in extensions:
+        raise StepFailed(
+            "the server offers no AUTH", no_auth_hint(profile, "STARTTLS" in extensions)
+        )
+    mechanisms = extensions["AUTH"].upper().split()
+    mechanism = auth_mechanism(extensions["AUTH"])
+    user = profile.username
+    if mechanism == "PLAIN":
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        reply = await dialogue.command(f"AUTH PLAIN {token}", "AUTH PLAIN ********")
+    elif mechanism == "LOGIN":
+        reply = await dialogue.command("AUTH LOGIN")
+        if reply.code == 334:
+            reply = await dialogue.command(
+                base64.b64encode(user.encode()).decode(), "******** (user name)"
+            )
+        if reply.code == 334:
+            reply = await dialogue.command(
+                base64.b64encode(password.encode()).decode(), "******** (password)"
+            )
+    else:
+        raise StepFailed(
+            f"the server offers AUTH {' '.join(mechanisms)}",
+            "msgrun logs in with PLAIN or LOGIN, which this server does not offer",
+        )
+    if reply.code != 235:
+        hint = (
+            "the server refused the user name or password"
+            if reply.code == 535
+            else "the server refused the login"
+        )
+        raise StepFailed(str(reply), hint)
+    return f"{reply} as {user}"
+
+
+async def mail_from(check: Check) -> str:
+    reply = await check.dialogue.command(f"MAIL FROM:<{check.profile.from_address}>")
+    if reply.code != 250:
+        raise StepFailed(str(reply), _mail_from_hint(reply, check.profile))
+    return str(reply)
+
+
+async def rcpt_to(check: Check) -> str:
+    to = check.to
+    assert to is not None
+    reply = await check.dialogue.command(f"RCPT TO:<{to}>")
+    if reply.code not in (250, 251):
+        relay = reply.code in (550, 551, 553, 554) and (
+            "relay" in reply.text.lower() or "5.7.1" in reply.text
+        )
+        hint = (
+            (
+                f"the server will not relay to {to}: log in (user name), or send "
+                "through the server of your own domain"
+            )
+            if relay
+            else (f"the server refused {to}")
+        )
+        raise StepFailed(str(reply), hint)
+    return str(reply)
+
+
+async def data(check: Check) -> str:
+    profile, dialogue, to = check.profile, check.dialogue, check.to
+    assert to is not None
+    try:
+        # Signed the way a run signs (inbox.md); a key a run could not use fails here too.
+        signer = dkim_signer(profile, check.environ)
+    except RunFault as fault:
+        raise StepFailed(
+            str(fault), "a run on this profile would fail: fix its DKIM key (dkim below)"
+        ) from None
+    reply = await dialogue.command("DATA")
+    if reply.code != 354:
+        raise StepFailed(str(reply), "the server refused to take a message")
+    moment = check.now() if check.now is not None else datetime.now().astimezone()
+    envelope = build_message(
+        from_address=profile.from_address,
+        from_name=profile.from_name,
+        to_address=to,
+        to_name=None,
+        subject=f"msgrun test message from profile {profile.id}",
+        text=(
+            f"This is a test message sent by msgrun (profile {profile.id}) on "
+            f"{format_datetime(moment)}.\nIf you can read it, the profile works.\n"
+        ),
+        html=None,
+        message_id=make_msgid(domain=profile.from_address.rpartition("@")[2]),
+        date=moment,
+        reply_to=profile.reply_to,
+    )
+    if signer is not None:
+        envelope = replace(envelope, data=signer.sign(envelope.data, moment))
+    assert dialogue.writer is not None
+    body = envelope.data.replace(b"\r\n.", b"\r\n..")
+    dialogue.writer.write(body + b".\r\n")
+    check.report.transcript.append(f"C: ({len(envelope.data)} bytes of message) .")
+    await asyncio.wait_for(dialogue.writer.drain(), check.timeout)
+    final = await dialogue.read_reply()
+    if final.code != 250:
+        raise StepFailed(str(final), "the server refused the message")
+    return str(final)
+
+
+def _always(check: Check) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class SmtpStep:
+    """A row of ``SMTP_STEPS``: a step's name, its work (its detail when it passes,
+    StepFailed when it fails), when it is taken, and what to do when the server
+    falls silent in it."""
+
+    name: str
+    work: Callable[[Check], Awaitable[str]]
+    applies: Callable[[Check], bool] = _always
+    silence: Callable[[Check], str] | None = None
+
+
+# The SMTP steps, in order; the first that fails ends them.
+SMTP_STEPS: tuple[SmtpStep, ...] = (
+    SmtpStep("resolve", resolve),
+    SmtpStep("connect", connect, silence=connect_silence),
+    SmtpStep("tls", implicit_tls, applies=lambda c: c.profile.security == "tls"),
+    SmtpStep("banner", banner, silence=banner_silence),
+    SmtpStep("ehlo", ehlo),
+    SmtpStep("starttls", starttls, applies=lambda c: c.profile.security == "starttls"),
+    SmtpStep("auth", auth, applies=lambda c: c.profile.username is not None),
+    SmtpStep("mail_from", mail_from, applies=lambda c: c.to is not None),
+    SmtpStep("rcpt_to", rcpt_to, applies=lambda c: c.to is not None),
+    SmtpStep("data", data, applies=lambda c: c.to is not None),
+)
+
+
+async def take_step(check: Check, row: SmtpStep, timer: Callable[[], float]) -> Step:
+    """Do one step, timed; what went wrong in it, in words, when it fails."""
+    started = timer()
+    hint: str | None = None
+    try:
+        detail, ok = await row.work(check), True
+    except StepFailed as failure:
+        detail, ok, hint = failure.detail, False, failure.hint
+    except TimeoutError:
+        detail, ok = f"no answer within {check.timeout:g} s", False
+        hint = row.silence(check) if row.silence else "the server stopped answering"
+    except ssl.SSLError as error:
+        der = await _peer_certificate(
+            check.host,
+            check.address or check.host,
+            check.port,
+            row.name == "starttls",
+            check.timeout,
+            check.helo,
+        )
+        tls = _tls_failure(error, check.host, der)
+        detail, ok, hint = tls.detail, False, tls.hint
+    except OSError as error:
+        detail, ok = f"{type(error).__name__}: {error.strerror or error}", False
+        if isinstance(error, ConnectionRefusedError):
+            hint = (
+                f"nothing listens on {check.host}:{check.port}: check the port (587 for "
+                "starttls, 465 for tls, 25 for none)"
+            )
+    return Step(row.name, ok, (timer() - started) * 1000, detail, hint)
+
+
 async def check_profile(
     profile: ProfileSettings,
     environ: Mapping[str, str],
@@ -286,249 +584,29 @@ async def check_profile(
     ``timer`` measures each step (seconds); tests that take pictures pass a steady one.
     """
     report = CheckReport(profile.id)
-    timeout = profile.timeout_seconds
-    dialogue = Dialogue(report, timeout)
-    host, port = profile.host, profile.port
-    # The name runs greet with too (domain.md, Same conversation as the test).
-    helo = hello_name(profile)
-    state: dict[str, object] = {}
 
-    async def step(name: str, work: Callable[[], object]) -> bool:
-        started = timer()
-        try:
-            result = work()
-            if asyncio.iscoroutine(result):
-                result = await result
-            detail, ok, hint = str(result), True, None
-        except StepFailed as failure:
-            detail, ok, hint = failure.detail, False, failure.hint
-        except TimeoutError:
-            detail, ok = f"no answer within {timeout:g} s", False
-            hint = {
-                "connect": f"{host}:{port} does not answer: a firewall may block the port, "
-                "or the host or port is wrong",
-                "banner": "the server accepted the connection but says nothing: port 465 "
-                "expects TLS from the start (security tls)"
-                if port == 465
-                else "the server accepted the connection but never greeted: is this "
-                "an SMTP port? (25, 587, or 465 with security tls)",
-            }.get(name, "the server stopped answering")
-        except ssl.SSLError as error:
-            der = await _peer_certificate(
-                host, str(state.get("address", host)), port, name == "starttls", timeout, helo
-            )
-            tls = _tls_failure(error, host, der)
-            detail, ok, hint = tls.detail, False, tls.hint
-        except OSError as error:
-            detail, ok = f"{type(error).__name__}: {error.strerror or error}", False
-            hint = None
-            if isinstance(error, ConnectionRefusedError):
-                hint = (
-                    f"nothing listens on {host}:{port}: check the port (587 for starttls, "
-                    "465 for tls, 25 for none)"
-                )
-        elapsed = (timer() - started) * 1000
-        record = Step(name, ok, elapsed, detail, hint)
-        report.steps.append(record)
+    def add(step: Step) -> None:
+        report.steps.append(step)
         if on_step is not None:
-            on_step(record)
-        return ok
+            on_step(step)
 
-    async def resolve() -> str:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
-            )
-        except socket.gaierror as error:
-            raise StepFailed(
-                f"{host} does not resolve: {error.strerror}", "check the spelling of the host name"
-            ) from None
-        address = str(infos[0][4][0])
-        state["address"] = address
-        return address
-
-    async def connect() -> str:
-        address = str(state["address"])
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
-        dialogue.reader, dialogue.writer = reader, writer
-        return f"connected to {address}:{port}"
-
-    async def implicit_tls() -> str:
-        assert dialogue.writer is not None
-        await asyncio.wait_for(
-            dialogue.writer.start_tls(tls_context(profile), server_hostname=host), timeout
-        )
-        return _tls_summary(dialogue.writer)
-
-    async def banner() -> str:
-        reply = await dialogue.read_reply()
-        if reply.code != 220:
-            raise StepFailed(str(reply), "the server greets with a refusal")
-        return str(reply)
-
-    async def ehlo() -> str:
-        reply = await dialogue.command(f"EHLO {helo}")
-        if reply.code != 250:
-            raise StepFailed(str(reply), "the server refused EHLO")
-        state["extensions"] = _extensions(reply)
-        _learn_size(report, state["extensions"])  # type: ignore[arg-type]
-        return _describe_extensions(state["extensions"])  # type: ignore[arg-type]
-
-    async def starttls() -> str:
-        extensions: dict[str, str] = state["extensions"]  # type: ignore[assignment]
-        if "STARTTLS" not in extensions:
-            raise StepFailed(
-                "the server does not offer STARTTLS",
-                "use the port that offers STARTTLS (usually 587), or security tls on 465",
-            )
-        reply = await dialogue.command("STARTTLS")
-        if reply.code != 220:
-            raise StepFailed(str(reply), "the server refused to start TLS")
-        assert dialogue.writer is not None
-        await asyncio.wait_for(
-            dialogue.writer.start_tls(tls_context(profile), server_hostname=host), timeout
-        )
-        summary = _tls_summary(dialogue.writer)
-        again = await dialogue.command(f"EHLO {helo}")
-        if again.code != 250:
-            raise StepFailed(str(again), "the server refused EHLO after STARTTLS")
-        state["extensions"] = _extensions(again)
-        _learn_size(report, state["extensions"])  # type: ignore[arg-type]
-        return f"{summary}; {_describe_extensions(state['extensions'])}"  # type: ignore[arg-type]
-
-    async def auth() -> str:
-        extensions: dict[str, str] = state["extensions"]  # type: ignore[assignment]
-        assert profile.username is not None and profile.password_env is not None
-        password = find_password(profile.password_env, environ)
-        if not password:
-            raise StepFailed(
-                missing(profile.password_env, environ),
-                how_to_provide(profile.password_env, profile.id),
-            )
-        if "AUTH" not in extensions:
-            raise StepFailed(
-                "the server offers no AUTH", no_auth_hint(profile, "STARTTLS" in extensions)
-            )
-        mechanisms = extensions["AUTH"].upper().split()
-        mechanism = auth_mechanism(extensions["AUTH"])
-        user = profile.username
-        if mechanism == "PLAIN":
-            token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-            reply = await dialogue.command(f"AUTH PLAIN {token}", "AUTH PLAIN ********")
-        elif mechanism == "LOGIN":
-            reply = await dialogue.command("AUTH LOGIN")
-            if reply.code == 334:
-                reply = await dialogue.command(
-                    base64.b64encode(user.encode()).decode(), "******** (user name)"
-                )
-            if reply.code == 334:
-                reply = await dialogue.command(
-                    base64.b64encode(password.encode()).decode(), "******** (password)"
-                )
-        else:
-            raise StepFailed(
-                f"the server offers AUTH {' '.join(mechanisms)}",
-                "msgrun logs in with PLAIN or LOGIN, which this server does not offer",
-            )
-        if reply.code != 235:
-            hint = (
-                "the server refused the user name or password"
-                if reply.code == 535
-                else "the server refused the login"
-            )
-            raise StepFailed(str(reply), hint)
-        return f"{reply} as {user}"
-
-    async def mail_from() -> str:
-        reply = await dialogue.command(f"MAIL FROM:<{profile.from_address}>")
-        if reply.code != 250:
-            raise StepFailed(str(reply), _mail_from_hint(reply, profile))
-        return str(reply)
-
-    async def rcpt_to() -> str:
-        assert to is not None
-        reply = await dialogue.command(f"RCPT TO:<{to}>")
-        if reply.code not in (250, 251):
-            relay = reply.code in (550, 551, 553, 554) and (
-                "relay" in reply.text.lower() or "5.7.1" in reply.text
-            )
-            hint = (
-                (
-                    f"the server will not relay to {to}: log in (user name), or send "
-                    "through the server of your own domain"
-                )
-                if relay
-                else (f"the server refused {to}")
-            )
-            raise StepFailed(str(reply), hint)
-        return str(reply)
-
-    async def data() -> str:
-        assert to is not None
-        try:
-            # Signed the way a run signs (inbox.md); a key a run could not use fails here too.
-            signer = dkim_signer(profile, environ)
-        except RunFault as fault:
-            raise StepFailed(
-                str(fault), "a run on this profile would fail: fix its DKIM key (dkim below)"
-            ) from None
-        reply = await dialogue.command("DATA")
-        if reply.code != 354:
-            raise StepFailed(str(reply), "the server refused to take a message")
-        moment = now() if now is not None else datetime.now().astimezone()
-        envelope = build_message(
-            from_address=profile.from_address,
-            from_name=profile.from_name,
-            to_address=to,
-            to_name=None,
-            subject=f"msgrun test message from profile {profile.id}",
-            text=(
-                f"This is a test message sent by msgrun (profile {profile.id}) on "
-                f"{format_datetime(moment)}.\nIf you can read it, the profile works.\n"
-            ),
-            html=None,
-            message_id=make_msgid(domain=profile.from_address.rpartition("@")[2]),
-            date=moment,
-            reply_to=profile.reply_to,
-        )
-        if signer is not None:
-            envelope = replace(envelope, data=signer.sign(envelope.data, moment))
-        assert dialogue.writer is not None
-        body = envelope.data.replace(b"\r\n.", b"\r\n..")
-        dialogue.writer.write(body + b".\r\n")
-        report.transcript.append(f"C: ({len(envelope.data)} bytes of message) .")
-        await asyncio.wait_for(dialogue.writer.drain(), timeout)
-        final = await dialogue.read_reply()
-        if final.code != 250:
-            raise StepFailed(str(final), "the server refused the message")
-        return str(final)
-
-    plan: list[tuple[str, Callable[[], object]]] = [("resolve", resolve), ("connect", connect)]
-    if profile.security == "tls":
-        plan.append(("tls", implicit_tls))
-    plan += [("banner", banner), ("ehlo", ehlo)]
-    if profile.security == "starttls":
-        plan.append(("starttls", starttls))
-    if profile.username is not None:
-        plan.append(("auth", auth))
-    if to is not None:
-        plan += [("mail_from", mail_from), ("rcpt_to", rcpt_to), ("data", data)]
+    dialogue = Dialogue(report, profile.timeout_seconds)
+    check = Check(profile, environ, to, now, report, dialogue, hello_name(profile))
     try:
-        for name, work in plan:
-            if not await step(name, work):
-                break
+        for row in SMTP_STEPS:
+            if row.applies(check):
+                step = await take_step(check, row, timer)
+                add(step)
+                if not step.ok:
+                    break
         if report.ok and dialogue.writer is not None:
             with contextlib.suppress(TimeoutError, OSError, StepFailed):
-                await asyncio.wait_for(dialogue.command("QUIT"), timeout)
+                await asyncio.wait_for(dialogue.command("QUIT"), check.timeout)
     finally:
         dialogue.close()
 
     def auth_step(found: AuthStep, ms: float) -> None:
-        record = Step(found.step, found.ok, ms, found.detail, found.hint, found.warning)
-        report.steps.append(record)
-        if on_step is not None:
-            on_step(record)
+        add(Step(found.step, found.ok, ms, found.detail, found.hint, found.warning))
 
     await sender_auth_steps(profile, environ, on_step=auth_step, timer=timer)
     return report

@@ -30,12 +30,14 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import Connection, and_, exists, or_, select
 from sqlalchemy.exc import DBAPIError
 
-from core.bounces.store import BOUNCE_SOURCES_ENV, ReadSummary, read_configured_sources
+from core import settings
+from core.bounces.store import ReadSummary, read_configured_sources
 from core.clock import Clock
 from core.delivery import registry
 from core.delivery.deliver import Delivery, LeaseHeld, deliver
@@ -46,7 +48,6 @@ from core.delivery.states import (
     RUNNING,
     STOPPING,
     WAITING,
-    lease_seconds,
 )
 from core.storage.database import Database
 from core.storage.models import MessageRun, Recipient, table_of
@@ -118,120 +119,208 @@ async def work(
     moment of the database does not end the worker.
     """
     environ = os.environ if environ is None else environ
-    seconds = lease_seconds(environ)
-    renew_every = min(LEASE_RENEW_SECONDS, seconds / 4)
-    alongside_others = database.engine.dialect.name == "postgresql"
-    worker_id = registry.new_worker_id("worker")
+    worker = Worker(
+        database,
+        clock,
+        stop,
+        environ,
+        Reports(on_delivery, on_error, on_bounces, on_bounce_error),
+        poll_seconds,
+        BounceReading(database, clock, environ, bounce_read_seconds),
+    )
+    await worker.enrol()
+    await worker.refuse_beside_another_on_sqlite()
+    worker.start_heartbeat()
+    try:
+        while not stop.is_set():
+            candidates = await worker.tend()
+            worker.collect_ended()
+            worker.take_up(candidates)
+            await worker.wait_for_next_round()
+    finally:
+        await worker.shut_down()
 
-    def in_db(job: Callable[[Connection], T]) -> T:
-        return database.run(job)
 
-    def enrol(connection: Connection) -> None:
-        registry.register(connection, worker_id, seconds)
+@dataclass(frozen=True)
+class Reports:
+    """Where a worker reports what its deliveries and bounce reads came to."""
 
-    await asyncio.to_thread(in_db, enrol)
-    if not alongside_others:
-        others = await asyncio.to_thread(in_db, lambda c: registry.other_live_workers(c, worker_id))
+    on_delivery: Callable[[Delivery], None] | None
+    on_error: Callable[[int | None, BaseException], None] | None
+    on_bounces: Callable[[ReadSummary], None] | None
+    on_bounce_error: Callable[[BaseException], None] | None
+
+    def error(self, run_id: int | None, error: BaseException) -> None:
+        """Report a delivery's error (or, with None, a round's); raise it when no one
+        listens."""
+        if self.on_error is None:
+            raise error
+        self.on_error(run_id, error)
+
+
+class Worker:
+    """One ``msgrun worker``: its registration, its deliveries, its rounds."""
+
+    def __init__(
+        self,
+        database: Database,
+        clock: Clock,
+        stop: asyncio.Event,
+        environ: Mapping[str, str],
+        reports: Reports,
+        poll_seconds: float,
+        bounces: BounceReading,
+    ) -> None:
+        self.database = database
+        self.clock = clock
+        self.stop = stop
+        self.environ = environ
+        self.reports = reports
+        self.poll_seconds = poll_seconds
+        self.bounces = bounces
+        self.lease_seconds = settings.lease_seconds(environ)
+        self.renew_every = min(LEASE_RENEW_SECONDS, self.lease_seconds / 4)
+        self.alongside_others = database.engine.dialect.name == "postgresql"
+        self.worker_id = registry.new_worker_id("worker")
+        self.heartbeat: registry.Heartbeat | None = None
+        self.active: dict[int, asyncio.Task[Delivery]] = {}
+        self.ended = asyncio.Event()
+        self.pause = poll_seconds
+
+    async def in_db(self, job: Callable[[Connection], T]) -> T:
+        return await asyncio.to_thread(self.database.run, job)
+
+    # -- registration -------------------------------------------------------------------
+
+    async def enrol(self) -> None:
+        await self.in_db(lambda c: registry.register(c, self.worker_id, self.lease_seconds))
+
+    async def refuse_beside_another_on_sqlite(self) -> None:
+        """WorkerRefused (registration undone) when another worker delivers from this
+        SQLite database: SQLite has one writer."""
+        if self.alongside_others:
+            return
+        others = await self.in_db(lambda c: registry.other_live_workers(c, self.worker_id))
         if others:
-            await asyncio.to_thread(in_db, lambda c: registry.retire(c, worker_id))
+            await self.in_db(lambda c: registry.retire(c, self.worker_id))
             raise WorkerRefused(
                 f"another msgrun worker already delivers from this SQLite database "
-                f"({', '.join(others)}, {database.describe()}): SQLite has one writer, so "
+                f"({', '.join(others)}, {self.database.describe()}): SQLite has one writer, so "
                 "one worker at a time. Stop it first, or use PostgreSQL for many workers "
                 "(--db postgresql+psycopg://…)."
             )
 
-    heartbeat = registry.Heartbeat(database, worker_id, seconds, renew_every).start()
-    active: dict[int, asyncio.Task[Delivery]] = {}
-    bounces = BounceReading(database, clock, environ, bounce_read_seconds)
-    ended = asyncio.Event()
-    pause = poll_seconds
+    def start_heartbeat(self) -> None:
+        self.heartbeat = registry.Heartbeat(
+            self.database, self.worker_id, self.lease_seconds, self.renew_every
+        ).start()
 
-    def tend(connection: Connection) -> list[int]:
+    async def enrol_again_if_reaped(self) -> None:
+        """Reaped while alive (stalled longer than its lease): what it held is gone.
+        Its deliveries end; it registers again, under a new id, and carries on.
+        Whatever its deliveries did under the old id after the reap is then a stray
+        claim, which the next reap recovers (under the same id it would pass for
+        live for ever)."""
+        heartbeat = self.heartbeat
+        if heartbeat is None or not heartbeat.lost.is_set():
+            return
+        await asyncio.gather(*self.active.values(), return_exceptions=True)
+        self.active.clear()
+        await asyncio.to_thread(heartbeat.stop)
+        self.worker_id = registry.new_worker_id("worker")
+        await self.enrol()
+        self.start_heartbeat()
+
+    # -- a round ------------------------------------------------------------------------
+
+    async def tend(self) -> list[int]:
+        """The round's housekeeping; the runs to deliver now. none while the database
+        cannot be reached (reported): the worker then waits longer each round."""
+        try:
+            await self.enrol_again_if_reaped()
+            self.bounces.tend(self.reports.on_bounces, self.reports.on_bounce_error)
+            # Routines whose time has come become runs (once, whichever worker sees them).
+            await asyncio.to_thread(routines.fire_due, self.database, self.clock)
+            candidates = await self.in_db(self._housekeeping)
+        except DBAPIError as unreachable:
+            # The database is unreachable for a while: say so, wait, try again.
+            self.reports.error(None, unreachable)
+            self.pause = min(TROUBLE_PAUSE_MOST, max(self.pause * 2, self.poll_seconds))
+            return []
+        self.pause = self.poll_seconds
+        return candidates
+
+    def _housekeeping(self, connection: Connection) -> list[int]:
         registry.reap(connection)
-        registry.finish_stopping(connection, clock.now())
-        return runs_to_deliver(connection, clock, alongside_others)
+        registry.finish_stopping(connection, self.clock.now())
+        return runs_to_deliver(connection, self.clock, self.alongside_others)
 
-    async def deliver_one(run_id: int) -> Delivery:
+    def collect_ended(self) -> None:
+        """Report the deliveries that have ended (a lease another process holds is
+        not an error: the run is taken up again later)."""
+        for run_id, task in list(self.active.items()):
+            if task.done():
+                del self.active[run_id]
+                error = task.exception()
+                if error is None and self.reports.on_delivery is not None:
+                    self.reports.on_delivery(task.result())
+                elif error is not None and not isinstance(error, LeaseHeld):
+                    self.reports.error(run_id, error)
+
+    def take_up(self, candidates: list[int]) -> None:
+        """Start delivering each run not delivered yet, each in its own task."""
+        for run_id in candidates:
+            if run_id not in self.active and not self.stop.is_set():
+                self.active[run_id] = task = asyncio.create_task(self._deliver(run_id))
+                task.add_done_callback(lambda _: self.ended.set())
+
+    async def _deliver(self, run_id: int) -> Delivery:
+        assert self.heartbeat is not None
         return await deliver(
-            database,
+            self.database,
             run_id,
-            clock,
-            owner=worker_id,
-            environ=environ,
-            stop=stop,
+            self.clock,
+            owner=self.worker_id,
+            environ=self.environ,
+            stop=self.stop,
             keep_running_on_stop=True,
-            worker_id=worker_id,
-            alongside_others=alongside_others,
-            worker_lost=heartbeat.lost,
+            worker_id=self.worker_id,
+            alongside_others=self.alongside_others,
+            worker_lost=self.heartbeat.lost,
             resume_only=True,
         )
 
-    try:
-        while not stop.is_set():
-            try:
-                if heartbeat.lost.is_set():
-                    # Reaped while alive (stalled longer than its lease): what it
-                    # held is gone. Its deliveries end; it registers again, under a
-                    # new id, and carries on. Whatever its deliveries did under the
-                    # old id after the reap is then a stray claim, which the next
-                    # reap recovers (under the same id it would pass for live for
-                    # ever).
-                    await asyncio.gather(*active.values(), return_exceptions=True)
-                    active.clear()
-                    await asyncio.to_thread(heartbeat.stop)
-                    worker_id = registry.new_worker_id("worker")
-                    await asyncio.to_thread(in_db, enrol)
-                    heartbeat = registry.Heartbeat(
-                        database, worker_id, seconds, renew_every
-                    ).start()
-                bounces.tend(on_bounces, on_bounce_error)
-                # Routines whose time has come become runs (once, whichever worker
-                # sees them).
-                await asyncio.to_thread(routines.fire_due, database, clock)
-                candidates = await asyncio.to_thread(in_db, tend)
-                pause = poll_seconds
-            except DBAPIError as unreachable:
-                # The database is unreachable for a while: say so, wait, try again.
-                if on_error is None:
-                    raise
-                on_error(None, unreachable)
-                candidates = []
-                pause = min(TROUBLE_PAUSE_MOST, max(pause * 2, poll_seconds))
-            for run_id, task in list(active.items()):
-                if task.done():
-                    del active[run_id]
-                    error = task.exception()
-                    if error is None and on_delivery is not None:
-                        on_delivery(task.result())
-                    elif error is not None and not isinstance(error, LeaseHeld):
-                        if on_error is None:
-                            raise error
-                        on_error(run_id, error)
-            for run_id in candidates:
-                if run_id not in active and not stop.is_set():
-                    active[run_id] = task = asyncio.create_task(deliver_one(run_id))
-                    task.add_done_callback(lambda _: ended.set())
-            # A delivery that ends wakes the loop: a stop is then finished, or
-            # the run taken up again, without waiting for the next round.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_either(stop, ended), timeout=pause)
-            ended.clear()
-    finally:
-        await bounces.finish(on_bounces, on_bounce_error)
-        results = await asyncio.gather(*active.values(), return_exceptions=True)
-        await asyncio.to_thread(heartbeat.stop)
-        for run_id, result in zip(active, results, strict=True):
-            if isinstance(result, Delivery) and on_delivery is not None:
-                on_delivery(result)
-            elif isinstance(result, Exception) and not isinstance(result, LeaseHeld) and on_error:
-                on_error(run_id, result)
+    async def wait_for_next_round(self) -> None:
+        """Until the pause is over, a stop is asked for, or a delivery ends: a stop is
+        then finished, or the run taken up again, without waiting for the next round."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_either(self.stop, self.ended), timeout=self.pause)
+        self.ended.clear()
+
+    # -- the end ------------------------------------------------------------------------
+
+    async def shut_down(self) -> None:
+        """Let a bounce read and the deliveries under way end, report them, stop the
+        heartbeat and leave the registry (an unreachable database: the lease lapses
+        and the next reap recovers what it held)."""
+        reports = self.reports
+        await self.bounces.finish(reports.on_bounces, reports.on_bounce_error)
+        results = await asyncio.gather(*self.active.values(), return_exceptions=True)
+        if self.heartbeat is not None:
+            await asyncio.to_thread(self.heartbeat.stop)
+        for run_id, result in zip(self.active, results, strict=True):
+            if isinstance(result, Delivery) and reports.on_delivery is not None:
+                reports.on_delivery(result)
+            elif (
+                isinstance(result, Exception)
+                and not isinstance(result, LeaseHeld)
+                and reports.on_error
+            ):
+                reports.on_error(run_id, result)
         try:
-            await asyncio.to_thread(in_db, lambda c: registry.retire(c, worker_id))
-        except DBAPIError as unreachable:  # its lease lapses; the next reap recovers it
-            if on_error is None:
-                raise
-            on_error(None, unreachable)
+            await self.in_db(lambda c: registry.retire(c, self.worker_id))
+        except DBAPIError as unreachable:
+            self.reports.error(None, unreachable)
 
 
 class BounceReading:
@@ -244,7 +333,7 @@ class BounceReading:
         self.clock = clock
         self.environ = environ
         self.every = every
-        self.configured = bool(environ.get(BOUNCE_SOURCES_ENV, "").split())
+        self.configured = bool(settings.bounce_sources(environ))
         self.task: asyncio.Task[ReadSummary | None] | None = None
         self.last: float | None = None
 

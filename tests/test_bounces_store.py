@@ -221,4 +221,4 @@ def test_configured_sources_read_by_one_process_at_a_time(db: Database, tmp_path
     assert summary is not None
     assert (summary.read, summary.hard, summary.unmatched) == (2, 1, 1)
     with pytest.raises(SourceError, match=r"MSGRUN_BOUNCE_SOURCES: .*nope: no such file"):
-        read_configured_sources(db, {"MSGRUN_BOUNCE_SOURCES": f"{tmp_path}/nope -"}, clock)
+        read_configured_sources(db, {"MSGRUN_BOUNCE_SOURCES": f"{tmp_path}/nope"}, clock)

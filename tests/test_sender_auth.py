@@ -23,7 +23,6 @@ from core.sender_auth import (
     NOT_LOOKED_UP,
     STEPS,
     AuthStep,
-    dns_server_setting,
     sender_auth_steps,
 )
 from core.storage import Database
@@ -228,28 +227,6 @@ def test_smtp_test_reports_the_steps_without_changing_its_exit_code_and_the_plan
     assert len(warning) == 1 and warning[0].startswith(
         "messages of this definition will fail DMARC at receivers that apply it (smtp test of "
     )
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("", None),
-        ("127.0.0.1", ("127.0.0.1", 53)),
-        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
-        ("::1", ("::1", 53)),
-        ("[::1]:5353", ("::1", 5353)),
-    ],
-)
-def test_the_dns_server_setting_reads_an_address_and_a_port(
-    value: str, expected: tuple[str, int] | None
-) -> None:
-    assert dns_server_setting({"MSGRUN_DNS_SERVER": value}) == expected
-
-
-@pytest.mark.parametrize("value", ["nonsense", "dns.example:53", "127.0.0.1:0", "127.0.0.1:x"])
-def test_a_dns_server_setting_that_is_not_an_address_and_port_is_refused(value: str) -> None:
-    with pytest.raises(ValueError, match="MSGRUN_DNS_SERVER"):
-        dns_server_setting({"MSGRUN_DNS_SERVER": value})
 
 
 def test_the_verdict_never_says_passes_for_steps_that_looked_nothing_up() -> None:

@@ -1,8 +1,9 @@
 """``msgrun``: the command line. Every command is a thin client of ``core``.
 
 Exit codes: 0 success; 1 the operation failed; 2 bad usage or bad input (the
-message names what is wrong, and nothing was changed). No traceback reaches a
-user; set MSGRUN_DEBUG=1 to see one.
+message names what is wrong, and nothing was changed), a bad ``MSGRUN_*`` setting
+too: every command and the console refuse one before doing anything. No traceback
+reaches a user; set MSGRUN_DEBUG=1 to see one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from importlib import metadata
 
 from sqlalchemy.exc import DBAPIError
 
+from core import settings
 from core.storage.database import error_words
 from tui.commands import (
     bounces_cmd,
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    settings.check(os.environ)
     if getattr(args, "handler", None) is None:
         # No command: the console, on the configured database.
         return console_cmd.run_console(args)
@@ -98,12 +101,15 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     from tui.console.launcher import die_with_parent
 
-    die_with_parent()
     try:
+        die_with_parent()
         return run(argv)
     except (UsageError, OperationFailed) as error:
         print(f"msgrun: {error}", file=sys.stderr)
         return error.exit_code
+    except settings.SettingError as error:  # bad usage: nothing was done
+        print(f"msgrun: {error}", file=sys.stderr)
+        return UsageError.exit_code
     except DBAPIError as error:  # the database failed under a command (read-only, gone)
         print(f"msgrun: database error: {error_words(error)}", file=sys.stderr)
         return 1
@@ -111,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("msgrun: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # the last line of defence: no traceback for a user
-        if os.environ.get("MSGRUN_DEBUG"):
+        if _debugging():
             traceback.print_exc()
         print(
             f"msgrun: internal error: {type(error).__name__}: {error} "
@@ -119,6 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _debugging() -> bool:
+    """MSGRUN_DEBUG; off when its value is refused (the error is already on its way)."""
+    try:
+        return settings.debug(os.environ)
+    except settings.SettingError:
+        return False
 
 
 if __name__ == "__main__":

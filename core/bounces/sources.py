@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from core import settings
 from core.passwords import find_password, missing
 
-IMAP_PASSWORD_ENV = "MSGRUN_IMAP_PASSWORD"
 _HEADER_LINE = re.compile(rb"^(?:From |[!-9;-~]+:)")
 
 
@@ -143,6 +143,7 @@ class ImapSource(Source):
     host: str
     port: int
     folder: str
+    cafile: Path | None = None  # trusted besides the system's (MSGRUN_IMAP_CAFILE)
     timeout: float = 30.0
 
     @property
@@ -153,8 +154,8 @@ class ImapSource(Source):
         try:
             if self.secure:
                 context = ssl.create_default_context()
-                if os.environ.get("MSGRUN_IMAP_CAFILE"):
-                    context.load_verify_locations(os.environ["MSGRUN_IMAP_CAFILE"])
+                if self.cafile is not None:
+                    context.load_verify_locations(self.cafile)
                 return imaplib.IMAP4_SSL(
                     self.host, self.port, ssl_context=context, timeout=self.timeout
                 )
@@ -220,11 +221,11 @@ def parse_imap_url(url: str, environ: Mapping[str, str]) -> ImapSource:
     if not parts.username or not parts.hostname:
         raise SourceError(f"{url}: an IMAP source is imap://USER@HOST[:PORT]/FOLDER")
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
-    password = find_password(IMAP_PASSWORD_ENV, environ)
+    password = find_password(settings.IMAP_PASSWORD, environ)
     if password is None and parts.password:
         password = unquote(parts.password)
     if password is None:
-        raise SourceError(f"{url}: no IMAP password: {missing(IMAP_PASSWORD_ENV, environ)}")
+        raise SourceError(f"{url}: no IMAP password: {missing(settings.IMAP_PASSWORD, environ)}")
     return ImapSource(
         url=url,
         secure=secure,
@@ -233,6 +234,7 @@ def parse_imap_url(url: str, environ: Mapping[str, str]) -> ImapSource:
         host=parts.hostname,
         port=port or (993 if secure else 143),
         folder=folder,
+        cafile=settings.imap_cafile(environ) if secure else None,
     )
 
 
@@ -273,7 +275,6 @@ def check_source(
 
 
 __all__ = [
-    "IMAP_PASSWORD_ENV",
     "FileSource",
     "ImapSource",
     "MaildirSource",

@@ -24,6 +24,7 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from core import settings
 from core.bounces.classify import classify
 from core.bounces.model import Outcome, OutcomeType, Report, ReportKind
 from core.bounces.sources import Source, SourceError, SourceMessage, StdinSource, check_source
@@ -446,24 +447,19 @@ def _entry(
 
 # --- what `msgrun worker` reads about once a minute -----------------------------------
 
-BOUNCE_SOURCES_ENV = "MSGRUN_BOUNCE_SOURCES"
 _PG_LOCK_KEY = 727275
 
 
 def configured_sources(environ: Mapping[str, str]) -> list[Source]:
     """The sources named in MSGRUN_BOUNCE_SOURCES (separated by spaces); SourceError
-    naming every bad one. Standard input cannot be one."""
-    specs = environ.get(BOUNCE_SOURCES_ENV, "").split()
+    naming every bad one; SettingError when it names standard input."""
     sources: list[Source] = []
     problems: list[str] = []
-    for spec in specs:
-        if spec == "-":
-            problems.append(f"{BOUNCE_SOURCES_ENV}: - (standard input) cannot be read by a worker")
-            continue
+    for spec in settings.bounce_sources(environ):
         try:
             sources.append(check_source(spec, environ))
         except SourceError as error:
-            problems.append(f"{BOUNCE_SOURCES_ENV}: {error}")
+            problems.append(f"{settings.BOUNCE_SOURCES}: {error}")
     if problems:
         raise SourceError("; ".join(problems))
     return sources

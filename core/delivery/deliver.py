@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from core import settings
 from core.clock import Clock
 from core.delivery import guards, policy, processes, queries, registry, transitions
 from core.delivery.compose import Composer, Templates, run_settings
@@ -56,8 +57,6 @@ from core.delivery.states import (
     STOPPED,
     STOPPING,
     WAITING,
-    lease_seconds,
-    sender_processes_setting,
 )
 from core.storage.database import Database, error_words
 
@@ -146,6 +145,17 @@ class Delivery:
     sender_processes: int = 0  # child processes that sent (0: this one did)
 
 
+@dataclass
+class Crew:
+    """What sends a delivery's messages: the feeder (its task) and the senders, over
+    the sender processes when there are some."""
+
+    feeder: Feeder
+    feeding: asyncio.Task[None]
+    senders: list[asyncio.Task[None]]
+    processes: SenderProcesses | None
+
+
 class Deliverer:
     """One delivery of one run by this process: take it, control it, leave it."""
 
@@ -165,7 +175,7 @@ class Deliverer:
         self.local_stop = options.stop or asyncio.Event()
         self.on_progress = options.on_progress
         self.keep_running_on_stop = options.keep_running_on_stop
-        self.lease_seconds = lease_seconds(self.environ)
+        self.lease_seconds = settings.lease_seconds(self.environ)
         self.renew_seconds = min(LEASE_RENEW_SECONDS, self.lease_seconds / 4)
         self.own_worker = options.worker_id is None
         self.worker_id = options.worker_id or registry.new_worker_id("run")
@@ -258,13 +268,34 @@ class Deliverer:
     # -- delivering ---------------------------------------------------------------------
 
     async def _deliver(self, profile: ProfileSettings, templates: Templates) -> Delivery:
+        """Send what is due until the controller ends the delivery; then account for
+        every message and settle the run."""
         try:
             password = password_for(profile, self.environ)
             signer = dkim_signer(profile, self.environ)
         except RunFault as fault:
             return await self._end(RUN_FAILED, str(fault))
-        m = self.memory
         composer = Composer(self.run_id, profile, templates, signer)
+        delivering = await self._delivering(profile, templates)
+        crew = await self._start_crew(delivering, composer, password)
+        lost = False
+        try:
+            outcome = await self._controlled(delivering)
+            lost = outcome == Ending.LOST
+        finally:
+            drained = await self._halt_crew(crew, lost)
+        if lost:
+            # Another process took the run over: leave everything to it.
+            return Delivery(self.run_id, RUNNING, "the lease on the run was lost", self.memory.sent)
+        await self._give_back(drained)
+        await self._flush(templates)
+        if outcome == Ending.BROKEN:
+            await self._break_off()
+        return await self._settle(outcome)
+
+    async def _delivering(self, profile: ProfileSettings, templates: Templates) -> Delivering:
+        """What the feeder and the senders share, and this delivery's share of the
+        profile's connections."""
         delivering = Delivering(
             database=self.database,
             clock=self.clock,
@@ -276,7 +307,16 @@ class Deliverer:
             guard=await self.db(lambda c: guards.guard_of(c, self.run_id)),
             lane=self.lane,
         )
+        m = self.memory
         m.contended, m.fair_share = await self.db(lambda c: self._reap(c, profile))
+        return delivering
+
+    async def _start_crew(
+        self, delivering: Delivering, composer: Composer, password: str | None
+    ) -> Crew:
+        """The feeder and the senders (over the sender processes' lines, or this
+        process's own connections), started."""
+        m = self.memory
         processes = await self._sender_processes(composer, password)
         self.sender_process_count = processes.count if processes is not None else 0
         lines = processes.line if processes is not None else local_lines(composer, password)
@@ -284,71 +324,80 @@ class Deliverer:
         feeder = Feeder(delivering, m)
         feeding = asyncio.create_task(feeder.run())
         self.tasks = [feeding, *senders]
-        lost = False
+        return Crew(feeder, feeding, senders, processes)
+
+    async def _controlled(self, delivering: Delivering) -> str:
+        """The controller's outcome; BROKEN when it failed (the database went away, say)."""
         try:
-            try:
-                outcome: str = await self._control(delivering)
-            except Exception as failure:  # the database went away, say
-                self.failure = failure
-                outcome = Ending.BROKEN
-            lost = outcome == Ending.LOST
-        finally:
-            # The feeder is told, not cancelled: a marking it has started must
-            # land in the queue, so that what it marked is accounted for.
-            m.halt = True
-            m.halted.set()
-            m.wake.set()
-            m.has_work.set()
-            await m.notify()
-            await asyncio.gather(feeding, return_exceptions=True)
-            feeder.close()
-            # Marked messages no sender took go back; messages in flight finish
-            # (unless the lease was lost: then the new holder decides).
-            drained = [item.due.id for item in m.ready.drain()]
-            m.in_flight.difference_update(drained)
-            m.ready.close()
-            for task in senders:
-                if lost:
-                    task.cancel()
-            if lost and processes is not None:
-                processes.kill()  # what they have in flight is the new holder's to decide
-            await asyncio.gather(*senders, return_exceptions=True)
-            if processes is not None:
-                await processes.stop()
-            # What a sender took and could not hand over as it ended.
-            late = [item.due.id for item in m.ready.drain()]
-            m.in_flight.difference_update(late)
-            drained += late
-        if lost:
-            # Another process took the run over: leave everything to it.
-            return Delivery(self.run_id, RUNNING, "the lease on the run was lost", m.sent)
-        # Messages marked but never handed to a connection go back first: should
-        # recording the results fail next, they at least are not left in doubt.
-        unsent = drained + m.unsent
+            outcome: str = await self._control(delivering)
+        except Exception as failure:
+            self.failure = failure
+            outcome = Ending.BROKEN
+        return outcome
+
+    async def _halt_crew(self, crew: Crew, lost: bool) -> list[int]:
+        """Stop the feeder and the senders; the ids of the messages marked that no
+        connection took."""
+        m = self.memory
+        # The feeder is told, not cancelled: a marking it has started must
+        # land in the queue, so that what it marked is accounted for.
+        m.halt = True
+        m.halted.set()
+        m.wake.set()
+        m.has_work.set()
+        await m.notify()
+        await asyncio.gather(crew.feeding, return_exceptions=True)
+        crew.feeder.close()
+        # Marked messages no sender took go back; messages in flight finish
+        # (unless the lease was lost: then the new holder decides).
+        drained = [item.due.id for item in m.ready.drain()]
+        m.in_flight.difference_update(drained)
+        m.ready.close()
+        for task in crew.senders:
+            if lost:
+                task.cancel()
+        if lost and crew.processes is not None:
+            crew.processes.kill()  # what they have in flight is the new holder's to decide
+        await asyncio.gather(*crew.senders, return_exceptions=True)
+        if crew.processes is not None:
+            await crew.processes.stop()
+        # What a sender took and could not hand over as it ended.
+        late = [item.due.id for item in m.ready.drain()]
+        m.in_flight.difference_update(late)
+        return drained + late
+
+    async def _give_back(self, drained: list[int]) -> None:
+        """Messages marked but never handed to a connection go back first: should
+        recording the results fail next, they at least are not left in doubt. Then
+        what this process reserved and never started sending goes back to the pool."""
+        unsent = drained + self.memory.unsent
         if unsent:
             await self.db(
                 lambda c: transitions.give_back_unsent(
                     c, self.run_id, unsent, self.clock.now(), self.shard
                 )
             )
-        # What this process reserved and never started sending goes back to the pool.
         await self.db(lambda c: registry.release_reservations(c, self.worker_id, self.run_id))
-        await self._flush(templates)
-        if outcome == Ending.BROKEN:
-            # What was sent is recorded and what was marked given back: the run
-            # stays as it was for this process (or another) to take up again.
-            error = self._broken()
-            assert error is not None
-            # A sender that failed may have left its message `sending`: in doubt.
-            await self.db(
-                lambda c: transitions.make_unknown(c, self.worker_id, self.clock.now(), self.run_id)
-            )
-            broken = DeliveryBroken(self.run_id, error)
-            # Whoever looks at the run (the console, run show) sees why it is interrupted;
-            # the database may be what went away, and then this cannot be said.
-            with contextlib.suppress(Exception):
-                await self.db(lambda c: transitions.note_interruption(c, self.run_id, str(broken)))
-            raise broken from error
+
+    async def _break_off(self) -> None:
+        """DeliveryBroken, after what was sent is recorded and what was marked given
+        back: the run stays as it was for this process (or another) to take up again."""
+        error = self._broken()
+        assert error is not None
+        # A sender that failed may have left its message `sending`: in doubt.
+        await self.db(
+            lambda c: transitions.make_unknown(c, self.worker_id, self.clock.now(), self.run_id)
+        )
+        broken = DeliveryBroken(self.run_id, error)
+        # Whoever looks at the run (the console, run show) sees why it is interrupted;
+        # the database may be what went away, and then this cannot be said.
+        with contextlib.suppress(Exception):
+            await self.db(lambda c: transitions.note_interruption(c, self.run_id, str(broken)))
+        raise broken from error
+
+    async def _settle(self, outcome: str) -> Delivery:
+        """The run's state after the controller's outcome."""
+        m = self.memory
         if outcome not in (Ending.STOP, Ending.FAULT):
             return await self._end(outcome, None)
         if m.fault is not None:
@@ -373,8 +422,8 @@ class Deliverer:
         """The sender processes of this delivery (``policy.sender_processes``), started;
         None when its connections are this process's own."""
         try:
-            setting = sender_processes_setting(self.environ)
-        except ValueError:  # the command line refuses it before anything is done
+            setting = settings.sender_processes(self.environ)
+        except settings.SettingError:  # the command line refuses it before anything is done
             setting = None
         profile, counts = composer.profile, await self._counts()
         count = policy.sender_processes(

@@ -38,7 +38,8 @@ from sqlalchemy import (
 )
 
 from core.delivery import processes, transitions
-from core.delivery.states import LEASE_SECONDS, RUNNING, SENDING, STOPPING
+from core.delivery.states import RUNNING, SENDING, STOPPING
+from core.settings import LEASE_SECONDS
 from core.storage.database import Database
 from core.storage.models import (
     MessageRun,

@@ -133,52 +133,5 @@ SETTLE: Final[Mapping[RunState, str]] = {
 
 # Retries: the profile's schedule, see retry_policy.py.
 
-# Leases: renewed every few seconds; lapse at most 15 s after the holder dies.
-LEASE_SECONDS: Final = 12.0
+# Leases: renewed every few seconds (their length: core.settings.lease_seconds).
 LEASE_RENEW_SECONDS: Final = 3.0
-LEASE_ENV: Final = "MSGRUN_LEASE_SECONDS"
-
-
-LEASE_RANGE: Final = (1.0, 15.0)
-
-
-def lease_seconds(environ: Mapping[str, str]) -> float:
-    """The lease length: MSGRUN_LEASE_SECONDS (1 to 15) or 12 s. Renewals come 4 times a lease.
-
-    ValueError names what is wrong with a value that is not a number of seconds
-    from 1 to 15 (a longer lease would leave a dead delivery unseen for longer
-    than msgrun promises).
-    """
-    raw = environ.get(LEASE_ENV, "").strip()
-    if not raw:
-        return LEASE_SECONDS
-    low, high = LEASE_RANGE
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not low <= value <= high:  # NaN too
-        raise ValueError(
-            f"{LEASE_ENV}={raw!r} is not a number of seconds from {low:g} to {high:g} "
-            f"(unset: {LEASE_SECONDS:g})"
-        )
-    return value
-
-
-SENDER_PROCESSES_ENV: Final = "MSGRUN_SENDER_PROCESSES"
-
-
-def sender_processes_setting(environ: Mapping[str, str]) -> int | None:
-    """MSGRUN_SENDER_PROCESSES as a number (0: none), or None when unset (msgrun decides).
-
-    ValueError names what is wrong with a value that is not a whole number from 0.
-    """
-    raw = environ.get(SENDER_PROCESSES_ENV, "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit():
-        raise ValueError(
-            f"{SENDER_PROCESSES_ENV}={raw!r} is not a number of processes (0 or more; "
-            "unset, msgrun decides)"
-        )
-    return int(raw)

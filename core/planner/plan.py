@@ -17,9 +17,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from core import settings
 from core.attachments.look import FileLook
 from core.attachments.reckon import limit_source, size_limit
-from core.passwords import find_password, keyring_configured
+from core.passwords import find_password
 from core.planner.facts import (
     AddressFacts,
     CustomerFacts,
@@ -179,7 +180,7 @@ def plan_warnings(
         warnings.append(
             f"SMTP profile {profile.id}: the environment variable {profile.password_env} that "
             "holds its password is not set here"
-            + (" and the OS keyring has none for it" if keyring_configured(environ) else "")
+            + (" and the OS keyring has none for it" if settings.keyring_enabled(environ) else "")
         )
     if profile.dkim_key_env is not None and not environ.get(profile.dkim_key_env, "").strip():
         warnings.append(

@@ -25,14 +25,14 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-DEFAULT_URL = "sqlite:///msgrun.db"
+from core import settings
+
 T = TypeVar("T")
 # The newest migration in core/migrations/versions (a test keeps the two equal):
 # a database already there is opened without loading Alembic at all.
 SCHEMA_REVISION = "0013"
 # deadlock_detected, serialization_failure: the server undid the transaction.
 RETRYABLE = {"40P01", "40001"}
-ENV_VAR = "MSGRUN_DB"
 
 
 class DatabaseUrlError(ValueError):
@@ -44,7 +44,8 @@ class DatabaseUnavailable(RuntimeError):
 
 
 def resolve_url(explicit: str | None) -> str:
-    """``--db`` first, then ``MSGRUN_DB``, then ``sqlite:///msgrun.db``.
+    """``--db`` first, then ``MSGRUN_DB``, then ``sqlite:///msgrun.db``; SettingError
+    for a MSGRUN_DB that is not a database URL.
 
     An empty ``--db`` is a mistake (an unset shell variable, say), not a
     request for the default.
@@ -53,7 +54,7 @@ def resolve_url(explicit: str | None) -> str:
         raise DatabaseUrlError(
             "--db is empty; give sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
         )
-    return explicit or os.environ.get(ENV_VAR) or DEFAULT_URL
+    return explicit or settings.database_url() or settings.DEFAULT_DATABASE_URL
 
 
 def normalise_url(raw: str) -> URL:

@@ -1,15 +1,12 @@
-"""What several commands share: opening the database, reading ``--at``, finding a run,
-checking the settings that delivering reads from the environment."""
+"""What several commands share: opening the database, reading ``--at``, finding a run."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 from core.clock import BadInstant, SystemClock, parse_instant
 from core.delivery.runs import RunInfo, UnknownRun, get_run
-from core.delivery.states import lease_seconds, sender_processes_setting
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
 from core.storage.database import normalise_url, resolve_url, sqlite_path
 from tui.errors import OperationFailed, UsageError
@@ -45,15 +42,6 @@ def instant(text: str | None) -> datetime:
         return parse_instant(text)
     except BadInstant as error:
         raise UsageError(f"--at: {error}") from None
-
-
-def check_delivery_settings() -> None:
-    """Refuse (exit 2, nothing done) an environment a delivery could not use as meant."""
-    try:
-        sender_processes_setting(os.environ)
-        lease_seconds(os.environ)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
 
 
 def run_id_of(text: str) -> int:

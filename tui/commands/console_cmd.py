@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 
-from tui.commands.common import check_delivery_settings, database
+from tui.commands.common import database
 from tui.errors import UsageError
 
 
@@ -28,7 +28,6 @@ def require_terminal() -> None:
 
 def run_console(args: argparse.Namespace) -> int:
     require_terminal()
-    check_delivery_settings()  # the console starts deliveries too
     from tui.console.app import MsgrunConsole
 
     app = MsgrunConsole(database(getattr(args, "db", None)))

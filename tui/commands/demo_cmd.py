@@ -19,7 +19,6 @@ from core.delivery.smtp import ProfileSettings
 from core.interchange import import_document
 from core.smtp_check import check_profile, load_profile, record_result
 from core.storage import open_database
-from tui.commands.common import check_delivery_settings
 from tui.commands.foreground import foreground
 from tui.errors import OperationFailed, UsageError
 
@@ -67,7 +66,6 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    check_delivery_settings()
     folder = Path(args.folder).expanduser()
     with prepare_folder(folder):  # the folder is this demo's while it runs
         return _demo_in(folder, args)

@@ -41,9 +41,7 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
 
 
 def run_follow_up(args: argparse.Namespace) -> int:
-    from tui.commands.common import check_delivery_settings, database
-
-    check_delivery_settings()
+    from tui.commands.common import database
 
     try:
         chosen = export.selection(args.state, args.outcome)

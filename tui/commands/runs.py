@@ -36,7 +36,7 @@ from core.views.runs import left_to_send, restart_check, run_show_json, show_del
 from core.worker import WorkerRefused, work
 from tui import event_loop
 from tui.commands import export_cmd, follow_up_cmd
-from tui.commands.common import check_delivery_settings, database, existing_run
+from tui.commands.common import database, existing_run
 from tui.commands.foreground import (
     foreground,
     graceful_stop,
@@ -140,7 +140,6 @@ def recipient_outcomes(text: str) -> list[str]:
 
 
 def run_start(args: argparse.Namespace) -> int:
-    check_delivery_settings()
     at = sending_instant(
         args.at,
         f"To see what would have been decided: msgrun plan {args.definition} --at {args.at}",
@@ -185,7 +184,6 @@ def run_stop(args: argparse.Namespace) -> int:
 
 
 def run_restart(args: argparse.Namespace) -> int:
-    check_delivery_settings()
     db = database(args.db)
     run = existing_run(db, args.run)
     check = restart_check(run.id, run.state)
@@ -333,7 +331,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    check_delivery_settings()
     db = database(args.db)
     clock = SystemClock()
 

@@ -8,12 +8,12 @@ import getpass
 import os
 import sys
 
+from core import settings
 from core.addresses import address_problem
 from core.attachments.reckon import limit_source, size_limit
 from core.clock import SystemClock
-from core.passwords import KEYRING_ENV, SERVICE, KeyringUnavailable, store_password
+from core.passwords import SERVICE, KeyringUnavailable, store_password
 from core.planner.report import dumps
-from core.sender_auth import dns_server_setting
 from core.smtp_check import (
     CheckReport,
     Step,
@@ -54,7 +54,7 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="store a profile's password in the OS keyring",
         description="Store the password of a profile's account in the OS keyring (service "
         "msgrun, account: the profile's password_env). msgrun reads it there when "
-        f"{KEYRING_ENV}=1 is set and the environment variable is not. Asked for without echo "
+        f"{settings.KEYRING}=1 is set and the environment variable is not. Asked for without echo "
         "on a terminal; otherwise the first line of standard input.",
     )
     password.add_argument("profile")
@@ -81,10 +81,6 @@ def size_limit_text(max_message_bytes: int | None, server_size: int | None) -> s
 def run_test(args: argparse.Namespace) -> int:
     if args.to is not None and (problem := address_problem(args.to)) is not None:
         raise UsageError(f"--to: {args.to!r} is not a valid email address: {problem}")
-    try:
-        dns_server_setting(os.environ)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
     db = database(args.db)
     try:
         profile = load_profile(db, args.profile)
@@ -145,7 +141,7 @@ def run_password(args: argparse.Namespace) -> int:
         ) from None
     print(
         f"the password of SMTP profile {profile.id} is in the OS keyring ({keyring_name}) as "
-        f"{SERVICE}/{profile.password_env}; msgrun reads it there when {KEYRING_ENV}=1 and "
+        f"{SERVICE}/{profile.password_env}; msgrun reads it there when {settings.KEYRING}=1 and "
         f"{profile.password_env} is not set"
     )
     return 0

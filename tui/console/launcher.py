@@ -18,8 +18,8 @@ import signal
 import subprocess
 import sys
 
-# Set by TiedLauncher for its children: the pid whose death ends this process.
-PARENT_ENV = "MSGRUN_DIE_WITH"
+from core import settings
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -49,7 +49,8 @@ class TiedLauncher:
 
     def __call__(self, db_url: str, run_id: int, *, resend_unknown: bool = False) -> None:
         environ = os.environ.copy()
-        environ[PARENT_ENV] = str(os.getpid())
+        # The pid whose death ends the child (settings.die_with).
+        environ[settings.DIE_WITH] = str(os.getpid())
         self.children.append(
             subprocess.Popen(
                 _command(db_url, run_id, resend_unknown),
@@ -80,8 +81,11 @@ def die_with_parent() -> None:
 
     Called first thing by ``msgrun``; does nothing unless MSGRUN_DIE_WITH is set.
     """
-    parent = os.environ.pop(PARENT_ENV, None)
-    if not parent:
+    try:
+        parent = settings.die_with(os.environ)
+    finally:  # never passed on to this process's own children
+        os.environ.pop(settings.DIE_WITH, None)
+    if parent is None:
         return
     # The terminal going away hangs up the demo's whole session: the demo then
     # ends this process gracefully (SIGTERM) rather than the hang-up killing it
@@ -95,5 +99,5 @@ def die_with_parent() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     # The parent may have died before prctl: then nobody would ever signal us.
-    if str(os.getppid()) != parent:
+    if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
