@@ -39,7 +39,7 @@ from core.bounces.store import BOUNCE_SOURCES_ENV, ReadSummary, read_configured_
 from core.clock import Clock
 from core.delivery import registry
 from core.delivery.deliver import Delivery, LeaseHeld, deliver
-from core.delivery.states import (
+from core.states import (
     HELD,
     LEASE_RENEW_SECONDS,
     RETRYING,

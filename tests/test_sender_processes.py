@@ -22,7 +22,7 @@ import pytest
 from core.clock import SystemClock
 from core.delivery.deliver import DeliveryBroken, deliver
 from core.delivery.policy import PROCESSES_FROM, sender_processes
-from core.delivery.states import sender_processes_setting
+from core.states import sender_processes_setting
 from core.storage import Database
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.delivery_support import assert_counts_match_rows, deliver_now, document, new_run

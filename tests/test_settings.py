@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.delivery.states import LEASE_SECONDS, lease_seconds
+from core.states import LEASE_SECONDS, lease_seconds
 from core.storage import Database
 from tests.conftest import load_ok, url_of
 from tests.db_snapshot import snapshot

@@ -5,6 +5,6 @@ A run snapshots its plan into recipients (``runs.py``); a delivering process
 `sending` just before handing them to a connection, and records results in
 batches. Every state change is a named transition guarded by the state it
 leaves, in ``transitions.py`` alone; the allowed ones are the tables of
-``states.py``. Pure decisions (reply → state, settled state, fair shares) are
+``core/states.py``. Pure decisions (reply → state, settled state, fair shares) are
 ``policy.py`` and ``retry_policy.py``.
 """

@@ -45,7 +45,7 @@ from core.delivery.runs import read_counts
 from core.delivery.sender_processes import SenderProcesses
 from core.delivery.senders import Senders
 from core.delivery.smtp import ProfileSettings, RunFault, dkim_signer, password_for
-from core.delivery.states import (
+from core.states import (
     COMPLETED,
     HELD,
     LEASE_RENEW_SECONDS,

@@ -21,7 +21,11 @@ from core.bounces import outcomes
 from core.clock import Clock, format_instant
 from core.delivery.export import Selection
 from core.delivery.runs import read_run, snapshot_plan
-from core.delivery.states import (
+from core.planner.facts import HistoryFacts
+from core.planner.load import load_definition, load_organisation
+from core.planner.plan import Candidate, Replan, plan_definition
+from core.planner.reasons import Reason
+from core.states import (
     EXCLUDED,
     FAILED,
     HELD,
@@ -32,10 +36,6 @@ from core.delivery.states import (
     STOPPING,
     UNKNOWN,
 )
-from core.planner.facts import HistoryFacts
-from core.planner.load import load_definition, load_organisation
-from core.planner.plan import Candidate, Replan, plan_definition
-from core.planner.reasons import Reason
 from core.storage.database import Database
 from core.storage.models import MessageRun, Recipient, table_of
 

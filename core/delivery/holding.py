@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select
 
 from core.delivery import processes
-from core.delivery.states import RUNNING, STOPPING
+from core.states import RUNNING, STOPPING
 from core.storage.models import RunShare, Worker, table_of
 from core.storage.sql import database_now
 

@@ -19,7 +19,7 @@ from sqlalchemy import (
     update,
 )
 
-from core.delivery.states import (
+from core.states import (
     HELD,
     PENDING,
     RETRYING,

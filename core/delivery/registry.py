@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 
 from core.delivery import processes, transitions
-from core.delivery.states import LEASE_SECONDS, RUNNING, SENDING, STOPPING
+from core.states import LEASE_SECONDS, RUNNING, SENDING, STOPPING
 from core.storage.database import Database
 from core.storage.models import (
     MessageRun,

@@ -15,7 +15,11 @@ from sqlalchemy import Connection, func, insert, or_, select
 from core.bounces import outcomes
 from core.clock import Clock, SystemClock, format_instant
 from core.delivery import holding, queries, registry, transitions
-from core.delivery.states import (
+from core.planner.facts import DefinitionFacts
+from core.planner.load import PlanningError, load_definition, load_organisation
+from core.planner.plan import DEFERRED, INCLUDED, Candidate, Gathered, Summary, iter_plan
+from core.planner.render_check import check_rendering
+from core.states import (
     ENDED,
     EXCLUDED,
     HELD,
@@ -24,10 +28,6 @@ from core.delivery.states import (
     RUNNING,
     UNKNOWN,
 )
-from core.planner.facts import DefinitionFacts
-from core.planner.load import PlanningError, load_definition, load_organisation
-from core.planner.plan import DEFERRED, INCLUDED, Candidate, Gathered, Summary, iter_plan
-from core.planner.render_check import check_rendering
 from core.storage.database import Database
 from core.storage.ledger import history_row, write_history
 from core.storage.models import (

@@ -22,7 +22,7 @@ from core.delivery.runs import (
     recipient_page,
     run_json,
 )
-from core.delivery.states import (
+from core.states import (
     COMPLETED,
     ENDED,
     EXCLUDED,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.clock import BadInstant, SystemClock, parse_instant
 from core.delivery.runs import RunInfo, UnknownRun, get_run
-from core.delivery.states import lease_seconds, sender_processes_setting
+from core.states import lease_seconds, sender_processes_setting
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
 from core.storage.database import normalise_url, resolve_url, sqlite_path
 from tui.errors import OperationFailed, UsageError

@@ -22,7 +22,7 @@ from core.delivery.runs import (
     next_due_at,
     unknown_handed_on,
 )
-from core.delivery.states import (
+from core.states import (
     COMPLETED,
     FAILED,
     HELD,

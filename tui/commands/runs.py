@@ -19,7 +19,9 @@ from core.delivery.runs import (
     request_stop,
     unknown_handed_on,
 )
-from core.delivery.states import (
+from core.planner.load import PlanningError
+from core.planner.report import dumps
+from core.states import (
     COMPLETED,
     HELD,
     PENDING,
@@ -28,8 +30,6 @@ from core.delivery.states import (
     STOPPING,
     UNKNOWN,
 )
-from core.planner.load import PlanningError
-from core.planner.report import dumps
 from core.storage import Database
 from core.storage.database import error_words
 from core.views.runs import left_to_send, restart_check, run_show_json, show_deliveries

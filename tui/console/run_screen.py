@@ -16,7 +16,7 @@ from textual.widgets import Footer, Input, ProgressBar, Sparkline, Static
 from core.delivery.export import OUTCOME_FILTERS, Selection
 from core.delivery.follow_up import Preview, preview_follow_up, start_follow_up
 from core.delivery.runs import RecipientView, RunInfo, get_run, request_stop
-from core.delivery.states import ENDED, RECIPIENT_STATES
+from core.states import ENDED, RECIPIENT_STATES
 from core.views.deliveries import reply_words
 from core.views.runs import (
     RunProgress,
