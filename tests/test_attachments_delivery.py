@@ -18,8 +18,9 @@ from core.clock import SystemClock, parse_instant
 from core.delivery import export
 from core.delivery.export import Selection
 from core.delivery.follow_up import start_follow_up
-from core.delivery.runs import get_run, recipient_rows
+from core.run_info import get_run
 from core.storage import Database
+from core.views.run_json import recipient_rows
 from core.views.runs import recipient_detail
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.attachment_support import pdf_bytes, sha256

@@ -23,7 +23,8 @@ from core.bounces.store import ReadSummary, record_message
 from core.clock import FixedClock, parse_instant
 from core.delivery.export import Selection
 from core.delivery.follow_up import start_follow_up
-from core.delivery.runs import create_run, get_run
+from core.delivery.starting import create_run
+from core.run_info import get_run
 from core.storage import Database, open_database
 from core.storage.models import MessageRun, Recipient, table_of
 from core.views.runs import run_window, send_rate, settled_parts

@@ -19,7 +19,7 @@ from core.bounces.store import ReadSummary, record_message
 from core.clock import FixedClock, parse_instant
 from core.delivery.export import Selection
 from core.delivery.follow_up import start_follow_up
-from core.delivery.runs import create_run
+from core.delivery.starting import create_run
 from core.storage import Database, open_database
 from core.storage.models import Recipient, table_of
 from fixtures.smtp_servers import Faults, SmtpServer

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from core.clock import SystemClock
 from core.delivery import transitions
-from core.delivery.runs import get_run
+from core.run_info import get_run
 from core.storage import Database
 from core.storage.models import Recipient, table_of
 from fixtures.smtp_servers import Faults, SmtpServer

@@ -41,10 +41,10 @@ from core.delivery.compose import Composer, Templates, run_settings
 from core.delivery.feeder import Feeder
 from core.delivery.lines import local_lines
 from core.delivery.pipeline import DatabaseLane, Delivering, InMemory, timed
-from core.delivery.runs import read_counts
 from core.delivery.sender_processes import SenderProcesses
 from core.delivery.senders import Senders
 from core.delivery.smtp import ProfileSettings, RunFault, dkim_signer, password_for
+from core.run_info import read_counts
 from core.states import (
     COMPLETED,
     HELD,

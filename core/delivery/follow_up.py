@@ -20,11 +20,12 @@ from sqlalchemy import Connection, and_, func, select, update
 from core.bounces import outcomes
 from core.clock import Clock, format_instant
 from core.delivery.export import Selection
-from core.delivery.runs import read_run, snapshot_plan
+from core.delivery.starting import snapshot_plan
 from core.planner.facts import HistoryFacts
 from core.planner.load import load_definition, load_organisation
 from core.planner.plan import Candidate, Replan, plan_definition
 from core.planner.reasons import Reason
+from core.run_info import read_run
 from core.states import (
     EXCLUDED,
     FAILED,

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core.delivery import queries
 from core.delivery.compose import compose_message, message_contexts, run_settings
-from core.delivery.runs import UnknownRun
+from core.run_info import UnknownRun
 from core.storage.database import Database
 from core.storage.models import Recipient, table_of
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Row, select
 
 from core.bounces.outcomes import RANK, RecipientOutcomeView, outcome_name
 from core.clock import format_instant
-from core.delivery.runs import AT_TOLERANCE_SECONDS
+from core.delivery.starting import AT_TOLERANCE_SECONDS
 from core.planner.quiet_hours import zone
 from core.planner.reasons import Reason
 from core.states import EXCLUDED, FAILED, HELD, RETRYING, SENT, UNKNOWN

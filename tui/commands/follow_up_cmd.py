@@ -59,7 +59,7 @@ def run_follow_up(args: argparse.Namespace) -> int:
     except FollowUpRefused as error:
         raise OperationFailed(str(error)) from None
     print(new_id, flush=True)
-    from core.delivery.runs import get_run
+    from core.run_info import get_run
 
     created = get_run(db, new_id)
     print(f"run {new_id} follows up run {run.id}: {summary(created)}", file=sys.stderr)

@@ -11,16 +11,10 @@ from core.clock import SystemClock, format_instant
 from core.delivery.deliver import Delivery
 from core.delivery.export import OUTCOME_FILTERS, BadFilter, parse_list
 from core.delivery.holding import Holding, holdings
-from core.delivery.runs import (
-    RunInfo,
-    create_run,
-    get_run,
-    list_runs,
-    request_stop,
-    unknown_handed_on,
-)
+from core.delivery.starting import create_run, request_stop, unknown_handed_on
 from core.planner.load import PlanningError
 from core.planner.report import dumps
+from core.run_info import RunInfo, get_run, list_runs
 from core.states import (
     COMPLETED,
     HELD,

@@ -1,4 +1,8 @@
-"""Creating runs, reading them, and asking them to stop: the calls every client makes."""
+"""Starting runs and asking them to stop: a plan snapshotted into a run's recipients
+(``create_run``), and a stop requested from any process (``request_stop``).
+
+A run is read in ``core/run_info.py``; its recipients as the console and ``run
+show --json`` show them, in ``core/views/``."""
 
 from __future__ import annotations
 
@@ -10,15 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select
+from sqlalchemy import Connection, func, insert, select
 
-from core.bounces import outcomes
-from core.clock import Clock, SystemClock, format_instant
-from core.delivery import holding, queries, registry, transitions
+from core.clock import Clock
+from core.delivery import holding, registry, transitions
 from core.planner.facts import DefinitionFacts
 from core.planner.load import PlanningError, load_definition, load_organisation
 from core.planner.plan import DEFERRED, INCLUDED, Candidate, Gathered, Summary, iter_plan
 from core.planner.render_check import check_rendering
+from core.run_info import RunInfo, read_run
 from core.states import (
     ENDED,
     EXCLUDED,
@@ -31,7 +35,6 @@ from core.states import (
 from core.storage.database import Database
 from core.storage.ledger import history_row, write_history
 from core.storage.models import (
-    Document,
     MessageRun,
     Recipient,
     RunCount,
@@ -39,16 +42,11 @@ from core.storage.models import (
     table_of,
 )
 from core.storage.notices import run_changed
-from core.vocabulary import CONCEPT_LABEL
 
 INSERT_BATCH = 5000
 # `run start --at`: an instant this close to now is now; further ahead, the run
 # is scheduled (every recipient held until then); further back, refused.
 AT_TOLERANCE_SECONDS = 5.0
-
-
-class UnknownRun(LookupError):
-    """No run has that id (bad usage: exit 2)."""
 
 
 class TemplateFailsForEveryone(PlanningError):
@@ -265,100 +263,6 @@ def _record_targets(
 
 
 @dataclass
-class RunInfo:
-    id: int
-    definition_id: str
-    smtp_profile_id: str
-    state: str
-    planned_at: datetime
-    created_at: datetime
-    started_by: str
-    ended_at: datetime | None
-    stop_requested_at: datetime | None
-    stop_requested_by: str | None
-    error: str | None
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-    counts: dict[str, int]
-    # The run this one follows up, else None.
-    follow_up_of: int | None = None
-
-    def lease_live(self, now: datetime) -> bool:
-        return (
-            self.lease_owner is not None
-            and self.lease_expires_at is not None
-            and self.lease_expires_at > now
-        )
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-
-def read_counts(connection: Connection, run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Counts by state for some runs: one indexed read, however large the runs."""
-    counts: dict[int, dict[str, int]] = {
-        run_id: dict.fromkeys(RECIPIENT_STATES, 0) for run_id in run_ids
-    }
-    table = table_of(RunCount)
-    for run_id, state, n in connection.execute(
-        select(table.c.run_id, table.c.state, func.sum(table.c.n))
-        .where(table.c.run_id.in_(list(run_ids)))
-        .group_by(table.c.run_id, table.c.state)
-    ):
-        counts[run_id][state] = int(n)
-    return counts
-
-
-def _run_info(row: Any, counts: dict[str, int]) -> RunInfo:
-    return RunInfo(
-        id=row.id,
-        definition_id=row.definition_id,
-        smtp_profile_id=row.smtp_profile_id,
-        state=row.state,
-        planned_at=row.planned_at,
-        created_at=row.created_at,
-        started_by=row.started_by,
-        ended_at=row.ended_at,
-        stop_requested_at=row.stop_requested_at,
-        stop_requested_by=row.stop_requested_by,
-        error=row.error,
-        lease_owner=row.lease_owner,
-        lease_expires_at=row.lease_expires_at,
-        counts=counts,
-        follow_up_of=row.follow_up_of,
-    )
-
-
-def next_due_at(database: Database, run_id: int) -> datetime | None:
-    """When the run's next held or retrying recipient is due (None: nothing waits)."""
-    with database.connect() as connection:
-        return queries.next_due(connection, run_id)
-
-
-def get_run(database: Database, run_id: int) -> RunInfo:
-    with database.connect() as connection:
-        return read_run(connection, run_id)
-
-
-def read_run(connection: Connection, run_id: int) -> RunInfo:
-    table = table_of(MessageRun)
-    row = connection.execute(select(table).where(table.c.id == run_id)).first()
-    if row is None:
-        raise UnknownRun(f"unknown run {run_id}")
-    return _run_info(row, read_counts(connection, [run_id])[run_id])
-
-
-def list_runs(database: Database, limit: int = 100) -> list[RunInfo]:
-    """The newest runs first."""
-    table = table_of(MessageRun)
-    with database.connect() as connection:
-        rows = connection.execute(select(table).order_by(table.c.id.desc()).limit(limit)).all()
-        counts = read_counts(connection, [row.id for row in rows])
-    return [_run_info(row, counts[row.id]) for row in rows]
-
-
-@dataclass
 class StopOutcome:
     run: RunInfo
     recorded: bool  # False: the run had already ended
@@ -403,185 +307,9 @@ def unknown_handed_on(database: Database, run_id: int) -> int:
         )
 
 
-def recipient_rows(
-    database: Database, run_id: int, states: Sequence[str] | None = None
-) -> list[dict[str, Any]]:
-    """Every recipient of a run (or those in ``states``), in plan order, as ``run show --json``."""
-    table = table_of(Recipient)
-    conditions = [table.c.run_id == run_id]
-    if states:
-        conditions.append(table.c.state.in_(list(states)))
-    with database.connect() as connection:
-        rows = connection.execute(select(table).where(*conditions).order_by(table.c.position)).all()
-        found = outcomes.of_recipients(connection, [r.id for r in rows])
-    return [
-        {
-            "customer": r.customer_id,
-            "address": r.address,
-            "document": r.document_id,
-            "label": r.label,
-            "state": r.state,
-            "smtp_code": r.smtp_code,
-            "smtp_reply": r.smtp_reply,
-            "error": r.error,
-            "message_id": r.message_id,
-            "attempts": r.attempts,
-            "send_after": format_instant(r.send_after) if r.send_after else None,
-            "sent_at": format_instant(r.sent_at) if r.sent_at else None,
-            "reasons": r.reasons,
-            "outcome": found[r.id].as_json() if r.id in found else None,
-            "handed_on_to": r.handed_on_to,
-            "attachments": list(r.attachments or []),
-        }
-        for r in rows
-    ]
-
-
-def run_json(
-    database: Database,
-    run_id: int,
-    *,
-    with_recipients: bool = True,
-    states: Sequence[str] | None = None,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """``run show --json``; ``now``: the clock leases are measured on (default this one)."""
-    with database.connect() as connection:
-        run = read_run(connection, run_id)
-        held = holding.holding(connection, run, now or SystemClock().now())
-    result: dict[str, Any] = {
-        "id": str(run.id),
-        "definition": run.definition_id,
-        "state": run.state,
-        # Nobody delivers it any more: domain.md, "An interrupted delivery shows".
-        "interrupted": held.interrupted,
-        "held_by": [holder.as_json() for holder in held.held_by],
-        "counts": run.counts,
-        "planned_at": format_instant(run.planned_at),
-        "created_at": format_instant(run.created_at),
-        "ended_at": format_instant(run.ended_at) if run.ended_at else None,
-        "started_by": run.started_by,
-        "stop_requested_by": run.stop_requested_by,
-        "error": run.error,
-        "follow_up_of": run.follow_up_of,
-    }
-    with database.connect() as connection:
-        result["outcomes"] = outcomes.run_counts(connection, run_id)
-    if with_recipients:
-        result["recipients"] = recipient_rows(database, run_id, states)
-    return result
-
-
 __all__ = [
     "PlanningError",
     "TemplateFailsForEveryone",
-    "UnknownRun",
     "create_run",
-    "get_run",
-    "list_runs",
     "request_stop",
 ]
-
-
-@dataclass(frozen=True)
-class RecipientView:
-    """One recipient as the console lists it."""
-
-    position: int
-    customer_id: str
-    address: str | None
-    document_id: str | None
-    label: str | None
-    # The document's number now (a draft numbered since the run planned it).
-    current_number: str | None
-    state: str
-    smtp_code: int | None
-    smtp_reply: str | None
-    error: str | None
-    attempts: int
-    updated_at: datetime | None
-    reasons: list[dict[str, str]]
-    message_id: str | None = None
-
-    @classmethod
-    def of_row(cls, r: Any) -> RecipientView:
-        """From a row of ``recipient`` joined with the document's number as ``current_number``."""
-        return cls(
-            position=r.position,
-            customer_id=r.customer_id,
-            address=r.address,
-            document_id=r.document_id,
-            label=r.label,
-            current_number=r.current_number,
-            state=r.state,
-            smtp_code=r.smtp_code,
-            smtp_reply=r.smtp_reply,
-            error=r.error,
-            attempts=r.attempts,
-            updated_at=r.updated_at,
-            reasons=r.reasons,
-            message_id=r.message_id,
-        )
-
-    @property
-    def shown_label(self) -> str:
-        """``Concept → 2026-0042`` when a draft has been numbered since the run planned it."""
-        if self.label == CONCEPT_LABEL and self.current_number:
-            return f"{CONCEPT_LABEL} → {self.current_number}"
-        return self.label or "-"
-
-
-def recipient_page(
-    database: Database,
-    run_id: int,
-    *,
-    states: Sequence[str] | None = None,
-    search: str | None = None,
-    offset: int = 0,
-    limit: int = 50,
-    matching: int | None = None,
-) -> tuple[list[RecipientView], int]:
-    """A window of a run's recipients in plan order, and how many match in all.
-
-    The console shows runs of any size through windows like this one: it
-    never holds more than a page of recipients. A caller that knows how many
-    match (from the run's counters: all of them, or those in one state) passes
-    ``matching`` and no count is made. Without a filter the window is a range
-    of positions (plan positions are 0, 1, 2…), read straight off the index;
-    with a state filter, the (run, state, position) index serves it.
-    """
-    recipient, document = table_of(Recipient), table_of(Document)
-    conditions = [recipient.c.run_id == run_id]
-    window_by_position = not states and not search
-    if states:
-        conditions.append(recipient.c.state.in_(list(states)))
-    if search:
-        pattern = f"%{search.lower()}%"
-        conditions.append(
-            or_(
-                func.lower(recipient.c.address).like(pattern),
-                func.lower(recipient.c.customer_id).like(pattern),
-                func.lower(recipient.c.document_id).like(pattern),
-                func.lower(recipient.c.label).like(pattern),
-            )
-        )
-    with database.connect() as connection:
-        total = matching
-        if total is None:
-            total = connection.execute(
-                select(func.count()).select_from(recipient).where(*conditions)
-            ).scalar_one()
-        query = (
-            select(recipient, document.c.number.label("current_number"))
-            .select_from(recipient.outerjoin(document, document.c.id == recipient.c.document_id))
-            .where(*conditions)
-            .order_by(recipient.c.position)
-            .limit(limit)
-        )
-        if window_by_position:
-            query = query.where(recipient.c.position >= offset)
-        else:
-            query = query.offset(offset)
-        rows = connection.execute(query).all()
-    views = [RecipientView.of_row(r) for r in rows]
-    return views, int(total)
