@@ -19,7 +19,6 @@ from sqlalchemy import Connection, and_, func, select, update
 
 from core.bounces import outcomes
 from core.clock import Clock, format_instant
-from core.delivery.export import Selection
 from core.delivery.starting import snapshot_plan
 from core.planner.facts import HistoryFacts
 from core.planner.load import load_definition, load_organisation
@@ -39,6 +38,7 @@ from core.states import (
 )
 from core.storage.database import Database
 from core.storage.models import MessageRun, Recipient, table_of
+from core.views.export_rows import Selection
 
 # What a follow-up may take: what is pending, held or retrying is `run restart`'s.
 SETTLED_STATES = (FAILED, UNKNOWN, SENT, EXCLUDED)

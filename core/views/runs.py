@@ -12,7 +12,6 @@ from sqlalchemy.types import Integer
 
 from core.bounces import outcomes as report_outcomes
 from core.clock import format_instant
-from core.delivery.export import OUTCOME_FILTERS
 from core.delivery.holding import NOBODY, Holding, holding, holdings
 from core.run_info import RunInfo, list_runs, read_run
 from core.states import (
@@ -32,6 +31,7 @@ from core.states import (
 from core.storage.database import Database
 from core.storage.models import Definition, Document, Recipient, table_of
 from core.views.deliveries import Delivery, recipient_delivery, run_deliveries
+from core.views.export_rows import OUTCOME_FILTERS
 from core.views.recipients import RecipientView, recipient_page
 from core.views.run_json import run_json
 

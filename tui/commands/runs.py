@@ -9,7 +9,6 @@ import sys
 from core.bounces.store import ReadSummary
 from core.clock import SystemClock, format_instant
 from core.delivery.deliver import Delivery
-from core.delivery.export import OUTCOME_FILTERS, BadFilter, parse_list
 from core.delivery.holding import Holding, holdings
 from core.delivery.starting import create_run, request_stop, unknown_handed_on
 from core.planner.load import PlanningError
@@ -26,6 +25,7 @@ from core.states import (
 )
 from core.storage import Database
 from core.storage.database import error_words
+from core.views.export_rows import OUTCOME_FILTERS, BadFilter, parse_list
 from core.views.runs import left_to_send, restart_check, run_show_json, show_deliveries
 from core.worker import WorkerRefused, work
 from tui import event_loop
