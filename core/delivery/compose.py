@@ -1,7 +1,7 @@
 """Message composition: what a recipient's message is built from, and building it.
 
 Public, so that the delivering process and the console's message view
-(``preview.py``) build the same bytes: ``run_settings`` reads the run's SMTP
+(``core/views/message_preview.py``) build the same bytes: ``run_settings`` reads the run's SMTP
 profile and its definition's templates; ``message_contexts`` reads the
 customers, contacts and documents of a batch in one query each;
 ``draft_of`` gathers what one recipient's message is built from, and a
