@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from core.clock import SystemClock, parse_instant
-from core.delivery.follow_up import start_follow_up
+from core.follow_up import start_follow_up
 from core.run_info import get_run
 from core.storage import Database
 from core.views import export_rows

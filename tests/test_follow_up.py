@@ -226,7 +226,7 @@ def test_run_show_json_names_what_a_run_follows_up(
 def test_a_preview_counts_what_a_follow_up_would_plan_and_writes_nothing(
     sqlite_db: Database,
 ) -> None:
-    from core.delivery.follow_up import preview_follow_up
+    from core.follow_up import preview_follow_up
     from core.views.export_rows import Selection
 
     faults = Faults(rcpt={"p1@example.org": [REFUSED], "p2@example.org": [UNKNOWN_USER]})
@@ -318,7 +318,7 @@ def test_two_follow_ups_made_at_the_same_moment_never_both_take_a_recipient(
     whatever the definition's dedup. (Without the check both would send p1.)"""
     import threading
 
-    from core.delivery import follow_up as module
+    from core import follow_up as module
     from core.views.export_rows import Selection
 
     faults = Faults(rcpt={"p1@example.org": [REFUSED]})

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from core.clock import FixedClock, parse_instant
 from core.delivery import transitions
-from core.delivery.follow_up import start_follow_up
+from core.follow_up import start_follow_up
 from core.storage import Database
 from core.storage.models import Recipient, table_of
 from core.views.export_rows import Selection

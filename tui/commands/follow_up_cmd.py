@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from core.clock import SystemClock
-from core.delivery.follow_up import (
+from core.follow_up import (
     SETTLED_STATES,
     FollowUpRefused,
     NothingChosen,

@@ -13,8 +13,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Input, ProgressBar, Sparkline, Static
 
-from core.delivery.follow_up import Preview, preview_follow_up, start_follow_up
 from core.delivery.starting import request_stop
+from core.follow_up import Preview, preview_follow_up, start_follow_up
 from core.run_info import RunInfo, get_run
 from core.states import ENDED, RECIPIENT_STATES
 from core.views.deliveries import reply_words
