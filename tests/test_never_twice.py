@@ -21,6 +21,7 @@ from core.clock import FixedClock, SystemClock, parse_instant
 from core.delivery import queries, transitions
 from core.delivery.deliver import deliver
 from core.delivery.starting import create_run
+from core.messages.due import Due
 from core.planner.plan import make_plan
 from core.storage import Database
 from core.storage.models import History, MessageRun, Recipient, table_of
@@ -227,7 +228,7 @@ def test_the_ledger_counts_at_the_moment_of_sending(db: Database) -> None:
     assert reason["code"] == "in_another_run" and reason["detail"].startswith(f"run {first} ")
 
 
-def _load_due(db: Database, run_id: int) -> list[queries.Due]:
+def _load_due(db: Database, run_id: int) -> list[Due]:
     with db.connect() as connection:
         return queries.load_due(connection, run_id, SystemClock().now(), 1000)
 

@@ -30,9 +30,9 @@ from sqlalchemy import (
 
 from core.addresses import fold
 from core.clock import format_instant
-from core.delivery.queries import Due
+from core.messages.due import Due
 from core.planner.facts import SuppressionFacts
-from core.planner.quiet_hours import QuietHours, zone
+from core.quiet_hours import QuietHours, zone
 from core.states import (
     RETRYING,
     SENDING,

@@ -52,7 +52,7 @@ from sqlalchemy import (
 from core.addresses import fold
 from core.delivery.guards import Guard, guard_of, set_asides
 from core.delivery.policy import settled_state
-from core.delivery.queries import Due
+from core.messages.due import Due
 from core.states import (
     COMPLETED,
     COMPLETED_WITH_FAILURES,

@@ -29,7 +29,7 @@ from core.planner.facts import (
     ServiceFacts,
     SuppressionFacts,
 )
-from core.planner.quiet_hours import QuietHours
+from core.quiet_hours import QuietHours
 from core.states import ENDED, HELD, PENDING, RETRYING, SENDING, UNKNOWN
 from core.storage.models import (
     Address,

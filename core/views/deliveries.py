@@ -23,8 +23,8 @@ from sqlalchemy import Connection, Row, select
 from core.bounces.outcomes import RANK, RecipientOutcomeView, outcome_name
 from core.clock import format_instant
 from core.delivery.starting import AT_TOLERANCE_SECONDS
-from core.planner.quiet_hours import zone
 from core.planner.reasons import Reason
+from core.quiet_hours import zone
 from core.states import EXCLUDED, FAILED, HELD, RETRYING, SENT, UNKNOWN
 from core.storage.models import (
     Customer,
