@@ -22,9 +22,9 @@ import dns.exception
 import dns.resolver
 
 from core import settings
-from core.delivery.smtp import ProfileSettings
 from core.dkim_keys import DkimKeyError, private_key, public_base64, public_record, read_pem
 from core.sender_domains import aligned, domain_of, is_reserved, organisational_domain
+from core.smtp_profiles import ProfileSettings
 
 STEPS = ("spf", "dkim", "dmarc")
 MAX_SPF_LOOKUPS = 10

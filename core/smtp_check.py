@@ -27,9 +27,7 @@ from email.utils import format_datetime, make_msgid
 
 from sqlalchemy import select, update
 
-from core.delivery.message import build_message
 from core.delivery.smtp import (
-    ProfileSettings,
     RunFault,
     auth_mechanism,
     dkim_signer,
@@ -37,9 +35,11 @@ from core.delivery.smtp import (
     no_auth_hint,
     tls_context,
 )
+from core.messages.message import build_message
 from core.passwords import find_password, how_to_provide, missing
 from core.sender_auth import NOT_LOOKED_UP, AuthStep, sender_auth_steps
 from core.sender_auth import STEPS as SENDER_AUTH_STEPS
+from core.smtp_profiles import ProfileSettings
 from core.storage.database import Database
 from core.storage.models import SmtpProfile, table_of
 

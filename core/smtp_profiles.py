@@ -1,4 +1,5 @@
-"""SMTP profiles as an operator sees and edits them: the list, and an edit checked before saving.
+"""SMTP profiles: their settings as every process reads them (``ProfileSettings``), and as
+an operator sees and edits them: the list, and an edit checked before saving.
 
 Only the connection settings a person fixes by hand are editable here: host,
 port, security and user name. An edit is checked as a whole; when anything is
@@ -9,13 +10,71 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 
-from core.delivery.smtp import ProfileSettings
+from core.dkim_keys import DkimSettings
 from core.storage.database import Database
 from core.storage.models import SmtpProfile, table_of
 from core.vocabulary import SECURITY_MODES
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSettings:
+    id: str
+    host: str
+    port: int
+    security: str
+    username: str | None
+    password_env: str | None
+    from_address: str
+    from_name: str | None
+    max_connections: int
+    rate_per_second: float | None
+    tls_verify: bool
+    ca_file: str | None
+    timeout_seconds: float
+    # Optional (None: the defaults of domain.md): see hello_name and retry_policy.
+    helo_name: str | None = None
+    retry_after_seconds: tuple[float, ...] | None = None
+    retry_for_seconds: float | None = None
+    bounce_address: str | None = None
+    # The largest message the profile's server takes (attachments.md); None: no limit set.
+    max_message_bytes: int | None = None
+    reply_to: str | None = None
+    dkim: DkimSettings | None = None
+    server_signs_dkim: bool = False
+
+    @classmethod
+    def from_row(cls, row: Any) -> ProfileSettings:
+        return cls(
+            id=row.id,
+            host=row.host,
+            port=row.port,
+            security=row.security,
+            username=row.username,
+            password_env=row.password_env,
+            from_address=row.from_address,
+            from_name=row.from_name,
+            max_connections=row.max_connections,
+            rate_per_second=row.rate_per_second,
+            tls_verify=row.tls_verify,
+            ca_file=row.ca_file,
+            timeout_seconds=row.timeout_seconds,
+            helo_name=row.helo_name,
+            retry_after_seconds=(
+                tuple(float(d) for d in row.retry_after_seconds)
+                if row.retry_after_seconds
+                else None
+            ),
+            retry_for_seconds=row.retry_for_seconds,
+            bounce_address=row.bounce_address,
+            max_message_bytes=getattr(row, "max_message_bytes", None),
+            reply_to=row.reply_to,
+            dkim=DkimSettings.from_json(row.dkim),
+            server_signs_dkim=bool(row.server_signs_dkim),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from core.bounces.store import ReadSummary, read_configured_sources
 from core.clock import Clock
 from core.delivery import registry
 from core.delivery.deliver import Delivery, LeaseHeld, deliver
-from core.delivery.states import (
+from core.states import (
     HELD,
     LEASE_RENEW_SECONDS,
     RETRYING,

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from core.clock import FixedClock, parse_instant
 from core.delivery import queries, transitions
 from core.delivery.deliver import deliver
-from core.delivery.runs import create_run, request_stop
+from core.delivery.starting import create_run, request_stop
 from core.storage import Database, open_database
 from core.storage.models import Document, table_of
 from fixtures.smtp_servers import Faults, SmtpServer

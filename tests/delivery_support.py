@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 
 from core.clock import Clock, SystemClock, parse_instant
 from core.delivery.deliver import Delivery, deliver
-from core.delivery.runs import create_run, get_run
-from core.delivery.smtp import ProfileSettings
+from core.delivery.starting import create_run
+from core.run_info import get_run
+from core.smtp_profiles import ProfileSettings
 from core.storage import Database
 from core.storage.models import Recipient, RunCount, table_of
 from tests.conftest import MINIMAL, load_ok

@@ -2,7 +2,7 @@
 with the worktree on PYTHONPATH): builds a message for each case read from stdin (JSON)
 with msgrun's builder, and prints, as JSON, the bytes (hex) and what this Python's two
 decoders give back: ``email.header.decode_header`` (the legacy decoder) and the parser of
-``email.policy.default``. Only the standard library and ``core.delivery.message``."""
+``email.policy.default``. Only the standard library and ``core.messages.message``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.policy import default
 
-from core.delivery.message import build_message
+from core.messages.message import build_message
 
 FOLD = re.compile(r"\r\n(?=[ \t])")
 

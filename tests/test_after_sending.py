@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from core.bounces.sources import SourceMessage
 from core.bounces.store import ReadSummary, record_message
-from core.delivery.runs import get_run, run_json
 from core.planner.plan import make_plan
+from core.run_info import get_run
 from core.storage import Database
 from core.storage.models import History, Recipient, SmtpProfile, table_of
+from core.views.run_json import run_json
 from fixtures.smtp_servers import SmtpServer
 from tests.bounce_support import NOW, arf_abuse, postfix_dsn
 from tests.conftest import url_of

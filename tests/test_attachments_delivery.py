@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from core.clock import SystemClock, parse_instant
-from core.delivery import export
-from core.delivery.export import Selection
-from core.delivery.follow_up import start_follow_up
-from core.delivery.runs import get_run, recipient_rows
+from core.follow_up import start_follow_up
+from core.run_info import get_run
 from core.storage import Database
+from core.views import export_rows
+from core.views.export_rows import Selection
+from core.views.run_json import recipient_rows
 from core.views.runs import recipient_detail
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.attachment_support import pdf_bytes, sha256
@@ -114,7 +115,7 @@ def test_a_file_gone_at_sending_fails_that_recipient_and_a_follow_up_sends_it_on
             }
         ]
         assert failed["attachments"] == []
-        rows = {row["address"]: row for row in export.rows(db, run_id, Selection())}
+        rows = {row["address"]: row for row in export_rows.rows(db, run_id, Selection())}
         assert rows["p1@example.org"]["reasons"] == "document_file_missing"
         assert rows["p1@example.org"]["attachments"] is None
         assert (
@@ -214,9 +215,9 @@ def test_the_recipient_view_and_the_export_show_what_was_attached(
     assert line.startswith(f"sent 2026-00000.pdf, {len(own)} bytes, ")
     assert line.endswith(f"· sha256 {sha256(own)}")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=export.COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=export_rows.COLUMNS)
     writer.writeheader()
-    writer.writerows(export.rows(db, run_id, Selection()))
+    writer.writerows(export_rows.rows(db, run_id, Selection()))
     [row] = list(csv.DictReader(io.StringIO(buffer.getvalue())))
     assert list(row)[-2:] == ["message_id", "attachments"]
     assert row["attachments"] == f"2026-00000.pdf ({len(own)} bytes)"

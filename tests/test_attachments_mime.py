@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from core.attachments.mime import Attacher, encode, with_attachments
 from core.attachments.reckon import encoded_size
 from core.attachments.specs import FileSpec
-from core.delivery.message import build_message
+from core.messages.message import build_message
 from tests.attachment_support import pdf_bytes, sha256
 
 

@@ -134,7 +134,7 @@ def test_standard_input_with_envelope_to(
     url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from core.bounces import verp_address, verp_token
+    from core.messages.verp import verp_address, verp_token
 
     run_id, rows = sent_run(sqlite_db)
     target = rows[2]

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from core.bounces import verp_address, verp_token
 from core.bounces.queries import list_outcomes, list_suppressions
+from core.messages.verp import verp_address, verp_token
 from core.storage import Database, open_database
 from core.storage.models import Recipient
 from fixtures.smtp_servers import free_port

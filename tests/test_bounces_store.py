@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from core.bounces.sources import FileSource, MaildirSource, SourceMessage, StdinSource
 from core.bounces.store import ReadSummary, read_source, record_message
-from core.bounces.verp import verp_address, verp_token
+from core.messages.verp import verp_address, verp_token
 from core.storage import Database
 from core.storage.models import BounceReport, RecipientOutcome, Suppression
 from tests.bounce_support import NOW, SAMPLES, arf_abuse, postfix_dsn, sent_run

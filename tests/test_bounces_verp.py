@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.bounces import VerpToken, parse_verp_token, verp_address, verp_token
+from core.messages.verp import VerpToken, parse_verp_token, verp_address, verp_token
 
 
 def test_address_shape() -> None:

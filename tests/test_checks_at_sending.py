@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from core.clock import FixedClock, parse_instant
-from core.delivery.runs import create_run, run_json
+from core.delivery.starting import create_run
 from core.storage import Database
 from core.storage.models import Recipient, SmtpProfile, Suppression, table_of
 from core.unsubscribe.records import record, target_of
 from core.unsubscribe.tokens import database_secret, make_token
+from core.views.run_json import run_json
 from fixtures.smtp_servers import SmtpServer
 from tests.conftest import load_ok
 from tests.delivery_support import assert_counts_match_rows, deliver_now, document, states

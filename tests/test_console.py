@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 
 from core.clock import SystemClock
 from core.delivery.deliver import deliver
-from core.delivery.runs import get_run
+from core.run_info import get_run
 from core.storage import Database, open_database
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.conftest import load_ok

@@ -21,11 +21,12 @@ from textual.widgets import Input, Sparkline, Static
 from core.bounces.sources import SourceMessage
 from core.bounces.store import ReadSummary, record_message
 from core.clock import FixedClock, parse_instant
-from core.delivery.export import Selection
-from core.delivery.follow_up import start_follow_up
-from core.delivery.runs import create_run, get_run
+from core.delivery.starting import create_run
+from core.follow_up import start_follow_up
+from core.run_info import get_run
 from core.storage import Database, open_database
 from core.storage.models import MessageRun, Recipient, table_of
+from core.views.export_rows import Selection
 from core.views.runs import run_window, send_rate, settled_parts
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.bounce_support import NOW as REPORTED

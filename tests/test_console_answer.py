@@ -17,11 +17,11 @@ from textual.widgets import Static
 from core.bounces.sources import SourceMessage
 from core.bounces.store import ReadSummary, record_message
 from core.clock import FixedClock, parse_instant
-from core.delivery.export import Selection
-from core.delivery.follow_up import start_follow_up
-from core.delivery.runs import create_run
+from core.delivery.starting import create_run
+from core.follow_up import start_follow_up
 from core.storage import Database, open_database
 from core.storage.models import Recipient, table_of
+from core.views.export_rows import Selection
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.bounce_support import postfix_dsn
 from tests.conftest import load_ok

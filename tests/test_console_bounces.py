@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Static
 from core.bounces.sources import SourceMessage
 from core.bounces.store import ReadSummary, record_message
 from core.clock import FixedClock, parse_instant
-from core.delivery.runs import create_run
+from core.delivery.starting import create_run
 from core.storage import Database, open_database
 from core.storage.models import Recipient, table_of
 from core.views.bounces import bounces_overview, report_detail, what

@@ -13,7 +13,8 @@ from sqlalchemy import update
 
 from core.clock import FixedClock, SystemClock
 from core.delivery import queries, transitions
-from core.delivery.runs import create_run, get_run
+from core.delivery.starting import create_run
+from core.run_info import get_run
 from core.storage import Database, open_database
 from core.storage.models import MessageRun, table_of
 from fixtures.smtp_servers import SmtpServer

@@ -15,7 +15,7 @@ import pytest
 from textual.pilot import Pilot
 
 from core.clock import SystemClock, parse_instant
-from core.delivery.runs import create_run, request_stop
+from core.delivery.starting import create_run, request_stop
 from core.storage import Database
 from core.storage.notices import RunChanges
 from tests.conftest import load_ok

@@ -15,10 +15,12 @@ from sqlalchemy import select, update
 
 from core.clock import FixedClock, SystemClock, parse_instant
 from core.delivery.deliver import STOP_POLL_SECONDS, deliver
-from core.delivery.runs import create_run, get_run, request_stop, run_json
+from core.delivery.starting import create_run, request_stop
 from core.planner.plan import make_plan
+from core.run_info import get_run
 from core.storage import Database
 from core.storage.models import Contact, Definition, History, Suppression, table_of
+from core.views.run_json import run_json
 from fixtures.smtp_servers import Faults, SmtpServer, free_port
 from tests.conftest import load_ok
 from tests.delivery_support import (

@@ -13,11 +13,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from core.clock import parse_instant
-from core.delivery.compose import Composer, Draft, Templates
-from core.delivery.dkim_sign import DkimSigner
-from core.delivery.smtp import ProfileSettings, RunFault, dkim_signer
+from core.delivery.smtp import RunFault, dkim_signer
 from core.dkim_keys import DkimKeyError, DkimSettings, read_pem
+from core.messages.compose import Composer, Draft, Templates
+from core.messages.dkim_sign import DkimSigner
 from core.planner.plan import make_plan
+from core.smtp_profiles import ProfileSettings
 from core.storage import Database
 from core.vocabulary import DEFINITION_KINDS
 from fixtures.smtp_servers import SmtpServer

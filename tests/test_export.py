@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from core.delivery import export
 from core.storage import Database
 from core.storage.models import Customer, table_of
+from core.views import export_rows
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.conftest import url_of
 from tests.delivery_support import deliver_now, document, new_run
@@ -51,7 +51,7 @@ def test_every_recipient_is_exported_with_the_spec_columns_and_round_trips_throu
     code, out, err = _export(capsys, db, str(run_id))
     assert (code, err) == (0, "")
     table = list(csv.DictReader(io.StringIO(out, newline="")))
-    assert list(table[0].keys()) == list(export.COLUMNS)
+    assert list(table[0].keys()) == list(export_rows.COLUMNS)
     assert [r["customer"] for r in table] == [f"C{i:05d}" for i in range(5)]
     by_customer = {r["customer"]: r for r in table}
     assert by_customer["C00000"]["customer_name"] == TRICKY
@@ -69,7 +69,7 @@ def test_every_recipient_is_exported_with_the_spec_columns_and_round_trips_throu
     never_tried = (excluded["attempts"], excluded["last_attempt_at"], excluded["smtp_code"])
     assert never_tried == ("0", "", "")
     # RFC 4180: CRLF line ends, the header first.
-    assert out.startswith(",".join(export.COLUMNS) + "\r\n")
+    assert out.startswith(",".join(export_rows.COLUMNS) + "\r\n")
 
 
 def test_filters_choose_by_state_and_json_has_numbers_and_nulls(
@@ -88,7 +88,7 @@ def test_filters_choose_by_state_and_json_has_numbers_and_nulls(
     assert data[0]["smtp_code"] == 550 and data[0]["attempts"] == 1
     assert data[1]["smtp_code"] is None and data[1]["outcome"] is None
     assert data[1]["last_attempt_at"] is None
-    assert list(data[0].keys()) == list(export.COLUMNS)
+    assert list(data[0].keys()) == list(export_rows.COLUMNS)
 
     code, out, _ = _export(capsys, db, str(run_id), "--state", "unknown", "--format", "json")
     assert (code, json.loads(out)) == (0, [])
@@ -135,10 +135,10 @@ def test_bad_input_exits_2_naming_it_and_writes_nothing(
 
 
 def test_selection_parses_and_names_files() -> None:
-    chosen = export.selection("failed,unknown,failed", "bounce")
+    chosen = export_rows.selection("failed,unknown,failed", "bounce")
     assert chosen.states == ("failed", "unknown")
     assert chosen.slug == "failed-unknown-bounce"
-    assert export.selection(None, None).everyone
+    assert export_rows.selection(None, None).everyone
 
 
 def test_the_file_is_readable_as_any_new_file_and_a_folder_that_refuses_is_said(
@@ -225,7 +225,7 @@ FORMULA = '=HYPERLINK("http://evil.example/x","Click for refund")'
 def test_a_cell_a_spreadsheet_would_run_as_a_formula_gets_a_leading_quote(
     value: object, cell: object
 ) -> None:
-    from core.views.exports import csv_cell
+    from core.views.export_file import csv_cell
 
     assert csv_cell(value) == cell
 
@@ -317,7 +317,7 @@ def test_out_writes_into_a_fifo_without_force(
 
 
 def test_a_file_made_while_the_export_runs_is_not_replaced(tmp_path: Path) -> None:
-    from core.views.exports import TargetExists, write_lines
+    from core.views.export_file import TargetExists, write_lines
 
     target = tmp_path / "run.csv"
 

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from core.addresses import address_problem
-from core.delivery.runs import get_run
+from core.run_info import get_run
 from core.storage import Database, open_database
 from core.storage.models import Address, table_of
 from tests.conftest import BLUE_LAGOON, MINIMAL, STORY_AT, SUNNY_SIDE, load, load_ok

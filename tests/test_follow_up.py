@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from core.clock import SystemClock
 from core.delivery import transitions
-from core.delivery.runs import get_run
+from core.run_info import get_run
 from core.storage import Database
 from core.storage.models import Recipient, table_of
 from fixtures.smtp_servers import Faults, SmtpServer
@@ -226,8 +226,8 @@ def test_run_show_json_names_what_a_run_follows_up(
 def test_a_preview_counts_what_a_follow_up_would_plan_and_writes_nothing(
     sqlite_db: Database,
 ) -> None:
-    from core.delivery.export import Selection
-    from core.delivery.follow_up import preview_follow_up
+    from core.follow_up import preview_follow_up
+    from core.views.export_rows import Selection
 
     faults = Faults(rcpt={"p1@example.org": [REFUSED], "p2@example.org": [UNKNOWN_USER]})
     with SmtpServer(faults=faults) as server:
@@ -318,8 +318,8 @@ def test_two_follow_ups_made_at_the_same_moment_never_both_take_a_recipient(
     whatever the definition's dedup. (Without the check both would send p1.)"""
     import threading
 
-    from core.delivery import follow_up as module
-    from core.delivery.export import Selection
+    from core import follow_up as module
+    from core.views.export_rows import Selection
 
     faults = Faults(rcpt={"p1@example.org": [REFUSED]})
     with SmtpServer(faults=faults) as server:

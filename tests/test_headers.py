@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.delivery.message import header_text
+from core.messages.message import header_text
 from tests.delivery_support import profile_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,7 +199,7 @@ def test_any_subject_decodes_to_the_rendered_text_by_perl_and_python(subjects: l
 def kind_message(kind: str, definition_reply_to: str | None) -> bytes:
     from datetime import UTC, datetime
 
-    from core.delivery.compose import Composer, Draft, Templates
+    from core.messages.compose import Composer, Draft, Templates
 
     profile = profile_settings(reply_to="office@pools.example.com")
     templates = Templates(

@@ -1,5 +1,5 @@
 """`core`, and the command line in `tui`, have no import circle: not at module level,
-and not inside functions.
+and not inside functions; nor has any pair of their packages.
 
 The graph is built from the source with ``ast``: every ``import core.x`` and
 ``from core.x import y`` in a module of ``core``, at module level *and* inside
@@ -8,6 +8,11 @@ still two modules that need each other). Imports under ``if TYPE_CHECKING:``
 are left out: they never run, and exist for type hints only. ``from
 core.pkg import module`` is an edge to that module, not to the package's
 ``__init__`` (which Python has already begun, and which may re-export it).
+
+A package here is ``core.X`` or ``tui.X``, where X is a subpackage or a
+top-level module (``core.delivery``, ``core.follow_up``, ``tui.console``): two
+of them that import each other, each through some module, are one house
+whose floors cannot be told apart, even when no two modules import each other.
 """
 
 from __future__ import annotations
@@ -72,11 +77,31 @@ def imported_modules(path: Path, modules: set[str]) -> set[str]:
     return edges
 
 
-def import_graph(root: Path | None = None) -> dict[str, set[str]]:
-    """The modules under ``root`` (default: core) and which of them each imports."""
-    paths = sorted((root or CORE).rglob("*.py"))
+def import_graph(*roots: Path) -> dict[str, set[str]]:
+    """The modules under ``roots`` (default: core) and which of them each imports."""
+    paths = sorted(path for root in roots or (CORE,) for path in root.rglob("*.py"))
     modules = {module_name(p) for p in paths}
     return {module_name(p): imported_modules(p, modules) for p in paths}
+
+
+def package_of(module: str) -> str:
+    """``core.delivery.queries`` → ``core.delivery``; ``core.follow_up`` → itself."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, dict[str, set[str]]]:
+    """Which packages each package imports, and through which of its modules:
+    ``{importer: {imported: {"module → module", …}}}``; a package's imports of
+    itself are left out."""
+    packages: dict[str, dict[str, set[str]]] = {}
+    for module, needs in graph.items():
+        importer = package_of(module)
+        edges = packages.setdefault(importer, {})
+        for other in needs:
+            imported = package_of(other)
+            if imported != importer:
+                edges.setdefault(imported, set()).add(f"{module} → {other}")
+    return packages
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -121,6 +146,34 @@ def test_the_command_line_has_no_import_circle() -> None:
     }
     cycle = find_cycle(graph)
     assert cycle is None, "import circle in tui: " + " → ".join(cycle or [])
+
+
+def test_no_two_packages_import_each_other() -> None:
+    """Counting imports inside functions: a package imports only packages below it."""
+    packages = package_graph(import_graph(CORE, TUI))
+    cycle = find_cycle({name: set(needs) for name, needs in packages.items()})
+    assert cycle is None, "import circle between packages: " + "; ".join(
+        f"{a} → {b} ({', '.join(sorted(packages[a][b]))})"
+        for a, b in zip(cycle or [], (cycle or [])[1:], strict=False)
+    )
+
+
+def test_a_package_circle_is_seen_where_no_two_modules_import_each_other() -> None:
+    graph = {
+        "core.a.one": {"core.b.two"},
+        "core.b.two": {"core.a.three"},
+        "core.a.three": set(),
+        "core.c": {"core.a.one"},
+    }
+    assert find_cycle(graph) is None
+    packages = package_graph(graph)
+    assert packages["core.a"] == {"core.b": {"core.a.one → core.b.two"}}
+    assert packages["core.c"] == {"core.a": {"core.c → core.a.one"}}
+    assert find_cycle({name: set(needs) for name, needs in packages.items()}) == [
+        "core.a",
+        "core.b",
+        "core.a",
+    ]
 
 
 def test_the_cycle_finder_sees_a_function_level_circle(tmp_path: Path) -> None:

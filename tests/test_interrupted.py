@@ -26,10 +26,11 @@ from core.clock import SystemClock
 from core.delivery import processes, registry
 from core.delivery.deliver import DeliveryBroken, deliver
 from core.delivery.restart import mark_for_workers
-from core.delivery.runs import request_stop, run_json
+from core.delivery.starting import request_stop
 from core.storage import Database
 from core.storage.models import MessageRun, RunShare, SmtpProfile, Worker, table_of
 from core.storage.sql import database_now
+from core.views.run_json import run_json
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.conftest import load_ok, url_of
 from tests.delivery_support import deliver_now, document, fabricate_run_state, new_run

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.delivery.compose import Composer, Draft, Templates
 from core.delivery.lines import Attempt, Line, LocalLine
 from core.delivery.policy import FINAL_REPLY_SECONDS, final_reply_seconds
 from core.delivery.sender_processes import SenderProcesses
+from core.messages.compose import Composer, Draft, Templates
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.test_profile_faults import settings
 

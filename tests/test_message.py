@@ -11,7 +11,7 @@ from email.policy import default
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.delivery.message import build_message, header_text, reference_message
+from core.messages.message import build_message, header_text, reference_message
 
 DATE = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 text_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")

@@ -20,10 +20,12 @@ from sqlalchemy import select, update
 from core.clock import FixedClock, SystemClock, parse_instant
 from core.delivery import queries, transitions
 from core.delivery.deliver import deliver
-from core.delivery.runs import create_run, run_json
+from core.delivery.starting import create_run
+from core.messages.due import Due
 from core.planner.plan import make_plan
 from core.storage import Database
 from core.storage.models import History, MessageRun, Recipient, table_of
+from core.views.run_json import run_json
 from fixtures.smtp_servers import SmtpServer
 from tests.conftest import load_ok
 from tests.delivery_support import AT, assert_counts_match_rows, deliver_now, document, states
@@ -226,7 +228,7 @@ def test_the_ledger_counts_at_the_moment_of_sending(db: Database) -> None:
     assert reason["code"] == "in_another_run" and reason["detail"].startswith(f"run {first} ")
 
 
-def _load_due(db: Database, run_id: int) -> list[queries.Due]:
+def _load_due(db: Database, run_id: int) -> list[Due]:
     with db.connect() as connection:
         return queries.load_due(connection, run_id, SystemClock().now(), 1000)
 
@@ -392,7 +394,7 @@ def test_two_workers_racing_on_postgresql_send_each_document_once(
     postgresql_db: Database,
 ) -> None:
     """Two workers (sharing both runs, as on two machines) deliver two runs planned together."""
-    from core.delivery.runs import get_run
+    from core.run_info import get_run
     from core.worker import work
 
     db = postgresql_db

@@ -15,7 +15,7 @@ from core.delivery.policy import (
     reply_outcome,
     settled_state,
 )
-from core.delivery.states import RECIPIENT_STATES
+from core.states import RECIPIENT_STATES
 
 FIRST = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

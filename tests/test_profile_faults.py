@@ -22,16 +22,13 @@ from core.delivery.retry_policy import (
     next_attempt,
     retry_delay,
 )
-from core.delivery.runs import get_run, run_json
-from core.delivery.smtp import (
-    ProfileSettings,
-    auth_mechanism,
-    hello_name,
-    profile_refusal,
-)
+from core.delivery.smtp import auth_mechanism, hello_name, profile_refusal
+from core.run_info import get_run
 from core.smtp_check import check_profile, load_profile
+from core.smtp_profiles import ProfileSettings
 from core.storage import Database
 from core.storage.models import Recipient, table_of
+from core.views.run_json import run_json
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.conftest import load, load_ok
 from tests.delivery_support import assert_counts_match_rows, deliver_now, document, new_run

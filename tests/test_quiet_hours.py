@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.planner.quiet_hours import QuietHours, local_instant, zone
+from core.quiet_hours import QuietHours, local_instant, zone
 from core.storage import Database
 from tests.planning import only, plan_of
 

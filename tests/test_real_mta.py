@@ -24,10 +24,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.delivery.runs import get_run, run_json
+from core.run_info import get_run
 from core.smtp_check import CheckReport, check_profile, load_profile
 from core.storage import Database
 from core.storage.models import Suppression, table_of
+from core.views.run_json import run_json
 from fixtures.real_mta import RealMta, unavailable_reason
 from tests.attachment_support import pdf_bytes
 from tests.delivery_support import assert_counts_match_rows, deliver_now, document, new_run

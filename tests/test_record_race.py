@@ -17,7 +17,7 @@ from sqlalchemy import event
 
 from core.clock import SystemClock
 from core.delivery import policy, queries, transitions
-from core.delivery.states import SENDING, UNKNOWN
+from core.states import SENDING, UNKNOWN
 from core.storage import Database
 from tests.delivery_support import assert_counts_match_rows, document, new_run, states
 

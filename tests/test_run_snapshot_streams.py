@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Connection, func, select
 
 from core.clock import FixedClock, parse_instant
-from core.delivery import runs
+from core.delivery import starting
 from core.planner.plan import Candidate, make_plan
 from core.storage import Database
 from core.storage.models import Recipient
@@ -23,9 +23,9 @@ def test_recipients_are_written_while_the_plan_is_still_being_decided(
     at = parse_instant(STORY_AT)
     expected = make_plan(db, "invoice-email", at, environ={}).candidates
     assert len(expected) > 4
-    monkeypatch.setattr(runs, "INSERT_BATCH", 2)
+    monkeypatch.setattr(starting, "INSERT_BATCH", 2)
     stored_when_yielded: list[int] = []
-    planned = runs.iter_plan
+    planned = starting.iter_plan
 
     def watched(connection: Connection, *args: Any, **kwargs: Any) -> Iterator[Candidate]:
         recipient = Recipient.__table__
@@ -34,8 +34,8 @@ def test_recipients_are_written_while_the_plan_is_still_being_decided(
             stored_when_yielded.append(connection.execute(count).scalar_one())
             yield candidate
 
-    monkeypatch.setattr(runs, "iter_plan", watched)
-    run_id = runs.create_run(db, "invoice-email", at, FixedClock(at), environ={})
+    monkeypatch.setattr(starting, "iter_plan", watched)
+    run_id = starting.create_run(db, "invoice-email", at, FixedClock(at), environ={})
     # Two by two: by the fifth candidate, the first four are stored.
     assert stored_when_yielded[:5] == [0, 0, 2, 2, 4]
     with db.session() as session:

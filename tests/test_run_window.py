@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from core.delivery.runs import get_run, recipient_page
+from core.run_info import get_run
 from core.storage import Database
 from core.storage.models import Recipient, table_of
+from core.views.recipients import recipient_page
 from tests.delivery_support import document, new_run
 
 

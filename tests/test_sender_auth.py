@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from core.clock import parse_instant
-from core.delivery.smtp import ProfileSettings
 from core.dkim_keys import DkimSettings, public_record
 from core.planner.plan import make_plan
 from core.sender_auth import (
@@ -25,6 +24,7 @@ from core.sender_auth import (
     AuthStep,
     sender_auth_steps,
 )
+from core.smtp_profiles import ProfileSettings
 from core.storage import Database
 from fixtures.smtp_servers import SmtpServer, free_port
 from tests.conftest import load_ok

@@ -25,7 +25,7 @@ from sqlalchemy import insert
 from core.clock import SystemClock, parse_instant
 from core.delivery import senders as senders_module
 from core.delivery.deliver import deliver
-from core.delivery.runs import create_run
+from core.delivery.starting import create_run
 from core.storage import Database
 from core.storage.models import RunShare, Worker, table_of
 from core.storage.sql import database_now

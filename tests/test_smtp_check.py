@@ -15,9 +15,9 @@ import pytest
 import trustme
 
 from core.clock import parse_instant
-from core.delivery.smtp import ProfileSettings
 from core.planner.plan import make_plan
 from core.smtp_check import CheckReport, check_profile
+from core.smtp_profiles import ProfileSettings
 from core.storage import Database
 from fixtures.smtp_servers import Faults, SmtpServer, free_port
 from tests.conftest import load_ok

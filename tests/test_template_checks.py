@@ -13,7 +13,7 @@ from sqlalchemy import update
 from textual.widgets import Static
 
 from core.clock import SystemClock, parse_instant
-from core.delivery.runs import TemplateFailsForEveryone, create_run
+from core.delivery.starting import TemplateFailsForEveryone, create_run
 from core.planner.plan import make_plan
 from core.planner.render_check import SAMPLE
 from core.storage import Database

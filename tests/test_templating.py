@@ -9,8 +9,8 @@ from email.policy import default
 
 import pytest
 
-from core.delivery.compose import Composer, Draft, Templates
-from core.delivery.smtp import ProfileSettings
+from core.messages.compose import Composer, Draft, Templates
+from core.smtp_profiles import ProfileSettings
 from core.templating import RenderError, compiled, render
 
 VALUES = {

@@ -1,4 +1,4 @@
-"""Every state change is a named transition of the tables in core/delivery/states.py,
+"""Every state change is a named transition of the tables in core/states.py,
 made by core/delivery/transitions.py alone: each allowed one works, any other is refused."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from core.clock import SystemClock
 from core.delivery import transitions
-from core.delivery.states import (
+from core.states import (
     RECIPIENT_TRANSITIONS,
     RUN_TRANSITIONS,
     RecipientState,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.delivery.runs import list_runs
+from core.run_info import list_runs
 from core.storage import open_database
 from fixtures.smtp_servers import SmtpServer
 from tests.test_run_commands import Msgrun

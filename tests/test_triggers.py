@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from core.clock import FixedClock, parse_instant
-from core.delivery.runs import create_run, get_run, list_runs
+from core.delivery.starting import create_run
 from core.planner.explain import explain_customer
+from core.run_info import get_run, list_runs
 from core.storage import Database
 from core.storage.models import MessageRun, TriggerFire, table_of
 from core.triggers.events import EventError, fire_event

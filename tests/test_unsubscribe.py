@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from core.clock import SystemClock, parse_instant
-from core.delivery.runs import create_run
+from core.delivery.starting import create_run
 from core.planner.plan import make_plan
 from core.storage import Database
 from core.storage.models import Recipient, table_of

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from core.bounces.sources import SourceMessage
 from core.bounces.store import ReadSummary, record_message
-from core.bounces.verp import parse_verp_token, verp_address, verp_token
+from core.messages.verp import parse_verp_token, verp_address, verp_token
 from core.storage import Database
 from core.storage.models import Recipient, SmtpProfile, table_of
 from fixtures.smtp_servers import SmtpServer

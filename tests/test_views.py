@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from core.delivery.runs import get_run
+from core.run_info import get_run
 from core.storage import Database
 from core.storage.models import Recipient, table_of
 from core.views.customers import find_customers

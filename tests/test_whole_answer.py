@@ -21,10 +21,10 @@ from sqlalchemy import select
 
 from core.clock import FixedClock, parse_instant
 from core.delivery import transitions
-from core.delivery.export import Selection
-from core.delivery.follow_up import start_follow_up
+from core.follow_up import start_follow_up
 from core.storage import Database
 from core.storage.models import Recipient, table_of
+from core.views.export_rows import Selection
 from fixtures.smtp_servers import Faults, SmtpServer, free_port
 from tests.bounce_support import arf_abuse, postfix_dsn, sent_run
 from tests.conftest import url_of

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from core.clock import SystemClock
 from core.delivery import registry, transitions
 from core.delivery.deliver import DeliveryBroken
-from core.delivery.runs import get_run
+from core.run_info import get_run
 from core.storage import Database
 from core.storage.database import retry_transient
 from core.storage.models import Worker, table_of

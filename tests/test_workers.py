@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from core.delivery.policy import most_in_doubt
-from core.delivery.runs import get_run
+from core.run_info import get_run
 from core.storage import Database, open_database
 from fixtures.smtp_servers import Faults, SmtpServer
 from tests.delivery_support import assert_counts_match_rows, document

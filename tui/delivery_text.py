@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.clock import format_instant
-from core.delivery.states import SENDING
+from core.states import SENDING
 from core.views.deliveries import Delivery, outcome_words
 
 INDENT = "  "

@@ -2,22 +2,17 @@
 
 No database and no console here: given a message's bytes, `classify` says what it
 is and what it says about each recipient; `sources` reads messages from a Maildir,
-a file, standard input or an IMAP folder; `verp` names a recipient in the
-envelope sender and reads the name back.
+a file, standard input or an IMAP folder. The VERP token that names a recipient
+in the envelope sender is written and read back by `core.messages.verp`.
 """
 
 from core.bounces.classify import classify
 from core.bounces.model import Outcome, OutcomeType, Report, ReportKind
-from core.bounces.verp import VerpToken, parse_verp_token, verp_address, verp_token
 
 __all__ = [
     "Outcome",
     "OutcomeType",
     "Report",
     "ReportKind",
-    "VerpToken",
     "classify",
-    "parse_verp_token",
-    "verp_address",
-    "verp_token",
 ]

@@ -28,10 +28,10 @@ from core import settings
 from core.bounces.classify import classify
 from core.bounces.model import Outcome, OutcomeType, Report, ReportKind
 from core.bounces.sources import Source, SourceError, SourceMessage, StdinSource, check_source
-from core.bounces.verp import parse_verp_token
 from core.clock import Clock
-from core.delivery.states import SENT, UNKNOWN
 from core.delivery.transitions import report_proves_sent
+from core.messages.verp import parse_verp_token
+from core.states import SENT, UNKNOWN
 from core.storage import Database
 from core.storage.database import error_words
 from core.storage.models import (

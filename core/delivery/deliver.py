@@ -38,15 +38,17 @@ from sqlalchemy import Connection
 from core import settings
 from core.clock import Clock
 from core.delivery import guards, policy, processes, queries, registry, transitions
-from core.delivery.compose import Composer, Templates, run_settings
 from core.delivery.feeder import Feeder
 from core.delivery.lines import local_lines
 from core.delivery.pipeline import DatabaseLane, Delivering, InMemory, timed
-from core.delivery.runs import read_counts
+from core.delivery.queries import run_settings
 from core.delivery.sender_processes import SenderProcesses
 from core.delivery.senders import Senders
-from core.delivery.smtp import ProfileSettings, RunFault, dkim_signer, password_for
-from core.delivery.states import (
+from core.delivery.smtp import RunFault, dkim_signer, password_for
+from core.messages.compose import Composer, Templates
+from core.run_info import read_counts
+from core.smtp_profiles import ProfileSettings
+from core.states import (
     COMPLETED,
     HELD,
     LEASE_RENEW_SECONDS,

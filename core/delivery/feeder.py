@@ -19,8 +19,9 @@ from functools import partial
 from sqlalchemy import Connection
 
 from core.delivery import policy, queries, transitions
-from core.delivery.compose import draft_of, message_contexts
 from core.delivery.pipeline import Delivering, InMemory, Outgoing, timed
+from core.messages.compose import draft_of, message_contexts
+from core.messages.due import Due
 from core.storage.database import retry_transient
 
 # Recipients reserved (with what their messages are built from) at once, at most.
@@ -113,7 +114,7 @@ class Feeder:
             self._marking.close()
             self._marking = None
 
-    def _mark_now(self, due: list[queries.Due]) -> set[int]:
+    def _mark_now(self, due: list[Due]) -> set[int]:
         """Mark `sending` on the feeder's own connection (kept open for the purpose:
         cheaper than a pool checkout each time), one short transaction each time."""
         d = self.delivering

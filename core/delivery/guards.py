@@ -30,16 +30,16 @@ from sqlalchemy import (
 
 from core.addresses import fold
 from core.clock import format_instant
-from core.delivery.queries import Due
-from core.delivery.states import (
+from core.messages.due import Due
+from core.planner.facts import SuppressionFacts
+from core.quiet_hours import QuietHours, zone
+from core.states import (
     RETRYING,
     SENDING,
     SENT,
     UNKNOWN,
     RecipientState,
 )
-from core.planner.facts import SuppressionFacts
-from core.planner.quiet_hours import QuietHours, zone
 from core.storage.models import (
     Customer,
     Definition,

@@ -19,17 +19,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, select
 
 from core.delivery import processes
-from core.delivery.states import RUNNING, STOPPING
+from core.run_info import RunInfo
+from core.states import RUNNING, STOPPING
 from core.storage.models import RunShare, Worker, table_of
 from core.storage.sql import database_now
-
-if TYPE_CHECKING:
-    from core.delivery.runs import RunInfo
 
 UNFINISHED = (RUNNING, STOPPING)
 

@@ -24,17 +24,17 @@ import aiosmtplib
 
 from core.attachments.folder import FileProblem, FolderMissing
 from core.attachments.reckon import limit_source, size_limit
-from core.delivery.compose import Composer, Draft
-from core.delivery.message import Envelope
 from core.delivery.smtp import (
     ConnectionFault,
     LostAfterData,
-    ProfileSettings,
     Reply,
     RunFault,
     open_connection,
     send,
 )
+from core.messages.compose import Composer, Draft
+from core.messages.message import Envelope
+from core.smtp_profiles import ProfileSettings
 from core.templating import RenderError
 
 

@@ -22,11 +22,11 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from core.clock import Clock
-from core.delivery.compose import Draft, Templates
 from core.delivery.guards import Guard
-from core.delivery.queries import Due
-from core.delivery.smtp import ProfileSettings
 from core.delivery.transitions import Result
+from core.messages.compose import Draft, Templates
+from core.messages.due import Due
+from core.smtp_profiles import ProfileSettings
 from core.storage.database import Database
 
 T = TypeVar("T")

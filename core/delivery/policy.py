@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.delivery.retry_policy import next_attempt
-from core.delivery.states import (
+from core.states import (
     COMPLETED,
     COMPLETED_WITH_FAILURES,
     FAILED,

@@ -1,4 +1,5 @@
-"""Named reads of delivery: the recipients due now, the run's row, when the next is due.
+"""Named reads of delivery: the recipients due now, the run's row and what its messages
+are built with (``run_settings``), when the next is due.
 
 Also the one write that is not a state change: reserving due recipients for
 a delivering process (``recipient.claimed_by``), so that no other process
@@ -8,7 +9,6 @@ transition (``transitions.mark_sending``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,10 @@ from sqlalchemy import (
     update,
 )
 
-from core.delivery.states import (
+from core.messages.compose import Templates, templates_of
+from core.messages.due import Due
+from core.smtp_profiles import ProfileSettings
+from core.states import (
     HELD,
     PENDING,
     RETRYING,
@@ -29,6 +32,7 @@ from core.storage.models import (
     Recipient,
     RunCount,
     SendClaim,
+    SmtpProfile,
     table_of,
 )
 from core.storage.sql import padded
@@ -40,23 +44,6 @@ SEND_CLAIM = table_of(SendClaim)
 
 
 # -- due recipients ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    """A recipient that may be sent now, with what its message is built from."""
-
-    id: int
-    state: str
-    position: int
-    customer_id: str
-    contact_id: str | None
-    address: str
-    document_id: str | None
-    offset_days: int | None
-    message_id: str
-    attempts: int
-    first_attempt_at: datetime | None = None
 
 
 DUE_COLUMNS = (
@@ -142,6 +129,18 @@ def reserve_due(
 
 def run_row(connection: Connection, run_id: int) -> Any:
     return connection.execute(select(RUN).where(RUN.c.id == run_id)).one()
+
+
+def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, Templates]:
+    """The run's SMTP profile and its definition's templates."""
+    run = run_row(connection, run_id)
+    profile_table = table_of(SmtpProfile)
+    profile = ProfileSettings.from_row(
+        connection.execute(
+            select(profile_table).where(profile_table.c.id == run.smtp_profile_id)
+        ).one()
+    )
+    return profile, templates_of(connection, run.definition_id)
 
 
 def next_due(connection: Connection, run_id: int, only: str | None = None) -> datetime | None:

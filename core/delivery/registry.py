@@ -38,8 +38,8 @@ from sqlalchemy import (
 )
 
 from core.delivery import processes, transitions
-from core.delivery.states import RUNNING, SENDING, STOPPING
 from core.settings import LEASE_SECONDS
+from core.states import RUNNING, SENDING, STOPPING
 from core.storage.database import Database
 from core.storage.models import (
     MessageRun,

@@ -38,7 +38,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.delivery.compose import Composer, Draft
 from core.delivery.lines import (
     UNPACED,
     Attempt,
@@ -48,6 +47,7 @@ from core.delivery.lines import (
     Pacing,
 )
 from core.delivery.smtp import ConnectionFault, Reply, RunFault
+from core.messages.compose import Composer, Draft
 
 HEADER = struct.Struct("!I")
 # How long a child may take to close its lines and end once asked, before it is killed.

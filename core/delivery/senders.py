@@ -27,7 +27,7 @@ from core.delivery import policy, registry, streaks, transitions
 from core.delivery.lines import UNPACED, Attempt, Line, LineFactory, Pacing
 from core.delivery.pipeline import Delivering, InMemory, Outgoing
 from core.delivery.smtp import AuthGate, ConnectionFault, RateLimit, Reply, RunFault
-from core.delivery.states import FAILED, SENT, UNKNOWN
+from core.states import FAILED, SENT, UNKNOWN
 
 # Recipients failed in a row for a missing file that end the run (attachments.md).
 MISSING_IN_A_ROW = 20

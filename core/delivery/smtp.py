@@ -20,73 +20,16 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
 
-from core.delivery.dkim_sign import DkimSigner
-from core.delivery.message import Envelope
 from core.delivery.policy import final_reply_seconds, is_hard_bounce
-from core.dkim_keys import DkimKeyError, DkimSettings, read_pem
+from core.dkim_keys import DkimKeyError, read_pem
+from core.messages.dkim_sign import DkimSigner
+from core.messages.message import Envelope
 from core.passwords import find_password, how_to_provide, missing
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileSettings:
-    id: str
-    host: str
-    port: int
-    security: str
-    username: str | None
-    password_env: str | None
-    from_address: str
-    from_name: str | None
-    max_connections: int
-    rate_per_second: float | None
-    tls_verify: bool
-    ca_file: str | None
-    timeout_seconds: float
-    # Optional (None: the defaults of domain.md): see hello_name and retry_policy.
-    helo_name: str | None = None
-    retry_after_seconds: tuple[float, ...] | None = None
-    retry_for_seconds: float | None = None
-    bounce_address: str | None = None
-    # The largest message the profile's server takes (attachments.md); None: no limit set.
-    max_message_bytes: int | None = None
-    reply_to: str | None = None
-    dkim: DkimSettings | None = None
-    server_signs_dkim: bool = False
-
-    @classmethod
-    def from_row(cls, row: Any) -> ProfileSettings:
-        return cls(
-            id=row.id,
-            host=row.host,
-            port=row.port,
-            security=row.security,
-            username=row.username,
-            password_env=row.password_env,
-            from_address=row.from_address,
-            from_name=row.from_name,
-            max_connections=row.max_connections,
-            rate_per_second=row.rate_per_second,
-            tls_verify=row.tls_verify,
-            ca_file=row.ca_file,
-            timeout_seconds=row.timeout_seconds,
-            helo_name=row.helo_name,
-            retry_after_seconds=(
-                tuple(float(d) for d in row.retry_after_seconds)
-                if row.retry_after_seconds
-                else None
-            ),
-            retry_for_seconds=row.retry_for_seconds,
-            bounce_address=row.bounce_address,
-            max_message_bytes=getattr(row, "max_message_bytes", None),
-            reply_to=row.reply_to,
-            dkim=DkimSettings.from_json(row.dkim),
-            server_signs_dkim=bool(row.server_signs_dkim),
-        )
+from core.smtp_profiles import ProfileSettings
 
 
 class RunFault(Exception):

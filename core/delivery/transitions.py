@@ -1,7 +1,7 @@
 """Every state change of a recipient or a run, each named and guarded by the state it leaves.
 
 This is the only module that writes a ``state`` column. The moves allowed are
-the tables of ``states.py`` (``RECIPIENT_TRANSITIONS``, ``RUN_TRANSITIONS``);
+the tables of ``core/states.py`` (``RECIPIENT_TRANSITIONS``, ``RUN_TRANSITIONS``);
 a move not listed there is refused with ValueError, and a row no longer in
 the state a move leaves is not moved (``… WHERE id IN (…) AND state =
 'pending'``). A recipient's move changes the run's counters in the same
@@ -52,8 +52,8 @@ from sqlalchemy import (
 from core.addresses import fold
 from core.delivery.guards import Guard, guard_of, set_asides
 from core.delivery.policy import settled_state
-from core.delivery.queries import Due
-from core.delivery.states import (
+from core.messages.due import Due
+from core.states import (
     COMPLETED,
     COMPLETED_WITH_FAILURES,
     EXCLUDED,

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from core.attachments.specs import FileSpec
-from core.planner.quiet_hours import QuietHours
+from core.quiet_hours import QuietHours
 
 
 @dataclass(slots=True, frozen=True)

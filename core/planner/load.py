@@ -17,7 +17,6 @@ from sqlalchemy import ColumnElement, Connection, literal, null, select
 
 from core.addresses import fold
 from core.attachments.specs import definition_specs, file_specs
-from core.delivery.states import ENDED, HELD, PENDING, RETRYING, SENDING, UNKNOWN
 from core.planner.facts import (
     AddressFacts,
     CustomerFacts,
@@ -30,7 +29,8 @@ from core.planner.facts import (
     ServiceFacts,
     SuppressionFacts,
 )
-from core.planner.quiet_hours import QuietHours
+from core.quiet_hours import QuietHours
+from core.states import ENDED, HELD, PENDING, RETRYING, SENDING, UNKNOWN
 from core.storage.models import (
     Address,
     BillingMethod,

@@ -42,7 +42,6 @@ from core.planner.load import (
     load_profile,
     load_suppressions,
 )
-from core.planner.quiet_hours import zone
 from core.planner.reasons import CODES, Reason
 from core.planner.render_check import SAMPLE, RenderCheck, check_rendering
 from core.planner.rules import (
@@ -56,6 +55,7 @@ from core.planner.rules import (
     billing_offset,
     no_address_for_key,
 )
+from core.quiet_hours import zone
 from core.storage.database import Database
 from core.vocabulary import document_label
 

@@ -4,7 +4,7 @@ A template that fails for a recipient fails that recipient at sending; one that
 fails for everyone (``{{ document.amount }}`` where there is no document, a
 misspelt attribute) would fail the whole run one recipient at a time. So a
 plan renders the templates for its first ``SAMPLE`` included candidates, as a
-delivery would (``core.delivery.compose``), and lists what failed among its
+delivery would (``core.messages.compose``), and lists what failed among its
 warnings (customer and error, ``domain.md``); ``run start`` refuses a
 definition whose templates fail for every one of them.
 """
@@ -17,14 +17,14 @@ from typing import Protocol
 
 from sqlalchemy import Connection
 
-from core.delivery.compose import (
+from core.messages.compose import (
     Templates,
     draft_of,
     message_contexts,
     templates_of,
     with_unsubscribe,
 )
-from core.delivery.queries import Due
+from core.messages.due import Due
 from core.templating import RenderError, render
 
 SAMPLE = 100

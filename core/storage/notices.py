@@ -1,7 +1,7 @@
 """Telling other processes that a run changed: PostgreSQL's NOTIFY, heard with LISTEN.
 
 Every change of a run's state (``transitions.run_transition``, ``resume``) and
-every new run (``runs.create_run``) says so on the channel ``msgrun_runs``, in
+every new run (``starting.create_run``) says so on the channel ``msgrun_runs``, in
 the same transaction (PostgreSQL delivers it when that commits). A console on
 PostgreSQL listens (``RunChanges``) and shows a run started, stopped or ended by
 another process, on another machine too, within moments instead of at its next

@@ -19,8 +19,9 @@ from datetime import datetime
 from sqlalchemy import Connection, insert, select, update
 
 from core.clock import Clock
-from core.delivery.runs import create_run_on, read_counts
+from core.delivery.starting import create_run_on
 from core.planner.load import load_definitions
+from core.run_info import read_counts
 from core.storage.database import Database
 from core.storage.models import Customer, TriggerFire, table_of
 from core.triggers.routines import blockers_of_organisation

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from core.clock import Clock, format_instant
-from core.delivery.runs import create_run_on
+from core.delivery.starting import create_run_on
 from core.planner.facts import DefinitionFacts
 from core.planner.load import load_definition, load_definitions, load_organisation
 from core.planner.plan import build_context

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from core.planner.quiet_hours import local_instant
+from core.quiet_hours import local_instant
 
 # At most this many fire times are looked at between two instants: a worker
 # down for months behind a routine that fires every minute does not loop for ever.

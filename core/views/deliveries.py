@@ -22,10 +22,10 @@ from sqlalchemy import Connection, Row, select
 
 from core.bounces.outcomes import RANK, RecipientOutcomeView, outcome_name
 from core.clock import format_instant
-from core.delivery.runs import AT_TOLERANCE_SECONDS
-from core.delivery.states import EXCLUDED, FAILED, HELD, RETRYING, SENT, UNKNOWN
-from core.planner.quiet_hours import zone
+from core.delivery.starting import AT_TOLERANCE_SECONDS
 from core.planner.reasons import Reason
+from core.quiet_hours import zone
+from core.states import EXCLUDED, FAILED, HELD, RETRYING, SENT, UNKNOWN
 from core.storage.models import (
     Customer,
     MessageRun,

@@ -12,17 +12,9 @@ from sqlalchemy.types import Integer
 
 from core.bounces import outcomes as report_outcomes
 from core.clock import format_instant
-from core.delivery.export import OUTCOME_FILTERS
 from core.delivery.holding import NOBODY, Holding, holding, holdings
-from core.delivery.runs import (
-    RecipientView,
-    RunInfo,
-    list_runs,
-    read_run,
-    recipient_page,
-    run_json,
-)
-from core.delivery.states import (
+from core.run_info import RunInfo, list_runs, read_run
+from core.states import (
     COMPLETED,
     ENDED,
     EXCLUDED,
@@ -39,6 +31,9 @@ from core.delivery.states import (
 from core.storage.database import Database
 from core.storage.models import Definition, Document, Recipient, table_of
 from core.views.deliveries import Delivery, recipient_delivery, run_deliveries
+from core.views.export_rows import OUTCOME_FILTERS
+from core.views.recipients import RecipientView, recipient_page
+from core.views.run_json import run_json
 
 # A recipient is done once it has an outcome: sent, failed, or unknown (maybe sent).
 DONE_STATES = (SENT, FAILED, UNKNOWN)

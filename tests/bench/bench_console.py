@@ -100,7 +100,7 @@ async def measure(path: Path, presses: int) -> dict[str, Any]:
 
 
 def sent_of(path: Path) -> int:
-    from core.delivery.runs import get_run
+    from core.run_info import get_run
     from core.storage import open_database
 
     database = open_database(f"sqlite:///{path}")
@@ -115,7 +115,7 @@ async def hear(url: str, times: int) -> dict[str, Any]:
     import threading
 
     from core.clock import SystemClock, parse_instant
-    from core.delivery.runs import create_run
+    from core.delivery.starting import create_run
     from core.storage import open_database
     from tests.conftest import load_ok
     from tests.delivery_support import AT, document

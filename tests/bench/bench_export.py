@@ -44,7 +44,7 @@ def build(size: int) -> Path:
     partial = path.with_suffix(".partial")
     partial.unlink(missing_ok=True)
     from core.clock import SystemClock, parse_instant
-    from core.delivery.runs import create_run
+    from core.delivery.starting import create_run
     from core.storage import open_database
     from tests.conftest import MINIMAL, load_ok
 

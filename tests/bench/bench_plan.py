@@ -142,7 +142,7 @@ def step_import_floor(db_path: str) -> dict[str, Any]:
 def step_run(db_path: str) -> dict[str, Any]:
     """``msgrun run start invoice-email --detach``: the run created, its plan snapshotted."""
     from core.clock import SystemClock, parse_instant
-    from core.delivery.runs import create_run
+    from core.delivery.starting import create_run
     from core.storage import open_database
 
     database = open_database(f"sqlite:///{db_path}")

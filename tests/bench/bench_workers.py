@@ -76,7 +76,8 @@ def fresh_database() -> tuple[str, str]:
 
 def measure(url: str, workers: int, messages: int) -> dict[str, float]:
     from core.clock import SystemClock, parse_instant
-    from core.delivery.runs import create_run, get_run
+    from core.delivery.starting import create_run
+    from core.run_info import get_run
     from core.storage import open_database
     from tests.delivery_support import AT
 

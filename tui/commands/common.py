@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.clock import BadInstant, SystemClock, parse_instant
-from core.delivery.runs import RunInfo, UnknownRun, get_run
+from core.run_info import RunInfo, UnknownRun, get_run
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
 from core.storage.database import normalise_url, resolve_url, sqlite_path
 from tui.errors import OperationFailed, UsageError

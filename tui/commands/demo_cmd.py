@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import IO
 
 from core.clock import SystemClock
-from core.delivery.runs import create_run, list_runs, request_stop
-from core.delivery.smtp import ProfileSettings
+from core.delivery.starting import create_run, request_stop
 from core.interchange import import_document
+from core.run_info import list_runs
 from core.smtp_check import check_profile, load_profile, record_result
+from core.smtp_profiles import ProfileSettings
 from core.storage import open_database
 from tui.commands.foreground import foreground
 from tui.errors import OperationFailed, UsageError

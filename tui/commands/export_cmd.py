@@ -9,8 +9,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core.delivery import export
-from core.views.exports import BadTarget, TargetExists, check_target, csv_lines, write_lines
+from core.views import export_rows
+from core.views.export_file import BadTarget, TargetExists, check_target, csv_lines, write_lines
 from tui.commands.common import existing_run
 from tui.errors import OperationFailed, UsageError
 from tui.progress import progress_bar
@@ -27,9 +27,10 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
     )
     parser.add_argument("run")
     parser.add_argument(
-        "--state", help=f"only these states, comma-separated ({', '.join(export.RECIPIENT_STATES)})"
+        "--state",
+        help=f"only these states, comma-separated ({', '.join(export_rows.RECIPIENT_STATES)})",
     )
-    outcomes = ", ".join(export.OUTCOME_FILTERS)
+    outcomes = ", ".join(export_rows.OUTCOME_FILTERS)
     parser.add_argument("--outcome", help=f"only these outcomes, comma-separated ({outcomes})")
     parser.add_argument("--format", choices=("csv", "json"), default="csv", help="default csv")
     parser.add_argument(
@@ -65,13 +66,13 @@ def run_export(args: argparse.Namespace) -> int:
     from tui.commands.common import database
 
     try:
-        chosen = export.selection(args.state, args.outcome)
-    except export.BadFilter as error:
+        chosen = export_rows.selection(args.state, args.outcome)
+    except export_rows.BadFilter as error:
         raise UsageError(str(error)) from None
     target = _target(args.out, args.force)
     db = database(args.db)
     run = existing_run(db, args.run)
-    rows = export.rows(db, run.id, chosen)
+    rows = export_rows.rows(db, run.id, chosen)
     lines = csv_lines if args.format == "csv" else json_lines
     if target is None:
         from tui.output import write_out
@@ -79,7 +80,7 @@ def run_export(args: argparse.Namespace) -> int:
         write_out(lines(rows))
         return 0
     with progress_bar() as report:
-        total = export.count(db, run.id) if report is not None else 0
+        total = export_rows.count(db, run.id) if report is not None else 0
         try:
             write_lines(target, lines(_counted(rows, total, report)), args.force)
         except TargetExists as error:  # made while the export ran: still not replaced

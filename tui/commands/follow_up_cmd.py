@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from core.clock import SystemClock
-from core.delivery import export
-from core.delivery.follow_up import (
+from core.follow_up import (
     SETTLED_STATES,
     FollowUpRefused,
     NothingChosen,
@@ -15,6 +14,7 @@ from core.delivery.follow_up import (
     start_follow_up,
 )
 from core.planner.load import PlanningError
+from core.views import export_rows
 from tui.commands.common import existing_run
 from tui.commands.foreground import foreground, sending_instant, summary
 from tui.errors import OperationFailed, UsageError
@@ -33,7 +33,7 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
     parser.add_argument("run")
     settled = ", ".join(SETTLED_STATES)
     parser.add_argument("--state", help=f"choose these settled states, comma-separated ({settled})")
-    outcomes = ", ".join(export.OUTCOME_FILTERS)
+    outcomes = ", ".join(export_rows.OUTCOME_FILTERS)
     parser.add_argument("--outcome", help=f"choose these outcomes, comma-separated ({outcomes})")
     parser.add_argument("--at", help="plan for this instant (ISO 8601 with offset; default now)")
     parser.add_argument("--detach", action="store_true", help="only create it, for msgrun worker")
@@ -44,8 +44,8 @@ def run_follow_up(args: argparse.Namespace) -> int:
     from tui.commands.common import database
 
     try:
-        chosen = export.selection(args.state, args.outcome)
-    except export.BadFilter as error:
+        chosen = export_rows.selection(args.state, args.outcome)
+    except export_rows.BadFilter as error:
         raise UsageError(str(error)) from None
     at = sending_instant(args.at, "A follow-up is planned now or later.")
     db = database(args.db)
@@ -57,7 +57,7 @@ def run_follow_up(args: argparse.Namespace) -> int:
     except FollowUpRefused as error:
         raise OperationFailed(str(error)) from None
     print(new_id, flush=True)
-    from core.delivery.runs import get_run
+    from core.run_info import get_run
 
     created = get_run(db, new_id)
     print(f"run {new_id} follows up run {run.id}: {summary(created)}", file=sys.stderr)

@@ -15,14 +15,9 @@ from sqlalchemy.exc import DBAPIError
 
 from core.clock import SystemClock, format_instant
 from core.delivery.deliver import Delivery, DeliveryBroken, LeaseHeld, deliver
-from core.delivery.runs import (
-    AT_TOLERANCE_SECONDS,
-    RunInfo,
-    get_run,
-    next_due_at,
-    unknown_handed_on,
-)
-from core.delivery.states import (
+from core.delivery.starting import AT_TOLERANCE_SECONDS, unknown_handed_on
+from core.run_info import RunInfo, get_run
+from core.states import (
     COMPLETED,
     FAILED,
     HELD,
@@ -37,6 +32,7 @@ from core.delivery.states import (
 )
 from core.storage import Database
 from core.storage.database import error_words
+from core.views.recipients import next_due_at
 from tui import event_loop
 from tui.commands.common import instant
 from tui.errors import OperationFailed, UsageError

@@ -9,17 +9,12 @@ import sys
 from core.bounces.store import ReadSummary
 from core.clock import SystemClock, format_instant
 from core.delivery.deliver import Delivery
-from core.delivery.export import OUTCOME_FILTERS, BadFilter, parse_list
 from core.delivery.holding import Holding, holdings
-from core.delivery.runs import (
-    RunInfo,
-    create_run,
-    get_run,
-    list_runs,
-    request_stop,
-    unknown_handed_on,
-)
-from core.delivery.states import (
+from core.delivery.starting import create_run, request_stop, unknown_handed_on
+from core.planner.load import PlanningError
+from core.planner.report import dumps
+from core.run_info import RunInfo, get_run, list_runs
+from core.states import (
     COMPLETED,
     HELD,
     PENDING,
@@ -28,10 +23,9 @@ from core.delivery.states import (
     STOPPING,
     UNKNOWN,
 )
-from core.planner.load import PlanningError
-from core.planner.report import dumps
 from core.storage import Database
 from core.storage.database import error_words
+from core.views.export_rows import OUTCOME_FILTERS, BadFilter, parse_list
 from core.views.runs import left_to_send, restart_check, run_show_json, show_deliveries
 from core.worker import WorkerRefused, work
 from tui import event_loop

@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.clock import SystemClock
-from core.delivery.runs import who
+from core.delivery.starting import who
 from core.planner.load import PlanningError
 from core.planner.report import dumps
 from core.triggers.events import EventError, fire_event

@@ -15,9 +15,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from core.delivery.export import Selection
 from core.storage import Database
-from core.views.exports import BadTarget, TargetExists, check_target, default_name, export_csv
+from core.views.export_file import BadTarget, TargetExists, check_target, default_name, export_csv
+from core.views.export_rows import Selection
 from tui.console.confirm import Confirm
 from tui.console.widgets import FieldInput
 

@@ -15,9 +15,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from core.attachments.evidence import sent_lines
-from core.delivery.preview import recipient_message
 from core.templating import RenderError
 from core.views.deliveries import Delivery
+from core.views.message_preview import recipient_message
 from core.views.runs import recipient_detail
 from tui.console.formatting import plural, styled
 from tui.console.live import LiveScreen

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from core.clock import format_instant
-from core.delivery.runs import create_run
+from core.delivery.starting import create_run
 from core.planner.load import PlanningError
 from core.planner.plan import Candidate, Plan
 from core.planner.reasons import CODES, fix_for

@@ -19,11 +19,16 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Input, Label, Select, Static
 
 from core.addresses import address_problem
-from core.delivery.smtp import ProfileSettings
 from core.passwords import missing
 from core.passwords import source as password_source
 from core.smtp_check import CheckReport, Step, check_profile, load_profile, record_result
-from core.smtp_profiles import ProfileEdit, ProfileSummary, list_profiles, save_edit
+from core.smtp_profiles import (
+    ProfileEdit,
+    ProfileSettings,
+    ProfileSummary,
+    list_profiles,
+    save_edit,
+)
 from core.storage.database import Database
 from core.vocabulary import SECURITY_MODES
 from tui.console.confirm import Confirm

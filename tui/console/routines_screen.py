@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from core.clock import parse_instant
-from core.delivery.runs import who
+from core.delivery.starting import who
 from core.triggers.routines import RoutineView, list_routines, run_now, set_enabled
 from tui.console.confirm import Confirm
 from tui.console.formatting import Column, add_columns, clip, styled

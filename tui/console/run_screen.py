@@ -13,11 +13,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Input, ProgressBar, Sparkline, Static
 
-from core.delivery.export import OUTCOME_FILTERS, Selection
-from core.delivery.follow_up import Preview, preview_follow_up, start_follow_up
-from core.delivery.runs import RecipientView, RunInfo, get_run, request_stop
-from core.delivery.states import ENDED, RECIPIENT_STATES
+from core.delivery.starting import request_stop
+from core.follow_up import Preview, preview_follow_up, start_follow_up
+from core.run_info import RunInfo, get_run
+from core.states import ENDED, RECIPIENT_STATES
 from core.views.deliveries import reply_words
+from core.views.export_rows import OUTCOME_FILTERS, Selection
+from core.views.recipients import RecipientView
 from core.views.runs import (
     RunProgress,
     RunWindow,

@@ -19,9 +19,13 @@ from sqlalchemy import Connection, and_, func, select, update
 
 from core.bounces import outcomes
 from core.clock import Clock, format_instant
-from core.delivery.export import Selection
-from core.delivery.runs import read_run, snapshot_plan
-from core.delivery.states import (
+from core.delivery.starting import snapshot_plan
+from core.planner.facts import HistoryFacts
+from core.planner.load import load_definition, load_organisation
+from core.planner.plan import Candidate, Replan, plan_definition
+from core.planner.reasons import Reason
+from core.run_info import read_run
+from core.states import (
     EXCLUDED,
     FAILED,
     HELD,
@@ -32,12 +36,9 @@ from core.delivery.states import (
     STOPPING,
     UNKNOWN,
 )
-from core.planner.facts import HistoryFacts
-from core.planner.load import load_definition, load_organisation
-from core.planner.plan import Candidate, Replan, plan_definition
-from core.planner.reasons import Reason
 from core.storage.database import Database
 from core.storage.models import MessageRun, Recipient, table_of
+from core.views.export_rows import Selection
 
 # What a follow-up may take: what is pending, held or retrying is `run restart`'s.
 SETTLED_STATES = (FAILED, UNKNOWN, SENT, EXCLUDED)

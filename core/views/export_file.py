@@ -1,6 +1,6 @@
 """A run's recipients written to a file: the one CSV writer of the CLI and the console.
 
-The rows are ``core.delivery.export.rows`` (streamed, in plan order); this
+The rows are ``core.views.export_rows.rows`` (streamed, in plan order); this
 turns them into RFC 4180 lines — a cell that a spreadsheet would run as a
 formula written with a leading ``'`` (``domain.md``) — and writes a file whole
 or not at all (or into a device, a FIFO, a pipe or a socket as it is). A file that exists (or a
@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from core.delivery import export
 from core.storage import Database
+from core.views import export_rows
 
 
 class BadTarget(ValueError):
@@ -55,10 +55,10 @@ def csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     runs as a formula in a spreadsheet (``csv_cell``)."""
     buffer = _Line()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(export.COLUMNS)
+    writer.writerow(export_rows.COLUMNS)
     yield buffer.take()
     for row in rows:
-        writer.writerow([csv_cell(row[c]) for c in export.COLUMNS])
+        writer.writerow([csv_cell(row[c]) for c in export_rows.COLUMNS])
         yield buffer.take()
 
 
@@ -78,7 +78,7 @@ class _Line:
         return text
 
 
-def default_name(run_id: int, chosen: export.Selection) -> str:
+def default_name(run_id: int, chosen: export_rows.Selection) -> str:
     """``run-7.csv``, or ``run-7-failed.csv`` with a filter."""
     slug = chosen.slug
     return f"run-{run_id}-{slug}.csv" if slug else f"run-{run_id}.csv"
@@ -261,13 +261,13 @@ def _opened_into(target: Path) -> TextIO:
 def export_csv(
     database: Database,
     run_id: int,
-    chosen: export.Selection,
+    chosen: export_rows.Selection,
     target: Path,
     wrap: Callable[[Iterable[dict[str, Any]]], Iterable[dict[str, Any]]] | None = None,
     replace: bool = False,
 ) -> int:
     """The chosen recipients of the run as a CSV file; how many recipients it holds."""
-    rows: Iterable[dict[str, Any]] = export.rows(database, run_id, chosen)
+    rows: Iterable[dict[str, Any]] = export_rows.rows(database, run_id, chosen)
     if wrap is not None:
         rows = wrap(rows)
     return write_lines(target, csv_lines(rows), replace) - 1  # less the header

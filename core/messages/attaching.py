@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from core.attachments.mime import Attacher, with_attachments
 from core.attachments.specs import FileSpec
-from core.delivery.message import Envelope
+from core.messages.message import Envelope
 
 
 def attach(

@@ -6,9 +6,10 @@ from dataclasses import replace
 
 from sqlalchemy import select
 
-from core.delivery import queries
-from core.delivery.compose import compose_message, message_contexts, run_settings
-from core.delivery.runs import UnknownRun
+from core.delivery.queries import run_settings
+from core.messages.compose import compose_message, message_contexts
+from core.messages.due import Due
+from core.run_info import UnknownRun
 from core.storage.database import Database
 from core.storage.models import Recipient, table_of
 
@@ -24,7 +25,7 @@ def recipient_message(database: Database, run_id: int, position: int) -> bytes:
             raise UnknownRun(f"run {run_id} has no recipient {position + 1}")
         if row.address is None or row.message_id is None:
             raise ValueError("this recipient has no address, so no message is built for it")
-        due = queries.Due(
+        due = Due(
             id=row.id,
             state=row.state,
             position=row.position,

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from core.attachments.evidence import export_text
 from core.bounces import outcomes
 from core.clock import format_instant
-from core.delivery.states import RECIPIENT_STATES
+from core.states import RECIPIENT_STATES
 from core.storage import Database
 from core.storage.models import Customer, Recipient, table_of
 

@@ -1,13 +1,14 @@
 """Message composition: what a recipient's message is built from, and building it.
 
 Public, so that the delivering process and the console's message view
-(``preview.py``) build the same bytes: ``run_settings`` reads the run's SMTP
-profile and its definition's templates; ``message_contexts`` reads the
-customers, contacts and documents of a batch in one query each;
-``draft_of`` gathers what one recipient's message is built from, and a
-``Composer`` renders the templates and builds the message (in whichever
-process sends it), with the envelope sender a VERP address
-(``core.bounces.verp``) when the profile has a ``bounce_address``, so that a
+(``core/views/message_preview.py``) build the same bytes, and the planner's
+render check renders the same templates: ``templates_of`` reads a definition's
+templates (``core.delivery.queries.run_settings``: a run's, with its SMTP
+profile); ``message_contexts`` reads the customers, contacts and documents of a
+batch in one query each; ``draft_of`` gathers what one recipient's message is
+built from, and a ``Composer`` renders the templates and builds the message (in
+whichever process sends it), with the envelope sender a VERP address
+(``core.messages.verp``) when the profile has a ``bounce_address``, so that a
 report delivered to it names its recipient. ``compose_message`` does both.
 """
 
@@ -22,17 +23,16 @@ from sqlalchemy import Connection, select
 
 from core.attachments.mime import Attacher
 from core.attachments.specs import FileSpec, definition_specs, file_specs
-from core.bounces.verp import verp_address, verp_token
-from core.delivery.attaching import attach
-from core.delivery.dkim_sign import DkimSigner
-from core.delivery.message import Envelope, build_message
-from core.delivery.queries import Due, run_row
-from core.delivery.smtp import ProfileSettings
-from core.planner.quiet_hours import QuietHours, zone
+from core.messages.attaching import attach
+from core.messages.dkim_sign import DkimSigner
+from core.messages.due import Due
+from core.messages.message import Envelope, build_message
+from core.messages.verp import verp_address, verp_token
+from core.quiet_hours import QuietHours, zone
+from core.smtp_profiles import ProfileSettings
 from core.storage.models import (
     Definition,
     Organisation,
-    SmtpProfile,
     table_of,
 )
 from core.storage.sql import date_text, json_value, rows_by_ids
@@ -98,18 +98,6 @@ class UnsubscribeForms:
 
 
 Contexts = dict[str, dict[str, Any]]
-
-
-def run_settings(connection: Connection, run_id: int) -> tuple[ProfileSettings, Templates]:
-    """The run's SMTP profile and its definition's templates."""
-    run = run_row(connection, run_id)
-    profile_table = table_of(SmtpProfile)
-    profile = ProfileSettings.from_row(
-        connection.execute(
-            select(profile_table).where(profile_table.c.id == run.smtp_profile_id)
-        ).one()
-    )
-    return profile, templates_of(connection, run.definition_id)
 
 
 def templates_of(connection: Connection, definition_id: str) -> Templates:
