@@ -62,7 +62,7 @@ ENDED: Final = (STOPPED, COMPLETED, COMPLETED_WITH_FAILURES, RUN_FAILED)
 R = RecipientState
 # Every recipient transition, named: (the state it leaves, the state it enters) → name.
 # A recipient enters the run's snapshot in `pending`, `held` or `excluded`
-# (runs.snapshot_plan inserts it); from then on it moves only along these.
+# (starting.snapshot_plan inserts it); from then on it moves only along these.
 RECIPIENT_TRANSITIONS: Final[Mapping[tuple[RecipientState, RecipientState], str]] = {
     # Marked just before it is handed to a connection (an attempt is counted).
     (R.PENDING, R.SENDING): "mark_sending",
