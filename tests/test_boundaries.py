@@ -53,3 +53,17 @@ def test_core_source_names_no_ui_import() -> None:
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {stripped}")
     assert offenders == []
+
+
+def test_the_console_imports_nothing_from_the_test_fixtures() -> None:
+    """What the console shows comes from core; `fixtures/` is for tests and the demo's
+    own command, never for a screen (imports inside functions too)."""
+    offenders = []
+    for path in (ROOT / "tui" / "console").rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            stripped = line.strip()
+            if stripped.startswith(("import ", "from ")) and (
+                stripped.split()[1].split(".")[0] == "fixtures"
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {stripped}")
+    assert offenders == []

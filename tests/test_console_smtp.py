@@ -7,6 +7,7 @@ step takes 6.25 ms) and a certificate authority with fixed names and dates.
 from __future__ import annotations
 
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -287,3 +288,33 @@ async def test_a_passed_test_no_longer_holds_once_the_form_changes(tmp_path: Pat
             app.screen.query_one("#field-security", Select).value = "starttls"
             await settle(pilot)
             assert "certificates verified" in facts(app) and "no TLS" not in facts(app)
+
+
+async def test_the_os_keyring_is_asked_off_the_ui_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking the OS keyring may prompt to unlock it, or hang: the form's facts and a test
+    ask it from a worker thread, never from the UI thread."""
+    import keyring
+
+    database = profile_database(
+        tmp_path, port=AUTH, username="billing", password_env="MSGRUN_TEST_SMTP_PASSWORD"
+    )
+    monkeypatch.delenv("MSGRUN_TEST_SMTP_PASSWORD", raising=False)
+    monkeypatch.setenv("MSGRUN_KEYRING", "1")
+    on_ui_thread: list[bool] = []
+
+    def get_password(service: str, account: str) -> str | None:
+        on_ui_thread.append(threading.current_thread() is threading.main_thread())
+        return SECRET if account == "MSGRUN_TEST_SMTP_PASSWORD" else None
+
+    monkeypatch.setattr(keyring, "get_password", get_password)
+    app = smtp_console(database)
+    with SmtpServer(port=AUTH, users={"billing": SECRET}):
+        async with app.run_test(size=SIZE) as pilot:
+            await on_profile("ctrl+t")(pilot)
+            facts = str(app.screen.query_one("#profile-facts", Static).render())
+            steps = steps_text(app)
+    assert "password from the OS keyring (MSGRUN_TEST_SMTP_PASSWORD)" in facts
+    assert "Every step passed" in steps, steps
+    assert on_ui_thread and not any(on_ui_thread)

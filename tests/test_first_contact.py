@@ -28,7 +28,7 @@ from tests.db_snapshot import snapshot
 from tests.nobody import msgrun_nobody_can_run
 from tests.terminal import Terminal
 from tui import cli
-from tui.commands.foreground import next_steps
+from tui.next_steps import next_step_lines
 
 pytestmark = pytest.mark.timeout(180)
 MSGRUN = str(Path(sys.executable).with_name("msgrun"))
@@ -485,16 +485,18 @@ def test_next_steps_where_a_run_ends_short(db: Database) -> None:
     run = get_run(db, new_run(db, document(3, 2525)))
     zero = dict.fromkeys(run.counts, 0)
     stopped = replace(run, state="stopped", counts={**zero, "pending": 2, "sent": 1})
-    assert next_steps(stopped) == [f"next: msgrun run restart {run.id} sends what was not sent"]
+    assert next_step_lines(stopped) == [
+        f"next: msgrun run restart {run.id} sends what was not sent"
+    ]
     waiting = replace(run, state="waiting", counts={**zero, "unknown": 7, "sent": 3})
-    (step,) = next_steps(waiting)
+    (step,) = next_step_lines(waiting)
     assert f"msgrun run restart {run.id} --resend-unknown" in step and "7 unknown" in step
     failures = replace(run, state="completed_with_failures", counts={**zero, "failed": 2})
-    assert next_steps(failures) == [
+    assert next_step_lines(failures) == [
         f"next: msgrun run show {run.id} --state failed lists the 2 failed "
         "with the server's replies"
     ]
-    assert next_steps(replace(run, state="completed", counts={**zero, "sent": 3})) == []
+    assert next_step_lines(replace(run, state="completed", counts={**zero, "sent": 3})) == []
 
 
 def test_a_detached_run_with_nothing_to_send_says_so(

@@ -19,14 +19,7 @@ from core.delivery.starting import AT_TOLERANCE_SECONDS, unknown_handed_on
 from core.run_info import RunInfo, get_run
 from core.states import (
     COMPLETED,
-    FAILED,
-    HELD,
-    PENDING,
     RECIPIENT_STATES,
-    RETRYING,
-    RUN_FAILED,
-    SENDING,
-    STOPPED,
     UNKNOWN,
     WAITING,
 )
@@ -36,6 +29,7 @@ from core.views.recipients import next_due_at
 from tui import event_loop
 from tui.commands.common import instant
 from tui.errors import OperationFailed, UsageError
+from tui.next_steps import next_step_lines
 from tui.run_progress import RunProgress
 
 
@@ -102,55 +96,9 @@ def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> in
         print(f"  {run.error}", file=sys.stderr)
     due = next_due_at(db, run_id) if run.state == WAITING else None
     handed = unknown_handed_on(db, run_id) if run.counts[UNKNOWN] else 0
-    for step in next_steps(run, next_due=due, handed_on=handed):
+    for step in next_step_lines(run, next_due=due, handed_on=handed):
         print(f"  {step}", file=sys.stderr)
     return exit_code(delivery)
-
-
-def next_steps(
-    run: RunInfo,
-    *,
-    detached: bool = False,
-    next_due: datetime | None = None,
-    handed_on: int = 0,
-) -> list[str]:
-    """What to do next with a run that ended short of ``completed`` (nothing when it is).
-
-    ``next_due``: when the next held or retrying recipient is due, if known;
-    ``handed_on``: how many of its `unknown` recipients a follow-up took (which
-    ``--resend-unknown`` leaves to it).
-    """
-    counts, steps = run.counts, []
-    if run.state in (STOPPED, RUN_FAILED) and (
-        counts[PENDING] + counts[HELD] + counts[RETRYING] + counts[SENDING]
-    ):
-        steps.append(f"next: msgrun run restart {run.id} sends what was not sent")
-    elif counts[RETRYING] + counts[HELD] and not detached:
-        when = (
-            f"; the next is due at {format_instant(next_due)}"
-            if next_due is not None
-            else " when they are due"
-        )
-        steps.append(
-            f"next: msgrun worker (or msgrun run restart {run.id}) delivers the "
-            f"{counts[RETRYING] + counts[HELD]} still to send{when}"
-        )
-    if counts[UNKNOWN] > handed_on:
-        left = counts[UNKNOWN] - handed_on
-        taken = (
-            f" ({handed_on} more handed on to a follow-up, which sends them)" if handed_on else ""
-        )
-        steps.append(
-            f"next: {left} unknown may or may not have reached the server{taken}; "
-            f"msgrun run restart {run.id} --resend-unknown sends them again "
-            f"(msgrun run show {run.id} --state unknown lists them)"
-        )
-    if counts[FAILED]:
-        steps.append(
-            f"next: msgrun run show {run.id} --state failed lists the {counts[FAILED]} failed "
-            "with the server's replies"
-        )
-    return steps
 
 
 def summary(run: RunInfo) -> str:

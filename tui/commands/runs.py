@@ -19,8 +19,6 @@ from core.states import (
     HELD,
     PENDING,
     RECIPIENT_STATES,
-    RUNNING,
-    STOPPING,
     UNKNOWN,
 )
 from core.storage import Database
@@ -34,12 +32,12 @@ from tui.commands.common import database, existing_run
 from tui.commands.foreground import (
     foreground,
     graceful_stop,
-    next_steps,
     sending_instant,
     summary,
 )
 from tui.delivery_text import recipient_line
 from tui.errors import OperationFailed, UsageError
+from tui.next_steps import next_step_lines
 from tui.output import write_out
 
 
@@ -225,15 +223,12 @@ def shown_state(run: RunInfo, held: Holding) -> str:
     return f"{run.state} (interrupted)" if held.interrupted else run.state
 
 
-def interrupted_lines(run: RunInfo, held: Holding) -> list[str]:
-    """What an interrupted run's ``run show`` says: that, who left it, and what to do."""
+def interrupted_line(held: Holding) -> str:
+    """What an interrupted run's ``run show`` says: that, and who left it (what to do is
+    its first next step)."""
     who = ", ".join(holder.words() for holder in held.held_by)
     left = f" (it was delivered by {who}, which no longer does)" if who else ""
-    return [
-        f"interrupted: no process delivers this run any more{left}",
-        f"next: msgrun run restart {run.id} delivers what was not sent (a msgrun worker "
-        f"takes it up too); msgrun run stop {run.id} ends it stopped",
-    ]
+    return f"interrupted: no process delivers this run any more{left}"
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -257,7 +252,7 @@ def run_show(args: argparse.Namespace) -> int:
     if held.live:
         lines.append(f"being delivered by {', '.join(h.words() for h in held.live)}")
     if held.interrupted:
-        lines.append(interrupted_lines(run, held)[0])
+        lines.append(interrupted_line(held))
     if run.error:
         lines.append(f"error: {run.error}")
     lines.append("")
@@ -271,10 +266,8 @@ def run_show(args: argparse.Namespace) -> int:
         for delivery in chosen:
             lines += recipient_line(delivery)
     handed_on = unknown_handed_on(db, run.id) if run.counts[UNKNOWN] else 0
-    steps = next_steps(run, handed_on=handed_on)
-    if held.interrupted:
-        steps = [interrupted_lines(run, held)[1], *steps]
-    if steps and (held.interrupted or run.state not in (RUNNING, STOPPING)):
+    steps = next_step_lines(run, handed_on=handed_on, interrupted=held.interrupted)
+    if steps:
         lines += ["", *steps]
     write_out("\n".join(lines))
     return 0

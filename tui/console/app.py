@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from textual import on
 from textual.app import App, SystemCommand
@@ -18,15 +18,24 @@ from textual.screen import Screen
 from core.clock import Clock, SystemClock
 from core.storage import Database
 from core.storage.notices import RunChanges
+from tui.console import places
+from tui.console.bounces_screen import BouncesScreen
+from tui.console.confirm import Confirm
+from tui.console.context import Launcher
+from tui.console.help_screen import HelpScreen
 from tui.console.launcher import deliver_in_background
 from tui.console.live import LiveScreen
 from tui.console.messages import Performed
+from tui.console.navigator import screen_for
 
-Launcher = Callable[..., None]
+Result = TypeVar("Result")
 
 
 class MsgrunConsole(App[None]):
-    """Operations console for message runs. Keyboard first; the footer shows every key."""
+    """Operations console for message runs. Keyboard first; the footer shows every key.
+
+    What its screens may ask of it is ``context.Console``.
+    """
 
     CSS_PATH = Path(__file__).with_name("console.tcss")
     TITLE = "msgrun"
@@ -74,9 +83,7 @@ class MsgrunConsole(App[None]):
         self._load_failure: str | None = None
 
     def on_mount(self) -> None:
-        from tui.console.runs_screen import RunsScreen
-
-        self.push_screen(RunsScreen())
+        self.visit(places.Runs())
         if self.first_screen is not None:
             self.push_screen(self.first_screen())
         if self.poll_seconds:
@@ -111,7 +118,7 @@ class MsgrunConsole(App[None]):
         self._polling = True
         self.run_worker(lambda: self._load(screen), thread=True, group="poll")
 
-    def _load(self, screen: LiveScreen) -> None:
+    def _load(self, screen: LiveScreen[Any]) -> None:
         try:
             data = screen.load()
         except Exception as error:  # shown to the operator; never a traceback
@@ -119,17 +126,20 @@ class MsgrunConsole(App[None]):
         else:
             self.call_from_thread(self._done, screen, data, None)
 
-    def _done(self, screen: LiveScreen, data: Any, error: Exception | None) -> None:
-        self._polling = False
+    def _done(self, screen: LiveScreen[Any], data: Any, error: Exception | None) -> None:
         if not self.is_running:
             # The app is shutting down and taking its screens' widgets away: a load that
             # finishes now has nothing to paint (painting it failed the worker).
+            self._polling = False
             return
+        if error is None and screen.is_attached and not screen.is_mounted:
+            # Read before its widgets were there (a busy machine): painted once they are
+            # (no other load starts meanwhile).
+            self.set_timer(0.05, partial(self._done, screen, data, None))
+            return
+        self._polling = False
         if error is not None:
             self._load_failed(error)
-        elif screen.is_attached and not screen.is_mounted:
-            # Read before its widgets were there (a busy machine): read again shortly.
-            self.set_timer(0.05, self.refresh_screen)
         elif screen.is_attached:
             self._load_failure = None
             with self.batch_update():
@@ -150,8 +160,8 @@ class MsgrunConsole(App[None]):
 
     def perform(
         self,
-        work: Callable[[], Any],
-        then: Callable[[Any], None] | None = None,
+        work: Callable[[], Result],
+        then: Callable[[Result], None] | None = None,
         *,
         failure: str = "Could not do it",
     ) -> None:
@@ -191,8 +201,6 @@ class MsgrunConsole(App[None]):
         markup: bool = True,
     ) -> None:
         """A notice; while a confirmation is asked it waits, so it never covers the question."""
-        from tui.console.confirm import Confirm
-
         show = partial(
             super().notify,
             message,
@@ -238,17 +246,23 @@ class MsgrunConsole(App[None]):
     def _run_action(self, screen: Screen[Any], action: str) -> None:
         self.call_later(self.run_action, action, screen)
 
-    def action_help(self) -> None:
-        from tui.console.help_screen import HelpScreen
+    # -- moving between screens -------------------------------------------------------
 
+    def visit(self, place: places.Place, *, replace: bool = False) -> None:
+        """Open the screen of ``place`` over the current one (``replace``: instead of it)."""
+        screen = screen_for(place)
+        if replace:
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+    def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
     def action_bounces(self) -> None:
-        from tui.console.bounces_screen import BouncesScreen
-
         if not isinstance(self.screen, BouncesScreen):
-            self.push_screen(BouncesScreen())
+            self.visit(places.Bounces())
 
     def action_refresh(self) -> None:
         self.refresh_screen()

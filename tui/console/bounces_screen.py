@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,6 +11,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.bounces.queries import OutcomeRow, ReportView
 from core.views.bounces import BouncesOverview, bounces_overview, report_detail, what
+from tui.console import places
 from tui.console.formatting import Column, clip, clip_id, fit_columns, place_columns, plural
 from tui.console.live import LiveScreen, TableScreen, first_and_last
 
@@ -53,7 +52,7 @@ def tied(row: OutcomeRow) -> str:
     return "unmatched" if row.type is not None else "-"
 
 
-class BouncesScreen(TableScreen[OutcomeRow]):
+class BouncesScreen(TableScreen[OutcomeRow, BouncesOverview]):
     TABLE = "#bounces"
     AUTO_FOCUS = "#bounces"
     PURPOSE = (
@@ -92,11 +91,11 @@ class BouncesScreen(TableScreen[OutcomeRow]):
             self.widths = place_columns(table, COLUMNS, widths, again=True)
             self._paint()
 
-    def load(self) -> Any:
+    def load(self) -> BouncesOverview:
         return bounces_overview(self.console.database, unmatched=self.unmatched_only)
 
-    def show(self, data: Any) -> None:
-        overview: BouncesOverview = data
+    def show(self, data: BouncesOverview) -> None:
+        overview = data
         self.items = overview.rows
         self._paint()
         if overview.reports:
@@ -155,7 +154,7 @@ class BouncesScreen(TableScreen[OutcomeRow]):
     def action_open(self) -> None:
         item = self.selected()
         if item is not None:
-            self.app.push_screen(ReportScreen(item.report))
+            self.console.visit(places.Report(item.report))
 
     def action_filter(self) -> None:
         """Every report, or only the outcomes tied to no recipient."""
@@ -166,7 +165,7 @@ class BouncesScreen(TableScreen[OutcomeRow]):
         self.app.pop_screen()
 
 
-class ReportScreen(LiveScreen):
+class ReportScreen(LiveScreen[ReportView | None]):
     PURPOSE = (
         "One report as msgrun bounces show prints it: where it was read, why msgrun read it "
         "as it did, each outcome and whom it was tied to; then the raw message as it came."
@@ -185,13 +184,13 @@ class ReportScreen(LiveScreen):
             yield Static("", id="report-raw")
         yield Footer()
 
-    def load(self) -> Any:
+    def load(self) -> ReportView | None:
         return None if self.shown else report_detail(self.console.database, self.report_id)
 
-    def show(self, data: Any) -> None:
+    def show(self, data: ReportView | None) -> None:
         if data is None:
             return
-        view: ReportView = data
+        view = data
         self.shown = True
         self.query_one("#report-how", Static).update(
             "\n".join(["[b]How msgrun read it[/b]", *map(escape, view.how_read()), ""])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -111,7 +110,7 @@ class Loaded:
     report: str | None
 
 
-class CustomerScreen(LiveScreen):
+class CustomerScreen(LiveScreen[Loaded | None]):
     AUTO_FOCUS = "#customer-search"
     PURPOSE = (
         "Search a customer by id, name or address (any case, any part); pick one of the "
@@ -164,7 +163,7 @@ class CustomerScreen(LiveScreen):
         if self.customer_id is None:
             self.query_one("#customer-search", Input).focus()
 
-    def load(self) -> Any:
+    def load(self) -> Loaded | None:
         query, customer_id = self.query_text, self.customer_id
         matches = None
         if query is not None:
@@ -189,10 +188,10 @@ class CustomerScreen(LiveScreen):
             return Loaded(matches, customer_id, str(error))
         return Loaded(matches, customer_id, drill_down_text(loaded))
 
-    def show(self, data: Any) -> None:
+    def show(self, data: Loaded | None) -> None:
         if data is None:
             return
-        loaded: Loaded = data
+        loaded = data
         found = self.query_one("#customer-found", Static)
         table = self.query_one("#customer-matches", DataTable)
         if loaded.matches is not None:

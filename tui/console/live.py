@@ -1,37 +1,42 @@
-"""Screens that show live data: ``load`` reads (in a worker thread), ``show`` paints."""
+"""Screens that show live data: ``load`` reads (in a worker thread), ``show`` paints.
+
+A live screen is generic over what its ``load`` returns: ``load`` reads the
+database and returns that value without touching the screen (no widget, no
+attribute written); ``show`` gets the value on the UI thread and applies it.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable
 
+from tui.console.context import Console
+
+Data = TypeVar("Data")
 Item = TypeVar("Item")
 
-if TYPE_CHECKING:
-    from tui.console.app import MsgrunConsole
 
-
-class LiveScreen(Screen[None]):
+class LiveScreen(Screen[None], Generic[Data]):
     """A screen refreshed by the app's one polling loop."""
 
     # Help text: what this screen is for (shown in the help screen).
     PURPOSE = ""
 
     @property
-    def console(self) -> MsgrunConsole:
-        from tui.console.app import MsgrunConsole
+    def console(self) -> Console:
+        app = self.app
+        assert isinstance(app, Console), f"{type(app).__name__} is not a msgrun console"
+        return app
 
-        assert isinstance(self.app, MsgrunConsole)
-        return self.app
+    def load(self) -> Data:
+        """Read what the screen shows. Runs in a worker thread: no widgets here, and no
+        attribute of the screen written (``show`` applies what this returns)."""
+        raise NotImplementedError
 
-    def load(self) -> Any:
-        """Read what the screen shows. Runs in a worker thread: no widgets here."""
-        return None
-
-    def show(self, data: Any) -> None:
+    def show(self, data: Data) -> None:
         """Paint what ``load`` read. Runs on the main thread, inside a batch update."""
 
     def on_screen_resume(self) -> None:
@@ -47,7 +52,7 @@ def first_and_last(screen: str) -> list[Binding]:
     ]
 
 
-class TableScreen(LiveScreen, Generic[Item]):
+class TableScreen(LiveScreen[Data], Generic[Item, Data]):
     """A live screen around one table of items: vim-style moves and the selected item.
 
     The screen keeps the items it painted, in table order, in ``items``.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
-from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -15,6 +15,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from core.attachments.evidence import sent_lines
+from core.received_mail import received_message
 from core.templating import RenderError
 from core.views.deliveries import Delivery
 from core.views.message_preview import recipient_message
@@ -78,7 +79,19 @@ def answer_lines(d: Delivery) -> list[str]:
     return lines
 
 
-class MessageScreen(LiveScreen):
+@dataclass(frozen=True)
+class Read:
+    """What the message view read: the delivery, and the message or why there is none."""
+
+    detail: Delivery | None  # None: no such recipient
+    source: str  # "as the server received it", "as msgrun builds it", or NO_MESSAGE
+    raw: bytes  # the message; with NO_MESSAGE, why there is none (in words)
+
+
+NO_MESSAGE = "no message"
+
+
+class MessageScreen(LiveScreen[Read | None]):
     PURPOSE = (
         "A recipient in full: its state, attempts, times and the server's whole reply "
         "(or msgrun's own verdict, said to be msgrun's); then its message, headers and body, "
@@ -100,47 +113,45 @@ class MessageScreen(LiveScreen):
             yield Static("", id="message")
         yield Footer()
 
-    def load(self) -> Any:
+    def load(self) -> Read | None:
         if self.shown:
             return None
         try:
             detail = recipient_detail(self.console.database, self.run_id, self.position)
         except LookupError as error:
-            return None, "no message", str(error).encode()
+            return Read(None, NO_MESSAGE, str(error).encode())
         if not detail.has_message:
             reason = (
                 "No message: the plan excluded this recipient, so none was built."
                 if detail.state == "excluded"
                 else "No message: this recipient has no address."
             )
-            return detail, "no message", reason.encode()
+            return Read(detail, NO_MESSAGE, reason.encode())
         folder = self.console.mail_folder
         if folder is not None and detail.message_id:
-            from fixtures.smtp_servers import mail_file_name
-
-            received = folder / mail_file_name(detail.message_id)
-            if received.exists():
-                return detail, "as the server received it", received.read_bytes()
+            received = received_message(folder, detail.message_id)
+            if received is not None:
+                return Read(detail, "as the server received it", received)
         try:
-            return (
+            return Read(
                 detail,
                 "as msgrun builds it",
                 recipient_message(self.console.database, self.run_id, self.position),
             )
         except (LookupError, ValueError) as error:
-            return detail, "no message", str(error).encode()
+            return Read(detail, NO_MESSAGE, str(error).encode())
         except RenderError as error:  # the recipient's reason, not a fault of the console
             why = f"No message: its template fails to render for this recipient ({error})."
-            return detail, "no message", why.encode()
+            return Read(detail, NO_MESSAGE, why.encode())
 
-    def show(self, data: Any) -> None:
+    def show(self, data: Read | None) -> None:
         if data is None:
             return
         self.shown = True
-        detail, source, raw = data
+        detail, source, raw = data.detail, data.source, data.raw
         if detail is not None:
             self.query_one("#delivery", Static).update("\n".join([*delivery_lines(detail), ""]))
-        if source == "no message":
+        if source == NO_MESSAGE:
             self.query_one("#message", Static).update(escape(raw.decode()))
             return
         message = message_from_bytes(raw, policy=default)

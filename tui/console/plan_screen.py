@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -14,14 +14,17 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.clock import format_instant
 from core.delivery.starting import create_run
+from core.planner.facts import DefinitionFacts
 from core.planner.load import PlanningError
 from core.planner.plan import Candidate, Plan
 from core.planner.reasons import CODES, fix_for
 from core.views.plans import definitions, plan_preview
+from tui.console import places
 from tui.console.charts import CountBars
 from tui.console.confirm import Confirm
 from tui.console.formatting import Column, add_columns, clip, clip_id, plural, styled
 from tui.console.live import LiveScreen
+from tui.console.starting import start_run_and_open
 from tui.plan_text import definition_line
 
 DEFINITION_COLUMNS: list[Column] = [
@@ -43,7 +46,14 @@ CANDIDATE_COLUMNS: list[Column] = [
 CANDIDATE_GROW = ["Address", "Document", "Customer", "Reasons"]
 
 
-class DefinitionsScreen(LiveScreen):
+@dataclass(frozen=True)
+class NotPlanned:
+    """The definition could not be planned: why, in words."""
+
+    why: str
+
+
+class DefinitionsScreen(LiveScreen[list[DefinitionFacts]]):
     AUTO_FOCUS = "#definitions"
     PURPOSE = "Every message definition: pick one to see its plan."
     BINDINGS = [
@@ -67,10 +77,10 @@ class DefinitionsScreen(LiveScreen):
         yield table
         yield Footer()
 
-    def load(self) -> Any:
+    def load(self) -> list[DefinitionFacts]:
         return definitions(self.console.database)
 
-    def show(self, data: Any) -> None:
+    def show(self, data: list[DefinitionFacts]) -> None:
         table = self.query_one("#definitions", DataTable)
         if self.ids == [d.id for d in data]:
             return
@@ -109,7 +119,7 @@ class DefinitionsScreen(LiveScreen):
     def action_plan(self) -> None:
         table = self.query_one("#definitions", DataTable)
         if self.ids:
-            self.app.push_screen(PlanScreen(self.ids[table.cursor_row]))
+            self.console.visit(places.Plan(self.ids[table.cursor_row]))
 
     def action_cursor_down(self) -> None:
         self.query_one("#definitions", DataTable).action_cursor_down()
@@ -118,7 +128,7 @@ class DefinitionsScreen(LiveScreen):
         self.query_one("#definitions", DataTable).action_cursor_up()
 
 
-class PlanScreen(LiveScreen):
+class PlanScreen(LiveScreen[Plan | NotPlanned | None]):
     AUTO_FOCUS = "#candidates"
     PURPOSE = (
         "A definition's plan at an instant: counts by decision and by reason, every "
@@ -152,22 +162,22 @@ class PlanScreen(LiveScreen):
         yield table
         yield Footer()
 
-    def load(self) -> Any:
+    def load(self) -> Plan | NotPlanned | None:
         if self.plan is not None:
             return None  # a plan is a snapshot: planned once per visit
         at = self.at or self.console.clock.now()
         try:
             return plan_preview(self.console.database, self.definition_id, at)
         except PlanningError as error:
-            return str(error)
+            return NotPlanned(str(error))
 
-    def show(self, data: Any) -> None:
+    def show(self, data: Plan | NotPlanned | None) -> None:
         if data is None:
             return
-        if isinstance(data, str):
-            self.query_one("#plan-summary", Static).update(f"[red]{escape(data)}[/]")
+        if isinstance(data, NotPlanned):
+            self.query_one("#plan-summary", Static).update(f"[red]{escape(data.why)}[/]")
             return
-        plan: Plan = data
+        plan = data
         self.plan = plan
         s = plan.summary
         lines = [
@@ -248,25 +258,17 @@ class PlanScreen(LiveScreen):
             console.launch(console.db_url, run_id)
             return run_id
 
-        def started(run_id: int) -> None:
-            from tui.console.run_screen import RunScreen
-
-            if self.is_current:
-                self.app.switch_screen(RunScreen(run_id))
-            else:
-                self.app.push_screen(RunScreen(run_id))
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                console.perform(start, started, failure=f"Could not start {plan.definition.id}")
-
-        self.app.push_screen(
+        # The run's screen takes the plan's place: back from it is the definitions.
+        start_run_and_open(
+            self,
             Confirm(
                 f"Start a run of {plan.definition.id}?",
                 f"{s.decisions['included']} to send now, {s.decisions['deferred']} held "
                 f"for quiet hours, {s.decisions['excluded']} excluded.",
             ),
-            answered,
+            start,
+            failure=f"Could not start {plan.definition.id}",
+            replace=True,
         )
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -19,7 +19,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Input, Label, Select, Static
 
 from core.addresses import address_problem
-from core.passwords import missing
+from core.passwords import find_password, missing
 from core.passwords import source as password_source
 from core.smtp_check import CheckReport, Step, check_profile, load_profile, record_result
 from core.smtp_profiles import (
@@ -50,16 +50,44 @@ def step_lines(step: Step) -> str:
 
 @dataclass(frozen=True)
 class Stored:
-    """The profile as the database has it, and its last test."""
+    """The profile as the database has it, its last test, and where its password is."""
 
     settings: ProfileSettings
     summary: ProfileSummary | None
+    password: str  # where the password comes from, as console markup
+
+
+def password_words(settings: ProfileSettings, environ: Mapping[str, str]) -> str:
+    """Where the profile's password comes from. May ask the OS keyring (which can be slow,
+    or prompt to unlock): call it in a worker thread, never on the UI thread."""
+    if not settings.password_env:
+        return "no password set"
+    found = password_source(settings.password_env, environ)
+    if found == "env":
+        return f"password from ${settings.password_env}"
+    if found == "keyring":
+        return f"password from the OS keyring ({settings.password_env})"
+    return f"[b red]no password here[/]: {missing(settings.password_env, environ)}"
 
 
 def read_stored(database: Database, profile_id: str) -> Stored:
+    """In a worker thread: the profile, its last test, and where its password is."""
     settings = load_profile(database, profile_id)
     summary = next((p for p in list_profiles(database) if p.settings.id == profile_id), None)
-    return Stored(settings, summary)
+    return Stored(settings, summary, password_words(settings, os.environ))
+
+
+def with_password(settings: ProfileSettings, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment with the profile's password looked up once (in the OS keyring when
+    so configured), so that a test asks no keyring from the UI's event loop. In a worker
+    thread."""
+    found = dict(environ)
+    name = settings.password_env
+    if name and not found.get(name):
+        password = find_password(name, found)
+        if password:
+            found[name] = password
+    return found
 
 
 def certificates(security: str, settings: ProfileSettings) -> str:
@@ -73,7 +101,7 @@ def certificates(security: str, settings: ProfileSettings) -> str:
     )
 
 
-class ProfileScreen(LiveScreen):
+class ProfileScreen(LiveScreen[Stored]):
     AUTO_FOCUS = "#field-host"
     PURPOSE = (
         "Edit a profile's host, port, security and user (saved only with ctrl+s); test it "
@@ -94,6 +122,7 @@ class ProfileScreen(LiveScreen):
         self.verdict = ""
         self.testing = False
         self.summary: ProfileSummary | None = None
+        self.password = ""  # where the password comes from, as the last load found
         # The form as it was tested: an edit after the test makes its verdict stale.
         self.tested: ProfileEdit | None = None
 
@@ -135,16 +164,17 @@ class ProfileScreen(LiveScreen):
     def on_mount(self) -> None:
         self._show_steps()
 
-    def load(self) -> Any:
-        """The stored profile and its last test (read in a worker thread)."""
+    def load(self) -> Stored:
+        """The stored profile, its last test and where its password is (read in a worker
+        thread: the OS keyring is asked here, never on the UI thread)."""
         return read_stored(self.database, self.profile_id)
 
-    def show(self, data: Any) -> None:
-        stored: Stored = data
+    def show(self, data: Stored) -> None:
         if self.saved is None:  # the first read fills the form
-            self.saved = stored.settings
-            self._fill(stored.settings)
-        self.summary = stored.summary
+            self.saved = data.settings
+            self._fill(data.settings)
+        self.summary = data.summary
+        self.password = data.password
         self._show_facts()
 
     def _fill(self, settings: ProfileSettings) -> None:
@@ -190,18 +220,7 @@ class ProfileScreen(LiveScreen):
     def _show_facts(self) -> None:
         if self.saved is None:
             return
-        settings = self.saved
-        password = "no password set"
-        if settings.password_env:
-            found = password_source(settings.password_env, os.environ)
-            if found == "env":
-                password = f"password from ${settings.password_env}"
-            elif found == "keyring":
-                password = f"password from the OS keyring ({settings.password_env})"
-            else:
-                password = (
-                    f"[b red]no password here[/]: {missing(settings.password_env, os.environ)}"
-                )
+        settings, password = self.saved, self.password
         verify = certificates(self.edit().security, settings)
         summary = self.summary
         tested = last_test(summary, self.console.clock.now().tzinfo) if summary else ""
@@ -264,9 +283,10 @@ class ProfileScreen(LiveScreen):
             self._show_steps()
 
         console = self.console
+        environ = await asyncio.to_thread(with_password, settings, os.environ)
         report: CheckReport = await check_profile(
             settings,
-            os.environ,
+            environ,
             to=to,
             on_step=arrived,
             now=console.clock.now,

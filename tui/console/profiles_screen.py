@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from core.smtp_profiles import ProfileSummary, list_profiles
+from tui.console import places
 from tui.console.formatting import Column, add_columns, clip, last_test
 from tui.console.live import TableScreen, first_and_last
 
@@ -23,7 +22,7 @@ COLUMNS: list[Column] = [
 ]
 
 
-class ProfilesScreen(TableScreen[ProfileSummary]):
+class ProfilesScreen(TableScreen[ProfileSummary, list[ProfileSummary]]):
     TABLE = "#profiles"
     AUTO_FOCUS = "#profiles"
     PURPOSE = (
@@ -46,10 +45,10 @@ class ProfilesScreen(TableScreen[ProfileSummary]):
         yield table
         yield Footer()
 
-    def load(self) -> Any:
+    def load(self) -> list[ProfileSummary]:
         return list_profiles(self.console.database)
 
-    def show(self, data: Any) -> None:
+    def show(self, data: list[ProfileSummary]) -> None:
         self.items = data
         table = self.query_one("#profiles", DataTable)
         row = table.cursor_row
@@ -82,11 +81,9 @@ class ProfilesScreen(TableScreen[ProfileSummary]):
         self.action_open()
 
     def action_open(self) -> None:
-        from tui.console.profile_screen import ProfileScreen
-
         summary = self.selected()
         if summary is not None:
-            self.app.push_screen(ProfileScreen(summary.settings.id))
+            self.console.visit(places.Profile(summary.settings.id))
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from rich.markup import escape
@@ -16,6 +15,7 @@ from core.triggers.routines import RoutineView, list_routines, run_now, set_enab
 from tui.console.confirm import Confirm
 from tui.console.formatting import Column, add_columns, clip, styled
 from tui.console.live import TableScreen, first_and_last
+from tui.console.starting import start_run_and_open
 
 OUTCOME_STYLE = {"started": "green", "late": "yellow", "blocked": "red", "failed": "red"}
 
@@ -43,7 +43,7 @@ COLUMNS: list[Column] = [
 ]
 
 
-class RoutinesScreen(TableScreen[RoutineView]):
+class RoutinesScreen(TableScreen[RoutineView, list[RoutineView]]):
     TABLE = "#routines"
     AUTO_FOCUS = "#routines"
     PURPOSE = (
@@ -69,10 +69,10 @@ class RoutinesScreen(TableScreen[RoutineView]):
         yield Static("", id="routine-detail", classes="summary")
         yield Footer()
 
-    def load(self) -> Any:
+    def load(self) -> list[RoutineView]:
         return list_routines(self.console.database, self.console.clock.now())
 
-    def show(self, data: Any) -> None:
+    def show(self, data: list[RoutineView]) -> None:
         self.items = data
         table = self.query_one("#routines", DataTable)
         row = table.cursor_row
@@ -157,21 +157,14 @@ class RoutinesScreen(TableScreen[RoutineView]):
             console.launch(console.db_url, run_id)
             return run_id
 
-        def started(run_id: int) -> None:
-            from tui.console.run_screen import RunScreen
-
-            self.app.push_screen(RunScreen(run_id))
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                console.perform(start, started, failure=f"Could not run {definition}")
-
-        self.app.push_screen(
+        start_run_and_open(
+            self,
             Confirm(
                 f"Run routine {view.definition} now?",
                 "Plans it for this moment and starts the run; its schedule is not changed.",
             ),
-            answered,
+            start,
+            failure=f"Could not run {definition}",
         )
 
     def action_toggle_enabled(self) -> None:

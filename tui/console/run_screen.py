@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -20,6 +20,13 @@ from core.states import ENDED, RECIPIENT_STATES
 from core.views.deliveries import reply_words
 from core.views.export_rows import OUTCOME_FILTERS, Selection
 from core.views.recipients import RecipientView
+from core.views.run_actions import (
+    RunAction,
+    can_follow_up,
+    can_stop,
+    offered,
+    unknown_to_resend,
+)
 from core.views.runs import (
     RunProgress,
     RunWindow,
@@ -29,8 +36,10 @@ from core.views.runs import (
     send_rate,
     settled_parts,
 )
+from tui.console import places
 from tui.console.charts import SplitBar, parts_legend
 from tui.console.confirm import Confirm
+from tui.console.export_dialog import ExportDialog
 from tui.console.formatting import (
     Column,
     clip,
@@ -44,6 +53,8 @@ from tui.console.formatting import (
     styled,
 )
 from tui.console.live import LiveScreen
+from tui.console.restarting import confirm_restart, launch_restart
+from tui.console.starting import start_run_and_open
 from tui.console.widgets import SearchInput
 from tui.console.window_table import WindowTable
 
@@ -127,31 +138,30 @@ def column_widths(width: int) -> dict[str, int]:
 
 WIDE = 100  # columns from which the footer has room to spare
 
-# The run's actions its state decides (RunScreen.offered).
-STATE_ACTIONS = frozenset({"stop", "restart", "resend_unknown", "follow_up"})
+# The run's actions its state decides (core.views.run_actions.offered).
+STATE_ACTIONS = frozenset(RunAction)
+
+SearchKey = tuple[str, int]  # (search, filter)
 
 
-def launch_restart(screen: LiveScreen, run_id: int, resend_unknown: bool = False) -> None:
-    """Deliver the run again from a process of its own (``run restart``)."""
-    console = screen.console
-    console.perform(
-        lambda: console.launch(console.db_url, run_id, resend_unknown=resend_unknown),
-        lambda _: screen.notify(f"run {run_id} restarted"),
-        failure=f"Could not restart run {run_id}",
-    )
+@dataclass(frozen=True)
+class RateRead:
+    """The sending rate, read by one load."""
+
+    rate: SendRate
+    at: float  # monotonic time it was read
+    final: bool  # read after the run had ended: it changes no more
 
 
-def confirm_restart(screen: LiveScreen, run_id: int) -> None:
-    """Ask, then restart the run (the run screen's R, and the runs list's for an
-    interrupted run)."""
-    screen.app.push_screen(
-        Confirm(
-            f"Restart run {run_id}?",
-            "Sends what was not sent: pending, due retries, due held. Never a sent "
-            "recipient; `unknown` ones only with U.",
-        ),
-        lambda yes: launch_restart(screen, run_id) if yes else None,
-    )
+@dataclass(frozen=True)
+class RunData:
+    """What one load of the run screen read (in a worker thread)."""
+
+    window: RunWindow
+    loaded_last: bool  # the last window was asked for (its offset is known only now)
+    rate: RateRead | None  # None: not read this time (the last one still holds)
+    # A search's match count made this time: (search, filter), (when, how many).
+    counted: tuple[SearchKey, tuple[float, int]] | None
 
 
 def interrupted_words(progress: RunProgress) -> str:
@@ -161,7 +171,7 @@ def interrupted_words(progress: RunProgress) -> str:
     return f"interrupted: no process delivers this run any more{left} · R restarts it"
 
 
-class RunScreen(LiveScreen):
+class RunScreen(LiveScreen[RunData]):
     AUTO_FOCUS = "#recipients"
     PURPOSE = (
         "One run: progress, counts, and every recipient with its state, SMTP reply and time. "
@@ -222,7 +232,7 @@ class RunScreen(LiveScreen):
         self.outcomes: dict[int, str] = {}  # position → outcome, in the window shown
         self.handed_on: dict[int, int] = {}  # position → the follow-up it was handed to
         # (search, filter) → (when counted, how many matched)
-        self.search_counts: dict[tuple[str, int], tuple[float, int]] = {}
+        self.search_counts: dict[SearchKey, tuple[float, int]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(f"msgrun · run {self.run_id}", id="title-bar")
@@ -293,7 +303,7 @@ class RunScreen(LiveScreen):
         """What the filter shows, as an export names it."""
         return Selection(tuple(self.states or ()), (self.outcome,) if self.outcome else ())
 
-    def load(self) -> Any:
+    def load(self) -> RunData:
         # How many match comes from the run's counters unless a search is on;
         # a search's count is made again at most every few seconds.
         matching: int | None = None
@@ -316,23 +326,25 @@ class RunScreen(LiveScreen):
             outcome=self.outcome,
             now=self.console.clock.now(),
         )
-        if counted:
-            self.search_counts[key] = (time.monotonic(), window.matching)
+        made = (key, (time.monotonic(), window.matching)) if counted else None
         # The rate costs a scan of the run's sent recipients: read at most every few
         # seconds while the run goes on, once when it has ended, never for a key.
-        rate: SendRate | None = None
+        rate: RateRead | None = None
         ended = window.progress.run.state in ENDED
         # Read once more when the run is seen ended (it may have ended within the
         # seconds since the last read), then never again.
         if not self.rate_final and (ended or time.monotonic() - self.rate_read_at >= RATE_SECONDS):
-            rate = send_rate(self.console.database, self.run_id)
-            self.rate_read_at = time.monotonic()
-            self.rate_final = ended
-        return window, last, rate
+            rate = RateRead(send_rate(self.console.database, self.run_id), time.monotonic(), ended)
+        return RunData(window, last, rate, made)
 
-    def show(self, data: Any) -> None:
-        window: RunWindow = data[0]
-        loaded_last: bool = data[1]
+    def show(self, data: RunData) -> None:
+        window, loaded_last = data.window, data.loaded_last
+        if data.counted is not None:
+            key, counted = data.counted
+            self.search_counts[key] = counted
+        if data.rate is not None:
+            self.rate = data.rate.rate
+            self.rate_read_at, self.rate_final = data.rate.at, data.rate.final
         progress: RunProgress = window.progress
         run = progress.run
         if loaded_last:  # the last window's offset is known only now
@@ -377,8 +389,6 @@ class RunScreen(LiveScreen):
             counts += f"{gap}· follows up run {run.follow_up_of}"
         show_text(self.query_one("#run-counts", Static), counts)
         self.outcomes, self.handed_on = window.outcomes, window.handed_on
-        if data[2] is not None:
-            self.rate = data[2]
         self._paint_pictures(window, self.rate)
         self._paint_rows(loaded_last)
 
@@ -528,21 +538,10 @@ class RunScreen(LiveScreen):
 
     # -- acting on the run (each confirmed; the write runs off the UI thread) ---------
 
-    def offered(self) -> frozenset[str]:
-        """The run's actions that its state allows now (the footer shows those)."""
-        counts = self.run.counts if self.run is not None else {}
-        unsent = sum(counts.get(state, 0) for state in ("pending", "held", "retrying", "sending"))
-        can = {
-            "stop": self.run_state not in ENDED,
-            # Restart is offered when it has something to send and no live process
-            # delivers it (an interrupted run above all); R still asks, and says.
-            "restart": unsent > 0
-            and restart_check(self.run_id, self.run_state).allowed
-            and not (self.progress is not None and self.progress.delivered_now),
-            "resend_unknown": counts.get("unknown", 0) > 0,
-            "follow_up": self.run_state not in ("running", "stopping"),
-        }
-        return frozenset(action for action, yes in can.items() if yes)
+    def offered(self) -> frozenset[RunAction]:
+        """The run's actions that its state allows now (the footer shows those); R
+        still asks when it is not offered, and says why not."""
+        return offered(self.progress) if self.progress is not None else frozenset()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in STATE_ACTIONS:
@@ -555,7 +554,7 @@ class RunScreen(LiveScreen):
             getattr(self, f"action_{action}")()
 
     def action_stop(self) -> None:
-        if self.run_state in ENDED:
+        if self.run is not None and not can_stop(self.run):
             self.notify(f"run {self.run_id} has ended ({self.run_state}); nothing to stop")
             return
         console, run_id = self.console, self.run_id
@@ -585,7 +584,7 @@ class RunScreen(LiveScreen):
         confirm_restart(self, self.run_id)
 
     def action_resend_unknown(self) -> None:
-        unknown = self.run.counts["unknown"] if self.run is not None else 0
+        unknown = unknown_to_resend(self.run) if self.run is not None else 0
         if not unknown:
             self.notify("no recipient of this run is unknown")
             return
@@ -601,7 +600,6 @@ class RunScreen(LiveScreen):
 
     def action_export(self) -> None:
         """The recipients the filter shows, to a CSV file (a dialog asks where)."""
-        from tui.console.export_dialog import ExportDialog
 
         def written(result: tuple[Path, int] | None) -> None:
             if result is not None:
@@ -615,7 +613,7 @@ class RunScreen(LiveScreen):
 
     def action_follow_up(self) -> None:
         """A new run for those this run did not reach (failed, bounced), once confirmed."""
-        if self.run_state in ("running", "stopping"):
+        if self.run is not None and not can_follow_up(self.run):
             self.notify(f"run {self.run_id} is {self.run_state}: follow it up once it has ended")
             return
         console, run_id = self.console, self.run_id
@@ -650,22 +648,16 @@ class RunScreen(LiveScreen):
                 console.launch(console.db_url, new_id)
             return new_id
 
-        def started(new_id: int) -> None:
-            self.notify(f"run {new_id} follows up run {run_id}")
-            if self.is_current:
-                self.app.push_screen(RunScreen(new_id))
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                console.perform(start, started, failure=f"Could not follow up run {run_id}")
-
-        self.app.push_screen(
+        start_run_and_open(
+            self,
             Confirm(
                 f"Follow up run {run_id}: a new run for those it did not reach?",
                 detail,
                 counts=excluded,
             ),
-            answered,
+            start,
+            failure=f"Could not follow up run {run_id}",
+            notice=lambda new_id: f"run {new_id} follows up run {run_id}",
         )
 
     def on_window_table_row_selected(self, event: WindowTable.RowSelected) -> None:
@@ -680,19 +672,15 @@ class RunScreen(LiveScreen):
         return None
 
     def action_message(self) -> None:
-        from tui.console.message_screen import MessageScreen
-
         view = self._under_cursor()
         if view is not None:
-            self.app.push_screen(MessageScreen(self.run_id, view.position, view.message_id))
+            self.console.visit(places.RecipientMessage(self.run_id, view.position, view.message_id))
 
     def action_customer(self) -> None:
-        from tui.console.customer_screen import CustomerScreen
-
         view = self._under_cursor()
         if self.run is not None and view is not None:
-            self.app.push_screen(
-                CustomerScreen(
+            self.console.visit(
+                places.Customer(
                     view.customer_id,
                     definition=self.run.definition_id,
                     at=self.run.planned_at,

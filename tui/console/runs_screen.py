@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
+from core.views.run_actions import restart_offered_in_list
 from core.views.runs import RunProgress, RunsOverview, runs_overview
+from tui.console import places
 from tui.console.formatting import (
     Column,
     clip,
@@ -21,6 +22,7 @@ from tui.console.formatting import (
     styled,
 )
 from tui.console.live import TableScreen, first_and_last
+from tui.console.restarting import confirm_restart
 
 # What an operator decides by stays in view at 80 columns: the run, its state,
 # progress, sent, failed and unknown. The others give way in this order (the
@@ -59,7 +61,7 @@ def run_cell(run: RunProgress) -> str:
     return str(run.id) if follows is None else f"{run.id} [cyan]↳{follows}[/]"
 
 
-class RunsScreen(TableScreen[RunProgress]):
+class RunsScreen(TableScreen[RunProgress, RunsOverview]):
     TABLE = "#runs"
     AUTO_FOCUS = "#runs"
     PURPOSE = (
@@ -108,11 +110,11 @@ class RunsScreen(TableScreen[RunProgress]):
             self.widths = place_columns(table, COLUMNS, widths, again=True)
             self._paint()
 
-    def load(self) -> Any:
+    def load(self) -> RunsOverview:
         return runs_overview(self.console.database, now=self.console.clock.now())
 
-    def show(self, data: Any) -> None:
-        overview: RunsOverview = data
+    def show(self, data: RunsOverview) -> None:
+        overview = data
         self.items = overview.runs
         now = time.monotonic()
         for run in overview.runs:
@@ -172,14 +174,12 @@ class RunsScreen(TableScreen[RunProgress]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "restart":
             run = self.selected()
-            return run is not None and run.interrupted
+            return run is not None and restart_offered_in_list(run)
         return True
 
     def action_restart(self) -> None:
         run = self.selected()
-        if run is not None and run.interrupted:
-            from tui.console.run_screen import confirm_restart
-
+        if run is not None and restart_offered_in_list(run):
             confirm_restart(self, run.id)
 
     def _run_line(self) -> None:
@@ -204,7 +204,9 @@ class RunsScreen(TableScreen[RunProgress]):
         the footer then closes up and leaves the palette's key to the help (?), so that
         every key still fits."""
         run = self.selected()
-        squeezed = run is not None and run.interrupted and self.app.size.width < NARROW_BELOW
+        squeezed = (
+            run is not None and restart_offered_in_list(run) and self.app.size.width < NARROW_BELOW
+        )
         footer = self.query_one(Footer)
         footer.compact, footer.show_command_palette = squeezed, not squeezed
         self.refresh_bindings()
@@ -215,31 +217,21 @@ class RunsScreen(TableScreen[RunProgress]):
         self.action_open()
 
     def action_open(self) -> None:
-        from tui.console.run_screen import RunScreen
-
         run = self.selected()
         if run is not None:
-            self.app.push_screen(RunScreen(run.id))
+            self.console.visit(places.Run(run.id))
 
     def action_new_run(self) -> None:
-        from tui.console.plan_screen import DefinitionsScreen
-
-        self.app.push_screen(DefinitionsScreen())
+        self.console.visit(places.Definitions())
 
     def action_customer(self) -> None:
-        from tui.console.customer_screen import CustomerScreen
-
-        self.app.push_screen(CustomerScreen())
+        self.console.visit(places.Customer())
 
     def action_routines(self) -> None:
-        from tui.console.routines_screen import RoutinesScreen
-
-        self.app.push_screen(RoutinesScreen())
+        self.console.visit(places.Routines())
 
     def action_bounces(self) -> None:
-        self.console.action_bounces()
+        self.console.visit(places.Bounces())
 
     def action_profiles(self) -> None:
-        from tui.console.profiles_screen import ProfilesScreen
-
-        self.app.push_screen(ProfilesScreen())
+        self.console.visit(places.Profiles())

@@ -1,0 +1,61 @@
+"""The command line's "next:" lines after a run command: ``core.views.run_actions``'s
+next steps, in words (the console offers the same answers as keys)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from core.clock import format_instant
+from core.run_info import RunInfo
+from core.views.run_actions import NextStep, Step, next_steps
+
+
+def step_line(step: NextStep) -> str:
+    """One next step, as ``run start``, ``run restart`` and ``run show`` print it."""
+    run_id, n = step.run_id, step.count
+    match step.step:
+        case Step.RESTART_INTERRUPTED:
+            return (
+                f"next: msgrun run restart {run_id} delivers what was not sent (a msgrun worker "
+                f"takes it up too); msgrun run stop {run_id} ends it stopped"
+            )
+        case Step.RESTART:
+            return f"next: msgrun run restart {run_id} sends what was not sent"
+        case Step.WHEN_DUE:
+            when = (
+                f"; the next is due at {format_instant(step.due)}"
+                if step.due is not None
+                else " when they are due"
+            )
+            return (
+                f"next: msgrun worker (or msgrun run restart {run_id}) delivers the "
+                f"{n} still to send{when}"
+            )
+        case Step.RESEND_UNKNOWN:
+            taken = (
+                f" ({step.handed_on} more handed on to a follow-up, which sends them)"
+                if step.handed_on
+                else ""
+            )
+            return (
+                f"next: {n} unknown may or may not have reached the server{taken}; "
+                f"msgrun run restart {run_id} --resend-unknown sends them again "
+                f"(msgrun run show {run_id} --state unknown lists them)"
+            )
+        case Step.LIST_FAILED:
+            return (
+                f"next: msgrun run show {run_id} --state failed lists the {n} failed "
+                "with the server's replies"
+            )
+
+
+def next_step_lines(
+    run: RunInfo,
+    *,
+    next_due: datetime | None = None,
+    handed_on: int = 0,
+    interrupted: bool = False,
+) -> list[str]:
+    """What to do next with a run that ended short of ``completed``, one line a step."""
+    steps = next_steps(run, next_due=next_due, handed_on=handed_on, interrupted=interrupted)
+    return [step_line(step) for step in steps]
