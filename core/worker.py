@@ -40,11 +40,11 @@ from core.clock import Clock
 from core.delivery import registry
 from core.delivery.deliver import Delivery, LeaseHeld, deliver
 from core.delivery.states import (
+    BEING_DELIVERED,
     HELD,
     LEASE_RENEW_SECONDS,
     RETRYING,
     RUNNING,
-    STOPPING,
     WAITING,
     lease_seconds,
 )
@@ -82,7 +82,7 @@ def runs_to_deliver(connection: Connection, clock: Clock, shared: bool = False) 
         recipient.c.state == RETRYING,
         recipient.c.next_attempt_at <= now,
     )
-    active = [RUNNING] if shared else [RUNNING, STOPPING]
+    active = [RUNNING] if shared else list(BEING_DELIVERED)
     query = (
         select(run.c.id)
         .where(

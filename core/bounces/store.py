@@ -29,7 +29,7 @@ from core.bounces.model import Outcome, OutcomeType, Report, ReportKind
 from core.bounces.sources import Source, SourceError, SourceMessage, StdinSource, check_source
 from core.bounces.verp import parse_verp_token
 from core.clock import Clock
-from core.delivery.states import SENT, UNKNOWN
+from core.delivery.states import MAY_HAVE_ARRIVED
 from core.delivery.transitions import report_proves_sent
 from core.storage import Database
 from core.storage.database import error_words
@@ -338,7 +338,7 @@ def find_recipient(
             select(Recipient)
             .where(
                 func.lower(Recipient.address) == outcome.address.lower(),
-                Recipient.state.in_((SENT, UNKNOWN)),
+                Recipient.state.in_(MAY_HAVE_ARRIVED),
                 attempted >= now - timedelta(days=ADDRESS_MATCH_DAYS),
                 or_(attempted <= now, attempted.is_(None)),
             )

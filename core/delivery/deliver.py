@@ -47,9 +47,8 @@ from core.delivery.senders import Senders
 from core.delivery.smtp import ProfileSettings, RunFault, dkim_signer, password_for
 from core.delivery.states import (
     COMPLETED,
-    HELD,
     LEASE_RENEW_SECONDS,
-    PENDING,
+    LEFT_TO_SEND,
     RETRYING,
     RUN_FAILED,
     RUNNING,
@@ -382,7 +381,7 @@ class Deliverer:
             cores=os.cpu_count() or 1,
             max_connections=profile.max_connections,
             rate_per_second=profile.rate_per_second,
-            to_send=counts[PENDING] + counts[HELD] + counts[RETRYING],
+            left_to_send=sum(counts[state] for state in LEFT_TO_SEND),
             deliveries_here=await self.db(registry.deliveries_here),
         )
         if not count:

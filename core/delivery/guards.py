@@ -32,6 +32,7 @@ from core.addresses import fold
 from core.clock import format_instant
 from core.delivery.queries import Due
 from core.delivery.states import (
+    KEEPS_ITS_KEY,
     RETRYING,
     SENDING,
     SENT,
@@ -66,9 +67,7 @@ UNSUBSCRIBE = table_of(Unsubscribe)
 
 # -- the guards at the moment of sending ---------------------------------------------
 
-# A recipient of another run holding a dedup key in one of these states keeps it:
-# it was sent, is being sent, will be tried again, or may have been sent.
-KEY_HELD_STATES = (SENT, SENDING, RETRYING, UNKNOWN)
+# A recipient of another run in states.KEEPS_ITS_KEY keeps its dedup key; in words:
 _HOLDING = {
     SENT: "has sent",
     SENDING: "is sending",
@@ -281,7 +280,7 @@ def _taken_keys(
             mine.add(key)
             continue
         state = states.get(holder.recipient_id)
-        if state in KEY_HELD_STATES and holder.recipient_id not in handed_here:
+        if state in KEEPS_ITS_KEY and holder.recipient_id not in handed_here:
             if holder.run_id == run_id:  # another address of this run's customer
                 mine.add(key)
                 continue

@@ -24,14 +24,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select
 
 from core.delivery import processes
-from core.delivery.states import RUNNING, STOPPING
+from core.delivery.states import BEING_DELIVERED
 from core.storage.models import RunShare, Worker, table_of
 from core.storage.sql import database_now
 
 if TYPE_CHECKING:
     from core.delivery.runs import RunInfo
-
-UNFINISHED = (RUNNING, STOPPING)
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ def holdings(connection: Connection, runs: Sequence[RunInfo], now: datetime) -> 
     processes'); worker leases are measured on the database's.
     """
     result = {run.id: NOBODY for run in runs}
-    open_runs = [run for run in runs if run.state in UNFINISHED]
+    open_runs = [run for run in runs if run.state in BEING_DELIVERED]
     if not open_runs:
         return result
     share, worker = table_of(RunShare), table_of(Worker)

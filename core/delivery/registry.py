@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 
 from core.delivery import processes, transitions
-from core.delivery.states import LEASE_SECONDS, RUNNING, SENDING, STOPPING
+from core.delivery.states import BEING_DELIVERED, LEASE_SECONDS, SENDING, STOPPING
 from core.storage.database import Database
 from core.storage.models import (
     MessageRun,
@@ -454,7 +454,6 @@ def renew_lease(
 # ``core.views.holding``). A lease lapsed half as long ago is such a mark too,
 # whatever the clocks of the machines that wrote it.
 LEFT_AGO = timedelta(hours=1)
-UNFINISHED = (RUNNING, STOPPING)
 
 
 def release_lease(connection: Connection, run_id: int, owner: str, now: datetime) -> None:
@@ -462,11 +461,13 @@ def release_lease(connection: Connection, run_id: int, owner: str, now: datetime
     a lease lapsed long ago (``LEFT_AGO``)."""
     held = and_(RUN.c.id == run_id, RUN.c.lease_owner == owner)
     connection.execute(
-        update(RUN).where(held, RUN.c.state.in_(UNFINISHED)).values(lease_expires_at=now - LEFT_AGO)
+        update(RUN)
+        .where(held, RUN.c.state.in_(BEING_DELIVERED))
+        .values(lease_expires_at=now - LEFT_AGO)
     )
     connection.execute(
         update(RUN)
-        .where(held, RUN.c.state.notin_(UNFINISHED))
+        .where(held, RUN.c.state.notin_(BEING_DELIVERED))
         .values(lease_owner=None, lease_expires_at=None)
     )
 
@@ -479,7 +480,7 @@ def left_unfinished(connection: Connection, run_id: int, process: str, now: date
         update(RUN)
         .where(
             RUN.c.id == run_id,
-            RUN.c.state.in_(UNFINISHED),
+            RUN.c.state.in_(BEING_DELIVERED),
             or_(RUN.c.lease_owner.is_(None), RUN.c.lease_expires_at < now - LEFT_AGO / 2),
         )
         .values(lease_owner=process, lease_expires_at=now - LEFT_AGO)

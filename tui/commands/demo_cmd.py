@@ -16,6 +16,7 @@ from typing import IO
 from core.clock import SystemClock
 from core.delivery.runs import create_run, list_runs, request_stop
 from core.delivery.smtp import ProfileSettings
+from core.delivery.states import RUNNING
 from core.interchange import import_document
 from core.smtp_check import check_profile, load_profile, record_result
 from core.storage import open_database
@@ -128,7 +129,7 @@ def _demo_in(folder: Path, args: argparse.Namespace) -> int:
             def stop_what_runs() -> None:
                 # The demo's server goes with it: stop what is still running.
                 for run in list_runs(database):
-                    if run.state == "running":
+                    if run.state == RUNNING:
                         request_stop(database, run.id, clock)
 
             def hang_up(*_: object) -> None:

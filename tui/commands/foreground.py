@@ -26,13 +26,12 @@ from core.delivery.states import (
     COMPLETED,
     FAILED,
     HELD,
-    PENDING,
     RECIPIENT_STATES,
     RETRYING,
     RUN_FAILED,
-    SENDING,
     STOPPED,
     UNKNOWN,
+    UNSETTLED,
     WAITING,
 )
 from core.storage import Database
@@ -125,9 +124,7 @@ def next_steps(
     ``--resend-unknown`` leaves to it).
     """
     counts, steps = run.counts, []
-    if run.state in (STOPPED, RUN_FAILED) and (
-        counts[PENDING] + counts[HELD] + counts[RETRYING] + counts[SENDING]
-    ):
+    if run.state in (STOPPED, RUN_FAILED) and any(counts[state] for state in UNSETTLED):
         steps.append(f"next: msgrun run restart {run.id} sends what was not sent")
     elif counts[RETRYING] + counts[HELD] and not detached:
         when = (

@@ -16,7 +16,18 @@ from textual.widgets import Footer, Input, ProgressBar, Sparkline, Static
 from core.delivery.export import OUTCOME_FILTERS, Selection
 from core.delivery.follow_up import Preview, preview_follow_up, start_follow_up
 from core.delivery.runs import RecipientView, RunInfo, get_run, request_stop
-from core.delivery.states import ENDED, RECIPIENT_STATES
+from core.delivery.states import (
+    BEING_DELIVERED,
+    ENDED,
+    EXCLUDED,
+    FAILED,
+    PENDING,
+    RECIPIENT_STATES,
+    RUNNING,
+    SENT,
+    UNKNOWN,
+    UNSETTLED,
+)
 from core.views.deliveries import reply_words
 from core.views.runs import (
     RunProgress,
@@ -103,7 +114,7 @@ def document_cell(view: RecipientView, width: int) -> str:
 
 
 def reply_cell(view: RecipientView) -> str:
-    if view.state == "excluded" and view.reasons:
+    if view.state == EXCLUDED and view.reasons:
         return ", ".join(r["code"] for r in view.reasons)
     return reply_words(view.smtp_code, view.smtp_reply, view.error)
 
@@ -353,7 +364,7 @@ class RunScreen(LiveScreen):
             summary += f"\n[red]{escape(run.error)}[/]"
         show_text(self.query_one("#run-summary", Static), summary)
         bar = self.query_one("#progress", ProgressBar)
-        bar.update(total=max(progress.to_send, 1), progress=progress.done)
+        bar.update(total=max(progress.deliverable, 1), progress=progress.done)
         # One line at 80 columns: the counts close up when the terminal is narrow.
         wide = self.app.size.width >= 100
         gap = "  " if wide else " "
@@ -362,7 +373,7 @@ class RunScreen(LiveScreen):
         counts = gap.join(
             f"{styled(state)} {run.counts[state]}"
             for state in RECIPIENT_STATES
-            if wide or run.counts[state] or state in ("pending", "sent", "failed", "unknown")
+            if wide or run.counts[state] or state in (PENDING, SENT, FAILED, UNKNOWN)
         )
         reported = [
             f"[{OUTCOME_STYLE[name]}]{OUTCOME_WORDS[name]}[/] {n}"
@@ -529,7 +540,7 @@ class RunScreen(LiveScreen):
     def offered(self) -> frozenset[str]:
         """The run's actions that its state allows now (the footer shows those)."""
         counts = self.run.counts if self.run is not None else {}
-        unsent = sum(counts.get(state, 0) for state in ("pending", "held", "retrying", "sending"))
+        unsent = sum(counts.get(state, 0) for state in UNSETTLED)
         can = {
             "stop": self.run_state not in ENDED,
             # Restart is offered when it has something to send and no live process
@@ -537,8 +548,8 @@ class RunScreen(LiveScreen):
             "restart": unsent > 0
             and restart_check(self.run_id, self.run_state).allowed
             and not (self.progress is not None and self.progress.delivered_now),
-            "resend_unknown": counts.get("unknown", 0) > 0,
-            "follow_up": self.run_state not in ("running", "stopping"),
+            "resend_unknown": counts.get(UNKNOWN, 0) > 0,
+            "follow_up": self.run_state not in BEING_DELIVERED,
         }
         return frozenset(action for action, yes in can.items() if yes)
 
@@ -583,7 +594,7 @@ class RunScreen(LiveScreen):
         confirm_restart(self, self.run_id)
 
     def action_resend_unknown(self) -> None:
-        unknown = self.run.counts["unknown"] if self.run is not None else 0
+        unknown = self.run.counts[UNKNOWN] if self.run is not None else 0
         if not unknown:
             self.notify("no recipient of this run is unknown")
             return
@@ -613,7 +624,7 @@ class RunScreen(LiveScreen):
 
     def action_follow_up(self) -> None:
         """A new run for those this run did not reach (failed, bounced), once confirmed."""
-        if self.run_state in ("running", "stopping"):
+        if self.run_state in BEING_DELIVERED:
             self.notify(f"run {self.run_id} is {self.run_state}: follow it up once it has ended")
             return
         console, run_id = self.console, self.run_id
@@ -644,7 +655,7 @@ class RunScreen(LiveScreen):
 
         def start() -> int:
             new_id = start_follow_up(console.database, run_id, Selection(), at, console.clock)
-            if get_run(console.database, new_id).state == "running":
+            if get_run(console.database, new_id).state == RUNNING:
                 console.launch(console.db_url, new_id)
             return new_id
 
