@@ -139,8 +139,8 @@ class Delivery:
     state: str
     error: str | None = None
     sent: int = 0
-    # Seconds spent reading recipients, marking them `sending` ("claiming") and
-    # recording results (the rest of the time is building, SMTP and the event loop).
+    # Seconds spent "reading" recipients, "marking" them `sending` and "recording"
+    # results (the rest of the time is building, SMTP and the event loop).
     timings: dict[str, float] = field(default_factory=dict)
     sender_processes: int = 0  # child processes that sent (0: this one did)
 

@@ -43,13 +43,13 @@ from core.planner.facts import SuppressionFacts
 from core.planner.quiet_hours import QuietHours, zone
 from core.storage.models import (
     Customer,
+    DedupKeyHolder,
     Definition,
     History,
     MessageRun,
     Organisation,
     Recipient,
     RunCount,
-    SendClaim,
     Suppression,
     Unsubscribe,
     table_of,
@@ -60,7 +60,7 @@ from core.unsubscribe import records
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
 COUNT = table_of(RunCount)
-SEND_CLAIM = table_of(SendClaim)
+KEY_HOLDER = table_of(DedupKeyHolder)
 SUPPRESSION = table_of(Suppression)
 UNSUBSCRIBE = table_of(Unsubscribe)
 
@@ -236,7 +236,7 @@ def _taken_keys(
         if item.id in keys:
             first.setdefault(keys[item.id], item.id)
     connection.execute(
-        insert_ignoring(connection, SEND_CLAIM, ["definition_id", "key"]),
+        insert_ignoring(connection, KEY_HOLDER, ["definition_id", "key"]),
         [
             {
                 "definition_id": guard.definition_id,
@@ -248,9 +248,9 @@ def _taken_keys(
         ],
     )
     pick = (
-        select(SEND_CLAIM.c.key, SEND_CLAIM.c.run_id, SEND_CLAIM.c.recipient_id)
-        .where(SEND_CLAIM.c.definition_id == guard.definition_id, SEND_CLAIM.c.key.in_(list(first)))
-        .order_by(SEND_CLAIM.c.key)
+        select(KEY_HOLDER.c.key, KEY_HOLDER.c.run_id, KEY_HOLDER.c.recipient_id)
+        .where(KEY_HOLDER.c.definition_id == guard.definition_id, KEY_HOLDER.c.key.in_(list(first)))
+        .order_by(KEY_HOLDER.c.key)
     )
     if connection.dialect.name == "postgresql":
         pick = pick.with_for_update()
@@ -291,8 +291,8 @@ def _taken_keys(
             continue
         # The holder let go of the key (failed, excluded, back to pending): take it.
         connection.execute(
-            update(SEND_CLAIM)
-            .where(SEND_CLAIM.c.definition_id == guard.definition_id, SEND_CLAIM.c.key == key)
+            update(KEY_HOLDER)
+            .where(KEY_HOLDER.c.definition_id == guard.definition_id, KEY_HOLDER.c.key == key)
             .values(run_id=run_id, recipient_id=item.id)
         )
         mine.add(key)

@@ -28,7 +28,6 @@ from core.storage.models import (
     MessageRun,
     Recipient,
     RunCount,
-    SendClaim,
     table_of,
 )
 from core.storage.sql import padded
@@ -36,7 +35,6 @@ from core.storage.sql import padded
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
 COUNT = table_of(RunCount)
-SEND_CLAIM = table_of(SendClaim)
 
 
 # -- due recipients ----------------------------------------------------------------------
