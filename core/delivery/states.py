@@ -53,7 +53,7 @@ LEFT_TO_SEND: Final = (PENDING, HELD, RETRYING)
 UNSETTLED: Final = (PENDING, HELD, RETRYING, SENDING)
 # An attempt settled it: sent, failed, or unknown (it may have been sent); a run's "done".
 DONE: Final = (SENT, FAILED, UNKNOWN)
-# Nothing more happens to it without the operator: done, or excluded (a follow-up takes these).
+# Not tried again unless the operator says so: done, or excluded (a follow-up takes these).
 SETTLED: Final = (FAILED, UNKNOWN, SENT, EXCLUDED)
 # Its message reached a server, or may have: a bounce or complaint report can be about it.
 MAY_HAVE_ARRIVED: Final = (SENT, UNKNOWN)
