@@ -26,24 +26,20 @@ from core.planner.plan import Candidate, Replan, plan_definition
 from core.planner.reasons import Reason
 from core.run_info import read_run
 from core.states import (
-    EXCLUDED,
+    BEING_DELIVERED,
     FAILED,
-    HELD,
-    PENDING,
-    RETRYING,
-    SENDING,
+    HOLDS_ITS_MESSAGE,
     SENT,
-    STOPPING,
+    SETTLED,
     UNKNOWN,
 )
 from core.storage.database import Database
 from core.storage.models import MessageRun, Recipient, table_of
 from core.views.export_rows import Selection
 
-# What a follow-up may take: what is pending, held or retrying is `run restart`'s.
-SETTLED_STATES = (FAILED, UNKNOWN, SENT, EXCLUDED)
+# A follow-up takes settled recipients (states.SETTLED): what is pending, held or
+# retrying is `run restart`'s.
 DEFAULT = Selection(states=(FAILED,), outcomes=("bounce",))
-UNSETTLED = (PENDING, HELD, SENDING, RETRYING, UNKNOWN)
 
 
 class FollowUpRefused(Exception):
@@ -71,11 +67,11 @@ def check_selection(chosen: Selection) -> Selection:
     """The filter as given, or the default; only settled states may be named."""
     if chosen.everyone:
         return DEFAULT
-    wrong = [s for s in chosen.states if s not in SETTLED_STATES]
+    wrong = [s for s in chosen.states if s not in SETTLED]
     if wrong:
         raise NotSettled(
             f"state {', '.join(wrong)} is not settled: a follow-up takes "
-            f"{', '.join(SETTLED_STATES)} (what is pending, held or retrying is run restart's)"
+            f"{', '.join(SETTLED)} (what is pending, held or retrying is run restart's)"
         )
     return chosen
 
@@ -92,7 +88,7 @@ def choose(connection: Connection, run_id: int, chosen: Selection) -> list[Chose
             recipient.c.state,
             recipient.c.handed_on_to,
         )
-        .where(recipient.c.run_id == run_id, recipient.c.state.in_(SETTLED_STATES))
+        .where(recipient.c.run_id == run_id, recipient.c.state.in_(SETTLED))
         .order_by(recipient.c.position)
     ).all()
     found = outcomes.of_recipients(connection, [r.id for r in rows]) if chosen.outcomes else {}
@@ -159,7 +155,7 @@ def _earlier_follow_ups(
         .where(
             run.c.id.in_(others),
             recipient.c.customer_id.in_(list(customers)),
-            recipient.c.state.in_((SENT, *UNSETTLED)),
+            recipient.c.state.in_((SENT, *HOLDS_ITS_MESSAGE)),
         )
         .order_by(recipient.c.run_id)
     ).all()
@@ -354,7 +350,7 @@ def _start(
 ) -> int:
     with database.connect() as connection:
         run = read_run(connection, run_id)
-        if run.state in ("running", STOPPING):
+        if run.state in BEING_DELIVERED:
             raise FollowUpRefused(
                 f"run {run_id} is {run.state}: follow it up once it has ended "
                 f"(msgrun run stop {run_id}, or wait)"

@@ -46,6 +46,23 @@ UNKNOWN: Final = RecipientState.UNKNOWN
 EXCLUDED: Final = RecipientState.EXCLUDED
 RECIPIENT_STATES: Final[tuple[str, ...]] = tuple(RecipientState)
 
+# Recipient states in groups, each named for the question the code asks of it.
+# Left to send, without anyone's say: waiting for its turn, its quiet hours or its next attempt.
+LEFT_TO_SEND: Final = (PENDING, HELD, RETRYING)
+# No outcome yet: left to send, or in the hands of a connection now.
+UNSETTLED: Final = (PENDING, HELD, RETRYING, SENDING)
+# An attempt settled it: sent, failed, or unknown (it may have been sent); a run's "done".
+DONE: Final = (SENT, FAILED, UNKNOWN)
+# Not tried again unless the operator says so: done, or excluded (a follow-up takes these).
+SETTLED: Final = (FAILED, UNKNOWN, SENT, EXCLUDED)
+# Its message reached a server, or may have: a bounce or complaint report can be about it.
+MAY_HAVE_ARRIVED: Final = (SENT, UNKNOWN)
+# Its run holds its message for it: to be sent, being sent, or maybe sent (rule 18's "holds").
+HOLDS_ITS_MESSAGE: Final = (PENDING, HELD, SENDING, RETRYING, UNKNOWN)
+# It keeps the never-twice key it took when it was marked sending: sent, being sent, to be
+# tried again, or maybe sent (pending and held ones take their key only when marked).
+KEEPS_ITS_KEY: Final = (SENT, SENDING, RETRYING, UNKNOWN)
+
 # Runs.
 RUNNING: Final = RunState.RUNNING
 STOPPING: Final = RunState.STOPPING
@@ -55,9 +72,15 @@ COMPLETED: Final = RunState.COMPLETED
 COMPLETED_WITH_FAILURES: Final = RunState.COMPLETED_WITH_FAILURES
 RUN_FAILED: Final = RunState.FAILED
 RUN_STATES: Final[tuple[str, ...]] = tuple(RunState)
+# Run states in groups, each named for the question the code asks of it.
 # States a run can be restarted from (a completed run has nothing left).
 RESTARTABLE: Final = (STOPPED, RUN_FAILED, WAITING, COMPLETED_WITH_FAILURES, RUNNING, STOPPING)
+# It has ended: stopped, completed or failed; nothing delivers it unless restarted (a
+# waiting run has not ended: a worker takes it up when its next recipient is due).
 ENDED: Final = (STOPPED, COMPLETED, COMPLETED_WITH_FAILURES, RUN_FAILED)
+# A process delivers it, or should (an interrupted run): running, or stopping (it finishes
+# what it has in hand first).
+BEING_DELIVERED: Final = (RUNNING, STOPPING)
 
 R = RecipientState
 # Every recipient transition, named: (the state it leaves, the state it enters) → name.

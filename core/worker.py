@@ -3,12 +3,12 @@
 A worker registers itself (a ``worker`` row with a lease on the database's
 clock), then, about once a second: starts the runs of routines whose time has
 come (``core.triggers.routines``), reaps dead workers (their
-``sending`` recipients become ``unknown``, their claims go back), marks
+``sending`` recipients become ``unknown``, what they reserved goes back), marks
 stopped the runs whose stop every process has honoured, and takes up every
 run with work due that it does not deliver yet, each in its own task:
 
 - on PostgreSQL, runs are **shared**: every worker delivers every active run,
-  claiming recipients in batches with ``FOR UPDATE SKIP LOCKED`` and sharing
+  reserving recipients in batches with ``FOR UPDATE SKIP LOCKED`` and sharing
   each profile's connections and rate through its slots;
 - on SQLite, one worker at a time: a second one is refused with a message
   (SQLite has one writer; many workers only queue for its lock), and the
@@ -20,7 +20,7 @@ read_configured_sources``: one worker at a time), in the background; what
 goes wrong there is reported to ``on_bounce_error`` and never ends the worker.
 
 On SIGINT/SIGTERM it lets the messages in flight finish, leaves the runs
-`running` for the other workers, gives back its claims and leaves the registry.
+`running` for the other workers, gives back what it reserved and leaves the registry.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ from core.clock import Clock
 from core.delivery import registry
 from core.delivery.deliver import Delivery, LeaseHeld, deliver
 from core.states import (
+    BEING_DELIVERED,
     HELD,
     LEASE_RENEW_SECONDS,
     RETRYING,
     RUNNING,
-    STOPPING,
     WAITING,
 )
 from core.storage.database import Database
@@ -83,7 +83,7 @@ def runs_to_deliver(connection: Connection, clock: Clock, shared: bool = False) 
         recipient.c.state == RETRYING,
         recipient.c.next_attempt_at <= now,
     )
-    active = [RUNNING] if shared else [RUNNING, STOPPING]
+    active = [RUNNING] if shared else list(BEING_DELIVERED)
     query = (
         select(run.c.id)
         .where(

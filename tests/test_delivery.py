@@ -502,7 +502,7 @@ def test_recovery_turns_sending_into_unknown_and_never_resends_it_unasked(db: Da
             due = queries.load_due(connection, run_id, now, 2)
             transitions.mark_sending(
                 connection, run_id, due, now
-            )  # a process claimed two, then died
+            )  # a process marked two `sending`, then died
         assert deliver_now(db, run_id).state == "completed_with_failures"
         counts = assert_counts_match_rows(db, run_id)
         assert (counts["sent"], counts["unknown"]) == (2, 2)

@@ -187,10 +187,10 @@ def test_a_document_whose_send_failed_in_the_other_run_may_be_sent(db: Database)
         first, second = two_runs_planned_together(db, per_document(2, server.port))
         due = {d.address: d for d in _load_due(db, first)}
         with db.connect() as connection:
-            claimed = transitions.mark_sending(
+            marked = transitions.mark_sending(
                 connection, first, [due["p0@example.org"]], SystemClock().now()
             )
-            assert claimed == {due["p0@example.org"].id}
+            assert marked == {due["p0@example.org"].id}
             transitions.record_results(
                 connection,
                 first,

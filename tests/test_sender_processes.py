@@ -32,7 +32,7 @@ MSGRUN = str(Path(sys.executable).with_name("msgrun"))
 
 
 @pytest.mark.parametrize(
-    ("setting", "cores", "connections", "rate", "to_send", "processes"),
+    ("setting", "cores", "connections", "rate", "left_to_send", "processes"),
     [
         (None, 2, 4, None, PROCESSES_FROM, 2),  # a large run on two cores: one each
         (None, 8, 4, None, 100_000, 4),  # never more than the connections
@@ -51,7 +51,7 @@ def test_when_sender_processes_are_used(
     cores: int,
     connections: int,
     rate: float | None,
-    to_send: int,
+    left_to_send: int,
     processes: int,
 ) -> None:
     assert (
@@ -60,7 +60,7 @@ def test_when_sender_processes_are_used(
             cores=cores,
             max_connections=connections,
             rate_per_second=rate,
-            to_send=to_send,
+            left_to_send=left_to_send,
         )
         == processes
     )
@@ -86,7 +86,7 @@ def test_the_cores_are_shared_by_the_deliveries_on_the_machine(
             cores=cores,
             max_connections=4,
             rate_per_second=None,
-            to_send=100_000,
+            left_to_send=100_000,
             deliveries_here=here,
         )
         == processes
@@ -94,7 +94,12 @@ def test_the_cores_are_shared_by_the_deliveries_on_the_machine(
     # MSGRUN_SENDER_PROCESSES still decides when it is set.
     assert (
         sender_processes(
-            2, cores=cores, max_connections=4, rate_per_second=None, to_send=1, deliveries_here=here
+            2,
+            cores=cores,
+            max_connections=4,
+            rate_per_second=None,
+            left_to_send=1,
+            deliveries_here=here,
         )
         == 2
     )

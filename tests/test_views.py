@@ -10,12 +10,12 @@ from core.storage.models import Recipient, table_of
 from core.views.customers import find_customers
 from core.views.deliveries import reply_words
 from core.views.runs import (
+    deliverable,
     done,
     recipient_detail,
     restart_check,
     run_window,
     runs_overview,
-    to_send,
 )
 from tests.conftest import BLUE_LAGOON, load_ok, sample
 from tests.delivery_support import document, new_run
@@ -50,7 +50,7 @@ def test_customers_are_found_by_id_name_or_address_in_any_case(db: Database) -> 
 
 def test_progress_and_can_restart_are_computed_once(db: Database) -> None:
     counts = {"pending": 2, "sent": 3, "failed": 1, "unknown": 1, "excluded": 5, "held": 0}
-    assert (to_send(counts), done(counts)) == (7, 5)
+    assert (deliverable(counts), done(counts)) == (7, 5)
     assert restart_check(7, "completed").nothing_left
     assert "nothing to restart" in restart_check(7, "completed").why
     assert restart_check(7, "stopped").allowed
@@ -58,7 +58,7 @@ def test_progress_and_can_restart_are_computed_once(db: Database) -> None:
     overview = runs_overview(db)
     assert overview.definitions == 1 and overview.running == 1
     assert overview.runs[0].id == run_id
-    assert (overview.runs[0].to_send, overview.runs[0].done) == (3, 0)
+    assert (overview.runs[0].deliverable, overview.runs[0].done) == (3, 0)
 
 
 def test_the_last_window_of_a_run_and_a_recipient_in_full(db: Database) -> None:

@@ -104,7 +104,7 @@ def deliver_while_failing(
     return run_id, errors, assert_counts_match_rows(db, run_id), received
 
 
-def test_a_failed_claim_is_reported_and_the_run_is_taken_up_again(
+def test_a_failed_marking_as_sending_is_reported_and_the_run_is_taken_up_again(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_id, errors, counts, received = deliver_while_failing(
@@ -112,7 +112,7 @@ def test_a_failed_claim_is_reported_and_the_run_is_taken_up_again(
     )
     assert [(r, type(e)) for r, e in errors] == [(run_id, DeliveryBroken)]
     assert "server closed" in str(errors[0][1])
-    # Nothing was in flight when the claim failed: nothing lost, nothing in doubt.
+    # Nothing was in flight when marking them `sending` failed: nothing lost, nothing in doubt.
     assert counts["sent"] == 40 and counts["unknown"] == 0
     assert len(received) == 40 and set(received.values()) == {1}
 

@@ -26,9 +26,10 @@ from tui.commands import (
     demo_cmd,
     importing,
     planning,
-    runs,
+    run_cmd,
     smtp_cmd,
     triggers_cmd,
+    unsubscribe_serve,
     unsubscribes_cmd,
 )
 from tui.errors import OperationFailed, UsageError
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     importing.add_parser(commands, common)
     planning.add_parsers(commands, common)
-    runs.add_parsers(commands, common)
+    run_cmd.add_parsers(commands, common)
     smtp_cmd.add_parser(commands, common)
     console_cmd.add_parser(commands, common)
     demo_cmd.add_parser(commands, common)
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     triggers_cmd.add_parsers(commands, common)
     bounces_cmd.add_parsers(commands, common)
     unsubscribes_cmd.add_parsers(commands, common)
+    unsubscribe_serve.add_parser(commands, common)
     return parser
 
 

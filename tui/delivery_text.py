@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.clock import format_instant
-from core.states import SENDING
+from core.states import EXCLUDED, FAILED, SENDING, SENT, UNKNOWN
 from core.views.deliveries import Delivery, outcome_words
 
 INDENT = "  "
@@ -27,10 +27,10 @@ def heading(d: Delivery) -> str:
 
 def state_line(d: Delivery) -> str:
     """The state and what decided it, with more than ``summary`` where there is more."""
-    if d.state == "sent":
+    if d.state == SENT:
         at = f" at {when(d.sent_at)}" if d.sent_at is not None else ""
         return f"sent{at}: {d.last_words}".rstrip(": ")
-    if d.state == "unknown":
+    if d.state == UNKNOWN:
         since = format_instant(d.updated_at) if d.updated_at else "?"
         return (
             f"unknown since {since}: it may have been delivered (the process sending it "
@@ -71,7 +71,7 @@ def delivery_lines(d: Delivery, indent: str = INDENT) -> list[str]:
     """A delivery in full: heading, state, reasons, attempts, reports, hand-on."""
     inner = indent + INDENT
     lines = [indent + heading(d), inner + state_line(d)]
-    if d.state == "excluded":
+    if d.state == EXCLUDED:
         lines += [f"{inner}- {r.get('code', '?')}: {r.get('detail', '')}" for r in d.reasons]
     if d.attempt_log:
         lines.append(f"{inner}attempts (UTC):")
@@ -98,8 +98,8 @@ def recipient_line(d: Delivery) -> list[str]:
     """``run show``: one recipient, and under it what more is known (reasons, attempts)."""
     lines = [f"{INDENT}{d.customer_id}  {d.address or '-'}  {d.document_id or '-'}  {d.summary()}"]
     inner = INDENT * 3
-    if d.state == "excluded":
+    if d.state == EXCLUDED:
         lines += [f"{inner}- {r.get('code', '?')}: {r.get('detail', '')}" for r in d.reasons]
-    if len(d.attempt_log) > 1 or (d.state == "failed" and d.attempt_log):
+    if len(d.attempt_log) > 1 or (d.state == FAILED and d.attempt_log):
         lines += attempt_lines(d, inner)
     return lines

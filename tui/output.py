@@ -6,6 +6,8 @@ import os
 import sys
 from collections.abc import Iterable
 
+from tui.errors import OperationFailed
+
 
 def write_out(text: str | Iterable[str]) -> None:
     """Write text (or its pieces, as they come) to stdout, ending with a newline."""
@@ -24,8 +26,6 @@ def write_out(text: str | Iterable[str]) -> None:
         _quiet_stdout()
     except OSError as error:  # a full disk, a device that takes nothing (/dev/full)
         _quiet_stdout()
-        from tui.errors import OperationFailed
-
         raise OperationFailed(
             f"cannot write to standard output: {error.strerror or error}"
         ) from None

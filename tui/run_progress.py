@@ -8,7 +8,8 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from core.views.runs import done, to_send
+from core.states import FAILED, HELD, RETRYING, SENT
+from core.views.runs import deliverable, done
 
 
 class RunProgress:
@@ -43,10 +44,8 @@ class RunProgress:
     def update(self, counts: dict[str, int]) -> None:
         if not self.enabled:
             return
-        detail = " ".join(
-            f"{s} {counts[s]}" for s in ("sent", "retrying", "failed", "held") if counts[s]
-        )
-        self.bar.update(self.task, total=to_send(counts), completed=done(counts), detail=detail)
+        detail = " ".join(f"{s} {counts[s]}" for s in (SENT, RETRYING, FAILED, HELD) if counts[s])
+        self.bar.update(self.task, total=deliverable(counts), completed=done(counts), detail=detail)
 
     def say(self, text: str) -> None:
         self.console.print(text)

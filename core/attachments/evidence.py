@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from core.states import SENT
+
 
 def size_text(size: int) -> str:
     """``312 bytes``, ``47 KiB``, ``2.4 MiB``."""
@@ -32,8 +34,8 @@ def sent_lines(
 ) -> list[str]:
     """``sent 2026-0042.pdf, 47 KiB, 2026-12-05 09:00`` for each attachment (``carried``
     when the message was not accepted), with its SHA-256 unless told not to."""
-    verb = "sent" if state == "sent" else "carried"
-    when = f", {sent_at:%Y-%m-%d %H:%M}" if state == "sent" and sent_at is not None else ""
+    verb = "sent" if state == SENT else "carried"
+    when = f", {sent_at:%Y-%m-%d %H:%M}" if state == SENT and sent_at is not None else ""
     return [
         f"{verb} {a['name']}, {size_text(int(a['bytes']))}{when}"
         + (f" · sha256 {a['sha256']}" if with_sha256 else "")

@@ -31,7 +31,7 @@ from core.bounces.sources import Source, SourceError, SourceMessage, StdinSource
 from core.clock import Clock
 from core.delivery.transitions import report_proves_sent
 from core.messages.verp import parse_verp_token
-from core.states import SENT, UNKNOWN
+from core.states import MAY_HAVE_ARRIVED
 from core.storage import Database
 from core.storage.database import error_words
 from core.storage.models import (
@@ -339,7 +339,7 @@ def find_recipient(
             select(Recipient)
             .where(
                 func.lower(Recipient.address) == outcome.address.lower(),
-                Recipient.state.in_((SENT, UNKNOWN)),
+                Recipient.state.in_(MAY_HAVE_ARRIVED),
                 attempted >= now - timedelta(days=ADDRESS_MATCH_DAYS),
                 or_(attempted <= now, attempted.is_(None)),
             )

@@ -50,9 +50,8 @@ from core.run_info import read_counts
 from core.smtp_profiles import ProfileSettings
 from core.states import (
     COMPLETED,
-    HELD,
     LEASE_RENEW_SECONDS,
-    PENDING,
+    LEFT_TO_SEND,
     RETRYING,
     RUN_FAILED,
     RUNNING,
@@ -141,8 +140,8 @@ class Delivery:
     state: str
     error: str | None = None
     sent: int = 0
-    # Seconds spent reading recipients, marking them `sending` ("claiming") and
-    # recording results (the rest of the time is building, SMTP and the event loop).
+    # Seconds spent "reading" recipients, "marking" them `sending` and "recording"
+    # results (the rest of the time is building, SMTP and the event loop).
     timings: dict[str, float] = field(default_factory=dict)
     sender_processes: int = 0  # child processes that sent (0: this one did)
 
@@ -433,7 +432,7 @@ class Deliverer:
             cores=os.cpu_count() or 1,
             max_connections=profile.max_connections,
             rate_per_second=profile.rate_per_second,
-            to_send=counts[PENDING] + counts[HELD] + counts[RETRYING],
+            left_to_send=sum(counts[state] for state in LEFT_TO_SEND),
             deliveries_here=await self.db(registry.deliveries_here),
         )
         if not count:

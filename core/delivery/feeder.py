@@ -104,7 +104,7 @@ class Feeder:
             # Marking is a short write, made on the delivery's database lane (it may
             # wait on other workers' locks, and the event loop must not wait with it).
             due = [o.due for o in batch]
-            marked = await d.lane.call(partial(timed(m.timings, "claiming", self._mark_now), due))
+            marked = await d.lane.call(partial(timed(m.timings, "marking", self._mark_now), due))
             ready = [o for o in batch if o.due.id in marked]
             m.in_flight.update(o.due.id for o in ready)
             m.ready.put(ready)

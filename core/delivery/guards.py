@@ -34,6 +34,7 @@ from core.messages.due import Due
 from core.planner.facts import SuppressionFacts
 from core.quiet_hours import QuietHours, zone
 from core.states import (
+    KEEPS_ITS_KEY,
     RETRYING,
     SENDING,
     SENT,
@@ -42,13 +43,13 @@ from core.states import (
 )
 from core.storage.models import (
     Customer,
+    DedupKeyHolder,
     Definition,
     History,
     MessageRun,
     Organisation,
     Recipient,
     RunCount,
-    SendClaim,
     Suppression,
     Unsubscribe,
     table_of,
@@ -59,16 +60,14 @@ from core.unsubscribe import records
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
 COUNT = table_of(RunCount)
-SEND_CLAIM = table_of(SendClaim)
+KEY_HOLDER = table_of(DedupKeyHolder)
 SUPPRESSION = table_of(Suppression)
 UNSUBSCRIBE = table_of(Unsubscribe)
 
 
 # -- the guards at the moment of sending ---------------------------------------------
 
-# A recipient of another run holding a dedup key in one of these states keeps it:
-# it was sent, is being sent, will be tried again, or may have been sent.
-KEY_HELD_STATES = (SENT, SENDING, RETRYING, UNKNOWN)
+# A recipient of another run in states.KEEPS_ITS_KEY keeps its dedup key; in words:
 _HOLDING = {
     SENT: "has sent",
     SENDING: "is sending",
@@ -237,7 +236,7 @@ def _taken_keys(
         if item.id in keys:
             first.setdefault(keys[item.id], item.id)
     connection.execute(
-        insert_ignoring(connection, SEND_CLAIM, ["definition_id", "key"]),
+        insert_ignoring(connection, KEY_HOLDER, ["definition_id", "key"]),
         [
             {
                 "definition_id": guard.definition_id,
@@ -249,9 +248,9 @@ def _taken_keys(
         ],
     )
     pick = (
-        select(SEND_CLAIM.c.key, SEND_CLAIM.c.run_id, SEND_CLAIM.c.recipient_id)
-        .where(SEND_CLAIM.c.definition_id == guard.definition_id, SEND_CLAIM.c.key.in_(list(first)))
-        .order_by(SEND_CLAIM.c.key)
+        select(KEY_HOLDER.c.key, KEY_HOLDER.c.run_id, KEY_HOLDER.c.recipient_id)
+        .where(KEY_HOLDER.c.definition_id == guard.definition_id, KEY_HOLDER.c.key.in_(list(first)))
+        .order_by(KEY_HOLDER.c.key)
     )
     if connection.dialect.name == "postgresql":
         pick = pick.with_for_update()
@@ -281,7 +280,7 @@ def _taken_keys(
             mine.add(key)
             continue
         state = states.get(holder.recipient_id)
-        if state in KEY_HELD_STATES and holder.recipient_id not in handed_here:
+        if state in KEEPS_ITS_KEY and holder.recipient_id not in handed_here:
             if holder.run_id == run_id:  # another address of this run's customer
                 mine.add(key)
                 continue
@@ -292,8 +291,8 @@ def _taken_keys(
             continue
         # The holder let go of the key (failed, excluded, back to pending): take it.
         connection.execute(
-            update(SEND_CLAIM)
-            .where(SEND_CLAIM.c.definition_id == guard.definition_id, SEND_CLAIM.c.key == key)
+            update(KEY_HOLDER)
+            .where(KEY_HOLDER.c.definition_id == guard.definition_id, KEY_HOLDER.c.key == key)
             .values(run_id=run_id, recipient_id=item.id)
         )
         mine.add(key)

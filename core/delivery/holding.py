@@ -25,11 +25,9 @@ from sqlalchemy import Connection, select
 
 from core.delivery import processes
 from core.run_info import RunInfo
-from core.states import RUNNING, STOPPING
+from core.states import BEING_DELIVERED
 from core.storage.models import RunShare, Worker, table_of
 from core.storage.sql import database_now
-
-UNFINISHED = (RUNNING, STOPPING)
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ def holdings(connection: Connection, runs: Sequence[RunInfo], now: datetime) -> 
     processes'); worker leases are measured on the database's.
     """
     result = {run.id: NOBODY for run in runs}
-    open_runs = [run for run in runs if run.state in UNFINISHED]
+    open_runs = [run for run in runs if run.state in BEING_DELIVERED]
     if not open_runs:
         return result
     share, worker = table_of(RunShare), table_of(Worker)

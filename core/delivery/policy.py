@@ -173,14 +173,14 @@ def sender_processes(
     cores: int,
     max_connections: int,
     rate_per_second: float | None,
-    to_send: int,
+    left_to_send: int,
     deliveries_here: int = 1,
 ) -> int:
     """How many sender processes deliver one run beside the delivering process (0: its
     connections are its own).
 
     ``setting`` (MSGRUN_SENDER_PROCESSES) decides when given, never more than the
-    connections; else one per core from ``PROCESSES_FROM`` recipients to send, when
+    connections; else one per core from ``PROCESSES_FROM`` recipients left to send, when
     the machine has cores to spare and the profile's rate leaves something to win.
     The cores are this delivery's share of the machine: ``deliveries_here`` processes
     deliver on it now (workers, ``run start``s), this one included — four workers on
@@ -190,7 +190,7 @@ def sender_processes(
     if setting is not None:
         return max(0, min(setting, max_connections, MOST_PROCESSES))
     cores = cores // max(1, deliveries_here)
-    if cores < 2 or max_connections < 2 or to_send < PROCESSES_FROM:
+    if cores < 2 or max_connections < 2 or left_to_send < PROCESSES_FROM:
         return 0
     if rate_per_second is not None and rate_per_second < PROCESSES_ABOVE_RATE:
         return 0

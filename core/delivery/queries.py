@@ -31,7 +31,6 @@ from core.storage.models import (
     MessageRun,
     Recipient,
     RunCount,
-    SendClaim,
     SmtpProfile,
     table_of,
 )
@@ -40,7 +39,6 @@ from core.storage.sql import padded
 RUN = table_of(MessageRun)
 RECIPIENT = table_of(Recipient)
 COUNT = table_of(RunCount)
-SEND_CLAIM = table_of(SendClaim)
 
 
 # -- due recipients ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ different clocks agree. What a process holds carries its id:
 
 When a process dies its lease lapses; whichever process reaps it next moves
 its ``sending`` recipients to ``unknown`` (they may have been sent) and gives
-its other claims back to the pool. Reaping takes the dead worker's row with
+what else it reserved back to the pool. Reaping takes the dead worker's row with
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two reapers never do it twice.
 """
 
@@ -39,7 +39,7 @@ from sqlalchemy import (
 
 from core.delivery import processes, transitions
 from core.settings import LEASE_SECONDS
-from core.states import RUNNING, SENDING, STOPPING
+from core.states import BEING_DELIVERED, SENDING, STOPPING
 from core.storage.database import Database
 from core.storage.models import (
     MessageRun,
@@ -79,7 +79,8 @@ def register(connection: Connection, worker_id: str, seconds: float) -> datetime
 
 
 def renew(connection: Connection, worker_id: str, seconds: float) -> bool:
-    """Extend the lease; False when it lapsed and the worker was reaped (its claims are gone)."""
+    """Extend the lease; False when it lapsed and the worker was reaped (its reservations are
+    gone)."""
     now = database_now(connection)
     result = connection.execute(
         update(WORKER)
@@ -93,7 +94,7 @@ class Heartbeat:
     """Renews a worker's lease from its own thread, whatever the event loop is busy with.
 
     ``lost`` is set when a renewal finds the worker reaped (its lease lapsed):
-    what it had claimed is no longer its own, and it must stop sending.
+    what it had reserved is no longer its own, and it must stop sending.
     """
 
     def __init__(self, database: Database, worker_id: str, seconds: float, every: float) -> None:
@@ -199,7 +200,7 @@ def _gone(worker_id: str, pid: int) -> bool:
 
 
 def retire(connection: Connection, worker_id: str) -> None:
-    """A clean exit: give back every claim, share and slot, and leave the registry."""
+    """A clean exit: give back every reservation, share and slot, and leave the registry."""
     release_reservations(connection, worker_id)
     connection.execute(delete(SHARE).where(SHARE.c.worker_id == worker_id))
     connection.execute(
@@ -222,7 +223,7 @@ def release_reservations(connection: Connection, worker_id: str, run_id: int | N
 def reap(connection: Connection) -> dict[int, int]:
     """Recover what dead workers left; returns run id → recipients made ``unknown``.
 
-    A worker is dead when its lease lapsed; claims naming a worker that has
+    A worker is dead when its lease lapsed; reservations naming a worker that has
     no row at all (reaped, or never registered) are dead too.
     """
     now = database_now(connection)
@@ -230,7 +231,7 @@ def reap(connection: Connection) -> dict[int, int]:
     if connection.dialect.name == "postgresql":
         dead_query = dead_query.with_for_update(skip_locked=True)
     dead = list(connection.execute(dead_query).scalars())
-    # Claims by ids that have no worker row at all.
+    # Reservations by ids that have no worker row at all.
     known = select(WORKER.c.id)
     strays = list(
         connection.execute(
@@ -330,7 +331,7 @@ def runs_sharing(connection: Connection, profile_id: str) -> int:
 
 
 def finish_stopping(connection: Connection, now: datetime, run_id: int | None = None) -> list[int]:
-    """Runs asked to stop that nobody delivers any more, and nobody holds claims of: stopped.
+    """Runs asked to stop that nobody delivers any more, nor holds a reservation in: stopped.
 
     ``run_id``: that run only (the last process to leave it stops it at once).
     """
@@ -455,7 +456,6 @@ def renew_lease(
 # ``core.views.holding``). A lease lapsed half as long ago is such a mark too,
 # whatever the clocks of the machines that wrote it.
 LEFT_AGO = timedelta(hours=1)
-UNFINISHED = (RUNNING, STOPPING)
 
 
 def release_lease(connection: Connection, run_id: int, owner: str, now: datetime) -> None:
@@ -463,11 +463,13 @@ def release_lease(connection: Connection, run_id: int, owner: str, now: datetime
     a lease lapsed long ago (``LEFT_AGO``)."""
     held = and_(RUN.c.id == run_id, RUN.c.lease_owner == owner)
     connection.execute(
-        update(RUN).where(held, RUN.c.state.in_(UNFINISHED)).values(lease_expires_at=now - LEFT_AGO)
+        update(RUN)
+        .where(held, RUN.c.state.in_(BEING_DELIVERED))
+        .values(lease_expires_at=now - LEFT_AGO)
     )
     connection.execute(
         update(RUN)
-        .where(held, RUN.c.state.notin_(UNFINISHED))
+        .where(held, RUN.c.state.notin_(BEING_DELIVERED))
         .values(lease_owner=None, lease_expires_at=None)
     )
 
@@ -480,7 +482,7 @@ def left_unfinished(connection: Connection, run_id: int, process: str, now: date
         update(RUN)
         .where(
             RUN.c.id == run_id,
-            RUN.c.state.in_(UNFINISHED),
+            RUN.c.state.in_(BEING_DELIVERED),
             or_(RUN.c.lease_owner.is_(None), RUN.c.lease_expires_at < now - LEFT_AGO / 2),
         )
         .values(lease_owner=process, lease_expires_at=now - LEFT_AGO)
@@ -505,5 +507,5 @@ def recover_run(connection: Connection, run_id: int, now: datetime) -> int:
     process at all (left by a process of an older version).
     """
     reaped = reap(connection)
-    unclaimed = transitions.make_unknown(connection, None, now, run_id)
-    return reaped.get(run_id, 0) + unclaimed.get(run_id, 0)
+    orphaned = transitions.make_unknown(connection, None, now, run_id)
+    return reaped.get(run_id, 0) + orphaned.get(run_id, 0)

@@ -285,7 +285,7 @@ def mark_sending(
     if held or refused:
         _set_aside(connection, run_id, due, held, refused, now, worker_id, shard)
         due = [d for d in due if d.id not in held and d.id not in refused]
-    claimed: set[int] = set()
+    marked: set[int] = set()
     by_state: dict[str, list[int]] = {}
     for item in due:
         by_state.setdefault(item.state, []).append(item.id)
@@ -301,7 +301,7 @@ def mark_sending(
             .values(state=SENDING, updated_at=now, attempts=RECIPIENT.c.attempts + 1)
         )
         if result.rowcount == len(ids):
-            claimed.update(ids)
+            marked.update(ids)
             moved = len(ids)
         else:  # some were no longer in `state`: find out which we took
             taken = set(
@@ -313,12 +313,12 @@ def mark_sending(
                     )
                 ).scalars()
             )
-            claimed.update(taken)
+            marked.update(taken)
             moved = result.rowcount
         deltas[state] -= moved
         deltas[SENDING] += moved
     bump(connection, run_id, deltas, shard)
-    return claimed
+    return marked
 
 
 def give_back_unsent(
@@ -567,18 +567,18 @@ def make_unknown(
 
     They may or may not have reached the server, so they are never sent again
     without the operator's say. ``worker_id`` None: the recipients of
-    ``run_id`` sending with no claimer named; ``run_id`` None: those of every
+    ``run_id`` sending that no process has reserved; ``run_id`` None: those of every
     run. Returns run id → recipients made unknown.
     """
     check_recipient_move(SENDING, UNKNOWN)
-    claimer: ColumnElement[bool]
+    reserved_by: ColumnElement[bool]
     if worker_id is None:
         assert run_id is not None
-        claimer = RECIPIENT.c.claimed_by.is_(None)
+        reserved_by = RECIPIENT.c.claimed_by.is_(None)
     else:
-        claimer = RECIPIENT.c.claimed_by == worker_id
+        reserved_by = RECIPIENT.c.claimed_by == worker_id
     if run_id is not None:
-        claimer = and_(claimer, RECIPIENT.c.run_id == run_id)
+        reserved_by = and_(reserved_by, RECIPIENT.c.run_id == run_id)
     # Its attempt, at the instant it was marked `sending`: no reply is known.
     connection.execute(
         ATTEMPT.insert().from_select(
@@ -589,12 +589,12 @@ def make_unknown(
                 null(),
                 literal(LOST_ATTEMPT),
                 true(),
-            ).where(claimer, RECIPIENT.c.state == SENDING, RECIPIENT.c.updated_at.is_not(None)),
+            ).where(reserved_by, RECIPIENT.c.state == SENDING, RECIPIENT.c.updated_at.is_not(None)),
         )
     )
     moved = connection.execute(
         update(RECIPIENT)
-        .where(claimer, RECIPIENT.c.state == SENDING)
+        .where(reserved_by, RECIPIENT.c.state == SENDING)
         .values(state=UNKNOWN, error=ORPHAN_NOTE, updated_at=now, claimed_by=None)
         .returning(RECIPIENT.c.run_id)
     ).scalars()

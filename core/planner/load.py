@@ -30,7 +30,7 @@ from core.planner.facts import (
     SuppressionFacts,
 )
 from core.quiet_hours import QuietHours
-from core.states import ENDED, HELD, PENDING, RETRYING, SENDING, UNKNOWN
+from core.states import ENDED, HOLDS_ITS_MESSAGE
 from core.storage.models import (
     Address,
     BillingMethod,
@@ -53,8 +53,6 @@ from core.unsubscribe.records import detail as unsubscribe_detail
 from core.vocabulary import ADDRESS_PREFERENCE_OF, CONTACT_PREFERENCE_OF, DOCUMENT_KIND_OF
 
 PAGE = 2000
-# Rule 18: recipients of a run that has not ended that hold their document.
-HOLDING_RECIPIENT_STATES = (PENDING, HELD, SENDING, RETRYING, UNKNOWN)
 
 
 class PlanningError(LookupError):
@@ -266,7 +264,7 @@ def load_held_by_runs(
         .where(
             run.c.definition_id == definition.id,
             run.c.state.notin_(ENDED),
-            recipient.c.state.in_(HOLDING_RECIPIENT_STATES),
+            recipient.c.state.in_(HOLDS_ITS_MESSAGE),
         )
         .order_by(recipient.c.run_id.desc())
     )

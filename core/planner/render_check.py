@@ -25,6 +25,7 @@ from core.messages.compose import (
     with_unsubscribe,
 )
 from core.messages.due import Due
+from core.states import PENDING
 from core.templating import RenderError, render
 
 SAMPLE = 100
@@ -126,7 +127,7 @@ def _as_due(sample: Sequence[Sampled]) -> list[Due]:
     return [
         Due(
             id=0,
-            state="pending",
+            state=PENDING,
             position=position,
             customer_id=c.customer,
             contact_id=c.contact,

@@ -300,7 +300,7 @@ class MessageRun(Base):
     stop_requested_by: Mapped[str | None] = mapped_column(String(200))
     # Why the run failed (a run-level fault), or what the last process said.
     error: Mapped[str | None] = mapped_column(Text)
-    # The process delivering the run, and until when its claim holds.
+    # The process delivering the run, and until when its lease holds.
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Part of every recipient's Message-ID, so ids are unique across databases.
@@ -363,8 +363,9 @@ class Recipient(Base):
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The delivering process (a ``worker`` row) that has claimed this recipient:
-    # set from the batch claim until its result is recorded or the claim is let go.
+    # The delivering process (a ``worker`` row) that has reserved this recipient
+    # (``queries.reserve_due``): set when it takes it in a batch, until its result is
+    # recorded or it gives it back. (The column keeps its old name, ``claimed_by``.)
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     # The follow-up run this recipient was handed on to: this run never sends it again.
     handed_on_to: Mapped[int | None] = mapped_column(Integer)
@@ -393,7 +394,7 @@ class Worker(Base):
     """A live delivering process: a ``msgrun worker`` or a ``run start``/``restart``.
 
     Alive while ``expires_at`` (database clock) is ahead; it renews it every
-    few seconds. The claims of a worker whose lease lapsed go back to the pool
+    few seconds. What a worker whose lease lapsed had reserved goes back to the pool,
     and its ``sending`` recipients become ``unknown``.
     """
 
@@ -431,8 +432,9 @@ class ProfileSlot(Base):
     run_id: Mapped[int | None] = mapped_column(Integer)
 
 
-class SendClaim(Base):
-    """Who sends one dedup key of a definition: never twice across runs.
+class DedupKeyHolder(Base):
+    """Who holds one dedup key of a definition, so that it is never sent twice across runs
+    (the table keeps its old name, ``send_claim``).
 
     ``key`` is the document, address (lower-cased) and billing offset of a
     ``per_document`` definition, or the customer of a ``per_trigger`` one.

@@ -25,7 +25,7 @@ from core.clock import format_instant
 from core.delivery.starting import AT_TOLERANCE_SECONDS
 from core.planner.reasons import Reason
 from core.quiet_hours import zone
-from core.states import EXCLUDED, FAILED, HELD, RETRYING, SENT, UNKNOWN
+from core.states import EXCLUDED, FAILED, HELD, RETRYING, SENDING, SENT, UNKNOWN
 from core.storage.models import (
     Customer,
     MessageRun,
@@ -285,7 +285,7 @@ class Delivery:
         if state == UNKNOWN:
             since = format_instant(self.updated_at) if self.updated_at else "?"
             return f"unknown since {since} · it may have been delivered"
-        if state == "sending":
+        if state == SENDING:
             return "sending · being sent now"
         return "pending · not tried yet" if not self.attempts else "pending · to be sent again"
 

@@ -14,24 +14,17 @@ from enum import StrEnum
 
 from core.run_info import RunInfo
 from core.states import (
+    BEING_DELIVERED,
     ENDED,
     FAILED,
     HELD,
-    PENDING,
     RETRYING,
     RUN_FAILED,
-    RUNNING,
-    SENDING,
     STOPPED,
-    STOPPING,
     UNKNOWN,
+    UNSETTLED,
 )
 from core.views.runs import RunProgress, restart_check
-
-# Recipients a restart would take up: not sent yet, nor given up on.
-UNSENT = (PENDING, HELD, RETRYING, SENDING)
-# A run still under way: a follow-up waits for its end, and what to do next is not said yet.
-UNDER_WAY = (RUNNING, STOPPING)
 
 
 class RunAction(StrEnum):
@@ -45,7 +38,7 @@ class RunAction(StrEnum):
 
 def unsent(run: RunInfo) -> int:
     """Recipients not sent yet that a restart would take up."""
-    return sum(run.counts.get(state, 0) for state in UNSENT)
+    return sum(run.counts.get(state, 0) for state in UNSETTLED)
 
 
 def can_stop(run: RunInfo) -> bool:
@@ -68,7 +61,7 @@ def unknown_to_resend(run: RunInfo, handed_on: int = 0) -> int:
 
 def can_follow_up(run: RunInfo) -> bool:
     """A follow-up is made of an ended (or waiting) run, never of one under way."""
-    return run.state not in UNDER_WAY
+    return run.state not in BEING_DELIVERED
 
 
 def offered(progress: RunProgress) -> frozenset[RunAction]:
@@ -128,7 +121,7 @@ def next_steps(
     ``--resend-unknown`` leaves to it); ``interrupted``: no process delivers it
     any more though it is running.
     """
-    if run.state in UNDER_WAY and not interrupted:
+    if run.state in BEING_DELIVERED and not interrupted:
         return []
     counts, steps = run.counts, []
     if interrupted:

@@ -16,17 +16,16 @@ from core.delivery.holding import NOBODY, Holding, holding, holdings
 from core.run_info import RunInfo, list_runs, read_run
 from core.states import (
     COMPLETED,
+    DONE,
     ENDED,
     EXCLUDED,
     FAILED,
-    HELD,
-    PENDING,
+    LEFT_TO_SEND,
     RESTARTABLE,
-    RETRYING,
     RUNNING,
-    SENDING,
     SENT,
     UNKNOWN,
+    UNSETTLED,
 )
 from core.storage.database import Database
 from core.storage.models import Definition, Document, Recipient, table_of
@@ -35,19 +34,15 @@ from core.views.export_rows import OUTCOME_FILTERS
 from core.views.recipients import RecipientView, recipient_page
 from core.views.run_json import run_json
 
-# A recipient is done once it has an outcome: sent, failed, or unknown (maybe sent).
-DONE_STATES = (SENT, FAILED, UNKNOWN)
-# How msgrun marks a verdict it made itself (not a server's reply) in ``smtp_reply``.
 
-
-def to_send(counts: Mapping[str, int]) -> int:
-    """Recipients the run delivers: all but the excluded ones."""
+def deliverable(counts: Mapping[str, int]) -> int:
+    """Recipients the run delivers: all but the excluded ones (sent or not yet)."""
     return sum(n for state, n in counts.items() if state != EXCLUDED)
 
 
 def done(counts: Mapping[str, int]) -> int:
     """Recipients with an outcome: sent, failed or unknown."""
-    return sum(counts.get(state, 0) for state in DONE_STATES)
+    return sum(counts.get(state, 0) for state in DONE)
 
 
 @dataclass(frozen=True)
@@ -75,7 +70,7 @@ class RunProgress:
     """A run with its progress: the counts an operator decides by, and who delivers it."""
 
     run: RunInfo
-    to_send: int
+    deliverable: int
     done: int
     holding: Holding = NOBODY
 
@@ -106,7 +101,7 @@ class RunProgress:
 
 
 def progress_of(run: RunInfo, held: Holding = NOBODY) -> RunProgress:
-    return RunProgress(run, to_send(run.counts), done(run.counts), held)
+    return RunProgress(run, deliverable(run.counts), done(run.counts), held)
 
 
 @dataclass(frozen=True)
@@ -386,7 +381,7 @@ def settled_parts(run: RunInfo, outcome_counts: Mapping[str, int]) -> dict[str, 
         "failed": run.counts.get(FAILED, 0),
         "unknown": run.counts.get(UNKNOWN, 0),
         # A stopped or failed run leaves some unsent: they are part of the picture too.
-        "not sent": sum(run.counts.get(state, 0) for state in (PENDING, HELD, RETRYING, SENDING)),
+        "not sent": sum(run.counts.get(state, 0) for state in UNSETTLED),
         "excluded": run.counts.get(EXCLUDED, 0),
     }
 
@@ -458,4 +453,4 @@ def run_show_json(
 
 def left_to_send(counts: Mapping[str, int]) -> int:
     """What is left to send: pending, held and retrying (not what was planned)."""
-    return sum(counts.get(state, 0) for state in (PENDING, HELD, RETRYING))
+    return sum(counts.get(state, 0) for state in LEFT_TO_SEND)

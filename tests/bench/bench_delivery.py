@@ -301,7 +301,7 @@ def msgrun_case(port: int, connections: int, messages: int) -> dict[str, float]:
     return figures
 
 
-PARTS = ("reading", "claiming", "recording")
+PARTS = ("reading", "marking", "recording")
 
 
 def run_case(port: int, connections: int, messages: int) -> None:

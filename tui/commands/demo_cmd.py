@@ -19,6 +19,7 @@ from core.interchange import import_document
 from core.run_info import list_runs
 from core.smtp_check import check_profile, load_profile, record_result
 from core.smtp_profiles import ProfileSettings
+from core.states import RUNNING
 from core.storage import open_database
 from tui.commands.foreground import foreground
 from tui.errors import OperationFailed, UsageError
@@ -127,7 +128,7 @@ def _demo_in(folder: Path, args: argparse.Namespace) -> int:
             def stop_what_runs() -> None:
                 # The demo's server goes with it: stop what is still running.
                 for run in list_runs(database):
-                    if run.state == "running":
+                    if run.state == RUNNING:
                         request_stop(database, run.id, clock)
 
             def hang_up(*_: object) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 
 from core.views import export_rows
 from core.views.export_file import BadTarget, TargetExists, check_target, csv_lines, write_lines
-from tui.commands.common import existing_run
+from tui.commands.common import database, existing_run
 from tui.errors import OperationFailed, UsageError
+from tui.output import write_out
 from tui.progress import progress_bar
 
 
@@ -63,8 +64,6 @@ def _counted(rows: Iterable[dict[str, Any]], total: int, report: Any) -> Iterato
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from tui.commands.common import database
-
     try:
         chosen = export_rows.selection(args.state, args.outcome)
     except export_rows.BadFilter as error:
@@ -75,8 +74,6 @@ def run_export(args: argparse.Namespace) -> int:
     rows = export_rows.rows(db, run.id, chosen)
     lines = csv_lines if args.format == "csv" else json_lines
     if target is None:
-        from tui.output import write_out
-
         write_out(lines(rows))
         return 0
     with progress_bar() as report:

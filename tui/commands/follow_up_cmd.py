@@ -7,15 +7,16 @@ import sys
 
 from core.clock import SystemClock
 from core.follow_up import (
-    SETTLED_STATES,
     FollowUpRefused,
     NothingChosen,
     NotSettled,
     start_follow_up,
 )
 from core.planner.load import PlanningError
+from core.run_info import get_run
+from core.states import RUNNING, SETTLED
 from core.views import export_rows
-from tui.commands.common import existing_run
+from tui.commands.common import database, existing_run
 from tui.commands.foreground import foreground, sending_instant, summary
 from tui.errors import OperationFailed, UsageError
 
@@ -31,7 +32,7 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
         "then delivers it here like run start (or leaves it to msgrun worker with --detach).",
     )
     parser.add_argument("run")
-    settled = ", ".join(SETTLED_STATES)
+    settled = ", ".join(SETTLED)
     parser.add_argument("--state", help=f"choose these settled states, comma-separated ({settled})")
     outcomes = ", ".join(export_rows.OUTCOME_FILTERS)
     parser.add_argument("--outcome", help=f"choose these outcomes, comma-separated ({outcomes})")
@@ -41,8 +42,6 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
 
 
 def run_follow_up(args: argparse.Namespace) -> int:
-    from tui.commands.common import database
-
     try:
         chosen = export_rows.selection(args.state, args.outcome)
     except export_rows.BadFilter as error:
@@ -57,14 +56,12 @@ def run_follow_up(args: argparse.Namespace) -> int:
     except FollowUpRefused as error:
         raise OperationFailed(str(error)) from None
     print(new_id, flush=True)
-    from core.run_info import get_run
-
     created = get_run(db, new_id)
     print(f"run {new_id} follows up run {run.id}: {summary(created)}", file=sys.stderr)
     if args.detach:
-        if created.state == "running":
+        if created.state == RUNNING:
             print(f"run {new_id}: msgrun worker delivers it", file=sys.stderr)
         return 0
-    if created.state != "running":
+    if created.state != RUNNING:
         return 0
     return foreground(db, new_id)

@@ -11,9 +11,10 @@ from core.clock import SystemClock
 from core.delivery.starting import who
 from core.planner.load import PlanningError
 from core.planner.report import dumps
+from core.states import EXCLUDED
 from core.triggers.events import EventError, fire_event
 from core.triggers.routines import RoutineView, list_routines
-from core.views.runs import to_send
+from core.views.runs import deliverable
 from tui.commands.common import database, instant
 from tui.errors import UsageError
 from tui.output import write_out
@@ -75,8 +76,8 @@ def event_fire(args: argparse.Namespace) -> int:
             continue
         counts = fired.counts
         print(
-            f"{fired.definition}: run {fired.run_id}, {to_send(counts)} to send, "
-            f"{counts.get('excluded', 0)} excluded (msgrun why CUSTOMER --definition "
+            f"{fired.definition}: run {fired.run_id}, {deliverable(counts)} to send, "
+            f"{counts.get(EXCLUDED, 0)} excluded (msgrun why CUSTOMER --definition "
             f"{fired.definition} says why); msgrun worker delivers it"
         )
     return 0

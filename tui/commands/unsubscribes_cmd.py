@@ -1,6 +1,6 @@
 """``msgrun unsubscribes list [--json]`` and ``msgrun unsubscribes lift ADDRESS
-[--definition-kind KIND]``: the unsubscribes msgrun recorded (inbox.md);
-``msgrun unsubscribe serve --listen HOST:PORT``: answer one-click requests over HTTP."""
+[--definition-kind KIND]``: the unsubscribes msgrun recorded (inbox.md). Answering
+one-click requests over HTTP is ``unsubscribe_serve.py``."""
 
 from __future__ import annotations
 
@@ -41,9 +41,6 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         "--definition-kind", choices=sorted(PREFERENCE_OF), help="only unsubscribes of this kind"
     )
     lifting.set_defaults(handler=run_lift)
-    from tui.commands import unsubscribe_serve
-
-    unsubscribe_serve.add_parser(commands, common)
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from core.attachments.evidence import sent_lines
 from core.clock import format_instant
 from core.planner.load import PlanningError
+from core.states import EXCLUDED
 from core.views.customers import (
     CustomerMatches,
     DrillDown,
@@ -47,7 +48,7 @@ def recorded_lines(recorded: RecordedRecipient) -> list[str]:
         f"{INDENT}{'':10}- {r.get('code', '?')}: {r.get('detail', '')}".rstrip(": ")
         for r in d.reasons
     ]
-    if d.state == "excluded":
+    if d.state == EXCLUDED:
         lines.append(f"{INDENT}delivery  excluded: nothing was sent")
     else:
         when = f" · sent {utc(d.sent_at)}" if d.sent_at is not None else ""

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Static
 
 from core.attachments.evidence import sent_lines
 from core.received_mail import received_message
+from core.states import EXCLUDED, HELD, RETRYING, UNSETTLED
 from core.templating import RenderError
 from core.views.deliveries import Delivery
 from core.views.message_preview import recipient_message
@@ -45,11 +46,11 @@ def delivery_lines(detail: Delivery) -> list[str]:
         lines.append(f"sent at {when(detail.sent_at)}")
     if d.held_until is not None:
         lines.append(escape(f"held {d.held_words()}"))
-    elif detail.send_after is not None and detail.state == "held":
+    elif detail.send_after is not None and detail.state == HELD:
         lines.append(f"held until {when(detail.send_after)}")
-    if detail.next_attempt_at is not None and detail.state == "retrying":
+    if detail.next_attempt_at is not None and detail.state == RETRYING:
         lines.append(f"next attempt {when(detail.next_attempt_at)}")
-    if detail.state == "excluded":
+    if detail.state == EXCLUDED:
         lines.append(escape(detail.exclusion()))
     elif detail.by_msgrun:
         lines.append(f"msgrun's own verdict (the server said nothing): {escape(detail.reply)}")
@@ -59,7 +60,7 @@ def delivery_lines(detail: Delivery) -> list[str]:
         lines.append(f"the server replied: {escape(detail.reply)}")
     elif detail.error:
         lines.append(f"error: {escape(detail.error)}")
-    elif detail.state in ("pending", "held", "sending"):
+    elif detail.state in UNSETTLED:
         lines.append("no reply yet")
     lines += [escape(line) for line in sent_lines(detail.attachments, detail.state, detail.sent_at)]
     return lines + answer_lines(d)
@@ -123,7 +124,7 @@ class MessageScreen(LiveScreen[Read | None]):
         if not detail.has_message:
             reason = (
                 "No message: the plan excluded this recipient, so none was built."
-                if detail.state == "excluded"
+                if detail.state == EXCLUDED
                 else "No message: this recipient has no address."
             )
             return Read(detail, NO_MESSAGE, reason.encode())

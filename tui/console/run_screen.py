@@ -16,7 +16,16 @@ from textual.widgets import Footer, Input, ProgressBar, Sparkline, Static
 from core.delivery.starting import request_stop
 from core.follow_up import Preview, preview_follow_up, start_follow_up
 from core.run_info import RunInfo, get_run
-from core.states import ENDED, RECIPIENT_STATES
+from core.states import (
+    ENDED,
+    EXCLUDED,
+    FAILED,
+    PENDING,
+    RECIPIENT_STATES,
+    RUNNING,
+    SENT,
+    UNKNOWN,
+)
 from core.views.deliveries import reply_words
 from core.views.export_rows import OUTCOME_FILTERS, Selection
 from core.views.recipients import RecipientView
@@ -116,7 +125,7 @@ def document_cell(view: RecipientView, width: int) -> str:
 
 
 def reply_cell(view: RecipientView) -> str:
-    if view.state == "excluded" and view.reasons:
+    if view.state == EXCLUDED and view.reasons:
         return ", ".join(r["code"] for r in view.reasons)
     return reply_words(view.smtp_code, view.smtp_reply, view.error)
 
@@ -367,7 +376,7 @@ class RunScreen(LiveScreen[RunData]):
             summary += f"\n[red]{escape(run.error)}[/]"
         show_text(self.query_one("#run-summary", Static), summary)
         bar = self.query_one("#progress", ProgressBar)
-        bar.update(total=max(progress.to_send, 1), progress=progress.done)
+        bar.update(total=max(progress.deliverable, 1), progress=progress.done)
         # One line at 80 columns: the counts close up when the terminal is narrow.
         wide = self.app.size.width >= 100
         gap = "  " if wide else " "
@@ -376,7 +385,7 @@ class RunScreen(LiveScreen[RunData]):
         counts = gap.join(
             f"{styled(state)} {run.counts[state]}"
             for state in RECIPIENT_STATES
-            if wide or run.counts[state] or state in ("pending", "sent", "failed", "unknown")
+            if wide or run.counts[state] or state in (PENDING, SENT, FAILED, UNKNOWN)
         )
         reported = [
             f"[{OUTCOME_STYLE[name]}]{OUTCOME_WORDS[name]}[/] {n}"
@@ -644,7 +653,7 @@ class RunScreen(LiveScreen[RunData]):
 
         def start() -> int:
             new_id = start_follow_up(console.database, run_id, Selection(), at, console.clock)
-            if get_run(console.database, new_id).state == "running":
+            if get_run(console.database, new_id).state == RUNNING:
                 console.launch(console.db_url, new_id)
             return new_id
 

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
+from core.states import FAILED, HELD, RUNNING, SENT, UNKNOWN
 from core.views.run_actions import restart_offered_in_list
 from core.views.runs import RunProgress, RunsOverview, runs_overview
 from tui.console import places
@@ -139,8 +140,8 @@ class RunsScreen(TableScreen[RunProgress, RunsOverview]):
 
     def _rate_and_eta(self, run: RunProgress) -> tuple[str, str]:
         # An interrupted run sends nothing: no rate, no ETA.
-        rate = self.rates.get(run.id) if run.state == "running" and not run.interrupted else None
-        eta = (run.to_send - run.done) / rate if rate else None
+        rate = self.rates.get(run.id) if run.state == RUNNING and not run.interrupted else None
+        eta = (run.deliverable - run.done) / rate if rate else None
         return (f"{rate:.1f}/s" if rate else "-"), (duration(eta) if eta else "-")
 
     def _paint(self) -> None:
@@ -153,11 +154,11 @@ class RunsScreen(TableScreen[RunProgress, RunsOverview]):
                 "Run": run_cell(run),
                 "Definition": clip(run.run.definition_id, self.widths.get("Definition", 0)),
                 "State": state_cell(run),
-                "Progress": f"{run.done}/{run.to_send}",
-                "Sent": str(run.count("sent")),
-                "Failed": str(run.count("failed")),
-                "Unknown": str(run.count("unknown")),
-                "Held": str(run.count("held")),
+                "Progress": f"{run.done}/{run.deliverable}",
+                "Sent": str(run.count(SENT)),
+                "Failed": str(run.count(FAILED)),
+                "Unknown": str(run.count(UNKNOWN)),
+                "Held": str(run.count(HELD)),
                 "Rate": rate,
                 "ETA": eta,
             }

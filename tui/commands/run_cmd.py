@@ -16,9 +16,11 @@ from core.planner.report import dumps
 from core.run_info import RunInfo, get_run, list_runs
 from core.states import (
     COMPLETED,
-    HELD,
-    PENDING,
+    EXCLUDED,
+    FAILED,
     RECIPIENT_STATES,
+    SENT,
+    STOPPED,
     UNKNOWN,
 )
 from core.storage import Database
@@ -144,10 +146,9 @@ def run_start(args: argparse.Namespace) -> int:
     print(run_id, flush=True)
     if args.detach:
         run = get_run(db, run_id)
-        to_send = run.counts[PENDING] + run.counts[HELD]
         print(
             f"run {run_id} created: {summary(run)}; "
-            + ("msgrun worker delivers it" if to_send else "nothing to send"),
+            + ("msgrun worker delivers it" if left_to_send(run.counts) else "nothing to send"),
             file=sys.stderr,
         )
         return 0
@@ -165,7 +166,7 @@ def run_stop(args: argparse.Namespace) -> int:
     outcome = request_stop(db, run.id, SystemClock())
     if not outcome.recorded:
         print(f"run {run.id} had already ended ({run.state}); nothing to stop")
-    elif outcome.run.state == "stopped":
+    elif outcome.run.state == STOPPED:
         print(f"run {run.id} stopped (no process was delivering it): {summary(outcome.run)}")
     else:
         print(
@@ -301,11 +302,11 @@ def run_list(args: argparse.Namespace) -> int:
                 + (f" (follows {r.follow_up_of})" if r.follow_up_of is not None else ""),
                 shown_state(r, held[r.id]),
                 format_instant(r.created_at),
-                str(r.counts["sent"]),
+                str(r.counts[SENT]),
                 str(left_to_send(r.counts)),
-                str(r.counts["failed"]),
-                str(r.counts["unknown"]),
-                str(r.counts["excluded"]),
+                str(r.counts[FAILED]),
+                str(r.counts[UNKNOWN]),
+                str(r.counts[EXCLUDED]),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
