@@ -396,3 +396,37 @@ def test_a_standard_output_that_is_a_regular_file_is_still_not_replaced_without_
     assert process.returncode == 2
     assert b"--out /dev/stdout: the file exists" in err and b"Traceback" not in err
     assert target.read_text() == ""
+
+
+def test_a_pipe_whose_reader_left_ends_the_export_quietly(tmp_path: Path) -> None:
+    """Written into a pipe nobody reads any more, the export stops: ``ReaderLeft``, not
+    the OS error of a file that cannot be written."""
+    import os
+
+    from core.views.export_file import ReaderLeft, write_lines
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        with pytest.raises(ReaderLeft, match="its reader stopped reading"):
+            write_lines(Path(f"/proc/self/fd/{write_end}"), iter(["header\r\n", "row\r\n"]))
+    finally:
+        os.close(write_end)
+
+
+def test_out_dev_stdout_into_a_pipe_closed_early_exits_0_without_a_word(
+    sqlite_db: Database,
+) -> None:
+    """``msgrun run export RUN --out /dev/stdout | head -1``: as without ``--out``."""
+    import os
+
+    run_id = _delivered_run(sqlite_db)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first row
+    try:
+        process = _export_process(sqlite_db, run_id, "/dev/stdout", write_end)
+    finally:
+        os.close(write_end)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert err == b""

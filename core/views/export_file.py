@@ -27,6 +27,12 @@ class BadTarget(ValueError):
     """The file cannot be written there: a folder, a missing folder, no permission."""
 
 
+class ReaderLeft(BadTarget):
+    """What the export was written into is a pipe or socket whose reader stopped reading
+    (``--out /dev/stdout | head``): not an error of the export, as ``| head`` on
+    standard output is not."""
+
+
 class TargetExists(BadTarget):
     """The file exists, and replacing it was not asked for."""
 
@@ -246,6 +252,8 @@ def _write_into(target: Path, lines: Iterable[str]) -> int:
             for line in lines:
                 out.write(line)
                 written += 1
+    except BrokenPipeError:
+        raise ReaderLeft(f"{target}: its reader stopped reading") from None
     except OSError as error:
         raise BadTarget(f"cannot write {target}: {error.strerror or error}") from None
     return written

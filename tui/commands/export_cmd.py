@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from core.views import export_rows
-from core.views.export_file import BadTarget, TargetExists, check_target, csv_lines, write_lines
+from core.views.export_file import (
+    BadTarget,
+    ReaderLeft,
+    TargetExists,
+    check_target,
+    csv_lines,
+    write_lines,
+)
 from tui.commands.common import database, existing_run
 from tui.errors import OperationFailed, UsageError
 from tui.output import write_out
@@ -82,6 +89,8 @@ def run_export(args: argparse.Namespace) -> int:
             write_lines(target, lines(_counted(rows, total, report)), args.force)
         except TargetExists as error:  # made while the export ran: still not replaced
             raise UsageError(f"--out {error}; nothing was written (--force replaces it)") from None
+        except ReaderLeft:  # --out /dev/stdout | head: quiet, as | head is without --out
+            return 0
         except BadTarget as error:
             raise OperationFailed(str(error)) from None
     print(f"run {run.id}: exported to {target}", file=sys.stderr)
