@@ -290,6 +290,14 @@ async def test_e_writes_the_filters_rows_to_a_file(
         assert isinstance(app.screen, ExportDialog)
         error = str(app.screen.query_one("#export-error", Static).render())
         assert "does not exist" in error and "missing" in error
+        # A file named .json: the console writes CSV, so it is refused, nothing written.
+        field.value = "run-1-failed.json"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportDialog)
+        error = str(app.screen.query_one("#export-error", Static).render())
+        assert "names a JSON file; the console writes CSV" in error
+        assert not (tmp_path / "run-1-failed.json").exists()
         field.value = "run-1-failed.csv"
         await pilot.press("enter")
         await settle(pilot)

@@ -259,7 +259,7 @@ def test_out_refuses_an_existing_file_without_force_and_replaces_it_with_force(
     run_id = _delivered_run(db)
     folder = tmp_path / "out"
     folder.mkdir()
-    target = folder / "run1.csv"
+    target = folder / "run1.export"  # a name of neither format: both are written to it
     target.write_text("300 rows of last week\n")
     for form in ("csv", "json"):
         code, out, err = _export(capsys, db, str(run_id), "--format", form, "--out", str(target))
@@ -267,11 +267,11 @@ def test_out_refuses_an_existing_file_without_force_and_replaces_it_with_force(
         assert f"--out {target}: the file exists" in err and "--force" in err
         assert "Traceback" not in err
         assert target.read_text() == "300 rows of last week\n"
-        assert sorted(p.name for p in folder.iterdir()) == ["run1.csv"]
+        assert sorted(p.name for p in folder.iterdir()) == ["run1.export"]
     code, _, err = _export(capsys, db, str(run_id), "--out", str(target), "--force")
     assert code == 0, err
     assert target.read_text(encoding="utf-8").startswith("customer,customer_name")
-    assert sorted(p.name for p in folder.iterdir()) == ["run1.csv"]
+    assert sorted(p.name for p in folder.iterdir()) == ["run1.export"]
 
 
 def test_a_link_counts_as_the_file_it_points_at(
@@ -430,3 +430,54 @@ def test_out_dev_stdout_into_a_pipe_closed_early_exits_0_without_a_word(
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert err == b""
+
+
+@pytest.mark.parametrize(
+    ("args", "named", "chosen"),
+    [
+        (("--out", "{folder}/run.json"), "JSON", "the default format, CSV"),
+        (("--format", "csv", "--out", "{folder}/run.JSON"), "JSON", "--format csv"),
+        (("--format", "json", "--out", "{folder}/run.csv"), "CSV", "--format json"),
+    ],
+)
+def test_an_out_file_named_for_the_other_format_is_refused(
+    sqlite_db: Database,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    args: tuple[str, ...],
+    named: str,
+    chosen: str,
+) -> None:
+    """CSV written into ``run.json`` (or JSON into ``run.csv``) is refused, nothing
+    written; the file's name in the other format is what the message offers."""
+    run_id = _delivered_run(sqlite_db)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    given = [a.format(folder=folder) for a in args]
+    code, out, err = _export(capsys, sqlite_db, str(run_id), *given)
+    assert (code, out) == (2, "")
+    assert f"names a {named} file, but {chosen} was chosen" in err
+    assert "nothing was written" in err and "Traceback" not in err
+    assert list(folder.iterdir()) == []
+
+
+def test_an_out_file_named_json_is_written_as_json_when_asked(
+    sqlite_db: Database, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run_id = _delivered_run(sqlite_db)
+    target = tmp_path / "run.json"
+    code, _, err = _export(capsys, sqlite_db, str(run_id), "--format", "json", "--out", str(target))
+    assert code == 0, err
+    assert json.loads(target.read_text(encoding="utf-8"))[0]["customer"]
+
+
+def test_named_format_reads_the_files_name() -> None:
+    from core.views.export_file import named_format
+
+    assert [named_format(p) for p in ("a/run.json", "run.CSV", "run.xml", "run", "json")] == [
+        "json",
+        "csv",
+        None,
+        None,
+        None,
+    ]

@@ -43,6 +43,16 @@ class TargetExists(BadTarget):
 
 # What a spreadsheet reads as the start of a formula (or, after a tab or a
 # carriage return it drops, of one): such a cell is written with a leading "'".
+# The formats an export is written in; a file named for one is never written in the other.
+FORMATS = ("csv", "json")
+
+
+def named_format(path: str) -> str | None:
+    """The format a file's name says (``run.json``: json), if it names one."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return suffix if suffix in FORMATS else None
+
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -11,11 +11,13 @@ from typing import Any
 
 from core.views import export_rows
 from core.views.export_file import (
+    FORMATS,
     BadTarget,
     ReaderLeft,
     TargetExists,
     check_target,
     csv_lines,
+    named_format,
     write_lines,
 )
 from tui.commands.common import database, existing_run
@@ -40,7 +42,11 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
     )
     outcomes = ", ".join(export_rows.OUTCOME_FILTERS)
     parser.add_argument("--outcome", help=f"only these outcomes, comma-separated ({outcomes})")
-    parser.add_argument("--format", choices=("csv", "json"), default="csv", help="default csv")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="default csv; an --out file named .csv or .json must be written in its format",
+    )
     parser.add_argument(
         "--out",
         help="write to this file instead of standard output (a new file: one that exists "
@@ -50,6 +56,20 @@ def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
         "--force", action="store_true", help="replace the --out file when it exists"
     )
     parser.set_defaults(handler=run_export)
+
+
+def chosen_format(asked: str | None, out: str | None) -> str:
+    """The format to write: the one asked for, else CSV; an ``--out`` file named
+    ``.csv`` or ``.json`` is never written in the other format."""
+    fmt = asked or "csv"
+    named = named_format(out) if out else None
+    if named is not None and named != fmt:
+        how = f"--format {fmt}" if asked else "the default format, CSV"
+        raise UsageError(
+            f"--out {out} names a {named.upper()} file, but {how} was chosen: "
+            f"add --format {named}, or name the file .{fmt}; nothing was written"
+        )
+    return fmt
 
 
 def json_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
@@ -75,11 +95,12 @@ def run_export(args: argparse.Namespace) -> int:
         chosen = export_rows.selection(args.state, args.outcome)
     except export_rows.BadFilter as error:
         raise UsageError(str(error)) from None
+    fmt = chosen_format(args.format, args.out)
     target = _target(args.out, args.force)
     db = database(args.db)
     run = existing_run(db, args.run)
     rows = export_rows.rows(db, run.id, chosen)
-    lines = csv_lines if args.format == "csv" else json_lines
+    lines = csv_lines if fmt == "csv" else json_lines
     if target is None:
         write_out(lines(rows))
         return 0

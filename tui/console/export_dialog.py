@@ -16,7 +16,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from core.storage import Database
-from core.views.export_file import BadTarget, TargetExists, check_target, default_name, export_csv
+from core.views.export_file import (
+    BadTarget,
+    TargetExists,
+    check_target,
+    default_name,
+    export_csv,
+    named_format,
+)
 from core.views.export_rows import Selection
 from tui.console.confirm import Confirm
 from tui.console.widgets import FieldInput
@@ -64,6 +71,10 @@ class ExportDialog(ModalScreen[tuple[Path, int] | None]):
     def _write(self, path: str, replace: bool) -> None:
         """In a worker thread: check the path, then write the file whole (a file that
         exists: only once ``replace`` is confirmed)."""
+        if named_format(path) == "json":
+            why = f"{path} names a JSON file; the console writes CSV: name it .csv"
+            self.app.call_from_thread(self._failed, why)
+            return
         try:
             target = check_target(path, "file", replace)
             written = export_csv(self.database, self.run_id, self.chosen, target, replace=replace)
