@@ -349,19 +349,20 @@ def iter_candidates(
                 else:
                     if len(documents) > 1:
                         documents.sort(key=_BY_ID)
-                    decided = [
-                        (
-                            document,
-                            tuple([r for check in document_checks if (r := check(document))]),
-                            billing_offset(ctx, document) if billing else None,
-                        )
-                        for document in documents
-                    ]
-                customer_reasons = (
-                    tuple([r for check in customer_checks if (r := check(customer))])
-                    if customer_checks
-                    else NO_REASONS
-                )
+                    decided = []
+                    for one in documents:
+                        document_reasons = NO_REASONS
+                        for document_check in document_checks:
+                            found = document_check(one)
+                            if found is not None:
+                                document_reasons = (*document_reasons, found)
+                        offset = billing_offset(ctx, one) if billing else None
+                        decided.append((one, document_reasons, offset))
+                customer_reasons = NO_REASONS
+                for customer_check in customer_checks:
+                    found = customer_check(customer)
+                    if found is not None:
+                        customer_reasons = (*customer_reasons, found)
                 send_after = None
                 if quiet is not None:
                     zone_name = customer.timezone or ctx.organisation.timezone
