@@ -1,15 +1,16 @@
 """The facts a plan is decided from, loaded in a few set-based queries.
 
-Plain slotted records: the planner reads them millions of times, so they
-carry exactly what the rules need and nothing that would make a row an ORM
-object.
+Plain records: the planner reads them millions of times, so they carry
+exactly what the rules need and nothing that would make a row an ORM object.
+Those read a row per customer, address, document and service are named
+tuples, made straight from the database's rows in the order of their fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.attachments.specs import FileSpec
 from core.quiet_hours import QuietHours
@@ -111,22 +112,22 @@ class HistoryFacts:
     run_id: int | None
 
 
-@dataclass(slots=True, frozen=True)
-class CustomerFacts:
+class CustomerFacts(NamedTuple):
     id: str
     name: str
     cluster: str | None
     timezone: str | None
-    attributes: dict[str, Any]
+    # Read only when the definition names an audience (None otherwise).
+    attributes: dict[str, Any] | None
 
 
-@dataclass(slots=True, frozen=True)
-class AddressFacts:
+class AddressFacts(NamedTuple):
     """An address under the definition's key, with its contact."""
 
     customer_id: str
     contact_id: str
     contact_name: str
+    # Booleans as the database gives them (0 and 1 on SQLite): the rules test their truth.
     allow_email: bool
     # The one contact and one address preference this definition's kind needs
     # (None: unset, or the kind needs none).
@@ -140,15 +141,13 @@ class AddressFacts:
     unsubscribed: str | None = None
 
 
-@dataclass(slots=True, frozen=True)
-class ServiceFacts:
+class ServiceFacts(NamedTuple):
     id: str
     status: str
-    allow_billing_email: bool
+    allow_billing_email: bool  # 0 or 1 on SQLite, as allow_email
 
 
-@dataclass(slots=True, frozen=True)
-class DocumentFacts:
+class DocumentFacts(NamedTuple):
     id: str
     customer_id: str
     number: str | None

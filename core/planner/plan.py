@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -23,7 +24,6 @@ from core.attachments.reckon import limit_source, size_limit
 from core.passwords import find_password
 from core.planner.facts import (
     AddressFacts,
-    CustomerFacts,
     DefinitionFacts,
     DocumentFacts,
     HistoryFacts,
@@ -31,7 +31,6 @@ from core.planner.facts import (
     ProfileFacts,
 )
 from core.planner.load import (
-    Page,
     address_keys,
     iter_pages,
     load_definition,
@@ -59,9 +58,12 @@ from core.quiet_hours import zone
 from core.storage.database import Database
 from core.vocabulary import document_label
 
+T = TypeVar("T")
+
 INCLUDED, DEFERRED, EXCLUDED = "included", "deferred", "excluded"
 DECISIONS = (INCLUDED, DEFERRED, EXCLUDED)
 NO_REASONS: tuple[Reason, ...] = ()
+_CODE = attrgetter("code")
 
 
 class Candidate:
@@ -124,6 +126,15 @@ class Summary:
         self.decisions[candidate.decision] += 1
         for reason in candidate.reasons:
             self.by_reason[reason.code] += 1
+
+    def count(self, included: int, deferred: int, excluded: int, reasons: list[Reason]) -> None:
+        """What ``add`` counts, for many candidates at once: how many of each decision,
+        and the reasons of them all."""
+        self.candidates += included + deferred + excluded
+        for decision, n in ((INCLUDED, included), (DEFERRED, deferred), (EXCLUDED, excluded)):
+            if n:
+                self.decisions[decision] += n
+        self.by_reason.update(map(_CODE, reasons))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -281,107 +292,144 @@ def _unique_addresses(addresses: list[AddressFacts]) -> list[AddressFacts]:
     return unique
 
 
+def _checks(rules: Sequence[Callable[[Context], T | None]], ctx: Context) -> tuple[T, ...]:
+    """The checks of ``rules`` that can fail in this plan, in table order."""
+    return tuple(check for rule in rules if (check := rule(ctx)) is not None)
+
+
+_BY_ID = attrgetter("id")
+# A candidate without a document: (document, its reasons, billing offset).
+NO_DOCUMENT: tuple[tuple[None, tuple[Reason, ...], None], ...] = ((None, NO_REASONS, None),)
+
+
 def iter_candidates(
-    connection: Connection, ctx: Context, customers: Sequence[str] | None = None
+    connection: Connection,
+    ctx: Context,
+    summary: Summary,
+    customers: Sequence[str] | None = None,
+    sample: list[Candidate] | None = None,
 ) -> Iterator[Candidate]:
-    """Every candidate, decided, in plan order."""
+    """Every candidate, decided, in plan order, each counted in ``summary`` (a page at a time);
+    the first included ones with an address also go into ``sample`` (the render check's).
+
+    Each rule is decided once per address, customer or document (once per
+    candidate for the history and files) and the reasons joined per
+    candidate; the rules that cannot fail in this plan are not asked at all.
+    """
     definition = ctx.definition
     plan_reasons = tuple(r for rule in PLAN_RULES if (r := rule(ctx)) is not None)
+    address_checks = _checks(ADDRESS_RULES, ctx)
+    customer_checks = _checks(CUSTOMER_RULES, ctx)
+    document_checks = _checks(DOCUMENT_RULES, ctx)
+    history_checks = _checks(HISTORY_RULES, ctx)
+    attaching = definition.attach_document_files or bool(definition.attachment_files)
+    file_checks = _checks(FILE_RULES, ctx) if attaching else ()
+    own_files = bool(definition.attachment_files)
+    with_documents = definition.document_kind is not None
+    count_without_files = with_documents and definition.attach_document_files
+    billing = definition.use_billing_rules
     quiet = definition.quiet_hours
     send_after_by_zone: dict[str, datetime | None] = {}
-    at = ctx.at
-    history_rules = HISTORY_RULES if definition.dedup != "none" else ()
-    with_documents = definition.document_kind is not None
-    attaching = definition.attach_document_files or bool(definition.attachment_files)
-    file_rules = FILE_RULES if attaching and ctx.files is not None else ()
-    count_without_files = with_documents and definition.attach_document_files
 
     for page in iter_pages(connection, definition, customers):
         ctx.services = page.services
         missing = [c.id for c in page.customers if c.id not in page.addresses]
         ctx.other_keys = address_keys(connection, missing) if missing else {}
-        document_reasons = _document_reasons(ctx, page)
-        for customer in page.customers:
-            documents = page.documents.get(customer.id)
-            if with_documents and not documents:
-                continue
-            if documents is not None and len(documents) > 1:
-                documents.sort(key=lambda d: d.id)
-            customer_reasons = tuple(
-                [r for rule in CUSTOMER_RULES if (r := rule(ctx, customer)) is not None]
-            )
-            send_after = None
-            if quiet is not None:
-                zone_name = customer.timezone or ctx.organisation.timezone
-                if zone_name not in send_after_by_zone:
-                    send_after_by_zone[zone_name] = quiet.send_after(at, zone(zone_name))
-                send_after = send_after_by_zone[zone_name]
-            addresses = page.addresses.get(customer.id)
-            entries: list[tuple[AddressFacts | None, tuple[Reason, ...]]]
-            if addresses:
-                entries = [
-                    (a, tuple([r for rule in ADDRESS_RULES if (r := rule(ctx, a)) is not None]))
-                    for a in _unique_addresses(addresses)
-                ]
-            else:
-                entries = [(None, (no_address_for_key(ctx, customer),))]
-            for address, address_reasons in entries:
-                head = plan_reasons + address_reasons + customer_reasons
-                for document in documents or (None,):
-                    reasons = head + document_reasons[document.id] if document else head
-                    for rule in history_rules:
-                        found = rule(ctx, customer, address, document)
-                        if found is not None:
-                            reasons = (*reasons, found)
-                    listed = document is not None and bool(document.files)
-                    if file_rules and (listed or definition.attachment_files):
-                        for rule in file_rules:
-                            found = rule(ctx, customer, address, document)
+        page_addresses, page_documents = page.addresses, page.documents
+        # Counted as decided, added to the summary once a page.
+        included = deferred = excluded = without_files = 0
+        seen: list[Reason] = []
+        try:
+            for customer in page.customers:
+                documents = page_documents.get(customer.id)
+                decided: Sequence[tuple[DocumentFacts | None, tuple[Reason, ...], int | None]]
+                if documents is None:
+                    if with_documents:
+                        continue
+                    decided = NO_DOCUMENT
+                else:
+                    if len(documents) > 1:
+                        documents.sort(key=_BY_ID)
+                    decided = []
+                    for one in documents:
+                        document_reasons = NO_REASONS
+                        for document_check in document_checks:
+                            found = document_check(one)
+                            if found is not None:
+                                document_reasons = (*document_reasons, found)
+                        offset = billing_offset(ctx, one) if billing else None
+                        decided.append((one, document_reasons, offset))
+                customer_reasons = NO_REASONS
+                for customer_check in customer_checks:
+                    found = customer_check(customer)
+                    if found is not None:
+                        customer_reasons = (*customer_reasons, found)
+                send_after = None
+                if quiet is not None:
+                    zone_name = customer.timezone or ctx.organisation.timezone
+                    if zone_name not in send_after_by_zone:
+                        send_after_by_zone[zone_name] = quiet.send_after(ctx.at, zone(zone_name))
+                    send_after = send_after_by_zone[zone_name]
+                addresses = page_addresses.get(customer.id)
+                entries: list[tuple[AddressFacts | None, tuple[Reason, ...]]]
+                if addresses:
+                    entries = [
+                        (a, tuple([r for check in address_checks if (r := check(a))]))
+                        for a in _unique_addresses(addresses)
+                    ]
+                else:
+                    entries = [(None, (no_address_for_key(ctx, customer),))]
+                for address, address_reasons in entries:
+                    head = plan_reasons + address_reasons + customer_reasons
+                    contact_id = to = None
+                    if address is not None:
+                        contact_id, to = address.contact_id, address.address
+                    for document, document_reasons, offset in decided:
+                        reasons = head + document_reasons if document_reasons else head
+                        for check in history_checks:
+                            found = check(customer, address, document)
                             if found is not None:
                                 reasons = (*reasons, found)
-                    if count_without_files and not listed:
-                        ctx.without_files += 1
-                    offset = (
-                        billing_offset(ctx, document)
-                        if document is not None and definition.use_billing_rules
-                        else None
-                    )
-                    yield _decide(customer, address, document, reasons, send_after, offset)
-
-
-def _document_reasons(ctx: Context, page: Page) -> dict[str, tuple[Reason, ...]]:
-    return {
-        document.id: tuple([r for rule in DOCUMENT_RULES if (r := rule(ctx, document)) is not None])
-        for documents in page.documents.values()
-        for document in documents
-    }
-
-
-def _decide(
-    customer: CustomerFacts,
-    address: AddressFacts | None,
-    document: DocumentFacts | None,
-    reasons: tuple[Reason, ...],
-    send_after: datetime | None,
-    offset_days: int | None,
-) -> Candidate:
-    if reasons:
-        decision, send_after = EXCLUDED, None
-    elif send_after is not None:
-        decision = DEFERRED
-    else:
-        decision = INCLUDED
-    return Candidate(
-        customer.id,
-        address.contact_id if address is not None else None,
-        address.address if address is not None else None,
-        document.id if document is not None else None,
-        document_label(document.number) if document is not None else None,
-        decision,
-        reasons or NO_REASONS,
-        send_after,
-        offset_days,
-    )
+                        listed = document is not None and bool(document.files)
+                        if file_checks and (listed or own_files):
+                            for check in file_checks:
+                                found = check(customer, address, document)
+                                if found is not None:
+                                    reasons = (*reasons, found)
+                        if count_without_files and not listed:
+                            without_files += 1
+                        if reasons:
+                            excluded += 1
+                            seen += reasons
+                            decision, after = EXCLUDED, None
+                        elif send_after is not None:
+                            deferred += 1
+                            decision, after = DEFERRED, send_after
+                        else:
+                            included += 1
+                            decision, after = INCLUDED, None
+                        candidate = Candidate(
+                            customer.id,
+                            contact_id,
+                            to,
+                            document.id if document is not None else None,
+                            document_label(document.number) if document is not None else None,
+                            decision,
+                            reasons,
+                            after,
+                            offset,
+                        )
+                        if (
+                            decision is INCLUDED
+                            and sample is not None
+                            and len(sample) < SAMPLE
+                            and to is not None
+                        ):
+                            sample.append(candidate)
+                        yield candidate
+        finally:
+            summary.count(included, deferred, excluded, seen)
+            ctx.without_files += without_files
 
 
 def make_plan(
@@ -464,19 +512,10 @@ def iter_plan(
     ctx.files = FileLook(organisation.documents_folder)
     ctx.size_limit = size_limit(profile.max_message_bytes, profile.server_size)
     ctx.limit_source = limit_source(profile.max_message_bytes, profile.server_size)
-    add = summary.add
-    sample = gathered.sample if gathered is not None else None
     with gc_paused():
-        for candidate in iter_candidates(connection, ctx, customers):
-            add(candidate)
-            if (
-                sample is not None
-                and len(sample) < SAMPLE
-                and candidate.decision == INCLUDED
-                and candidate.address is not None
-            ):
-                sample.append(candidate)
-            yield candidate
+        yield from iter_candidates(
+            connection, ctx, summary, customers, gathered.sample if gathered is not None else None
+        )
     if gathered is not None:
         gathered.without_files = ctx.without_files
 

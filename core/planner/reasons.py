@@ -6,17 +6,59 @@ from dataclasses import dataclass
 from typing import Final
 
 
-@dataclass(frozen=True, slots=True)
 class Reason:
-    """Why a candidate is excluded: a stable code and a sentence with the data that decided."""
+    """Why a candidate is excluded: a stable code and a sentence with the data that decided.
 
-    code: str
-    detail: str
-    # The run that holds the ledger entry (already_sent, already_targeted), if one does.
-    run: int | None = None
+    A rule decides a million candidates where only some are ever read (a plan's counts
+    need the codes alone), so it may give the sentence as a ``str.format`` template and
+    its values (``Reason.later``): the sentence is written when ``detail`` is first read,
+    the same text the rule would have written at once.
+    """
+
+    __slots__ = ("_text", "_values", "code", "run")
+
+    def __init__(self, code: str, detail: str, run: int | None = None) -> None:
+        self.code = code
+        self._text = detail
+        self._values: tuple[object, ...] | None = None
+        # The run that holds the ledger entry (already_sent, already_targeted), if one does.
+        self.run = run
+
+    @classmethod
+    def later(
+        cls, code: str, template: str, values: tuple[object, ...], run: int | None = None
+    ) -> Reason:
+        """A reason whose detail is ``template.format(*values)``, written when first read."""
+        reason = cls.__new__(cls)
+        reason.code = code
+        reason._text = template
+        reason._values = values
+        reason.run = run
+        return reason
+
+    @property
+    def detail(self) -> str:
+        if self._values is not None:
+            self._text = self._text.format(*self._values)
+            self._values = None
+        return self._text
 
     def as_json(self) -> dict[str, str]:
         return {"code": self.code, "detail": self.detail}
+
+    def _key(self) -> tuple[str, str, int | None]:
+        return (self.code, self.detail, self.run)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Reason):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Reason(code={self.code!r}, detail={self.detail!r}, run={self.run!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,20 @@
 
 ``RULES`` lists them in the order of the spec's table, so the two can be read
 side by side. Each rule looks at the part of a candidate it depends on (the
-whole plan, an address, a customer, a document, or the history) so that the
-planner can decide it once per address, customer or document and combine the
-answers per candidate; the scopes follow one another in table order, so
-joining their reasons keeps that order.
+whole plan, an address, a customer, a document, or the candidate's history
+and files) so that the planner can decide it once per address, customer or
+document and combine the answers per candidate; the scopes follow one
+another in table order, so joining their reasons keeps that order.
 
-A rule returns ``None`` when it holds, or a ``Reason`` whose detail names the
-data that decided.
+A plan rule returns ``None`` when it holds, or a ``Reason`` whose detail
+names the data that decided. Every other rule is given the plan's fixed
+inputs (``Context``) once and returns its check, a function of the address,
+customer, document or candidate that returns ``None`` or a ``Reason`` — or
+returns no check at all when it cannot fail in this plan (no billing rules,
+no history, no clusters named, ...). What a check's sentences share is worked
+out once, with the check; the sentence itself is written only when it is
+read (``Reason.later``), since a million candidates are decided for every one
+whose reasons anyone reads.
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ class Context:
     limit_source: str = ""
     # Candidates whose document lists no files while the definition attaches them.
     without_files: int = 0
+    # Days from each due date to `billing_date`, as they are worked out (billing_offset).
+    offsets: dict[date, int] = field(default_factory=dict)
 
 
 def _list(values: Any) -> str:
@@ -133,104 +142,140 @@ def no_address_for_key(ctx: Context, customer: CustomerFacts) -> Reason:
     )
 
 
-def invalid_address(ctx: Context, address: AddressFacts) -> Reason | None:
-    if address.problem is None:
+def invalid_address(ctx: Context) -> AddressCheck:
+    def check(address: AddressFacts) -> Reason | None:
+        if address.problem is None:
+            return None
+        return Reason.later(
+            "invalid_address",
+            "{!r} is not a valid email address: {}",
+            (address.address, address.problem),
+        )
+
+    return check
+
+
+def suppressed(ctx: Context) -> AddressCheck | None:
+    suppressions = ctx.suppressions
+    if not suppressions:
         return None
-    return Reason(
-        "invalid_address",
-        f"{address.address!r} is not a valid email address: {address.problem}",
-    )
+
+    def check(address: AddressFacts) -> Reason | None:
+        entry = suppressions.get(address.address_lower)
+        if entry is None:
+            return None
+        listed = "" if entry.address == address.address else f" (listed as {entry.address})"
+        return Reason(
+            "suppressed",
+            f"{address.address} is on the suppression list{listed}: {entry.describe()}",
+        )
+
+    return check
 
 
-def suppressed(ctx: Context, address: AddressFacts) -> Reason | None:
-    entry = ctx.suppressions.get(address.address_lower)
-    if entry is None:
-        return None
-    listed = "" if entry.address == address.address else f" (listed as {entry.address})"
-    return Reason(
-        "suppressed",
-        f"{address.address} is on the suppression list{listed}: {entry.describe()}",
-    )
+def contact_email_not_allowed(ctx: Context) -> AddressCheck:
+    def check(address: AddressFacts) -> Reason | None:
+        if address.allow_email:
+            return None
+        return Reason.later(
+            "contact_email_not_allowed",
+            "contact {} ({}) does not allow email (allow_email is false)",
+            (address.contact_id, address.contact_name),
+        )
+
+    return check
 
 
-def contact_email_not_allowed(ctx: Context, address: AddressFacts) -> Reason | None:
-    if address.allow_email:
-        return None
-    return Reason(
-        "contact_email_not_allowed",
-        f"contact {address.contact_id} ({address.contact_name}) does not allow email "
-        "(allow_email is false)",
-    )
-
-
-def address_preference_off(ctx: Context, address: AddressFacts) -> Reason | None:
+def address_preference_off(ctx: Context) -> AddressCheck | None:
     preference = ADDRESS_PREFERENCE_OF.get(ctx.definition.kind)
-    if (
-        preference is not None
-        and address.unsubscribed
-        and address.unsubscribed.startswith(preference + ":")
-    ):
-        return Reason("address_preference_off", address.unsubscribed)
     if preference is None:
         return None
-    if address.address_preference is True:
-        return None
-    if address.address_preference is False:
-        return Reason(
+    unsubscribed_from = preference + ":"
+    default_on = bool(ctx.organisation.default_address_preferences.get(preference, True))
+
+    def check(address: AddressFacts) -> Reason | None:
+        unsubscribed = address.unsubscribed
+        if unsubscribed and unsubscribed.startswith(unsubscribed_from):
+            return Reason("address_preference_off", unsubscribed)
+        value = address.address_preference
+        if value is None:
+            if default_on:
+                return None
+            return Reason.later(
+                "address_preference_off",
+                "the {!r} preference of {} is unset, and the organisation's default for new "
+                "addresses is off",
+                (preference, address.address),
+            )
+        if value:
+            return None
+        return Reason.later(
             "address_preference_off",
-            f"the {preference!r} preference of {address.address} is off",
+            "the {!r} preference of {} is off",
+            (preference, address.address),
         )
-    if ctx.organisation.default_address_preferences.get(preference, True):
-        return None
-    return Reason(
-        "address_preference_off",
-        f"the {preference!r} preference of {address.address} is unset, and the organisation's "
-        "default for new addresses is off",
-    )
+
+    return check
 
 
-def contact_preference_off(ctx: Context, address: AddressFacts) -> Reason | None:
+def contact_preference_off(ctx: Context) -> AddressCheck | None:
     preference = CONTACT_PREFERENCE_OF.get(ctx.definition.kind)
-    if (
-        preference is not None
-        and address.unsubscribed
-        and address.unsubscribed.startswith(preference + ":")
-    ):
-        return Reason("contact_preference_off", address.unsubscribed)
     if preference is None:
         return None
+    unsubscribed_from = preference + ":"
     permissive = CONTACT_PREFERENCE_PERMISSIVE[preference]
-    value = address.contact_preference
-    unset = value is None
-    if unset:
-        value = ctx.organisation.default_contact_preferences.get(preference, permissive)
-    if value == permissive:
-        return None
-    state = "on" if value else "off"
-    which = (
-        f"the {preference!r} preference of contact {address.contact_id} ({address.contact_name})"
-    )
-    if unset:
-        return Reason(
+    default = ctx.organisation.default_contact_preferences.get(preference, permissive)
+
+    def check(address: AddressFacts) -> Reason | None:
+        unsubscribed = address.unsubscribed
+        if unsubscribed and unsubscribed.startswith(unsubscribed_from):
+            return Reason("contact_preference_off", unsubscribed)
+        value = address.contact_preference
+        unset = value is None
+        if unset:
+            value = default
+        if value == permissive:
+            return None
+        state = "on" if value else "off"
+        return Reason.later(
             "contact_preference_off",
-            f"{which} is unset, and the organisation's default for new contacts is {state}",
+            (
+                "the {!r} preference of contact {} ({}) is unset, and the organisation's "
+                "default for new contacts is {}"
+                if unset
+                else "the {!r} preference of contact {} ({}) is {}"
+            ),
+            (preference, address.contact_id, address.contact_name, state),
         )
-    return Reason("contact_preference_off", f"{which} is {state}")
+
+    return check
 
 
 # -- 9, 10: the customer -----------------------------------------------------
 
 
-def cluster_not_targeted(ctx: Context, customer: CustomerFacts) -> Reason | None:
+def cluster_not_targeted(ctx: Context) -> CustomerCheck | None:
     clusters = ctx.definition.clusters
-    if clusters is None or customer.cluster in clusters:
+    if clusters is None:
         return None
-    where = f"is in cluster {customer.cluster!r}" if customer.cluster else "has no cluster"
     targets = _list(clusters) if clusters else "no cluster at all"
-    return Reason(
-        "cluster_not_targeted",
-        f"customer {customer.id} {where}; the definition targets {targets}",
-    )
+
+    def check(customer: CustomerFacts) -> Reason | None:
+        if customer.cluster in clusters:
+            return None
+        if customer.cluster:
+            return Reason.later(
+                "cluster_not_targeted",
+                "customer {} is in cluster {!r}; the definition targets {}",
+                (customer.id, customer.cluster, targets),
+            )
+        return Reason.later(
+            "cluster_not_targeted",
+            "customer {} has no cluster; the definition targets {}",
+            (customer.id, targets),
+        )
+
+    return check
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -240,235 +285,309 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def audience_mismatch(ctx: Context, customer: CustomerFacts) -> Reason | None:
+def audience_mismatch(ctx: Context) -> CustomerCheck | None:
     audience = ctx.definition.audience
     if not audience:
         return None
-    failing = []
-    for clause in audience:
-        name = clause["attribute"]
-        present = name in customer.attributes
-        actual = customer.attributes.get(name)
-        if "equals" in clause:
-            wanted = f"{name} equals {_value(clause['equals'])}"
-            holds = present and _same(actual, clause["equals"])
-        else:
-            wanted = f"{name} in [{', '.join(_value(v) for v in clause['in'])}]"
-            holds = present and any(_same(actual, v) for v in clause["in"])
-        if not holds:
-            has = f"it is {_value(actual)}" if present else "the customer has no such attribute"
-            failing.append(f"{wanted}: {has}")
-    if not failing:
-        return None
-    return Reason("audience_mismatch", "; ".join(failing))
+
+    def check(customer: CustomerFacts) -> Reason | None:
+        attributes = customer.attributes or {}
+        failing = []
+        for clause in audience:
+            name = clause["attribute"]
+            present = name in attributes
+            actual = attributes.get(name)
+            if "equals" in clause:
+                wanted = f"{name} equals {_value(clause['equals'])}"
+                holds = present and _same(actual, clause["equals"])
+            else:
+                wanted = f"{name} in [{', '.join(_value(v) for v in clause['in'])}]"
+                holds = present and any(_same(actual, v) for v in clause["in"])
+            if not holds:
+                has = f"it is {_value(actual)}" if present else "the customer has no such attribute"
+                failing.append(f"{wanted}: {has}")
+        if not failing:
+            return None
+        return Reason("audience_mismatch", "; ".join(failing))
+
+    return check
 
 
 # -- 11-15: the document -----------------------------------------------------
 
 
-def document_status_not_targeted(ctx: Context, document: DocumentFacts) -> Reason | None:
+def document_status_not_targeted(ctx: Context) -> DocumentCheck:
     statuses = ctx.definition.document_statuses
     if statuses is None:
-        if document.status not in UNTARGETED_DOCUMENT_STATUSES:
-            return None
+        # Every status but these is targeted.
+        failing: frozenset[str] | None = frozenset(UNTARGETED_DOCUMENT_STATUSES)
+        targeted: frozenset[str] = frozenset()
         targets = "every status except concept and void (none are set)"
     else:
-        if document.status in statuses:
-            return None
+        failing, targeted = None, frozenset(statuses)
         targets = _list(statuses) if statuses else "no status at all"
-    return Reason(
-        "document_status_not_targeted",
-        f"document {document.id} is {document.status}; the definition targets {targets}",
-    )
 
-
-def service_status_not_allowed(ctx: Context, document: DocumentFacts) -> Reason | None:
-    if document.service_id is None:
-        return None
-    service = ctx.services.get(document.service_id)
-    if service is None:
-        return None
-    method = ctx.methods.get(document.billing_method_id or "")
-    if method is not None and method.statuses is not None:
-        if service.status in method.statuses:
+    def check(document: DocumentFacts) -> Reason | None:
+        status = document.status
+        if (status not in failing) if failing is not None else (status in targeted):
             return None
-        allowed = (
-            f"billing method {method.id} ({method.name}) sends for services that are "
-            f"{_list(method.statuses) if method.statuses else 'in no status at all'}"
+        return Reason.later(
+            "document_status_not_targeted",
+            "document {} is {}; the definition targets {}",
+            (document.id, status, targets),
         )
-    else:
-        if service.status not in UNSENDABLE_SERVICE_STATUSES:
+
+    return check
+
+
+def _service_policies(
+    methods: dict[str, MethodFacts],
+) -> tuple[dict[str, tuple[frozenset[str] | None, str]], tuple[None, str]]:
+    """Rule 12 by billing method: the service statuses it sends for (None: every status
+    but inactive and cancelled) and what the reason says of it; and the same for a
+    document whose billing method is unknown."""
+    policies: dict[str, tuple[frozenset[str] | None, str]] = {}
+    for method in methods.values():
+        if method.statuses is not None:
+            listed = _list(method.statuses) if method.statuses else "in no status at all"
+            policies[method.id] = (
+                frozenset(method.statuses),
+                f"billing method {method.id} ({method.name}) sends for services that are {listed}",
+            )
+        else:
+            policies[method.id] = (
+                None,
+                f"billing method {method.id} ({method.name}) names no statuses to send for, "
+                "so nothing is sent for inactive or cancelled services",
+            )
+    unknown = (
+        None,
+        "the document has no billing method to allow it, so nothing is sent for inactive or "
+        "cancelled services",
+    )
+    return policies, unknown
+
+
+def service_status_not_allowed(ctx: Context) -> DocumentCheck:
+    policies, unknown = _service_policies(ctx.methods)
+    unsendable = frozenset(UNSENDABLE_SERVICE_STATUSES)
+
+    def check(document: DocumentFacts) -> Reason | None:
+        if document.service_id is None:
             return None
-        whose = (
-            f"billing method {method.id} ({method.name}) names no statuses to send for"
-            if method is not None
-            else "the document has no billing method to allow it"
+        service = ctx.services.get(document.service_id)  # the page's services
+        if service is None:
+            return None
+        sendable, allowed = policies.get(document.billing_method_id or "", unknown)
+        if sendable is not None:
+            if service.status in sendable:
+                return None
+        elif service.status not in unsendable:
+            return None
+        return Reason.later(
+            "service_status_not_allowed",
+            "service {} of document {} is {}; {}",
+            (service.id, document.id, service.status, allowed),
         )
-        allowed = f"{whose}, so nothing is sent for inactive or cancelled services"
-    return Reason(
-        "service_status_not_allowed",
-        f"service {service.id} of document {document.id} is {service.status}; {allowed}",
-    )
+
+    return check
 
 
-def service_email_not_allowed(ctx: Context, document: DocumentFacts) -> Reason | None:
-    if ctx.definition.kind not in BILLING_EMAIL_KINDS or document.service_id is None:
+def service_email_not_allowed(ctx: Context) -> DocumentCheck | None:
+    if ctx.definition.kind not in BILLING_EMAIL_KINDS:
         return None
-    service = ctx.services.get(document.service_id)
-    if service is None or service.allow_billing_email:
-        return None
-    return Reason(
-        "service_email_not_allowed",
-        f"service {service.id} of document {document.id} does not allow billing email "
-        "(allow_billing_email is false)",
-    )
+
+    def check(document: DocumentFacts) -> Reason | None:
+        if document.service_id is None:
+            return None
+        service = ctx.services.get(document.service_id)
+        if service is None or service.allow_billing_email:
+            return None
+        return Reason.later(
+            "service_email_not_allowed",
+            "service {} of document {} does not allow billing email (allow_billing_email is false)",
+            (service.id, document.id),
+        )
+
+    return check
 
 
-def billing_method_has_no_rules(ctx: Context, document: DocumentFacts) -> Reason | None:
+def billing_method_has_no_rules(ctx: Context) -> DocumentCheck | None:
     if not ctx.definition.use_billing_rules:
         return None
-    if document.billing_method_id is None:
-        return Reason(
+    methods = ctx.methods
+
+    def check(document: DocumentFacts) -> Reason | None:
+        if document.billing_method_id is None:
+            return Reason.later(
+                "billing_method_has_no_rules",
+                "document {} has no billing method, so no send rule applies",
+                (document.id,),
+            )
+        method = methods.get(document.billing_method_id)
+        if method is None or method.offsets:
+            return None
+        return Reason.later(
             "billing_method_has_no_rules",
-            f"document {document.id} has no billing method, so no send rule applies",
+            "billing method {} ({}) of document {} has no send rules",
+            (method.id, method.name, document.id),
         )
-    method = ctx.methods.get(document.billing_method_id)
-    if method is None or method.offsets:
-        return None
-    return Reason(
-        "billing_method_has_no_rules",
-        f"billing method {method.id} ({method.name}) of document {document.id} has no send rules",
-    )
+
+    return check
 
 
 def billing_offset(ctx: Context, document: DocumentFacts) -> int | None:
     """Calendar days from the due date to the plan's date (organisation's timezone)."""
-    if document.due_date is None:
+    due = document.due_date
+    if due is None:
         return None
-    return (ctx.billing_date - document.due_date).days
+    days = ctx.offsets.get(due)
+    if days is None:
+        days = ctx.offsets[due] = (ctx.billing_date - due).days
+    return days
 
 
-def billing_rule_not_due(ctx: Context, document: DocumentFacts) -> Reason | None:
-    if not ctx.definition.use_billing_rules or document.billing_method_id is None:
+def billing_rule_not_due(ctx: Context) -> DocumentCheck | None:
+    if not ctx.definition.use_billing_rules:
         return None
-    method = ctx.methods.get(document.billing_method_id)
-    if method is None or not method.offsets:
-        return None
-    rules = method.offsets_text
-    offset = billing_offset(ctx, document)
-    if offset is None:
-        return Reason(
+    methods = ctx.methods
+    on = ctx.billing_date.isoformat()
+    timezone = ctx.organisation.timezone
+    offset_texts: dict[int, str] = {}
+
+    def check(document: DocumentFacts) -> Reason | None:
+        if document.billing_method_id is None:
+            return None
+        method = methods.get(document.billing_method_id)
+        if method is None or not method.offsets:
+            return None
+        offset = billing_offset(ctx, document)
+        if offset is None:
+            return Reason.later(
+                "billing_rule_not_due",
+                "document {} has no due date, so none of the rules of {} ({} days) can be due",
+                (document.id, method.name, method.offsets_text),
+            )
+        if offset in method.offsets:
+            return None
+        text = offset_texts.get(offset)
+        if text is None:
+            text = offset_texts[offset] = _offset(offset)
+        return Reason.later(
             "billing_rule_not_due",
-            f"document {document.id} has no due date, so none of the rules of {method.name} "
-            f"({rules} days) can be due",
+            "document {} is due {}; on {} ({}) that is offset {} days, and {} sends at "
+            "offsets {} days",
+            (document.id, document.due_date, on, timezone, text, method.name, method.offsets_text),
         )
-    if offset in method.offsets:
-        return None
-    return Reason(
-        "billing_rule_not_due",
-        f"document {document.id} is due {document.due_date}; on "
-        f"{ctx.billing_date.isoformat()} ({ctx.organisation.timezone}) that is offset "
-        f"{_offset(offset)} days, and {method.name} sends at offsets {rules} days",
-    )
+
+    return check
 
 
 # -- 16, 17: the history (18, other runs, below) --------------------------------
 
 
-def already_sent(
-    ctx: Context,
-    customer: CustomerFacts,
-    address: AddressFacts | None,
-    document: DocumentFacts | None,
-) -> Reason | None:
-    if ctx.definition.dedup != "per_document":
+def already_sent(ctx: Context) -> CandidateCheck | None:
+    if ctx.definition.dedup != "per_document" or not ctx.sent_by_document:
         return None
-    entries = ctx.sent_by_document.get(document.id if document is not None else None)
-    if not entries:
-        return None
-    lower = address.address_lower if address is not None else None
-    offset: int | None = None
-    if ctx.definition.use_billing_rules and document is not None:
-        offset = billing_offset(ctx, document)
-    match = None
-    for entry in entries:  # newest first
-        if entry.address_lower is not None and entry.address_lower != lower:
-            continue
-        offset_differs = entry.offset_days is not None and entry.offset_days != offset
-        if ctx.definition.use_billing_rules and offset_differs:
-            continue
-        match = entry
-        break
-    if match is None:
-        return None
-    what = f"document {document.id}" if document is not None else "this message"
-    to = f" to {address.address}" if address is not None else ""
-    at_offset = (
-        f" at offset {_offset(match.offset_days)} days"
-        if ctx.definition.use_billing_rules and match.offset_days is not None
-        else ""
-    )
-    run = f" by run {match.run_id}" if match.run_id is not None else ""
-    return Reason(
-        "already_sent",
-        f"this definition sent {what}{to}{at_offset} on {format_instant(match.at)}{run}",
-        run=match.run_id,
-    )
+    sent = ctx.sent_by_document
+    billing = ctx.definition.use_billing_rules
+
+    def check(
+        customer: CustomerFacts, address: AddressFacts | None, document: DocumentFacts | None
+    ) -> Reason | None:
+        entries = sent.get(document.id if document is not None else None)
+        if not entries:
+            return None
+        lower = address.address_lower if address is not None else None
+        offset: int | None = None
+        if billing and document is not None:
+            offset = billing_offset(ctx, document)
+        match = None
+        for entry in entries:  # newest first
+            if entry.address_lower is not None and entry.address_lower != lower:
+                continue
+            offset_differs = entry.offset_days is not None and entry.offset_days != offset
+            if billing and offset_differs:
+                continue
+            match = entry
+            break
+        if match is None:
+            return None
+        what = f"document {document.id}" if document is not None else "this message"
+        to = f" to {address.address}" if address is not None else ""
+        at_offset = (
+            f" at offset {_offset(match.offset_days)} days"
+            if billing and match.offset_days is not None
+            else ""
+        )
+        run = f" by run {match.run_id}" if match.run_id is not None else ""
+        return Reason(
+            "already_sent",
+            f"this definition sent {what}{to}{at_offset} on {format_instant(match.at)}{run}",
+            run=match.run_id,
+        )
+
+    return check
 
 
-def already_targeted(
-    ctx: Context,
-    customer: CustomerFacts,
-    address: AddressFacts | None,
-    document: DocumentFacts | None,
-) -> Reason | None:
-    if ctx.definition.dedup != "per_trigger":
+def already_targeted(ctx: Context) -> CandidateCheck | None:
+    if ctx.definition.dedup != "per_trigger" or not ctx.targeted_by_customer:
         return None
-    entries = ctx.targeted_by_customer.get(customer.id)
-    if not entries:
-        return None
-    latest = entries[0]
-    run = f" by run {latest.run_id}" if latest.run_id is not None else ""
-    more = f" ({len(entries)} times in all)" if len(entries) > 1 else ""
-    return Reason(
-        "already_targeted",
-        f"this definition already targeted customer {customer.id} on "
-        f"{format_instant(latest.at)}{run}{more}",
-        run=latest.run_id,
-    )
+    targeted = ctx.targeted_by_customer
+
+    def check(
+        customer: CustomerFacts, address: AddressFacts | None, document: DocumentFacts | None
+    ) -> Reason | None:
+        entries = targeted.get(customer.id)
+        if not entries:
+            return None
+        latest = entries[0]
+        run = f" by run {latest.run_id}" if latest.run_id is not None else ""
+        more = f" ({len(entries)} times in all)" if len(entries) > 1 else ""
+        return Reason(
+            "already_targeted",
+            f"this definition already targeted customer {customer.id} on "
+            f"{format_instant(latest.at)}{run}{more}",
+            run=latest.run_id,
+        )
+
+    return check
 
 
 # -- 18: other runs ------------------------------------------------------------
 
 
-def in_another_run(
-    ctx: Context,
-    customer: CustomerFacts,
-    address: AddressFacts | None,
-    document: DocumentFacts | None,
-) -> Reason | None:
-    if not ctx.held_by_runs:
+def in_another_run(ctx: Context) -> CandidateCheck | None:
+    held = ctx.held_by_runs
+    dedup = ctx.definition.dedup
+    if not held or dedup not in ("per_document", "per_trigger"):
         return None
-    if ctx.definition.dedup == "per_trigger":
-        run = ctx.held_by_runs.get((customer.id, None))
+
+    def check(
+        customer: CustomerFacts, address: AddressFacts | None, document: DocumentFacts | None
+    ) -> Reason | None:
+        if dedup == "per_trigger":
+            run = held.get((customer.id, None))
+            if run is None:
+                return None
+            return Reason(
+                "in_another_run",
+                f"run {run} of this definition has not ended and still holds customer "
+                f"{customer.id}",
+            )
+        if address is None:
+            return None
+        run = held.get((document.id if document is not None else None, address.address_lower))
         if run is None:
             return None
+        what = f"document {document.id}" if document is not None else "this message"
         return Reason(
             "in_another_run",
-            f"run {run} of this definition has not ended and still holds customer {customer.id}",
+            f"run {run} of this definition has not ended and still holds {what} to "
+            f"{address.address}",
         )
-    if ctx.definition.dedup != "per_document" or address is None:
-        return None
-    run = ctx.held_by_runs.get(
-        (document.id if document is not None else None, address.address_lower)
-    )
-    if run is None:
-        return None
-    what = f"document {document.id}" if document is not None else "this message"
-    return Reason(
-        "in_another_run",
-        f"run {run} of this definition has not ended and still holds {what} to {address.address}",
-    )
+
+    return check
 
 
 # -- 19, 20: the files the message attaches -------------------------------------
@@ -490,64 +609,71 @@ def _whose(spec: FileSpec, document: DocumentFacts | None) -> str:
     return "the definition's file"
 
 
-def document_file_missing(
-    ctx: Context,
-    customer: CustomerFacts,
-    address: AddressFacts | None,
-    document: DocumentFacts | None,
-) -> Reason | None:
-    if ctx.files is None:
+def document_file_missing(ctx: Context) -> CandidateCheck | None:
+    files = ctx.files
+    if files is None:
         return None
-    missing = []
-    for spec in attached_files(ctx, document):
-        found = ctx.files.look(spec.path)
-        if isinstance(found, Missing):
-            missing.append(f"{_whose(spec, document)} {found.why}")
-    if not missing:
-        return None
-    where = f" (documents folder {ctx.files.folder})" if ctx.files.folder else ""
-    return Reason("document_file_missing", "; ".join(missing) + where)
+
+    def check(
+        customer: CustomerFacts, address: AddressFacts | None, document: DocumentFacts | None
+    ) -> Reason | None:
+        missing = []
+        for spec in attached_files(ctx, document):
+            found = files.look(spec.path)
+            if isinstance(found, Missing):
+                missing.append(f"{_whose(spec, document)} {found.why}")
+        if not missing:
+            return None
+        where = f" (documents folder {files.folder})" if files.folder else ""
+        return Reason("document_file_missing", "; ".join(missing) + where)
+
+    return check
 
 
-def message_too_large(
-    ctx: Context,
-    customer: CustomerFacts,
-    address: AddressFacts | None,
-    document: DocumentFacts | None,
-) -> Reason | None:
-    if ctx.files is None or ctx.size_limit is None:
+def message_too_large(ctx: Context) -> CandidateCheck | None:
+    files, limit = ctx.files, ctx.size_limit
+    if files is None or limit is None:
         return None
-    sizes = [
-        found.size
-        for spec in attached_files(ctx, document)
-        if isinstance(found := ctx.files.look(spec.path), Checked)
-    ]
-    if not sizes:
-        return None
-    size = reckoned_size(sizes)
-    if size <= ctx.size_limit:
-        return None
-    count = f"{len(sizes)} attachment" + ("s" if len(sizes) > 1 else "")
-    return Reason(
-        "message_too_large",
-        f"the message with its {count} ({sum(sizes):,} bytes of files) is reckoned at "
-        f"{size:,} bytes, over the limit of {ctx.size_limit:,} bytes ({ctx.limit_source})",
-    )
+
+    def check(
+        customer: CustomerFacts, address: AddressFacts | None, document: DocumentFacts | None
+    ) -> Reason | None:
+        sizes = [
+            found.size
+            for spec in attached_files(ctx, document)
+            if isinstance(found := files.look(spec.path), Checked)
+        ]
+        if not sizes:
+            return None
+        size = reckoned_size(sizes)
+        if size <= limit:
+            return None
+        count = f"{len(sizes)} attachment" + ("s" if len(sizes) > 1 else "")
+        return Reason(
+            "message_too_large",
+            f"the message with its {count} ({sum(sizes):,} bytes of files) is reckoned at "
+            f"{size:,} bytes, over the limit of {limit:,} bytes ({ctx.limit_source})",
+        )
+
+    return check
 
 
 # -- the table ---------------------------------------------------------------
 
 PlanRule = Callable[[Context], Reason | None]
-AddressRule = Callable[[Context, AddressFacts], Reason | None]
-CustomerRule = Callable[[Context, CustomerFacts], Reason | None]
-DocumentRule = Callable[[Context, DocumentFacts], Reason | None]
-HistoryRule = Callable[
-    [Context, CustomerFacts, AddressFacts | None, DocumentFacts | None], Reason | None
-]
+AddressCheck = Callable[[AddressFacts], Reason | None]
+CustomerCheck = Callable[[CustomerFacts], Reason | None]
+DocumentCheck = Callable[[DocumentFacts], Reason | None]
+# A candidate's history and files: its customer, address (None: rule 3) and document.
+CandidateCheck = Callable[[CustomerFacts, AddressFacts | None, DocumentFacts | None], Reason | None]
+AddressRule = Callable[[Context], AddressCheck | None]
+CustomerRule = Callable[[Context], CustomerCheck | None]
+DocumentRule = Callable[[Context], DocumentCheck | None]
+CandidateRule = Callable[[Context], CandidateCheck | None]
 
-# (code, scope, rule) in the order of reasons.md. Rule 3 has no function of
-# its own here: a missing address is one candidate with `address: null`, and
-# the planner gives it `no_address_for_key` in place of rules 4-8.
+# (code, scope, rule) in the order of reasons.md. Rule 3 has no check of its
+# own: a missing address is one candidate with `address: null`, and the
+# planner gives it `no_address_for_key` in place of rules 4-8.
 RULES: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("sender_not_verified", "plan", sender_not_verified),
     ("auto_send_disabled", "plan", auto_send_disabled),
@@ -583,6 +709,5 @@ ADDRESS_RULES: tuple[AddressRule, ...] = tuple(
 )
 CUSTOMER_RULES: tuple[CustomerRule, ...] = tuple(f for _, s, f in RULES if s == "customer")
 DOCUMENT_RULES: tuple[DocumentRule, ...] = tuple(f for _, s, f in RULES if s == "document")
-HISTORY_RULES: tuple[HistoryRule, ...] = tuple(f for _, s, f in RULES if s == "history")
-# Same signature as the history rules: they look at the candidate's document.
-FILE_RULES: tuple[HistoryRule, ...] = tuple(f for _, s, f in RULES if s == "files")
+HISTORY_RULES: tuple[CandidateRule, ...] = tuple(f for _, s, f in RULES if s == "history")
+FILE_RULES: tuple[CandidateRule, ...] = tuple(f for _, s, f in RULES if s == "files")
