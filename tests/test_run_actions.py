@@ -45,7 +45,7 @@ def a_run(state: str, **counts: int) -> RunInfo:
 
 
 def progress(run: RunInfo, holding: Holding = NOBODY) -> RunProgress:
-    return RunProgress(run, to_send=run.total, done=0, holding=holding)
+    return RunProgress(run, deliverable=run.total, done=0, holding=holding)
 
 
 def test_a_running_run_delivered_now_offers_stop_and_nothing_a_live_run_cannot_take() -> None:
