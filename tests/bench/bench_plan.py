@@ -265,17 +265,23 @@ def best(*args: str, runs: int) -> dict[str, Any]:
 
 
 HEADER = (
-    f"  {'step':<13}{'time':>9}  {'cpu':>8}  {'peak':>8}   {'floor':>8}  {'peak':>8}"
-    f"  {'ratio':>6}   what"
+    f"  {'step':<13}{'time':>8}  {'cpu':>7}  {'peak':>8}   {'floor':>7}  {'cpu':>6}  {'peak':>7}"
+    f"  {'ratio':>6}  {'cpu':>6}   what"
 )
 
 
 def line(step: str, ours: dict[str, Any], floor: dict[str, Any], what: str) -> str:
-    cpu = f"{ours['cpu']:7.1f}s" if "cpu" in ours else f"{'-':>8}"  # an import measured before
-    ratio = ours["seconds"] / floor["seconds"]
+    """One row: the step's wall time, CPU time and peak memory; its floor's; and
+    the ratios of their wall times and of their CPU times (the machine may be shared)."""
+
+    def cpu(result: dict[str, Any], width: int) -> str:  # "-": an import measured before
+        return f"{result['cpu']:{width}.1f}s" if "cpu" in result else "-".rjust(width + 1)
+
+    cpu_ratio = f"{ours['cpu'] / floor['cpu']:5.1f}x" if "cpu" in ours else "     -"
     text = (
-        f"  {step:<13}{ours['seconds']:8.1f}s  {cpu}  {ours['peak_mib']:4.0f} MiB"
-        f"   {floor['seconds']:7.1f}s  {floor['peak_mib']:4.0f} MiB  {ratio:5.1f}x   {what}"
+        f"  {step:<13}{ours['seconds']:7.1f}s  {cpu(ours, 6)}  {ours['peak_mib']:4.0f} MiB"
+        f"   {floor['seconds']:6.1f}s  {cpu(floor, 5)}  {floor['peak_mib']:3.0f} MiB"
+        f"  {ours['seconds'] / floor['seconds']:5.1f}x  {cpu_ratio}   {what}"
     )
     print(text, flush=True)
     return text
@@ -293,7 +299,7 @@ def end_to_end(customers: int, runs: int, reuse: bool) -> None:
     print(
         f"\nEnd to end: {customers:,} customers ({os.path.getsize(file) / 2**20:,.0f} MiB of "
         f"JSON), SQLite; each step in a fresh process; time is wall clock, cpu the step's "
-        f"own; floor = a raw read of its rows (best of {runs}), ratio = time / floor time",
+        f"own; floor = a raw read of its rows (best of {runs}); ratios: of the times, of the cpu",
         flush=True,
     )
     print(HEADER, flush=True)
@@ -347,6 +353,8 @@ def main() -> None:
         result["cpu"] = time.process_time() - cpu
         sys.stdout.flush()
         print(json.dumps(result))
+        with (CACHE / "steps.jsonl").open("a") as log:  # every measurement, kept
+            log.write(json.dumps({"step": args.step, "paths": args.paths, **result}) + "\n")
         return
     if args.customers < 1:
         parser.error(f"--customers {args.customers}: give 1 or more")
