@@ -5,6 +5,7 @@ that does not depend on the machine's speed)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import tracemalloc
 from collections.abc import Iterator
 from datetime import timedelta
@@ -95,3 +96,19 @@ def test_snapshotting_four_times_the_candidates_takes_no_more_memory(
     # Holding 9,000 more recipients (or their customers' ids) would take megabytes;
     # a batch of 256 rows is the same at both sizes.
     assert large - small < 256 * 1024, (small, large)
+
+
+@pytest.mark.parametrize(
+    "reasons",
+    [
+        (),
+        (Reason("suppressed", "billing address ana@example.org is suppressed"),),
+        (
+            Reason("document_status_not_targeted", 'invoice "C1-I0" is a concept \\ draft'),
+            Reason("x", "Zoë, line\nbreak, \u2028 and 😀"),
+            Reason("already_sent", "sent by run 4", run=4),
+        ),
+    ],
+)
+def test_a_recipients_reasons_are_the_json_of_their_as_json(reasons: tuple[Reason, ...]) -> None:
+    assert runs.reasons_json(reasons) == json.dumps([r.as_json() for r in reasons])

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import getpass
-import json
 import secrets
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, or_, select
@@ -28,6 +28,7 @@ from core.delivery.states import (
 from core.planner.facts import DefinitionFacts
 from core.planner.load import PlanningError, load_definition, load_organisation
 from core.planner.plan import DEFERRED, INCLUDED, Candidate, Gathered, Summary, iter_plan
+from core.planner.reasons import Reason
 from core.planner.render_check import check_rendering
 from core.storage.database import Database
 from core.storage.ledger import history_row, write_history
@@ -70,6 +71,19 @@ def who() -> str:
 def message_id(run_id: int, position: int, token: str, domain: str) -> str:
     """A recipient's Message-ID: unique, and the same on every retry and re-send."""
     return f"<msgrun.{run_id}.{position}.{token}@{domain}>"
+
+
+def reasons_json(reasons: Sequence[Reason]) -> str:
+    """``json.dumps([r.as_json() for r in reasons])``, the same text, written
+    directly: a run of a million candidates writes a million of them."""
+    if not reasons:
+        return "[]"
+    quote = encode_basestring_ascii
+    return (
+        "["
+        + ", ".join(f'{{"code": {quote(r.code)}, "detail": {quote(r.detail)}}}' for r in reasons)
+        + "]"
+    )
 
 
 def _initial_state(candidate: Candidate) -> str:
@@ -199,7 +213,6 @@ def snapshot_plan(
     convert = driver_instants(connection)
     instant, stamp = remembered(convert), convert(now)
     rows: list[tuple[Any, ...]] = []
-    dumps = json.dumps
     position = -1
     for position, candidate in enumerate(candidates):
         state = _initial_state(candidate)
@@ -217,7 +230,7 @@ def snapshot_plan(
                 candidate.document,
                 candidate.label,
                 candidate.decision,
-                dumps([r.as_json() for r in candidate.reasons]) if candidate.reasons else "[]",
+                reasons_json(candidate.reasons),
                 instant(send_after),
                 candidate.offset_days,
                 state,
