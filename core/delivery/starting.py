@@ -12,6 +12,7 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
@@ -21,6 +22,7 @@ from core.delivery import holding, registry, transitions
 from core.planner.facts import DefinitionFacts
 from core.planner.load import PlanningError, load_definition, load_organisation
 from core.planner.plan import DEFERRED, INCLUDED, Candidate, Gathered, Summary, iter_plan
+from core.planner.reasons import Reason
 from core.planner.render_check import check_rendering
 from core.run_info import RunInfo, read_run
 from core.states import (
@@ -42,8 +44,9 @@ from core.storage.models import (
     table_of,
 )
 from core.storage.notices import run_changed
+from core.storage.sql import driver_instants, insert_rows, remembered
 
-INSERT_BATCH = 5000
+INSERT_BATCH = 4096  # recipients a statement (SQLite: 4 of 1,024 rows)
 # `run start --at`: an instant this close to now is now; further ahead, the run
 # is scheduled (every recipient held until then); further back, refused.
 AT_TOLERANCE_SECONDS = 5.0
@@ -66,6 +69,19 @@ def who() -> str:
 def message_id(run_id: int, position: int, token: str, domain: str) -> str:
     """A recipient's Message-ID: unique, and the same on every retry and re-send."""
     return f"<msgrun.{run_id}.{position}.{token}@{domain}>"
+
+
+def reasons_json(reasons: Sequence[Reason]) -> str:
+    """``json.dumps([r.as_json() for r in reasons])``, the same text, written
+    directly: a run of a million candidates writes a million of them."""
+    if not reasons:
+        return "[]"
+    quote = encode_basestring_ascii
+    return (
+        "["
+        + ", ".join(f'{{"code": {quote(r.code)}, "detail": {quote(r.detail)}}}' for r in reasons)
+        + "]"
+    )
 
 
 def _initial_state(candidate: Candidate) -> str:
@@ -189,77 +205,123 @@ def snapshot_plan(
     run_changed(connection, run_id)  # consoles elsewhere show it at once
     domain = profile.from_address.rpartition("@")[2]
     counts = dict.fromkeys(RECIPIENT_STATES, 0)
-    rows: list[dict[str, Any]] = []
-    recipient = table_of(Recipient)
-    targeted: set[str] = set()  # per_trigger: the customers this run targets
-    per_trigger = definition.dedup == "per_trigger"
-    total = 0
+    # Plain tuples straight through the driver, a batch at a time: SQLAlchemy's
+    # per-row parameter processing cost more than the database's work.
+    # An instant is converted once a batch (the plan's send times are few).
+    convert = driver_instants(connection)
+    instant, stamp = remembered(convert), convert(now)
+    rows: list[tuple[Any, ...]] = []
+    position = -1
     for position, candidate in enumerate(candidates):
-        total += 1
-        if per_trigger and candidate.decision != "excluded":
-            targeted.add(candidate.customer)
         state = _initial_state(candidate)
         send_after = candidate.send_after
         if scheduled is not None and state != EXCLUDED:
             state, send_after = HELD, max(scheduled, send_after or scheduled)
         counts[state] += 1
         rows.append(
-            {
-                "run_id": run_id,
-                "position": position,
-                "customer_id": candidate.customer,
-                "contact_id": candidate.contact,
-                "address": candidate.address,
-                "document_id": candidate.document,
-                "label": candidate.label,
-                "decision": candidate.decision,
-                "reasons": [r.as_json() for r in candidate.reasons],
-                "send_after": send_after,
-                "offset_days": candidate.offset_days,
-                "state": state,
-                "message_id": (
-                    message_id(run_id, position, token, domain) if state != EXCLUDED else None
-                ),
-                "attempts": 0,
-                "updated_at": now,
-            }
+            (
+                run_id,
+                position,
+                candidate.customer,
+                candidate.contact,
+                candidate.address,
+                candidate.document,
+                candidate.label,
+                candidate.decision,
+                reasons_json(candidate.reasons),
+                instant(send_after),
+                candidate.offset_days,
+                state,
+                message_id(run_id, position, token, domain) if state != EXCLUDED else None,
+                0,
+                stamp,
+            )
         )
         if len(rows) == INSERT_BATCH:
-            connection.execute(insert(recipient), rows)
-            rows = []
-    if rows:
-        connection.execute(insert(recipient), rows)
+            insert_rows(connection, "recipient", RECIPIENT_COLUMNS, rows, types=RECIPIENT_TYPES)
+            rows, instant = [], remembered(convert)
+    insert_rows(connection, "recipient", RECIPIENT_COLUMNS, rows, types=RECIPIENT_TYPES)
     connection.execute(
         insert(table_of(RunCount)),
         [{"run_id": run_id, "state": state, "shard": 0, "n": n} for state, n in counts.items()],
     )
-    if per_trigger:
-        _record_targets(connection, definition.id, run_id, targeted, now)
-    if counts[EXCLUDED] == total:
+    if definition.dedup == "per_trigger":
+        _record_targets(connection, definition.id, run_id, now)
+    if counts[EXCLUDED] == position + 1:
         transitions.complete_empty(connection, run_id, now)
     return run_id
 
 
-def _record_targets(
-    connection: Connection, definition_id: str, run_id: int, customers: set[str], now: datetime
-) -> None:
-    """One ledger entry per customer this run targets (rule 17, ``already_targeted``)."""
-    targeted = sorted(customers)
-    write_history(
-        connection,
-        [
-            history_row(
-                definition_id=definition_id,
-                customer_id=customer_id,
-                address=None,
-                document_id=None,
-                offset_days=None,
-                at=now,
-                run_id=run_id,
-            )
-            for customer_id in targeted
-        ],
+# The recipient columns a new run writes (the rest start NULL), and their
+# PostgreSQL types (a batch goes in as one statement of arrays there).
+RECIPIENT_COLUMNS = (
+    "run_id",
+    "position",
+    "customer_id",
+    "contact_id",
+    "address",
+    "document_id",
+    "label",
+    "decision",
+    "reasons",
+    "send_after",
+    "offset_days",
+    "state",
+    "message_id",
+    "attempts",
+    "updated_at",
+)
+RECIPIENT_TYPES = (
+    "integer",
+    "integer",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "jsonb",
+    "timestamp",
+    "integer",
+    "text",
+    "text",
+    "integer",
+    "timestamp",
+)
+
+
+def _record_targets(connection: Connection, definition_id: str, run_id: int, now: datetime) -> None:
+    """One ledger entry per customer this run targets (rule 17, ``already_targeted``):
+    read back from its stored recipients a batch at a time, never held whole."""
+    recipient = table_of(Recipient)
+    query = (
+        select(recipient.c.customer_id)
+        .where(recipient.c.run_id == run_id, recipient.c.decision != "excluded")
+        .group_by(recipient.c.customer_id)
+        .order_by(recipient.c.customer_id)
     )
+    after: str | None = None
+    while True:
+        page = query if after is None else query.where(recipient.c.customer_id > after)
+        targeted = list(connection.execute(page.limit(INSERT_BATCH)).scalars())
+        if not targeted:
+            return
+        write_history(
+            connection,
+            [
+                history_row(
+                    definition_id=definition_id,
+                    customer_id=customer_id,
+                    address=None,
+                    document_id=None,
+                    offset_days=None,
+                    at=now,
+                    run_id=run_id,
+                )
+                for customer_id in targeted
+            ],
+        )
+        after = targeted[-1]
 
 
 @dataclass

@@ -1,27 +1,35 @@
-"""Import, planning, run creation and export end to end (issues 3 and 29). One command:
+"""Import, planning, run creation, run show and export end to end (issues 3 and 29). One command:
 
     scripts/bench plan                      # a million customers, end to end
     scripts/bench plan --customers 200000   # quicker
+    scripts/bench plan --reuse              # from the database the last import left (it is long)
 
 Generates an interchange file of that many customers (cached under
 .cache/bench/, keyed by size, seed and the generator's version; written a
 batch at a time), then, each step in a fresh process on a new SQLite
 database: ``msgrun import FILE``; planning ``invoice-email`` (every candidate
 decided, none held); ``msgrun plan invoice-email --json`` to /dev/null;
-``msgrun run start invoice-email`` (the run created, its plan snapshotted);
-``msgrun run export``. Beside each, its time and peak memory, and those of its
-floor, a raw ``sqlite3`` read of the rows it reads (the import's: of the rows it
-wrote; planning's and the run's: of the customers, addresses, invoices and
-services the planner reads; the export's: of the run's recipients written with
-``csv.writer``), and the ratio.
+``msgrun run start invoice-email --detach`` (``create_run``: the run created,
+its plan snapshotted); ``msgrun run show RUN --state excluded`` to /dev/null;
+``msgrun run export RUN``. Beside each, its time (wall clock; CPU time beside it:
+the machine may be shared) and peak memory, and those of its floor, a raw
+``sqlite3`` read of the rows it reads (the import's: of the rows it wrote;
+planning's and the run's: of the customers, addresses, invoices and services the
+planner reads; run show's: of the run's excluded recipients; the export's: of the
+run's recipients written with ``csv.writer``), and the ratio. The table is
+printed as the steps end, and once more whole at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
 import os
+import shutil
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -140,7 +148,8 @@ def step_import_floor(db_path: str) -> dict[str, Any]:
 
 
 def step_run(db_path: str) -> dict[str, Any]:
-    """``msgrun run start invoice-email --detach``: the run created, its plan snapshotted."""
+    """``msgrun run start invoice-email --detach`` (the function it calls): the run
+    created, its plan snapshotted."""
     from core.clock import SystemClock, parse_instant
     from core.delivery.starting import create_run
     from core.storage import open_database
@@ -157,12 +166,82 @@ def step_run(db_path: str) -> dict[str, Any]:
     return {"seconds": seconds, "run": run_id, "recipients": recipients, "peak_mib": peak_rss_mib()}
 
 
+def cli_quietly(*argv: str) -> int:
+    """``msgrun ARGV``, its standard output thrown away."""
+    from tui import cli
+
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        return cli.main(list(argv))
+
+
+SHOWN = "excluded"  # run show --state: most of a new run's recipients are excluded here
+
+
+def step_show(db_path: str, run_id: str) -> dict[str, Any]:
+    """``msgrun run show RUN --state excluded > /dev/null``."""
+    started = time.perf_counter()
+    code = cli_quietly("run", "show", run_id, "--state", SHOWN, "--db", f"sqlite:///{db_path}")
+    if code != 0:
+        raise SystemExit(f"msgrun run show exited {code}")
+    return {"seconds": time.perf_counter() - started, "peak_mib": peak_rss_mib()}
+
+
+def step_show_floor(db_path: str, run_id: str) -> dict[str, Any]:
+    """run show's floor: the run's recipients in that state, in plan order, raw."""
+    connection = sqlite3.connect(db_path)
+    started = time.perf_counter()
+    rows = 0
+    for _ in connection.execute(
+        "SELECT * FROM recipient WHERE run_id = ? AND state = ? ORDER BY position",
+        (int(run_id), SHOWN),
+    ):
+        rows += 1
+    return {"seconds": time.perf_counter() - started, "rows": rows, "peak_mib": peak_rss_mib()}
+
+
+def step_export(db_path: str, run_id: str, out: str) -> dict[str, Any]:
+    """``msgrun run export RUN --out FILE``."""
+    started = time.perf_counter()
+    code = cli_quietly(
+        "run", "export", run_id, "--out", out, "--force", "--db", f"sqlite:///{db_path}"
+    )
+    if code != 0:
+        raise SystemExit(f"msgrun run export exited {code}")
+    return {
+        "seconds": time.perf_counter() - started,
+        "peak_mib": peak_rss_mib(),
+        "mib": os.path.getsize(out) / 2**20,
+    }
+
+
+def step_export_floor(db_path: str, run_id: str, out: str) -> dict[str, Any]:
+    """The export's floor: the run's recipients and their customers' names, raw, to CSV."""
+    connection = sqlite3.connect(db_path)
+    started = time.perf_counter()
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        for row in connection.execute(
+            "SELECT r.customer_id, c.name, r.address, r.document_id, r.label, r.state, "
+            "r.smtp_code, r.smtp_reply, r.reasons, r.attempts, r.updated_at, r.message_id "
+            "FROM recipient r LEFT JOIN customer c ON c.id = r.customer_id "
+            "WHERE r.run_id = ? ORDER BY r.position",
+            (int(run_id),),
+        ):
+            writer.writerow(row)
+    return {"seconds": time.perf_counter() - started, "peak_mib": peak_rss_mib()}
+
+
 STEPS: dict[str, Any] = {
+    "import": step_import,
     "plan": step_plan,
     "plan-json": step_plan_json,
     "scan": step_scan,
     "import-floor": step_import_floor,
     "run": step_run,
+    "show": step_show,
+    "show-floor": step_show_floor,
+    "export": step_export,
+    "export-floor": step_export_floor,
 }
 
 
@@ -186,63 +265,110 @@ def best(*args: str, runs: int) -> dict[str, Any]:
     return min((child(*args) for _ in range(runs)), key=lambda result: float(result["seconds"]))
 
 
-def line(step: str, ours: dict[str, Any], floor: dict[str, Any], what: str) -> None:
-    print(
-        f"  {step:<14}{ours['seconds']:9.2f} s  peak {ours['peak_mib']:6.0f} MiB   "
-        f"floor {floor['seconds']:7.2f} s  peak {floor['peak_mib']:4.0f} MiB   "
-        f"{ours['seconds'] / floor['seconds']:5.1f} x   {what}",
-        flush=True,
+HEADER = (
+    f"  {'step':<13}{'time':>8}  {'cpu':>7}  {'peak':>8}   {'floor':>7}  {'cpu':>6}  {'peak':>7}"
+    f"  {'ratio':>6}  {'cpu':>6}   what"
+)
+
+
+def line(step: str, ours: dict[str, Any], floor: dict[str, Any], what: str) -> str:
+    """One row: the step's wall time, CPU time and peak memory; its floor's; and
+    the ratios of their wall times and of their CPU times (the machine may be shared)."""
+
+    def cpu(result: dict[str, Any], width: int) -> str:  # "-": an import measured before
+        return f"{result['cpu']:{width}.1f}s" if "cpu" in result else "-".rjust(width + 1)
+
+    cpu_ratio = f"{ours['cpu'] / floor['cpu']:5.1f}x" if "cpu" in ours else "     -"
+    text = (
+        f"  {step:<13}{ours['seconds']:7.1f}s  {cpu(ours, 6)}  {ours['peak_mib']:4.0f} MiB"
+        f"   {floor['seconds']:6.1f}s  {cpu(floor, 5)}  {floor['peak_mib']:3.0f} MiB"
+        f"  {ours['seconds'] / floor['seconds']:5.1f}x  {cpu_ratio}   {what}"
     )
+    print(text, flush=True)
+    return text
 
 
-def end_to_end(customers: int, runs: int) -> None:
-    """Import, plan, run creation and export of a ``customers``-customer organisation."""
+def end_to_end(customers: int, runs: int, reuse: bool) -> None:
+    """Import, plan, run creation, run show and export of a ``customers``-customer organisation."""
     file = import_file(customers)
     db = CACHE / f"e2e-{customers}.db"
+    # The database as the import left it, kept for --reuse: a run the steps create
+    # changes what the next plan decides (its candidates are under way).
+    pristine = CACHE / f"e2e-{customers}.imported.db"
+    imported_json = CACHE / f"e2e-{customers}.import.json"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+    if reuse and pristine.exists() and imported_json.exists():
+        shutil.copyfile(pristine, db)
+    else:
+        pristine.unlink(missing_ok=True)
+        imported_json.unlink(missing_ok=True)
     print(
         f"\nEnd to end: {customers:,} customers ({os.path.getsize(file) / 2**20:,.0f} MiB of "
-        f"JSON), SQLite; each step in a fresh process; floor = a raw read of its rows",
+        f"JSON), SQLite; each step in a fresh process; time is wall clock, cpu the step's "
+        f"own; floor = a raw read of its rows (best of {runs}); ratios: of the times, of the cpu",
         flush=True,
     )
-    imported = child("--step", "import", str(file), str(db))
+    print(HEADER, flush=True)
+    table = []
+    if imported_json.exists():
+        imported = json.loads(imported_json.read_text())
+        print(f"  (the import: {db.name}, imported before)", flush=True)
+    else:
+        imported = child("--step", "import", str(file), str(db))
+        shutil.copyfile(db, pristine)
+        imported_json.write_text(json.dumps(imported))
     floor = best("--step", "import-floor", str(db), runs=runs)
     counts = imported["counts"]
-    line(
-        "import",
-        imported,
-        floor,
-        f"{sum(counts.values()):,} records ({counts['documents']:,} documents)",
-    )
+    what = f"{sum(counts.values()):,} records ({counts['documents']:,} documents)"
+    table.append(line("import", imported, floor, what))
     scan = best("--step", "scan", str(db), runs=runs)
     plan = best("--step", "plan", str(db), runs=runs)
-    line("plan", plan, scan, f"{plan['candidates']:,} candidates  {plan['summary']}")
+    table.append(line("plan", plan, scan, f"{plan['candidates']:,} candidates  {plan['summary']}"))
     plan_json = child("--step", "plan-json", str(db))
-    line("plan --json", plan_json, scan, f"{plan_json['json_mib']:,.0f} MiB of JSON")
+    table.append(line("plan --json", plan_json, scan, f"{plan_json['json_mib']:,.0f} MiB of JSON"))
     run = child("--step", "run", str(db))
-    line("run start", run, scan, f"run {run['run']}: {run['recipients']:,} recipients")
+    run_id = str(run["run"])
+    table.append(line("run start", run, scan, f"run {run_id}: {run['recipients']:,} recipients"))
+    show = child("--step", "show", str(db), run_id)
+    show_floor = best("--step", "show-floor", str(db), run_id, runs=runs)
+    table.append(line("run show", show, show_floor, f"--state {SHOWN}: {show_floor['rows']:,}"))
     out = str(CACHE / "e2e-export.csv")
-    export = measure_in_child("tests.bench.bench_export", "--step", "msgrun", str(db), out)
-    export_floor = measure_in_child("tests.bench.bench_export", "--step", "floor", str(db), out)
-    line("run export", export, export_floor, f"{os.path.getsize(out) / 2**20:,.0f} MiB of CSV")
+    export = child("--step", "export", str(db), run_id, out)
+    export_floor = best("--step", "export-floor", str(db), run_id, out, runs=runs)
+    table.append(line("run export", export, export_floor, f"{export['mib']:,.0f} MiB of CSV"))
     Path(out).unlink(missing_ok=True)
+    print(
+        f"\n{customers:,} customers, {time.strftime('%Y-%m-%d %H:%M')}:", HEADER, *table, sep="\n"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=1_000_000, help="end to end: this many")
     parser.add_argument("--runs", type=int, default=2, help="of plan and floors (the best is kept)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="start from a copy of the database the last import of this size left",
+    )
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.step == "import":
-        print(json.dumps(step_import(*args.paths)))
-        return
     if args.step:
-        print(json.dumps(STEPS[args.step](*args.paths)))
+        if args.step not in STEPS:
+            parser.error(f"--step {args.step}: not a step ({', '.join(STEPS)})")
+        cpu = time.process_time()
+        result = STEPS[args.step](*args.paths)
+        result["cpu"] = time.process_time() - cpu
+        sys.stdout.flush()
+        print(json.dumps(result))
+        with (CACHE / "steps.jsonl").open("a") as log:  # every measurement, kept
+            log.write(json.dumps({"step": args.step, "paths": args.paths, **result}) + "\n")
         return
-    end_to_end(args.customers, args.runs)
+    if args.customers < 1:
+        parser.error(f"--customers {args.customers}: give 1 or more")
+    end_to_end(args.customers, args.runs, args.reuse)
 
 
 if __name__ == "__main__":

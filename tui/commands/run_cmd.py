@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
+from functools import partial
+from itertools import chain
 
 from core.bounces.store import ReadSummary
 from core.clock import SystemClock, format_instant
@@ -25,8 +28,9 @@ from core.states import (
 )
 from core.storage import Database
 from core.storage.database import error_words
+from core.views.deliveries import run_deliveries
 from core.views.export_rows import OUTCOME_FILTERS, BadFilter, parse_list
-from core.views.runs import left_to_send, restart_check, run_show_json, show_deliveries
+from core.views.runs import left_to_send, restart_check, run_show_json
 from core.worker import WorkerRefused, work
 from tui import event_loop
 from tui.commands import export_cmd, follow_up_cmd
@@ -260,17 +264,26 @@ def run_show(args: argparse.Namespace) -> int:
     width = max(len(s) for s in RECIPIENT_STATES)
     lines += [f"  {s:<{width}}  {run.counts[s]:>8}" for s in RECIPIENT_STATES]
     lines.append(f"  {'total':<{width}}  {run.total:>8}")
-    if args.state or args.outcome:
-        chosen = show_deliveries(db, run.id, args.state, args.outcome)
-        named = [*(args.state or ()), *(args.outcome or ())]
-        lines += ["", f"{len(chosen)} {' or '.join(named)}:"]
-        for delivery in chosen:
-            lines += recipient_line(delivery)
     handed_on = unknown_handed_on(db, run.id) if run.counts[UNKNOWN] else 0
     steps = next_step_lines(run, handed_on=handed_on, interrupted=held.interrupted)
-    if steps:
-        lines += ["", *steps]
-    write_out("\n".join(lines))
+    tail = ["", *steps] if steps else []
+    if not (args.state or args.outcome):
+        write_out("\n".join([*lines, *tail]))
+        return 0
+    # The chosen recipients (a million, maybe) wait in a temporary file, not in memory,
+    # while they are counted: the count comes first.
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as listed:
+        count = 0
+        with db.connect() as connection:
+            for delivery in run_deliveries(connection, run.id, args.state, args.outcome):
+                count += 1
+                for text in recipient_line(delivery):
+                    listed.write(f"\n{text}")
+        named = [*(args.state or ()), *(args.outcome or ())]
+        lines += ["", f"{count} {' or '.join(named)}:"]
+        listed.seek(0)
+        pieces = iter(partial(listed.read, 1 << 16), "")
+        write_out(chain(["\n".join(lines)], pieces, ["".join(f"\n{text}" for text in tail)]))
     return 0
 
 
