@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from core.clock import FixedClock, parse_instant
-from core.delivery import runs
+from core.delivery import starting
 from core.planner.load import load_definition
 from core.planner.plan import DEFERRED, EXCLUDED, INCLUDED, Candidate
 from core.planner.reasons import Reason
@@ -58,7 +58,7 @@ def snapshot_peak(db: Database, count: int) -> tuple[int, int]:
     tracemalloc.start()
     try:
         with db.connect() as connection:
-            run_id = runs.snapshot_plan(
+            run_id = starting.snapshot_plan(
                 connection, definition, AT, candidates(count), FixedClock(AT), started_by="t"
             )
         peak = tracemalloc.get_traced_memory()[1]
@@ -76,7 +76,7 @@ def test_snapshotting_four_times_the_candidates_takes_no_more_memory(
             insert(Customer),
             [{"id": f"C{i:08d}", "name": f"Customer {i}", "attributes": {}} for i in range(12_000)],
         )
-    monkeypatch.setattr(runs, "INSERT_BATCH", 256)
+    monkeypatch.setattr(starting, "INSERT_BATCH", 256)
     snapshot_peak(db, 300)  # warm: statements compiled, caches filled
     small_run, small = snapshot_peak(db, 3_000)
     large_run, large = snapshot_peak(db, 12_000)
@@ -111,4 +111,4 @@ def test_snapshotting_four_times_the_candidates_takes_no_more_memory(
     ],
 )
 def test_a_recipients_reasons_are_the_json_of_their_as_json(reasons: tuple[Reason, ...]) -> None:
-    assert runs.reasons_json(reasons) == json.dumps([r.as_json() for r in reasons])
+    assert starting.reasons_json(reasons) == json.dumps([r.as_json() for r in reasons])

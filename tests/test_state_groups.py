@@ -1,4 +1,4 @@
-"""The named groups of states (core/delivery/states.py) say what their names say."""
+"""The named groups of states (core/states.py) say what their names say."""
 
 from __future__ import annotations
 
