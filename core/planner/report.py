@@ -62,7 +62,7 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2)
 
 
-def _nested(value: Any, depth: int) -> str:
+def nested(value: Any, depth: int) -> str:
     """``dumps(value)`` as it reads ``depth`` levels deep in an indented document."""
     return dumps(value).replace("\n", "\n" + "  " * depth)
 
@@ -81,7 +81,7 @@ _DECISIONS = {decision: _text(decision) for decision in DECISIONS}
 
 
 def candidate_text(candidate: Candidate) -> str:
-    """``_nested(candidate_json(candidate), 2)``, the same bytes, written out.
+    """``nested(candidate_json(candidate), 2)``, the same bytes, written out.
 
     json's indented encoder is its pure-Python one; this is the one place a
     plan's JSON spends time a candidate, so the form is spelled here (a test
@@ -145,7 +145,7 @@ def _head(definition_id: str, at: datetime, summary: Summary) -> Iterator[str]:
     yield "{\n"
     yield f'  "definition": {dumps(definition_id)},\n'
     yield f'  "at": {dumps(format_instant(at))},\n'
-    yield f'  "summary": {_nested(summary.as_json(), 1)},\n'
+    yield f'  "summary": {nested(summary.as_json(), 1)},\n'
 
 
 def _candidates(candidates: Iterable[Candidate]) -> Iterator[str]:
@@ -157,7 +157,7 @@ def _candidates(candidates: Iterable[Candidate]) -> Iterator[str]:
 
 
 def _tail(warnings: list[str]) -> Iterator[str]:
-    yield f'  "warnings": {_nested(list(warnings), 1)}\n'
+    yield f'  "warnings": {nested(list(warnings), 1)}\n'
     yield "}"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +13,7 @@ from sqlalchemy.types import Integer
 from core.bounces import outcomes as report_outcomes
 from core.clock import format_instant
 from core.delivery.holding import NOBODY, Holding, holding, holdings
+from core.planner.report import dumps, nested
 from core.run_info import RunInfo, list_runs, read_run
 from core.states import (
     COMPLETED,
@@ -426,29 +427,24 @@ def recipient_json(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def show_deliveries(
+def run_show_json_text(
     database: Database,
     run_id: int,
     states: Sequence[str] | None = None,
     outcomes: Sequence[str] | None = None,
-) -> list[Delivery]:
-    """The run's recipients for ``run show``: those in ``states`` or with ``outcomes``."""
+) -> Iterator[str]:
+    """``run show --json``: the run, then its recipients (those the filters name), as
+    the pieces of one indented JSON document, a recipient at a time as they are read:
+    a run of a million is shown in flat memory. The same bytes as ``dumps`` of the run's
+    ``run_json`` with a ``recipients`` list at its end."""
+    head = dumps(run_json(database, run_id, with_recipients=False))
+    yield head.removesuffix("\n}") + ',\n  "recipients": ['
+    first = True
     with database.connect() as connection:
-        return list(run_deliveries(connection, run_id, states, outcomes))
-
-
-def run_show_json(
-    database: Database,
-    run_id: int,
-    states: Sequence[str] | None = None,
-    outcomes: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """``run show --json``: the run, and its recipients (those the filters name)."""
-    result = run_json(database, run_id, with_recipients=False)
-    result["recipients"] = [
-        recipient_json(d) for d in show_deliveries(database, run_id, states, outcomes)
-    ]
-    return result
+        for delivery in run_deliveries(connection, run_id, states, outcomes):
+            yield ("\n    " if first else ",\n    ") + nested(recipient_json(delivery), 2)
+            first = False
+    yield "]\n}" if first else "\n  ]\n}"
 
 
 def left_to_send(counts: Mapping[str, int]) -> int:

@@ -15,7 +15,6 @@ from core.delivery.deliver import Delivery
 from core.delivery.holding import Holding, holdings
 from core.delivery.starting import create_run, request_stop, unknown_handed_on
 from core.planner.load import PlanningError
-from core.planner.report import dumps
 from core.run_info import RunInfo, get_run, list_runs
 from core.states import (
     COMPLETED,
@@ -30,7 +29,7 @@ from core.storage import Database
 from core.storage.database import error_words
 from core.views.deliveries import run_deliveries
 from core.views.export_rows import OUTCOME_FILTERS, BadFilter, parse_list
-from core.views.runs import left_to_send, restart_check, run_show_json
+from core.views.runs import left_to_send, restart_check, run_show_json_text
 from core.worker import WorkerRefused, work
 from tui import event_loop
 from tui.commands import export_cmd, follow_up_cmd
@@ -240,7 +239,7 @@ def run_show(args: argparse.Namespace) -> int:
     db = database(args.db)
     run = existing_run(db, args.run)
     if args.json:
-        write_out(dumps(run_show_json(db, run.id, args.state, args.outcome)))
+        write_out(run_show_json_text(db, run.id, args.state, args.outcome))
         return 0
     held = holding_of(db, [run])[run.id]
     lines = [
