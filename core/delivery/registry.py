@@ -151,12 +151,6 @@ def other_live_workers(connection: Connection, worker_id: str) -> list[str]:
     return live
 
 
-def owner_process(owner: str) -> tuple[str, int] | None:
-    """The (host, pid) a lease owner or worker id names: ``[role:]host:pid:nonce``."""
-    process = processes.named(owner)
-    return (process.host, process.pid) if process is not None else None
-
-
 def lapse_dead_here(connection: Connection, run_id: int, now: datetime) -> bool:
     """A process of this machine that is gone (``kill -9``) is not waited for.
 

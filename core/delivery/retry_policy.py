@@ -52,11 +52,3 @@ def next_attempt(
         return None
     delay = retry_delay(failed_attempts, schedule or DEFAULT_RETRY_AFTER_SECONDS, draw)
     return min(now + timedelta(seconds=delay), deadline)
-
-
-def describe_schedule(schedule: Sequence[float] | None, retry_for_seconds: float | None) -> str:
-    """In words: "after 60, 120, … s (then every 3600 s), for up to 86400 s"."""
-    delays = list(schedule or DEFAULT_RETRY_AFTER_SECONDS)
-    budget = DEFAULT_RETRY_FOR_SECONDS if retry_for_seconds is None else retry_for_seconds
-    listed = ", ".join(f"{d:g}" for d in delays)
-    return f"after {listed} s (then every {delays[-1]:g} s), for up to {budget:g} s"

@@ -474,10 +474,6 @@ def _document(r: Reader) -> dict[str, Any]:
     return row
 
 
-def _is_currency(text: str) -> bool:
-    return len(text) == 3 and text.isascii() and text.isalpha() and text.isupper()
-
-
 def _is_decimal(text: str) -> bool:
     body = text[1:] if text[:1] == "-" else text
     whole, _, fraction = body.partition(".")
