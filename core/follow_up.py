@@ -11,18 +11,20 @@ recipients in the followed run as handed on, so nothing sends them twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, Row, and_, func, select, update
 
 from core.bounces import outcomes
 from core.clock import Clock, format_instant
 from core.delivery.starting import snapshot_plan
 from core.planner.facts import HistoryFacts
 from core.planner.load import load_definition, load_organisation
-from core.planner.plan import Candidate, Replan, plan_definition
+from core.planner.plan import Candidate, Replan, Summary, iter_candidates, planning_context
 from core.planner.reasons import Reason
 from core.run_info import read_run
 from core.states import (
@@ -76,10 +78,16 @@ def check_selection(chosen: Selection) -> Selection:
     return chosen
 
 
-def choose(connection: Connection, run_id: int, chosen: Selection) -> list[Chosen]:
-    """The recipients of the run that the filter names, among the settled ones."""
+# The followed run's recipients are read this many at a time, and planned again a
+# page at a time: a follow-up of a million recipients is made in a page's memory.
+PAGE = 5000
+
+
+def _recipient_pages(connection: Connection, run_id: int) -> Iterator[list[Row[Any]]]:
+    """The run's recipients in plan order, a page at a time; a page holds whole
+    customers (plan order keeps a customer's recipients together)."""
     recipient = table_of(Recipient)
-    rows = connection.execute(
+    query = (
         select(
             recipient.c.id,
             recipient.c.customer_id,
@@ -87,13 +95,39 @@ def choose(connection: Connection, run_id: int, chosen: Selection) -> list[Chose
             recipient.c.document_id,
             recipient.c.state,
             recipient.c.handed_on_to,
+            recipient.c.position,
         )
-        .where(recipient.c.run_id == run_id, recipient.c.state.in_(SETTLED))
+        .where(recipient.c.run_id == run_id)
         .order_by(recipient.c.position)
-    ).all()
-    found = outcomes.of_recipients(connection, [r.id for r in rows]) if chosen.outcomes else {}
+        .limit(PAGE)
+    )
+    carried: list[Row[Any]] = []
+    after = -1
+    while True:
+        rows: list[Row[Any]] = list(connection.execute(query.where(recipient.c.position > after)))
+        last = len(rows) < PAGE
+        if rows:
+            after = rows[-1].position
+        rows = carried + rows
+        carried = []
+        if not last:  # the last customer's rows wait for the rest of theirs
+            cut = len(rows)
+            while cut > 0 and rows[cut - 1].customer_id == rows[-1].customer_id:
+                cut -= 1
+            rows, carried = rows[:cut], rows[cut:]
+        if rows:
+            yield rows
+        if last:
+            return
+
+
+def choose(connection: Connection, rows: Sequence[Row[Any]], chosen: Selection) -> list[Chosen]:
+    """The recipients among ``rows`` (a page of the run's) that the filter names, among
+    the settled ones."""
+    settled = [r for r in rows if r.state in SETTLED]
+    found = outcomes.of_recipients(connection, [r.id for r in settled]) if chosen.outcomes else {}
     taken = []
-    for r in rows:
+    for r in settled:
         seen = found.get(r.id)
         name = seen.name if seen is not None else None
         by_outcome = name is not None and (
@@ -201,57 +235,66 @@ def _never_twice(
     )
 
 
-def plan_again(
-    connection: Connection, run_id: int, chosen: list[Chosen], at: datetime
-) -> list[Candidate]:
-    """Each chosen recipient planned again at ``at`` (see the module's docstring)."""
-    run = read_run(connection, run_id)
-    organisation = load_organisation(connection)
-    definition = load_definition(connection, run.definition_id)
-    keys = {(c.customer, c.document, _lower(c.address)) for c in chosen}
-    pairs = {(c.customer, c.document) for c in chosen}
+class Replanning:
+    """What planning the followed run's recipients again needs, read once: the
+    definition, the planner's context, the run's follow-up family (``family``)."""
 
-    # The ledger entries of the followed run's follow-up family for the chosen (a
-    # per_trigger run records its targets when it is made, sent or not) do not
-    # count: what a run of the family really sent or still holds is excluded
-    # below, by its recipients' states (`_never_twice`).
-    own_runs = family(connection, run_id)
-
-    def own_entry(entry: HistoryFacts) -> bool:
-        if entry.run_id not in own_runs:
-            return False
-        if definition.dedup == "per_trigger":
-            return any(entry.customer_id == customer for customer, _ in pairs)
-        return (entry.customer_id, entry.document_id, entry.address_lower) in keys or (
-            entry.address_lower is None and (entry.customer_id, entry.document_id) in pairs
+    def __init__(self, connection: Connection, run_id: int, at: datetime) -> None:
+        run = read_run(connection, run_id)
+        self.connection, self.run_id = connection, run_id
+        self.definition = load_definition(connection, run.definition_id)
+        # The ledger entries of the followed run's follow-up family for the chosen (a
+        # per_trigger run records its targets when it is made, sent or not) do not
+        # count: what a run of the family really sent or still holds is excluded
+        # (`_never_twice`), by its recipients' states.
+        self.own_runs = family(connection, run_id)
+        # The page being planned: its chosen (customer, document, address lower),
+        # (customer, document) and customers.
+        self.keys: set[tuple[str, str | None, str | None]] = set()
+        self.pairs: set[tuple[str, str | None]] = set()
+        self.customers: set[str] = set()
+        self.ctx = planning_context(
+            connection,
+            load_organisation(connection),
+            self.definition,
+            at,
+            replan=Replan(billing_at=run.planned_at, ignore_history=self.own_entry),
         )
 
-    customers = sorted({c.customer for c in chosen})
-    plan = plan_definition(
-        connection,
-        organisation,
-        definition,
-        at,
-        customers=customers,
-        replan=Replan(billing_at=run.planned_at, ignore_history=own_entry),
-    )
+    def own_entry(self, entry: HistoryFacts) -> bool:
+        if entry.run_id not in self.own_runs:
+            return False
+        if self.definition.dedup == "per_trigger":
+            return entry.customer_id in self.customers
+        return (entry.customer_id, entry.document_id, entry.address_lower) in self.keys or (
+            entry.address_lower is None and (entry.customer_id, entry.document_id) in self.pairs
+        )
+
+
+def plan_again(
+    replanning: Replanning, chosen: list[Chosen], rows: Sequence[Row[Any]]
+) -> list[Candidate]:
+    """Each chosen recipient of a page (``rows``, ``_recipient_pages``) planned again
+    (see the module's docstring)."""
+    connection = replanning.connection
+    replanning.keys = {(c.customer, c.document, _lower(c.address)) for c in chosen}
+    replanning.pairs = pairs = {(c.customer, c.document) for c in chosen}
+    replanning.customers = {c.customer for c in chosen}
+    customers = sorted(replanning.customers)
+    planned = list(iter_candidates(connection, replanning.ctx, Summary(), customers))
     # The addresses the followed run already had for each (customer, document)
     # and that were not chosen: never taken in place of a corrected address.
-    recipient = table_of(Recipient)
+    taken_ids = {c.id for c in chosen}
     others: dict[tuple[str, str | None], set[str | None]] = {}
-    for r in connection.execute(
-        select(recipient.c.customer_id, recipient.c.document_id, recipient.c.address).where(
-            recipient.c.run_id == run_id,
-            recipient.c.customer_id.in_(customers),
-            recipient.c.id.notin_([c.id for c in chosen]),
-        )
-    ):
-        others.setdefault((r.customer_id, r.document_id), set()).add(_lower(r.address))
+    for r in rows:
+        if r.id not in taken_ids and (r.customer_id, r.document_id) in pairs:
+            others.setdefault((r.customer_id, r.document_id), set()).add(_lower(r.address))
     by_pair: dict[tuple[str, str | None], list[Candidate]] = {}
-    for candidate in plan.candidates:
+    for candidate in planned:
         if (candidate.customer, candidate.document) in pairs:
             by_pair.setdefault((candidate.customer, candidate.document), []).append(candidate)
-    earlier = _earlier_follow_ups(connection, own_runs - {run_id}, customers)
+    earlier_runs = replanning.own_runs - {replanning.run_id}
+    earlier = _earlier_follow_ups(connection, earlier_runs, customers) if earlier_runs else {}
     taken: list[Candidate] = []
     seen: set[tuple[str, str | None, str | None]] = set()
     for c in chosen:
@@ -269,39 +312,44 @@ def plan_again(
     return taken
 
 
+def replanned(
+    connection: Connection, run_id: int, selection: Selection, at: datetime
+) -> Iterator[tuple[list[Chosen], list[Candidate]]]:
+    """The chosen recipients of the run, a page at a time, each page with what they
+    are planned again as; pages where none is chosen are skipped."""
+    replanning: Replanning | None = None
+    for rows in _recipient_pages(connection, run_id):
+        chosen = choose(connection, rows, selection)
+        if chosen:
+            replanning = replanning or Replanning(connection, run_id, at)
+            yield chosen, plan_again(replanning, chosen, rows)
+
+
 @dataclass(frozen=True)
 class Preview:
     """What a follow-up would plan, before anything is created: for a confirmation."""
 
     chosen: int
-    candidates: list[Candidate]
-
-    @property
-    def decisions(self) -> dict[str, int]:
-        counts = {"included": 0, "deferred": 0, "excluded": 0}
-        for candidate in self.candidates:
-            counts[candidate.decision] += 1
-        return counts
-
-    @property
-    def by_reason(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for candidate in self.candidates:
-            for reason in candidate.reasons:
-                counts[reason.code] = counts.get(reason.code, 0) + 1
-        return counts
+    decisions: dict[str, int]
+    by_reason: dict[str, int]
 
 
 def preview_follow_up(
     database: Database, run_id: int, chosen_by: Selection, at: datetime
 ) -> Preview:
-    """The plan a follow-up would make now; nothing is written."""
+    """The plan a follow-up would make now, counted; nothing is written."""
     selection = check_selection(chosen_by)
+    chosen = 0
+    decisions = {"included": 0, "deferred": 0, "excluded": 0}
+    by_reason: dict[str, int] = {}
     with database.connect() as connection:
-        chosen = choose(connection, run_id, selection)
-        if not chosen:
-            return Preview(0, [])
-        return Preview(len(chosen), plan_again(connection, run_id, chosen, at))
+        for page, candidates in replanned(connection, run_id, selection, at):
+            chosen += len(page)
+            for candidate in candidates:
+                decisions[candidate.decision] += 1
+                for reason in candidate.reasons:
+                    by_reason[reason.code] = by_reason.get(reason.code, 0) + 1
+    return Preview(chosen, decisions, by_reason)
 
 
 def start_follow_up(
@@ -355,24 +403,32 @@ def _start(
                 f"run {run_id} is {run.state}: follow it up once it has ended "
                 f"(msgrun run stop {run_id}, or wait)"
             )
-        chosen = choose(connection, run_id, selection)
-        if not chosen:
+        pages = replanned(connection, run_id, selection, at)
+        # The first page is planned before anything is written (and says whether
+        # anything is chosen at all); the rest as the new run takes them.
+        first = next(pages, None)
+        if first is None:
             raise NothingChosen(
                 f"no recipient of run {run_id} is {_describe(selection)}: nothing to follow up"
             )
-        candidates = plan_again(connection, run_id, chosen, at)
+        made: list[int] = []
+
+        def candidates() -> Iterator[Candidate]:
+            for chosen, taken in itertools.chain([first], pages):
+                yield from taken
+                _hand_on(connection, {c.id: c.handed_on_to for c in chosen}, made[0])
+
         definition = load_definition(connection, run.definition_id)
-        new_id = snapshot_plan(
+        return snapshot_plan(
             connection,
             definition,
             at,
-            candidates,
+            candidates(),
             clock,
             started_by=started_by,
             follow_up_of=run_id,
+            created=made.append,
         )
-        _hand_on(connection, {c.id: c.handed_on_to for c in chosen}, new_id)
-        return new_id
 
 
 def _hand_on(connection: Connection, marks: dict[int, int | None], new_id: int) -> None:

@@ -8,12 +8,14 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.clock import format_instant, parse_instant
+from core.planner import load
 from core.planner.explain import explain_customer
 from core.planner.plan import Plan, make_plan
 from core.planner.reasons import CODES, ORDER
@@ -305,6 +307,15 @@ def run_property(db: Database, document: dict[str, Any], at: str) -> None:
     assert "".join(iter_plan_json(plan)) == dumps(plan_json(plan))
     # And so is the plan streamed without being held (each candidate written as decided).
     assert "".join(stream_plan_json(db, "def", instant, environ={})) == dumps(plan_json(plan))
+    # Read a page of one or two customers at a time (their history with them), or for
+    # some customers only, the plan is the same.
+    with patch.object(load, "PAGE", 2):
+        assert dumps(plan_json(make_plan(db, "def", instant, environ={}))) == dumps(plan_json(plan))
+        some = [c["id"] for c in document["customers"][::2]]
+        part = make_plan(db, "def", instant, customers=some, environ={})
+        assert [candidate_json(c) for c in part.candidates] == [
+            candidate_json(c) for c in plan.candidates if c.customer in some
+        ]
     # The drill-down agrees with the plan, customer by customer.
     for customer in document["customers"]:
         report = explain_customer(db, customer["id"], instant, definition_id="def", environ={})

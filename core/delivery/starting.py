@@ -9,7 +9,7 @@ from __future__ import annotations
 import getpass
 import secrets
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
@@ -173,10 +173,12 @@ def snapshot_plan(
     started_by: str | None = None,
     token: str | None = None,
     follow_up_of: int | None = None,
+    created: Callable[[int], object] | None = None,
 ) -> int:
     """A new run whose recipients are ``candidates``, in their order: its id.
 
     ``candidates`` is read once, as it comes (``iter_plan``'s generator).
+    ``created`` is told the new run's id before the first candidate is read.
     """
     profile = connection.execute(
         select(table_of(SmtpProfile)).where(
@@ -203,6 +205,8 @@ def snapshot_plan(
         .returning(table_of(MessageRun).c.id)
     ).scalar_one()
     run_changed(connection, run_id)  # consoles elsewhere show it at once
+    if created is not None:
+        created(run_id)
     domain = profile.from_address.rpartition("@")[2]
     counts = dict.fromkeys(RECIPIENT_STATES, 0)
     # Plain tuples straight through the driver, a batch at a time: SQLAlchemy's

@@ -64,6 +64,25 @@ class PlanningError(LookupError):
     """A plan cannot be made: unknown definition or customer, or nothing imported yet."""
 
 
+@dataclass(frozen=True)
+class Customers:
+    """The customers of one page: an id range, or (planning some customers only) their ids.
+
+    Every query of the page reads by it, so a page's reads stay a page's size
+    whether the plan takes every customer or a list of them.
+    """
+
+    low: str
+    high: str
+    ids: tuple[str, ...] | None = None
+
+    def of(self, column: ColumnElement[Any]) -> ColumnElement[bool]:
+        """The page's condition on a column that holds a customer id."""
+        if self.ids is not None:
+            return column.in_(self.ids)
+        return column.between(self.low, self.high)
+
+
 def load_organisation(connection: Connection) -> OrganisationFacts:
     row = connection.execute(select(table_of(Organisation))).first()
     if row is None:
@@ -206,13 +225,15 @@ def load_suppressions(connection: Connection) -> dict[str, SuppressionFacts]:
 
 
 def load_history(
-    connection: Connection, definition: DefinitionFacts, customer_ids: Sequence[str] | None = None
+    connection: Connection, definition: DefinitionFacts, which: Customers | None = None
 ) -> list[HistoryFacts]:
     """The definition's history that can decide rules 16 and 17, newest first.
 
-    For some customers only: rule 17 matches history by customer, rule 16 by
-    document (an entry names the customer it was sent for, but what it
-    deduplicates is the document), so the entries are chosen the same way.
+    ``which``: for one page of customers only. Rule 17 matches history by
+    customer, rule 16 by document (an entry names the customer it was sent
+    for, but what it deduplicates is the document: the page's documents' entries
+    are read), and a kind without documents by address, whoever's (every entry
+    without a document is read).
     """
     history, document = table_of(History), table_of(Document)
     query = select(
@@ -223,14 +244,15 @@ def load_history(
         history.c.at,
         history.c.run_id,
     ).where(history.c.definition_id == definition.id)
-    if customer_ids is not None:
-        wanted = list(customer_ids)
+    if which is not None:
         if definition.dedup == "per_trigger":
-            query = query.where(history.c.customer_id.in_(wanted))
+            query = query.where(which.of(history.c.customer_id))
         elif definition.document_kind is None:
             query = query.where(history.c.document_id.is_(None))
         else:
-            documents = select(document.c.id).where(document.c.customer_id.in_(wanted))
+            documents = select(document.c.id).where(
+                which.of(document.c.customer_id), document.c.kind == definition.document_kind
+            )
             query = query.where(history.c.document_id.in_(documents))
     query = query.order_by(history.c.at.desc(), history.c.id.desc())
     return [
@@ -246,18 +268,40 @@ def load_history(
     ]
 
 
+def has_history(connection: Connection, definition: DefinitionFacts) -> bool:
+    """Whether the definition has any history at all (else rules 16 and 17 cannot fail)."""
+    history = table_of(History)
+    found = connection.execute(
+        select(history.c.id).where(history.c.definition_id == definition.id).limit(1)
+    ).first()
+    return found is not None
+
+
+def unended_runs(connection: Connection, definition: DefinitionFacts) -> list[int]:
+    """The runs of the definition that have not ended (rule 18 asks what they hold)."""
+    if definition.dedup not in ("per_document", "per_trigger"):
+        return []
+    run = table_of(MessageRun)
+    query = select(run.c.id).where(run.c.definition_id == definition.id, run.c.state.notin_(ENDED))
+    return list(connection.execute(query.order_by(run.c.id)).scalars())
+
+
 def load_held_by_runs(
-    connection: Connection, definition: DefinitionFacts, customer_ids: Sequence[str] | None = None
+    connection: Connection,
+    definition: DefinitionFacts,
+    runs: Sequence[int],
+    which: Customers | None = None,
 ) -> dict[tuple[str | None, str | None], int]:
-    """Rule 18: what runs of the definition that have not ended still hold.
+    """Rule 18: what ``runs`` (``unended_runs``) still hold, for one page of customers
+    (``which``) or all.
 
     (document id, lower-cased address) for ``per_document``, (customer id,
     None) for ``per_trigger``, each to the lowest run id holding it as
     pending, held, sending, retrying or unknown.
     """
-    if definition.dedup not in ("per_document", "per_trigger"):
+    if not runs or definition.dedup not in ("per_document", "per_trigger"):
         return {}
-    run, recipient = table_of(MessageRun), table_of(Recipient)
+    recipient = table_of(Recipient)
     query = (
         select(
             recipient.c.run_id,
@@ -265,16 +309,11 @@ def load_held_by_runs(
             recipient.c.document_id,
             recipient.c.address,
         )
-        .join(run, run.c.id == recipient.c.run_id)
-        .where(
-            run.c.definition_id == definition.id,
-            run.c.state.notin_(ENDED),
-            recipient.c.state.in_(HOLDS_ITS_MESSAGE),
-        )
+        .where(recipient.c.run_id.in_(list(runs)), recipient.c.state.in_(HOLDS_ITS_MESSAGE))
         .order_by(recipient.c.run_id.desc())
     )
-    if customer_ids is not None:
-        query = query.where(recipient.c.customer_id.in_(list(customer_ids)))
+    if which is not None:
+        query = query.where(which.of(recipient.c.customer_id))
     held: dict[tuple[str | None, str | None], int] = {}
     for row in connection.execute(query):  # newest run first: the oldest one wins
         if definition.dedup == "per_trigger":
@@ -292,6 +331,7 @@ class Page:
     addresses: dict[str, list[AddressFacts]]
     documents: dict[str, list[DocumentFacts]]
     services: dict[str, ServiceFacts]
+    which: Customers
 
 
 def driver_rows(connection: Connection, query: Select[Any]) -> Sequence[Any]:
@@ -318,46 +358,65 @@ def iter_pages(
     connection: Connection,
     definition: DefinitionFacts,
     only: Sequence[str] | None = None,
-    page_size: int = PAGE,
+    page_size: int | None = None,
 ) -> Iterator[Page]:
-    """Customers in id order, a page at a time, with their addresses, documents, services."""
+    """Customers in id order, a page at a time, with their addresses, documents, services.
+
+    ``only``: these customers alone, still a page at a time (a follow-up of a
+    million recipients plans a million customers again). ``page_size``: ``PAGE``.
+    """
+    page_size = page_size or PAGE
     customer = table_of(Customer)
     attributes: ColumnElement[Any] = (
         customer.c.attributes if definition.audience else null().label("attributes")
     )
     columns = (customer.c.id, customer.c.name, customer.c.cluster, customer.c.timezone, attributes)
     days: dict[Any, date] = {}  # due dates as the driver gives them, read once
+    chunks: Iterator[tuple[str, ...]] | None = None
+    if only is not None:
+        wanted = sorted(set(only))  # the ids' order is the database's (C collation)
+        chunks = (
+            tuple(wanted[start : start + page_size]) for start in range(0, len(wanted), page_size)
+        )
     after: str | None = None
     while True:
         query = select(*columns).order_by(customer.c.id)
-        if only is not None:
-            query = query.where(customer.c.id.in_(list(only)))
+        chunk: tuple[str, ...] | None = None
+        if chunks is not None:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return
+            query = query.where(customer.c.id.in_(chunk))
         else:
             if after is not None:
                 query = query.where(customer.c.id > after)
             query = query.limit(page_size)
         rows = driver_rows(connection, query)
         if not rows:
+            if chunks is not None:
+                continue
             return
         customers = (
             [CustomerFacts(row[0], row[1], row[2], row[3], _json(row[4]) or {}) for row in rows]
             if definition.audience
             else [_new(CustomerFacts, row) for row in rows]
         )
-        low, high = customers[0].id, customers[-1].id
+        which = Customers(customers[0].id, customers[-1].id, chunk)
         yield Page(
             customers=customers,
-            addresses=_addresses(connection, definition, low, high),
-            documents=_documents(connection, definition, low, high, days),
-            services=_services(connection, definition, low, high),
+            addresses=_addresses(connection, definition, which),
+            documents=_documents(connection, definition, which, days),
+            services=_services(connection, definition, which),
+            which=which,
         )
-        if only is not None or len(customers) < page_size:
-            return
-        after = high
+        if chunks is None:
+            if len(customers) < page_size:
+                return
+            after = which.high
 
 
 def _addresses(
-    connection: Connection, definition: DefinitionFacts, low: str, high: str
+    connection: Connection, definition: DefinitionFacts, which: Customers
 ) -> dict[str, list[AddressFacts]]:
     contact, address = table_of(Contact), table_of(Address)
     contact_preference = CONTACT_PREFERENCE_OF.get(definition.kind)
@@ -384,10 +443,10 @@ def _addresses(
             null().label("unsubscribed"),
         )
         .select_from(address.join(contact, address.c.contact_id == contact.c.id))
-        .where(address.c.customer_id.between(low, high))
+        .where(which.of(address.c.customer_id))
         .where(address.c.key == definition.address_key)
     )
-    unsubscribed = _unsubscribed(connection, definition, low, high)
+    unsubscribed = _unsubscribed(connection, definition, which)
     found: dict[str, list[AddressFacts]] = {}
     for row in driver_rows(connection, query):
         facts = _new(AddressFacts, row)
@@ -406,7 +465,7 @@ def _addresses(
 
 
 def _unsubscribed(
-    connection: Connection, definition: DefinitionFacts, low: str, high: str
+    connection: Connection, definition: DefinitionFacts, which: Customers
 ) -> dict[tuple[str, str], str]:
     """The unsubscribes of the kind's preference among these customers: (contact, address
     lower) for an address preference, (contact, "") for a contact's → the detail."""
@@ -416,7 +475,7 @@ def _unsubscribed(
     table = table_of(Unsubscribe)
     rows = connection.execute(
         select(table.c.contact_id, table.c.address_lower, table.c.at, table.c.how, table.c.run_id)
-        .where(table.c.customer_id.between(low, high), table.c.preference == preference)
+        .where(which.of(table.c.customer_id), table.c.preference == preference)
         .order_by(table.c.at)
     ).all()
     found: dict[tuple[str, str], str] = {}
@@ -429,8 +488,7 @@ def _unsubscribed(
 def _documents(
     connection: Connection,
     definition: DefinitionFacts,
-    low: str,
-    high: str,
+    which: Customers,
     days: dict[Any, date],
 ) -> dict[str, list[DocumentFacts]]:
     """The page's documents of the kind, by customer. ``days``: the due dates read so
@@ -448,7 +506,7 @@ def _documents(
         document.c.due_date,
         document.c.files if definition.attach_document_files else null().label("files"),
     ).where(
-        document.c.customer_id.between(low, high),
+        which.of(document.c.customer_id),
         document.c.kind == definition.document_kind,
     )
     found: dict[str, list[DocumentFacts]] = {}
@@ -475,13 +533,13 @@ def _documents(
 
 
 def _services(
-    connection: Connection, definition: DefinitionFacts, low: str, high: str
+    connection: Connection, definition: DefinitionFacts, which: Customers
 ) -> dict[str, ServiceFacts]:
     if definition.document_kind is None:
         return {}
     service = table_of(Service)
     query = select(service.c.id, service.c.status, service.c.allow_billing_email).where(
-        service.c.customer_id.between(low, high)
+        which.of(service.c.customer_id)
     )
     return {row[0]: _new(ServiceFacts, row) for row in driver_rows(connection, query)}
 
@@ -503,9 +561,11 @@ def address_keys(connection: Connection, customer_ids: Sequence[str]) -> dict[st
 
 
 __all__ = [
+    "Customers",
     "Page",
     "PlanningError",
     "address_keys",
+    "has_history",
     "iter_pages",
     "load_definition",
     "load_definitions",
@@ -514,4 +574,5 @@ __all__ = [
     "load_organisation",
     "load_profile",
     "load_suppressions",
+    "unended_runs",
 ]

@@ -31,7 +31,9 @@ from core.planner.facts import (
     ProfileFacts,
 )
 from core.planner.load import (
+    Customers,
     address_keys,
+    has_history,
     iter_pages,
     load_definition,
     load_held_by_runs,
@@ -40,6 +42,7 @@ from core.planner.load import (
     load_organisation,
     load_profile,
     load_suppressions,
+    unended_runs,
 )
 from core.planner.reasons import CODES, Reason
 from core.planner.render_check import SAMPLE, RenderCheck, check_rendering
@@ -253,17 +256,12 @@ def build_context(
     customers: Sequence[str] | None = None,
     replan: Replan | None = None,
 ) -> Context:
-    history = load_history(connection, definition, customers) if definition.dedup != "none" else []
-    if replan is not None:
-        history = [entry for entry in history if not replan.ignore_history(entry)]
-    sent: dict[str | None, list[HistoryFacts]] = {}
-    targeted: dict[str, list[HistoryFacts]] = {}
-    for entry in history:  # newest first, kept so in each list
-        if definition.dedup == "per_document":
-            sent.setdefault(entry.document_id, []).append(entry)
-        else:
-            targeted.setdefault(entry.customer_id, []).append(entry)
-    return Context(
+    """The plan's fixed inputs. What the definition's ledger and its other runs hold
+    is read a page at a time (``read_ledger``), except the entries of a kind without
+    documents, which match by address whoever's and are read here. For no customers
+    at all (``[]``: rules 1 and 2 alone), nothing of the ledger is read."""
+    ledger = customers is None or len(customers) > 0
+    ctx = Context(
         organisation=organisation,
         definition=definition,
         at=at,
@@ -272,10 +270,42 @@ def build_context(
         .date(),
         methods=load_methods(connection),
         suppressions=load_suppressions(connection),
-        sent_by_document=sent,
-        targeted_by_customer=targeted,
-        held_by_runs=load_held_by_runs(connection, definition, customers),
+        has_history=ledger and definition.dedup != "none" and has_history(connection, definition),
+        unended_runs=tuple(unended_runs(connection, definition)) if ledger else (),
     )
+    ctx.ignore_history = replan.ignore_history if replan is not None else None
+    if ctx.has_history and definition.dedup == "per_document" and definition.document_kind is None:
+        _file_history(ctx, load_history(connection, definition))
+        ctx.has_history = bool(ctx.sent_by_document)
+        ctx.history_by_page = False
+    return ctx
+
+
+def _file_history(ctx: Context, history: list[HistoryFacts]) -> None:
+    """Put ``history`` (newest first, kept so in each list) where rules 16 and 17 look."""
+    ignore = ctx.ignore_history
+    sent, targeted = ctx.sent_by_document, ctx.targeted_by_customer
+    sent.clear()
+    targeted.clear()
+    by_document = ctx.definition.dedup == "per_document"
+    for entry in history:
+        if ignore is not None and ignore(entry):
+            continue
+        if by_document:
+            sent.setdefault(entry.document_id, []).append(entry)
+        else:
+            targeted.setdefault(entry.customer_id, []).append(entry)
+
+
+def read_ledger(connection: Connection, ctx: Context, which: Customers) -> None:
+    """The history and other runs' holds of one page of customers, into ``ctx`` (in place:
+    the rules' checks hold on to its dictionaries)."""
+    definition = ctx.definition
+    if ctx.has_history and ctx.history_by_page:
+        _file_history(ctx, load_history(connection, definition, which))
+    if ctx.unended_runs:
+        ctx.held_by_runs.clear()
+        ctx.held_by_runs.update(load_held_by_runs(connection, definition, ctx.unended_runs, which))
 
 
 def _unique_addresses(addresses: list[AddressFacts]) -> list[AddressFacts]:
@@ -333,6 +363,7 @@ def iter_candidates(
 
     for page in iter_pages(connection, definition, customers):
         ctx.services = page.services
+        read_ledger(connection, ctx, page.which)
         missing = [c.id for c in page.customers if c.id not in page.addresses]
         ctx.other_keys = address_keys(connection, missing) if missing else {}
         page_addresses, page_documents = page.addresses, page.documents
@@ -507,17 +538,31 @@ def iter_plan(
     page of customers (a run's snapshot and ``plan --json`` take them so).
     ``gathered`` receives what the plan's later warnings need (``gathered_warnings``).
     """
-    profile = load_profile(connection, definition.smtp_profile_id)
-    ctx = build_context(connection, organisation, definition, at, customers, replan)
-    ctx.files = FileLook(organisation.documents_folder)
-    ctx.size_limit = size_limit(profile.max_message_bytes, profile.server_size)
-    ctx.limit_source = limit_source(profile.max_message_bytes, profile.server_size)
+    ctx = planning_context(connection, organisation, definition, at, customers, replan)
     with gc_paused():
         yield from iter_candidates(
             connection, ctx, summary, customers, gathered.sample if gathered is not None else None
         )
     if gathered is not None:
         gathered.without_files = ctx.without_files
+
+
+def planning_context(
+    connection: Connection,
+    organisation: OrganisationFacts,
+    definition: DefinitionFacts,
+    at: datetime,
+    customers: Sequence[str] | None = None,
+    replan: Replan | None = None,
+) -> Context:
+    """Everything ``iter_candidates`` consults that does not change from page to page:
+    ``build_context`` and the files and size limit of rules 19 and 20."""
+    profile = load_profile(connection, definition.smtp_profile_id)
+    ctx = build_context(connection, organisation, definition, at, customers, replan)
+    ctx.files = FileLook(organisation.documents_folder)
+    ctx.size_limit = size_limit(profile.max_message_bytes, profile.server_size)
+    ctx.limit_source = limit_source(profile.max_message_bytes, profile.server_size)
+    return ctx
 
 
 def gathered_warnings(

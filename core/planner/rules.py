@@ -66,12 +66,21 @@ class Context:
     billing_date: date
     methods: dict[str, MethodFacts]
     suppressions: dict[str, SuppressionFacts]
+    # Whether the definition has any history (else rules 16 and 17 cannot fail), and
+    # whether it is read a page at a time (all but a kind without documents).
+    has_history: bool = False
+    history_by_page: bool = True
+    # Ledger entries that do not count (a follow-up's: ``Replan.ignore_history``).
+    ignore_history: Callable[[HistoryFacts], bool] | None = None
+    # The runs of this definition that have not ended (rule 18).
+    unended_runs: tuple[int, ...] = ()
+    # The page's history (read a page at a time, the dictionaries filled in place):
     # per_document: history entries by document id (None for document-less kinds).
     sent_by_document: dict[str | None, list[HistoryFacts]] = field(default_factory=dict)
     # per_trigger: history entries by customer id.
     targeted_by_customer: dict[str, list[HistoryFacts]] = field(default_factory=dict)
-    # Rule 18: what runs of this definition that have not ended hold, to the
-    # lowest run id: (document id, lower-cased address) for per_document,
+    # Rule 18: what runs of this definition that have not ended hold (of the page's
+    # customers), to the lowest run id: (document id, lower-cased address) for per_document,
     # (customer id, None) for per_trigger.
     held_by_runs: dict[tuple[str | None, str | None], int] = field(default_factory=dict)
     # Services of the customers being planned, by id.
@@ -487,7 +496,7 @@ def billing_rule_not_due(ctx: Context) -> DocumentCheck | None:
 
 
 def already_sent(ctx: Context) -> CandidateCheck | None:
-    if ctx.definition.dedup != "per_document" or not ctx.sent_by_document:
+    if ctx.definition.dedup != "per_document" or not ctx.has_history:
         return None
     sent = ctx.sent_by_document
     billing = ctx.definition.use_billing_rules
@@ -531,7 +540,7 @@ def already_sent(ctx: Context) -> CandidateCheck | None:
 
 
 def already_targeted(ctx: Context) -> CandidateCheck | None:
-    if ctx.definition.dedup != "per_trigger" or not ctx.targeted_by_customer:
+    if ctx.definition.dedup != "per_trigger" or not ctx.has_history:
         return None
     targeted = ctx.targeted_by_customer
 
@@ -560,7 +569,7 @@ def already_targeted(ctx: Context) -> CandidateCheck | None:
 def in_another_run(ctx: Context) -> CandidateCheck | None:
     held = ctx.held_by_runs
     dedup = ctx.definition.dedup
-    if not held or dedup not in ("per_document", "per_trigger"):
+    if not ctx.unended_runs or dedup not in ("per_document", "per_trigger"):
         return None
 
     def check(

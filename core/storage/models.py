@@ -263,6 +263,7 @@ class History(Base):
     __tablename__ = "history"
     __table_args__ = (
         Index("ix_history_definition_customer", "definition_id", "customer_id"),
+        Index("ix_history_definition_document", "definition_id", "document_id"),
         UniqueConstraint("fingerprint"),
     )
 
@@ -334,6 +335,7 @@ class Recipient(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "position"),
         Index("ix_recipient_run_state_position", "run_id", "state", "position"),
+        Index("ix_recipient_run_customer", "run_id", "customer_id"),
         Index("ix_recipient_claimed_by", "claimed_by"),
     )
 

@@ -639,11 +639,7 @@ class RunScreen(LiveScreen[RunData]):
             self.notify(f"no recipient of run {run_id} failed or bounced: nothing to follow up")
             return
         decisions = preview.decisions
-        excluded: dict[str, int] = {}
-        for candidate in preview.candidates:
-            if candidate.decision == "excluded":
-                for reason in candidate.reasons:
-                    excluded[reason.code] = excluded.get(reason.code, 0) + 1
+        excluded = preview.by_reason  # only the excluded have reasons
         detail = (
             f"{plural(preview.chosen, 'recipient')} did not get it (failed or bounced). "
             f"Planned again now: {decisions['included']} to send, "

@@ -1,0 +1,178 @@
+"""A follow-up reads its run and plans again a page at a time, and the planner reads
+the ledger with each page of customers (issue 29): the pages change nothing of what
+is planned, and four times the recipients, or the customers and their history, take
+no more memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from core import follow_up
+from core.clock import FixedClock, parse_instant
+from core.delivery import starting
+from core.delivery.starting import create_run
+from core.planner import load
+from core.planner.load import load_definition, load_organisation
+from core.planner.plan import Summary, iter_plan
+from core.planner.report import candidate_json
+from core.storage import Database, open_database
+from core.storage.ledger import history_row, write_history
+from core.storage.models import Document, MessageRun, Recipient, table_of
+from core.views.export_rows import Selection
+from fixtures.generate import generate_document
+from tests.conftest import load_ok
+
+AT = parse_instant("2026-11-23T10:00:00+11:00")
+CLOCK = FixedClock(AT)
+RUN, RECIPIENT = table_of(MessageRun), table_of(Recipient)
+# Every settled recipient: the excluded and those made failed below.
+EVERYONE = Selection(states=("failed", "excluded", "sent"))
+
+
+def ended_run(db: Database, customers: int, definition: str = "invoice-email") -> int:
+    """A run of a generated organisation, ended: every recipient it would have sent
+    failed, so a follow-up chooses them all."""
+    load_ok(db, generate_document(customers, seed=7))
+    run_id = create_run(db, definition, AT, CLOCK, started_by="t")
+    with db.connect() as connection:
+        connection.execute(
+            update(RECIPIENT)
+            .where(RECIPIENT.c.run_id == run_id, RECIPIENT.c.state != "excluded")
+            .values(state="failed")
+        )
+        connection.execute(update(RUN).where(RUN.c.id == run_id).values(state="completed"))
+    return run_id
+
+
+def replanned_json(db: Database, run_id: int) -> tuple[list[int], list[dict[str, Any]]]:
+    """Every chosen recipient's id, and every candidate planned again, in order."""
+    chosen: list[int] = []
+    planned: list[dict[str, Any]] = []
+    with db.connect() as connection:
+        for page, candidates in follow_up.replanned(connection, run_id, EVERYONE, AT):
+            chosen += [c.id for c in page]
+            planned += [candidate_json(c) for c in candidates]
+    return chosen, planned
+
+
+@pytest.mark.parametrize("definition", ["invoice-email", "service-reminder"])
+def test_pages_of_a_few_recipients_plan_what_one_page_plans(
+    db: Database, monkeypatch: pytest.MonkeyPatch, definition: str
+) -> None:
+    run_id = ended_run(db, 40, definition)
+    whole = replanned_json(db, run_id)
+    with db.connect() as connection:
+        total = connection.execute(
+            select(func.count()).where(RECIPIENT.c.run_id == run_id)
+        ).scalar_one()
+    assert len(whole[0]) == total > 40  # all of them, some customers several times
+    monkeypatch.setattr(follow_up, "PAGE", 3)  # a customer's recipients often straddle two
+    monkeypatch.setattr(load, "PAGE", 2)
+    assert replanned_json(db, run_id) == whole
+    new_id = follow_up.start_follow_up(db, run_id, EVERYONE, AT, CLOCK, started_by="t")
+    with db.connect() as connection:
+        handed = connection.execute(
+            select(func.count()).where(
+                RECIPIENT.c.run_id == run_id, RECIPIENT.c.handed_on_to == new_id
+            )
+        ).scalar_one()
+        written = connection.execute(
+            select(RECIPIENT.c.customer_id, RECIPIENT.c.address, RECIPIENT.c.document_id)
+            .where(RECIPIENT.c.run_id == new_id)
+            .order_by(RECIPIENT.c.position)
+        ).all()
+    assert handed == total
+    assert [tuple(row) for row in written] == [
+        (c["customer"], c["address"], c.get("document")) for c in whole[1]
+    ]
+
+
+def follow_up_peak(db: Database, run_id: int) -> int:
+    tracemalloc.start()
+    try:
+        preview = follow_up.preview_follow_up(db, run_id, EVERYONE, AT)
+        follow_up.start_follow_up(db, run_id, EVERYONE, AT, CLOCK, started_by="t")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert preview.chosen > 0
+    return peak
+
+
+def test_following_up_four_times_the_recipients_takes_no_more_memory(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follow_up, "PAGE", 200)
+    monkeypatch.setattr(load, "PAGE", 50)
+    monkeypatch.setattr(starting, "INSERT_BATCH", 256)
+    peaks = []
+    # The first warms statements and caches (the due dates' days, the driver's
+    # statements): they fill up to about 600 customers, and stay.
+    for customers in (600, 600, 2400):
+        db = open_database(f"sqlite:///{tmp_path}/c{customers}-{len(peaks)}.db")
+        peaks.append(follow_up_peak(db, ended_run(db, customers)))
+        db.dispose()
+    small, large = peaks[1], peaks[2]
+    assert large < small + 256 * 1024, (small, large)
+
+
+def with_history(db: Database, customers: int, per_document: int) -> None:
+    """A generated organisation whose every invoice was sent ``per_document`` times
+    before (on other days): a ledger that grows with every run."""
+    load_ok(db, generate_document(customers, seed=7))
+    document = table_of(Document)
+    with db.connect() as connection:
+        invoices = connection.execute(
+            select(document.c.id, document.c.customer_id).where(document.c.kind == "invoice")
+        ).all()
+        for n in range(per_document):
+            write_history(
+                connection,
+                [
+                    history_row(
+                        definition_id="invoice-email",
+                        customer_id=customer_id,
+                        address=f"old-{n}@example.org",
+                        document_id=document_id,
+                        offset_days=-n,
+                        at=AT - timedelta(days=30 * (n + 1)),
+                        run_id=None,
+                    )
+                    for document_id, customer_id in invoices
+                ],
+            )
+
+
+def plan_peak(db: Database) -> int:
+    tracemalloc.start()
+    try:
+        with db.connect() as connection:
+            definition = load_definition(connection, "invoice-email")
+            summary = Summary()
+            for _ in iter_plan(connection, load_organisation(connection), definition, AT, summary):
+                pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert summary.by_reason["already_sent"] > 0
+    return peak
+
+
+def test_planning_four_times_the_customers_and_their_history_takes_no_more_memory(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger is read a page of customers at a time, as they are."""
+    monkeypatch.setattr(load, "PAGE", 50)
+    peaks = []
+    for customers in (600, 600, 2400):  # the first warms statements and caches
+        db = open_database(f"sqlite:///{tmp_path}/h{customers}-{len(peaks)}.db")
+        with_history(db, customers, per_document=4)
+        peaks.append(plan_peak(db))
+        db.dispose()
+    small, large = peaks[1], peaks[2]
+    assert large < small + 256 * 1024, (small, large)
