@@ -529,7 +529,8 @@ def test_a_stopped_run_says_how_to_go_on(
     msgrun(capsys, "run", "start", "inv", "--detach", "--db", db_url)
     assert msgrun(capsys, "run", "stop", "1", "--db", db_url)[0] == 0
     code, out, _ = msgrun(capsys, "run", "show", "1", "--db", db_url)
-    assert code == 0 and "next: msgrun run restart 1 sends what was not sent" in out
+    # The command it suggests works on the database this one was given.
+    assert code == 0 and f"next: msgrun run restart 1 --db {db_url} sends what was not sent" in out
 
 
 def test_run_show_lists_failed_and_unknown_with_their_replies(
@@ -546,7 +547,7 @@ def test_run_show_lists_failed_and_unknown_with_their_replies(
         assert msgrun(capsys, "import", str(path), "--db", url)[0] == 0
         code, _, err = msgrun(capsys, "run", "start", "inv", "--db", url)
     assert code == 1
-    assert "next: msgrun run show 1 --state failed lists the 1 failed" in err
+    assert f"next: msgrun run show 1 --state failed --db {url} lists the 1 failed" in err
 
     code, out, _ = msgrun(capsys, "run", "show", "1", "--state", "failed,unknown", "--db", url)
     assert code == 0

@@ -96,3 +96,18 @@ def test_a_waiting_run_says_when_the_next_is_due() -> None:
     (line,) = next_step_lines(run, next_due=AT)
     assert line.startswith("next: msgrun worker (or msgrun run restart 7) delivers the 2 still")
     assert "the next is due at" in line
+
+
+def test_next_steps_repeat_the_database_the_command_was_given_its_password_masked() -> None:
+    """A run shown with --db: the commands it suggests work on that database too (the
+    default database is elsewhere), and a password never reaches the terminal."""
+    run = a_run("stopped", pending=2, failed=1)
+    assert next_step_lines(run, db="sqlite:////srv/billing/msgrun.db") == [
+        "next: msgrun run restart 7 --db sqlite:////srv/billing/msgrun.db sends what was not sent",
+        "next: msgrun run show 7 --state failed --db sqlite:////srv/billing/msgrun.db lists the "
+        "1 failed with the server's replies",
+    ]
+    (restart, _) = next_step_lines(run, db="postgresql+psycopg://ops:s3cret@db.lan/billing")
+    assert "s3cret" not in restart
+    assert "--db 'postgresql+psycopg://ops:***@db.lan/billing'" in restart
+    assert next_step_lines(run)[0] == "next: msgrun run restart 7 sends what was not sent"

@@ -3,24 +3,42 @@ next steps, in words (the console offers the same answers as keys)."""
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from core.clock import format_instant
 from core.run_info import RunInfo
 from core.views.run_actions import NextStep, Step, next_steps
 
 
-def step_line(step: NextStep) -> str:
-    """One next step, as ``run start``, ``run restart`` and ``run show`` print it."""
+def db_option(url: str | None) -> str:
+    """`` --db URL`` for the commands a line suggests, when the command was given one
+    (else they find the same database as it did); a password in it is masked."""
+    if not url:
+        return ""
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        shown = url
+    return f" --db {shlex.quote(shown)}"
+
+
+def step_line(step: NextStep, db: str | None = None) -> str:
+    """One next step, as ``run start``, ``run restart`` and ``run show`` print it;
+    ``db``: the ``--db`` the command was given, which the suggested commands repeat."""
     run_id, n = step.run_id, step.count
+    on = db_option(db)
     match step.step:
         case Step.RESTART_INTERRUPTED:
             return (
-                f"next: msgrun run restart {run_id} delivers what was not sent (a msgrun worker "
-                f"takes it up too); msgrun run stop {run_id} ends it stopped"
+                f"next: msgrun run restart {run_id}{on} delivers what was not sent (a msgrun "
+                f"worker{on} takes it up too); msgrun run stop {run_id}{on} ends it stopped"
             )
         case Step.RESTART:
-            return f"next: msgrun run restart {run_id} sends what was not sent"
+            return f"next: msgrun run restart {run_id}{on} sends what was not sent"
         case Step.WHEN_DUE:
             when = (
                 f"; the next is due at {format_instant(step.due)}"
@@ -28,7 +46,7 @@ def step_line(step: NextStep) -> str:
                 else " when they are due"
             )
             return (
-                f"next: msgrun worker (or msgrun run restart {run_id}) delivers the "
+                f"next: msgrun worker{on} (or msgrun run restart {run_id}{on}) delivers the "
                 f"{n} still to send{when}"
             )
         case Step.RESEND_UNKNOWN:
@@ -39,12 +57,12 @@ def step_line(step: NextStep) -> str:
             )
             return (
                 f"next: {n} unknown may or may not have reached the server{taken}; "
-                f"msgrun run restart {run_id} --resend-unknown sends them again "
-                f"(msgrun run show {run_id} --state unknown lists them)"
+                f"msgrun run restart {run_id} --resend-unknown{on} sends them again "
+                f"(msgrun run show {run_id} --state unknown{on} lists them)"
             )
         case Step.LIST_FAILED:
             return (
-                f"next: msgrun run show {run_id} --state failed lists the {n} failed "
+                f"next: msgrun run show {run_id} --state failed{on} lists the {n} failed "
                 "with the server's replies"
             )
 
@@ -55,7 +73,9 @@ def next_step_lines(
     next_due: datetime | None = None,
     handed_on: int = 0,
     interrupted: bool = False,
+    db: str | None = None,
 ) -> list[str]:
-    """What to do next with a run that ended short of ``completed``, one line a step."""
+    """What to do next with a run that ended short of ``completed``, one line a step
+    (``db``: the ``--db`` the command was given)."""
     steps = next_steps(run, next_due=next_due, handed_on=handed_on, interrupted=interrupted)
-    return [step_line(step) for step in steps]
+    return [step_line(step, db) for step in steps]

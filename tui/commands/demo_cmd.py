@@ -107,7 +107,7 @@ def _demo_in(folder: Path, args: argparse.Namespace) -> int:
         )
         print(f"demo: run {run_id} of {DEMO_RUN} started", file=sys.stderr)
         if args.no_console:
-            return foreground(database, run_id)
+            return foreground(database, run_id, db_flag=url)
         from tui.console.app import MsgrunConsole
         from tui.console.launcher import TiedLauncher
         from tui.console.run_screen import RunScreen

@@ -64,4 +64,4 @@ def run_follow_up(args: argparse.Namespace) -> int:
         return 0
     if created.state != RUNNING:
         return 0
-    return foreground(db, new_id)
+    return foreground(db, new_id, db_flag=args.db)

@@ -29,7 +29,7 @@ from core.views.recipients import next_due_at
 from tui import event_loop
 from tui.commands.common import instant
 from tui.errors import OperationFailed, UsageError
-from tui.next_steps import next_step_lines
+from tui.next_steps import db_option, next_step_lines
 from tui.run_progress import RunProgress
 
 
@@ -57,7 +57,9 @@ def exit_code(delivery: Delivery) -> int:
     return 0 if delivery.state in (COMPLETED, WAITING) else 1
 
 
-def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> int:
+def foreground(
+    db: Database, run_id: int, *, resend_unknown: bool = False, db_flag: str | None = None
+) -> int:
     """Deliver in this process with a progress bar on stderr; the exit code of run start."""
     clock = SystemClock()
     total = get_run(db, run_id).total
@@ -88,7 +90,7 @@ def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> in
     except (DeliveryBroken, DBAPIError) as error:
         raise OperationFailed(
             f"run {run_id}: {error_words(error)}; what was not sent stays to send: "
-            f"msgrun run restart {run_id} takes it up again"
+            f"msgrun run restart {run_id}{db_option(db_flag)} takes it up again"
         ) from None
     run = get_run(db, run_id)
     print(f"run {run_id} {run.state}: {summary(run)}", file=sys.stderr)
@@ -96,7 +98,7 @@ def foreground(db: Database, run_id: int, *, resend_unknown: bool = False) -> in
         print(f"  {run.error}", file=sys.stderr)
     due = next_due_at(db, run_id) if run.state == WAITING else None
     handed = unknown_handed_on(db, run_id) if run.counts[UNKNOWN] else 0
-    for step in next_step_lines(run, next_due=due, handed_on=handed):
+    for step in next_step_lines(run, next_due=due, handed_on=handed, db=db_flag):
         print(f"  {step}", file=sys.stderr)
     return exit_code(delivery)
 

@@ -160,7 +160,7 @@ def run_start(args: argparse.Namespace) -> int:
         # Every candidate was excluded: nothing to deliver, no connection to open.
         print(f"run {run_id} completed: {summary(run)}; nothing to send", file=sys.stderr)
         return 0
-    return foreground(db, run_id)
+    return foreground(db, run_id, db_flag=args.db)
 
 
 def run_stop(args: argparse.Namespace) -> int:
@@ -206,7 +206,7 @@ def run_restart(args: argparse.Namespace) -> int:
         mark_for_workers(db, run.id, clock, resend_unknown=args.resend_unknown)
         print(f"run {run.id} is queued for msgrun worker", file=sys.stderr)
         return 0
-    return foreground(db, run.id, resend_unknown=args.resend_unknown)
+    return foreground(db, run.id, resend_unknown=args.resend_unknown, db_flag=args.db)
 
 
 def lapse_dead_here_now(db: Database, run_id: int, clock: SystemClock) -> bool:
@@ -264,7 +264,7 @@ def run_show(args: argparse.Namespace) -> int:
     lines += [f"  {s:<{width}}  {run.counts[s]:>8}" for s in RECIPIENT_STATES]
     lines.append(f"  {'total':<{width}}  {run.total:>8}")
     handed_on = unknown_handed_on(db, run.id) if run.counts[UNKNOWN] else 0
-    steps = next_step_lines(run, handed_on=handed_on, interrupted=held.interrupted)
+    steps = next_step_lines(run, handed_on=handed_on, interrupted=held.interrupted, db=args.db)
     tail = ["", *steps] if steps else []
     if not (args.state or args.outcome):
         write_out("\n".join([*lines, *tail]))
