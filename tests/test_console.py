@@ -397,3 +397,38 @@ def test_a_customer_drill_down_shows_unsubscribes_beside_suppressions(
         await settle(pilot)
 
     assert snap_compare(console(sample_db), terminal_size=SIZE, run_before=run)
+
+
+def test_a_waiting_run_says_whether_a_worker_will_send_it(sample_db: Database) -> None:
+    """Run 1 waits for its held recipient's quiet hours to end: with no msgrun worker
+    alive nothing will send it then, and the run screen says so; with one, it names it."""
+    import os
+    import socket
+
+    from core.delivery import registry
+    from core.delivery.holding import Holder
+    from core.views.runs import run_window
+    from tui.console.run_screen import waiting_words
+
+    progress = run_window(sample_db, 1).progress
+    assert progress.state == "waiting" and progress.waiting is not None
+    assert progress.waiting.workers == ()
+    assert waiting_words(progress) == (
+        "waiting until 2026-11-23 09:00 UTC (1 to send): no msgrun worker is running"
+    )
+    worker_id = registry.new_worker_id("worker")
+    with sample_db.connect() as connection:
+        registry.register(connection, worker_id, 60)
+    try:
+        progress = run_window(sample_db, 1).progress
+        assert progress.waiting is not None
+        here = Holder(socket.gethostname(), os.getpid(), True)
+        assert progress.waiting.workers == (here,)
+        assert waiting_words(progress) == (
+            f"waiting until 2026-11-23 09:00 UTC (1 to send): msgrun worker "
+            f"(pid {os.getpid()} on {socket.gethostname()}) sends them"
+        )
+    finally:
+        with sample_db.connect() as connection:
+            registry.retire(connection, worker_id)
+    assert run_window(sample_db, 2).progress.waiting is None  # stopped: not waiting

@@ -23,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from core.delivery import processes
+from core.delivery import processes, queries
 from core.run_info import RunInfo
-from core.states import BEING_DELIVERED
+from core.states import BEING_DELIVERED, WAITING
 from core.storage.models import RunShare, Worker, table_of
 from core.storage.sql import database_now
 
@@ -121,3 +121,38 @@ def _holding(run: RunInfo, shares: list[Any], now: datetime, db_now: datetime) -
 
 def holding(connection: Connection, run: RunInfo, now: datetime) -> Holding:
     return holdings(connection, [run], now)[run.id]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A `waiting` run: when its next recipient is due, and the ``msgrun worker``
+    processes alive to send it then (none: nothing will, until someone starts one or
+    restarts the run)."""
+
+    next_due: datetime | None
+    workers: tuple[Holder, ...]
+
+
+def live_workers(connection: Connection) -> tuple[Holder, ...]:
+    """The ``msgrun worker`` processes alive now (their leases measured on the
+    database's clock; one of this machine whose process is gone is not counted)."""
+    worker = table_of(Worker)
+    rows = connection.execute(
+        select(worker.c.id, worker.c.host, worker.c.pid)
+        .where(worker.c.expires_at >= database_now(connection), worker.c.id.like("worker:%"))
+        .order_by(worker.c.host, worker.c.pid)
+    ).all()
+    alive = []
+    for row in rows:
+        named = processes.named(row.id)
+        if named is not None and named.gone():
+            continue
+        alive.append(Holder(row.host, row.pid, True))
+    return tuple(alive)
+
+
+def waiting(connection: Connection, run: RunInfo) -> Waiting | None:
+    """``Waiting`` for a `waiting` run, else None."""
+    if run.state != WAITING:
+        return None
+    return Waiting(queries.next_due(connection, run.id), live_workers(connection))

@@ -12,7 +12,7 @@ from sqlalchemy.types import Integer
 
 from core.bounces import outcomes as report_outcomes
 from core.clock import format_instant
-from core.delivery.holding import NOBODY, Holding, holding, holdings
+from core.delivery.holding import NOBODY, Holding, Waiting, holding, holdings, waiting
 from core.planner.report import dumps, nested
 from core.run_info import RunInfo, list_runs, read_run
 from core.states import (
@@ -74,6 +74,8 @@ class RunProgress:
     deliverable: int
     done: int
     holding: Holding = NOBODY
+    # A `waiting` run's next due time and the workers alive to send it then (when read).
+    waiting: Waiting | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -101,8 +103,8 @@ class RunProgress:
         return restart_check(self.run.id, self.run.state)
 
 
-def progress_of(run: RunInfo, held: Holding = NOBODY) -> RunProgress:
-    return RunProgress(run, deliverable(run.counts), done(run.counts), held)
+def progress_of(run: RunInfo, held: Holding = NOBODY, waits: Waiting | None = None) -> RunProgress:
+    return RunProgress(run, deliverable(run.counts), done(run.counts), held, waits)
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,7 @@ def run_window(
         run = read_run(connection, run_id)
         outcome_counts = report_outcomes.run_counts(connection, run_id)
         held = holding(connection, run, now or datetime.now(UTC))
+        waits = waiting(connection, run)
     if outcome is not None:
         if outcome not in OUTCOME_FILTERS:
             raise ValueError(f"unknown outcome {outcome!r} (one of: {', '.join(OUTCOME_FILTERS)})")
@@ -266,7 +269,7 @@ def run_window(
         )
         marks, handed = _marks(database, run_id, rows)
         return RunWindow(
-            progress_of(run, held), rows, offset, counted, marks, handed, outcome_counts
+            progress_of(run, held, waits), rows, offset, counted, marks, handed, outcome_counts
         )
     if not search:
         matching = run.total if not states else sum(run.counts.get(s, 0) for s in states)
@@ -288,7 +291,9 @@ def run_window(
         matching=matching,
     )
     marks, handed = _marks(database, run_id, rows)
-    return RunWindow(progress_of(run, held), rows, offset, counted, marks, handed, outcome_counts)
+    return RunWindow(
+        progress_of(run, held, waits), rows, offset, counted, marks, handed, outcome_counts
+    )
 
 
 # -- pictures -------------------------------------------------------------------------

@@ -180,6 +180,20 @@ def interrupted_words(progress: RunProgress) -> str:
     return f"interrupted: no process delivers this run any more{left} · R restarts it"
 
 
+def waiting_words(progress: RunProgress) -> str | None:
+    """What a waiting run waits for, and whether anything will send it then (one line
+    at 80 columns: the footer has R, which restarts it here)."""
+    waits = progress.waiting
+    if waits is None:
+        return None
+    left = f"{progress.deliverable - progress.done:,} to send"
+    until = f"until {waits.next_due:%Y-%m-%d %H:%M} UTC ({left})" if waits.next_due else f"({left})"
+    if waits.workers:
+        who = ", ".join(worker.words() for worker in waits.workers)
+        return f"waiting {until}: msgrun worker ({who}) sends them"
+    return f"waiting {until}: no msgrun worker is running"
+
+
 class RunScreen(LiveScreen[RunData]):
     AUTO_FOCUS = "#recipients"
     PURPOSE = (
@@ -372,6 +386,10 @@ class RunScreen(LiveScreen[RunData]):
         )
         if progress.interrupted:
             summary += f"\n[b red]{escape(interrupted_words(progress))}[/]"
+        waits = waiting_words(progress)
+        if waits is not None:
+            style = "cyan" if progress.waiting and progress.waiting.workers else "b yellow"
+            summary += f"\n[{style}]{escape(waits)}[/]"
         if run.error:
             summary += f"\n[red]{escape(run.error)}[/]"
         show_text(self.query_one("#run-summary", Static), summary)
