@@ -222,3 +222,40 @@ async def test_the_console_s_plan_preview_lists_the_render_errors_among_its_warn
         f"! template.text fails to render ({ATTRIBUTE_ERROR}) for 1 of the first 3 included: "
         "customer C00001" in notes
     )
+
+
+def test_a_routine_or_an_event_whose_template_fails_for_everyone_makes_no_run_and_says_why(
+    db: Database,
+) -> None:
+    """As run start refuses it: the fire is recorded blocked with the reason, once, and
+    no run is made to fail every recipient; run now refuses it too, creating nothing."""
+    from core.clock import FixedClock
+    from core.run_info import list_runs
+    from core.triggers.events import fire_event
+    from core.triggers.routines import fire_due, fires, run_now
+
+    doc = titled(4, {0, 1, 2, 3})
+    doc["organisation"]["timezone"] = "Australia/Sydney"
+    doc["definitions"][0]["trigger"] = {"type": "routine", "cron": "0 9 * * *", "enabled": True}
+    load_ok(db, doc)
+    clock = FixedClock(parse_instant("2026-11-24T08:58:00+11:00"))
+    assert fire_due(db, clock) == []  # first look: watched from now
+    clock.set(parse_instant("2026-11-24T09:00:01+11:00"))
+    assert fire_due(db, clock) == []
+    assert fire_due(db, clock) == []  # not tried again at every look
+    (fire,) = fires(db, "inv")
+    assert (fire.outcome, fire.run_id) == ("blocked", None)
+    assert "the template fails to render for every one of the 4 included" in fire.detail
+    assert list_runs(db) == []
+    with pytest.raises(TemplateFailsForEveryone):
+        run_now(db, "inv", clock, started_by="ops")
+    assert list_runs(db) == []
+
+    doc["definitions"][0]["trigger"] = {"type": "event", "event": "job_done"}
+    load_ok(db, doc)
+    outcome = fire_event(db, "job_done", [], clock.now(), clock, started_by="ops")
+    (fired,) = outcome.fired
+    assert fired.run_id is None and fired.blocked is not None
+    assert "nothing was created" in fired.blocked
+    assert list_runs(db) == []
+    assert [f.outcome for f in fires(db, "inv")] == ["blocked", "blocked"]

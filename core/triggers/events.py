@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import Connection, insert, select, update
 
 from core.clock import Clock
-from core.delivery.starting import create_run_on
+from core.delivery.starting import TemplateFailsForEveryone, create_run_on
 from core.planner.load import load_definitions
 from core.run_info import read_counts
 from core.storage.database import Database
@@ -118,14 +118,26 @@ def fire_event(
                     .values(outcome="blocked", detail=detail)
                 )
                 return Fired(definition_id, None, blocked=detail)
-            run_id = create_run_on(
-                connection,
-                definition_id,
-                at,
-                clock,
-                started_by=started_by,
-                customers=wanted or None,
-            )
+            try:
+                # Templates that fail for everyone: no run (as run start refuses it),
+                # the fire says why.
+                with connection.begin_nested():
+                    run_id = create_run_on(
+                        connection,
+                        definition_id,
+                        at,
+                        clock,
+                        started_by=started_by,
+                        customers=wanted or None,
+                        refuse_failing_templates=True,
+                    )
+            except TemplateFailsForEveryone as error:
+                connection.execute(
+                    update(fire)
+                    .where(fire.c.id == fire_id)
+                    .values(outcome="blocked", detail=str(error))
+                )
+                return Fired(definition_id, None, blocked=str(error))
             connection.execute(update(fire).where(fire.c.id == fire_id).values(run_id=run_id))
             return Fired(definition_id, run_id, read_counts(connection, [run_id])[run_id])
 

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from core.clock import Clock, format_instant
-from core.delivery.starting import create_run_on
+from core.delivery.starting import TemplateFailsForEveryone, create_run_on
 from core.planner.facts import DefinitionFacts
 from core.planner.load import load_definition, load_definitions, load_organisation
 from core.planner.plan import build_context
@@ -195,9 +195,24 @@ def _fire_one(
         return None
     local = latest.astimezone(_zone(organisation.timezone))
     who = f"routine {definition_id} @ {local:%Y-%m-%d %H:%M %z}" + (" (late)" if late else "")
-    run_id = create_run_on(
-        connection, definition_id, latest if not late else now, clock, started_by=who
-    )
+    try:
+        # A run whose templates fail for everyone is not made (as run start refuses it):
+        # the fire records why, and the schedule goes on.
+        with connection.begin_nested():
+            run_id = create_run_on(
+                connection,
+                definition_id,
+                latest if not late else now,
+                clock,
+                started_by=who,
+                refuse_failing_templates=True,
+            )
+    except TemplateFailsForEveryone as error:
+        connection.execute(
+            update(FIRE).where(FIRE.c.id == mine).values(outcome="blocked", detail=str(error))
+        )
+        log.warning("routine %s blocked: %s", definition_id, error)
+        return None
     connection.execute(update(FIRE).where(FIRE.c.id == mine).values(run_id=run_id))
     return run_id
 
@@ -316,7 +331,14 @@ def run_now(database: Database, definition_id: str, clock: Clock, started_by: st
     now = clock.now()
 
     def start(connection: Connection) -> int:
-        run_id = create_run_on(connection, definition_id, now, clock, started_by=started_by)
+        run_id = create_run_on(
+            connection,
+            definition_id,
+            now,
+            clock,
+            started_by=started_by,
+            refuse_failing_templates=True,
+        )
         connection.execute(
             FIRE.insert().values(
                 fire_key=f"routine-now:{definition_id}:{uuid.uuid4().hex}",
