@@ -78,47 +78,48 @@ def check_selection(chosen: Selection) -> Selection:
     return chosen
 
 
-# The followed run's recipients are read this many at a time, and planned again a
-# page at a time: a follow-up of a million recipients is made in a page's memory.
-PAGE = 5000
+# The followed run's recipients are read and planned again this many customers at a
+# time: a follow-up of a million recipients is made in a page's memory.
+PAGE = 2000
 
 
 def _recipient_pages(connection: Connection, run_id: int) -> Iterator[list[Row[Any]]]:
-    """The run's recipients in plan order, a page at a time; a page holds whole
-    customers (plan order keeps a customer's recipients together)."""
+    """The run's recipients a page of whole customers at a time (customers in id order,
+    each page's recipients in plan order): what is chosen and planned again together."""
     recipient = table_of(Recipient)
-    query = (
-        select(
-            recipient.c.id,
-            recipient.c.customer_id,
-            recipient.c.address,
-            recipient.c.document_id,
-            recipient.c.state,
-            recipient.c.handed_on_to,
-            recipient.c.position,
-        )
+    customers = (
+        select(recipient.c.customer_id)
         .where(recipient.c.run_id == run_id)
-        .order_by(recipient.c.position)
+        .distinct()
+        .order_by(recipient.c.customer_id)
         .limit(PAGE)
     )
-    carried: list[Row[Any]] = []
-    after = -1
+    columns = select(
+        recipient.c.id,
+        recipient.c.customer_id,
+        recipient.c.address,
+        recipient.c.document_id,
+        recipient.c.state,
+        recipient.c.handed_on_to,
+    ).order_by(recipient.c.position)
+    after: str | None = None
     while True:
-        rows: list[Row[Any]] = list(connection.execute(query.where(recipient.c.position > after)))
-        last = len(rows) < PAGE
-        if rows:
-            after = rows[-1].position
-        rows = carried + rows
-        carried = []
-        if not last:  # the last customer's rows wait for the rest of theirs
-            cut = len(rows)
-            while cut > 0 and rows[cut - 1].customer_id == rows[-1].customer_id:
-                cut -= 1
-            rows, carried = rows[:cut], rows[cut:]
-        if rows:
-            yield rows
-        if last:
+        query = customers if after is None else customers.where(recipient.c.customer_id > after)
+        ids = list(connection.execute(query).scalars())
+        if not ids:
             return
+        rows: list[Row[Any]] = list(
+            connection.execute(
+                columns.where(
+                    recipient.c.run_id == run_id,
+                    recipient.c.customer_id.between(ids[0], ids[-1]),
+                )
+            )
+        )
+        yield rows
+        if len(ids) < PAGE:
+            return
+        after = ids[-1]
 
 
 def choose(connection: Connection, rows: Sequence[Row[Any]], chosen: Selection) -> list[Chosen]:
@@ -403,6 +404,9 @@ def _start(
                 f"run {run_id} is {run.state}: follow it up once it has ended "
                 f"(msgrun run stop {run_id}, or wait)"
             )
+        # The runs of the follow-up family as they are before anything is read: a
+        # follow-up made meanwhile marks recipients with a run not among them.
+        known = family(connection, run_id)
         pages = replanned(connection, run_id, selection, at)
         # The first page is planned before anything is written (and says whether
         # anything is chosen at all); the rest as the new run takes them.
@@ -415,6 +419,10 @@ def _start(
 
         def candidates() -> Iterator[Candidate]:
             for chosen, taken in itertools.chain([first], pages):
+                if any(c.handed_on_to is not None and c.handed_on_to not in known for c in chosen):
+                    # Another follow-up of this family was made while this one read its
+                    # pages (PostgreSQL reads what others committed since): plan again.
+                    raise _MarkedMeanwhile()
                 yield from taken
                 _hand_on(connection, {c.id: c.handed_on_to for c in chosen}, made[0])
 

@@ -13,19 +13,21 @@ import pytest
 from sqlalchemy import func, select, update
 
 from core import follow_up
-from core.clock import FixedClock, parse_instant
+from core.clock import FixedClock, SystemClock, parse_instant
 from core.delivery import starting
 from core.delivery.starting import create_run
 from core.planner import load
 from core.planner.load import load_definition, load_organisation
-from core.planner.plan import Summary, iter_plan
+from core.planner.plan import Summary, iter_plan, make_plan
 from core.planner.report import candidate_json
 from core.storage import Database, open_database
 from core.storage.ledger import history_row, write_history
 from core.storage.models import Document, MessageRun, Recipient, table_of
 from core.views.export_rows import Selection
 from fixtures.generate import generate_document
+from fixtures.smtp_servers import Faults, SmtpServer
 from tests.conftest import load_ok
+from tests.delivery_support import deliver_now, document, new_run
 
 AT = parse_instant("2026-11-23T10:00:00+11:00")
 CLOCK = FixedClock(AT)
@@ -107,7 +109,7 @@ def follow_up_peak(db: Database, run_id: int) -> int:
 def test_following_up_four_times_the_recipients_takes_no_more_memory(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(follow_up, "PAGE", 200)
+    monkeypatch.setattr(follow_up, "PAGE", 80)  # customers: some 200 recipients a page
     monkeypatch.setattr(load, "PAGE", 50)
     monkeypatch.setattr(starting, "INSERT_BATCH", 256)
     peaks = []
@@ -176,3 +178,122 @@ def test_planning_four_times_the_customers_and_their_history_takes_no_more_memor
         db.dispose()
     small, large = peaks[1], peaks[2]
     assert large < small + 256 * 1024, (small, large)
+
+
+# -- with a ledger: a followed run that sent ------------------------------------------
+
+REFUSED = "550 5.7.1 relaying denied"
+
+
+def sent_run(db: Database, count: int, refused: int, **definition: Any) -> int:
+    """A run of ``count`` customers delivered: the first ``refused`` failed, the rest sent
+    (each send in the ledger)."""
+    faults = Faults(rcpt={f"p{i}@example.org": [REFUSED] for i in range(refused)})
+    with SmtpServer(faults=faults) as server:
+        doc = document(count, server.port)
+        doc["definitions"][0].update(definition)
+        if definition.get("kind") == "broadcast":
+            doc["documents"] = []
+            doc["definitions"][0]["template"] = {"subject": "News", "text": "Hello"}
+        run_id = new_run(db, doc)
+        deliver_now(db, run_id)
+    return run_id
+
+
+def pending_or_codes(db: Database, run_id: int) -> dict[str, Any]:
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(RECIPIENT.c.address, RECIPIENT.c.state, RECIPIENT.c.reasons).where(
+                RECIPIENT.c.run_id == run_id
+            )
+        ).all()
+    return {
+        r.address: r.state if r.state != "excluded" else [x["code"] for x in r.reasons]
+        for r in rows
+    }
+
+
+def test_a_paged_follow_up_of_a_broadcast_does_not_count_the_followed_runs_own_sends(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """per_document on a kind without documents: its ledger matches by address and is read
+    whole, once; what the followed run itself sent still does not count against those
+    chosen again, page after page."""
+    run_id = sent_run(db, 3, 1, kind="broadcast", dedup="per_document")
+    with db.connect() as connection:
+        connection.execute(update(RUN).where(RUN.c.id == run_id).values(state="completed"))
+    monkeypatch.setattr(follow_up, "PAGE", 1)
+    monkeypatch.setattr(load, "PAGE", 1)
+    new_id = follow_up.start_follow_up(
+        db, run_id, Selection(states=("failed", "sent")), SystemClock().now(), SystemClock()
+    )
+    assert pending_or_codes(db, new_id) == {
+        "p0@example.org": "pending",
+        "p1@example.org": "pending",
+        "p2@example.org": "pending",
+    }
+
+
+def test_rule_18_finds_an_address_another_run_holds_for_another_customer_on_any_page(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kind without documents under per_document: what another run holds is matched by
+    address whoever's, so it is read whole, not with the page's customers."""
+    doc = document(2, 2525)
+    doc["documents"] = []
+    doc["definitions"][0].update(kind="broadcast", dedup="per_document")
+    doc["definitions"][0]["template"] = {"subject": "News", "text": "Hello"}
+    doc["customers"][0]["contacts"][0]["addresses"][0]["address"] = "shared@example.org"
+    first = new_run(db, doc)
+    doc["customers"][1]["contacts"][0]["addresses"][0]["address"] = "shared@example.org"
+    load_ok(db, doc)  # the second customer has the address now too
+    monkeypatch.setattr(load, "PAGE", 1)
+    plan = make_plan(db, "inv", SystemClock().now(), environ={})
+    assert [(c.customer, c.codes()) for c in plan.candidates] == [
+        ("C00000", ["in_another_run"]),
+        ("C00001", ["in_another_run"]),
+    ]
+    assert f"run {first}" in plan.candidates[1].reasons[0].detail
+
+
+def test_a_follow_up_made_meanwhile_is_seen_on_a_later_page_and_this_one_plans_again(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two follow-ups of one run: the other one is made while this one is between pages
+    (PostgreSQL's reads see what it committed). This one finds recipients handed on to
+    a run it did not know, plans again, and leaves them to the other: none is taken
+    twice."""
+    import threading
+
+    run_id = sent_run(db, 6, 2)
+    monkeypatch.setattr(follow_up, "PAGE", 1)
+    planning = follow_up.plan_again
+    other: list[int] = []
+
+    def plan_while_another_follows_up(*args: Any, **kwargs: Any) -> Any:
+        planned = planning(*args, **kwargs)
+        if not other:  # after this one's first page: the other goes, whole
+            other.append(0)
+            thread = threading.Thread(
+                target=lambda: other.append(
+                    follow_up.start_follow_up(
+                        db, run_id, Selection(states=("sent",)), SystemClock().now(), SystemClock()
+                    )
+                )
+            )
+            thread.start()
+            thread.join(60)
+            assert len(other) == 2, "the other follow-up did not finish"
+        return planned
+
+    monkeypatch.setattr(follow_up, "plan_again", plan_while_another_follows_up)
+    mine = follow_up.start_follow_up(
+        db, run_id, Selection(states=("failed", "sent")), SystemClock().now(), SystemClock()
+    )
+    theirs = other[1]
+    taken_by_them = {a for a, s in pending_or_codes(db, theirs).items() if s == "pending"}
+    taken_by_me = {a for a, s in pending_or_codes(db, mine).items() if s == "pending"}
+    assert taken_by_them == {f"p{i}@example.org" for i in range(2, 6)}
+    assert taken_by_me == {"p0@example.org", "p1@example.org"}
+    for address in taken_by_them:
+        assert pending_or_codes(db, mine)[address] == ["in_another_run"]

@@ -49,6 +49,7 @@ from core.storage.models import (
     Unsubscribe,
     table_of,
 )
+from core.storage.sql import padded
 from core.unsubscribe.records import PREFERENCE_OF, offers_unsubscribe
 from core.unsubscribe.records import detail as unsubscribe_detail
 from core.vocabulary import ADDRESS_PREFERENCE_OF, CONTACT_PREFERENCE_OF, DOCUMENT_KIND_OF
@@ -78,8 +79,8 @@ class Customers:
 
     def of(self, column: ColumnElement[Any]) -> ColumnElement[bool]:
         """The page's condition on a column that holds a customer id."""
-        if self.ids is not None:
-            return column.in_(self.ids)
+        if self.ids is not None:  # a few sizes of statement only (``padded``)
+            return column.in_(padded(self.ids))
         return column.between(self.low, self.high)
 
 
@@ -386,7 +387,7 @@ def iter_pages(
             chunk = next(chunks, None)
             if chunk is None:
                 return
-            query = query.where(customer.c.id.in_(chunk))
+            query = query.where(customer.c.id.in_(padded(chunk)))
         else:
             if after is not None:
                 query = query.where(customer.c.id > after)

@@ -257,9 +257,10 @@ def build_context(
     replan: Replan | None = None,
 ) -> Context:
     """The plan's fixed inputs. What the definition's ledger and its other runs hold
-    is read a page at a time (``read_ledger``), except the entries of a kind without
-    documents, which match by address whoever's and are read here. For no customers
-    at all (``[]``: rules 1 and 2 alone), nothing of the ledger is read."""
+    is read a page at a time (``read_ledger``), except for a kind without documents
+    under ``per_document``: its entries and holds match by address, whoever's, so they
+    are read whole, here. For no customers at all (``[]``: rules 1 and 2 alone),
+    nothing of the ledger is read."""
     ledger = customers is None or len(customers) > 0
     ctx = Context(
         organisation=organisation,
@@ -272,25 +273,28 @@ def build_context(
         suppressions=load_suppressions(connection),
         has_history=ledger and definition.dedup != "none" and has_history(connection, definition),
         unended_runs=tuple(unended_runs(connection, definition)) if ledger else (),
+        ledger_by_page=not (
+            definition.dedup == "per_document" and definition.document_kind is None
+        ),
     )
     ctx.ignore_history = replan.ignore_history if replan is not None else None
-    if ctx.has_history and definition.dedup == "per_document" and definition.document_kind is None:
-        _file_history(ctx, load_history(connection, definition))
-        ctx.has_history = bool(ctx.sent_by_document)
-        ctx.history_by_page = False
+    if not ctx.ledger_by_page:
+        if ctx.has_history:
+            _file_history(ctx, load_history(connection, definition))
+        if ctx.unended_runs:
+            ctx.held_by_runs.update(load_held_by_runs(connection, definition, ctx.unended_runs))
     return ctx
 
 
 def _file_history(ctx: Context, history: list[HistoryFacts]) -> None:
-    """Put ``history`` (newest first, kept so in each list) where rules 16 and 17 look."""
-    ignore = ctx.ignore_history
+    """Put ``history`` (newest first, kept so in each list) where rules 16 and 17 look
+    (in place: the rules' checks hold on to the dictionaries). What a follow-up does not
+    count (``ctx.ignore_history``) is left out when a check reads it."""
     sent, targeted = ctx.sent_by_document, ctx.targeted_by_customer
     sent.clear()
     targeted.clear()
     by_document = ctx.definition.dedup == "per_document"
     for entry in history:
-        if ignore is not None and ignore(entry):
-            continue
         if by_document:
             sent.setdefault(entry.document_id, []).append(entry)
         else:
@@ -299,9 +303,11 @@ def _file_history(ctx: Context, history: list[HistoryFacts]) -> None:
 
 def read_ledger(connection: Connection, ctx: Context, which: Customers) -> None:
     """The history and other runs' holds of one page of customers, into ``ctx`` (in place:
-    the rules' checks hold on to its dictionaries)."""
+    the rules' checks hold on to its dictionaries); nothing when they are read whole."""
+    if not ctx.ledger_by_page:
+        return
     definition = ctx.definition
-    if ctx.has_history and ctx.history_by_page:
+    if ctx.has_history:
         _file_history(ctx, load_history(connection, definition, which))
     if ctx.unended_runs:
         ctx.held_by_runs.clear()
@@ -538,7 +544,19 @@ def iter_plan(
     page of customers (a run's snapshot and ``plan --json`` take them so).
     ``gathered`` receives what the plan's later warnings need (``gathered_warnings``).
     """
+    # Read now, not when the first candidate is asked for: a run being created from
+    # these candidates is not yet "another run" of the definition (rule 18).
     ctx = planning_context(connection, organisation, definition, at, customers, replan)
+    return _decided(connection, ctx, summary, customers, gathered)
+
+
+def _decided(
+    connection: Connection,
+    ctx: Context,
+    summary: Summary,
+    customers: Sequence[str] | None,
+    gathered: Gathered | None,
+) -> Iterator[Candidate]:
     with gc_paused():
         yield from iter_candidates(
             connection, ctx, summary, customers, gathered.sample if gathered is not None else None

@@ -67,10 +67,12 @@ class Context:
     methods: dict[str, MethodFacts]
     suppressions: dict[str, SuppressionFacts]
     # Whether the definition has any history (else rules 16 and 17 cannot fail), and
-    # whether it is read a page at a time (all but a kind without documents).
+    # whether the ledger and other runs' holds are read a page at a time (all but a
+    # kind without documents under per_document, which match by address: read whole).
     has_history: bool = False
-    history_by_page: bool = True
-    # Ledger entries that do not count (a follow-up's: ``Replan.ignore_history``).
+    ledger_by_page: bool = True
+    # Ledger entries that do not count (a follow-up's: ``Replan.ignore_history``),
+    # asked as a check reads them (a follow-up's change from page to page).
     ignore_history: Callable[[HistoryFacts], bool] | None = None
     # The runs of this definition that have not ended (rule 18).
     unended_runs: tuple[int, ...] = ()
@@ -505,6 +507,8 @@ def already_sent(ctx: Context) -> CandidateCheck | None:
         customer: CustomerFacts, address: AddressFacts | None, document: DocumentFacts | None
     ) -> Reason | None:
         entries = sent.get(document.id if document is not None else None)
+        if entries and ctx.ignore_history is not None:
+            entries = [entry for entry in entries if not ctx.ignore_history(entry)]
         if not entries:
             return None
         lower = address.address_lower if address is not None else None
@@ -548,6 +552,8 @@ def already_targeted(ctx: Context) -> CandidateCheck | None:
         customer: CustomerFacts, address: AddressFacts | None, document: DocumentFacts | None
     ) -> Reason | None:
         entries = targeted.get(customer.id)
+        if entries and ctx.ignore_history is not None:
+            entries = [entry for entry in entries if not ctx.ignore_history(entry)]
         if not entries:
             return None
         latest = entries[0]
