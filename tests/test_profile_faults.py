@@ -355,5 +355,7 @@ def test_run_start_ends_waiting_saying_when_the_next_is_due(
     _, err = capsys.readouterr()
     assert code == 0
     assert "run 1 waiting: 2 sent, 1 retrying" in err
-    assert "the next is due at 20" in err and "msgrun worker (or msgrun run restart" in err
+    assert "the next is due at 20" in err
+    # The commands it suggests work on the database this one was given.
+    assert f"msgrun worker --db {url} (or msgrun run restart 1 --db {url})" in err
     assert server.recipients() == {"p0@example.org": 1, "p2@example.org": 1}

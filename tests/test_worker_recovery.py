@@ -247,7 +247,7 @@ def test_a_foreground_run_cut_short_by_the_database_says_how_to_go_on(
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and "internal error" not in err
     assert f"run {run_id}: " in err and "server closed" in err
-    assert f"msgrun run restart {run_id} takes it up again" in err
+    assert f"msgrun run restart {run_id} --db {sqlite_db.describe()} takes it up again" in err
     # And it does: what was in doubt stays so; the rest is sent, once.
     with SmtpServer(port=server.port) as again:
         assert cli.main(["run", "restart", str(run_id), "--db", sqlite_db.describe()]) in (0, 1)
