@@ -147,15 +147,43 @@ def _lower(address: str | None) -> str | None:
     return address.lower() if address is not None else None
 
 
-def family(connection: Connection, run_id: int) -> set[int]:
-    """The run, the run it follows up and so on to the first, and every follow-up of
-    any of them: follow-ups of follow-ups never send one message twice either."""
+def first_of_family(connection: Connection, run_id: int) -> int:
+    """The run that ``run_id`` follows up, and so on up to the first."""
     run = table_of(MessageRun)
     root = run_id
     while (
         above := connection.execute(select(run.c.follow_up_of).where(run.c.id == root)).scalar()
     ) is not None:
         root = above
+    return root
+
+
+# PostgreSQL advisory locks: (this namespace, the family's first run) is one follow-up's.
+FAMILY_LOCKS = 0x6D73_0F00
+
+
+def lock_family(connection: Connection, run_id: int) -> None:
+    """Hold, until this transaction ends, the right to follow up any run of ``run_id``'s
+    follow-up family: two follow-ups of one family made at the same moment are made one
+    after the other, the second seeing what the first took (else each would plan from
+    what it read, and a recipient chosen in two runs of the family could be taken by
+    both). PostgreSQL: a transaction's advisory lock (no row is locked: a worker may be
+    updating the runs). SQLite: the database's write lock, taken now."""
+    root = first_of_family(connection, run_id)
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(FAMILY_LOCKS, root)))
+    else:
+        run = table_of(MessageRun)
+        connection.execute(
+            update(run).where(run.c.id == root).values(follow_up_of=run.c.follow_up_of)
+        )
+
+
+def family(connection: Connection, run_id: int) -> set[int]:
+    """The run, the run it follows up and so on to the first, and every follow-up of
+    any of them: follow-ups of follow-ups never send one message twice either."""
+    run = table_of(MessageRun)
+    root = first_of_family(connection, run_id)
     found, frontier = {root}, {root}
     while frontier:
         frontier = (
@@ -398,6 +426,7 @@ def _start(
     started_by: str | None,
 ) -> int:
     with database.connect() as connection:
+        lock_family(connection, run_id)
         run = read_run(connection, run_id)
         if run.state in BEING_DELIVERED:
             raise FollowUpRefused(

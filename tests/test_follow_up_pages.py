@@ -259,11 +259,14 @@ def test_rule_18_finds_an_address_another_run_holds_for_another_customer_on_any_
 def test_a_follow_up_made_meanwhile_is_seen_on_a_later_page_and_this_one_plans_again(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two follow-ups of one run: the other one is made while this one is between pages
+    """Two follow-ups of one run, the family's lock left out (``lock_family``: it makes
+    them one after the other): the other one is made while this one is between pages
     (PostgreSQL's reads see what it committed). This one finds recipients handed on to
     a run it did not know, plans again, and leaves them to the other: none is taken
     twice."""
     import threading
+
+    monkeypatch.setattr(follow_up, "lock_family", lambda connection, run_id: None)
 
     run_id = sent_run(db, 6, 2)
     monkeypatch.setattr(follow_up, "PAGE", 1)
@@ -297,3 +300,60 @@ def test_a_follow_up_made_meanwhile_is_seen_on_a_later_page_and_this_one_plans_a
     assert taken_by_me == {"p0@example.org", "p1@example.org"}
     for address in taken_by_them:
         assert pending_or_codes(db, mine)[address] == ["in_another_run"]
+
+
+def test_follow_ups_of_a_run_and_of_its_follow_up_made_at_once_send_each_message_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run A failed p0 and p1; its follow-up B failed them again. Following up A and B at
+    the same moment, each would choose p0 and p1 (from different runs: no mark of one is
+    the other's). The family is followed up one at a time: the second waits, then sees
+    the first's run and excludes what it holds."""
+    import threading
+
+    a = sent_run(db, 3, 2)
+    b = follow_up.start_follow_up(db, a, Selection(), SystemClock().now(), SystemClock())
+    with db.connect() as connection:  # B was delivered and failed them again
+        connection.execute(
+            update(RECIPIENT)
+            .where(RECIPIENT.c.run_id == b, RECIPIENT.c.state == "pending")
+            .values(state="failed")
+        )
+        connection.execute(update(RUN).where(RUN.c.id == b).values(state="completed"))
+    planning = follow_up.plan_again
+    threads: list[threading.Thread] = []
+    other: list[int] = []
+    other_plans = threading.Event()
+
+    def plan_while_another_starts(*args: Any, **kwargs: Any) -> Any:
+        if threads and threading.current_thread() is threads[0]:
+            other_plans.set()  # the other one got as far as planning
+            return planning(*args, **kwargs)
+        planned = planning(*args, **kwargs)
+        if not threads:  # this one has planned its first page: the other starts now
+            threads.append(
+                threading.Thread(
+                    target=lambda: other.append(
+                        follow_up.start_follow_up(
+                            db, b, Selection(), SystemClock().now(), SystemClock()
+                        )
+                    )
+                )
+            )
+            threads[0].start()
+            # Were nothing to hold it back, it would plan now, from what it reads before
+            # this one has written: give it the time to (it must not get that far).
+            assert not other_plans.wait(3)
+        return planned
+
+    monkeypatch.setattr(follow_up, "plan_again", plan_while_another_starts)
+    mine = follow_up.start_follow_up(db, a, Selection(), SystemClock().now(), SystemClock())
+    threads[0].join(60)
+    assert other, "the other follow-up did not finish"
+    theirs = other[0]
+    assert theirs > mine  # it waited for this one
+    assert pending_or_codes(db, mine) == {"p0@example.org": "pending", "p1@example.org": "pending"}
+    assert pending_or_codes(db, theirs) == {
+        "p0@example.org": ["in_another_run"],
+        "p1@example.org": ["in_another_run"],
+    }

@@ -110,4 +110,8 @@ def test_next_steps_repeat_the_database_the_command_was_given_its_password_maske
     (restart, _) = next_step_lines(run, db="postgresql+psycopg://ops:s3cret@db.lan/billing")
     assert "s3cret" not in restart
     assert "--db 'postgresql+psycopg://ops:***@db.lan/billing'" in restart
+    (restart, _) = next_step_lines(
+        run, db="postgresql+psycopg://ops@db.lan/billing?password=s3cret"
+    )
+    assert "s3cret" not in restart and "--db postgresql+psycopg://ops@db.lan/billing " in restart
     assert next_step_lines(run)[0] == "next: msgrun run restart 7 sends what was not sent"

@@ -16,13 +16,17 @@ from core.views.run_actions import NextStep, Step, next_steps
 
 def db_option(url: str | None) -> str:
     """`` --db URL`` for the commands a line suggests, when the command was given one
-    (else they find the same database as it did); a password in it is masked."""
+    (else they find the same database as it did); a password in it is masked (in the
+    URL) or left out (a query parameter)."""
     if not url:
         return ""
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
-        shown = url
+        return f" --db {shlex.quote(url)}"
+    if "password" in parsed.query:  # a password may come as a query parameter: left out
+        parsed = parsed.difference_update_query(["password"])
+    shown = parsed.render_as_string(hide_password=True)
     return f" --db {shlex.quote(shown)}"
 
 

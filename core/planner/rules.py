@@ -507,17 +507,18 @@ def already_sent(ctx: Context) -> CandidateCheck | None:
         customer: CustomerFacts, address: AddressFacts | None, document: DocumentFacts | None
     ) -> Reason | None:
         entries = sent.get(document.id if document is not None else None)
-        if entries and ctx.ignore_history is not None:
-            entries = [entry for entry in entries if not ctx.ignore_history(entry)]
         if not entries:
             return None
         lower = address.address_lower if address is not None else None
         offset: int | None = None
         if billing and document is not None:
             offset = billing_offset(ctx, document)
+        ignore = ctx.ignore_history
         match = None
         for entry in entries:  # newest first
             if entry.address_lower is not None and entry.address_lower != lower:
+                continue
+            if ignore is not None and ignore(entry):
                 continue
             offset_differs = entry.offset_days is not None and entry.offset_days != offset
             if billing and offset_differs:
@@ -552,13 +553,15 @@ def already_targeted(ctx: Context) -> CandidateCheck | None:
         customer: CustomerFacts, address: AddressFacts | None, document: DocumentFacts | None
     ) -> Reason | None:
         entries = targeted.get(customer.id)
-        if entries and ctx.ignore_history is not None:
-            entries = [entry for entry in entries if not ctx.ignore_history(entry)]
         if not entries:
             return None
-        latest = entries[0]
+        ignore = ctx.ignore_history
+        counted = entries if ignore is None else [e for e in entries if not ignore(e)]
+        if not counted:
+            return None
+        latest = counted[0]
         run = f" by run {latest.run_id}" if latest.run_id is not None else ""
-        more = f" ({len(entries)} times in all)" if len(entries) > 1 else ""
+        more = f" ({len(counted)} times in all)" if len(counted) > 1 else ""
         return Reason(
             "already_targeted",
             f"this definition already targeted customer {customer.id} on "
