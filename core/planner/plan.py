@@ -54,6 +54,7 @@ from core.planner.rules import (
     HISTORY_RULES,
     PLAN_RULES,
     Context,
+    Filed,
     billing_offset,
     no_address_for_key,
 )
@@ -291,14 +292,22 @@ def _file_history(ctx: Context, history: list[HistoryFacts]) -> None:
     (in place: the rules' checks hold on to the dictionaries). What a follow-up does not
     count (``ctx.ignore_history``) is left out when a check reads it."""
     sent, targeted = ctx.sent_by_document, ctx.targeted_by_customer
+    without = ctx.sent_without_document
     sent.clear()
     targeted.clear()
+    without.clear()
     by_document = ctx.definition.dedup == "per_document"
-    for entry in history:
-        if by_document:
-            sent.setdefault(entry.document_id, []).append(entry)
-        else:
+    for order, entry in enumerate(history):
+        if not by_document:
             targeted.setdefault(entry.customer_id, []).append(entry)
+        elif entry.document_id is not None:
+            sent.setdefault(entry.document_id, []).append(entry)
+        else:  # by address: a candidate reads its address's entries, not all of them
+            filed = without.get(entry.address_lower)
+            if filed is None:
+                filed = without[entry.address_lower] = Filed()
+            filed.entries.append(entry)
+            filed.order.append(order)
 
 
 def read_ledger(connection: Connection, ctx: Context, which: Customers) -> None:

@@ -55,6 +55,15 @@ from core.vocabulary import (
 
 
 @dataclass
+class Filed:
+    """Ledger entries filed under one key, newest first, each with its place in the
+    whole ledger's order (to tell which of two lists' entries is the newer)."""
+
+    entries: list[HistoryFacts] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
+
+
+@dataclass
 class Context:
     """What every rule may consult: the plan's fixed inputs."""
 
@@ -77,8 +86,10 @@ class Context:
     # The runs of this definition that have not ended (rule 18).
     unended_runs: tuple[int, ...] = ()
     # The page's history (read a page at a time, the dictionaries filled in place):
-    # per_document: history entries by document id (None for document-less kinds).
+    # per_document: history entries by document id, newest first, and the entries
+    # without a document (a kind without documents) by address (None: without one).
     sent_by_document: dict[str | None, list[HistoryFacts]] = field(default_factory=dict)
+    sent_without_document: dict[str | None, Filed] = field(default_factory=dict)
     # per_trigger: history entries by customer id.
     targeted_by_customer: dict[str, list[HistoryFacts]] = field(default_factory=dict)
     # Rule 18: what runs of this definition that have not ended hold (of the page's
@@ -497,34 +508,56 @@ def billing_rule_not_due(ctx: Context) -> DocumentCheck | None:
 # -- 16, 17: the history (18, other runs, below) --------------------------------
 
 
+def _first_sent(
+    entries: list[HistoryFacts],
+    lower: str | None,
+    offset: int | None,
+    billing: bool,
+    ignore: Callable[[HistoryFacts], bool] | None,
+) -> int | None:
+    """The index of the newest of ``entries`` (newest first) that answers a candidate
+    to ``lower`` at ``offset``, or None."""
+    for index, entry in enumerate(entries):
+        if entry.address_lower is not None and entry.address_lower != lower:
+            continue
+        if billing and entry.offset_days is not None and entry.offset_days != offset:
+            continue
+        if ignore is not None and ignore(entry):
+            continue
+        return index
+    return None
+
+
 def already_sent(ctx: Context) -> CandidateCheck | None:
     if ctx.definition.dedup != "per_document" or not ctx.has_history:
         return None
-    sent = ctx.sent_by_document
+    sent, by_address = ctx.sent_by_document, ctx.sent_without_document
     billing = ctx.definition.use_billing_rules
 
     def check(
         customer: CustomerFacts, address: AddressFacts | None, document: DocumentFacts | None
     ) -> Reason | None:
-        entries = sent.get(document.id if document is not None else None)
-        if not entries:
-            return None
         lower = address.address_lower if address is not None else None
-        offset: int | None = None
-        if billing and document is not None:
-            offset = billing_offset(ctx, document)
         ignore = ctx.ignore_history
-        match = None
-        for entry in entries:  # newest first
-            if entry.address_lower is not None and entry.address_lower != lower:
-                continue
-            if ignore is not None and ignore(entry):
-                continue
-            offset_differs = entry.offset_days is not None and entry.offset_days != offset
-            if billing and offset_differs:
-                continue
-            match = entry
-            break
+        match: HistoryFacts | None = None
+        if document is not None:
+            entries = sent.get(document.id)
+            if not entries:
+                return None
+            offset = billing_offset(ctx, document) if billing else None
+            found = _first_sent(entries, lower, offset, billing, ignore)
+            match = entries[found] if found is not None else None
+        else:
+            # Entries without a document, filed by address (those without one apart): the
+            # newest of the address's and the address-less is the newest that answers.
+            newest = None
+            for key in (lower, None) if lower is not None else (None,):
+                listed = by_address.get(key)
+                if not listed:
+                    continue
+                found = _first_sent(listed.entries, lower, None, billing, ignore)
+                if found is not None and (newest is None or listed.order[found] < newest):
+                    newest, match = listed.order[found], listed.entries[found]
         if match is None:
             return None
         what = f"document {document.id}" if document is not None else "this message"
