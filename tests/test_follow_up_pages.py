@@ -120,7 +120,9 @@ def test_following_up_four_times_the_recipients_takes_no_more_memory(
         peaks.append(follow_up_peak(db, ended_run(db, customers)))
         db.dispose()
     small, large = peaks[1], peaks[2]
-    assert large < small + 256 * 1024, (small, large)
+    # A page's recipients and the collector's timing move the peak by some hundreds of
+    # KiB; holding every recipient (as the code before did) added some 10 MiB here.
+    assert large < small + 1024 * 1024, (small, large)
 
 
 def with_history(db: Database, customers: int, per_document: int) -> None:
@@ -177,7 +179,8 @@ def test_planning_four_times_the_customers_and_their_history_takes_no_more_memor
         peaks.append(plan_peak(db))
         db.dispose()
     small, large = peaks[1], peaks[2]
-    assert large < small + 256 * 1024, (small, large)
+    # Holding the history of every send (as the code before did) added some 11 MiB here.
+    assert large < small + 1024 * 1024, (small, large)
 
 
 # -- with a ledger: a followed run that sent ------------------------------------------
