@@ -300,9 +300,17 @@ class Replanning:
         )
 
 
-def plan_again(
-    replanning: Replanning, chosen: list[Chosen], rows: Sequence[Row[Any]]
-) -> list[Candidate]:
+@dataclass(frozen=True)
+class Replanned:
+    """A page's chosen recipients planned again: the candidates the new run takes, and
+    the chosen whose every candidate an earlier follow-up of the family has (sent or
+    holds): those are handed on to that follow-up, not to the new run."""
+
+    candidates: list[Candidate]
+    elsewhere: dict[int, int]
+
+
+def plan_again(replanning: Replanning, chosen: list[Chosen], rows: Sequence[Row[Any]]) -> Replanned:
     """Each chosen recipient of a page (``rows``, ``_recipient_pages``) planned again
     (see the module's docstring)."""
     connection = replanning.connection
@@ -325,6 +333,7 @@ def plan_again(
     earlier_runs = replanning.own_runs - {replanning.run_id}
     earlier = _earlier_follow_ups(connection, earlier_runs, customers) if earlier_runs else {}
     taken: list[Candidate] = []
+    elsewhere: dict[int, int] = {}
     seen: set[tuple[str, str | None, str | None]] = set()
     for c in chosen:
         pair = (c.customer, c.document)
@@ -333,17 +342,23 @@ def plan_again(
         if not same:
             # The address is no longer filed under the key: where it is now.
             same = [x for x in now if _lower(x.address) not in others.get(pair, set())]
+        holders: list[int | None] = []
         for candidate in same:
             key = (candidate.customer, candidate.document, _lower(candidate.address))
             if key not in seen:
                 seen.add(key)
                 taken.append(_never_twice(candidate, earlier))
-    return taken
+                hit = earlier.get(key) if candidate.address is not None else None
+                holders.append(hit[0] if hit is not None else None)
+        held = [holder for holder in holders if holder is not None]
+        if held and len(held) == len(holders):
+            elsewhere[c.id] = held[0]
+    return Replanned(taken, elsewhere)
 
 
 def replanned(
     connection: Connection, run_id: int, selection: Selection, at: datetime
-) -> Iterator[tuple[list[Chosen], list[Candidate]]]:
+) -> Iterator[tuple[list[Chosen], Replanned]]:
     """The chosen recipients of the run, a page at a time, each page with what they
     are planned again as; pages where none is chosen are skipped."""
     replanning: Replanning | None = None
@@ -372,9 +387,9 @@ def preview_follow_up(
     decisions = {"included": 0, "deferred": 0, "excluded": 0}
     by_reason: dict[str, int] = {}
     with database.connect() as connection:
-        for page, candidates in replanned(connection, run_id, selection, at):
+        for page, planned in replanned(connection, run_id, selection, at):
             chosen += len(page)
-            for candidate in candidates:
+            for candidate in planned.candidates:
                 decisions[candidate.decision] += 1
                 for reason in candidate.reasons:
                     by_reason[reason.code] = by_reason.get(reason.code, 0) + 1
@@ -447,13 +462,17 @@ def _start(
         made: list[int] = []
 
         def candidates() -> Iterator[Candidate]:
-            for chosen, taken in itertools.chain([first], pages):
+            for chosen, planned in itertools.chain([first], pages):
                 if any(c.handed_on_to is not None and c.handed_on_to not in known for c in chosen):
                     # Another follow-up of this family was made while this one read its
                     # pages (PostgreSQL reads what others committed since): plan again.
                     raise _MarkedMeanwhile()
-                yield from taken
-                _hand_on(connection, {c.id: c.handed_on_to for c in chosen}, made[0])
+                yield from planned.candidates
+                _hand_on(
+                    connection,
+                    {c.id: c.handed_on_to for c in chosen},
+                    {c.id: planned.elsewhere.get(c.id, made[0]) for c in chosen},
+                )
 
         definition = load_definition(connection, run.definition_id)
         return snapshot_plan(
@@ -468,15 +487,16 @@ def _start(
         )
 
 
-def _hand_on(connection: Connection, marks: dict[int, int | None], new_id: int) -> None:
-    """Mark the chosen handed on to ``new_id``, each only if its mark is still the one
-    read with them (``marks``); _MarkedMeanwhile (undoing the transaction) when one was not."""
+def _hand_on(connection: Connection, marks: dict[int, int | None], targets: dict[int, int]) -> None:
+    """Mark each chosen handed on to its target (the new run, or the earlier follow-up
+    that has its message), each only if its mark is still the one read with them
+    (``marks``); _MarkedMeanwhile (undoing the transaction) when one was not."""
     recipient = table_of(Recipient)
-    by_mark: dict[int | None, list[int]] = {}
+    by_mark: dict[tuple[int | None, int], list[int]] = {}
     for rid, mark in marks.items():
-        by_mark.setdefault(mark, []).append(rid)
+        by_mark.setdefault((mark, targets[rid]), []).append(rid)
     marked = 0
-    for mark, ids in by_mark.items():
+    for (mark, target), ids in by_mark.items():
         same = (
             recipient.c.handed_on_to.is_(None) if mark is None else recipient.c.handed_on_to == mark
         )
@@ -484,7 +504,7 @@ def _hand_on(connection: Connection, marks: dict[int, int | None], new_id: int) 
             marked += connection.execute(
                 update(recipient)
                 .where(and_(recipient.c.id.in_(ids[start : start + 500]), same))
-                .values(handed_on_to=new_id)
+                .values(handed_on_to=target)
             ).rowcount
     if marked != len(marks):
         raise _MarkedMeanwhile()

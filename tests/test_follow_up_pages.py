@@ -56,9 +56,9 @@ def replanned_json(db: Database, run_id: int) -> tuple[list[int], list[dict[str,
     chosen: list[int] = []
     planned: list[dict[str, Any]] = []
     with db.connect() as connection:
-        for page, candidates in follow_up.replanned(connection, run_id, EVERYONE, AT):
+        for page, replanned in follow_up.replanned(connection, run_id, EVERYONE, AT):
             chosen += [c.id for c in page]
-            planned += [candidate_json(c) for c in candidates]
+            planned += [candidate_json(c) for c in replanned.candidates]
     return chosen, planned
 
 
@@ -216,6 +216,17 @@ def pending_or_codes(db: Database, run_id: int) -> dict[str, Any]:
     }
 
 
+def marks(db: Database, run_id: int) -> dict[str, int | None]:
+    """Each recipient of the run that was handed on, and to which run."""
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(RECIPIENT.c.address, RECIPIENT.c.handed_on_to).where(
+                RECIPIENT.c.run_id == run_id, RECIPIENT.c.handed_on_to.is_not(None)
+            )
+        ).all()
+    return {r.address: r.handed_on_to for r in rows}
+
+
 def test_a_paged_follow_up_of_a_broadcast_does_not_count_the_followed_runs_own_sends(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -303,6 +314,11 @@ def test_a_follow_up_made_meanwhile_is_seen_on_a_later_page_and_this_one_plans_a
     assert taken_by_me == {"p0@example.org", "p1@example.org"}
     for address in taken_by_them:
         assert pending_or_codes(db, mine)[address] == ["in_another_run"]
+    # Each recipient of the run is handed on to the follow-up that has its message.
+    assert marks(db, run_id) == {
+        **{f"p{i}@example.org": mine for i in range(2)},
+        **{f"p{i}@example.org": theirs for i in range(2, 6)},
+    }
 
 
 def test_follow_ups_of_a_run_and_of_its_follow_up_made_at_once_send_each_message_once(
@@ -360,3 +376,5 @@ def test_follow_ups_of_a_run_and_of_its_follow_up_made_at_once_send_each_message
         "p0@example.org": ["in_another_run"],
         "p1@example.org": ["in_another_run"],
     }
+    # B's recipients are handed on to the follow-up that has their messages: mine.
+    assert marks(db, b) == {"p0@example.org": mine, "p1@example.org": mine}
