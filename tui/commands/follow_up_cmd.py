@@ -19,6 +19,7 @@ from core.views import export_rows
 from tui.commands.common import database, existing_run
 from tui.commands.foreground import foreground, sending_instant, summary
 from tui.errors import OperationFailed, UsageError
+from tui.next_steps import db_option
 
 
 def add_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -60,7 +61,7 @@ def run_follow_up(args: argparse.Namespace) -> int:
     print(f"run {new_id} follows up run {run.id}: {summary(created)}", file=sys.stderr)
     if args.detach:
         if created.state == RUNNING:
-            print(f"run {new_id}: msgrun worker delivers it", file=sys.stderr)
+            print(f"run {new_id}: msgrun worker{db_option(args.db)} delivers it", file=sys.stderr)
         return 0
     if created.state != RUNNING:
         return 0

@@ -85,7 +85,7 @@ def foreground(
         until = format_instant(held.until) if held.until else "unknown"
         raise OperationFailed(
             f"run {run_id} is being delivered by {held.owner} (its lease runs until {until}); "
-            "stop it with msgrun run stop, or wait for that process"
+            f"stop it with msgrun run stop {run_id}{db_option(db_flag)}, or wait for that process"
         ) from None
     except (DeliveryBroken, DBAPIError) as error:
         raise OperationFailed(

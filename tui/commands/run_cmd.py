@@ -42,7 +42,7 @@ from tui.commands.foreground import (
 )
 from tui.delivery_text import recipient_line
 from tui.errors import OperationFailed, UsageError
-from tui.next_steps import next_step_lines
+from tui.next_steps import db_option, next_step_lines
 from tui.output import write_out
 
 
@@ -151,7 +151,11 @@ def run_start(args: argparse.Namespace) -> int:
         run = get_run(db, run_id)
         print(
             f"run {run_id} created: {summary(run)}; "
-            + ("msgrun worker delivers it" if left_to_send(run.counts) else "nothing to send"),
+            + (
+                f"msgrun worker{db_option(args.db)} delivers it"
+                if left_to_send(run.counts)
+                else "nothing to send"
+            ),
             file=sys.stderr,
         )
         return 0
@@ -204,7 +208,7 @@ def run_restart(args: argparse.Namespace) -> int:
         from core.delivery.restart import mark_for_workers
 
         mark_for_workers(db, run.id, clock, resend_unknown=args.resend_unknown)
-        print(f"run {run.id} is queued for msgrun worker", file=sys.stderr)
+        print(f"run {run.id} is queued for msgrun worker{db_option(args.db)}", file=sys.stderr)
         return 0
     return foreground(db, run.id, resend_unknown=args.resend_unknown, db_flag=args.db)
 

@@ -17,6 +17,7 @@ from core.triggers.routines import RoutineView, list_routines
 from core.views.runs import deliverable
 from tui.commands.common import database, instant
 from tui.errors import UsageError
+from tui.next_steps import db_option
 from tui.output import write_out
 
 
@@ -78,7 +79,7 @@ def event_fire(args: argparse.Namespace) -> int:
         print(
             f"{fired.definition}: run {fired.run_id}, {deliverable(counts)} to send, "
             f"{counts.get(EXCLUDED, 0)} excluded (msgrun why CUSTOMER --definition "
-            f"{fired.definition} says why); msgrun worker delivers it"
+            f"{fired.definition} says why); msgrun worker{db_option(args.db)} delivers it"
         )
     return 0
 
