@@ -268,7 +268,9 @@ class Replanning:
     """What planning the followed run's recipients again needs, read once: the
     definition, the planner's context, the run's follow-up family (``family``)."""
 
-    def __init__(self, connection: Connection, run_id: int, at: datetime) -> None:
+    def __init__(
+        self, connection: Connection, run_id: int, at: datetime, own_runs: set[int] | None = None
+    ) -> None:
         run = read_run(connection, run_id)
         self.connection, self.run_id = connection, run_id
         self.definition = load_definition(connection, run.definition_id)
@@ -276,7 +278,7 @@ class Replanning:
         # per_trigger run records its targets when it is made, sent or not) do not
         # count: what a run of the family really sent or still holds is excluded
         # (`_never_twice`), by its recipients' states.
-        self.own_runs = family(connection, run_id)
+        self.own_runs = own_runs if own_runs is not None else family(connection, run_id)
         # The page being planned: its chosen (customer, document, address lower),
         # (customer, document) and customers.
         self.keys: set[tuple[str, str | None, str | None]] = set()
@@ -357,15 +359,20 @@ def plan_again(replanning: Replanning, chosen: list[Chosen], rows: Sequence[Row[
 
 
 def replanned(
-    connection: Connection, run_id: int, selection: Selection, at: datetime
+    connection: Connection,
+    run_id: int,
+    selection: Selection,
+    at: datetime,
+    own_runs: set[int] | None = None,
 ) -> Iterator[tuple[list[Chosen], Replanned]]:
     """The chosen recipients of the run, a page at a time, each page with what they
-    are planned again as; pages where none is chosen are skipped."""
+    are planned again as; pages where none is chosen are skipped. ``own_runs``: the
+    follow-up family (``family``), when the caller has read it already."""
     replanning: Replanning | None = None
     for rows in _recipient_pages(connection, run_id):
         chosen = choose(connection, rows, selection)
         if chosen:
-            replanning = replanning or Replanning(connection, run_id, at)
+            replanning = replanning or Replanning(connection, run_id, at, own_runs)
             yield chosen, plan_again(replanning, chosen, rows)
 
 
@@ -451,7 +458,7 @@ def _start(
         # The runs of the follow-up family as they are before anything is read: a
         # follow-up made meanwhile marks recipients with a run not among them.
         known = family(connection, run_id)
-        pages = replanned(connection, run_id, selection, at)
+        pages = replanned(connection, run_id, selection, at, known)
         # The first page is planned before anything is written (and says whether
         # anything is chosen at all); the rest as the new run takes them.
         first = next(pages, None)
