@@ -241,7 +241,7 @@ def test_an_internal_error_shows_no_traceback(
     def explode(*_: object, **__: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("tui.commands.planning.make_plan", explode)
+    monkeypatch.setattr("tui.commands.planning.stream_plan_text", explode)
     msgrun(capsys, "import", str(BLUE_LAGOON), "--db", db_url)
     code, out, err = msgrun(capsys, "plan", "invoice-email", "--db", db_url)
     assert code == 1

@@ -29,6 +29,7 @@ from core.planner.report import (
 from core.storage import Database
 from core.vocabulary import DEFINITION_KINDS, DOCUMENT_KIND_OF
 from tests.conftest import empty_all_tables, load_ok
+from tui.plan_text import plan_text, stream_plan_text
 
 ZONES = ["UTC", "Australia/Sydney", "Europe/London", "America/Sao_Paulo"]
 ADDRESS_POOL = [
@@ -307,6 +308,8 @@ def run_property(db: Database, document: dict[str, Any], at: str) -> None:
     assert "".join(iter_plan_json(plan)) == dumps(plan_json(plan))
     # And so is the plan streamed without being held (each candidate written as decided).
     assert "".join(stream_plan_json(db, "def", instant, environ={})) == dumps(plan_json(plan))
+    # `msgrun plan`'s text, streamed the same way, is the text of the whole plan.
+    assert "".join(stream_plan_text(db, "def", instant, {})) == plan_text(plan)
     # Read a page of one or two customers at a time (their history with them), or for
     # some customers only, the plan is the same.
     with patch.object(load, "PAGE", 2):

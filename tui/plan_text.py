@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import IO, Any
 
 from core.clock import format_instant
 from core.planner.explain import CustomerReport
 from core.planner.plan import DECISIONS, Candidate, Plan
 from core.planner.reasons import CODES, fix_for
+from core.planner.report import spool_plan
+from core.storage import Database
 from tui.delivery_text import deliveries_section
 
 INDENT = "  "
@@ -56,49 +60,121 @@ def summary_lines(plan: Plan) -> Iterator[str]:
             yield f"{INDENT}! {warning}"
 
 
+HEADER = ("CUSTOMER", "ADDRESS", "DOCUMENT", "LABEL", "DECISION")
+WIDEST = 40  # a column is no wider; a longer cell pushes the rest of its line along
+
+
+def candidate_cells(candidate: Candidate) -> tuple[str, ...]:
+    """A candidate's row: its cells under ``HEADER``."""
+    c = candidate
+    return (
+        c.customer,
+        c.address if c.address is not None else "(no address)",
+        c.document or "-",
+        c.label or "-",
+        c.decision + (f" until {format_instant(c.send_after)}" if c.send_after is not None else ""),
+    )
+
+
+def reason_lines(candidate: Candidate, *, with_fix: bool = False) -> list[str]:
+    """The lines under a candidate's row: each reason, and its fix when asked."""
+    lines = []
+    for reason in candidate.reasons:
+        lines.append(f"{INDENT * 3}- {reason.code}: {reason.detail}")
+        if with_fix:
+            lines.append(f"{INDENT * 4}fix: {fix_for(reason.code)}")
+    return lines
+
+
+class Columns:
+    """The columns' widths: each its widest cell's (or its header's), at most ``WIDEST``."""
+
+    def __init__(self) -> None:
+        self.widths = [len(title) for title in HEADER]
+
+    def fit(self, cells: tuple[str, ...]) -> None:
+        widths = self.widths
+        for i, cell in enumerate(cells):
+            if len(cell) > widths[i]:
+                widths[i] = min(len(cell), WIDEST)
+
+    def line(self, cells: Sequence[str]) -> str:
+        widths = self.widths
+        return INDENT + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
+
+
 def candidate_lines(candidates: list[Candidate], *, with_fix: bool = False) -> Iterator[str]:
     if not candidates:
         yield f"{INDENT}(no candidates)"
         return
-    rows = [
-        (
-            c.customer,
-            c.address if c.address is not None else "(no address)",
-            c.document or "-",
-            c.label or "-",
-            c.decision
-            + (f" until {format_instant(c.send_after)}" if c.send_after is not None else ""),
-        )
-        for c in candidates
-    ]
-    header = ("CUSTOMER", "ADDRESS", "DOCUMENT", "LABEL", "DECISION")
-    widths = [
-        min(max(len(header[i]), *(len(row[i]) for row in rows)), 40) for i in range(len(header))
-    ]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return INDENT + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
-
-    yield line(header)
+    rows = [candidate_cells(c) for c in candidates]
+    columns = Columns()
+    for row in rows:
+        columns.fit(row)
+    yield columns.line(HEADER)
     for candidate, row in zip(candidates, rows, strict=True):
-        yield line(row)
-        for reason in candidate.reasons:
-            yield f"{INDENT * 3}- {reason.code}: {reason.detail}"
-            if with_fix:
-                yield f"{INDENT * 4}fix: {fix_for(reason.code)}"
+        yield columns.line(row)
+        yield from reason_lines(candidate, with_fix=with_fix)
 
 
 def plan_text(plan: Plan) -> str:
     lines = [
+        *head_lines(plan),
+        *candidate_lines(plan.candidates),
+    ]
+    return "\n".join(lines)
+
+
+def head_lines(plan: Plan) -> list[str]:
+    """What comes before the candidates: the definition, the summary, the warnings."""
+    return [
         f"Plan of {plan.definition.id} ({plan.definition.name}) at {format_instant(plan.at)}",
         definition_line(plan),
         "",
         *summary_lines(plan),
         "",
         "Candidates:",
-        *candidate_lines(plan.candidates),
     ]
-    return "\n".join(lines)
+
+
+def stream_plan_text(
+    database: Database,
+    definition_id: str,
+    at: datetime,
+    environ: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """``msgrun plan``: ``plan_text(make_plan(...))``, the same text, without the plan in
+    memory. The summary and the columns' widths are known once every candidate is: each
+    candidate's cells and reason lines go to a temporary file as they are decided (a JSON
+    array a line: customer data stays data), then the head and the rows are written from
+    it. Planning is done when this returns (a ``PlanningError`` is raised here)."""
+    columns = Columns()
+
+    def spooled(candidates: Iterator[Candidate]) -> Iterator[str]:
+        for candidate in candidates:
+            cells = candidate_cells(candidate)
+            columns.fit(cells)
+            yield json.dumps([*cells, *reason_lines(candidate)], ensure_ascii=False) + "\n"
+
+    spool = spool_plan(database, definition_id, at, spooled, environ)
+    return _rows(spool.spool, head_lines(spool.plan), columns, spool.plan.summary.candidates)
+
+
+def _rows(spool: IO[str], head: list[str], columns: Columns, count: int) -> Iterator[str]:
+    with spool:
+        yield "\n".join(head) + "\n"
+        if not count:
+            yield f"{INDENT}(no candidates)"
+            return
+        lines = [columns.line(HEADER)]
+        for row in spool:
+            cells = json.loads(row)
+            lines.append(columns.line(cells[:5]))
+            lines += cells[5:]
+            if len(lines) >= 1000:
+                yield "\n".join(lines) + "\n"
+                lines.clear()
+        yield "\n".join(lines)
 
 
 def _preferences(preferences: dict[str, Any]) -> str:

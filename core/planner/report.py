@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring
 from typing import IO, Any
@@ -171,10 +172,36 @@ def stream_plan_json(
 
     The summary comes before the candidates, and is known only once they all
     are: each candidate's JSON is written to a temporary file as it is
-    decided, then the head, that file and the tail are given out. Planning is
-    done when this returns (a ``PlanningError`` is raised here, not later).
+    decided (``spool_plan``), then the head, that file and the tail are given
+    out. Planning is done when this returns (a ``PlanningError`` is raised
+    here, not later).
     """
-    spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed by _give
+    spooled = spool_plan(database, definition_id, at, _candidates, environ)
+    head = list(_head(spooled.plan.definition.id, at, spooled.plan.summary))
+    return _give(spooled.spool, head, spooled.plan.warnings)
+
+
+@dataclass
+class Spooled:
+    """A plan whose candidates were written to ``spool`` as they were decided:
+    ``plan`` is everything else of it (its ``candidates`` empty), known once they all are."""
+
+    plan: Plan
+    spool: IO[str]
+
+
+def spool_plan(
+    database: Database,
+    definition_id: str,
+    at: datetime,
+    pieces: Callable[[Iterator[Candidate]], Iterable[str]],
+    environ: Mapping[str, str] | None = None,
+) -> Spooled:
+    """Plan ``definition_id`` at ``at``, writing what ``pieces`` makes of the candidates,
+    as they are decided, to a temporary file (at its start when this returns; the
+    caller closes it): a plan written out in the memory of a page of customers, its
+    summary and warnings still before its candidates."""
+    spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - the caller's
     try:
         with database.connect() as connection:
             organisation = load_organisation(connection)
@@ -184,12 +211,14 @@ def stream_plan_json(
             candidates = iter_plan(
                 connection, organisation, definition, at, summary, gathered=gathered
             )
-            _write_batched(spool, _candidates(candidates))
-            warnings += gathered_warnings(connection, organisation, definition, gathered)[0]
+            _write_batched(spool, pieces(candidates))
+            more, rendering = gathered_warnings(connection, organisation, definition, gathered)
+        spool.seek(0)
     except BaseException:
         spool.close()
         raise
-    return _give(spool, list(_head(definition.id, at, summary)), warnings)
+    plan = Plan(definition, organisation, at, [], summary, warnings + more, rendering)
+    return Spooled(plan, spool)
 
 
 def _write_batched(spool: IO[str], pieces: Iterable[str], batch: int = 1000) -> None:
@@ -207,7 +236,6 @@ def _write_batched(spool: IO[str], pieces: Iterable[str], batch: int = 1000) -> 
 def _give(spool: IO[str], head: list[str], warnings: list[str]) -> Iterator[str]:
     with spool:
         yield from head
-        spool.seek(0)
         while chunk := spool.read(SPOOL_CHUNK):
             yield chunk
         yield from _tail(warnings)
@@ -219,5 +247,6 @@ __all__ = [
     "dumps",
     "iter_plan_json",
     "plan_json",
+    "spool_plan",
     "stream_plan_json",
 ]

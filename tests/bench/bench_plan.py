@@ -125,6 +125,26 @@ def step_plan_json(db_path: str) -> dict[str, Any]:
     }
 
 
+def step_plan_text(db_path: str) -> dict[str, Any]:
+    """``msgrun plan invoice-email > /dev/null``: planning and its text, end to end."""
+    from core.clock import parse_instant
+    from core.storage import open_database
+    from tui.plan_text import stream_plan_text
+
+    database = open_database(f"sqlite:///{db_path}")
+    started = start_clock()
+    size = 0
+    with open(os.devnull, "w") as sink:
+        for piece in stream_plan_text(database, "invoice-email", parse_instant(AT), {}):
+            sink.write(piece)
+            size += len(piece)
+    return {
+        "seconds": time.perf_counter() - started,
+        "text_mib": size / 2**20,
+        "peak_mib": peak_rss_mib(),
+    }
+
+
 def step_scan(db_path: str) -> dict[str, Any]:
     """The floor: the rows the planner reads, fetched with the bare sqlite3 module."""
     queries = [
@@ -299,6 +319,7 @@ STEPS: dict[str, Any] = {
     "import": step_import,
     "plan": step_plan,
     "plan-json": step_plan_json,
+    "plan-text": step_plan_text,
     "reads": step_reads,
     "scan": step_scan,
     "import-floor": step_import_floor,
@@ -405,6 +426,8 @@ def end_to_end(customers: int, runs: int, reuse: bool) -> None:
     )
     plan_json = child("--step", "plan-json", str(db))
     table.append(line("plan --json", plan_json, scan, f"{plan_json['json_mib']:,.0f} MiB of JSON"))
+    plan_text = child("--step", "plan-text", str(db))
+    table.append(line("plan (text)", plan_text, scan, f"{plan_text['text_mib']:,.0f} MiB of text"))
     run = child("--step", "run", str(db))
     run_id = str(run["run"])
     table.append(line("run start", run, scan, f"run {run_id}: {run['recipients']:,} recipients"))

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 
 from core.planner.load import PlanningError
-from core.planner.plan import make_plan
 from core.planner.report import dumps, stream_plan_json
 from core.storage.database import Database
 from core.views.customers import customer_report, find_customers
 from tui.commands.common import database, instant
 from tui.errors import UsageError
 from tui.output import write_out
-from tui.plan_text import plan_text, why_text
+from tui.plan_text import stream_plan_text, why_text
 
 
 def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -51,13 +50,13 @@ def run_plan(args: argparse.Namespace) -> int:
     at = instant(args.at)
     db = database(args.db)
     try:
-        if args.json:  # planned a candidate at a time, never held
-            write_out(stream_plan_json(db, args.definition, at))
-            return 0
-        plan = make_plan(db, args.definition, at)
+        # Planned a candidate at a time, never held: a million candidates in the memory
+        # of a page of customers.
+        stream = stream_plan_json if args.json else stream_plan_text
+        pieces = stream(db, args.definition, at)
     except PlanningError as error:
         raise UsageError(str(error)) from None
-    write_out(plan_text(plan))
+    write_out(pieces)
     return 0
 
 

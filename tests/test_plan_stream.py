@@ -1,0 +1,74 @@
+"""``msgrun plan``, as text and as JSON, is written a candidate at a time: four times the
+customers take no more memory (Python's own allocations, counted by tracemalloc: a bound
+that does not depend on the machine's speed), and the text is the text of the whole plan."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from core.clock import parse_instant
+from core.planner import load, report
+from core.planner.plan import make_plan
+from core.planner.report import stream_plan_json
+from core.storage import Database, open_database
+from fixtures.generate import generate_document
+from tests.conftest import load_ok
+from tui.plan_text import plan_text, stream_plan_text
+
+AT = parse_instant("2026-11-23T10:00:00+11:00")
+Stream = Callable[[Database, str, datetime, Mapping[str, str] | None], Iterator[str]]
+
+
+def written_peak(db: Database, stream: Stream) -> tuple[int, int]:
+    """How many characters ``stream`` writes of the plan, and the peak of Python's memory
+    while it planned and wrote them."""
+    tracemalloc.start()
+    try:
+        size = sum(len(piece) for piece in stream(db, "invoice-email", AT, {}))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return size, peak
+
+
+@pytest.mark.parametrize("stream", [stream_plan_text, stream_plan_json], ids=["text", "json"])
+def test_writing_the_plan_of_four_times_the_customers_takes_no_more_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: Stream
+) -> None:
+    monkeypatch.setattr(load, "PAGE", 50)
+    # The JSON is given out from its temporary file a chunk at a time: a chunk smaller
+    # than the smallest plan here, so that both plans are read in whole chunks.
+    monkeypatch.setattr(report, "SPOOL_CHUNK", 1 << 16)
+    sizes, peaks = [], []
+    for customers in (500, 500, 2000):  # the first warms statements and caches
+        db = open_database(f"sqlite:///{tmp_path}/p{customers}-{len(peaks)}.db")
+        load_ok(db, generate_document(customers, seed=3))
+        size, peak = written_peak(db, stream)
+        sizes.append(size)
+        peaks.append(peak)
+        db.dispose()
+    assert sizes[2] > 3 * sizes[1]  # four times the plan was written
+    # The text plan held whole, as `msgrun plan` did before, added some 6 MiB here.
+    assert peaks[2] < peaks[1] + 1024 * 1024, peaks
+
+
+def test_the_text_streamed_is_the_text_of_the_whole_plan(db: Database) -> None:
+    load_ok(db, generate_document(60, seed=5))
+    whole = plan_text(make_plan(db, "invoice-email", AT, environ={}))
+    assert "".join(stream_plan_text(db, "invoice-email", AT, {})) == whole
+    assert whole.count("\n") > 200
+
+
+def test_a_plan_without_candidates_says_so(db: Database) -> None:
+    load_ok(db, generate_document(3, seed=5))
+    with db.connect() as connection:
+        connection.exec_driver_sql("DELETE FROM history")
+        connection.exec_driver_sql("DELETE FROM document")
+    text = "".join(stream_plan_text(db, "invoice-email", AT, {}))
+    assert text == plan_text(make_plan(db, "invoice-email", AT, environ={}))
+    assert text.endswith("Candidates:\n  (no candidates)")
