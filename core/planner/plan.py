@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from operator import attrgetter
 from typing import Any, TypeVar
 
@@ -489,13 +490,24 @@ def make_plan(
     *,
     customers: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    keep: int | None = None,
 ) -> Plan:
-    """Plan ``definition_id`` at ``at`` (optionally for some customers only)."""
+    """Plan ``definition_id`` at ``at`` (optionally for some customers only).
+
+    ``keep``: hold the first ``keep`` candidates only (the others are decided and
+    counted all the same): a preview of a million candidates in a page's memory.
+    """
     with database.connect() as connection:
         organisation = load_organisation(connection)
         definition = load_definition(connection, definition_id)
         return plan_definition(
-            connection, organisation, definition, at, customers=customers, environ=environ
+            connection,
+            organisation,
+            definition,
+            at,
+            customers=customers,
+            environ=environ,
+            keep=keep,
         )
 
 
@@ -508,22 +520,24 @@ def plan_definition(
     customers: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
     replan: Replan | None = None,
+    keep: int | None = None,
 ) -> Plan:
     profile = load_profile(connection, definition.smtp_profile_id)
     summary = Summary()
     gathered = Gathered()
-    candidates = list(
-        iter_plan(
-            connection,
-            organisation,
-            definition,
-            at,
-            summary,
-            customers=customers,
-            replan=replan,
-            gathered=gathered,
-        )
+    decided = iter_plan(
+        connection,
+        organisation,
+        definition,
+        at,
+        summary,
+        customers=customers,
+        replan=replan,
+        gathered=gathered,
     )
+    candidates = list(islice(decided, keep))
+    for _ in decided:  # the rest, counted (``keep``)
+        pass
     warnings = plan_warnings(definition, profile, os.environ if environ is None else environ)
     more, rendering = gathered_warnings(connection, organisation, definition, gathered)
     return Plan(definition, organisation, at, candidates, summary, warnings + more, rendering)

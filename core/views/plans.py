@@ -15,6 +15,9 @@ def definitions(database: Database) -> list[DefinitionFacts]:
         return list(load_definitions(connection))
 
 
-def plan_preview(database: Database, definition_id: str, at: datetime) -> Plan:
-    """The plan a run of ``definition_id`` would snapshot at ``at`` (as ``msgrun plan``)."""
-    return make_plan(database, definition_id, at)
+def plan_preview(
+    database: Database, definition_id: str, at: datetime, keep: int | None = None
+) -> Plan:
+    """The plan a run of ``definition_id`` would snapshot at ``at`` (as ``msgrun plan``),
+    every candidate counted and only the first ``keep`` held (None: all of them)."""
+    return make_plan(database, definition_id, at, keep=keep)

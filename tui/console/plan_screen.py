@@ -141,7 +141,7 @@ class PlanScreen(LiveScreen[Plan | NotPlanned | None]):
         Binding("j", "cursor_down", "Down", show=False, id="plan.down"),
         Binding("k", "cursor_up", "Up", show=False, id="plan.up"),
     ]
-    LIMIT = 2000  # candidates listed; the summary counts them all
+    LIMIT = 2000  # candidates held and listed; the summary counts them all
 
     def __init__(self, definition_id: str, at: datetime | None = None) -> None:
         super().__init__()
@@ -167,7 +167,7 @@ class PlanScreen(LiveScreen[Plan | NotPlanned | None]):
             return None  # a plan is a snapshot: planned once per visit
         at = self.at or self.console.clock.now()
         try:
-            return plan_preview(self.console.database, self.definition_id, at)
+            return plan_preview(self.console.database, self.definition_id, at, self.LIMIT)
         except PlanningError as error:
             return NotPlanned(str(error))
 
