@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     func,
+    literal,
     select,
     update,
 )
@@ -66,11 +68,21 @@ DUE_ORDER = (
 
 
 def _due(run_id: int, state: str, due_column: Any, now: datetime, limit: int, *columns: Any) -> Any:
-    """The first ``limit`` recipients of the run in ``state`` that are due at ``now``."""
-    query = select(*columns).where(RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == state)
-    if due_column is not None:
-        query = query.where(due_column <= now)
-    return query.order_by(RECIPIENT.c.position).limit(limit)
+    """The first ``limit`` recipients of the run in ``state`` that are due at ``now``: pending
+    ones in plan order; held and retrying ones earliest due first, then in plan order, read
+    from their state's partial index (``in_state``), so that those not yet due are not read."""
+    if due_column is None:
+        query = select(*columns).where(RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == state)
+        return query.order_by(RECIPIENT.c.position).limit(limit)
+    query = select(*columns).where(RECIPIENT.c.run_id == run_id, in_state(state), due_column <= now)
+    return query.order_by(due_column, RECIPIENT.c.position).limit(limit)
+
+
+def in_state(state: str) -> ColumnElement[bool]:
+    """``state = '<state>'`` written out, not a parameter: the condition of the state's
+    partial index (models.due_index), which a database uses only when it can see it holds
+    (PostgreSQL's generic plans cannot see a parameter's value)."""
+    return RECIPIENT.c.state == literal(state, literal_execute=True)
 
 
 def load_due(connection: Connection, run_id: int, now: datetime, limit: int) -> list[Due]:
@@ -89,8 +101,8 @@ def reserve_due(
 ) -> list[Due]:
     """Reserve up to ``limit`` due recipients for ``worker_id``: nobody else will take them.
 
-    Retries first, then released holds, then pending, each in plan order. On
-    PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: workers
+    Retries first, then released holds (each earliest due first), then pending, in plan
+    order. On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: workers
     reserving at the same moment take different rows without waiting for each
     other. Every reservation is one guarded UPDATE (``claimed_by IS NULL``), so
     on SQLite too a recipient is never reserved twice. (The column keeps its
@@ -145,13 +157,11 @@ def next_due(connection: Connection, run_id: int, only: str | None = None) -> da
     """When the next retry or held recipient (``only``: of that state) becomes due."""
     retry = connection.execute(
         select(func.min(RECIPIENT.c.next_attempt_at)).where(
-            RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == RETRYING
+            RECIPIENT.c.run_id == run_id, in_state(RETRYING)
         )
     ).scalar()
     held = connection.execute(
-        select(func.min(RECIPIENT.c.send_after)).where(
-            RECIPIENT.c.run_id == run_id, RECIPIENT.c.state == HELD
-        )
+        select(func.min(RECIPIENT.c.send_after)).where(RECIPIENT.c.run_id == run_id, in_state(HELD))
     ).scalar()
     if only == RETRYING:
         held = None

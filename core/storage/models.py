@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -328,6 +329,12 @@ class RunCount(Base):
     n: Mapped[int] = mapped_column(Integer)
 
 
+def due_index(name: str, due_column: str, state: str) -> Index:
+    """A partial index of one state's recipients by when they are due, then plan order."""
+    where = text(f"state = '{state}'")
+    return Index(name, "run_id", due_column, "position", sqlite_where=where, postgresql_where=where)
+
+
 class Recipient(Base):
     """One (customer, address, document) of a run: its decision and its delivery."""
 
@@ -337,6 +344,10 @@ class Recipient(Base):
         Index("ix_recipient_run_state_position", "run_id", "state", "position"),
         Index("ix_recipient_run_customer", "run_id", "customer_id"),
         Index("ix_recipient_claimed_by", "claimed_by"),
+        # The held and the retrying recipients by when they are due: the next due ones
+        # are found without reading those that are not (a run holding a million overnight).
+        due_index("ix_recipient_held_due", "send_after", "held"),
+        due_index("ix_recipient_retrying_due", "next_attempt_at", "retrying"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
