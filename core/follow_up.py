@@ -37,6 +37,7 @@ from core.states import (
 )
 from core.storage.database import Database
 from core.storage.models import MessageRun, Recipient, table_of
+from core.suggested import command
 from core.views.export_rows import Selection
 
 # A follow-up takes settled recipients (states.SETTLED): what is pending, held or
@@ -453,7 +454,7 @@ def _start(
         if run.state in BEING_DELIVERED:
             raise FollowUpRefused(
                 f"run {run_id} is {run.state}: follow it up once it has ended "
-                f"(msgrun run stop {run_id}, or wait)"
+                f"({command(f'run stop {run_id}')}, or wait)"
             )
         # The runs of the follow-up family as they are before anything is read: a
         # follow-up made meanwhile marks recipients with a run not among them.

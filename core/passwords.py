@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from core import settings
+from core.suggested import command
 
 SERVICE = "msgrun"
 
@@ -61,7 +62,7 @@ def how_to_provide(password_env: str, profile_id: str) -> str:
     """What to do about a missing password."""
     return (
         f"set {password_env} to the account's password where msgrun runs, or store it in the "
-        f"OS keyring (msgrun smtp password {profile_id}) and set {settings.KEYRING}=1"
+        f"OS keyring ({command(f'smtp password {profile_id}')}) and set {settings.KEYRING}=1"
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from core import suggested
 from core.interchange import ImportOutcome, import_text
 from core.interchange.files import anchor_folder
 from core.storage import Database, open_database
@@ -30,6 +31,14 @@ BLUE_LAGOON = SAMPLES / "blue-lagoon-pools.json"
 SUNNY_SIDE = SAMPLES / "sunny-side-photos.json"
 # The instant the sample's story is told at: 10:00 on 2026-11-23 in Sydney.
 STORY_AT = "2026-11-23T10:00:00+11:00"
+
+
+@pytest.fixture(autouse=True)
+def _no_database_named() -> Iterator[None]:
+    """A command run in this process names its database for the commands core suggests
+    (``core.suggested``): the next test starts without it, as a new process would."""
+    yield
+    suggested.name_database("")
 
 
 def _pg_server_url() -> str | None:

@@ -102,6 +102,7 @@ def test_read_a_maildir_then_list_show_and_suppressions(
     assert (code, out.startswith(f"lifted: {b.address} (spam_complaint since")) == (0, True)
     code, _, err = msgrun(capsys, "suppressions", "lift", b.address or "", "--db", url)
     assert code == 2 and "is not suppressed" in err
+    assert f"(see msgrun suppressions list --db {url})" in err  # runnable as it stands
     code, out, _ = msgrun(capsys, "suppressions", "list", "--json", "--db", url)
     assert [s["address"] for s in json.loads(out)] == [a.address]
 

@@ -362,3 +362,13 @@ def test_a_sqlite_library_too_old_for_msgrun_is_said_before_anything_is_done(
     assert "SQLite library is 3.31.1; msgrun needs 3.35.0 or newer" in err
     assert "Traceback" not in err
     assert not target.exists()
+
+
+def test_the_commands_core_suggests_name_the_database_the_command_was_given(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    assert msgrun(capsys, "db", "upgrade", "--db", url)[0] == 0
+    code, out, err = msgrun(capsys, "plan", "invoice-email", "--db", url)
+    assert code == 2 and out == ""
+    assert f"import an interchange file first (msgrun import FILE --db {url})" in err

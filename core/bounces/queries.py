@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from core.planner.facts import SuppressionFacts
 from core.storage import Database
 from core.storage.models import BounceReport, Recipient, RecipientOutcome, Suppression
+from core.suggested import command
 
 
 class UnknownReport(LookupError):
@@ -233,7 +234,7 @@ def lift_suppression(db: Database, address: str) -> SuppressionView:
     with db.session() as session:
         row = session.get(Suppression, address.strip().lower())
         if row is None:
-            raise NotSuppressed(f"{address} is not suppressed (see msgrun suppressions list)")
+            raise NotSuppressed(f"{address} is not suppressed (see {command('suppressions list')})")
         view = SuppressionView(
             row.address, row.reason, row.since, row.report_id, row.run_id, row.detail, None
         )

@@ -45,6 +45,7 @@ from core.storage.models import (
 )
 from core.storage.notices import run_changed
 from core.storage.sql import driver_instants, insert_rows, remembered
+from core.suggested import command
 
 INSERT_BATCH = 4096  # recipients a statement (SQLite: 4 of 1,024 rows)
 # `run start --at`: an instant this close to now is now; further ahead, the run
@@ -157,8 +158,8 @@ def create_run_on(
             raise TemplateFailsForEveryone(
                 f"{definition_id}: the template fails to render for every one of the "
                 f"{check.sampled} included recipients tried, so the run would fail them all; "
-                f"nothing was created ({'; '.join(check.errors())}). msgrun plan "
-                f"{definition_id} lists them"
+                f"nothing was created ({'; '.join(check.errors())}). "
+                f"{command(f'plan {definition_id}')} lists them"
             )
     return run_id
 

@@ -53,6 +53,7 @@ from core.storage.models import (
     table_of,
 )
 from core.storage.sql import padded
+from core.suggested import command
 from core.unsubscribe.records import PREFERENCE_OF, offers_unsubscribe
 from core.unsubscribe.records import detail as unsubscribe_detail
 from core.vocabulary import ADDRESS_PREFERENCE_OF, CONTACT_PREFERENCE_OF, DOCUMENT_KIND_OF
@@ -107,7 +108,7 @@ def load_organisation(connection: Connection) -> OrganisationFacts:
     if row is None:
         raise PlanningError(
             "the database has no organisation yet: import an interchange file first "
-            "(msgrun import FILE)"
+            f"({command('import FILE')})"
         )
     return OrganisationFacts(
         name=row.name,

@@ -62,6 +62,7 @@ from core.planner.rules import (
 )
 from core.quiet_hours import zone
 from core.storage.database import Database
+from core.suggested import command
 from core.vocabulary import document_label
 
 T = TypeVar("T")
@@ -213,7 +214,7 @@ def plan_warnings(
     if profile.last_test_ok_at is None:
         warnings.append(
             f"SMTP profile {profile.id} has never passed an SMTP test "
-            f"(msgrun smtp test {profile.id})"
+            f"({command(f'smtp test {profile.id}')})"
         )
     return warnings
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from core import suggested
 from core.clock import BadInstant, SystemClock, parse_instant
 from core.run_info import RunInfo, UnknownRun, get_run
 from core.storage import Database, DatabaseUnavailable, DatabaseUrlError, open_database
 from core.storage.database import normalise_url, resolve_url, sqlite_path
 from tui.errors import OperationFailed, UsageError
+from tui.next_steps import db_option
 
 
 def database(url: str | None, *, create: bool = False) -> Database:
-    """The database a command works on; only ``create`` makes a new one."""
+    """The database a command works on; only ``create`` makes a new one. The commands its
+    messages suggest name it as this one was named (``--db``)."""
+    suggested.name_database(db_option(url))
     try:
         return open_database(url, create=create)
     except DatabaseUrlError as error:
