@@ -31,6 +31,7 @@ import shutil
 import sqlite3
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -107,42 +108,31 @@ def step_reads(db_path: str) -> dict[str, Any]:
 
 def step_plan_json(db_path: str) -> dict[str, Any]:
     """``msgrun plan invoice-email --json > /dev/null``: planning and its JSON, end to end."""
-    from core.clock import parse_instant
     from core.planner.report import stream_plan_json
-    from core.storage import open_database
 
-    database = open_database(f"sqlite:///{db_path}")
-    started = start_clock()
-    size = 0
-    with open(os.devnull, "w") as sink:
-        for piece in stream_plan_json(database, "invoice-email", parse_instant(AT), environ={}):
-            sink.write(piece)
-            size += len(piece)
-    return {
-        "seconds": time.perf_counter() - started,
-        "json_mib": size / 2**20,
-        "peak_mib": peak_rss_mib(),
-    }
+    return _written(db_path, stream_plan_json, "json_mib")
 
 
 def step_plan_text(db_path: str) -> dict[str, Any]:
     """``msgrun plan invoice-email > /dev/null``: planning and its text, end to end."""
+    from tui.plan_text import stream_plan_text
+
+    return _written(db_path, stream_plan_text, "text_mib")
+
+
+def _written(db_path: str, stream: Callable[..., Iterable[str]], key: str) -> dict[str, Any]:
+    """A plan written out by ``stream`` to /dev/null: its time, size (``key``), peak."""
     from core.clock import parse_instant
     from core.storage import open_database
-    from tui.plan_text import stream_plan_text
 
     database = open_database(f"sqlite:///{db_path}")
     started = start_clock()
     size = 0
     with open(os.devnull, "w") as sink:
-        for piece in stream_plan_text(database, "invoice-email", parse_instant(AT), {}):
+        for piece in stream(database, "invoice-email", parse_instant(AT), {}):
             sink.write(piece)
             size += len(piece)
-    return {
-        "seconds": time.perf_counter() - started,
-        "text_mib": size / 2**20,
-        "peak_mib": peak_rss_mib(),
-    }
+    return {"seconds": time.perf_counter() - started, key: size / 2**20, "peak_mib": peak_rss_mib()}
 
 
 def step_scan(db_path: str) -> dict[str, Any]:
