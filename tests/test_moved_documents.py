@@ -1,6 +1,7 @@
-"""Rule 16 deduplicates the document: a page reads the ledger entries sent for its own
-customers, and also those sent for another customer whose document is now one of its
-customers' (a document imported again under another customer), found once a plan."""
+"""Rule 16 deduplicates the document: a page reads the ledger entries of its customers'
+documents, whichever customer an entry was sent for (a document imported again under
+another customer), in the same statement that finds the documents, so that a document
+moved while a plan is being made is still found sent."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from core.clock import parse_instant
 from core.planner import load
-from core.planner.plan import make_plan
+from core.planner.load import load_definition, load_organisation
+from core.planner.plan import Summary, iter_plan, make_plan
 from core.storage import Database
 from core.storage.ledger import history_row, write_history
 from tests.conftest import load_ok
@@ -67,3 +69,39 @@ def test_planning_its_new_customer_alone_finds_the_entry_too(db: Database) -> No
     decided = {c.document: c.codes() for c in plan.candidates}
     assert decided == {"D00000": ["already_sent"], "D00002": []}
     assert "C00000" not in {c.customer for c in plan.candidates}
+
+
+def test_a_document_moved_while_it_is_planned_is_still_found_sent(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan is read a page at a time; an import that moves a sent document to a customer
+    of a later page meanwhile (PostgreSQL's later pages see it) must not make it sendable."""
+    doc = document(3, 2525)
+    doc["definitions"][0]["dedup"] = "per_document"
+    load_ok(db, doc)
+    with db.connect() as connection:
+        write_history(
+            connection,
+            [
+                history_row(
+                    definition_id="inv",
+                    customer_id="C00000",
+                    address="p0@example.org",
+                    document_id="D00000",
+                    offset_days=None,
+                    at=parse_instant("2026-11-01T10:00:00Z"),
+                    run_id=None,
+                )
+            ],
+        )
+    monkeypatch.setattr(load, "PAGE", 1)
+    with db.connect() as connection:
+        definition = load_definition(connection, "inv")
+        candidates = iter_plan(connection, load_organisation(connection), definition, AT, Summary())
+        first = next(candidates)  # the first page is read
+        doc["documents"][0]["customer"] = "C00002"
+        doc["customers"][2]["contacts"][0]["addresses"][0]["address"] = "p0@example.org"
+        load_ok(db, doc)
+        planned = [first, *candidates]
+    moved = [c.codes() for c in planned if c.document == "D00000"]
+    assert moved and all(codes == ["already_sent"] for codes in moved), moved

@@ -4,6 +4,7 @@ that does not depend on the machine's speed), and the text is the text of the wh
 
 from __future__ import annotations
 
+import io
 import tracemalloc
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -19,7 +20,7 @@ from core.storage import Database, open_database
 from core.views.plans import plan_preview
 from fixtures.generate import generate_document
 from tests.conftest import load_ok
-from tui.plan_text import plan_text, stream_plan_text
+from tui.plan_text import HEADER, Columns, _rows, plan_text, stream_plan_text
 
 AT = parse_instant("2026-11-23T10:00:00+11:00")
 Stream = Callable[[Database, str, datetime, Mapping[str, str] | None], Iterator[str]]
@@ -107,3 +108,17 @@ def test_previewing_four_times_the_customers_takes_no_more_memory(
         db.dispose()
     # The whole plan held, as the console's preview did before, added some 4 MiB here.
     assert peaks[2] < peaks[1] + 1024 * 1024, peaks
+
+
+@pytest.mark.parametrize("count", [998, 999, 1000])
+def test_the_text_is_the_same_whichever_line_a_batch_ends_on(count: int) -> None:
+    """Lines are given out a thousand at a time: the text does not change with where."""
+    columns = Columns()
+    rows = [f'["C{i}", "a{i}@example.org", "D{i}", "-", "included"]\n' for i in range(count)]
+    spool = io.StringIO("".join(rows))
+    streamed = "".join(_rows(spool, ["head", "", "Candidates:"], columns, count))
+    lines = ["head", "", "Candidates:", columns.line(HEADER)]
+    lines += [
+        columns.line((f"C{i}", f"a{i}@example.org", f"D{i}", "-", "included")) for i in range(count)
+    ]
+    assert streamed == "\n".join(lines)

@@ -161,20 +161,23 @@ def stream_plan_text(
 
 
 def _rows(spool: IO[str], head: list[str], columns: Columns, count: int) -> Iterator[str]:
+    """The text: the head, then each line after a newline (``"\\n".join`` of them all,
+    given out a thousand lines at a time)."""
     with spool:
-        yield "\n".join(head) + "\n"
+        yield "\n".join(head)
         if not count:
-            yield f"{INDENT}(no candidates)"
+            yield f"\n{INDENT}(no candidates)"
             return
-        lines = [columns.line(HEADER)]
+        lines = ["", columns.line(HEADER)]  # joined: a newline before each line
         for row in spool:
             cells = json.loads(row)
             lines.append(columns.line(cells[:5]))
             lines += cells[5:]
             if len(lines) >= 1000:
-                yield "\n".join(lines) + "\n"
-                lines.clear()
-        yield "\n".join(lines)
+                yield "\n".join(lines)
+                lines = [""]
+        if len(lines) > 1:
+            yield "\n".join(lines)
 
 
 def _preferences(preferences: dict[str, Any]) -> str:

@@ -101,12 +101,12 @@ def reserve_due(
 ) -> list[Due]:
     """Reserve up to ``limit`` due recipients for ``worker_id``: nobody else will take them.
 
-    Retries first, then released holds (each earliest due first), then pending, in plan
-    order. On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: workers
-    reserving at the same moment take different rows without waiting for each
-    other. Every reservation is one guarded UPDATE (``claimed_by IS NULL``), so
-    on SQLite too a recipient is never reserved twice. (The column keeps its
-    old name, ``claimed_by``.)
+    The earliest due retries first, then the earliest due released holds, then pending
+    ones in plan order (each state's batch handed over in plan order). On PostgreSQL the
+    rows are picked ``FOR UPDATE SKIP LOCKED``: workers reserving at the same moment take
+    different rows without waiting for each other. Every reservation is one guarded
+    UPDATE (``claimed_by IS NULL``), so on SQLite too a recipient is never reserved
+    twice. (The column keeps its old name, ``claimed_by``.)
     """
     found: list[Due] = []
     for state, due_column in DUE_ORDER:

@@ -112,13 +112,6 @@ class HistoryFacts:
     run_id: int | None
 
 
-class MovedEntry(NamedTuple):
-    """A history entry whose document now belongs to another customer (``load_moved_history``)."""
-
-    customer_id: str  # the document's customer now
-    entry_id: int
-
-
 class CustomerFacts(NamedTuple):
     id: str
     name: str

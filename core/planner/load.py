@@ -9,14 +9,12 @@ their contacts), its documents of the kind and its services.
 from __future__ import annotations
 
 import json
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, null, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, null, select
 
 from core.addresses import fold
 from core.attachments.specs import definition_specs, file_specs
@@ -27,7 +25,6 @@ from core.planner.facts import (
     DocumentFacts,
     HistoryFacts,
     MethodFacts,
-    MovedEntry,
     OrganisationFacts,
     ProfileFacts,
     ServiceFacts,
@@ -61,9 +58,6 @@ from core.vocabulary import ADDRESS_PREFERENCE_OF, CONTACT_PREFERENCE_OF, DOCUME
 PAGE = 5000
 
 
-_CUSTOMER_ID = attrgetter("customer_id")
-
-
 # Records made straight from a driver's row (a tuple in their fields' order).
 _new = tuple.__new__
 
@@ -89,18 +83,6 @@ class Customers:
         if self.ids is not None:  # a few sizes of statement only (``padded``)
             return column.in_(padded(self.ids))
         return column.between(self.low, self.high)
-
-    def entries_of(self, moved: Sequence[MovedEntry]) -> list[int]:
-        """The ids of the entries of ``moved`` (by customer, code point order, the
-        databases' for ids) whose document belongs to one of the page's customers."""
-        if not moved:
-            return []
-        if self.ids is not None:
-            wanted = set(self.ids)
-            return [entry.entry_id for entry in moved if entry.customer_id in wanted]
-        low = bisect_left(moved, self.low, key=_CUSTOMER_ID)
-        high = bisect_right(moved, self.high, key=_CUSTOMER_ID)
-        return [entry.entry_id for entry in moved[low:high]]
 
 
 def load_organisation(connection: Connection) -> OrganisationFacts:
@@ -245,20 +227,17 @@ def load_suppressions(connection: Connection) -> dict[str, SuppressionFacts]:
 
 
 def load_history(
-    connection: Connection,
-    definition: DefinitionFacts,
-    which: Customers | None = None,
-    moved: Sequence[int] = (),
+    connection: Connection, definition: DefinitionFacts, which: Customers | None = None
 ) -> list[HistoryFacts]:
     """The definition's history that can decide rules 16 and 17, newest first.
 
     ``which``: for one page of customers only. Rule 17 matches history by
-    customer, rule 16 by document: the entries sent for the page's customers are
-    read, and ``moved``, those sent for another customer whose document is now one
-    of the page's (``load_moved_history``). A kind without documents matches by
-    address, whoever's: every entry without a document is read.
+    customer, rule 16 by document (an entry names the customer it was sent
+    for, but what it deduplicates is the document: the page's documents' entries
+    are read), and a kind without documents by address, whoever's (every entry
+    without a document is read).
     """
-    history = table_of(History)
+    history, document = table_of(History), table_of(Document)
     query = select(
         history.c.customer_id,
         history.c.address_lower,
@@ -273,13 +252,10 @@ def load_history(
         elif definition.document_kind is None:
             query = query.where(history.c.document_id.is_(None))
         else:
-            # An index range read by the customer an entry names, not a search for
-            # each of the page's documents (most of which have no entry).
-            sent_for_page = which.of(history.c.customer_id)
-            query = query.where(
-                history.c.document_id.is_not(None),
-                or_(sent_for_page, history.c.id.in_(padded(moved))) if moved else sent_for_page,
+            documents = select(document.c.id).where(
+                which.of(document.c.customer_id), document.c.kind == definition.document_kind
             )
+            query = query.where(history.c.document_id.in_(documents))
     query = query.order_by(history.c.at.desc(), history.c.id.desc())
     return [
         HistoryFacts(
@@ -292,30 +268,6 @@ def load_history(
         )
         for row in connection.execute(query)
     ]
-
-
-def load_moved_history(connection: Connection, definition: DefinitionFacts) -> list[MovedEntry]:
-    """The definition's history entries sent for one customer whose document now belongs
-    to another (a document imported again under another customer), by the customer it
-    belongs to now; none for a definition whose history is not read by document.
-
-    A page reads the entries sent for its customers by an index range read
-    (``load_history``); these few it reads by id, with the page of the customer
-    their document belongs to now, since rule 16 deduplicates the document.
-    """
-    if definition.dedup != "per_document" or definition.document_kind is None:
-        return []
-    history, document = table_of(History), table_of(Document)
-    query = (
-        select(document.c.customer_id, history.c.id)
-        .select_from(history.join(document, history.c.document_id == document.c.id))
-        .where(
-            history.c.definition_id == definition.id,
-            document.c.customer_id != history.c.customer_id,
-        )
-        .order_by(document.c.customer_id, history.c.id)
-    )
-    return sorted(MovedEntry(row[0], row[1]) for row in driver_rows(connection, query))
 
 
 def has_history(connection: Connection, definition: DefinitionFacts) -> bool:
@@ -621,7 +573,6 @@ __all__ = [
     "load_definitions",
     "load_history",
     "load_methods",
-    "load_moved_history",
     "load_organisation",
     "load_profile",
     "load_suppressions",

@@ -40,7 +40,6 @@ from core.planner.load import (
     load_held_by_runs,
     load_history,
     load_methods,
-    load_moved_history,
     load_organisation,
     load_profile,
     load_suppressions,
@@ -282,8 +281,6 @@ def build_context(
         ),
     )
     ctx.ignore_history = replan.ignore_history if replan is not None else None
-    if ctx.ledger_by_page and ctx.has_history:
-        ctx.moved_history = load_moved_history(connection, definition)
     if not ctx.ledger_by_page:
         if ctx.has_history:
             _file_history(ctx, load_history(connection, definition))
@@ -322,8 +319,7 @@ def read_ledger(connection: Connection, ctx: Context, which: Customers) -> None:
         return
     definition = ctx.definition
     if ctx.has_history:
-        moved = which.entries_of(ctx.moved_history)
-        _file_history(ctx, load_history(connection, definition, which, moved))
+        _file_history(ctx, load_history(connection, definition, which))
     if ctx.unended_runs:
         ctx.held_by_runs.clear()
         ctx.held_by_runs.update(load_held_by_runs(connection, definition, ctx.unended_runs, which))

@@ -38,7 +38,6 @@ from core.planner.facts import (
     DocumentFacts,
     HistoryFacts,
     MethodFacts,
-    MovedEntry,
     OrganisationFacts,
     ServiceFacts,
     SuppressionFacts,
@@ -84,9 +83,6 @@ class Context:
     # Ledger entries that do not count (a follow-up's: ``Replan.ignore_history``),
     # asked as a check reads them (a follow-up's change from page to page).
     ignore_history: Callable[[HistoryFacts], bool] | None = None
-    # per_document with documents: the entries whose document now belongs to another
-    # customer than the one they were sent for (read with that customer's page).
-    moved_history: list[MovedEntry] = field(default_factory=list)
     # The runs of this definition that have not ended (rule 18).
     unended_runs: tuple[int, ...] = ()
     # The page's history (read a page at a time, the dictionaries filled in place):
