@@ -21,9 +21,9 @@ from tests.delivery_support import document
 AT = parse_instant("2026-11-23T10:00:00+11:00")
 
 
-def sent_then_moved(db: Database) -> None:
-    """D00000 was sent for C00000 to p0@example.org; it now belongs to C00002, who has
-    that address too."""
+def sent(db: Database) -> dict[str, Any]:
+    """Three customers, each with an invoice; D00000 was sent for C00000 to p0@example.org.
+    The document imported, to import again changed."""
     doc = document(3, 2525)
     doc["definitions"][0]["dedup"] = "per_document"
     load_ok(db, doc)
@@ -42,10 +42,18 @@ def sent_then_moved(db: Database) -> None:
                 )
             ],
         )
-    moved: dict[str, Any] = doc["documents"][0]
-    moved["customer"] = "C00002"
+    return doc
+
+
+def moved(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with D00000 now C00002's, who has p0@example.org too."""
+    doc["documents"][0]["customer"] = "C00002"
     doc["customers"][2]["contacts"][0]["addresses"][0]["address"] = "p0@example.org"
-    load_ok(db, doc)
+    return doc
+
+
+def sent_then_moved(db: Database) -> None:
+    load_ok(db, moved(sent(db)))
 
 
 @pytest.mark.parametrize("page", [1, 2, load.PAGE])
@@ -76,32 +84,13 @@ def test_a_document_moved_while_it_is_planned_is_still_found_sent(
 ) -> None:
     """A plan is read a page at a time; an import that moves a sent document to a customer
     of a later page meanwhile (PostgreSQL's later pages see it) must not make it sendable."""
-    doc = document(3, 2525)
-    doc["definitions"][0]["dedup"] = "per_document"
-    load_ok(db, doc)
-    with db.connect() as connection:
-        write_history(
-            connection,
-            [
-                history_row(
-                    definition_id="inv",
-                    customer_id="C00000",
-                    address="p0@example.org",
-                    document_id="D00000",
-                    offset_days=None,
-                    at=parse_instant("2026-11-01T10:00:00Z"),
-                    run_id=None,
-                )
-            ],
-        )
+    doc = sent(db)
     monkeypatch.setattr(load, "PAGE", 1)
     with db.connect() as connection:
         definition = load_definition(connection, "inv")
         candidates = iter_plan(connection, load_organisation(connection), definition, AT, Summary())
         first = next(candidates)  # the first page is read
-        doc["documents"][0]["customer"] = "C00002"
-        doc["customers"][2]["contacts"][0]["addresses"][0]["address"] = "p0@example.org"
-        load_ok(db, doc)
+        load_ok(db, moved(doc))
         planned = [first, *candidates]
-    moved = [c.codes() for c in planned if c.document == "D00000"]
-    assert moved and all(codes == ["already_sent"] for codes in moved), moved
+    decided = [c.codes() for c in planned if c.document == "D00000"]
+    assert decided and all(codes == ["already_sent"] for codes in decided), decided
