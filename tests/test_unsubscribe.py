@@ -503,3 +503,51 @@ def test_an_opt_out_feedback_report_unsubscribes_and_one_about_an_invoice_is_ign
     ignored = read_mail(db, second)
     assert ignored["ignored"] == 1 and ignored["unsubscribed"] == 0
     assert len(records(db)) == 1
+
+
+def cli(db: Database, *words: str) -> subprocess.CompletedProcess[str]:
+    exe = str(Path(sys.executable).with_name("msgrun"))
+    return subprocess.run(
+        [exe, "--db", url_of(db), *words], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_an_unsubscribe_read_from_mail_is_no_outcome_of_its_recipient(db: Database) -> None:
+    """A mailed request and an ARF opt-out are unsubscribes, not outcomes (after-sending.md:
+    bounce, complaint or delay): run show, export, follow-up, the run's screen and why
+    read on as if the reports were not there — they once stopped at ``KeyError``."""
+    from core.views.runs import run_window
+
+    run_id, messages = sent_broadcast(db)
+    with db.connect() as connection:
+        table = table_of(Recipient)
+        ids = dict(connection.execute(select(table.c.address, table.c.message_id)).all())
+    assert read_mail(db, opt_out_report(ids["p0@example.org"]))["unsubscribed"] == 1
+    mailed = read_mail(
+        db,
+        mailed_request("someone@example.org", 3),
+        "--envelope-to",
+        f"unsubscribe+{token_of(messages[1])}@mail.bluelagoonpools.example.com",
+    )
+    assert mailed["unsubscribed"] == 1
+    assert len(records(db)) == 2
+
+    shown = cli(db, "run", "show", str(run_id), "--json")
+    assert shown.returncode == 0, shown.stderr
+    run = json.loads(shown.stdout)
+    assert run["outcomes"] == {"bounce_hard": 0, "bounce_soft": 0, "complaint": 0, "delay": 0}
+    assert [r["outcome"] for r in run["recipients"]] == [None, None]
+    exported = cli(db, "run", "export", str(run_id), "--format", "json")
+    assert exported.returncode == 0, exported.stderr
+    assert [r["outcome"] for r in json.loads(exported.stdout)] == [None, None]
+    csv_text = cli(db, "run", "export", str(run_id))
+    assert csv_text.returncode == 0 and len(csv_text.stdout.strip().splitlines()) == 3
+    why = cli(db, "why", "C00000", "--json")
+    assert why.returncode == 0, why.stderr
+    (delivery,) = json.loads(why.stdout)["deliveries"]
+    assert delivery["run"] == run_id and delivery["outcomes"] == []
+    window = run_window(db, run_id)
+    assert window.outcome_counts == run["outcomes"] and window.outcomes == {}
+    followed = cli(db, "run", "follow-up", str(run_id), "--outcome", "bounce", "--detach")
+    assert followed.returncode in (0, 2), followed.stderr  # nothing to follow up: said, not a crash
+    assert "internal error" not in followed.stderr + followed.stdout

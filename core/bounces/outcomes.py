@@ -12,14 +12,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, Table, select
 
 from core.clock import format_instant
 from core.storage.models import Recipient, RecipientOutcome, table_of
 
 SERIOUSNESS = ("complaint", "bounce_hard", "bounce_soft", "delay")
+# The report types that are a recipient's outcome (after-sending.md). An unsubscribe a
+# report carried (a mailed request, an ARF opt-out: inbox.md) is kept with its report
+# and recorded as an unsubscribe, never an outcome.
+OUTCOME_TYPES = ("bounce", "complaint", "delay")
 RANK = {name: rank for rank, name in enumerate(SERIOUSNESS)}
 CHUNK = 500
+
+
+def is_outcome(table: Table) -> ColumnElement[bool]:
+    """The rows of ``RecipientOutcome`` (``table``) that are outcomes (``OUTCOME_TYPES``)."""
+    return table.c.type.in_(OUTCOME_TYPES)
 
 
 def outcome_name(outcome_type: str, bounce_class: str | None) -> str:
@@ -59,7 +68,9 @@ def of_recipients(
     ids = list(recipient_ids)
     for start in range(0, len(ids), CHUNK):
         for row in connection.execute(
-            select(table).where(table.c.recipient_id.in_(ids[start : start + CHUNK]))
+            select(table).where(
+                table.c.recipient_id.in_(ids[start : start + CHUNK]), is_outcome(table)
+            )
         ):
             view = RecipientOutcomeView(
                 outcome_name(row.type, row.bounce_class),
@@ -92,7 +103,7 @@ def of_run(connection: Connection, run_id: int) -> Sequence[Any]:
     return connection.execute(
         select(outcome.c.recipient_id, recipient.c.position, outcome.c.type, outcome.c.bounce_class)
         .select_from(outcome.join(recipient, recipient.c.id == outcome.c.recipient_id))
-        .where(run == run_id)
+        .where(run == run_id, is_outcome(outcome))
     ).all()
 
 

@@ -9,7 +9,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, or_, select
 
-from core.bounces.outcomes import RecipientOutcomeView, of_recipients, outcome_name
+from core.bounces.outcomes import (
+    RecipientOutcomeView,
+    is_outcome,
+    of_recipients,
+    outcome_name,
+)
 from core.planner.explain import CustomerReport, explain_customer
 from core.storage.database import Database
 from core.storage.models import Address, Customer, Recipient, RecipientOutcome, table_of
@@ -151,7 +156,7 @@ def reports_about(connection: Connection, customer_id: str) -> list[ReportAbout]
     rows = connection.execute(
         select(outcome, recipient.c.run_id, recipient.c.position)
         .select_from(outcome.join(recipient, recipient.c.id == outcome.c.recipient_id))
-        .where(recipient.c.customer_id == customer_id)
+        .where(recipient.c.customer_id == customer_id, is_outcome(outcome))
         .order_by(outcome.c.reported_at.desc(), outcome.c.id.desc())
     ).all()
     return [

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from core.bounces.outcomes import RANK, RecipientOutcomeView, outcome_name
+from core.bounces.outcomes import RANK, RecipientOutcomeView, is_outcome, outcome_name
 from core.clock import format_instant
 from core.delivery.starting import AT_TOLERANCE_SECONDS
 from core.planner.reasons import Reason
@@ -393,7 +393,7 @@ def reports_of(
     for start in range(0, len(ids), CHUNK):
         for row in connection.execute(
             select(table)
-            .where(table.c.recipient_id.in_(ids[start : start + CHUNK]))
+            .where(table.c.recipient_id.in_(ids[start : start + CHUNK]), is_outcome(table))
             .order_by(table.c.reported_at.desc(), table.c.id.desc())
         ):
             found.setdefault(row.recipient_id, []).append(
@@ -489,7 +489,7 @@ def run_deliveries(
         for rid, kind, klass in connection.execute(
             select(outcome.c.recipient_id, outcome.c.type, outcome.c.bounce_class)
             .select_from(outcome.join(recipient, recipient.c.id == outcome.c.recipient_id))
-            .where(recipient.c.run_id == run_id)
+            .where(recipient.c.run_id == run_id, is_outcome(outcome))
         ):
             name = outcome_name(kind, klass)
             if name in outcomes or ("bounce" in outcomes and name.startswith("bounce_")):
