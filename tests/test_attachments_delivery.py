@@ -225,3 +225,25 @@ def test_the_recipient_view_and_the_export_show_what_was_attached(
         own
     )
     assert get_run(db, run_id).state == "completed"
+
+
+def test_why_says_what_each_message_carried(db: Database, tmp_path: Path) -> None:
+    """The customer drill-down of the command line (``why``) as the console's: each
+    attachment sent, its size and when; in JSON the evidence as run show gives it."""
+    from core.views.customers import customer_report
+    from tui.plan_text import why_text
+
+    with SmtpServer() as server:
+        run_id = new_run(db, invoices(tmp_path, 1, server.port))
+        deliver_now(db, run_id)
+    own = (tmp_path / "2026" / "2026-00000.pdf").read_bytes()
+    report = customer_report(db, "C00000", at=parse_instant(AT))
+    (delivery,) = report.as_json()["deliveries"]
+    assert delivery["attachments"] == [
+        {"name": "2026-00000.pdf", "bytes": len(own), "sha256": sha256(own)}
+    ]
+    sent_at = recipient_detail(db, run_id, 0).sent_at
+    assert sent_at is not None
+    line = f"sent 2026-00000.pdf, {len(own)} bytes, {sent_at:%Y-%m-%d %H:%M}"
+    text = [x.strip() for x in why_text(report).splitlines()]
+    assert [x for x in text if "2026-00000.pdf" in x] == [line]

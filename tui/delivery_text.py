@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.attachments.evidence import sent_lines
 from core.clock import format_instant
 from core.states import EXCLUDED, FAILED, SENDING, SENT, UNKNOWN
 from core.views.deliveries import Delivery, outcome_words
@@ -76,6 +77,9 @@ def delivery_lines(d: Delivery, indent: str = INDENT) -> list[str]:
     if d.attempt_log:
         lines.append(f"{inner}attempts (UTC):")
         lines += attempt_lines(d, inner + INDENT)
+    # What its message carried (attachments.md), as the console's drill-down says it.
+    carried = sent_lines(d.attachments, d.state, d.sent_at, with_sha256=False)
+    lines += [inner + line for line in carried]
     if d.outcomes:
         lines.append(f"{inner}reports:")
         lines += outcome_lines(d, inner + INDENT)

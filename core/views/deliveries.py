@@ -314,6 +314,7 @@ class Delivery:
             **self.detail_json(),
             "reasons": self.reasons,
             "outcomes": [o.as_json() for o in self.outcomes],
+            "attachments": self.attachments,
             "handed_on_to": self.handed_on_to,
         }
 
