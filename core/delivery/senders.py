@@ -13,7 +13,10 @@ of the profile's rate. What a reply makes of the recipient is
 ``policy.reply_outcome``; results wait in memory for the controller to record
 them. The first line logs in alone; after a refused login no other tries. The
 same refusal (or template failure) for 20 recipients in a row, in the order
-their results are recorded, is a fault of the run (``streaks.py``).
+their results are recorded, is a fault of the run (``streaks.py``). A message
+that could not be built once the run has its fault is not failed but left
+`pending`: nothing of it reached the server, and the run ended before it (so
+exactly the 20 are failed).
 """
 
 from __future__ import annotations
@@ -126,8 +129,11 @@ class Senders:
             elif not attempt.tried:
                 untried.append(outgoing)
             elif attempt.broken is not None:  # its message could not be built: failed
-                self._result(outgoing, broken=attempt.broken, attempt=attempt)
-                self._count_missing(attempt)
+                if m.fault is not None:  # after the run's fault: not sent, not failed
+                    self._unsent([outgoing])
+                else:
+                    self._result(outgoing, broken=attempt.broken, attempt=attempt)
+                    self._count_missing(attempt)
             elif attempt.fault is not None:
                 self._result(outgoing, fault=attempt.fault, attempt=attempt)
                 m.missing_in_row = 0
