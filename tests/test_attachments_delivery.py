@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from core.clock import SystemClock, parse_instant
 from core.follow_up import start_follow_up
 from core.run_info import get_run
 from core.storage import Database
+from core.storage.models import Definition, table_of
 from core.views import export_rows
 from core.views.export_rows import Selection
 from core.views.run_json import recipient_rows
@@ -166,9 +168,120 @@ def test_twenty_files_missing_in_a_row_end_the_run_with_the_rest_pending(
         delivery = deliver_now(db, run_id)
         assert server.messages() == []
     assert delivery.state == "failed"
-    assert "20 recipients in a row had a file missing" in (delivery.error or "")
+    error = delivery.error or ""
+    assert error.startswith(
+        "files to attach were missing or unreadable for 20 recipients in a row: "
+        "2026/2026-00000.pdf: no such file; 2026/2026-00001.pdf: no such file; "
+        "2026/2026-00002.pdf: no such file; and others "
+        f"(in the documents folder {tmp_path}; a fault of the definition"
+    )
+    assert "template" not in error
     counts = assert_counts_match_rows(db, run_id)
-    assert counts["sent"] == 0 and counts["failed"] >= 20 and counts["pending"] > 0
+    assert (counts["sent"], counts["failed"], counts["pending"]) == (0, 20, 10)
+
+
+def terms_for_everyone(folder: Path, count: int, port: int, **profile: Any) -> dict[str, Any]:
+    """``count`` customers and a definition attaching its own terms.pdf to every message
+    (the documents list no files of their own)."""
+    doc = document(count, port, **profile)
+    doc["organisation"]["documents_folder"] = str(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "terms.pdf").write_bytes(pdf_bytes("Terms and conditions"))
+    doc["definitions"][0]["template"]["attachments"] = {"files": ["terms.pdf"]}
+    return doc
+
+
+def test_the_definitions_file_gone_ends_the_run_as_files_missing_not_as_the_template(
+    db: Database, tmp_path: Path
+) -> None:
+    """Every message attaches terms.pdf, deleted after the run was made: the same error
+    for everyone, which is not a template that fails. The run ends at the twentieth,
+    saying the files are missing and what to do; exactly the 20 are failed, on several
+    connections too (a message built after the run's fault is left pending)."""
+    total = 60
+    with SmtpServer() as server:
+        run_id = new_run(db, terms_for_everyone(tmp_path, total, server.port, max_connections=3))
+        terms = tmp_path / "terms.pdf"
+        kept = terms.read_bytes()
+        terms.unlink()
+        delivery = deliver_now(db, run_id)
+        assert server.messages() == []
+        run = get_run(db, run_id)
+        assert delivery.state == run.state == "failed"
+        assert run.error == (
+            "files to attach were missing or unreadable for 20 recipients in a row: "
+            f"terms.pdf: no such file (in the documents folder {tmp_path}; a fault of the "
+            "definition, not of the recipients: once the files are back, run restart sends "
+            "those not tried and run follow-up the failed)"
+        )
+        counts = assert_counts_match_rows(db, run_id)
+        assert (counts["sent"], counts["failed"], counts["pending"]) == (0, 20, total - 20)
+        rows = recipient_rows(db, run_id)
+        failed = [row for row in rows if row["state"] == "failed"]
+        assert len(failed) == 20
+        for row in failed:
+            assert row["reasons"] == [
+                {"code": "document_file_missing", "detail": "terms.pdf: no such file"}
+            ]
+            assert row["attachments"] == []
+        exported = [r for r in export_rows.rows(db, run_id, Selection()) if r["state"] == "failed"]
+        assert {r["reasons"] for r in exported} == {"document_file_missing"}
+        assert all(row["attempts"] == 0 for row in rows if row["state"] == "pending")
+
+        # As the reason says: the file back, a restart sends those not tried ...
+        terms.write_bytes(kept)
+        assert deliver_now(db, run_id).state == "completed_with_failures"
+        assert len(server.messages()) == total - 20
+        # ... and a follow-up the failed.
+        follow_up = start_follow_up(
+            db, run_id, Selection(), parse_instant(AT), SystemClock(), started_by="test"
+        )
+        assert deliver_now(db, follow_up).state == "completed"
+        assert server.recipients() == {f"p{i}@example.org": 1 for i in range(total)}
+        assert all(
+            attachments_of(m.message) == [("terms.pdf", kept)]  # type: ignore[arg-type]
+            for m in server.messages()
+        )
+
+
+def test_a_template_failure_between_missing_files_neither_counts_nor_starts_again(
+    db: Database, tmp_path: Path
+) -> None:
+    """A message whose template fails never gets as far as its files: it says nothing
+    about them, so the missing files' count goes on past it (and the template's own count,
+    started again by each missing file, never reaches twenty)."""
+    with SmtpServer() as server:
+        run_id = new_run(db, invoices(tmp_path, 40, server.port, max_connections=1))
+        with db.connect() as connection:  # every third recipient's template fails
+            connection.execute(
+                update(table_of(Definition)).values(
+                    template_text=(
+                        "{% if customer.id[1:] | int % 3 == 0 %}{{ document.no_such.x }}"
+                        "{% endif %}Hello"
+                    )
+                )
+            )
+        for pdf in (tmp_path / "2026").iterdir():
+            pdf.unlink()
+        delivery = deliver_now(db, run_id)
+        assert server.messages() == []
+    assert delivery.state == "failed"
+    assert (delivery.error or "").startswith(
+        "files to attach were missing or unreadable for 20 recipients in a row"
+    )
+    # 0…29: ten template failures (0, 3, …, 27) and twenty missing files; 30…39 pending.
+    by_address = {row["address"]: row for row in recipient_rows(db, run_id)}
+    for i in range(40):
+        row = by_address[f"p{i}@example.org"]
+        if i >= 30:
+            assert row["state"] == "pending", i
+        elif i % 3 == 0:
+            assert row["state"] == "failed" and not row["reasons"], i
+            assert "no_such" in row["error"], i
+        else:
+            assert row["state"] == "failed", i
+            assert row["reasons"][0]["code"] == "document_file_missing", i
+    assert assert_counts_match_rows(db, run_id)["failed"] == 30
 
 
 def test_a_documents_folder_gone_ends_the_run_with_everything_pending(
@@ -176,13 +289,24 @@ def test_a_documents_folder_gone_ends_the_run_with_everything_pending(
 ) -> None:
     folder = tmp_path / "docs"
     with SmtpServer() as server:
-        run_id = new_run(db, invoices(folder, 3, server.port))
+        run_id = new_run(db, invoices(folder, 30, server.port, max_connections=3))
         folder.rename(tmp_path / "moved")
         delivery = deliver_now(db, run_id)
         assert server.messages() == []
-    assert delivery.state == "failed"
-    assert "documents folder" in (delivery.error or "")
-    assert assert_counts_match_rows(db, run_id)["pending"] == 3
+        run = get_run(db, run_id)
+        assert delivery.state == run.state == "failed"
+        assert run.error == (
+            f"the documents folder {folder} does not exist or is not a folder (a fault of "
+            "the definition: nothing can be attached; once the folder is back, or the "
+            "organisation's documents_folder corrected by an import, run restart sends "
+            "those not tried)"
+        )
+        assert assert_counts_match_rows(db, run_id)["pending"] == 30
+        assert all(row["reasons"] in (None, []) for row in recipient_rows(db, run_id))
+
+        (tmp_path / "moved").rename(folder)  # as the reason says: back, then a restart
+        assert deliver_now(db, run_id).state == "completed"
+        assert len(server.messages()) == 30
 
 
 def test_a_message_over_the_servers_size_is_never_sent(db: Database, tmp_path: Path) -> None:

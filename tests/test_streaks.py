@@ -1,5 +1,6 @@
-"""A server that refuses everyone, a template that fails for everyone (domain.md): the
-count of the same refusal in a row (``core.delivery.streaks``, pure)."""
+"""A server that refuses everyone, a template that fails for everyone (domain.md), files
+missing for everyone (attachments.md): the count of the same failure in a row
+(``core.delivery.streaks``, pure)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from core.delivery.streaks import (
     IN_A_ROW,
     NONE,
     Streak,
+    after_missing_file,
     after_render_failure,
     after_reply,
+    folder_fault,
+    missing_files_fault,
     refusals_fault,
     render_fault,
     reply_key,
@@ -78,3 +82,43 @@ def test_twenty_alike_template_failures_are_a_fault_of_the_definition() -> None:
     streak = after_render_failure(streak, error)
     fault = render_fault(streak)
     assert fault is not None and error in fault and "fault of the definition" in fault
+
+
+def test_twenty_files_missing_in_a_row_are_a_fault_naming_the_files_and_the_folder() -> None:
+    streak = NONE
+    for _ in range(IN_A_ROW - 1):
+        streak = after_missing_file(streak, "terms.pdf: no such file")
+    assert missing_files_fault(streak, "/srv/billing/out") is None
+    streak = after_missing_file(streak, "terms.pdf:   no such file")
+    assert streak.count == IN_A_ROW
+    assert missing_files_fault(streak, "/srv/billing/out") == (
+        "files to attach were missing or unreadable for 20 recipients in a row: "
+        "terms.pdf: no such file (in the documents folder /srv/billing/out; a fault of the "
+        "definition, not of the recipients: once the files are back, run restart sends "
+        "those not tried and run follow-up the failed)"
+    )
+    fault = missing_files_fault(streak, None) or ""  # no documents_folder at all
+    assert "no such file (a fault of the definition" in fault and "template" not in fault
+
+
+def test_files_missing_count_whichever_file_and_the_first_three_are_named() -> None:
+    streak = NONE
+    for i in range(IN_A_ROW):
+        streak = after_missing_file(streak, f"2026/2026-{i:05d}.pdf: no such file")
+    fault = missing_files_fault(streak, "/srv/out") or ""
+    assert (
+        "in a row: 2026/2026-00000.pdf: no such file; 2026/2026-00001.pdf: no such file; "
+        "2026/2026-00002.pdf: no such file; and others (in the documents folder /srv/out;"
+    ) in fault
+    streak = NONE
+    for i in range(IN_A_ROW):
+        streak = after_missing_file(streak, f"{'ab'[i % 2]}.pdf: no such file")
+    assert "in a row: a.pdf: no such file; b.pdf: no such file (in" in (
+        missing_files_fault(streak, "/srv/out") or ""
+    )
+
+
+def test_a_documents_folder_gone_says_what_to_do() -> None:
+    fault = folder_fault("the documents folder /srv/out does not exist or is not a folder")
+    assert fault.startswith("the documents folder /srv/out does not exist or is not a folder (")
+    assert "fault of the definition" in fault and "run restart" in fault

@@ -32,6 +32,7 @@ from core.delivery.smtp import (
     open_connection,
     send,
 )
+from core.delivery.streaks import folder_fault
 from core.messages.compose import Composer, Draft
 from core.messages.message import Envelope
 from core.smtp_profiles import ProfileSettings
@@ -197,7 +198,7 @@ async def send_window(
             on_attempt(Attempt(rid, broken=str(problem), reason="document_file_missing"))
             continue
         except FolderMissing as missing:  # a fault of the definition: nothing can be sent
-            on_attempt(Attempt(rid, run_fault=str(missing)))
+            on_attempt(Attempt(rid, run_fault=folder_fault(str(missing))))
             for attempt in attempts_after_fault(items, i + 1):
                 on_attempt(attempt)
             return False

@@ -195,7 +195,6 @@ class InMemory:
         # Marked `sending`, held on the wire by quiet hours (id, until when): not yet recorded.
         self.held: list[tuple[int, datetime]] = []
         self.fault: str | None = None  # a fault of the profile ends the run
-        self.missing_in_row = 0  # recipients failed in a row for a missing file
         self.sent = 0
         self.replies = RateMeter()  # replies a second: the marked group follows it
 

@@ -12,11 +12,11 @@ this one — or, under a rate limit, one message at a time, each after its turn
 of the profile's rate. What a reply makes of the recipient is
 ``policy.reply_outcome``; results wait in memory for the controller to record
 them. The first line logs in alone; after a refused login no other tries. The
-same refusal (or template failure) for 20 recipients in a row, in the order
-their results are recorded, is a fault of the run (``streaks.py``). A message
-that could not be built once the run has its fault is not failed but left
-`pending`: nothing of it reached the server, and the run ended before it (so
-exactly the 20 are failed).
+same refusal (or template failure), or a file missing, for 20 recipients in a
+row, in the order their results are recorded, is a fault of the run
+(``streaks.py``). A message that could not be built once the run has its fault
+is not failed but left `pending`: nothing of it reached the server, and the
+run ended before it (so exactly the 20 are failed).
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from core.delivery.lines import UNPACED, Attempt, Line, LineFactory, Pacing
 from core.delivery.pipeline import Delivering, InMemory, Outgoing
 from core.delivery.smtp import AuthGate, ConnectionFault, RateLimit, Reply, RunFault
 from core.states import FAILED, SENT, UNKNOWN
-
-# Recipients failed in a row for a missing file that end the run (attachments.md).
-MISSING_IN_A_ROW = 20
 
 # Windows under way on one line: two, so that a line in another process is never left
 # waiting for the next.
@@ -59,9 +56,10 @@ class Senders:
         self.auth_gate = AuthGate()
         self.limit = RateLimit(delivering.profile.rate_per_second)
         self.limit.share(0.0)
-        # The same refusal, and the same template failure, in a row (streaks.py).
+        # The same refusal, the same template failure, a file missing, in a row (streaks.py).
         self.refusals = streaks.NONE
         self.render_failures = streaks.NONE
+        self.missing_files = streaks.NONE
 
     def start(self) -> list[asyncio.Task[None]]:
         return [
@@ -133,19 +131,19 @@ class Senders:
                     self._unsent([outgoing])
                 else:
                     self._result(outgoing, broken=attempt.broken, attempt=attempt)
-                    self._count_missing(attempt)
             elif attempt.fault is not None:
                 self._result(outgoing, fault=attempt.fault, attempt=attempt)
-                m.missing_in_row = 0
+                self.missing_files = streaks.NONE  # its message was built: its files were there
             elif attempt.lost is not None:  # lost after its data: it may have arrived
                 self._result(outgoing, lost=attempt.lost, attempt=attempt)
+                self.missing_files = streaks.NONE
             elif attempt.held_until is not None:  # its quiet hours began: not an attempt
                 m.held.append((outgoing.due.id, attempt.held_until))
                 m.in_flight.discard(outgoing.due.id)
             else:
                 assert attempt.reply is not None
                 self._result(outgoing, reply=attempt.reply, attempt=attempt)
-                m.missing_in_row = 0
+                self.missing_files = streaks.NONE
 
         items = [(o.due.id, o.draft) for o in batch]
         await line.send(items, self.delivering.clock.now(), attempted, pacing)
@@ -154,20 +152,6 @@ class Senders:
                 self._unsent(untried)
             else:  # the line dropped before them: another connection sends them
                 m.ready.put_back(untried)
-
-    def _count_missing(self, attempt: Attempt) -> None:
-        """Twenty files missing in a row end the run: a fault of the definition."""
-        m = self.memory
-        if attempt.reason != "document_file_missing":
-            m.missing_in_row = 0
-            return
-        m.missing_in_row += 1
-        if m.missing_in_row >= MISSING_IN_A_ROW:
-            m.fault = m.fault or (
-                f"{MISSING_IN_A_ROW} recipients in a row had a file missing (the last: "
-                f"{attempt.broken}): the documents' files are not where the definition "
-                "says; the rest stay pending"
-            )
 
     def _unsent(self, batch: list[Outgoing]) -> None:
         """Marked `sending`, never handed to a connection: they go back to `pending`."""
@@ -218,8 +202,7 @@ class Senders:
                 )
             )
             m.in_flight.discard(due.id)
-            self.render_failures = streaks.after_render_failure(self.render_failures, broken)
-            self._fault(streaks.render_fault(self.render_failures))
+            self._after_broken(broken, reason)
             return
         if lost is not None:  # in doubt, as after a crash: never tried again unasked
             m.results.append(
@@ -273,6 +256,21 @@ class Senders:
             self.render_failures = streaks.NONE
             self.refusals = streaks.after_reply(self.refusals, reply.code, reply.text)
             self._fault(streaks.refusals_fault(self.refusals))
+
+    def _after_broken(self, broken: str, reason: str | None) -> None:
+        """The streaks after a message that could not be built (``streaks.py``): a file
+        missing counts in its own streak, never as a template failure."""
+        if reason == "document_file_missing":
+            self.render_failures = streaks.NONE  # its template rendered
+            self.missing_files = streaks.after_missing_file(self.missing_files, broken)
+            attacher = self.delivering.templates.attacher
+            folder = attacher.folder if attacher is not None else None
+            self._fault(streaks.missing_files_fault(self.missing_files, folder))
+            return
+        if reason is not None:  # built, then refused by msgrun (too large): files were there
+            self.missing_files = streaks.NONE
+        self.render_failures = streaks.after_render_failure(self.render_failures, broken)
+        self._fault(streaks.render_fault(self.render_failures))
 
     def _fault(self, fault: str | None) -> None:
         """A fault of the run (the first one found is its reason): nothing more is sent."""
