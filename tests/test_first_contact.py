@@ -493,8 +493,7 @@ def test_next_steps_where_a_run_ends_short(db: Database) -> None:
     assert f"msgrun run restart {run.id} --resend-unknown" in step and "7 unknown" in step
     failures = replace(run, state="completed_with_failures", counts={**zero, "failed": 2})
     assert next_step_lines(failures) == [
-        f"next: msgrun run show {run.id} --state failed lists the 2 failed "
-        "with the server's replies"
+        f"next: msgrun run show {run.id} --state failed lists the 2 failed and why each failed"
     ]
     assert next_step_lines(replace(run, state="completed", counts={**zero, "sent": 3})) == []
 

@@ -105,7 +105,7 @@ def test_next_steps_repeat_the_database_the_command_was_given_its_password_maske
     assert next_step_lines(run, db="sqlite:////srv/billing/msgrun.db") == [
         "next: msgrun run restart 7 --db sqlite:////srv/billing/msgrun.db sends what was not sent",
         "next: msgrun run show 7 --state failed --db sqlite:////srv/billing/msgrun.db lists the "
-        "1 failed with the server's replies",
+        "1 failed and why each failed",
     ]
     (restart, _) = next_step_lines(run, db="postgresql+psycopg://ops:s3cret@db.lan/billing")
     assert "s3cret" not in restart

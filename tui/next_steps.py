@@ -67,7 +67,7 @@ def step_line(step: NextStep, db: str | None = None) -> str:
         case Step.LIST_FAILED:
             return (
                 f"next: msgrun run show {run_id} --state failed{on} lists the {n} failed "
-                "with the server's replies"
+                "and why each failed"
             )
 
 

@@ -93,7 +93,7 @@ class Step(StrEnum):
     WHEN_DUE = "when_due"
     # `unknown` ones: maybe sent; --resend-unknown sends them again.
     RESEND_UNKNOWN = "resend_unknown"
-    # Failed ones: list them with the server's replies.
+    # Failed ones: list them and why each failed (a server's reply, or msgrun's reason).
     LIST_FAILED = "list_failed"
 
 
