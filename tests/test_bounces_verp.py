@@ -60,3 +60,15 @@ def test_bad_bounce_address_or_token_or_too_long() -> None:
         verp_address("bounces@mail.example.com", "a+b")
     with pytest.raises(ValueError, match="64"):
         verp_address("b" * 50 + "@mail.example.com", verp_token(10**12, 10**12))
+
+
+def test_the_longest_bounce_address_import_takes_fits_the_longest_token() -> None:
+    """Import refuses a bounce address whose local part leaves no room for a token: the
+    longest it takes, with the token of the largest ids, is still a valid envelope sender."""
+    from core.messages.verp import MAX_BOUNCE_LOCAL_PART, MAX_LOCAL_PART, MAX_TOKEN
+
+    largest = verp_token(2**63 - 1, 2**63 - 1)
+    assert len(largest) == MAX_TOKEN
+    address = verp_address("b" * MAX_BOUNCE_LOCAL_PART + "@example.org", largest)
+    assert len(address.rpartition("@")[0]) == MAX_LOCAL_PART
+    assert parse_verp_token(address) == VerpToken(2**63 - 1, 2**63 - 1)

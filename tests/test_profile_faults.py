@@ -321,6 +321,13 @@ def test_the_new_profile_fields_are_stored(db: Database, minimal: dict[str, Any]
             "bounces@localhost",
             "smtp_profiles[0].bounce_address: 'bounces@localhost' is not a valid email address",
         ),
+        (  # every message would fail: `local+TOKEN` over 64 characters
+            "bounce_address",
+            "b" * 31 + "@testpools.example.com",
+            "smtp_profiles[0].bounce_address: the local part of 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+            "@testpools.example.com' is over 30 characters (with +TOKEN naming the recipient "
+            "it must fit 64)",
+        ),
     ],
 )
 def test_bad_profile_fields_are_named_by_path(

@@ -30,6 +30,7 @@ from core.interchange.reader import (
     object_pairs,
     type_name,
 )
+from core.messages.verp import MAX_BOUNCE_LOCAL_PART, MAX_LOCAL_PART
 from core.sender_domains import aligned, domain_of, is_public_suffix
 from core.storage.ledger import history_fingerprint
 from core.templating import names_used, template_problem
@@ -190,6 +191,15 @@ def _smtp_profile(r: Reader) -> dict[str, Any]:
     bounce_address = r.text("bounce_address", max_length=320)
     if bounce_address is not None and (problem := address_problem(bounce_address)) is not None:
         r.problem("bounce_address", f"{bounce_address!r} is not a valid email address: {problem}")
+        bounce_address = None
+    elif bounce_address is not None and (
+        len(bounce_address.rpartition("@")[0]) > MAX_BOUNCE_LOCAL_PART
+    ):
+        r.problem(
+            "bounce_address",
+            f"the local part of {bounce_address!r} is over {MAX_BOUNCE_LOCAL_PART} characters "
+            f"(with +TOKEN naming the recipient it must fit {MAX_LOCAL_PART})",
+        )
         bounce_address = None
     username = r.text("username", max_length=320)
     password_env = r.text("password_env", max_length=200)

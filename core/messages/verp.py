@@ -16,6 +16,10 @@ _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _TOKEN = re.compile(r"^r([0-9a-z]{1,13})-([0-9a-z]{1,13})-([0-9a-z]{4})$")
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9.=_-]+$")
 MAX_LOCAL_PART = 64
+# The longest token (both numbers of 13 base-36 digits: any 64-bit id), and so the longest
+# local part a bounce address may have for `local+TOKEN` to fit MAX_LOCAL_PART.
+MAX_TOKEN = len("r") + 13 + len("-") + 13 + len("-") + 4
+MAX_BOUNCE_LOCAL_PART = MAX_LOCAL_PART - len("+") - MAX_TOKEN
 
 
 @dataclass(frozen=True)
