@@ -1,11 +1,13 @@
 """Email addresses: validity, decided once, and the case-insensitive form.
 
 Validity is syntax only (``reasons.md`` rule 4): RFC 5321/5322 syntax with a
-domain of at least two labels, no DNS look-up. Domains reserved for testing or
-local use (``.test``, ``.example``, ``.invalid``, ``.localhost``, ``.local``, …)
-are valid: the server decides whether it delivers there. email-validator
-refuses those as policy ("special-use or reserved name"), so its list of them
-is set aside while it checks the syntax.
+domain of at least two labels, no DNS look-up — a quoted local part
+(``"a b"@example.org``) is valid, a local part over 64 characters is not.
+Domains reserved for testing or local use (``.test``, ``.example``,
+``.invalid``, ``.localhost``, ``.local``, …) are valid: the server decides
+whether it delivers there. email-validator refuses those as policy
+("special-use or reserved name"), so its list of them is set aside while it
+checks the syntax.
 """
 
 from __future__ import annotations
@@ -30,12 +32,24 @@ def address_problem(address: str) -> str | None:
             # globally_deliverable (the default) keeps the syntax of a public
             # domain: at least two labels (ana@gmailcom is invalid), a top-level
             # label that is not all digits.
-            validate_email(address, check_deliverability=False, test_environment=False)
+            validate_email(
+                address,
+                check_deliverability=False,
+                test_environment=False,
+                allow_quoted_local=True,
+                strict=True,
+            )
         except EmailNotValidError as error:
             return str(error)
         finally:
             email_validator.SPECIAL_USE_DOMAIN_NAMES = special_use
     return None
+
+
+def quoted_local_part(address: str) -> bool:
+    """Whether the part before the @-sign is a quoted string (``"a b"@example.org``): valid,
+    but no ``+TOKEN`` can be added to it (a bounce or an unsubscribe address)."""
+    return address.rpartition("@")[0].startswith('"')
 
 
 def fold(address: str) -> str:

@@ -67,9 +67,73 @@ def test_a_domain_reserved_for_testing_or_local_use_is_valid(domain: str) -> Non
     assert address_problem(f"alice@{domain}") is None
 
 
-@pytest.mark.parametrize("address", ["ana@gmailcom", "ana@localhost", "ana@@example.org", "ana"])
+@pytest.mark.parametrize(
+    "address",
+    ["ana@gmailcom", "ana@localhost", "ana@@example.org", "ana", "a" * 65 + "@example.org"],
+)
 def test_syntax_still_decides(address: str) -> None:
     assert address_problem(address) is not None
+
+
+@pytest.mark.parametrize(
+    "address", ['"a b"@example.org', '"a\\"b..c"@example.org', "a" * 64 + "@example.org"]
+)
+def test_rfc_syntax_is_valid_quoted_or_as_long_as_it_may_be(address: str) -> None:
+    """RFC 5322 takes a quoted local part; RFC 5321 a local part of up to 64 characters."""
+    assert address_problem(address) is None
+
+
+def test_the_migration_decides_quoted_and_long_local_parts_again(db: Database) -> None:
+    """A database of the revision before 0016 holds the old verdicts of a quoted local part
+    (refused) and of one over 64 characters (taken); 0016 decides them again."""
+    quoted, long = '"a b"@example.org', "a" * 65 + "@example.org"
+    document = minimal()
+    document["customers"][0]["contacts"][0]["addresses"] = [
+        {"address": quoted, "key": "billing"},
+        {"address": long, "key": "billing"},
+        {"address": "ana@example.org", "key": "billing"},
+    ]
+    load_ok(db, document)
+    address = table_of(Address)
+    with db.connect() as connection:
+        connection.execute(
+            update(address)
+            .where(address.c.address == quoted)
+            .values(problem="Quoting the part before the @-sign is not allowed here.")
+        )
+        connection.execute(update(address).where(address.c.address == long).values(problem=None))
+    verdicts, revision = _migrated(db, "0015", "0016")
+    assert revision == "0016"
+    assert verdicts[quoted] is None and verdicts["ana@example.org"] is None
+    assert verdicts[long] == address_problem(long) is not None
+
+
+def _migrated(db: Database, stamp: str, to: str) -> tuple[dict[str, str | None], str]:
+    """The database recorded as revision ``stamp`` (as an older msgrun left it), then
+    migrated to ``to``: every address's verdict, and the revision it is at."""
+    from alembic import command
+
+    from core.storage.migrate import alembic_config
+
+    address = table_of(Address)
+    config = alembic_config(db)
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.stamp(config, stamp)
+        command.upgrade(config, to)
+    again = open_database(db.url.render_as_string(hide_password=False), migrate=False)
+    try:
+        with again.connect() as connection:
+            verdicts = dict(connection.execute(select(address.c.address, address.c.problem)).all())
+            revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        again.dispose()
+        # The schema is the newest's all along: say so again, for the tests that follow
+        # on this database (PostgreSQL's is shared by the whole session).
+        with db.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.stamp(config, "head")
+    return verdicts, str(revision)
 
 
 @pytest.mark.parametrize("domain", RESERVED)
@@ -119,28 +183,7 @@ def test_the_migration_decides_stored_verdicts_again(db: Database) -> None:
         connection.execute(
             update(address).where(address.c.address == "alice@example.test").values(problem=old)
         )
-    # Recorded as the revision before 0006, as an older msgrun left it; then 0006 runs.
-    from alembic import command
-
-    from core.storage.migrate import alembic_config
-
-    config = alembic_config(db)
-    with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.stamp(config, "0005")
-        command.upgrade(config, "0006")
-    again = open_database(db.url.render_as_string(hide_password=False), migrate=False)
-    try:
-        with again.connect() as connection:
-            verdicts = dict(connection.execute(select(address.c.address, address.c.problem)).all())
-            revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    finally:
-        again.dispose()
-        # The schema is the newest's all along: say so again, for the tests that follow
-        # on this database (PostgreSQL's is shared by the whole session).
-        with db.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.stamp(config, "head")
+    verdicts, revision = _migrated(db, "0005", "0006")
     assert revision == "0006"
     assert verdicts["alice@example.test"] is None
     assert verdicts["ana@example.org"] is None

@@ -321,6 +321,12 @@ def test_the_new_profile_fields_are_stored(db: Database, minimal: dict[str, Any]
             "bounces@localhost",
             "smtp_profiles[0].bounce_address: 'bounces@localhost' is not a valid email address",
         ),
+        (
+            "bounce_address",
+            '"b b"@testpools.example.com',
+            "smtp_profiles[0].bounce_address: '\"b b\"@testpools.example.com': a quoted "
+            "local part cannot take +TOKEN",
+        ),
         (  # every message would fail: `local+TOKEN` over 64 characters
             "bounce_address",
             "b" * 31 + "@testpools.example.com",

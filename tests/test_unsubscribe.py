@@ -109,6 +109,12 @@ def test_import_refuses_a_long_local_part_and_a_url_that_is_not_https(db: Databa
     }
     paths = {p.path for p in load(db, doc).problems}
     assert paths == {"organisation.unsubscribe.url", "organisation.unsubscribe.address"}
+    doc["organisation"]["unsubscribe"] = {"url": URL, "address": '"un sub"@example.org'}
+    (problem,) = load(db, doc).problems
+    assert str(problem) == (
+        "organisation.unsubscribe.address: '\"un sub\"@example.org': a quoted local part "
+        "cannot take +TOKEN"
+    )
 
 
 # -- headers ------------------------------------------------------------------------------
