@@ -325,6 +325,31 @@ def test_a_message_over_the_servers_size_is_never_sent(db: Database, tmp_path: P
     )
 
 
+def test_messages_too_large_in_a_row_fail_one_by_one_not_the_run(
+    db: Database, tmp_path: Path
+) -> None:
+    """Messages over the size, each its own verdict (rule 20 at sending): the template
+    rendered and the files were there, so twenty alike in a row do not end the run as a
+    template that fails (those of positions 10-40 are of one size: the same words)."""
+    with SmtpServer() as server:
+        doc = invoices(tmp_path, 41, server.port, max_message_bytes=12_000)
+        for i, customer in enumerate(doc["customers"]):
+            (contact,) = customer["contacts"]
+            contact["addresses"][0]["address"] = f"p{i:02d}@example.org"
+            contact["name"], customer["name"] = f"Person {i:02d}", f"Customer {i:02d}"
+        run_id = new_run(db, doc)
+        for i in range(41):
+            (tmp_path / "2026" / f"2026-{i:05d}.pdf").write_bytes(pdf_bytes("big", 20_000))
+        assert deliver_now(db, run_id).state == "completed_with_failures"
+        assert server.messages() == []
+    rows = recipient_rows(db, run_id)
+    assert {(r["state"], r["reasons"][0]["code"]) for r in rows} == {
+        ("failed", "message_too_large")
+    }
+    assert len({r["reasons"][0]["detail"] for r in rows[10:]}) == 1
+    assert len(rows) == 41 and get_run(db, run_id).error is None
+
+
 def test_the_recipient_view_and_the_export_show_what_was_attached(
     db: Database, tmp_path: Path
 ) -> None:

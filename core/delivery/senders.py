@@ -267,8 +267,10 @@ class Senders:
             folder = attacher.folder if attacher is not None else None
             self._fault(streaks.missing_files_fault(self.missing_files, folder))
             return
-        if reason is not None:  # built, then refused by msgrun (too large): files were there
-            self.missing_files = streaks.NONE
+        if reason is not None:  # built, then refused by msgrun (too large): its template
+            # rendered and its files were there; a verdict on this recipient's message alone
+            self.missing_files = self.render_failures = streaks.NONE
+            return
         self.render_failures = streaks.after_render_failure(self.render_failures, broken)
         self._fault(streaks.render_fault(self.render_failures))
 

@@ -13,9 +13,10 @@ recorded, and asks ``fault_of``.
   one recipient, is skipped: neither counted nor starting it again. So is a
   verdict of msgrun's own ("msgrun: …"), which the server never said.
 - Templates: 20 recipients in a row whose message failed to build with the
-  same error (compared as replies are); a message built and answered starts
-  the count again, and so does one whose template rendered but whose file was
-  missing (its message got past the template).
+  same error (compared as replies are); a message built (answered, or too
+  large: msgrun's verdict on that message alone) starts the count again, and so
+  does one whose template rendered but whose file was missing (its message got
+  past the template).
 - Files: 20 recipients in a row whose message was not built because a file it
   attaches was missing or unreadable (``document_file_missing``), whichever
   file it was. A message built (answered, refused, too large, or cut off by
