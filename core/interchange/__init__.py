@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.interchange import scratch
+from core.interchange import position, scratch
 from core.interchange.load import FileLoader
 from core.interchange.parse import Progress, decode
 from core.interchange.reader import Problem
-from core.interchange.stream import JsonSyntaxError
+from core.interchange.stream import JsonSyntaxError, LoneSurrogate
 from core.storage.database import Database
 
 BOM = b"\xef\xbb\xbf"
@@ -145,6 +145,9 @@ def import_stream(
         return ImportOutcome(counts=loaded.counts)
     except JsonSyntaxError as error:
         return ImportOutcome(problems=syntax_problems(file, str(error)))
+    except LoneSurrogate as error:
+        problem = position.surrogate_problem(file, error, text_start(file))
+        return ImportOutcome(problems=[problem] if problem else syntax_problems(file, str(error)))
     except RecursionError:
         return ImportOutcome(problems=[Problem("", NESTED_TOO_DEEPLY)])
 
@@ -159,6 +162,12 @@ def syntax_problems(file: BinaryIO, message: str) -> list[Problem]:
         if problems:
             return problems
     return [Problem("", f"not JSON: {message}")]
+
+
+def text_start(file: BinaryIO) -> int:
+    """Where the file's text begins: past a byte-order mark."""
+    file.seek(0)
+    return len(BOM) if file.read(len(BOM)) == BOM else 0
 
 
 def sorted_problems(problems: list[Problem]) -> list[Problem]:
