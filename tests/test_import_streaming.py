@@ -131,7 +131,7 @@ def test_customers_are_written_while_the_file_is_still_being_read(
         assert session.scalar(select(func.count()).select_from(Customer)) == 400
 
 
-def test_a_large_file_that_is_not_json_is_refused_in_the_parser_s_words(
+def test_a_large_file_that_is_not_json_is_refused_in_the_parser_s_words_with_line_and_column(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import core.interchange as interchange
@@ -139,7 +139,7 @@ def test_a_large_file_that_is_not_json_is_refused_in_the_parser_s_words(
     monkeypatch.setattr(interchange, "WHOLE_READ_LIMIT", 0)
     outcome = import_text(db, '{"format": "msgrun/1",\n "organisation": }')
     assert [str(p) for p in outcome.problems] == [
-        "not JSON: parse error: unallowed token at this point in JSON text"
+        "not JSON: parse error: unallowed token at this point in JSON text at line 2, column 18"
     ]
 
 

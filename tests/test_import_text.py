@@ -1,10 +1,13 @@
 """msgrun import reads the file's text strictly: a lone surrogate escape (``"\\ud800"``,
-half a character) is refused at its path, line and column."""
+half a character) is refused at its path, line and column, and a file that is not
+JSON is said with a line and column, whatever its size (over ``WHOLE_READ_LIMIT`` the
+file is read again in chunks, not whole)."""
 
 from __future__ import annotations
 
 import io
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+import core.interchange as interchange
 from core.interchange import import_text, load, position, stream
 from core.storage import Database
 from core.storage.models import Customer, Organisation
@@ -270,3 +274,128 @@ def test_the_first_lone_surrogate_escape_is_found_wherever_reads_end(
     path, in_key = found
     assert problem.path == path
     assert problem.message.startswith("in a key, ") == in_key
+
+
+# -- not JSON: line and column --------------------------------------------------------
+
+
+@pytest.fixture
+def whole_read_limit(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Files read whole for json's words, or (a limit of 0) read again in chunks."""
+    if request.param == "chunks":
+        monkeypatch.setattr(interchange, "WHOLE_READ_LIMIT", 0)
+    return str(request.param)
+
+
+@pytest.mark.parametrize("whole_read_limit", ["whole", "chunks"], indirect=True)
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_said_where_they_are(
+    sqlite_db: Database, whole_read_limit: str, token: str
+) -> None:
+    text = minimal_text('"Ana",', f'"Ana", "attributes": {{"n": {token}, "s": "NaN"}},')
+    where = line_and_column(text, f": {token},")
+    where["column"] += 2
+    assert refused(sqlite_db, text) == [
+        f"not JSON: {token} is not a JSON value at line {where['line']}, column {where['column']}"
+    ]
+
+
+@pytest.mark.parametrize("whole_read_limit", ["whole", "chunks"], indirect=True)
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "the file is empty"),
+        (b" \n\t ", "the file is empty"),
+        (b'{"format": "msgrun/1"', "not JSON: * at line 1, column 22"),
+        (b'{"a": "\xc0\x80"}', "not UTF-8 text: byte 7 cannot be decoded"),  # overlong
+        (b'{"a": "\xed\xa0\x80"}', "not UTF-8 text: byte 7 cannot be decoded"),  # a surrogate
+        (b'\xef\xbb\xbf{"a": "\xff"}', "not UTF-8 text: byte 7 cannot be decoded"),
+        (b'\xef\xbb\xbf{"a":\n 1.}', "not JSON: * at line 2, column 3"),
+    ],
+)
+def test_what_is_not_json_or_not_utf8_is_said_where_it_is(
+    sqlite_db: Database, whole_read_limit: str, content: bytes, expected: str
+) -> None:
+    [problem] = refused(sqlite_db, content)
+    prefix, _, suffix = expected.partition("*")
+    assert problem.startswith(prefix) and problem.endswith(suffix), problem
+    assert "internal error" not in problem
+
+
+def outside_strings(text: str) -> list[int]:
+    """The places in ``text`` that are not inside a string (its end included)."""
+    places, in_string, escaped = [], False, False
+    for at, char in enumerate(text):
+        if not in_string:
+            places.append(at)
+            in_string = char == '"'
+        elif escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            in_string = False
+    return [*places, len(text)]
+
+
+GENERATED = generate_document(2, 7)
+for _customer in GENERATED["customers"]:
+    _customer["name"] = f"Zoë Ångström 東京 \U0001f600 {_customer['name']}"
+GENERATED_TEXT = json.dumps(GENERATED, indent=1, ensure_ascii=False)
+GENERATED_PLACES = outside_strings(GENERATED_TEXT)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    place=st.sampled_from(GENERATED_PLACES),
+    stray=st.sampled_from([*"#}]:,x[{0tn-.e", " 1", "tru", "nul"]),
+    crlf=st.booleans(),
+    buffer=st.sampled_from([1, 7, 64, 4096]),
+)
+def test_a_syntax_error_anywhere_in_a_large_file_is_said_where_json_says_it(
+    place: int, stray: str, crlf: bool, buffer: int
+) -> None:
+    """A stray token put anywhere outside a string: a file read in chunks (as over
+    WHOLE_READ_LIMIT) names the line and column Python's json module names."""
+    text = GENERATED_TEXT[:place] + stray + GENERATED_TEXT[place:]
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        where = f"at line {error.lineno}, column {error.colno}"
+    else:
+        return  # still JSON, or NaN where json takes it
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(interchange, "WHOLE_READ_LIMIT", 0)
+        patch.setattr(position, "BUFFER", buffer)
+        [problem] = interchange.syntax_problems(io.BytesIO(text.encode()), "")
+    assert str(problem).startswith("not JSON: ") and str(problem).endswith(where), (
+        str(problem),
+        where,
+    )
+
+
+def test_a_large_file_that_is_not_json_is_read_again_in_flat_memory(tmp_path: Path) -> None:
+    """Over WHOLE_READ_LIMIT the error is found reading the file in chunks: memory does
+    not grow with the file."""
+    record = b'{"id": "C1", "name": "Ana \xc3\xa9", "n": [1, 2.5, true, null]},\n'
+    count = 400_000
+    path = tmp_path / "big.json"
+    with path.open("wb") as file:
+        file.write(b'{"format": "msgrun/1", "customers": [\n')
+        file.write(record * count)
+        file.write(b'{"id": "C2", "n": NaN}]}\n')
+    assert path.stat().st_size > 20 * 2**20
+    with path.open("rb") as file, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(interchange, "WHOLE_READ_LIMIT", 2**20)
+        tracemalloc.start()
+        try:
+            problems = interchange.syntax_problems(file, "")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert [str(p) for p in problems] == [
+        f"not JSON: NaN is not a JSON value at line {count + 2}, column 19"
+    ]
+    assert peak < 4 * 2**20, peak

@@ -18,7 +18,7 @@ from core.storage.database import Database
 
 BOM = b"\xef\xbb\xbf"
 # A file that is not JSON is read whole once more for the json module's words
-# (line and column) up to this size.
+# (with line and column) up to this size; a larger one is read again in chunks.
 WHOLE_READ_LIMIT = 64 * 2**20
 NESTED_TOO_DEEPLY = "not a msgrun file: JSON nested too deeply to read"
 
@@ -153,15 +153,18 @@ def import_stream(
 
 
 def syntax_problems(file: BinaryIO, message: str) -> list[Problem]:
-    """What is wrong with a file that is not JSON, in the words of Python's json module
-    (line and column) when the file is small enough to read whole, else in ijson's."""
-    file.seek(0, io.SEEK_END)
-    if file.tell() <= WHOLE_READ_LIMIT:
+    """What is wrong with a file that is not JSON, with line and column: in the words
+    of Python's json module when the file is small enough to read whole (and json
+    finds it), else in ijson's (``message``, the import's, if ijson finds nothing)."""
+    start = text_start(file)
+    if file.seek(0, io.SEEK_END) <= WHOLE_READ_LIMIT:
         file.seek(0)
         _, problems = decode(file.read())
         if problems:
             return problems
-    return [Problem("", f"not JSON: {message}")]
+    elif (offset := position.utf8_error_at(file, start)) is not None:
+        return [Problem("", f"not UTF-8 text: byte {offset - start} cannot be decoded")]
+    return [position.syntax_problem(file, start, message)]
 
 
 def text_start(file: BinaryIO) -> int:

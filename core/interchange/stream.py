@@ -185,7 +185,9 @@ def iter_file(file: IO[bytes]) -> Iterator[Event]:
     try:
         yield from _walk(events)
     except ijson.JSONError as error:
-        raise JsonSyntaxError(_message(error)) from None
+        raise JsonSyntaxError(message_of(error)) from None
+    except UnicodeDecodeError:  # bytes yajl passed that are not UTF-8 (an overlong form)
+        raise JsonSyntaxError("not UTF-8 text") from None
 
 
 DEEPER = "\0"  # the prefix given to events inside a record: the builder ignores it there
@@ -291,7 +293,8 @@ def _value(events: Iterator[tuple[str, Any]], event: str, value: Any) -> Any:
     raise JsonSyntaxError("parse error: premature EOF")
 
 
-def _message(error: Exception) -> str:
+def message_of(error: Exception) -> str:
+    """ijson's words for a syntax error: the first line, without yajl's excerpt."""
     text = str(error.args[0] if error.args else error)
     if text.startswith(("b'", 'b"')):
         text = text[2:-1]
