@@ -1,8 +1,11 @@
 """Email addresses: validity, decided once, and the case-insensitive form.
 
 Validity is syntax only (``reasons.md`` rule 4): RFC 5321/5322 syntax with a
-domain of at least two labels, no DNS look-up — a quoted local part
-(``"a b"@example.org``) is valid, a local part over 64 characters is not.
+domain of at least two labels, no DNS look-up; a local part over 64
+characters is not valid. A quoted local part (``"a b"@example.org``) is refused
+although RFC 5322 has it: the same mailbox would have two spellings
+(``"ana"@`` and ``ana@``) that the suppression list and the ledger would tell
+apart, and its quotes may hold what no header can carry (``<``, ``>``).
 Domains reserved for testing or local use (``.test``, ``.example``,
 ``.invalid``, ``.localhost``, ``.local``, …) are valid: the server decides
 whether it delivers there. email-validator refuses those as policy
@@ -36,7 +39,6 @@ def address_problem(address: str) -> str | None:
                 address,
                 check_deliverability=False,
                 test_environment=False,
-                allow_quoted_local=True,
                 strict=True,
             )
         except EmailNotValidError as error:
@@ -44,12 +46,6 @@ def address_problem(address: str) -> str | None:
         finally:
             email_validator.SPECIAL_USE_DOMAIN_NAMES = special_use
     return None
-
-
-def quoted_local_part(address: str) -> bool:
-    """Whether the part before the @-sign is a quoted string (``"a b"@example.org``): valid,
-    but no ``+TOKEN`` can be added to it (a bounce or an unsubscribe address)."""
-    return address.rpartition("@")[0].startswith('"')
 
 
 def fold(address: str) -> str:

@@ -111,9 +111,8 @@ def test_import_refuses_a_long_local_part_and_a_url_that_is_not_https(db: Databa
     assert paths == {"organisation.unsubscribe.url", "organisation.unsubscribe.address"}
     doc["organisation"]["unsubscribe"] = {"url": URL, "address": '"un sub"@example.org'}
     (problem,) = load(db, doc).problems
-    assert str(problem) == (
-        "organisation.unsubscribe.address: '\"un sub\"@example.org': a quoted local part "
-        "cannot take +TOKEN"
+    assert str(problem).startswith(
+        "organisation.unsubscribe.address: '\"un sub\"@example.org' is not a valid email address"
     )
 
 

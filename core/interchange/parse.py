@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.addresses import address_problem, fold, quoted_local_part
+from core.addresses import address_problem, fold
 from core.dkim_keys import ALGORITHMS, DkimSettings
 from core.interchange import files
 from core.interchange.reader import (
@@ -173,9 +173,6 @@ def _unsubscribe_settings(r: Reader) -> dict[str, str] | None:
         if (problem := address_problem(address)) is not None:
             settings.problem("address", f"{address!r} is not a valid email address: {problem}")
             address = None
-        elif quoted_local_part(address):
-            settings.problem("address", f"{address!r}: a quoted local part cannot take +TOKEN")
-            address = None
         elif len(address.rpartition("@")[0]) > 23:
             settings.problem(
                 "address",
@@ -194,9 +191,6 @@ def _smtp_profile(r: Reader) -> dict[str, Any]:
     bounce_address = r.text("bounce_address", max_length=320)
     if bounce_address is not None and (problem := address_problem(bounce_address)) is not None:
         r.problem("bounce_address", f"{bounce_address!r} is not a valid email address: {problem}")
-        bounce_address = None
-    elif bounce_address is not None and quoted_local_part(bounce_address):
-        r.problem("bounce_address", f"{bounce_address!r}: a quoted local part cannot take +TOKEN")
         bounce_address = None
     elif bounce_address is not None and (
         len(bounce_address.rpartition("@")[0]) > MAX_BOUNCE_LOCAL_PART

@@ -1,15 +1,14 @@
-"""addresses: validity decided again (rule 4 takes a quoted local part, RFC 5322, and
-refuses a local part over 64 characters, RFC 5321)
+"""addresses: validity decided again (rule 4 refuses a local part over 64 characters,
+RFC 5321)
 
 Revision ID: 0016
 Revises: 0015
 
 Address validity is decided when an address is written and stored in
-``address.problem``. Rule 4 is RFC 5321/5322 syntax: ``"a b"@example.org`` is
-valid (it was refused as "quoting ... not allowed"), and a local part of more
-than 64 characters is not (it was taken). Only those can change: addresses that
-begin with a quote, and those long enough to have such a local part; they are
-decided again with today's rule. Idempotent: running it twice changes nothing more.
+``address.problem``. Rule 4 is RFC 5321 syntax: a local part of more than 64
+characters is not valid (it was taken). Only an address long enough to have one
+can change; those are decided again with today's rule. Idempotent: running it
+twice changes nothing more.
 """
 
 from __future__ import annotations
@@ -42,12 +41,7 @@ def upgrade() -> None:
     rows = connection.execute(
         sa.select(
             address.c.contact_id, address.c.position, address.c.address, address.c.problem
-        ).where(
-            sa.or_(
-                address.c.address.like('"%'),
-                sa.func.length(address.c.address) > LOCAL_PART + 1,
-            )
-        )
+        ).where(sa.func.length(address.c.address) > LOCAL_PART + 1)
     ).all()
     changes = [
         {"c": row.contact_id, "p": row.position, "v": verdict}
