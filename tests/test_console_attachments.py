@@ -71,3 +71,30 @@ async def test_the_plan_preview_shows_rules_19_and_20_with_their_fixes(
     assert "fix: Generate the document's PDF, or correct its path." in text
     assert "message_too_large: the message with its 1 attachment (3,625 bytes of files)" in text
     assert "fix: Send a link instead, or a smaller file." in text
+
+
+async def test_a_candidate_whose_data_looks_like_markup_is_shown_as_written(
+    db: Database,
+) -> None:
+    """Customer data is data in the candidate's view too: an address (invalid, so
+    stored and excluded) and ids holding console markup are shown as written."""
+    from tests.delivery_support import document
+
+    doc = document(1, 2525)
+    doc["customers"][0]["contacts"][0]["addresses"][0]["address"] = "[/]@example.org"
+    doc["customers"][0]["id"] = "C[b]1"
+    doc["customers"][0]["contacts"][0]["id"] = "C[b]1-1"
+    doc["documents"][0]["customer"] = "C[b]1"
+    load_ok(db, doc)
+    app = console(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.push_screen(PlanScreen("inv", parse_instant(STORY_AT)))
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, PlanScreen) and screen.plan is not None
+        await app.push_screen(CandidateScreen(screen.plan.candidates[0]))
+        await settle(pilot)
+        text = str(app.screen.query_one(Static).render())
+    assert "C[b]1 · [/]@example.org" in text
+    assert "invalid_address: '[/]@example.org' is not a valid email address" in text

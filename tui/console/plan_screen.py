@@ -284,15 +284,15 @@ class CandidateScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         c = self.candidate
         lines = [
-            f"[b]{c.customer}[/b] · {c.address or '(no address)'} · {c.document or ''} "
-            f"{c.label or ''}",
+            f"[b]{escape(c.customer)}[/b] · {escape(c.address or '(no address)')} · "
+            f"{escape(c.document or '')} {escape(c.label or '')}",
             f"decision: {styled(c.decision)}"
             + (f" until {format_instant(c.send_after)}" if c.send_after else ""),
             "",
         ]
         for reason in c.reasons:
             lines += [
-                f"[b]{reason.code}[/b]: {reason.detail}",
+                f"[b]{reason.code}[/b]: {escape(reason.detail)}",
                 f"  fix: {fix_for(reason.code)}",
                 "",
             ]
