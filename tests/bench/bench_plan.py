@@ -8,7 +8,9 @@ Generates an interchange file of that many customers (cached under
 .cache/bench/, keyed by size, seed and the generator's version; written a
 batch at a time), then, each step in a fresh process on a new SQLite
 database: ``msgrun import FILE``; planning ``invoice-email`` (every candidate
-decided, none held); ``msgrun plan invoice-email --json`` to /dev/null;
+decided, none held), and beside it its reads alone and its reads with a
+candidate made for each, no rule asked (what a planner of this shape costs
+before it decides); ``msgrun plan invoice-email --json`` to /dev/null;
 ``msgrun run start invoice-email --detach`` (``create_run``: the run created,
 its plan snapshotted); ``msgrun run show RUN --state excluded`` to /dev/null;
 ``msgrun run export RUN``. Beside each, its time (wall clock; CPU time beside it:
