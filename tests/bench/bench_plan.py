@@ -462,7 +462,7 @@ def end_to_end(customers: int, runs: int, reuse: bool) -> None:
     )
     table.append(
         line(
-            "  + candidates",
+            "  +candidates",
             made,
             scan,
             f"its reads and a candidate made for each of {made['made']:,}, no rule asked",
