@@ -50,21 +50,26 @@ async def test_the_recipient_view_and_the_drill_down_list_the_attached_invoice(
         assert f"sent 2026-00000.pdf, {len(own)} bytes, " in str(report)
 
 
-async def test_the_plan_preview_shows_rules_19_and_20_with_their_fixes(
-    db: Database, tmp_path: Path
-) -> None:
-    document = sample(SUNNY_SIDE)  # its broadcast attaches a price list and a missing form
-    load_ok(db, document)
+async def first_candidate_shown(db: Database, definition: str) -> str:
+    """The console's view of the first candidate of ``definition``'s plan preview."""
     app = console(db)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await app.push_screen(PlanScreen("job-selling", parse_instant(STORY_AT)))
+        await app.push_screen(PlanScreen(definition, parse_instant(STORY_AT)))
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, PlanScreen) and screen.plan is not None
         await app.push_screen(CandidateScreen(screen.plan.candidates[0]))
         await settle(pilot)
-        text = str(app.screen.query_one(Static).render())
+        return str(app.screen.query_one(Static).render())
+
+
+async def test_the_plan_preview_shows_rules_19_and_20_with_their_fixes(
+    db: Database, tmp_path: Path
+) -> None:
+    document = sample(SUNNY_SIDE)  # its broadcast attaches a price list and a missing form
+    load_ok(db, document)
+    text = await first_candidate_shown(db, "job-selling")
     assert "document_file_missing: the definition's file Bestellschein-2026.pdf: no such file" in (
         text
     )
@@ -86,15 +91,6 @@ async def test_a_candidate_whose_data_looks_like_markup_is_shown_as_written(
     doc["customers"][0]["contacts"][0]["id"] = "C[b]1-1"
     doc["documents"][0]["customer"] = "C[b]1"
     load_ok(db, doc)
-    app = console(db)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await app.push_screen(PlanScreen("inv", parse_instant(STORY_AT)))
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, PlanScreen) and screen.plan is not None
-        await app.push_screen(CandidateScreen(screen.plan.candidates[0]))
-        await settle(pilot)
-        text = str(app.screen.query_one(Static).render())
+    text = await first_candidate_shown(db, "inv")
     assert "C[b]1 · [/]@example.org" in text
     assert "invalid_address: '[/]@example.org' is not a valid email address" in text

@@ -457,27 +457,36 @@ def read_mail(db: Database, raw: bytes, *extra: str) -> dict[str, Any]:
     return result
 
 
+DOMAIN = "mail.bluelagoonpools.example.com"
+
+
+def mailed_with_token(db: Database, token: str, number: int) -> dict[str, Any]:
+    """A request mailed to the unsubscribe address with ``token``, read (its envelope)."""
+    return read_mail(
+        db,
+        mailed_request("someone@example.org", number),
+        "--envelope-to",
+        f"unsubscribe+{token}@{DOMAIN}",
+    )
+
+
+def message_ids(db: Database) -> dict[str, str]:
+    """Each recipient's Message-ID, by address."""
+    with db.connect() as connection:
+        table = table_of(Recipient)
+        return dict(connection.execute(select(table.c.address, table.c.message_id)).all())
+
+
 def test_a_request_mailed_to_the_unsubscribe_address_unsubscribes_once(db: Database) -> None:
     run_id, messages = sent_broadcast(db)
     token = token_of(messages[0])
-    domain = "mail.bluelagoonpools.example.com"
     forged = token[:-1] + ("a" if token[-1] != "a" else "b")
-    refused = read_mail(db, mailed_request(f"unsubscribe+{forged}@{domain}", 1))
+    refused = read_mail(db, mailed_request(f"unsubscribe+{forged}@{DOMAIN}", 1))
     assert refused["not_reports"] == 1 and refused["unsubscribed"] == 0 and records(db) == []
-    found = read_mail(
-        db,
-        mailed_request("someone@example.org", 2),
-        "--envelope-to",
-        f"unsubscribe+{token}@{domain}",
-    )
+    found = mailed_with_token(db, token, 2)
     assert found["unsubscribed"] == 1
     assert [r["kind"] for r in found["reports"]] == ["unsubscribe"]
-    again = read_mail(
-        db,
-        mailed_request("someone@example.org", 2),
-        "--envelope-to",
-        f"unsubscribe+{token}@{domain}",
-    )
+    again = mailed_with_token(db, token, 2)
     assert again["already_read"] == 1
     (entry,) = records(db)
     assert (
@@ -489,9 +498,7 @@ def test_an_opt_out_feedback_report_unsubscribes_and_one_about_an_invoice_is_ign
     db: Database,
 ) -> None:
     sent_broadcast(db)
-    with db.connect() as connection:
-        table = table_of(Recipient)
-        ids = dict(connection.execute(select(table.c.address, table.c.message_id)).all())
+    ids = message_ids(db)
     report = read_mail(db, opt_out_report(ids["p0@example.org"]))
     assert report["unsubscribed"] == 1 and report["reports"][0]["kind"] == "unsubscribe"
     (entry,) = records(db)
@@ -501,6 +508,7 @@ def test_an_opt_out_feedback_report_unsubscribes_and_one_about_an_invoice_is_ign
         invoice_run = create_run(db, "inv", parse_instant(AT), SystemClock())
         deliver_now(db, invoice_run)
     with db.connect() as connection:
+        table = table_of(Recipient)
         invoice_id = connection.execute(
             select(table.c.message_id).where(table.c.run_id == invoice_run).limit(1)
         ).scalar_one()
@@ -524,16 +532,9 @@ def test_an_unsubscribe_read_from_mail_is_no_outcome_of_its_recipient(db: Databa
     from core.views.runs import run_window
 
     run_id, messages = sent_broadcast(db)
-    with db.connect() as connection:
-        table = table_of(Recipient)
-        ids = dict(connection.execute(select(table.c.address, table.c.message_id)).all())
+    ids = message_ids(db)
     assert read_mail(db, opt_out_report(ids["p0@example.org"]))["unsubscribed"] == 1
-    mailed = read_mail(
-        db,
-        mailed_request("someone@example.org", 3),
-        "--envelope-to",
-        f"unsubscribe+{token_of(messages[1])}@mail.bluelagoonpools.example.com",
-    )
+    mailed = mailed_with_token(db, token_of(messages[1]), 3)
     assert mailed["unsubscribed"] == 1
     assert len(records(db)) == 2
 

@@ -14,47 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
-from core.addresses import address_problem
+from core.migrations.verdicts import decide_again
 
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-BATCH = 2000
-
 
 def upgrade() -> None:
-    connection = op.get_bind()
-    address = sa.table(
-        "address",
-        sa.column("contact_id", sa.String),
-        sa.column("position", sa.Integer),
-        sa.column("address", sa.String),
-        sa.column("problem", sa.Text),
-    )
     # Only a stored problem can change: the rule got more permissive, and a
-    # valid address stays valid. Those are few; read them all, then fix them.
-    rows = connection.execute(
-        sa.select(
-            address.c.contact_id, address.c.position, address.c.address, address.c.problem
-        ).where(address.c.problem.is_not(None))
-    ).all()
-    changes = [
-        {"c": row.contact_id, "p": row.position, "v": verdict}
-        for row in rows
-        if (verdict := address_problem(row.address)) != row.problem
-    ]
-    statement = (
-        address.update()
-        .where(address.c.contact_id == sa.bindparam("c"), address.c.position == sa.bindparam("p"))
-        .values(problem=sa.bindparam("v"))
-    )
-    for start in range(0, len(changes), BATCH):
-        connection.execute(statement, changes[start : start + BATCH])
+    # valid address stays valid.
+    decide_again(op.get_bind(), lambda address: address.c.problem.is_not(None))
 
 
 def downgrade() -> None:
