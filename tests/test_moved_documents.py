@@ -94,3 +94,61 @@ def test_a_document_moved_while_it_is_planned_is_still_found_sent(
         planned = [first, *candidates]
     decided = [c.codes() for c in planned if c.document == "D00000"]
     assert decided and all(codes == ["already_sent"] for codes in decided), decided
+
+
+def test_a_plan_is_one_snapshot_however_long_it_takes(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read a page at a time, a plan still sees the data as it was when it began: a
+    document an import moves to a customer of a later page meanwhile is planned once,
+    under the customer it had (not twice, nor, moved the other way, not at all)."""
+    doc = document(3, 2525)
+    load_ok(db, doc)
+    monkeypatch.setattr(load, "PAGE", 1)
+    with db.snapshot() as connection:
+        definition = load_definition(connection, "inv")
+        candidates = iter_plan(connection, load_organisation(connection), definition, AT, Summary())
+        first = next(candidates)  # the first page is read
+        doc["documents"][0]["customer"] = "C00002"  # D00000, C00000's, moves to page 3
+        doc["documents"][2]["customer"] = "C00000"  # D00002, C00002's, moves to page 1
+        load_ok(db, doc)
+        planned = [(c.customer, c.document) for c in [first, *candidates]]
+    assert planned == [("C00000", "D00000"), ("C00001", "D00001"), ("C00002", "D00002")]
+    assert make_plan(db, "inv", AT, environ={}).candidates[0].document == "D00002"  # moved
+
+
+def test_a_run_created_on_postgresql_is_one_snapshot_too(
+    postgresql_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run start`` on PostgreSQL plans in one snapshot: an import that moves documents
+    between customers of different pages while the run is created changes nothing of it.
+    (On SQLite the run's first row takes the writers' lock: an import waits for it.)"""
+    from core.clock import SystemClock
+    from core.delivery.starting import create_run
+    from core.planner import plan
+    from core.views.run_json import recipient_rows
+
+    db = postgresql_db
+    doc = document(3, 2525)
+    load_ok(db, doc)
+    monkeypatch.setattr(load, "PAGE", 1)
+    pages: list[object] = []
+    read_ledger = plan.read_ledger
+
+    def then_move(*args: Any) -> None:
+        pages.append(args)
+        if len(pages) == 2:  # the first page planned: an import moves two documents
+            doc["documents"][0]["customer"] = "C00002"
+            doc["documents"][2]["customer"] = "C00000"
+            load_ok(db, doc)
+        read_ledger(*args)
+
+    monkeypatch.setattr(plan, "read_ledger", then_move)
+    run_id = create_run(db, "inv", AT, SystemClock())
+    rows = recipient_rows(db, run_id)
+    assert len(pages) == 3
+    assert [(r["customer"], r["document"]) for r in rows] == [
+        ("C00000", "D00000"),
+        ("C00001", "D00001"),
+        ("C00002", "D00002"),
+    ]

@@ -34,7 +34,7 @@ from core.states import (
     RUNNING,
     UNKNOWN,
 )
-from core.storage.database import Database
+from core.storage.database import Database, retry_transient
 from core.storage.ledger import history_row, write_history
 from core.storage.models import (
     MessageRun,
@@ -107,17 +107,23 @@ def create_run(
 
     ``token`` (random unless given) goes into every Message-ID of the run.
     """
-    with database.connect() as connection:
-        return create_run_on(
-            connection,
-            definition_id,
-            at,
-            clock,
-            started_by=started_by,
-            environ=environ,
-            token=token,
-            refuse_failing_templates=True,
-        )
+
+    def once() -> int:
+        # PostgreSQL: the plan is one snapshot however long it takes (it writes only rows
+        # of its own run); SQLite's is, from the run's first row on (its writer's lock).
+        with database.connect() if database.is_sqlite else database.snapshot() as connection:
+            return create_run_on(
+                connection,
+                definition_id,
+                at,
+                clock,
+                started_by=started_by,
+                environ=environ,
+                token=token,
+                refuse_failing_templates=True,
+            )
+
+    return retry_transient(once)
 
 
 def create_run_on(

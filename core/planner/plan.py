@@ -494,7 +494,7 @@ def make_plan(
     ``keep``: hold the first ``keep`` candidates only (the others are decided and
     counted all the same): a preview of a million candidates in a page's memory.
     """
-    with database.connect() as connection:
+    with database.snapshot() as connection:  # one plan, however long it takes
         organisation = load_organisation(connection)
         definition = load_definition(connection, definition_id)
         return plan_definition(

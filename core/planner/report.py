@@ -203,7 +203,7 @@ def spool_plan(
     summary and warnings still before its candidates."""
     spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - the caller's
     try:
-        with database.connect() as connection:
+        with database.snapshot() as connection:  # one plan, however long it takes
             organisation = load_organisation(connection)
             definition = load_definition(connection, definition_id)
             warnings = profile_warnings(connection, definition, environ)

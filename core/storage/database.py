@@ -121,6 +121,25 @@ class Database:
         with self.engine.begin() as connection:
             yield connection
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A connection in one transaction whose every read sees the database as it was
+        at the first: a plan read a page at a time over minutes is one plan (a document
+        an import moves meanwhile is on one page, not on two or on none).
+
+        PostgreSQL: REPEATABLE READ (a write of a row another transaction changed
+        meanwhile is undone with a serialization failure: ``retry_transient``). SQLite:
+        the transaction begun at once (its driver begins one only before a write) — for
+        reading only: a write after the reads fails if another process wrote meanwhile.
+        """
+        with self.engine.connect() as connection:
+            if not self.is_sqlite:
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():
+                if self.is_sqlite:
+                    connection.exec_driver_sql("BEGIN")
+                yield connection
+
     def run(self, work: Callable[[Connection], T], attempts: int = 5) -> T:
         """``work`` in one transaction, tried again when PostgreSQL breaks a deadlock.
 
