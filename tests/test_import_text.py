@@ -311,6 +311,7 @@ def test_nan_and_infinity_are_said_where_they_are(
         (b'{"a": "\xed\xa0\x80"}', "not UTF-8 text: byte 7 cannot be decoded"),  # a surrogate
         (b'\xef\xbb\xbf{"a": "\xff"}', "not UTF-8 text: byte 7 cannot be decoded"),
         (b'\xef\xbb\xbf{"a":\n 1.}', "not JSON: * at line 2, column 3"),
+        (b'{"a": "\\u12x4"}', "not JSON: * at line 1, column 9"),  # at its u, as json says
     ],
 )
 def test_what_is_not_json_or_not_utf8_is_said_where_it_is(

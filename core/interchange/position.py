@@ -169,8 +169,8 @@ def _token_start(file: IO[bytes], start: int, offset: int, words: str) -> int:
         return low + _refused_in(number)
     elif "before a character which it may not" in words:  # an escape such as \x
         return offset - 1
-    elif "after '\\u'" in words:  # an escape such as \u12x4: said at its backslash
-        return low + max(before.rfind(b"\\u"), len(before) - 5)
+    elif "after '\\u'" in words:  # an escape such as \u12x4: said at its u, as json says it
+        return low + max(before.rfind(b"\\u"), len(before) - 5) + 1
     return offset
 
 
