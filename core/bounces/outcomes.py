@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, select
 
+from core.bounces.model import OutcomeType
 from core.clock import format_instant
 from core.storage.models import Recipient, RecipientOutcome, table_of
 
@@ -21,7 +22,7 @@ SERIOUSNESS = ("complaint", "bounce_hard", "bounce_soft", "delay")
 # The report types that are a recipient's outcome (after-sending.md). An unsubscribe a
 # report carried (a mailed request, an ARF opt-out: inbox.md) is kept with its report
 # and recorded as an unsubscribe, never an outcome.
-OUTCOME_TYPES = ("bounce", "complaint", "delay")
+OUTCOME_TYPES = tuple(t.value for t in OutcomeType if t is not OutcomeType.UNSUBSCRIBE)
 RANK = {name: rank for rank, name in enumerate(SERIOUSNESS)}
 CHUNK = 500
 
